@@ -1,0 +1,3 @@
+from zxmem.cli import main
+
+raise SystemExit(main())

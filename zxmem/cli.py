@@ -1,0 +1,153 @@
+"""The ``zxmem`` command line: parse arguments, run a command, map errors.
+
+The CLI is a thin layer (DESIGN.md): each command module in
+:mod:`zxmem.commands` adds its sub-parser and a ``run(args, env)`` that picks a
+source and a view.  Everything the commands touch outside the process —
+streams, terminal size, the ``/proc`` root, the clock — comes from an
+:class:`Environment`, so tests run the real CLI in-process.
+
+Exit statuses: 0 success; 1 the command could not do what was asked (bad
+PID, unreadable file); 2 usage error; 130 Ctrl-C; a closed output pipe ends
+quietly with 0 (``zxmem ps | head -1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from zxmem import __version__
+from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
+
+# Modules of zxmem/commands that are not commands.
+_NOT_COMMANDS = frozenset(("__init__", "common"))
+
+
+def command_modules() -> list[str]:
+    """Names of the command modules (each adds one sub-command), sorted.
+
+    Found by listing the package, so adding a command is adding a module.
+    """
+    directory = os.path.join(os.path.dirname(__file__), "commands")
+    names = []
+    for entry in os.listdir(directory):
+        stem, ext = os.path.splitext(entry)
+        if ext == ".py" and stem not in _NOT_COMMANDS and not stem.startswith("_"):
+            names.append(stem)
+    return sorted(names)
+
+
+@dataclass
+class Environment:
+    """What a command may use of the world outside it."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    proc_root: str = "/proc"
+    # None: ask the real terminal; tests set these explicitly.
+    stdout_isatty: bool | None = None
+    terminal_width: int | None = None
+
+    def is_terminal(self) -> bool:
+        if self.stdout_isatty is not None:
+            return self.stdout_isatty
+        try:
+            return self.stdout.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def width(self) -> int | None:
+        """Columns to fit rows into on a terminal; None when not a terminal."""
+        if not self.is_terminal():
+            return None
+        if self.terminal_width is not None:
+            return self.terminal_width
+        return shutil.get_terminal_size((80, 24)).columns
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``only``, just that command's sub-parser.
+
+    Loading one command module instead of all keeps ``zxmem ps`` start-up
+    short; ``zxmem --help`` loads them all to list them.
+    """
+    parser = _Parser(
+        prog="zxmem",
+        description="Fuchsia's Zircon memory tools for Linux: which processes and "
+        "containers hold the memory, and why.",
+        epilog="Run 'zxmem COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"zxmem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    names = command_modules()
+    for name in [only] if only in names else names:
+        module = importlib.import_module(f"zxmem.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    env = env or Environment()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = build_parser(argv[0] if argv else None)
+        try:
+            with contextlib.redirect_stdout(env.stdout):
+                args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return int(exc.code or 0)
+        if not getattr(args, "command", None):
+            parser.print_help(env.stdout)
+            return EXIT_USAGE
+        status = args.run(args, env)
+        env.stdout.flush()
+        return status if status is not None else EXIT_OK
+    except ZxmemError as exc:
+        _error(env, str(exc))
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout(env)
+        return EXIT_OK
+
+
+def _error(env: Environment, message: str) -> None:
+    try:
+        line = message if message.startswith("zxmem") else f"zxmem: {message}"
+        env.stderr.write(line + "\n")
+        env.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _quiet_stdout(env: Environment) -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that
+    # flush cannot raise a second BrokenPipeError (Python docs, "Note on
+    # SIGPIPE").
+    if env.stdout is sys.stdout:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+def run() -> None:  # pragma: no cover - console entry when SIGINT is default
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per ``zxmem`` command: ``add_parser(subparsers)`` and ``run(args, env)``."""

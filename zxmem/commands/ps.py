@@ -1,0 +1,122 @@
+"""``zxmem ps``: which processes and containers are using all of the memory."""
+
+from __future__ import annotations
+
+import argparse
+
+from zxmem.commands import common
+from zxmem.errors import ZxmemError
+
+HELP = "list jobs (cgroups) and processes with PSS, PRIVATE and SHARED"
+
+DESCRIPTION = """\
+Dump total process memory usage as a tree of jobs and processes.
+
+Jobs are cgroups (cgroup v2, or the v1 memory controller's tree); a job's PSS
+and PRIVATE are the sums over every process below it; SHARED is not summed.
+
+  PSS      proportional set size: resident bytes, each page divided by the
+           number of its mappings (smaps_rollup Pss)
+  PRIVATE  resident bytes mapped only once (Private_Clean + Private_Dirty)
+  SHARED   resident bytes also mapped elsewhere (Shared_Clean + Shared_Dirty)
+  SWAP     with --swap: SwapPss plus the swapped part of mapped shmem
+
+Sizes use binary units (k = KiB). Processes whose memory cannot be read are
+left out and counted on stderr; they are never shown as 0.
+"""
+
+EPILOG = """\
+examples:
+  zxmem ps                      the whole tree, the seed's layout
+  zxmem ps -J                   jobs (cgroups) only
+  zxmem ps --units=M --sort=pss sizes in MiB, largest first within each job
+  zxmem ps --job=35 -T          one cgroup's subtree, with threads
+  zxmem ps --jobs=user --swap   group by user, with a swap column
+  zxmem ps --json | jq '.tasks[] | select(.type=="p") | .pss_bytes'
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ps",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-J", dest="jobs_only", action="store_true", help="only show jobs")
+    p.add_argument("-T", dest="threads", action="store_true", help="include threads")
+    p.add_argument(
+        "--units",
+        type=common.units_arg,
+        metavar="X",
+        help="fix all sizes to unit X, one of B k M G T P E (K for upper-case k)",
+    )
+    p.add_argument("--job", type=common.koid_arg, metavar="KOID",
+                   help="show the given job and its sub-jobs")
+    p.add_argument("--style", choices=("classic", "late"), default="classic",
+                   help="classic: the seed's layout (default); late: STATE column and 'j: KOID'")
+    p.add_argument("--swap", action="store_true", help="add a SWAP column (Linux)")
+    p.add_argument("--sort", choices=("pss", "private", "name"),
+                   help="order processes and sub-jobs within each job (default: koid)")
+    p.add_argument("--json", action="store_true", help="JSON records; every number in bytes")
+    p.add_argument("-a", "--all", dest="kernel_threads", action="store_true",
+                   help="include kernel threads")
+    p.add_argument("--jobs", choices=("cgroup", "user", "none"), default="cgroup",
+                   help="what a job is: a cgroup (default), a user, or nothing (one job)")
+    common.add_proc_root(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env) -> int:
+    from zxmem.sources.linux import CollectOptions, collect
+    from zxmem.tasktree import TaskTree
+    from zxmem.views import ps as view
+
+    root = common.proc_root(args, env)
+    options = CollectOptions(
+        threads=args.threads,
+        kernel_threads=args.kernel_threads,
+        status=args.swap or args.json or args.jobs == "user",
+        jobs=args.jobs,
+        job_state=args.style == "late",
+    )
+    try:
+        snapshot = collect(root, options)
+    except OSError as exc:
+        raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
+    tree = TaskTree(snapshot)
+    if args.job is not None and args.job not in tree.jobs:
+        raise ZxmemError(f"--job={args.job}: no job with koid {args.job}")
+    rows = list(tree.walk(args.job, threads=args.threads, sort=args.sort or "koid"))
+
+    if args.json:
+        env.stdout.write(view.render_json(rows, _provenance(snapshot)))
+    else:
+        opts = view.PsOptions(
+            jobs_only=args.jobs_only,
+            threads=args.threads,
+            units=args.units,
+            style=args.style,
+            swap=args.swap,
+            width=env.width(),
+        )
+        env.stdout.write(view.render(rows, opts))
+    env.stdout.flush()
+    note = common.unreadable_note(snapshot)
+    if note:
+        env.stderr.write(f"zxmem: {note}\n")
+    return 0
+
+
+def _provenance(snapshot) -> dict:
+    p = snapshot.provenance
+    return {
+        "source": p.source,
+        "host": p.host,
+        "kernel": p.kernel,
+        "timestamp": p.timestamp,
+        "job_mode": p.job_mode,
+        "denied": [{"what": w, "why": y} for w, y in p.denied],
+        "notes": list(p.notes),
+    }

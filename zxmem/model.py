@@ -1,0 +1,283 @@
+"""The snapshot model: plain immutable data that every view is derived from.
+
+A source (live Linux, a saved memgraph, a Fuchsia capture) reads once and
+builds a :class:`Snapshot`.  Nothing in here reads files or formats numbers.
+
+Conventions
+-----------
+* Every size is in bytes and every field that holds one ends in ``_bytes``.
+* ``None`` means *unknown* (the kernel did not give it, or reading it was
+  denied); it is never replaced by 0.
+* Koids are unique within each kind of object in a snapshot:
+
+  - job koid: the cgroup id (the inode number of the cgroup directory; see
+    :mod:`zxmem.sources.cgroups`), or the UID with ``--jobs=user``;
+  - process koid: the PID; thread koid: the TID (as on Linux, a process's
+    main thread has TID == PID);
+  - VMO koid, inode-backed objects (files, shmem, memfd, SysV, tmpfs,
+    dma-buf): ``inode_koid(st_dev, st_ino)`` below, stable across snapshots;
+    anonymous and clone objects: small sequence numbers (< 2**32) assigned in
+    scan order, meaningful only within the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as _Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+PAGE_SIZE = 4096
+
+# First koid that an inode-backed VMO can have; sequence koids stay below it.
+INODE_KOID_BASE = 1 << 32
+
+
+def inode_koid(dev: int, ino: int) -> int:
+    """Return the stable VMO koid of the object with identity (dev, ino).
+
+    ``dev`` is the kernel's ``st_dev`` (``makedev(major, minor)`` as Python's
+    ``os.stat`` returns it).  The koid is ``dev << 32 | ino`` for inode numbers
+    below 2**32 (every tmpfs/shmem/memfd inode and almost every disk inode),
+    so ``koid >> 32`` gives the device back and ``koid & 0xffffffff`` the
+    inode.  Larger inode numbers are folded with XOR, which keeps the koid
+    stable but no longer reversible.
+    """
+    if ino < (1 << 32):
+        return ((dev & 0xFFFFFFFF) << 32) | ino if dev else INODE_KOID_BASE | ino
+    return ((dev & 0xFFFFFFFF) << 32) ^ ino | INODE_KOID_BASE
+
+
+def koid_dev_ino(koid: int) -> tuple[int, int] | None:
+    """Inverse of :func:`inode_koid` for reversible koids, else ``None``."""
+    if koid < INODE_KOID_BASE:
+        return None
+    return koid >> 32, koid & 0xFFFFFFFF
+
+
+# Thread states, Zircon vocabulary (spec fuchsia-tools §2.2): the short form
+# is what `ps -T` prints, the long form what memgraph writes.
+THREAD_STATES = {
+    "running": "RUNNING",
+    "blocked": "BLOCKED",
+    "susp": "SUSPENDED",
+    "dead": "DEAD",
+    "new": "NEW",
+    "dying": "DYING",
+    "excp": "EXCEPTION",
+    "???": "<UNKNOWN>",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    koid: int
+    name: str
+    state: str  # a key of THREAD_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryCounts:
+    """Per-process memory numbers (from smaps_rollup or summed smaps).
+
+    ``pss_bytes``/``private_bytes``/``shared_bytes`` follow DESIGN.md:
+    PSS = Pss + Private_Hugetlb; PRIVATE = Private_Clean + Private_Dirty +
+    Private_Hugetlb; SHARED = Shared_Clean + Shared_Dirty + Shared_Hugetlb.
+    """
+
+    pss_bytes: int | None = None
+    private_bytes: int | None = None
+    shared_bytes: int | None = None
+    rss_bytes: int | None = None
+    swap_bytes: int | None = None
+    swap_pss_bytes: int | None = None
+    pss_anon_bytes: int | None = None
+    pss_file_bytes: int | None = None
+    pss_shmem_bytes: int | None = None
+    hugetlb_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """One mapping (a VMA, one ``smaps`` entry)."""
+
+    start: int
+    end: int  # exclusive
+    perms: str  # four letters as in maps: "r-xp", "rw-s"
+    offset: int
+    dev: int  # st_dev encoding (os.makedev(major, minor)); 0 for anonymous
+    inode: int
+    path: str  # the maps pathname field ("" for anonymous)
+    vmo_koid: int
+    rss_bytes: int | None = None
+    pss_bytes: int | None = None
+    private_bytes: int | None = None
+    shared_bytes: int | None = None
+    private_dirty_bytes: int | None = None
+    anonymous_bytes: int | None = None
+    swap_bytes: int | None = None
+    swap_pss_bytes: int | None = None
+    vm_flags: str | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A group of mappings that belong together (a VMAR, ``R`` in vmaps).
+
+    ``kind`` is one of ``"elf"`` (one loaded object's text/rodata/data/bss),
+    ``"stack"`` (a thread stack and its guard page) or ``"group"``.
+    """
+
+    start: int
+    end: int
+    name: str
+    kind: str
+    mapping_indices: tuple[int, ...]
+
+
+# VMO kinds.  "phys" objects are device/PFN mappings: they use no RAM.
+VMO_KINDS = ("file", "shmem", "memfd", "sysv", "dmabuf", "anon", "clone", "phys")
+
+
+@dataclass(frozen=True, slots=True)
+class Vmo:
+    koid: int
+    name: str
+    kind: str  # one of VMO_KINDS
+    size_bytes: int | None
+    committed_bytes: int | None  # "alloc": resident bytes of the whole object
+    parent_koid: int = 0
+    num_children: int = 0
+    num_mappings: int = 0
+    share_count: int = 0
+    dev: int | None = None
+    inode: int | None = None
+    path: str | None = None
+    # Linux extras, written under names Fuchsia's consumers ignore.
+    swap_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VmoRef:
+    """How a process reaches a VMO: through a handle (fd) and/or a mapping."""
+
+    vmo_koid: int
+    via: tuple[str, ...]  # ("HANDLE",), ("MAPPING",) or both
+    handle_rights: tuple[str, ...] = ()  # subset of READ WRITE EXECUTE MAP DUPLICATE TRANSFER
+    fd: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    koid: int
+    name: str  # Linux comm (≤ 15 bytes), escaped at display time
+    job_koid: int
+    ppid: int | None = None
+    uid: int | None = None
+    cmdline: tuple[str, ...] | None = None  # None when unreadable
+    state: str | None = None  # /proc stat letter
+    kernel_thread: bool = False
+    memory: MemoryCounts | None = None  # None when smaps was denied
+    threads: tuple[Thread, ...] = ()
+    num_threads: int | None = None
+    vm_pte_bytes: int | None = None
+    mappings: tuple[Mapping, ...] | None = None  # None when not collected/denied
+    regions: tuple[Region, ...] | None = None
+    vmo_refs: tuple[VmoRef, ...] | None = None
+    handle_stats: _Mapping[str, int] | None = None
+
+    @property
+    def display_name(self) -> str:
+        """The command line when known, else ``[comm]`` (raw; escape to print)."""
+        if self.cmdline:
+            return " ".join(self.cmdline)
+        if self.kernel_thread or self.cmdline is not None:
+            return f"[{self.name}]"
+        return f"[{self.name}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    koid: int
+    name: str
+    parent_koid: int  # 0 for the root job
+    path: str = ""  # cgroup path ("/" for the root), or "" when not a cgroup
+    state: str = ""  # late-era STATE column (e.g. "killoom")
+    # Linux extras: what the cgroup itself is charged (memory.current).
+    charged_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelStats:
+    """Zircon's ``zx_info_kmem_stats`` as mapped onto Linux (spec B.5)."""
+
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    vmo_bytes: int | None = None
+    total_heap_bytes: int | None = None
+    free_heap_bytes: int | None = None
+    wired_bytes: int | None = None
+    mmu_overhead_bytes: int | None = None
+    ipc_bytes: int | None = None
+    other_bytes: int | None = None
+    # Raw inputs (meminfo keys to bytes), so every column can be explained.
+    meminfo: _Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    extra: _Mapping[str, int | None] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    source: str  # "linux", "memgraph", "fuchsia-capture"
+    host: str | None = None
+    kernel: str | None = None
+    timestamp: str | None = None  # UTC, YYYY-MM-DDTHH:MM:SS.mmmZ
+    # (what, why) pairs for things that could not be read, e.g.
+    # ("smaps_rollup:1234", "EACCES").
+    denied: tuple[tuple[str, str], ...] = ()
+    notes: tuple[str, ...] = ()  # fallbacks taken, e.g. "no smaps_rollup: summed smaps"
+    # "cgroup2", "cgroup1:memory", "cgroup1:name=systemd", "user", "none"
+    job_mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    provenance: Provenance
+    jobs: tuple[Job, ...]
+    processes: tuple[Process, ...]
+    kernel: KernelStats | None = None
+    vmos: _Mapping[int, Vmo] = field(default_factory=lambda: MappingProxyType({}))
+    # VMO koids no process maps (memfds held only by fds, SysV with no
+    # attach, tmpfs files, dma-bufs, the Shmem remainder): filled by the
+    # kernel-memory collector when asked.
+    hidden_vmo_koids: tuple[int, ...] = ()
+    # Who holds each hidden VMO: koid -> process koids holding a descriptor.
+    vmo_holders: _Mapping[int, tuple[int, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    @property
+    def root_job(self) -> Job | None:
+        for job in self.jobs:
+            if job.parent_koid == 0:
+                return job
+        return None
+
+    def job(self, koid: int) -> Job | None:
+        for job in self.jobs:
+            if job.koid == koid:
+                return job
+        return None
+
+    def process(self, koid: int) -> Process | None:
+        for proc in self.processes:
+            if proc.koid == koid:
+                return proc
+        return None
+
+
+def freeze_mapping(d: dict) -> _Mapping:
+    """A read-only view of ``d`` for use in snapshot fields."""
+    return MappingProxyType(dict(d))

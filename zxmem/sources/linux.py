@@ -1,0 +1,427 @@
+"""The live Linux source: reads ``/proc`` once and builds a Snapshot.
+
+The ``/proc`` root is injectable (``proc_root``), so a recorded tree
+(``tests/fixtures/``) or a container's ``/proc`` is read by the same code as
+the live system.  The file system root for cgroups is the parent of
+``proc_root``.
+
+Per process it reads, and nothing else unless asked:
+
+* ``stat`` — comm, state, ppid, PF_KTHREAD, thread count;
+* ``cmdline`` — the NAME users recognize;
+* ``cgroup`` — the job;
+* ``smaps_rollup`` (Linux ≥ 4.14) — PSS, PRIVATE, SHARED, swap; on older
+  kernels ``smaps`` summed (a note in the provenance says so);
+* ``status`` when swap, UID or page-table bytes are wanted;
+* ``task/*/stat`` with threads.
+
+Reads of different processes run on a few threads: reading ``/proc`` is
+kernel work done with the GIL released, so the page-table walks behind
+``smaps_rollup`` overlap across cores.
+
+Failure behaviour (DESIGN.md): a process that is gone (ENOENT/ESRCH on
+``stat``, or ``smaps`` gone too) is left out; EACCES on ``smaps_rollup``
+leaves the memory ``None`` and records ``("smaps_rollup:PID", "EACCES")`` in
+the provenance; a zombie (no mm: ``smaps_rollup`` gives ESRCH) has zero memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from zxmem.model import (
+    MemoryCounts,
+    Process,
+    Provenance,
+    Snapshot,
+    Thread,
+)
+from zxmem.sources import cgroups, procfs
+from zxmem.textsafe import decode_name
+
+_READ_SIZE = 1 << 16
+
+# /proc/PID/stat state letter → Zircon thread state (spec fuchsia-tools §2.2).
+_THREAD_STATE = {
+    "R": "running",
+    "S": "blocked",
+    "D": "blocked",
+    "I": "blocked",
+    "W": "blocked",
+    "P": "blocked",
+    "K": "blocked",
+    "T": "susp",
+    "t": "susp",
+    "Z": "dead",
+    "X": "dead",
+    "x": "dead",
+}
+
+JOB_MODES = ("cgroup", "user", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectOptions:
+    """What to read beyond the defaults."""
+
+    threads: bool = False  # task/*/stat for every process
+    kernel_threads: bool = False  # keep tasks with PF_KTHREAD
+    status: bool = False  # /proc/PID/status: UID, VmSwap (for swap), VmPTE
+    jobs: str = "cgroup"  # "cgroup", "user" or "none"
+    job_state: bool = False  # read memory.oom.group for the late STATE column
+    workers: int = 0  # reader threads; 0 picks from the CPU count
+
+
+class _Gone(Exception):
+    """The process exited while it was being read."""
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, _READ_SIZE)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _gone(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOENT, errno.ESRCH)
+
+
+def _errname(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def memory_from_fields(fields: dict[bytes, int], status: dict[bytes, bytes] | None) -> MemoryCounts:
+    """MemoryCounts from smaps_rollup (or summed smaps) fields, in bytes.
+
+    PSS = Pss + Private_Hugetlb; PRIVATE = Private_Clean + Private_Dirty +
+    Private_Hugetlb; SHARED = Shared_Clean + Shared_Dirty + Shared_Hugetlb
+    (hugetlb pages are outside Rss/Pss "for historical reasons", proc.rst).
+    Swap = SwapPss + the shmem part of Swap (Swap − VmSwap), because SwapPss
+    leaves shmem swap out (spec B.12); it needs ``status``.
+    """
+    g = fields.get
+    private_huge = g(b"Private_Hugetlb", 0)
+    shared_huge = g(b"Shared_Hugetlb", 0)
+    swap_pss = g(b"SwapPss")
+    swap = None
+    if status is not None and swap_pss is not None:
+        vm_swap = procfs.status_bytes(status, b"VmSwap")
+        if vm_swap is not None:
+            swap = swap_pss + max(0, g(b"Swap", 0) - vm_swap)
+    return MemoryCounts(
+        pss_bytes=g(b"Pss", 0) + private_huge,
+        private_bytes=g(b"Private_Clean", 0) + g(b"Private_Dirty", 0) + private_huge,
+        shared_bytes=g(b"Shared_Clean", 0) + g(b"Shared_Dirty", 0) + shared_huge,
+        rss_bytes=g(b"Rss", 0),
+        swap_bytes=swap,
+        swap_pss_bytes=swap_pss,
+        pss_anon_bytes=g(b"Pss_Anon"),
+        pss_file_bytes=g(b"Pss_File"),
+        pss_shmem_bytes=g(b"Pss_Shmem"),
+        hugetlb_bytes=private_huge + shared_huge,
+    )
+
+
+_ZERO = MemoryCounts(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+class _Reader:
+    """Reads processes; one instance is shared by the worker threads."""
+
+    def __init__(self, proc_root: str, options: CollectOptions) -> None:
+        self.proc = proc_root.rstrip("/") or "/"
+        self.options = options
+        self.lock = threading.Lock()
+        self.denied: list[tuple[str, str]] = []
+        self.notes: set[str] = set()
+        self.results: dict[int, tuple[Process, str | None]] = {}
+        self.cgroup_mode: str | None = None
+
+    def note_denied(self, what: str, why: str) -> None:
+        with self.lock:
+            self.denied.append((what, why))
+
+    def read_process(self, pid: int) -> tuple[Process, tuple[str, str] | None] | None:
+        base = f"{self.proc}/{pid}/"
+        opts = self.options
+        try:
+            st = procfs.parse_stat(_read(base + "stat"))
+        except OSError as exc:
+            if _gone(exc):
+                return None
+            self.note_denied(f"stat:{pid}", _errname(exc))
+            return None
+        except procfs.ParseError:
+            return None
+        kthread = st.kernel_thread
+        if kthread and not opts.kernel_threads:
+            return None
+
+        status = None
+        uid = None
+        vm_pte = None
+        if opts.status:
+            try:
+                status = procfs.parse_status(_read(base + "status"))
+                uid = procfs.status_uid(status)
+                vm_pte = procfs.status_bytes(status, b"VmPTE")
+            except OSError as exc:
+                if _gone(exc):
+                    return None
+                self.note_denied(f"status:{pid}", _errname(exc))
+
+        memory: MemoryCounts | None
+        if kthread:
+            memory = _ZERO
+        else:
+            try:
+                fields = procfs.parse_smaps_rollup(_read(base + "smaps_rollup"))
+                memory = memory_from_fields(fields, status) if fields else _ZERO
+            except procfs.ParseError:
+                memory = None
+                self.note_denied(f"smaps_rollup:{pid}", "malformed")
+            except OSError as exc:
+                memory = self._memory_fallback(base, pid, exc, st, status)
+                if memory is False:
+                    return None
+
+        try:
+            cmdline: tuple[str, ...] | None = procfs.parse_cmdline(_read(base + "cmdline"))
+        except OSError as exc:
+            if _gone(exc):
+                return None
+            cmdline = None
+
+        cg: tuple[str, str] | None = None
+        try:
+            cg = cgroups.choose_hierarchy(procfs.parse_cgroup(_read(base + "cgroup")))
+        except OSError as exc:
+            if _gone(exc):
+                return None
+        except procfs.ParseError:
+            cg = None
+
+        threads: tuple[Thread, ...] = ()
+        if opts.threads:
+            threads = self.read_threads(base)
+
+        proc = Process(
+            koid=pid,
+            name=st.comm,
+            job_koid=0,  # filled in once the job tree is known
+            ppid=st.ppid,
+            uid=uid,
+            cmdline=cmdline,
+            state=st.state,
+            kernel_thread=kthread,
+            memory=memory,
+            threads=threads,
+            num_threads=st.num_threads,
+            vm_pte_bytes=vm_pte,
+        )
+        return proc, cg
+
+    def _memory_fallback(self, base, pid, exc, st, status):
+        """smaps_rollup failed: zombie, denied, vanished, or an old kernel."""
+        if exc.errno == errno.ESRCH:
+            # No mm: a zombie or a task past exit_mm; it maps nothing.
+            return _ZERO
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            self.note_denied(f"smaps_rollup:{pid}", _errname(exc))
+            return None
+        if exc.errno == errno.ENOENT:
+            # Either the process is gone or the kernel predates smaps_rollup
+            # (4.14): smaps tells which.
+            try:
+                data = _read(base + "smaps")
+            except OSError as exc2:
+                if _gone(exc2):
+                    return False
+                self.note_denied(f"smaps:{pid}", _errname(exc2))
+                return None
+            with self.lock:
+                self.notes.add("no smaps_rollup: summed smaps (Pss a few kB low per process)")
+            try:
+                fields = procfs.sum_smaps(data)
+            except procfs.ParseError:
+                self.note_denied(f"smaps:{pid}", "malformed")
+                return None
+            return memory_from_fields(fields, status) if data else _ZERO
+        self.note_denied(f"smaps_rollup:{pid}", _errname(exc))
+        return None
+
+    def read_threads(self, base: str) -> tuple[Thread, ...]:
+        try:
+            tids = sorted(int(t) for t in os.listdir(base + "task") if t.isdigit())
+        except OSError:
+            return ()
+        out = []
+        for tid in tids:
+            try:
+                tst = procfs.parse_stat(_read(f"{base}task/{tid}/stat"))
+            except (OSError, procfs.ParseError):
+                continue  # the thread exited
+            out.append(Thread(tid, tst.comm, _THREAD_STATE.get(tst.state, "???")))
+        return tuple(out)
+
+    def work(self, pids: list[int]) -> None:
+        results = {}
+        for pid in pids:
+            r = self.read_process(pid)
+            if r is not None:
+                results[pid] = r
+        with self.lock:
+            self.results.update(results)
+
+
+def list_pids(proc_root: str) -> list[int]:
+    """Numeric entries of the ``/proc`` root, ascending."""
+    return sorted(int(name) for name in os.listdir(proc_root) if name.isdigit())
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return decode_name(_read(path)).strip()
+    except OSError:
+        return None
+
+
+def _now_utc() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> Snapshot:
+    """Read every process under ``proc_root`` into a Snapshot.
+
+    Raises ``OSError`` only when ``proc_root`` itself cannot be listed.
+    """
+    options = options or CollectOptions()
+    timestamp = _now_utc()
+    proc = proc_root.rstrip("/") or "/"
+    pids = list_pids(proc)
+    reader = _Reader(proc, options)
+
+    workers = options.workers or min(4, max(2, (os.cpu_count() or 1) * 2))
+    workers = max(1, min(workers, len(pids) // 16 or 1))
+    if workers == 1:
+        reader.work(pids)
+    else:
+        threads = [
+            threading.Thread(target=reader.work, args=(pids[i::workers],), daemon=True)
+            for i in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    procs_and_cg = [reader.results[pid] for pid in pids if pid in reader.results]
+    jobs, job_of, mode = _assign_jobs(proc, procs_and_cg, options)
+
+    processes = tuple(
+        _with_job(p, job_of(p, cg)) for p, cg in procs_and_cg
+    )
+    provenance = Provenance(
+        source="linux",
+        host=_read_text(f"{proc}/sys/kernel/hostname"),
+        kernel=_read_text(f"{proc}/sys/kernel/osrelease"),
+        timestamp=timestamp,
+        denied=tuple(sorted(reader.denied, key=_denied_key)),
+        notes=tuple(sorted(reader.notes)),
+        job_mode=mode,
+    )
+    return Snapshot(provenance=provenance, jobs=jobs, processes=processes)
+
+
+def _denied_key(item: tuple[str, str]) -> tuple[str, int]:
+    what, _ = item
+    kind, _, pid = what.partition(":")
+    return kind, int(pid) if pid.isdigit() else 0
+
+
+def _with_job(p: Process, job_koid: int) -> Process:
+    from dataclasses import replace
+
+    return replace(p, job_koid=job_koid)
+
+
+def _assign_jobs(proc: str, procs_and_cg, options: CollectOptions):
+    """Build the job tree for the chosen mode and a process → job function."""
+    from zxmem.model import Job
+
+    if options.jobs == "none":
+        root = Job(cgroups.ROOT_JOB_KOID, "root", 0, path="")
+        return (root,), (lambda p, cg: root.koid), "none"
+
+    if options.jobs == "user":
+        uids = sorted({p.uid for p, _ in procs_and_cg if p.uid is not None})
+        names = _user_names(uids)
+        root = Job(cgroups.USER_ROOT_JOB_KOID, "root", 0, path="")
+        jobs = [root] + [Job(uid, names.get(uid, str(uid)), root.koid, path="") for uid in uids]
+        return (
+            tuple(jobs),
+            (lambda p, cg: p.uid if p.uid is not None else root.koid),
+            "user",
+        )
+
+    modes = {cg[0] for _, cg in procs_and_cg if cg is not None}
+    mode = None
+    for candidate in (cgroups.MODE_V1_MEMORY, cgroups.MODE_V2, cgroups.MODE_V1_SYSTEMD):
+        if candidate in modes:
+            mode = candidate
+            break
+    if mode is None:
+        root = Job(cgroups.ROOT_JOB_KOID, "root", 0, path="/")
+        return (root,), (lambda p, cg: root.koid), "none"
+
+    mounts = ()
+    try:
+        mounts = procfs.parse_mountinfo(_read(f"{proc}/self/mountinfo"))
+    except (OSError, procfs.ParseError):
+        try:
+            mounts = procfs.parse_mountinfo(_read(f"{proc}/1/mountinfo"))
+        except (OSError, procfs.ParseError):
+            mounts = ()
+    fs_root = os.path.dirname(os.path.abspath(proc)) or "/"
+    ids = cgroups.CgroupIds(fs_root, cgroups.mount_for_mode(mounts, mode))
+
+    def path_of(cg):
+        return cg[1] if cg is not None and cg[0] == mode else "/"
+
+    state_of = None
+    if options.job_state:
+        def state_of(path: str) -> str:
+            data = ids.read_file(path, "memory.oom.group")
+            return "killoom" if data is not None and data.strip() == b"1" else ""
+
+    jobs, koids = cgroups.build_jobs(
+        (path_of(cg) for _, cg in procs_and_cg), ids.koid, state_of
+    )
+    return jobs, (lambda p, cg: koids[path_of(cg)]), mode
+
+
+def _user_names(uids: list[int]) -> dict[int, str]:
+    try:
+        import pwd
+    except ImportError:  # pragma: no cover - not on Linux
+        return {}
+    out = {}
+    for uid in uids:
+        try:
+            out[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            pass
+    return out

@@ -1,0 +1,1 @@
+"""Views: pure functions from a Snapshot (and options) to text or JSON."""

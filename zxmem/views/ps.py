@@ -1,0 +1,165 @@
+"""``ps``: the task tree with PSS, PRIVATE and SHARED (spec fuchsia-tools §2.3).
+
+Layout, one row per task::
+
+    <TASK, left-justified to id_w> <PSS %7s> <PRIVATE %7s> [<SHARED %7s>] [<STATE %7s>] <NAME>
+
+TASK is two spaces per depth, the type letter, ``:`` (``: `` in the late
+style) and the koid; ``id_w`` is the widest TASK cell.  The header is printed
+before and after the table.  Jobs leave SHARED blank; threads leave every size
+blank and fill STATE.  Processes whose memory could not be read are left out
+of the table (the CLI counts them on stderr); a job all of whose processes
+are unreadable prints ``-``.
+
+``--swap`` (a Linux extra) adds a SWAP column after SHARED.  Names are
+escaped for the terminal and, when a width is given, cut to fit it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from zxmem.tasktree import TaskRow
+from zxmem.textsafe import escape_terminal, truncate_to_width
+from zxmem.units import format_size
+
+
+@dataclass(frozen=True, slots=True)
+class PsOptions:
+    jobs_only: bool = False  # -J
+    threads: bool = False  # -T
+    units: str | None = None  # --units letter; None = natural
+    style: str = "classic"  # "classic" (the seed's) or "late"
+    swap: bool = False  # --swap
+    width: int | None = None  # terminal columns to fit NAME into; None = whole
+
+
+def _columns(opts: PsOptions) -> list[str]:
+    cols = ["PSS", "PRIVATE"]
+    if not opts.jobs_only or opts.threads:
+        cols.append("SHARED")
+    if opts.swap:
+        cols.append("SWAP")
+    if opts.style == "late" or opts.threads:
+        cols.append("STATE")
+    return cols
+
+
+def task_cell(row: TaskRow, style: str) -> str:
+    sep = ": " if style == "late" else ":"
+    return f"{'  ' * row.depth}{row.kind}{sep}{row.koid}"
+
+
+def visible_rows(rows: Iterable[TaskRow], opts: PsOptions) -> list[TaskRow]:
+    """The rows the table shows: jobs, readable processes, their threads."""
+    out: list[TaskRow] = []
+    hidden: set[int] = set()
+    for r in rows:
+        if r.kind == "p":
+            if opts.jobs_only or r.pss_bytes is None:
+                hidden.add(r.koid)
+                continue
+        elif r.kind == "t":
+            if opts.jobs_only or r.parent_koid in hidden:
+                continue
+        out.append(r)
+    return out
+
+
+def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
+    """The ps table as text (empty when there are no rows)."""
+    shown = visible_rows(rows, opts)
+    if not shown:
+        return ""
+    cols = _columns(opts)
+    cells = [task_cell(r, opts.style) for r in shown]
+    id_w = max(len(c) for c in cells)
+    header = "TASK".ljust(id_w) + "".join(f" {c:>7}" for c in cols) + " NAME"
+    prefix_len = id_w + 8 * len(cols) + 1
+    lines = [header]
+    fmt = format_size
+    units = opts.units
+    upper_k = units == "K"
+    for r, cell in zip(shown, cells, strict=True):
+        values = []
+        for c in cols:
+            if c == "PSS":
+                v = _size(r.pss_bytes, r.kind, units, upper_k, fmt)
+            elif c == "PRIVATE":
+                v = _size(r.private_bytes, r.kind, units, upper_k, fmt)
+            elif c == "SHARED":
+                v = _size(r.shared_bytes, r.kind, units, upper_k, fmt) if r.kind == "p" else ""
+            elif c == "SWAP":
+                v = _size(r.swap_bytes, r.kind, units, upper_k, fmt)
+            else:  # STATE
+                v = r.state
+            values.append(f"{v:>7}")
+        name = escape_terminal(r.name)
+        if opts.width is not None:
+            name = truncate_to_width(name, max(8, opts.width - prefix_len))
+        lines.append(cell.ljust(id_w) + " " + " ".join(values) + " " + name)
+    lines.append(header)
+    return "\n".join(lines) + "\n"
+
+
+def _size(value: int | None, kind: str, units, upper_k, fmt) -> str:
+    if kind == "t":
+        return ""
+    return fmt(value, units, upper_k=upper_k)
+
+
+def to_records(rows: Iterable[TaskRow]) -> list[dict]:
+    """``ps --json`` records: Fuchsia's flat task records plus Linux fields.
+
+    Shape: the Magenta-era ``ps --json`` (spec fuchsia-tools §5.5): ``id``,
+    ``type``, ``parent``, ``name``; jobs carry their totals.  Every number is
+    bytes; unknown is ``null``.  Linux extras: ``depth``, ``swap_bytes``,
+    ``rss_bytes``, ``cmdline``, ``comm``, ``ppid``, ``uid``, ``state``,
+    ``path`` (cgroup) and ``unknown_processes``.
+    """
+    out: list[dict] = []
+    for r in rows:
+        rec: dict = {"id": f"{r.kind}/{r.koid}", "type": r.kind, "koid": r.koid}
+        if r.kind == "j":
+            job = r.job
+            rec["parent"] = f"j/{job.parent_koid}" if job and job.parent_koid else ""
+            rec["name"] = r.name
+            rec["depth"] = r.depth
+            rec["pss_bytes"] = r.pss_bytes
+            rec["private_bytes"] = r.private_bytes
+            rec["swap_bytes"] = r.swap_bytes
+            rec["path"] = job.path if job else ""
+            rec["state"] = r.state
+            rec["unknown_processes"] = r.unknown_processes
+        elif r.kind == "p":
+            p = r.process
+            rec["parent"] = f"j/{r.parent_koid}"
+            rec["name"] = r.name
+            rec["depth"] = r.depth
+            rec["pss_bytes"] = r.pss_bytes
+            rec["private_bytes"] = r.private_bytes
+            rec["shared_bytes"] = r.shared_bytes
+            rec["swap_bytes"] = r.swap_bytes
+            rec["rss_bytes"] = r.rss_bytes
+            if p is not None:
+                rec["comm"] = p.name
+                rec["cmdline"] = list(p.cmdline) if p.cmdline is not None else None
+                rec["ppid"] = p.ppid
+                rec["uid"] = p.uid
+                rec["state"] = p.state
+                rec["kernel_thread"] = p.kernel_thread
+                rec["num_threads"] = p.num_threads
+        else:
+            rec["parent"] = f"p/{r.parent_koid}"
+            rec["name"] = r.name
+            rec["depth"] = r.depth
+            rec["state"] = r.state
+        out.append(rec)
+    return out
+
+
+def render_json(rows: Iterable[TaskRow], provenance: dict) -> str:
+    doc = {"zxmem": "ps", "provenance": provenance, "tasks": to_records(rows)}
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
