@@ -80,10 +80,12 @@ def parse_cmdline(data: bytes) -> tuple[str, ...]:
     back as one argument.  Kernel threads and zombies give an empty file, so
     an empty tuple here means "no command line", not "unknown".
     """
+    # Trailing NULs are terminators or setproctitle padding over the old
+    # argument area; trailing empty arguments cannot be told from padding,
+    # and kept they would print as a trail of spaces.
+    data = data.rstrip(b"\0")
     if not data:
         return ()
-    if data.endswith(b"\0"):
-        data = data[:-1]
     return tuple(decode_name(arg) for arg in data.split(b"\0"))
 
 
@@ -143,7 +145,9 @@ def sum_smaps(data: bytes) -> dict[bytes, int]:
         if not line.endswith(b" kB"):
             continue
         key, _, rest = line.partition(b":")
-        if key in _NOT_SIZES:
+        # A VMA header line whose path ends in " kB" (a hostile file name)
+        # also gets here; field names never contain a space, headers always do.
+        if key in _NOT_SIZES or b" " in key:
             continue
         try:
             value = int(rest[:-3]) * KIB

@@ -34,6 +34,9 @@ class PsOptions:
     style: str = "classic"  # "classic" (the seed's) or "late"
     swap: bool = False  # --swap
     width: int | None = None  # terminal columns to fit NAME into; None = whole
+    # format_size rounding: True = the 2020+ exact rule (default); False = the
+    # classic rule the seed's sample table was printed with (spec §1.2, V1).
+    exact: bool = True
 
 
 def _columns(opts: PsOptions) -> list[str]:
@@ -79,7 +82,11 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
     header = "TASK".ljust(id_w) + "".join(f" {c:>7}" for c in cols) + " NAME"
     prefix_len = id_w + 8 * len(cols) + 1
     lines = [header]
-    fmt = format_size
+    exact = opts.exact
+
+    def fmt(value, unit, upper_k):
+        return format_size(value, unit, exact=exact, upper_k=upper_k)
+
     units = opts.units
     upper_k = units == "K"
     for r, cell in zip(shown, cells, strict=True):
@@ -107,7 +114,7 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
 def _size(value: int | None, kind: str, units, upper_k, fmt) -> str:
     if kind == "t":
         return ""
-    return fmt(value, units, upper_k=upper_k)
+    return fmt(value, units, upper_k)
 
 
 def to_records(rows: Iterable[TaskRow]) -> list[dict]:
