@@ -20,6 +20,8 @@ import os
 import shutil
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -55,6 +57,12 @@ class Environment:
     # None: ask the real terminal; tests set these explicitly.
     stdout_isatty: bool | None = None
     terminal_width: int | None = None
+    # Clocks for commands that report on a cadence (kstats -d): a monotonic
+    # clock for deadlines, the wall clock (seconds since the epoch) for
+    # timestamps, and sleep.  Tests replace them to run without waiting.
+    monotonic: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
 
     def is_terminal(self) -> bool:
         if self.stdout_isatty is not None:
