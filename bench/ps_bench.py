@@ -1,0 +1,387 @@
+"""Benchmark ``zxmem ps`` against the kernel floor and its peers.
+
+Usage::
+
+    python bench/ps_bench.py [--procs N] [--rounds R] [--idle-rounds K]
+
+What it does, in order:
+
+1. Idle: times the installed ``zxmem ps`` against ``python3 -c pass`` (the
+   interpreter that ``zxmem``'s launcher runs), alternating, ``K`` rounds.
+2. Starts ``bench/workload.py``: one parent forks N children of ~35 MiB
+   resident each (private, copy-on-write, file and memfd shared).
+3. Times, alternating in each of ``R`` rounds (the order rotates every
+   round, after one warm-up round that is not counted):
+
+   * ``floor``: ``cat /proc/[0-9]*/smaps_rollup > /dev/null``, the kernel's
+     own cost of producing every process's totals on one core;
+   * ``floor, 2 cats``: the same files read by two ``cat``s at once (even and
+     odd PIDs), what overlapping reads across cores gives;
+   * ``zxmem ps`` (the installed command, output to /dev/null);
+   * ``psutil``: ``memory_full_info()`` over every PID;
+   * ``ps_mem`` (PyPI) and ``smem`` (Debian), when installed.
+
+   Each is reported as the median over rounds of its time divided by the
+   floor's time in the same round, with the median seconds and the largest
+   peak RSS (``ru_maxrss`` from ``wait4``, which covers the command and
+   every descendant it waited for).
+4. Checks that zxmem's PSS total (``--json``) agrees with the sum of ``Pss``
+   (+ ``Private_Hugetlb``, as zxmem counts it) over the kernel's
+   ``smaps_rollup`` files, for the processes both saw.
+
+The workload is removed at the end, also on Ctrl-C or SIGTERM: the bench
+kills its process group, and the children die with their parent anyway
+(see ``workload.py``).  Needs root to read every process's smaps_rollup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.dirname(sys.executable)
+
+PSUTIL_SCRIPT = """\
+import psutil
+for p in psutil.process_iter():
+    try:
+        p.memory_full_info()
+    except psutil.Error:
+        pass
+"""
+
+FLOOR = "cat /proc/[0-9]*/smaps_rollup > /dev/null"
+FLOOR2 = (
+    "cat /proc/*[02468]/smaps_rollup > /dev/null 2>&1 & "
+    "cat /proc/*[13579]/smaps_rollup > /dev/null 2>&1; wait"
+)
+
+
+def _which(name: str) -> str | None:
+    """``name`` next to this interpreter first (a launcher shim on PATH would
+    add its own start-up to every run), then on PATH."""
+    local = os.path.join(BIN, name)
+    if os.access(local, os.X_OK):
+        return local
+    return shutil.which(name)
+
+
+TIME = "/usr/bin/time"  # GNU time: its wait4 gives the command's own peak RSS
+
+
+def run_once(argv: list[str]) -> tuple[float, int, int]:
+    """Run ``argv`` with output to /dev/null; (seconds, peak RSS bytes, status).
+
+    The peak RSS comes from GNU time (``%M``) rather than this process's own
+    ``wait4``: a child forked or vforked from here would inherit this
+    interpreter's high-water mark at ``exec`` (the kernel folds the old
+    mm's peak into ``ru_maxrss``), while time's children start from a tiny
+    C program.  The wall time is taken here; time adds well under 1 ms.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    rfd, wfd = os.pipe()
+    try:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2),
+            (os.POSIX_SPAWN_DUP2, wfd, 3),
+        ]
+        cmd = [TIME, "-f", "%x %M", "-o", "/dev/fd/3", *argv]
+        t0 = time.perf_counter()
+        pid = os.posix_spawn(TIME, cmd, os.environ, file_actions=actions)
+        _, status, _ = os.wait4(pid, 0)
+        elapsed = time.perf_counter() - t0
+        os.close(wfd)
+        wfd = -1
+        out = b""
+        while chunk := os.read(rfd, 4096):
+            out += chunk
+    finally:
+        os.close(devnull)
+        os.close(rfd)
+        if wfd >= 0:
+            os.close(wfd)
+    # time writes "Command exited with non-zero status N" first when N != 0
+    last = out.split(b"\n")[-2] if out.endswith(b"\n") else out
+    try:
+        code, rss_kib = (int(x) for x in last.split())
+    except ValueError:
+        return elapsed, 0, os.waitstatus_to_exitcode(status)
+    return elapsed, rss_kib * 1024, code
+
+
+class Tool:
+    def __init__(self, name: str, argv: list[str] | None, missing: str = "") -> None:
+        self.name = name
+        self.argv = argv
+        self.missing = missing
+        self.times: list[float] = []
+        self.ratios: list[float] = []
+        self.rss: list[int] = []
+        self.failures = 0
+
+
+def tools(zxmem: str | None) -> list[Tool]:
+    sh = shutil.which("sh") or "/bin/sh"
+    out = [Tool("floor (cat smaps_rollup)", [sh, "-c", FLOOR])]
+    out.append(Tool("floor, 2 cats in parallel", [sh, "-c", FLOOR2]))
+    out.append(
+        Tool("zxmem ps", [zxmem, "ps"]) if zxmem else Tool("zxmem ps", None, "zxmem not found")
+    )
+    try:
+        import psutil  # noqa: F401 - only checking that it is installed
+
+        out.append(Tool("psutil memory_full_info", [sys.executable, "-c", PSUTIL_SCRIPT]))
+    except ImportError:
+        out.append(Tool("psutil memory_full_info", None, "pip install psutil"))
+    ps_mem = _which("ps_mem")
+    out.append(
+        Tool("ps_mem", [ps_mem]) if ps_mem else Tool("ps_mem", None, "pip install ps_mem")
+    )
+    smem = shutil.which("smem")
+    out.append(Tool("smem", [smem]) if smem else Tool("smem", None, "apt-get install -y smem"))
+    return out
+
+
+def measure(tool_list: list[Tool], rounds: int, label: str) -> None:
+    """Alternate the tools for ``rounds`` rounds after one warm-up round."""
+    active = [t for t in tool_list if t.argv]
+    floor = active[0]
+    for r in range(rounds + 1):
+        order = active[r % len(active) :] + active[: r % len(active)]
+        got = {}
+        for t in order:
+            elapsed, rss, status = run_once(t.argv)
+            got[t.name] = (elapsed, rss, status)
+        if r == 0:
+            continue  # warm-up: caches, dentries, lazily built kernel state
+        for t in active:
+            elapsed, rss, status = got[t.name]
+            # cat exits 1 when a process vanished between glob and open
+            if status != 0 and not t.name.startswith("floor"):
+                t.failures += 1
+            t.times.append(elapsed)
+            t.rss.append(rss)
+            t.ratios.append(elapsed / got[floor.name][0])
+        print(
+            f"  {label} round {r}/{rounds}: "
+            + ", ".join(f"{t.name.split(' ')[0]} {got[t.name][0]:.3f}s" for t in active),
+            flush=True,
+        )
+
+
+def report(tool_list: list[Tool], floor_name: str) -> list[str]:
+    lines = [
+        f"| command | median s | ratio to {floor_name} (median) | peak RSS MB (max) |",
+        "|---|---:|---:|---:|",
+    ]
+    for t in tool_list:
+        if not t.argv:
+            lines.append(f"| {t.name} | skipped: {t.missing} | | |")
+            continue
+        note = f" ({t.failures} runs failed)" if t.failures else ""
+        lines.append(
+            f"| {t.name}{note} | {statistics.median(t.times):.3f} | "
+            f"{statistics.median(t.ratios):.2f}x | {max(t.rss) / 1e6:.1f} |"
+        )
+    return lines
+
+
+def kernel_pss(pids) -> dict[int, int]:
+    """Pss + Private_Hugetlb of each PID from the kernel's smaps_rollup, bytes."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = {}
+        for line in data.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in (b"Pss:", b"Private_Hugetlb:"):
+                fields[parts[0]] = int(parts[1]) * 1024
+        if fields:
+            out[pid] = fields.get(b"Pss:", 0) + fields.get(b"Private_Hugetlb:", 0)
+    return out
+
+
+def check_pss(zxmem: str, tolerance: float) -> tuple[bool, str]:
+    """zxmem's per-process PSS summed vs the kernel's, over the PIDs both saw."""
+    proc = subprocess.run(
+        [zxmem, "ps", "--json", "--jobs=none"], capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        return False, f"zxmem ps --json failed: {proc.stderr.decode(errors='replace')[:200]}"
+    doc = json.loads(proc.stdout)
+    ours = {
+        t["koid"]: t["pss_bytes"]
+        for t in doc["tasks"]
+        if t["type"] == "p" and t["pss_bytes"] is not None
+    }
+    theirs = kernel_pss(ours)
+    both = sorted(set(ours) & set(theirs))
+    a = sum(ours[p] for p in both)
+    b = sum(theirs[p] for p in both)
+    diff = abs(a - b) / b if b else 0.0
+    ok = diff <= tolerance
+    text = (
+        f"PSS total over {len(both)} processes: zxmem {a / 2**20:.1f} MiB, "
+        f"kernel smaps_rollup {b / 2**20:.1f} MiB, difference {diff * 100:.3f}% "
+        f"({'OK' if ok else 'FAIL'}, tolerance {tolerance * 100:.1f}%)"
+    )
+    return ok, text
+
+
+def mem_available() -> int:
+    with open("/proc/meminfo", "rb") as f:
+        for line in f:
+            if line.startswith(b"MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine_facts() -> list[str]:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    return [
+        f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"kernel: {platform.release()}",
+        f"cpu: {cpu}, {os.cpu_count()} logical CPUs",
+        f"memory: {total / 2**30:.1f} GiB",
+        f"python: {platform.python_version()} ({sys.executable})",
+    ]
+
+
+def start_workload(procs: int) -> tuple[subprocess.Popen, list[int]]:
+    wl = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "workload.py"), "--procs", str(procs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # its own process group, killed as one
+    )
+    line = wl.stdout.readline().decode()
+    if not line.startswith("ready"):
+        raise RuntimeError(f"workload did not start (exit {wl.poll()})")
+    return wl, [int(p) for p in line.split()[1:]]
+
+
+def stop_workload(wl: subprocess.Popen | None) -> None:
+    if wl is None:
+        return
+    try:
+        wl.stdin.close()  # the workload's cue to leave
+    except OSError:
+        pass
+    try:
+        wl.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(wl.pid, signal.SIGKILL)  # anything left in its group
+    except ProcessLookupError:
+        pass
+    wl.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--procs", type=int, default=1000, help="workload processes (1000)")
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds with the workload (7)")
+    ap.add_argument("--idle-rounds", type=int, default=15, help="timed idle rounds (15)")
+    ap.add_argument("--tolerance", type=float, default=0.005,
+                    help="allowed relative PSS difference (0.005)")
+    args = ap.parse_args(argv)
+
+    def _term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+
+    if not os.access(TIME, os.X_OK):
+        print(f"{TIME} is missing (apt-get install -y time): it measures peak RSS")
+        return 2
+    if os.geteuid() != 0:
+        print("note: not root; other users' processes are unreadable to every tool")
+    for fact in machine_facts():
+        print(fact)
+    zxmem = _which("zxmem")
+    print(f"zxmem: {zxmem or 'MISSING (pip install -e .)'}")
+    tool_list = tools(zxmem)
+    for t in tool_list:
+        if not t.argv:
+            print(f"MISSING peer, skipped: {t.name} ({t.missing})")
+
+    ok = True
+    wl = None
+    try:
+        # 1. Idle start-up.
+        idle = []
+        if zxmem:
+            idle = [
+                Tool(f"python3 -c pass ({os.path.basename(sys.executable)})",
+                     [sys.executable, "-c", "pass"]),
+                Tool("zxmem ps (idle)", [zxmem, "ps"]),
+            ]
+            print(f"\nidle machine, {args.idle_rounds} rounds:")
+            measure(idle, args.idle_rounds, "idle")
+
+        # 2. The crowd.
+        before = mem_available()
+        t0 = time.perf_counter()
+        wl, pids = start_workload(args.procs)
+        took = time.perf_counter() - t0
+        time.sleep(1.0)
+        used = before - mem_available()
+        print(
+            f"\nworkload: {len(pids)} processes in {took:.1f}s, "
+            f"MemAvailable down by {used / 2**30:.2f} GiB"
+        )
+
+        # 3. Alternating timings.
+        print(f"{args.rounds} rounds:")
+        measure(tool_list, args.rounds, "crowd")
+
+        # 4. PSS agreement.
+        pss_text = "PSS check skipped: zxmem missing"
+        if zxmem:
+            ok, pss_text = check_pss(zxmem, args.tolerance)
+        nprocs = sum(1 for n in os.listdir("/proc") if n.isdigit())
+    except KeyboardInterrupt:
+        print("\ninterrupted; removing the workload", file=sys.stderr)
+        return 130
+    finally:
+        stop_workload(wl)
+
+    print()
+    if idle:
+        print("Idle (without the workload):")
+        print("\n".join(report(idle, "python3 -c pass")))
+        print()
+    print(f"With {len(pids)} workload processes ({nprocs} processes in all):")
+    print("\n".join(report(tool_list, "floor")))
+    print()
+    print(pss_text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
