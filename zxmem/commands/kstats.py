@@ -1,0 +1,189 @@
+"""``zxmem kstats``: kernel memory (``-m``) and CPU (``-c``) reports on a cadence."""
+
+from __future__ import annotations
+
+import argparse
+
+from zxmem.commands import common
+from zxmem.errors import UsageError, ZxmemError
+
+HELP = "kernel memory (-m) and per-CPU (-c) statistics, repeated every -d seconds"
+
+DESCRIPTION = """\
+Print kernel memory and CPU statistics on a fixed cadence (every -d seconds,
+until -n reports or Ctrl-C), the way Zircon's kstats does.
+
+Memory columns (-m), from /proc/meminfo (kB fields) unless named otherwise:
+  total   MemTotal: RAM the kernel manages (physical RAM minus wired)
+  free    MemFree: pages on the free lists (page cache is not free)
+  VMOs    Active + Inactive + Unevictable + Hugetlb: every page on the LRU
+          lists (anonymous memory, page cache, shmem/tmpfs) plus the hugetlb
+          pools; Linux's memory objects
+  kheap   Slab + VmallocUsed + Percpu + (KReclaimable - SReclaimable) - kfree:
+          the kernel's allocators, less their free slots
+  kfree   sum of (num_objs - active_objs) * objsize over /proc/slabinfo: free
+          object slots inside slab pages (slabinfo is root only; otherwise
+          "-" and kheap includes them)
+  wired   "System RAM" ranges of /proc/iomem - MemTotal: kernel image,
+          memblock reservations, struct page arrays (root only, else "-")
+  mmu     PageTables + SecPageTables: user and secondary (KVM/IOMMU) page
+          tables; the kernel's own page tables are not reported by Linux
+  ipc     (TCP mem + UDP mem) * page size + FRAG memory, /proc/net/sockstat:
+          socket buffers (--style=late); pipe buffers are not counted anywhere
+  other   MemTotal - free - VMOs - (kheap + kfree) - KernelStack - mmu
+          - Zswap - Balloon - Unaccepted (--style=late): memory in no
+          counter (alloc_pages() users, drivers, dma-bufs). KernelStack is
+          left out of the subtraction when thread stacks are vmalloc'ed
+          (CONFIG_VMAP_STACK), because VmallocUsed already holds them.
+ipc is not subtracted in other (socket buffers are slab objects and page
+fragments, already in kheap or other) and wired lies outside MemTotal;
+--explain prints every term with its value and checks that they add up to
+MemTotal exactly.
+
+Sizes are binary units fixed to M (MiB); "-" means unknown, never 0.
+
+CPU table (-c), one row per CPU plus "all"; counts since the previous report
+(the first report counts since boot):
+  load       busy share of /proc/stat ticks (idle + iowait are idle)
+  cs         context switches: only system-wide (/proc/stat ctxt, "all" row)
+  ylds pmpts irq_pmpts excep pagef sysc
+             not exported per CPU by Linux: "-"
+  hw         numbered IRQ rows of /proc/interrupts
+  tmr        local timer interrupts (LOC)
+  tmr_cb     timer softirqs, TIMER + HRTIMER in /proc/softirqs
+  rs gen     rescheduling (RES) and function-call (CAL) IPIs
+"""
+
+EPILOG = """\
+examples:
+  zxmem kstats -m -n 1            one report in the seed's layout
+  zxmem kstats -m -t              a timestamped report every second (Ctrl-C stops)
+  zxmem kstats -m --style=late    nine columns, with ipc and other
+  zxmem kstats -m --explain -n 1  how the columns add up to MemTotal
+  zxmem kstats -c -d 5 -n 3       CPU table every 5 seconds, three times
+  zxmem kstats -m --json -n 1     every column in bytes, with its inputs
+"""
+
+
+def _positive(kind: str):
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = 0
+        if not number > 0 or number != number:
+            raise argparse.ArgumentTypeError(f"bad {kind} value {value!r}")
+        return number
+    return parse
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"bad -n value {value!r}")
+    return number
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kstats",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-m", dest="memory", action="store_true", help="memory statistics")
+    p.add_argument("-c", dest="cpu", action="store_true", help="per-CPU statistics")
+    p.add_argument("-t", dest="timestamp", action="store_true",
+                   help="an empty line and '--- YYYY-MM-DDTHH:MM:SS.mmmZ ---' (UTC) "
+                   "before each report")
+    p.add_argument("-d", dest="delay", type=_positive("-d"), default=1.0, metavar="SECS",
+                   help="seconds between reports (default 1)")
+    p.add_argument("-n", dest="count", type=_count, metavar="COUNT",
+                   help="stop after COUNT reports (default: until Ctrl-C)")
+    p.add_argument("--style", choices=("classic", "late"), default="classic",
+                   help="classic: the seed's seven columns (default); late: nine "
+                   "columns with ipc and other")
+    p.add_argument("--units", type=common.units_arg, default="M", metavar="X",
+                   help="unit of the memory values (default M)")
+    p.add_argument("--explain", action="store_true",
+                   help="after each memory report, show how the columns and the rest "
+                   "of /proc/meminfo add up to MemTotal (implies -m)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per report (one per line); every size in bytes")
+    common.add_proc_root(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env) -> int:
+    import json
+
+    from zxmem.sources import kernel
+    from zxmem.views import kstats as view
+
+    if args.explain:
+        args.memory = True
+    if not (args.memory or args.cpu):
+        raise UsageError("kstats: no statistics selected: give -m and/or -c")
+    root = common.proc_root(args, env)
+
+    start = env.monotonic()
+    prev = None
+    reports = 0
+    noted = False
+    while True:
+        stamp = env.wall_clock()
+        try:
+            cpu = kernel.read_cpu_counters(root) if args.cpu else None
+            mem = kernel.read_kernel_stats_with_notes(root) if args.memory else None
+        except OSError as exc:
+            raise ZxmemError(
+                f"cannot read {exc.filename or root}: {exc.strerror or exc}"
+            ) from None
+        except kernel.ParseError as exc:
+            raise ZxmemError(f"{root}: {exc}") from None
+
+        rows = None
+        if cpu is not None:
+            rows = view.cpu_rows(cpu[0], cpu[1], *(prev or (None, None)))
+            prev = cpu
+        notes = list(mem[1]) if mem else []
+        if mem and mem[0].free_heap_bytes is None and mem[0].total_heap_bytes is not None:
+            notes.append("kheap includes the free slab slots (kfree unknown)")
+
+        if args.json:
+            record: dict = {"timestamp": view.timestamp_line(stamp)[4:-4]}
+            if rows is not None:
+                record["cpus"] = view.cpu_json(rows)
+            if mem is not None:
+                record["memory"] = view.memory_json(mem[0])
+                record["notes"] = notes
+            env.stdout.write(json.dumps(record, sort_keys=False) + "\n")
+        else:
+            parts = []
+            if args.timestamp:
+                parts.append("\n" + view.timestamp_line(stamp) + "\n")
+            if rows is not None:
+                parts.append(view.render_cpu(rows))
+            if mem is not None:
+                parts.append(view.render_memory(mem[0], args.style, args.units))
+                if args.explain:
+                    parts.append("\n" + view.render_explain(mem[0]))
+            env.stdout.write("".join(parts))
+            if notes and not noted:
+                for note in notes:
+                    env.stderr.write(f"zxmem: kstats: {note}\n")
+                noted = True
+        env.stdout.flush()
+
+        reports += 1
+        if args.count is not None and reports >= args.count:
+            return 0
+        # A fixed cadence: the n-th report is due at start + n * delay, so a
+        # slow read does not push every later report back.
+        wait = start + reports * args.delay - env.monotonic()
+        if wait > 0:
+            env.sleep(wait)

@@ -1,0 +1,714 @@
+"""Kernel memory and CPU counters: pure parsers plus one small reader.
+
+This module is the Linux side of Zircon's ``zx_info_kmem_stats`` (what
+``kstats -m`` and memgraph's kernel records print) and of
+``zx_info_cpu_stats`` (``kstats -c``).  The parsers take bytes and never open
+files; :func:`read_kernel_stats` and :func:`read_kernel_stats_with_notes` are
+the only functions here that touch a ``/proc`` tree, and its root is a
+parameter so recorded trees work the same as the live one.
+
+Kernel references (spec ``linux-kernel.md`` B.5, B.6, B.15):
+
+* ``/proc/meminfo`` — ``fs/proc/meminfo.c`` (``meminfo_proc_show``),
+  ``Documentation/filesystems/proc.rst`` "meminfo".  Values are kB (KiB)
+  except the ``HugePages_*`` counts.
+* ``/proc/slabinfo`` — ``mm/slab_common.c`` (``cache_show``), version 2.1.
+* ``/proc/vmallocinfo`` — ``mm/vmalloc.c`` (``vmalloc_info_show``).
+* ``/proc/net/sockstat`` — ``net/ipv4/proc.c`` (``sockstat_seq_show``).
+* ``/proc/iomem`` — ``kernel/resource.c``; addresses are zero for non-root.
+* ``/proc/stat``, ``/proc/interrupts``, ``/proc/softirqs`` —
+  ``fs/proc/stat.c``, ``fs/proc/interrupts.c``, ``fs/proc/softirqs.c``.
+
+The column formulas (every one is also written in ``zxmem kstats --help``):
+
+==========  ===============================================================
+column      Linux formula
+==========  ===============================================================
+total       ``MemTotal``
+free        ``MemFree``
+VMOs        ``Active + Inactive + Unevictable + Hugetlb`` (the LRU lists:
+            anonymous memory, page cache, shmem; plus hugetlb pools)
+heap        ``Slab + VmallocUsed + Percpu + (KReclaimable − SReclaimable)``
+            (``total_heap_bytes``: every page the kernel's allocators own)
+free_heap   ``Σ (num_objs − active_objs) × objsize`` over ``/proc/slabinfo``
+            (kfree: free object slots inside slab pages; root only)
+kheap       ``heap − free_heap``
+wired       ``Σ "System RAM" in /proc/iomem − MemTotal`` (kernel image,
+            memblock reservations, ``struct page`` arrays; root only)
+mmu         ``PageTables + SecPageTables``
+ipc         ``(TCP mem + UDP mem) × page size + FRAG memory`` from
+            ``/proc/net/sockstat`` (socket buffers; pipes are not counted
+            anywhere by the kernel)
+other       ``MemTotal − free − VMOs − heap − KernelStack* − mmu − Zswap −
+            Balloon − Unaccepted``; ``KernelStack*`` is 0 when thread stacks
+            are vmalloc'ed (``CONFIG_VMAP_STACK``), because ``VmallocUsed``
+            already holds them
+==========  ===============================================================
+
+``ipc`` is not subtracted in ``other``: socket buffers are slab objects and
+page fragments, already inside ``heap`` or the remainder, so subtracting them
+would count them twice.  ``wired`` lies outside ``MemTotal`` and is not part
+of the sum either.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from zxmem.model import PAGE_SIZE, KernelStats
+
+KIB = 1024
+
+# x86_64 and arm64 both use 16 KiB kernel stacks (arch/x86/include/asm/
+# page_64_types.h: THREAD_SIZE_ORDER 2, doubled under KASAN;
+# arch/arm64/include/asm/memory.h: THREAD_SHIFT 14).  Other architectures
+# are not guessed.
+THREAD_SIZES = MappingProxyType({"x86_64": 16 * KIB, "aarch64": 16 * KIB, "arm64": 16 * KIB})
+
+# vmalloc callers that allocate thread stacks under CONFIG_VMAP_STACK: the
+# allocation happens in alloc_thread_stack_node() (kernel/fork.c), which the
+# compiler may inline into its callers, so the symbol can be any of these.
+_STACK_CALLERS = frozenset(
+    (b"alloc_thread_stack_node", b"dup_task_struct", b"copy_process", b"kernel_clone")
+)
+
+
+class ParseError(ValueError):
+    """A kernel file whose contents do not have the expected shape."""
+
+
+# --------------------------------------------------------------------------
+# /proc/meminfo
+
+
+def parse_meminfo(data: bytes) -> tuple[dict[str, int], dict[str, int]]:
+    """Parse ``/proc/meminfo`` by key, never by position.
+
+    Returns ``(sizes, counts)``: ``sizes`` maps every ``kB`` field to bytes;
+    ``counts`` holds the fields without a unit (``HugePages_Total``,
+    ``HugePages_Free``, ``HugePages_Rsvd``, ``HugePages_Surp``), which are
+    page counts of the default huge page size.  Fields a kernel does not
+    print are simply absent (callers treat that as unknown).
+    """
+    sizes: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        key, sep, rest = line.partition(b":")
+        if not sep:
+            raise ParseError(f"meminfo: no ':' in {line[:60]!r}")
+        parts = rest.split()
+        try:
+            value = int(parts[0])
+        except (ValueError, IndexError):
+            raise ParseError(f"meminfo: bad value in {line[:60]!r}") from None
+        name = key.strip().decode("ascii", "replace")
+        if len(parts) > 1 and parts[1] == b"kB":
+            sizes[name] = value * KIB
+        else:
+            counts[name] = value
+    if not sizes:
+        raise ParseError("meminfo: no 'Key: N kB' lines")
+    return sizes, counts
+
+
+# --------------------------------------------------------------------------
+# /proc/slabinfo
+
+
+@dataclass(frozen=True, slots=True)
+class SlabCache:
+    """One ``/proc/slabinfo`` row (version 2.x)."""
+
+    name: str
+    active_objs: int
+    num_objs: int
+    objsize: int
+    objperslab: int
+    pagesperslab: int
+    num_slabs: int
+
+    @property
+    def free_bytes(self) -> int:
+        """Free object slots: ``(num_objs − active_objs) × objsize``."""
+        return max(0, self.num_objs - self.active_objs) * self.objsize
+
+
+def parse_slabinfo(data: bytes) -> tuple[SlabCache, ...]:
+    """Parse ``/proc/slabinfo`` version 2.0/2.1.
+
+    Line 1 is ``slabinfo - version: 2.1``, line 2 a ``#`` header; each cache
+    line is ``name active_objs num_objs objsize objperslab pagesperslab :
+    tunables … : slabdata active_slabs num_slabs sharedavail``.  Under SLUB,
+    objects on per-CPU slabs count as active, so free slots are a lower bound.
+    """
+    lines = data.split(b"\n")
+    if not lines or not lines[0].startswith(b"slabinfo - version: 2."):
+        raise ParseError("slabinfo: not version 2.x")
+    out = []
+    for line in lines[1:]:
+        if not line or line.startswith(b"#"):
+            continue
+        fields = line.split()
+        try:
+            colon = fields.index(b"slabdata")
+            out.append(
+                SlabCache(
+                    name=fields[0].decode("utf-8", "backslashreplace"),
+                    active_objs=int(fields[1]),
+                    num_objs=int(fields[2]),
+                    objsize=int(fields[3]),
+                    objperslab=int(fields[4]),
+                    pagesperslab=int(fields[5]),
+                    num_slabs=int(fields[colon + 2]),
+                )
+            )
+        except (ValueError, IndexError):
+            raise ParseError(f"slabinfo: malformed line {line[:60]!r}") from None
+    return tuple(out)
+
+
+def slab_free_bytes(caches: tuple[SlabCache, ...]) -> int:
+    """kfree: the free object slots of every cache, in bytes."""
+    return sum(c.free_bytes for c in caches)
+
+
+# --------------------------------------------------------------------------
+# /proc/vmallocinfo
+
+
+@dataclass(frozen=True, slots=True)
+class VmallocArea:
+    """One ``/proc/vmallocinfo`` line (B.6).
+
+    ``start``/``end`` are as printed: hashed unless ``kptr_restrict`` lets
+    the reader see real addresses.  ``pages`` is the RAM the area holds
+    (``None`` for areas without ``pages=``: ioremap, vmap of others' pages).
+    """
+
+    start: int
+    end: int
+    size_bytes: int
+    caller: str
+    pages: int | None
+    phys: int | None
+    kind: str  # vmalloc, vmap, ioremap, user, vpages, vm_map_ram, unpurged, ""
+
+
+_VMALLOC_KINDS = (b"vmalloc", b"vmap", b"ioremap", b"user", b"vpages", b"vm_map_ram")
+
+
+def parse_vmallocinfo(data: bytes) -> tuple[VmallocArea, ...]:
+    """Parse ``/proc/vmallocinfo``.
+
+    Line shape: ``<start>-<end> <size> [<caller>] [pages=N] [phys=ADDR]
+    [kind…] [N<node>=n…]``; lazily freed areas end in ``unpurged vm_area``
+    and ``vm_map_ram`` areas carry no caller.
+    """
+    out = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        fields = line.split()
+        try:
+            start_s, _, end_s = fields[0].partition(b"-")
+            start, end = int(start_s, 16), int(end_s, 16)
+            size = int(fields[1])
+        except (ValueError, IndexError):
+            raise ParseError(f"vmallocinfo: malformed line {line[:60]!r}") from None
+        caller = ""
+        pages = phys = None
+        kind = ""
+        for f in fields[2:]:
+            if f.startswith(b"pages="):
+                pages = int(f[6:])
+            elif f.startswith(b"phys="):
+                phys = int(f[5:], 16)
+            elif f in _VMALLOC_KINDS:
+                kind = f.decode()
+            elif f == b"unpurged":
+                kind = "unpurged"
+            elif f == b"vm_area" or (f[:1] == b"N" and b"=" in f):
+                continue
+            elif not caller:
+                caller = f.decode("utf-8", "backslashreplace")
+        out.append(VmallocArea(start, end, size, caller, pages, phys, kind))
+    return tuple(out)
+
+
+def vmalloc_pages_bytes(areas: tuple[VmallocArea, ...], page_size: int = PAGE_SIZE) -> int:
+    """RAM held by vmalloc areas: ``Σ pages=`` × page size (= ``VmallocUsed``)."""
+    return sum(a.pages for a in areas if a.pages) * page_size
+
+
+def stack_vmalloc_bytes(areas: tuple[VmallocArea, ...], page_size: int = PAGE_SIZE) -> int:
+    """RAM of vmalloc'ed thread stacks (``CONFIG_VMAP_STACK``), live and cached."""
+    total = 0
+    for a in areas:
+        if a.pages and a.kind == "vmalloc":
+            func = a.caller.encode().split(b"+", 1)[0]
+            if func in _STACK_CALLERS:
+                total += a.pages
+    return total * page_size
+
+
+# --------------------------------------------------------------------------
+# /proc/net/sockstat, /proc/iomem, kernel config
+
+
+def parse_sockstat(data: bytes) -> dict[str, dict[str, int]]:
+    """``/proc/net/sockstat`` as ``{"TCP": {"inuse": 1, "mem": 69, …}, …}``.
+
+    ``TCP``/``UDP`` ``mem`` are pages (``sk_memory_allocated``), ``FRAG
+    memory`` is bytes.  The values are the network namespace of the reader.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for line in data.split(b"\n"):
+        proto, sep, rest = line.partition(b":")
+        if not sep:
+            continue
+        tokens = rest.split()
+        fields: dict[str, int] = {}
+        for i in range(0, len(tokens) - 1, 2):
+            try:
+                fields[tokens[i].decode()] = int(tokens[i + 1])
+            except ValueError:
+                raise ParseError(f"sockstat: bad value in {line[:60]!r}") from None
+        out[proto.decode("ascii", "replace")] = fields
+    return out
+
+
+def sockstat_bytes(sockstat: dict[str, dict[str, int]], page_size: int = PAGE_SIZE) -> int | None:
+    """Socket buffer memory: ``(TCP mem + UDP mem) × page size + FRAG memory``."""
+    tcp = sockstat.get("TCP", {}).get("mem")
+    udp = sockstat.get("UDP", {}).get("mem")
+    if tcp is None and udp is None:
+        return None
+    frag = sockstat.get("FRAG", {}).get("memory", 0)
+    return ((tcp or 0) + (udp or 0)) * page_size + frag
+
+
+def parse_iomem_system_ram(data: bytes) -> int | None:
+    """Bytes of top-level ``System RAM`` ranges in ``/proc/iomem``.
+
+    ``None`` when the addresses are hidden (a non-root reader sees every
+    range as ``00000000-00000000``) or there is no such range.
+    """
+    total = 0
+    seen = False
+    for line in data.split(b"\n"):
+        if not line or line[:1] == b" ":
+            continue  # nested resources are inside a top-level range
+        span, _, name = line.partition(b" : ")
+        if name.strip() != b"System RAM":
+            continue
+        start_s, _, end_s = span.partition(b"-")
+        try:
+            start, end = int(start_s, 16), int(end_s, 16)
+        except ValueError:
+            raise ParseError(f"iomem: malformed line {line[:60]!r}") from None
+        seen = True
+        if end > start:
+            total += end - start + 1
+    if not seen or total == 0:
+        return None
+    return total
+
+
+def config_option(config_text: bytes, name: str) -> bool | None:
+    """Whether ``CONFIG_<name>`` is ``y`` in a kernel config (``/proc/config.gz``).
+
+    ``None`` when the option is not mentioned at all.
+    """
+    key = f"CONFIG_{name}".encode()
+    for line in config_text.split(b"\n"):
+        if line.startswith(key + b"="):
+            return line[len(key) + 1 :].strip() in (b"y", b"m")
+        if line == b"# " + key + b" is not set":
+            return False
+    return None
+
+
+# --------------------------------------------------------------------------
+# Computing the columns
+
+
+def compute_kernel_stats(
+    meminfo: dict[str, int],
+    counts: dict[str, int] | None = None,
+    *,
+    slab_free: int | None = None,
+    vmalloc_areas: tuple[VmallocArea, ...] | None = None,
+    vmap_stack_config: bool | None = None,
+    ipc: int | None = None,
+    sockstat: dict[str, dict[str, int]] | None = None,
+    physical: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> tuple[KernelStats, tuple[str, ...]]:
+    """The ``kstats -m`` columns from already parsed inputs (pure).
+
+    Returns the stats and notes that explain every value that is unknown or
+    was computed by a fallback.  The formulas are in the module docstring.
+    """
+    counts = counts or {}
+    notes: list[str] = []
+    m = meminfo.get
+
+    def need(*keys: str) -> int | None:
+        missing = [k for k in keys if k not in meminfo]
+        if missing:
+            notes.append(f"{', '.join(missing)} not in /proc/meminfo: unknown")
+            return None
+        return sum(meminfo[k] for k in keys)
+
+    total = need("MemTotal")
+    free = need("MemFree")
+
+    # VMOs: the LRU lists and the hugetlb pools.
+    lru = need("Active", "Inactive")
+    if lru is not None:
+        if "Unevictable" in meminfo:
+            lru += meminfo["Unevictable"]
+        else:
+            notes.append("Unevictable not in /proc/meminfo (Linux < 2.6.28): left out of VMOs")
+    hugetlb = m("Hugetlb")
+    if hugetlb is None:
+        huge_pages = counts.get("HugePages_Total")
+        huge_size = m("Hugepagesize")
+        if huge_pages is not None and huge_size is not None:
+            hugetlb = huge_pages * huge_size
+            if huge_pages:
+                notes.append(
+                    "Hugetlb not in /proc/meminfo (Linux < 4.16): "
+                    "HugePages_Total × Hugepagesize (default size only)"
+                )
+    vmo = None if lru is None else lru + (hugetlb or 0)
+
+    # The kernel heaps.
+    vmalloc_used = m("VmallocUsed")
+    vmalloc_info = None if vmalloc_areas is None else vmalloc_pages_bytes(vmalloc_areas, page_size)
+    if not vmalloc_used and vmalloc_info:
+        # Linux 4.4 to 5.2 printed VmallocUsed as a constant 0.
+        notes.append("VmallocUsed is 0 or absent in /proc/meminfo: Σ pages= of /proc/vmallocinfo")
+        vmalloc_used = vmalloc_info
+    elif not vmalloc_used:
+        # Absent, or the constant 0 of Linux 4.4 to 5.2: unknown, not 0.
+        notes.append("VmallocUsed is 0 or absent in /proc/meminfo and /proc/vmallocinfo "
+                     "is not readable: vmalloc memory is counted in other")
+        vmalloc_used = None
+    percpu = m("Percpu")
+    if percpu is None:
+        notes.append("Percpu not in /proc/meminfo (Linux < 4.0): percpu memory is in other")
+    kreclaim_other = None
+    if "KReclaimable" in meminfo and "SReclaimable" in meminfo:
+        kreclaim_other = max(0, meminfo["KReclaimable"] - meminfo["SReclaimable"])
+    slab = need("Slab")
+    heap = None
+    if slab is not None:
+        heap = slab + (vmalloc_used or 0) + (percpu or 0) + (kreclaim_other or 0)
+    free_heap = slab_free
+    if free_heap is None:
+        notes.append("kfree unknown: /proc/slabinfo not readable (root only)")
+
+    # Thread stacks: inside VmallocUsed when they are vmalloc'ed.
+    kernel_stack = m("KernelStack")
+    stack_vmalloc = None if vmalloc_areas is None else stack_vmalloc_bytes(vmalloc_areas, page_size)
+    if stack_vmalloc is not None:
+        stacks_in_vmalloc: bool | None = stack_vmalloc > 0
+    else:
+        stacks_in_vmalloc = vmap_stack_config
+    if stacks_in_vmalloc is None and kernel_stack:
+        notes.append("could not tell whether thread stacks are vmalloc'ed "
+                     "(/proc/vmallocinfo and /proc/config.gz unreadable): KernelStack "
+                     "counted apart from VmallocUsed")
+    stack_apart = 0 if stacks_in_vmalloc else (kernel_stack or 0)
+
+    mmu = need("PageTables")
+    if mmu is not None:
+        mmu += m("SecPageTables", 0)
+
+    if ipc is None and sockstat is not None:
+        ipc = sockstat_bytes(sockstat, page_size)
+    if ipc is None:
+        notes.append("ipc unknown: /proc/net/sockstat not readable")
+
+    wired = None
+    if physical is not None and total is not None:
+        wired = max(0, physical - total)
+    else:
+        notes.append("wired unknown: no System RAM addresses in /proc/iomem (root only)")
+
+    other = None
+    if None not in (total, free, vmo, heap, mmu):
+        other = (
+            total - free - vmo - heap - stack_apart - mmu
+            - m("Zswap", 0) - m("Balloon", 0) - m("Unaccepted", 0)
+        )
+
+    extra: dict[str, int | None] = {
+        "page_size": page_size,
+        "lru_bytes": lru,
+        "hugetlb_bytes": hugetlb,
+        "vmalloc_used_bytes": vmalloc_used,
+        "vmallocinfo_pages_bytes": vmalloc_info,
+        "percpu_bytes": percpu,
+        "kreclaimable_other_bytes": kreclaim_other,
+        "slab_free_bytes": slab_free,
+        "kernel_stack_bytes": kernel_stack,
+        "kernel_stack_vmalloc_bytes": stack_vmalloc,
+        "kernel_stack_in_vmalloc": None if stacks_in_vmalloc is None else int(stacks_in_vmalloc),
+        "kernel_stack_apart_bytes": stack_apart if kernel_stack is not None else None,
+        "physical_bytes": physical,
+        "ipc_bytes": ipc,
+    }
+    if sockstat is not None:
+        extra["tcp_mem_pages"] = sockstat.get("TCP", {}).get("mem")
+        extra["udp_mem_pages"] = sockstat.get("UDP", {}).get("mem")
+        extra["frag_memory_bytes"] = sockstat.get("FRAG", {}).get("memory")
+    for key, value in counts.items():
+        extra[key] = value
+    stats = KernelStats(
+        total_bytes=total,
+        free_bytes=free,
+        vmo_bytes=vmo,
+        total_heap_bytes=heap,
+        free_heap_bytes=free_heap,
+        wired_bytes=wired,
+        mmu_overhead_bytes=mmu,
+        ipc_bytes=ipc,
+        other_bytes=other,
+        meminfo=MappingProxyType(dict(meminfo)),
+        extra=MappingProxyType(extra),
+    )
+    return stats, tuple(notes)
+
+
+# --------------------------------------------------------------------------
+# Reading a /proc tree
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _try_read(path: str) -> bytes | None:
+    """Contents of an optional file; None when missing or denied."""
+    try:
+        return _read(path)
+    except OSError:
+        return None
+
+
+def _read_config(proc: str) -> bytes | None:
+    raw = _try_read(f"{proc}/config.gz")
+    if raw is None:
+        return None
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error):
+        return None
+
+
+def read_kernel_stats_with_notes(proc_root: str = "/proc") -> tuple[KernelStats, tuple[str, ...]]:
+    """Read the kernel memory counters under ``proc_root`` (one instant).
+
+    ``/proc/meminfo`` is required (``OSError`` if it cannot be read,
+    :class:`ParseError` if it is malformed); every other file is optional
+    and its absence turns the columns that need it into ``None`` with a note.
+    """
+    proc = proc_root.rstrip("/") or "/"
+    meminfo, counts = parse_meminfo(_read(f"{proc}/meminfo"))
+    notes: list[str] = []
+
+    slab_free = None
+    raw = _try_read(f"{proc}/slabinfo")
+    if raw is not None:
+        try:
+            slab_free = slab_free_bytes(parse_slabinfo(raw))
+        except ParseError as exc:
+            notes.append(str(exc))
+    areas = None
+    raw = _try_read(f"{proc}/vmallocinfo")
+    if raw is not None:
+        try:
+            areas = parse_vmallocinfo(raw)
+        except ParseError as exc:
+            notes.append(str(exc))
+    vmap_stack = None
+    if areas is None:
+        config = _read_config(proc)
+        if config is not None:
+            vmap_stack = config_option(config, "VMAP_STACK")
+    sockstat = None
+    raw = _try_read(f"{proc}/net/sockstat")
+    if raw is not None:
+        try:
+            sockstat = parse_sockstat(raw)
+        except ParseError as exc:
+            notes.append(str(exc))
+    physical = None
+    raw = _try_read(f"{proc}/iomem")
+    if raw is not None:
+        try:
+            physical = parse_iomem_system_ram(raw)
+        except ParseError as exc:
+            notes.append(str(exc))
+    stats, more = compute_kernel_stats(
+        meminfo,
+        counts,
+        slab_free=slab_free,
+        vmalloc_areas=areas,
+        vmap_stack_config=vmap_stack,
+        sockstat=sockstat,
+        physical=physical,
+    )
+    return stats, tuple(notes) + more
+
+
+def read_kernel_stats(proc_root: str = "/proc") -> KernelStats:
+    """Kernel memory as Zircon's kmem stats (B.5); see the module docstring.
+
+    ``total/free/vmo/heap/free_heap/wired/mmu/ipc/other`` are filled with the
+    Linux formulas; ``meminfo`` holds every ``kB`` field of ``/proc/meminfo``
+    in bytes and ``extra`` the other inputs, so each column can be explained.
+    Unknown values are ``None`` (e.g. ``free_heap_bytes`` when
+    ``/proc/slabinfo`` is not readable).
+    """
+    return read_kernel_stats_with_notes(proc_root)[0]
+
+
+# --------------------------------------------------------------------------
+# CPU counters (kstats -c)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuCounters:
+    """Per-CPU counters at one instant; ``None`` where Linux has no source.
+
+    ``busy``/``total`` are ``/proc/stat`` ticks (USER_HZ): total is the sum
+    of every column, idle time is ``idle + iowait``.
+    """
+
+    cpu: int
+    total_ticks: int
+    idle_ticks: int
+    hw_irqs: int | None = None  # Σ numbered IRQ rows of /proc/interrupts
+    timer_irqs: int | None = None  # LOC (x86) / arch_timer (arm64)
+    timer_callbacks: int | None = None  # softirqs TIMER + HRTIMER
+    resched_ipis: int | None = None  # RES / IPI0
+    generic_ipis: int | None = None  # CAL / IPI1
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """System-wide ``/proc/stat`` fields plus per-CPU tick totals."""
+
+    cpus: dict[int, tuple[int, int]]  # cpu -> (total ticks, idle ticks)
+    ctxt: int | None
+    intr: int | None
+    processes: int | None
+
+
+def parse_proc_stat(data: bytes) -> ProcStat:
+    """Parse ``/proc/stat``: ``cpuN user nice system idle iowait irq softirq
+    steal guest guest_nice`` (guest time is already inside user/nice, so it
+    is not added again), ``intr``, ``ctxt``, ``processes``."""
+    cpus: dict[int, tuple[int, int]] = {}
+    ctxt = intr = processes = None
+    for line in data.split(b"\n"):
+        fields = line.split()
+        if not fields:
+            continue
+        head = fields[0]
+        try:
+            if head.startswith(b"cpu") and head != b"cpu":
+                ticks = [int(x) for x in fields[1:]]
+                total = sum(ticks[:8])  # guest/guest_nice are in user/nice
+                idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+                cpus[int(head[3:])] = (total, idle)
+            elif head == b"ctxt":
+                ctxt = int(fields[1])
+            elif head == b"intr":
+                intr = int(fields[1])
+            elif head == b"processes":
+                processes = int(fields[1])
+        except (ValueError, IndexError):
+            raise ParseError(f"stat: malformed line {line[:60]!r}") from None
+    if not cpus:
+        raise ParseError("stat: no cpuN lines")
+    return ProcStat(cpus, ctxt, intr, processes)
+
+
+def parse_per_cpu_table(data: bytes) -> dict[str, list[int]]:
+    """``/proc/interrupts`` or ``/proc/softirqs``: row label -> per-CPU counts.
+
+    The first line names the CPU columns; each row is ``LABEL: n0 n1 …
+    [description]``.  Rows with fewer numbers (``ERR``, ``MIS``) are padded.
+    """
+    lines = data.split(b"\n")
+    if not lines:
+        return {}
+    ncpu = len(lines[0].split())
+    out: dict[str, list[int]] = {}
+    for line in lines[1:]:
+        label, sep, rest = line.partition(b":")
+        if not sep:
+            continue
+        values = []
+        for tok in rest.split()[:ncpu]:
+            if not tok.isdigit():
+                break
+            values.append(int(tok))
+        values += [0] * (ncpu - len(values))
+        out[label.strip().decode("ascii", "replace")] = values
+    return out
+
+
+def cpu_counters(
+    stat: ProcStat,
+    interrupts: dict[str, list[int]] | None,
+    softirqs: dict[str, list[int]] | None,
+) -> tuple[CpuCounters, ...]:
+    """Join ``/proc/stat`` with the per-CPU interrupt tables (pure)."""
+    out = []
+    for index, cpu in enumerate(sorted(stat.cpus)):
+        total, idle = stat.cpus[cpu]
+        hw = tmr = rs = gen = cb = None
+        if interrupts is not None:
+            def col(label: str, i: int = index) -> int | None:
+                row = interrupts.get(label)
+                return None if row is None or i >= len(row) else row[i]
+            hw = sum(row[index] for label, row in interrupts.items()
+                     if label.isdigit() and index < len(row))
+            tmr = col("LOC")
+            rs = col("RES")
+            gen = col("CAL")
+        if softirqs is not None:
+            t = softirqs.get("TIMER")
+            h = softirqs.get("HRTIMER")
+            if t is not None and index < len(t):
+                cb = t[index] + (h[index] if h is not None and index < len(h) else 0)
+        out.append(CpuCounters(cpu, total, idle, hw, tmr, cb, rs, gen))
+    return tuple(out)
+
+
+def read_cpu_counters(proc_root: str = "/proc") -> tuple[ProcStat, tuple[CpuCounters, ...]]:
+    """Read ``stat`` (required), ``interrupts`` and ``softirqs`` (optional)."""
+    proc = proc_root.rstrip("/") or "/"
+    stat = parse_proc_stat(_read(f"{proc}/stat"))
+    raw = _try_read(f"{proc}/interrupts")
+    interrupts = parse_per_cpu_table(raw) if raw is not None else None
+    raw = _try_read(f"{proc}/softirqs")
+    softirqs = parse_per_cpu_table(raw) if raw is not None else None
+    return stat, cpu_counters(stat, interrupts, softirqs)
+
+
+def thread_size(machine: str | None = None) -> int | None:
+    """Kernel stack size per thread for ``machine`` (``uname -m``), or None."""
+    return THREAD_SIZES.get(machine if machine is not None else os.uname().machine)
