@@ -18,6 +18,7 @@ escaped for the terminal and, when a width is given, cut to fit it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -167,6 +168,14 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
     return out
 
 
+# Characters ``json`` leaves raw with ensure_ascii=False that a terminal may
+# act on when the JSON is printed to one: DEL, C1 controls (U+009B is CSI),
+# bidi overrides and zero-width or line-separator marks.  They can only occur
+# inside JSON strings, where ``\\uXXXX`` is an equivalent spelling.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
 def render_json(rows: Iterable[TaskRow], provenance: dict) -> str:
     doc = {"zxmem": "ps", "provenance": provenance, "tasks": to_records(rows)}
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(doc, indent=1, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"
