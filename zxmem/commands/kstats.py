@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, env) -> int:
             notes.append("kheap includes the free slab slots (kfree unknown)")
 
         if args.json:
-            record: dict = {"timestamp": view.timestamp_line(stamp)[4:-4]}
+            record: dict = {"timestamp": view.iso_timestamp(stamp)}
             if rows is not None:
                 record["cpus"] = view.cpu_json(rows)
             if mem is not None:

@@ -29,12 +29,16 @@ LATE_LABELS = ("mem total", "free", "VMOs", "kheap", "kfree", "wired", "mmu", "i
 STYLES = ("classic", "late")
 
 
-def timestamp_line(epoch_seconds: float) -> str:
-    """``--- YYYY-MM-DDTHH:MM:SS.mmmZ ---`` in UTC with milliseconds (§7.2)."""
+def iso_timestamp(epoch_seconds: float) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC, milliseconds rounded."""
     millis = int(round(epoch_seconds * 1000))
     seconds, ms = divmod(millis, 1000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"--- {stamp}.{ms:03d}Z ---"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+
+
+def timestamp_line(epoch_seconds: float) -> str:
+    """``--- YYYY-MM-DDTHH:MM:SS.mmmZ ---`` (§7.2)."""
+    return f"--- {iso_timestamp(epoch_seconds)} ---"
 
 
 def kheap_bytes(stats: KernelStats) -> int | None:
@@ -145,9 +149,8 @@ def reconciliation_terms(stats: KernelStats) -> list[Term]:
 def _kb(nbytes: int | None) -> str:
     if nbytes is None:
         return "?"
-    if nbytes % 1024 == 0:
-        return str(nbytes // 1024)
-    return f"{nbytes / 1024:.1f}"
+    # Whole kB are exact; anything else is rounded as format_size rounds.
+    return format_size(nbytes, "k")[:-1]
 
 
 def render_explain(stats: KernelStats) -> str:
