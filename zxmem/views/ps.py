@@ -171,7 +171,7 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
 # Characters ``json`` leaves raw with ensure_ascii=False that a terminal may
 # act on when the JSON is printed to one: DEL, C1 controls (U+009B is CSI),
 # bidi overrides and zero-width or line-separator marks.  They can only occur
-# inside JSON strings, where ``\\uXXXX`` is an equivalent spelling.
+# inside JSON strings, where ``\uXXXX`` is an equivalent spelling.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
