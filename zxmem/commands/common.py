@@ -61,3 +61,37 @@ def unreadable_note(snapshot: Snapshot) -> str | None:
     noun = "process" if n == 1 else "processes"
     hint = ": run as root for PSS" if os.geteuid() != 0 else " (denied even to root)"
     return f"{n} {noun} not readable{hint}"
+
+
+def add_from(parser: argparse.ArgumentParser) -> None:
+    """``--from FILE``: read a saved snapshot instead of the live system."""
+    parser.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="read a saved snapshot instead of /proc: zxmem's or Fuchsia's memgraph JSON, "
+        "or a Fuchsia memory-monitor capture; '-' reads stdin",
+    )
+
+
+def snapshot_from_args(args: argparse.Namespace, env, collect_options) -> Snapshot:
+    """The snapshot a command works on: ``--from FILE`` if given, else live.
+
+    Live, it collects with ``collect_options`` (a
+    :class:`zxmem.sources.linux.CollectOptions`) under the ``--proc-root``.
+    A file that cannot be read or parsed is a one-line error (exit 1).
+    """
+    path = getattr(args, "from_file", None)
+    if path is not None:
+        from zxmem.sources.load import load_snapshot
+
+        if path == "-":
+            return load_snapshot(env.stdin)
+        return load_snapshot(path)
+    from zxmem.sources.linux import collect
+
+    root = proc_root(args, env)
+    try:
+        return collect(root, collect_options)
+    except OSError as exc:
+        raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None

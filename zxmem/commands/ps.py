@@ -65,15 +65,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", choices=("cgroup", "user", "none"), default="cgroup",
                    help="what a job is: a cgroup (default), a user, or nothing (one job)")
     common.add_proc_root(p)
+    common.add_from(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, env) -> int:
-    from zxmem.sources.linux import CollectOptions, collect
+    from zxmem.sources.linux import CollectOptions
     from zxmem.tasktree import TaskTree
     from zxmem.views import ps as view
 
-    root = common.proc_root(args, env)
     options = CollectOptions(
         threads=args.threads,
         kernel_threads=args.kernel_threads,
@@ -81,10 +81,7 @@ def run(args: argparse.Namespace, env) -> int:
         jobs=args.jobs,
         job_state=args.style == "late",
     )
-    try:
-        snapshot = collect(root, options)
-    except OSError as exc:
-        raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
+    snapshot = common.snapshot_from_args(args, env, options)
     tree = TaskTree(snapshot)
     if args.job is not None and args.job not in tree.jobs:
         raise ZxmemError(f"--job={args.job}: no job with koid {args.job}")

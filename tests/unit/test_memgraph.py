@@ -1,0 +1,238 @@
+"""memgraph JSON: Fuchsia's layout and keys, Linux fields, and the round trip."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import replace
+from types import MappingProxyType
+
+from memgraph_samples import HOSTILE, check_treemap_structure, sample_snapshot, schema_validator
+
+from zxmem import memgraph
+from zxmem.model import KernelStats, Snapshot
+from zxmem.sources.load import load_snapshot
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "memgraph")
+
+KERNEL_IDS = [
+    "kernel/physmem", "kernel/free", "kernel/vmo", "kernel/heap", "kernel/heap/allocated",
+    "kernel/heap/free", "kernel/wired", "kernel/mmu", "kernel/other",
+]
+
+
+def _full_kernel() -> KernelStats:
+    return KernelStats(1000, 400, 300, 100, 30, 50, 20, 5, 90)
+
+
+def _records(text: str) -> list[dict]:
+    return json.loads(text)
+
+
+def test_layout_is_fuchsias():
+    text = memgraph.dumps(sample_snapshot())
+    lines = text.split("\n")
+    assert lines[0] == "["
+    assert lines[-2:] == ["]", ""]
+    body = lines[1:-2]
+    assert all(line.startswith("  {") for line in body)
+    assert all(line.endswith("},") for line in body[:-1])
+    assert body[-1].endswith("} ")  # the real tool ends the last record with a space
+    assert len(body) == len(_records(text))  # one record per line
+
+
+def test_kernel_records_order_keys_and_values():
+    snap = replace(sample_snapshot(), kernel=_full_kernel())
+    recs = _records(memgraph.dumps(snap))
+    kernel = recs[:9]
+    assert [r["id"] for r in kernel] == KERNEL_IDS
+    for r in kernel:
+        assert list(r)[:5] == ["id", "type", "parent", "name", "size_bytes"]
+        assert r["type"] == "kernel" and r["id"] == "kernel/" + r["name"]
+    sizes = {r["id"]: r["size_bytes"] for r in kernel}
+    assert sizes == {
+        "kernel/physmem": 1000, "kernel/free": 400, "kernel/vmo": 300, "kernel/heap": 100,
+        "kernel/heap/allocated": 70, "kernel/heap/free": 30, "kernel/wired": 50,
+        "kernel/mmu": 20, "kernel/other": 90,
+    }
+    parents = {r["id"]: r["parent"] for r in kernel}
+    assert parents["kernel/physmem"] == ""
+    assert parents["kernel/heap/allocated"] == parents["kernel/heap/free"] == "kernel/heap"
+    assert "kernel/ipc" not in sizes  # ipc is not a record in Fuchsia either
+
+
+def test_unknown_kernel_values_keep_the_tree_and_stay_unknown():
+    k = KernelStats(total_bytes=None, free_bytes=5, vmo_bytes=None, total_heap_bytes=7)
+    snap = replace(sample_snapshot(), kernel=k)
+    text = memgraph.dumps(snap)
+    recs = _records(text)
+    ids = [r["id"] for r in recs if r["type"] == "kernel"]
+    assert ids == ["kernel/physmem", "kernel/free", "kernel/vmo", "kernel/heap"]
+    check_treemap_structure(recs)
+    back = load_snapshot(io.StringIO(text))
+    assert back.kernel == k
+    assert back.kernel.total_bytes is None and back.kernel.other_bytes is None
+
+
+def test_task_record_keys_and_walk_order():
+    recs = _records(memgraph.dumps(sample_snapshot()))
+    tasks = [r for r in recs if r["type"] in ("j", "p", "t")]
+    assert [r["id"] for r in tasks] == [
+        "j/10", "p/7", "p/300", "j/20", "p/100", "t/100", "t/101", "t/102", "j/30",
+        "j/50", "j/99", "p/400",
+    ]
+    by_id = {r["id"]: r for r in tasks}
+    assert list(by_id["j/10"])[:5] == ["id", "type", "koid", "parent", "name"]
+    assert list(by_id["p/100"])[:11] == [
+        "id", "type", "koid", "parent", "name", "private_bytes", "shared_bytes", "pss_bytes",
+        "vmos", "vmo_refs", "handle_stats",
+    ]
+    assert list(by_id["t/101"]) == ["id", "type", "koid", "parent", "name", "state"]
+    assert [by_id[f"t/{k}"]["state"] for k in (100, 101, 102)] == [
+        "RUNNING", "BLOCKED", "<UNKNOWN>"]
+    assert by_id["p/100"]["pss_bytes"] == 1000 * 4096
+    assert by_id["p/100"]["handle_stats"] == {"file": 3, "memfd": 2, "socket": 1}
+    # One vmos entry per reference, duplicates kept (a memfd held twice).
+    assert [v["koid"] for v in by_id["p/100"]["vmos"]] == [
+        r["vmo_koid"] for r in by_id["p/100"]["vmo_refs"]]
+    refs = by_id["p/100"]["vmo_refs"]
+    assert refs[0] == {"vmo_koid": 1, "via": ["MAPPING"]}
+    assert refs[2]["handle_rights"] == ["READ", "WRITE"]
+    # Unreadable memory: Fuchsia's three sizes are left out, never 0.
+    assert "pss_bytes" not in by_id["p/7"] and by_id["p/7"]["linux"]["memory"] is None
+    # Further root jobs hang under the first; their real parent is kept.
+    assert by_id["j/50"]["parent"] == "j/10" and by_id["j/50"]["linux"]["parent_koid"] == 0
+    assert by_id["j/99"]["linux"]["parent_koid"] == 77
+    assert recs[-1]["type"] == "__META"
+    assert recs[-1]["timestamp"] == "2026-01-02T03:04:05.678Z"
+    assert recs[-1]["linux"]["format"] == memgraph.FORMAT
+
+
+def test_treemap_structure_and_schema():
+    text = memgraph.dumps(sample_snapshot())
+    recs = _records(text)
+    check_treemap_structure(recs)
+    schema_validator().validate(recs)
+
+
+def test_names_are_always_valid_json():
+    text = memgraph.dumps(sample_snapshot())
+    assert "\x1b" not in text and "\x01" not in text and "\u202e" not in text
+    text.encode("ascii")  # whatever stdout's encoding is
+    recs = _records(text)
+    assert {r["name"] for r in recs if r.get("id") in ("p/100", "j/20", "t/101")} == {HOSTILE}
+
+
+def test_round_trip_is_equal():
+    snap = sample_snapshot()
+    back = load_snapshot(io.StringIO(memgraph.dumps(snap)))
+    assert back == snap
+    # and again through bytes, as a file is read
+    back2 = load_snapshot(io.BytesIO(memgraph.dumps(back).encode()))
+    assert back2 == snap
+
+
+def test_round_trip_without_kernel_and_minimal():
+    snap = replace(sample_snapshot(), kernel=None)
+    assert load_snapshot(io.StringIO(memgraph.dumps(snap))) == snap
+    from zxmem.model import Job, Provenance
+
+    tiny = Snapshot(Provenance(source="linux"), (Job(1, "root", 0),), ())
+    assert load_snapshot(io.StringIO(memgraph.dumps(tiny))) == tiny
+
+
+def test_options_leave_parts_out():
+    snap = sample_snapshot()
+    recs = _records(memgraph.dumps(snap, threads=False, vmos=False, handles=False))
+    assert not [r for r in recs if r["type"] == "t"]
+    p = next(r for r in recs if r.get("id") == "p/100")
+    assert "vmos" not in p and "vmo_refs" not in p and "handle_stats" not in p
+    assert "mappings" not in p["linux"]
+    back = load_snapshot(io.StringIO(memgraph.dumps(snap, threads=False, vmos=False,
+                                                    handles=False)))
+    bp = back.process(100)
+    assert bp.threads == () and bp.vmo_refs is None and bp.mappings is None
+    assert bp.handle_stats is None and back.vmos == {}
+    assert bp.memory == snap.process(100).memory
+
+
+def test_vmos_no_process_lists_travel_in_meta():
+    snap = sample_snapshot()
+    recs = _records(memgraph.dumps(snap))
+    meta = recs[-1]["linux"]
+    assert [v["koid"] for v in meta["vmos"]] == [3]
+    assert "size_bytes" not in meta["vmos"][0]  # unknown size: left out, not 0
+    back = load_snapshot(io.StringIO(memgraph.dumps(snap)))
+    assert back.vmos[3].size_bytes is None
+
+
+def test_reads_fuchsias_illustrative_records():
+    # spec fuchsia-tools §5.5, completed, in the tool's -v layout (records
+    # over several lines); no "linux" fields anywhere.
+    with open(os.path.join(FIXTURES, "fuchsia_illustrative.json"), encoding="utf-8") as f:
+        text = f.read()
+    snap = load_snapshot(io.StringIO(text))
+    assert snap.provenance.source == "fuchsia-memgraph"
+    assert snap.provenance.timestamp == "2017-06-07T05:51:08.021Z"
+    k = snap.kernel
+    assert (k.total_bytes, k.free_bytes, k.vmo_bytes) == (2147483648, 1768362803, 333237452)
+    assert (k.total_heap_bytes, k.free_heap_bytes) == (1000, 400)
+    assert k.wired_bytes is None and k.ipc_bytes is None
+    assert [(j.koid, j.parent_koid, j.name) for j in snap.jobs] == [(1028, 0, "root")]
+    p = snap.process(1043)
+    assert p.job_koid == 1028 and p.display_name == "bin/devmgr"
+    assert (p.memory.pss_bytes, p.memory.private_bytes, p.memory.shared_bytes) == (
+        1419571, 1417216, 28672)
+    assert p.threads[0].state == "blocked" and p.threads[0].name == "initial-thread"
+    assert len(p.vmo_refs) == 2 and p.vmo_refs[0].handle_rights[-1] == "TRANSFER"
+    assert list(snap.vmos) == [1170] and snap.vmos[1170].committed_bytes == 4096
+    assert dict(p.handle_stats) == {"thread": 3, "vmo": 12}
+    assert snap.process(1050).memory is None  # stats failed: unknown, not 0
+    # What zxmem writes from it satisfies treemap.py and reads back equal.
+    recs = _records(memgraph.dumps(snap))
+    check_treemap_structure(recs)
+    assert load_snapshot(io.StringIO(memgraph.dumps(snap))) == snap
+
+
+def test_handle_stats_zero_counts_are_left_out():
+    snap = sample_snapshot()
+    p = replace(snap.process(100), handle_stats=MappingProxyType({"file": 2, "pipe": 0}))
+    snap = replace(snap, processes=tuple(p if q.koid == 100 else q for q in snap.processes))
+    rec = next(r for r in _records(memgraph.dumps(snap)) if r.get("id") == "p/100")
+    assert rec["handle_stats"] == {"file": 2}
+
+
+def test_schema_command(cli):
+    r = cli(["memgraph", "-S"])
+    assert r.status == 0
+    schema = json.loads(r.stdout)
+    assert schema["$schema"].startswith("http://json-schema.org/draft-04/")
+    schema_validator()  # checks the schema itself
+
+
+def test_memgraph_from_file(cli, tmp_path):
+    path = tmp_path / "snap.json"
+    path.write_text(memgraph.dumps(sample_snapshot()))
+    r = cli(["memgraph", "-vtH", "--from", str(path)])
+    assert r.status == 0, r.stderr
+    assert r.stdout == path.read_text()
+    r = cli(["memgraph", "--from", str(path)])
+    recs = _records(r.stdout)
+    assert not [x for x in recs if x["type"] == "t"]
+    check_treemap_structure(recs)
+
+
+def test_ps_from_memgraph_matches_ps_of_the_snapshot(cli, tmp_path, monkeypatch):
+    snap = sample_snapshot()
+    path = tmp_path / "snap.json"
+    path.write_text(memgraph.dumps(snap))
+    import zxmem.sources.linux as linux
+
+    monkeypatch.setattr(linux, "collect", lambda root, options=None: snap)
+    for extra in ([], ["-T"], ["--json"], ["--style=late"]):
+        live = cli(["ps", *extra])
+        saved = cli(["ps", "--from", str(path), *extra])
+        assert live.status == saved.status == 0, saved.stderr
+        assert saved.stdout == live.stdout
+        assert any(k in live.stdout for k in ("p:100", "p: 100", '"p/100"'))

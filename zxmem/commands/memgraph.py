@@ -1,0 +1,123 @@
+"""``zxmem memgraph``: the whole system as Fuchsia's memgraph JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from zxmem.commands import common
+
+HELP = "print system-wide task and memory info as JSON (Fuchsia's memgraph)"
+
+DESCRIPTION = """\
+Prints system-wide task and memory info as JSON: Fuchsia's memgraph record
+array. Kernel records (physmem, free, vmo, heap, heap/allocated, heap/free,
+wired, mmu, other: /proc/meminfo and friends), then jobs (cgroups), processes
+with PSS, PRIVATE and SHARED, and threads, in ps's walk order, and a final
+__META record with where and when the snapshot was taken.
+
+Linux-only fields (command lines, swap, cgroup paths, mappings, what could
+not be read) sit in "linux" objects that Fuchsia's tools ignore. The output
+is always valid JSON and is the on-disk form of a snapshot: every zxmem view
+reads it back with --from FILE.
+"""
+
+EPILOG = """\
+examples:
+  zxmem memgraph -vt > snap.json      save everything (what treemap wants)
+  zxmem ps --from snap.json           ps as it was when the file was written
+  zxmem memgraph -S                   the JSON Schema of the output
+  zxmem memgraph --from capture.json  a Fuchsia capture as memgraph records
+  zxmem memgraph | jq '.[] | select(.type=="p") | [.name, .pss_bytes]'
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "memgraph",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-t", "--threads", action="store_true", help="include thread records")
+    p.add_argument("-v", "--vmos", action="store_true",
+                   help="include vmos and vmo_refs arrays (and mappings) in process records")
+    p.add_argument("-H", "--handles", action="store_true",
+                   help="include handle_stats (open descriptors by kind) in process records")
+    p.add_argument("-S", "--schema", action="store_true",
+                   help="print the JSON Schema of the output and exit")
+    common.add_proc_root(p)
+    common.add_from(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env) -> int:
+    if args.schema:
+        from zxmem.schema.memgraph import schema_text
+
+        env.stdout.write(schema_text())
+        return 0
+
+    from zxmem.memgraph import write_memgraph
+    from zxmem.sources.linux import CollectOptions
+
+    options = CollectOptions(threads=args.threads, status=True)
+    snapshot = common.snapshot_from_args(args, env, options)
+    if args.from_file is None:
+        root = common.proc_root(args, env)
+        snapshot = _add_live_details(snapshot, root, args, env)
+
+    write_memgraph(
+        snapshot, env.stdout, threads=args.threads, vmos=args.vmos, handles=args.handles
+    )
+    env.stdout.flush()
+    note = common.unreadable_note(snapshot)
+    if note and args.from_file is None:
+        env.stderr.write(f"zxmem: {note}\n")
+    return 0
+
+
+def _add_live_details(snapshot, root: str, args: argparse.Namespace, env):
+    """Kernel records, VMOs (-v) and descriptor counts (-H) from the live system.
+
+    Each comes from another source module, imported here so ``--help``
+    stays light; a module that is not there leaves its part out with a note.
+    """
+    from dataclasses import replace
+
+    try:
+        from zxmem.sources import kernel as kernel_source
+    except ImportError:
+        kernel_source = None
+    if kernel_source is not None:
+        try:
+            if hasattr(kernel_source, "read_kernel_stats_with_notes"):
+                kstats, notes = kernel_source.read_kernel_stats_with_notes(root)
+            else:
+                kstats, notes = kernel_source.read_kernel_stats(root), ()
+        except (OSError, ValueError) as exc:
+            # No meminfo (a recorded tree without it): no kernel records, as
+            # memgraph does when it cannot read kmem stats.
+            why = getattr(exc, "strerror", None) or str(exc)
+            prov = snapshot.provenance
+            snapshot = replace(snapshot, provenance=replace(
+                prov, notes=prov.notes + (f"kernel records omitted: {why}",)))
+        else:
+            prov = snapshot.provenance
+            snapshot = replace(snapshot, kernel=kstats,
+                               provenance=replace(prov, notes=prov.notes + tuple(notes)))
+
+    if args.vmos:
+        try:
+            from zxmem.sources.objects import add_objects
+        except ImportError:
+            env.stderr.write("zxmem: memgraph -v: memory objects are not available in this "
+                             "build; vmos left out\n")
+        else:
+            snapshot = add_objects(snapshot, proc_root=root)
+
+    if args.handles:
+        from zxmem.sources.handles import add_handle_stats
+
+        snapshot = add_handle_stats(snapshot, root)
+    return snapshot

@@ -1,0 +1,748 @@
+"""memgraph JSON: the on-disk form of a Snapshot (spec fuchsia-tools §5).
+
+Writing
+-------
+:func:`write_memgraph` prints Fuchsia's record array with Fuchsia's key order
+and whitespace (§5.2): a ``[`` line, one record per line indented two spaces,
+every record but the last followed by ``,`` (the last by a space, as the
+real tool does), then ``]``.  Order: the 9 kernel records, the task records
+in walk order (a job, its processes each followed by its threads, then its
+sub-jobs; §1.1), and the final ``__META`` record.  Unlike Fuchsia's memgraph,
+names are always JSON-escaped (``ensure_ascii``), so the output is valid JSON
+on any terminal encoding.
+
+Linux fields
+------------
+Everything Fuchsia's format has no field for goes into one nested object
+named ``"linux"`` on the record it belongs to.  Fuchsia's consumers ignore it:
+``treemap.py`` reads only the keys it knows, and the draft-04 schema (§5.4)
+does not forbid extra properties.  ``zxmem memgraph -S`` prints the schema of
+all of it.  Where they go:
+
+* ``kernel/physmem``: ``linux.kernel`` = every :class:`KernelStats` column
+  (``null`` = unknown), ``linux.meminfo`` and ``linux.extra`` (the raw
+  inputs).  The 9 records carry the same numbers for Fuchsia's readers; a
+  record whose value is unknown is left out, except ``kernel/physmem`` and
+  ``kernel/vmo``, which hold the tree together (``size_bytes`` 0 there, and
+  ``linux.kernel`` says ``null``).  ``ipc_bytes`` has no record (as in
+  Fuchsia) and lives in ``linux.kernel`` only.
+* jobs: ``linux`` = ``path`` (the cgroup), ``state``, ``charged_bytes`` and,
+  for a second root job, its real ``parent_koid`` (only non-default values).
+  treemap.py asserts exactly one job hangs under a ``kernel/`` record, so
+  every further root job is written under the first one and its own parent
+  is kept here.
+* processes: ``linux`` (always present) = ``cmdline`` (``null`` when
+  unreadable), ``ppid``, ``uid``, ``state`` (the ``stat`` letter),
+  ``kernel_thread``, ``num_threads``, ``vm_pte_bytes``, ``memory`` (the
+  :class:`MemoryCounts` beyond PSS/PRIVATE/SHARED: Rss, swap, Pss_Anon… or
+  ``null`` when ``smaps`` could not be read — then, as in Fuchsia when task
+  stats fail, ``private_bytes``/``shared_bytes``/``pss_bytes`` are left out),
+  and with ``-v`` ``mappings`` (one object per ``smaps`` entry) and
+  ``regions``.
+* ``vmos`` entries: ``linux`` = ``kind``, ``dev``, ``inode``, ``path``,
+  ``swap_bytes``; a size or committed byte count that is unknown is left out
+  (the schema makes them optional).  ``vmo_refs`` entries: ``linux.fd``.
+* ``__META``: ``linux`` = the provenance (``format``, ``source``, ``host``,
+  ``kernel``, ``denied``, ``notes``, ``job_mode``) and the VMOs no process
+  record lists (``vmos``), ``hidden_vmo_koids`` and ``vmo_holders``.
+
+Reading
+-------
+:func:`snapshot_from_records` turns records (ours, or Fuchsia's without any
+``linux`` fields) back into a Snapshot.  Records may come in any order (as
+treemap.py allows).  The Snapshot's canonical order is the live collector's:
+jobs parents-first by depth then koid, processes by koid, so a snapshot
+written and read back is equal to the original.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import MISSING, fields, replace
+from typing import Any, TextIO
+
+from zxmem.errors import InputError
+from zxmem.model import (
+    THREAD_STATES,
+    Job,
+    KernelStats,
+    MemoryCounts,
+    Process,
+    Provenance,
+    Region,
+    Snapshot,
+    Thread,
+    Vmo,
+    VmoRef,
+)
+from zxmem.model import Mapping as MappingRecord
+
+FORMAT = "zxmem-memgraph/1"
+
+# (record name, parent, KernelStats attribute or a function of it) — §5.3.
+KERNEL_RECORDS: tuple[tuple[str, str, str], ...] = (
+    ("physmem", "", "total_bytes"),
+    ("free", "kernel/physmem", "free_bytes"),
+    ("vmo", "kernel/physmem", "vmo_bytes"),
+    ("heap", "kernel/physmem", "total_heap_bytes"),
+    ("heap/allocated", "kernel/heap", "-heap_allocated"),
+    ("heap/free", "kernel/heap", "free_heap_bytes"),
+    ("wired", "kernel/physmem", "wired_bytes"),
+    ("mmu", "kernel/physmem", "mmu_overhead_bytes"),
+    ("other", "kernel/physmem", "other_bytes"),
+)
+# Records the tree needs even when their value is unknown: physmem is the
+# root and the root job hangs under kernel/vmo (§6.1).
+_STRUCTURAL = ("physmem", "vmo")
+
+_STATE_NAMES = THREAD_STATES  # "running" -> "RUNNING"
+_STATE_KEYS = {v: k for k, v in THREAD_STATES.items()}
+
+_KSTAT_COLUMNS = (
+    "total_bytes",
+    "free_bytes",
+    "vmo_bytes",
+    "total_heap_bytes",
+    "free_heap_bytes",
+    "wired_bytes",
+    "mmu_overhead_bytes",
+    "ipc_bytes",
+    "other_bytes",
+)
+
+# Process fields written at Fuchsia's top level or as records of their own.
+_PROCESS_TOP = frozenset(
+    ("koid", "name", "job_koid", "memory", "threads", "mappings", "regions", "vmo_refs",
+     "handle_stats")
+)
+_VMO_TOP = frozenset(
+    ("koid", "name", "size_bytes", "parent_koid", "num_children", "num_mappings",
+     "share_count", "committed_bytes")
+)
+_MEMORY_TOP = frozenset(("pss_bytes", "private_bytes", "shared_bytes"))
+_JOB_TOP = frozenset(("koid", "name", "parent_koid"))
+
+
+# ---------------------------------------------------------------------------
+# Generic dataclass <-> JSON helpers (so a field added to the model later
+# still round-trips without touching this module).
+
+
+def _default(f) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return MISSING
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    return value
+
+
+def _extras(obj: Any, skip: frozenset[str], keep_defaults: frozenset[str] = frozenset()) -> dict:
+    """The fields of ``obj`` not in ``skip`` whose value is not the default."""
+    out = {}
+    for f in fields(obj):
+        if f.name in skip:
+            continue
+        value = getattr(obj, f.name)
+        if f.name not in keep_defaults and value == _default(f):
+            continue
+        out[f.name] = _to_json(value)
+    return out
+
+
+def _from_json(annotation: str, value: Any) -> Any:
+    """Convert a JSON value back to the model's type named by ``annotation``."""
+    if value is None:
+        return None
+    if isinstance(value, list) and "tuple" in annotation:
+        inner = annotation.split("[", 1)[1] if "[" in annotation else ""
+        return tuple(_from_json(inner, v) for v in value)
+    if isinstance(value, dict) and "Mapping" in annotation:
+        from types import MappingProxyType
+
+        return MappingProxyType(dict(value))
+    return value
+
+
+def _build(cls: type, known: dict, extras: Mapping | None) -> Any:
+    """``cls(**known, **extras)``, ignoring extras the model does not have."""
+    kwargs = dict(known)
+    if extras:
+        for f in fields(cls):
+            if f.name in extras and f.name not in kwargs:
+                kwargs[f.name] = _from_json(str(f.type), extras[f.name])
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _kernel_value(k: KernelStats, attr: str) -> int | None:
+    if attr == "-heap_allocated":
+        if k.total_heap_bytes is None or k.free_heap_bytes is None:
+            return None
+        return k.total_heap_bytes - k.free_heap_bytes
+    return getattr(k, attr)
+
+
+def kernel_records(k: KernelStats) -> list[dict]:
+    """The 9 kernel records of §5.3 (fewer when values are unknown)."""
+    out = []
+    for name, parent, attr in KERNEL_RECORDS:
+        value = _kernel_value(k, attr)
+        if value is None and name not in _STRUCTURAL:
+            continue
+        rec: dict = {
+            "id": f"kernel/{name}",
+            "type": "kernel",
+            "parent": parent,
+            "name": name,
+            "size_bytes": value if value is not None else 0,
+        }
+        if name == "physmem":
+            rec["linux"] = {
+                "kernel": {c: getattr(k, c) for c in _KSTAT_COLUMNS},
+                "meminfo": dict(k.meminfo),
+                "extra": dict(k.extra),
+            }
+        out.append(rec)
+    return out
+
+
+def _vmo_entry(koid: int, vmo: Vmo | None) -> dict:
+    if vmo is None:
+        return {"koid": koid}
+    rec: dict = {"koid": vmo.koid, "name": vmo.name}
+    for key in ("size_bytes", "parent_koid", "num_children", "num_mappings", "share_count",
+                "committed_bytes"):
+        value = getattr(vmo, key)
+        if value is not None:
+            rec[key] = value
+    rec["linux"] = _extras(vmo, _VMO_TOP, keep_defaults=frozenset(("kind",)))
+    return rec
+
+
+def _vmo_ref_entry(ref: VmoRef) -> dict:
+    rec: dict = {"vmo_koid": ref.vmo_koid, "via": list(ref.via)}
+    if "HANDLE" in ref.via or ref.handle_rights:
+        rec["handle_rights"] = list(ref.handle_rights)
+    extra = _extras(ref, frozenset(("vmo_koid", "via", "handle_rights")))
+    if extra:
+        rec["linux"] = extra
+    return rec
+
+
+def _job_record(job: Job, parent_id: str, parent_encoded: bool) -> dict:
+    rec: dict = {
+        "id": f"j/{job.koid}",
+        "type": "j",
+        "koid": job.koid,
+        "parent": parent_id,
+        "name": job.name,
+    }
+    extra = _extras(job, _JOB_TOP)
+    if not parent_encoded:
+        extra["parent_koid"] = job.parent_koid
+    if extra:
+        rec["linux"] = extra
+    return rec
+
+
+def _process_record(p: Process, snapshot: Snapshot, vmos: bool, handles: bool) -> dict:
+    rec: dict = {
+        "id": f"p/{p.koid}",
+        "type": "p",
+        "koid": p.koid,
+        "parent": f"j/{p.job_koid}",
+        "name": p.name,
+    }
+    m = p.memory
+    if m is not None:
+        for key in ("private_bytes", "shared_bytes", "pss_bytes"):
+            value = getattr(m, key)
+            if value is not None:
+                rec[key] = value
+    if vmos and p.vmo_refs:
+        rec["vmos"] = [_vmo_entry(r.vmo_koid, snapshot.vmos.get(r.vmo_koid)) for r in p.vmo_refs]
+        rec["vmo_refs"] = [_vmo_ref_entry(r) for r in p.vmo_refs]
+    if handles and p.handle_stats:
+        rec["handle_stats"] = {k: v for k, v in p.handle_stats.items() if v}
+    linux = _extras(p, _PROCESS_TOP)
+    # cmdline None (unreadable) differs from a missing "linux": say it.
+    linux["cmdline"] = _to_json(p.cmdline)
+    linux["memory"] = _extras(m, _MEMORY_TOP) if m is not None else None
+    if vmos:
+        if p.mappings is not None:
+            linux["mappings"] = [_extras(mp, frozenset()) for mp in p.mappings]
+        if p.regions is not None:
+            linux["regions"] = [_extras(r, frozenset()) for r in p.regions]
+        if p.vmo_refs is not None and not p.vmo_refs:
+            linux["vmo_refs"] = []  # known to reach no VMO (vs. not collected)
+    if handles and p.handle_stats is not None and not p.handle_stats:
+        linux["handle_stats"] = {}
+    rec["linux"] = linux
+    return rec
+
+
+def _thread_record(t: Thread, pid: int) -> dict:
+    return {
+        "id": f"t/{t.koid}",
+        "type": "t",
+        "koid": t.koid,
+        "parent": f"p/{pid}",
+        "name": t.name,
+        "state": _STATE_NAMES.get(t.state, "<UNKNOWN>"),
+    }
+
+
+def _meta_record(snapshot: Snapshot, vmos: bool, written_vmos: set[int]) -> dict:
+    p = snapshot.provenance
+    rec: dict = {"type": "__META"}
+    if p.timestamp is not None:
+        rec["timestamp"] = p.timestamp
+    linux: dict = {"format": FORMAT}
+    linux.update(_extras(p, frozenset(("timestamp",)), keep_defaults=frozenset(("source",))))
+    if vmos:
+        orphans = [_vmo_entry(k, v) for k, v in snapshot.vmos.items() if k not in written_vmos]
+        if orphans:
+            linux["vmos"] = orphans
+        if snapshot.hidden_vmo_koids:
+            linux["hidden_vmo_koids"] = list(snapshot.hidden_vmo_koids)
+        if snapshot.vmo_holders:
+            linux["vmo_holders"] = {str(k): list(v) for k, v in snapshot.vmo_holders.items()}
+    rec["linux"] = linux
+    return rec
+
+
+def records(
+    snapshot: Snapshot, *, threads: bool = True, vmos: bool = True, handles: bool = True
+) -> Iterator[dict]:
+    """The memgraph records of ``snapshot`` in Fuchsia's order (§5.2).
+
+    ``threads``/``vmos``/``handles`` are memgraph's ``-t``/``-v``/``-H``: what
+    the snapshot holds beyond them is left out.
+    """
+    from zxmem.tasktree import TaskTree
+
+    if snapshot.kernel is not None:
+        yield from kernel_records(snapshot.kernel)
+    tree = TaskTree(snapshot)
+    first_root = tree.roots[0] if tree.roots else None
+    written_vmos: set[int] = set()
+    emitted: set[int] = set()
+    for row in tree.walk(threads=False):
+        if row.kind == "j":
+            job = row.job
+            assert job is not None
+            if job is first_root:
+                yield _job_record(job, "kernel/vmo", job.parent_koid == 0)
+            elif job.parent_koid and job.parent_koid in tree.jobs:
+                yield _job_record(job, f"j/{job.parent_koid}", True)
+            else:
+                # Another root: hang it under the first (treemap.py allows one).
+                assert first_root is not None
+                yield _job_record(job, f"j/{first_root.koid}", False)
+        elif row.kind == "p":
+            p = row.process
+            assert p is not None
+            emitted.add(p.koid)
+            yield from _process_records(p, snapshot, threads, vmos, handles, written_vmos)
+    for p in snapshot.processes:
+        if p.koid not in emitted:  # its job is missing from the snapshot
+            yield from _process_records(p, snapshot, threads, vmos, handles, written_vmos)
+    yield _meta_record(snapshot, vmos, written_vmos)
+
+
+def _process_records(p, snapshot, threads, vmos, handles, written_vmos) -> Iterator[dict]:
+    if vmos and p.vmo_refs:
+        written_vmos.update(r.vmo_koid for r in p.vmo_refs)
+    yield _process_record(p, snapshot, vmos, handles)
+    if threads:
+        for t in p.threads:
+            yield _thread_record(t, p.koid)
+
+
+def _dumps(rec: dict) -> str:
+    # Default separators give Fuchsia's ", " and ": "; ensure_ascii keeps the
+    # output valid whatever bytes a name holds and whatever stdout's encoding.
+    return json.dumps(rec, ensure_ascii=True, allow_nan=False)
+
+
+def write_memgraph(
+    snapshot: Snapshot,
+    out: TextIO,
+    *,
+    threads: bool = True,
+    vmos: bool = True,
+    handles: bool = True,
+) -> None:
+    """Write ``snapshot`` as memgraph JSON to ``out``, one record at a time."""
+    out.write("[\n")
+    pending: str | None = None
+    for rec in records(snapshot, threads=threads, vmos=vmos, handles=handles):
+        if pending is not None:
+            out.write(f"  {pending},\n")
+        pending = _dumps(rec)
+    if pending is not None:
+        out.write(f"  {pending} \n")
+    out.write("]\n")
+
+
+def dumps(snapshot: Snapshot, **options: bool) -> str:
+    """:func:`write_memgraph` into a string."""
+    import io
+
+    buf = io.StringIO()
+    write_memgraph(snapshot, buf, **options)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def _fail(index: int, message: str, where: str | None = None) -> InputError:
+    at = f" ({where})" if where else ""
+    return InputError(f"memgraph record {index}{at}: {message}")
+
+
+def _int(rec: dict, key: str, index: int, where: str | None, required: bool = True):
+    value = rec.get(key)
+    if value is None:
+        if required:
+            raise _fail(index, f"expected an integer {key!r}", where)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(index, f"expected an integer {key!r}, found {type(value).__name__}", where)
+    return value
+
+
+def _str(rec: dict, key: str, index: int, where: str | None, default: str | None = None) -> str:
+    value = rec.get(key, default)
+    if not isinstance(value, str):
+        raise _fail(index, f"expected a string {key!r}", where)
+    return value
+
+
+def _id_koid(value: Any, prefix: str) -> int | None:
+    if isinstance(value, str) and value.startswith(prefix):
+        tail = value[len(prefix):]
+        if tail.isdigit():
+            return int(tail)
+    return None
+
+
+def _linux(rec: dict) -> dict | None:
+    linux = rec.get("linux")
+    return linux if isinstance(linux, dict) else None
+
+
+def _vmo_from_entry(entry: dict) -> Vmo | None:
+    """A Vmo from one ``vmos`` entry; None for a bare ``{"koid": N}``."""
+    koid = entry["koid"]
+    linux = _linux(entry)
+    if linux is None and set(entry) == {"koid"}:
+        return None
+    parent = entry.get("parent_koid") or 0
+    known = {
+        "koid": koid,
+        "name": entry.get("name") if isinstance(entry.get("name"), str) else "",
+        "kind": (linux or {}).get("kind") or ("clone" if parent else "anon"),
+        "size_bytes": entry.get("size_bytes"),
+        "committed_bytes": entry.get("committed_bytes"),
+        "parent_koid": parent,
+        "num_children": entry.get("num_children") or 0,
+        "num_mappings": entry.get("num_mappings") or 0,
+        "share_count": entry.get("share_count") or 0,
+    }
+    return _build(Vmo, known, {k: v for k, v in (linux or {}).items() if k != "kind"})
+
+
+class _Builder:
+    """Collects records (any order) and builds the Snapshot at the end."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.kernel_sizes: dict[str, int] = {}
+        self.kernel_linux: dict | None = None
+        self.jobs: dict[int, Job] = {}
+        self.processes: dict[int, Process] = {}
+        self.threads: dict[int, list[Thread]] = {}
+        self.vmos: dict[int, Vmo] = {}
+        self.meta: dict | None = None
+        self.ignored = 0
+        self.count = 0
+
+    def add(self, rec: Any, index: int) -> None:
+        self.count += 1
+        if not isinstance(rec, dict):
+            raise _fail(index, f"expected an object, found {_kind(rec)}")
+        rtype = rec.get("type")
+        if not isinstance(rtype, str):
+            raise _fail(index, "expected a record with a string 'type' "
+                               "(kernel, j, p, t or __META)")
+        where = rec.get("id") if isinstance(rec.get("id"), str) else None
+        if rtype == "kernel":
+            self._kernel(rec, index, where)
+        elif rtype == "j":
+            self._job(rec, index, where)
+        elif rtype == "p":
+            self._process(rec, index, where)
+        elif rtype == "t":
+            self._thread(rec, index, where)
+        elif rtype == "__META":
+            self.meta = rec
+        else:
+            self.ignored += 1  # other "__" records and unknown types: skipped, as treemap does
+
+    def _kernel(self, rec: dict, index: int, where: str | None) -> None:
+        rid = _str(rec, "id", index, where)
+        if not rid.startswith("kernel/"):
+            raise _fail(index, "kernel record id must start with 'kernel/'", where)
+        self.kernel_sizes[rid[7:]] = _int(rec, "size_bytes", index, where)
+        linux = _linux(rec)
+        if linux is not None and isinstance(linux.get("kernel"), dict):
+            self.kernel_linux = linux
+
+    def _job(self, rec: dict, index: int, where: str | None) -> None:
+        koid = _int(rec, "koid", index, where)
+        parent = rec.get("parent")
+        linux = _linux(rec) or {}
+        if "parent_koid" in linux:
+            parent_koid = linux["parent_koid"]
+        elif isinstance(parent, str) and (parent.startswith("kernel/") or parent == ""):
+            parent_koid = 0
+        else:
+            parent_koid = _id_koid(parent, "j/")
+            if parent_koid is None:
+                raise _fail(index, f"job parent must be 'j/KOID' or 'kernel/…', found {parent!r}",
+                            where)
+        known = {"koid": koid, "name": _str(rec, "name", index, where, "<UNKNOWN>"),
+                 "parent_koid": parent_koid}
+        self.jobs[koid] = _build(Job, known, linux)
+
+    def _process(self, rec: dict, index: int, where: str | None) -> None:
+        koid = _int(rec, "koid", index, where)
+        job_koid = _id_koid(rec.get("parent"), "j/")
+        if job_koid is None:
+            raise _fail(index, f"process parent must be 'j/KOID', found {rec.get('parent')!r}",
+                        where)
+        name = _str(rec, "name", index, where, "<UNKNOWN>")
+        sizes = {k: _int(rec, k, index, where, required=False) for k in _MEMORY_TOP}
+        linux = _linux(rec)
+        known: dict[str, Any] = {"koid": koid, "name": name, "job_koid": job_koid}
+        if linux is not None:
+            mem = linux.get("memory")
+            if mem is None and "memory" in linux:
+                known["memory"] = None
+            else:
+                known["memory"] = _build(MemoryCounts, sizes, mem if isinstance(mem, dict) else {})
+            if isinstance(linux.get("mappings"), list):
+                known["mappings"] = tuple(
+                    _build(MappingRecord, {}, m) for m in linux["mappings"]
+                )
+            if isinstance(linux.get("regions"), list):
+                known["regions"] = tuple(_build(Region, {}, r) for r in linux["regions"])
+            extras = {k: v for k, v in linux.items()
+                      if k not in ("memory", "mappings", "regions")}
+        else:
+            # Fuchsia's record: the process name is what its ps shows, so it
+            # stands in for the command line; unknown sizes stay unknown.
+            has = any(v is not None for v in sizes.values())
+            known["memory"] = MemoryCounts(**sizes) if has else None
+            known["cmdline"] = (name,)
+            extras = {}
+        vmos = rec.get("vmos")
+        refs = rec.get("vmo_refs")
+        if vmos is not None or refs is not None:
+            known["vmo_refs"] = self._refs(vmos, refs, index, where)
+        hs = rec.get("handle_stats")
+        if isinstance(hs, dict):
+            known["handle_stats"] = _from_json("Mapping", hs)
+        proc = _build(Process, known, extras)
+        self.processes[koid] = proc
+
+    def _refs(self, vmos: Any, refs: Any, index: int, where: str | None) -> tuple[VmoRef, ...]:
+        if vmos is None:
+            vmos = []
+        if not isinstance(vmos, list) or not isinstance(refs if refs is not None else [], list):
+            raise _fail(index, "'vmos' and 'vmo_refs' must be arrays", where)
+        for i, entry in enumerate(vmos):
+            if not isinstance(entry, dict) or _int(entry, "koid", index, where, False) is None:
+                raise _fail(index, f"vmos[{i}]: expected an object with an integer 'koid'",
+                            where)
+            koid = entry["koid"]
+            if koid not in self.vmos:  # first occurrence wins (§11)
+                vmo = _vmo_from_entry(entry)
+                if vmo is not None:
+                    self.vmos[koid] = vmo
+        if refs is None:
+            # No vmo_refs: how each VMO is reached is unknown.
+            return tuple(VmoRef(e["koid"], ()) for e in vmos)
+        out = []
+        for i, ref in enumerate(refs):
+            if not isinstance(ref, dict) or _int(ref, "vmo_koid", index, where, False) is None:
+                raise _fail(index, f"vmo_refs[{i}]: expected an object with an integer "
+                                   "'vmo_koid'", where)
+            via = ref.get("via") or []
+            rights = ref.get("handle_rights") or []
+            if not isinstance(via, list) or not isinstance(rights, list):
+                raise _fail(index, f"vmo_refs[{i}]: 'via' and 'handle_rights' must be arrays",
+                            where)
+            known = {"vmo_koid": ref["vmo_koid"], "via": tuple(via),
+                     "handle_rights": tuple(rights)}
+            out.append(_build(VmoRef, known, _linux(ref)))
+        return tuple(out)
+
+    def _thread(self, rec: dict, index: int, where: str | None) -> None:
+        koid = _int(rec, "koid", index, where)
+        pid = _id_koid(rec.get("parent"), "p/")
+        if pid is None:
+            raise _fail(index, f"thread parent must be 'p/KOID', found {rec.get('parent')!r}",
+                        where)
+        state = rec.get("state")
+        key = _STATE_KEYS.get(state, "???") if isinstance(state, str) else "???"
+        name = _str(rec, "name", index, where, "<UNKNOWN>")
+        self.threads.setdefault(pid, []).append(Thread(koid, name, key))
+
+    def _kernel_stats(self) -> KernelStats | None:
+        if self.kernel_linux is not None:
+            linux = self.kernel_linux
+            cols = {c: linux["kernel"].get(c) for c in _KSTAT_COLUMNS}
+            return KernelStats(
+                **cols,
+                meminfo=_from_json("Mapping", linux.get("meminfo") or {}),
+                extra=_from_json("Mapping", linux.get("extra") or {}),
+            )
+        if not self.kernel_sizes:
+            return None
+        g = self.kernel_sizes.get
+        free_heap = g("heap/free")
+        if free_heap is None and g("heap") is not None and g("heap/allocated") is not None:
+            free_heap = g("heap") - g("heap/allocated")
+        return KernelStats(
+            total_bytes=g("physmem"),
+            free_bytes=g("free"),
+            vmo_bytes=g("vmo"),
+            total_heap_bytes=g("heap"),
+            free_heap_bytes=free_heap,
+            wired_bytes=g("wired"),
+            mmu_overhead_bytes=g("mmu"),
+            other_bytes=g("other"),
+        )
+
+    def snapshot(self, notes: Iterable[str] = ()) -> Snapshot:
+        meta = self.meta or {}
+        linux = _linux(meta)
+        timestamp = meta.get("timestamp") if isinstance(meta.get("timestamp"), str) else None
+        extra_notes = list(notes)
+        if self.ignored:
+            extra_notes.append(f"{self.ignored} records of unknown type ignored")
+        if linux is not None and "source" in linux:
+            prov = _build(Provenance, {"timestamp": timestamp},
+                          {k: v for k, v in linux.items()
+                           if k not in ("format", "vmos", "hidden_vmo_koids", "vmo_holders")})
+            if extra_notes:
+                prov = replace(prov, notes=prov.notes + tuple(extra_notes))
+        else:
+            prov = Provenance(source=self.source, timestamp=timestamp, notes=tuple(extra_notes))
+
+        vmos = dict(self.vmos)
+        hidden: tuple[int, ...] = ()
+        holders: dict[int, tuple[int, ...]] = {}
+        if linux is not None:
+            for entry in linux.get("vmos") or ():
+                if isinstance(entry, dict) and isinstance(entry.get("koid"), int):
+                    vmo = _vmo_from_entry(entry)
+                    if vmo is not None:
+                        vmos.setdefault(vmo.koid, vmo)
+            hidden = tuple(linux.get("hidden_vmo_koids") or ())
+            holders = {int(k): tuple(v) for k, v in (linux.get("vmo_holders") or {}).items()}
+
+        processes = []
+        for koid in sorted(self.processes):
+            p = self.processes[koid]
+            threads = tuple(self.threads.get(koid, ()))
+            if threads:
+                p = replace(p, threads=threads)
+            processes.append(p)
+        from types import MappingProxyType
+
+        return Snapshot(
+            provenance=prov,
+            jobs=_canonical_jobs(self.jobs),
+            processes=tuple(processes),
+            kernel=self._kernel_stats(),
+            vmos=MappingProxyType(vmos),
+            hidden_vmo_koids=hidden,
+            vmo_holders=MappingProxyType(holders),
+        )
+
+
+def _canonical_jobs(jobs: dict[int, Job]) -> tuple[Job, ...]:
+    """Jobs parents first, by depth then koid (the live collector's order)."""
+    depth: dict[int, int] = {}
+
+    def depth_of(koid: int) -> int:
+        seen = []
+        k = koid
+        while k in jobs and k not in depth and k not in seen:
+            seen.append(k)
+            k = jobs[k].parent_koid
+        d = depth.get(k, -1) if k in jobs else -1
+        for s in reversed(seen):
+            d += 1
+            depth[s] = d
+        return depth[koid]
+
+    return tuple(sorted(jobs.values(), key=lambda j: (depth_of(j.koid), j.koid)))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def snapshot_from_records(
+    recs: Iterable[Any], *, source: str = "fuchsia-memgraph", notes: Iterable[str] = ()
+) -> Snapshot:
+    """Build a Snapshot from memgraph records (zxmem's or Fuchsia's).
+
+    Raises :class:`InputError` naming the record index for a record that is
+    not a memgraph record.  ``source`` is the provenance source used when the
+    records carry none (Fuchsia's memgraph).
+    """
+    builder = _Builder(source)
+    for index, rec in enumerate(recs):
+        builder.add(rec, index)
+    if builder.count == 0:
+        raise InputError("memgraph: no records (expected kernel, job and process records)")
+    return builder.snapshot(notes)
+
+
+def is_zxmem(rec: Any) -> bool:
+    """True for zxmem's ``__META`` record."""
+    return (
+        isinstance(rec, dict)
+        and rec.get("type") == "__META"
+        and isinstance(rec.get("linux"), dict)
+        and rec["linux"].get("format") == FORMAT
+    )

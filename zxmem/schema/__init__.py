@@ -1,0 +1,1 @@
+"""JSON Schemas of zxmem's file formats (``zxmem memgraph -S``)."""

@@ -1,0 +1,246 @@
+"""The JSON Schema (draft-04) of zxmem's memgraph output.
+
+It keeps every fact of Fuchsia's ``memgraph-schema.json`` (spec
+fuchsia-tools §5.4) — an array whose items are meta, kernel, job, process or
+thread records with the same required keys, id patterns and types — and adds
+the optional ``linux`` objects described in :mod:`zxmem.memgraph`.  Extra
+properties stay allowed, as in Fuchsia's schema, so a zxmem memgraph is also
+valid against Fuchsia's schema, except that, like Fuchsia's own memgraph when
+task stats fail, a process whose memory could not be read has no
+``private_bytes``/``shared_bytes``/``pss_bytes`` (its ``linux.memory`` is
+``null``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_INT = {"type": "integer"}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_STR = {"type": "string"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+
+
+def _node(id_pattern: str, type_pattern: str) -> dict:
+    return {
+        "id": {"type": "string", "pattern": id_pattern},
+        "type": {"type": "string", "pattern": type_pattern},
+        "parent": _STR,
+        "name": _STR,
+    }
+
+
+_NODE_REQUIRED = ["id", "type", "parent", "name"]
+
+_MAPPING = {
+    "type": "object",
+    "description": "one smaps entry (zxmem.model.Mapping); unknown sizes are left out",
+    "required": ["start", "end", "perms", "offset", "dev", "inode", "path", "vmo_koid"],
+    "properties": {
+        "start": _INT, "end": _INT, "perms": _STR, "offset": _INT, "dev": _INT,
+        "inode": _INT, "path": _STR, "vmo_koid": _INT, "rss_bytes": _INT_OR_NULL,
+        "pss_bytes": _INT_OR_NULL, "private_bytes": _INT_OR_NULL,
+        "shared_bytes": _INT_OR_NULL, "private_dirty_bytes": _INT_OR_NULL,
+        "anonymous_bytes": _INT_OR_NULL, "swap_bytes": _INT_OR_NULL,
+        "swap_pss_bytes": _INT_OR_NULL, "vm_flags": _STR_OR_NULL,
+    },
+}
+
+_REGION = {
+    "type": "object",
+    "required": ["start", "end", "name", "kind", "mapping_indices"],
+    "properties": {
+        "start": _INT, "end": _INT, "name": _STR,
+        "kind": {"type": "string", "enum": ["elf", "stack", "group"]},
+        "mapping_indices": {"type": "array", "items": _INT},
+    },
+}
+
+_MEMORY = {
+    "type": ["object", "null"],
+    "description": "MemoryCounts beyond PSS/PRIVATE/SHARED; null = smaps not readable",
+    "properties": {
+        k: _INT_OR_NULL
+        for k in ("rss_bytes", "swap_bytes", "swap_pss_bytes", "pss_anon_bytes",
+                  "pss_file_bytes", "pss_shmem_bytes", "hugetlb_bytes")
+    },
+}
+
+_VMO_LINUX = {
+    "type": "object",
+    "properties": {
+        "kind": {"type": "string",
+                 "enum": ["file", "shmem", "memfd", "sysv", "dmabuf", "anon", "clone", "phys"]},
+        "dev": _INT_OR_NULL, "inode": _INT_OR_NULL, "path": _STR_OR_NULL,
+        "swap_bytes": _INT_OR_NULL,
+    },
+}
+
+
+def memgraph_schema() -> dict[str, Any]:
+    """The schema as a dict (validated by the tests with ``jsonschema``)."""
+    return {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "title": "zxmem memgraph",
+        "description": "Fuchsia's memgraph record array (fuchsia-tools §5) with Linux "
+                       "fields under 'linux'",
+        "type": "array",
+        "items": {
+            "anyOf": [
+                {"$ref": "#/definitions/meta"},
+                {"$ref": "#/definitions/kernel"},
+                {"$ref": "#/definitions/job"},
+                {"$ref": "#/definitions/process"},
+                {"$ref": "#/definitions/thread"},
+            ]
+        },
+        "definitions": {
+            "meta": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"type": "string", "pattern": "^__"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "linux": {
+                        "type": "object",
+                        "description": "provenance of the snapshot",
+                        "properties": {
+                            "format": _STR,
+                            "source": _STR,
+                            "host": _STR_OR_NULL,
+                            "kernel": _STR_OR_NULL,
+                            "denied": {"type": "array",
+                                       "items": {"type": "array", "items": _STR}},
+                            "notes": {"type": "array", "items": _STR},
+                            "job_mode": _STR_OR_NULL,
+                            "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
+                            "hidden_vmo_koids": {"type": "array", "items": _INT},
+                            "vmo_holders": {
+                                "type": "object",
+                                "patternProperties": {
+                                    "^[0-9]+$": {"type": "array", "items": _INT}},
+                            },
+                        },
+                    },
+                },
+            },
+            "kernel": {
+                "type": "object",
+                "required": _NODE_REQUIRED + ["size_bytes"],
+                "properties": {
+                    **_node("^kernel/.*", "^kernel$"),
+                    "size_bytes": _INT,
+                    "linux": {
+                        "type": "object",
+                        "properties": {
+                            "kernel": {"type": "object",
+                                       "additionalProperties": _INT_OR_NULL},
+                            "meminfo": {"type": "object", "additionalProperties": _INT},
+                            "extra": {"type": "object",
+                                      "additionalProperties": _INT_OR_NULL},
+                        },
+                    },
+                },
+            },
+            "job": {
+                "type": "object",
+                "required": _NODE_REQUIRED + ["koid"],
+                "properties": {
+                    **_node("^j/.*", "^j$"),
+                    "koid": _INT,
+                    "linux": {
+                        "type": "object",
+                        "properties": {
+                            "path": _STR, "state": _STR, "charged_bytes": _INT_OR_NULL,
+                            "parent_koid": _INT,
+                        },
+                    },
+                },
+            },
+            "process": {
+                "type": "object",
+                "required": _NODE_REQUIRED + ["koid"],
+                "anyOf": [
+                    {"required": ["private_bytes", "shared_bytes", "pss_bytes"]},
+                    {"required": ["linux"],
+                     "properties": {"linux": {"required": ["memory"],
+                                              "properties": {"memory": {"type": "null"}}}}},
+                ],
+                "properties": {
+                    **_node("^p/.*", "^p$"),
+                    "koid": _INT,
+                    "private_bytes": _INT,
+                    "shared_bytes": _INT,
+                    "pss_bytes": _INT,
+                    "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
+                    "vmo_refs": {"type": "array", "items": {"$ref": "#/definitions/vmo_ref"}},
+                    "handle_stats": {
+                        "type": "object",
+                        "patternProperties": {"^[a-zA-Z0-9_]+$": _INT},
+                        "additionalProperties": False,
+                    },
+                    "linux": {
+                        "type": "object",
+                        "properties": {
+                            "cmdline": {"type": ["array", "null"], "items": _STR},
+                            "ppid": _INT_OR_NULL,
+                            "uid": _INT_OR_NULL,
+                            "state": _STR_OR_NULL,
+                            "kernel_thread": {"type": "boolean"},
+                            "num_threads": _INT_OR_NULL,
+                            "vm_pte_bytes": _INT_OR_NULL,
+                            "memory": _MEMORY,
+                            "mappings": {"type": "array", "items": _MAPPING},
+                            "regions": {"type": "array", "items": _REGION},
+                        },
+                    },
+                },
+            },
+            "thread": {
+                "type": "object",
+                "required": _NODE_REQUIRED + ["koid", "state"],
+                "properties": {
+                    **_node("^t/.*", "^t$"),
+                    "koid": _INT,
+                    "state": _STR,
+                },
+            },
+            "vmo": {
+                "type": "object",
+                "required": ["koid"],
+                "properties": {
+                    "koid": _INT,
+                    "name": _STR,
+                    "size_bytes": _INT,
+                    "parent_koid": _INT,
+                    "num_children": _INT,
+                    "num_mappings": _INT,
+                    "share_count": _INT,
+                    "committed_bytes": _INT,
+                    "linux": _VMO_LINUX,
+                },
+            },
+            "vmo_ref": {
+                "type": "object",
+                "required": ["vmo_koid", "via"],
+                "properties": {
+                    "vmo_koid": _INT,
+                    "via": {"type": "array",
+                            "items": {"type": "string", "enum": ["HANDLE", "MAPPING"]}},
+                    "handle_rights": {
+                        "type": "array",
+                        "items": {"type": "string",
+                                  "enum": ["READ", "WRITE", "EXECUTE", "MAP", "DUPLICATE",
+                                           "TRANSFER"]},
+                    },
+                    "linux": {"type": "object", "properties": {"fd": _INT_OR_NULL}},
+                },
+            },
+        },
+    }
+
+
+def schema_text() -> str:
+    """The schema as printed by ``zxmem memgraph -S``."""
+    return json.dumps(memgraph_schema(), indent=2) + "\n"

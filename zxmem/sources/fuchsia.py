@@ -1,0 +1,370 @@
+"""Fuchsia's own files: memgraph JSON (lenient) and memory-monitor captures.
+
+Both are pure functions of bytes or of already-parsed JSON; opening files
+and telling the formats apart is :mod:`zxmem.sources.load`'s job.
+
+memgraph (spec fuchsia-tools §5)
+    Fuchsia's memgraph writes names without escaping them (§5.3), so a
+    process called ``a"b`` or a VMO name with a backslash or a control byte
+    makes the array invalid JSON.  :func:`repair_names` rewrites every
+    ``"name": "…"`` value as a proper JSON string: the value ends at the
+    first ``"`` that is followed by the next key of Fuchsia's fixed key order
+    (``, "size_bytes":``, ``, "private_bytes":``, ``, "state":`` …) or by the
+    end of the record.  Bytes that are not UTF-8 become ``\\xNN`` text, as
+    in every other zxmem source.  Repair is tried only after a strict parse
+    fails (spec §11), so a memgraph that is valid JSON is read as JSON.
+
+capture (spec fuchsia-tools §9.1–9.2)
+    ``{"Capture": {"Time", "Kernel", "Processes", "VmoNames", "Vmos"},
+    "Buckets": […]}`` or the bare inner object (``mem --print``).  Tables
+    start with a header row of field names (detected, not assumed); VMO names
+    are indices into ``VmoNames``.  What the Snapshot gets:
+
+    * kernel: the 9 ``zx_info_kmem_stats`` columns; the extended and zram
+      fields go to ``KernelStats.extra`` with a ``_bytes`` suffix
+      (``vmo_pager_total_bytes`` …), compression counters as
+      ``compression_<field>``.
+    * jobs: a capture records no job tree (§9.1), so every process sits in
+      one root job, koid :data:`CAPTURE_ROOT_JOB_KOID`, named ``root``.
+    * processes: every process in the capture, in koid order, its name also
+      standing in for the command line (Fuchsia's ps shows the name);
+      ``vmo_refs`` = its VMO list with ``via`` empty (a capture does not say
+      whether a VMO is mapped or only held).  PSS, PRIVATE and SHARED come
+      from the attribution that ``mem`` and ``ffx profile memory`` use
+      (§9.3): a process is charged its VMOs and all their ancestors; a VMO
+      charged to one process is private, otherwise each of its n processes
+      gets ``committed // n``; PSS = private + the scaled shares, SHARED =
+      total − private.  A process with no VMOs has 0 (it maps nothing).
+    * VMOs: ``size_bytes`` = the capture's ``allocated_bytes`` (which is the
+      VMO size, §9.1), ``committed_bytes``, ``parent_koid``,
+      ``num_children`` (children present in the capture), ``share_count`` =
+      the number of processes charged (§9.3); ``num_mappings`` is not in a
+      capture and stays 0; ``kind`` is ``clone`` for a child, else ``anon``.
+      ``populated_bytes`` (zram) and ``Buckets`` are noted, not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from zxmem.errors import InputError
+from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
+from zxmem.textsafe import decode_name
+
+CAPTURE_ROOT_JOB_KOID = 1
+
+# ---------------------------------------------------------------------------
+# memgraph name repair
+
+_NAME_KEY = re.compile(rb'"name"\s*:\s*"')
+# What follows a name's closing quote in Fuchsia's key order (§5.3): the
+# next key of a process, thread, kernel or VMO record ...
+_NEXT_KEY = re.compile(
+    rb'\s*,\s*"(?:private_bytes|size_bytes|state|vmos|vmo_refs|handle_stats|linux)"\s*:'
+)
+# ... or the end of a job record (or of a record whose other fields failed).
+_RECORD_END = re.compile(rb'\s*\}\s*(?:,|\]|\}|$)')
+# Names are at most 31 bytes (ZX_MAX_NAME_LEN): the closing quote is
+# within 31 bytes of the opening one.
+_NAME_MAX = 31
+
+
+def _name_end(data: bytes, start: int) -> int:
+    """Offset of the quote that closes the name value starting at ``start``."""
+    limit = min(len(data), start + _NAME_MAX + 1)
+    quotes = []
+    q = data.find(b'"', start, limit)
+    while q != -1:
+        quotes.append(q)
+        q = data.find(b'"', q + 1, limit)
+    for pattern in (_NEXT_KEY, _RECORD_END):
+        for q in quotes:
+            if pattern.match(data, q + 1):
+                return q
+    # Not a name Fuchsia wrote (longer than 31 bytes): leave it to the
+    # parser rather than swallow the next record.
+    return -1
+
+
+def repair_names(data: bytes) -> tuple[bytes, int]:
+    """Escape every ``"name": "…"`` value of a Fuchsia memgraph.
+
+    Fuchsia never escapes names, so every byte between the quotes is taken
+    literally (a backslash is a backslash).  The closing quote is the first
+    one within 31 bytes that the next key of the record follows, else the
+    first that the end of the record follows; a name with neither is left
+    as it is (the parser then reports where the document is broken).
+    Returns the repaired document and the number of names that changed.
+    """
+    fixed, changed, _ = repair_names_mapped(data)
+    return fixed, changed
+
+
+def repair_names_mapped(data: bytes) -> tuple[bytes, int, list[tuple[int, int]]]:
+    """:func:`repair_names`, plus anchors ``(repaired offset, original offset)``.
+
+    Between anchors the two documents agree byte for byte, so an offset in
+    the repaired document maps back with :func:`original_offset`.
+    """
+    out = []
+    anchors = [(0, 0)]
+    pos = 0
+    opos = 0  # length of out so far
+    changed = 0
+    while True:
+        m = _NAME_KEY.search(data, pos)
+        if m is None:
+            break
+        start = m.end()
+        end = _name_end(data, start)
+        if end == -1:
+            out.append(data[pos:start])
+            opos += start - pos
+            pos = start
+            continue
+        raw = data[start:end]
+        fixed = json.dumps(decode_name(raw), ensure_ascii=True).encode("ascii")
+        out.append(data[pos:start - 1])
+        opos += start - 1 - pos
+        out.append(fixed)
+        opos += len(fixed)
+        if fixed[1:-1] != raw:
+            changed += 1
+        pos = end + 1
+        anchors.append((opos, pos))
+    out.append(data[pos:])
+    return b"".join(out), changed, anchors
+
+
+def original_offset(anchors: list[tuple[int, int]], offset: int) -> int:
+    """Map an offset in a repaired document back to the original."""
+    import bisect
+
+    i = bisect.bisect_right(anchors, (offset, float("inf"))) - 1
+    fixed_at, orig_at = anchors[max(i, 0)]
+    return orig_at + (offset - fixed_at)
+
+
+# ---------------------------------------------------------------------------
+# capture
+
+_KERNEL_COLUMNS = {
+    "total": "total_bytes",
+    "free": "free_bytes",
+    "wired": "wired_bytes",
+    "total_heap": "total_heap_bytes",
+    "free_heap": "free_heap_bytes",
+    "vmo": "vmo_bytes",
+    "mmu": "mmu_overhead_bytes",
+    "ipc": "ipc_bytes",
+    "other": "other_bytes",
+}
+
+_PROCESS_FIELDS = ("koid", "name", "vmos")
+_VMO_FIELDS = ("koid", "name", "parent_koid", "committed_bytes", "allocated_bytes")
+
+
+def is_capture(doc: Any) -> bool:
+    """True if ``doc`` looks like a capture (wrapped or bare)."""
+    if not isinstance(doc, dict):
+        return False
+    inner = doc.get("Capture", doc)
+    return isinstance(inner, dict) and ("Kernel" in inner or "Processes" in inner)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _table(rows: Any, table: str, expected: tuple[str, ...]) -> tuple[list, dict[str, int], int]:
+    """Rows of a capture table without its header, the column index, first row number."""
+    if not isinstance(rows, list):
+        raise InputError(f"capture {table}: expected an array of rows, found {_short(rows)}")
+    index = {name: i for i, name in enumerate(expected)}
+    first = 0
+    if rows and isinstance(rows[0], list) and rows[0] and all(isinstance(c, str) for c in rows[0]):
+        index = {name: i for i, name in enumerate(rows[0])}
+        first = 1
+        missing = [c for c in expected if c not in index]
+        if missing:
+            raise InputError(
+                f"capture {table}[0]: header row lacks {', '.join(missing)} "
+                f"(expected {', '.join(expected)})"
+            )
+    return rows, index, first
+
+
+def _kernel(kernel: Any) -> KernelStats | None:
+    if kernel is None:
+        return None
+    if not isinstance(kernel, dict):
+        raise InputError(f"capture Kernel: expected an object, found {_short(kernel)}")
+    cols: dict[str, int | None] = {}
+    extra: dict[str, int | None] = {}
+    for key, value in kernel.items():
+        if value is not None and not _is_int(value):
+            raise InputError(f"capture Kernel.{key}: expected an integer, found {_short(value)}")
+        if key in _KERNEL_COLUMNS:
+            cols[_KERNEL_COLUMNS[key]] = value
+        else:
+            extra[key if key.endswith("_bytes") else key + "_bytes"] = value
+    return KernelStats(**cols, extra=MappingProxyType(extra))
+
+
+def snapshot_from_capture(doc: Mapping) -> Snapshot:
+    """Build a Snapshot from a parsed capture document (§9.2).
+
+    Raises :class:`InputError` naming the table and row for a malformed row.
+    """
+    if not is_capture(doc):
+        raise InputError("not a Fuchsia capture: expected an object with 'Kernel' and "
+                         "'Processes' (or a 'Capture' object holding them)")
+    wrapped = "Capture" in doc
+    cap = doc["Capture"] if wrapped else doc
+    notes = ["one root job: a capture records no job tree",
+             "process PSS/PRIVATE/SHARED from VMO attribution (committed bytes, "
+             "charged with ancestors, shared by process count)"]
+    if _is_int(cap.get("Time")):
+        notes.append(f"capture time {cap['Time']} ns (monotonic)")
+    if wrapped and doc.get("Buckets"):
+        notes.append(f"{len(doc['Buckets'])} bucket definitions not imported")
+    kernel = _kernel(cap.get("Kernel"))
+    if isinstance(cap.get("kmem_stats_compression"), dict) and kernel is not None:
+        from dataclasses import replace
+
+        extra = dict(kernel.extra)
+        for k, v in cap["kmem_stats_compression"].items():
+            if _is_int(v):
+                extra[f"compression_{k}"] = v
+        kernel = replace(kernel, extra=MappingProxyType(extra))
+
+    names = cap.get("VmoNames", [])
+    if not isinstance(names, list):
+        raise InputError(f"capture VmoNames: expected an array of strings, found {_short(names)}")
+    vmos = _vmos(cap.get("Vmos", []), names, notes)
+    procs = _processes(cap.get("Processes", []))
+
+    # Attribution (§9.3): each process is charged its VMOs and their ancestors.
+    charged: dict[int, list[int]] = {}
+    sharers: dict[int, int] = {}
+    for koid, (_name, vmo_koids) in procs.items():
+        seen: set[int] = set()
+        for v in vmo_koids:
+            k = v
+            while k in vmos and k not in seen:
+                seen.add(k)
+                k = vmos[k]["parent_koid"]
+        charged[koid] = list(seen)
+        for k in seen:
+            sharers[k] = sharers.get(k, 0) + 1
+
+    children: dict[int, int] = {}
+    for v in vmos.values():
+        if v["parent_koid"] in vmos:
+            children[v["parent_koid"]] = children.get(v["parent_koid"], 0) + 1
+    vmo_objs = {
+        koid: Vmo(
+            koid=koid,
+            name=v["name"],
+            kind="clone" if v["parent_koid"] else "anon",
+            size_bytes=v["allocated_bytes"],
+            committed_bytes=v["committed_bytes"],
+            parent_koid=v["parent_koid"],
+            num_children=children.get(koid, 0),
+            num_mappings=0,
+            share_count=sharers.get(koid, 0),
+        )
+        for koid, v in vmos.items()
+    }
+
+    processes = []
+    for koid in sorted(procs):
+        name, vmo_koids = procs[koid]
+        total = private = scaled = 0
+        for k in charged[koid]:
+            committed = vmos[k]["committed_bytes"] or 0
+            total += committed
+            n = sharers[k]
+            if n == 1:
+                private += committed
+                scaled += committed
+            else:
+                scaled += committed // n
+        processes.append(
+            Process(
+                koid=koid,
+                name=name,
+                job_koid=CAPTURE_ROOT_JOB_KOID,
+                cmdline=(name,),
+                memory=MemoryCounts(pss_bytes=scaled, private_bytes=private,
+                                    shared_bytes=total - private),
+                vmo_refs=tuple(VmoRef(k, ()) for k in dict.fromkeys(vmo_koids)),
+            )
+        )
+    return Snapshot(
+        provenance=Provenance(source="fuchsia-capture", notes=tuple(notes), job_mode="none"),
+        jobs=(Job(CAPTURE_ROOT_JOB_KOID, "root", 0),),
+        processes=tuple(processes),
+        kernel=kernel,
+        vmos=MappingProxyType(vmo_objs),
+    )
+
+
+def _processes(rows: Any) -> dict[int, tuple[str, list[int]]]:
+    rows, idx, first = _table(rows, "Processes", _PROCESS_FIELDS)
+    out: dict[int, tuple[str, list[int]]] = {}
+    ik, iname, ivmos = idx["koid"], idx["name"], idx["vmos"]
+    width = max(ik, iname, ivmos) + 1
+    for i in range(first, len(rows)):
+        row = rows[i]
+        if not isinstance(row, list) or len(row) < width:
+            raise InputError(f"capture Processes[{i}]: expected [koid, name, [vmo koids]], "
+                             f"found {_short(row)}")
+        koid, name, vmo_koids = row[ik], row[iname], row[ivmos]
+        if not _is_int(koid) or not isinstance(name, str) or not isinstance(vmo_koids, list) \
+                or not all(_is_int(k) for k in vmo_koids):
+            raise InputError(f"capture Processes[{i}]: expected [koid, name, [vmo koids]], "
+                             f"found {_short(row)}")
+        out.setdefault(koid, (name, vmo_koids))
+    return out
+
+
+def _vmos(rows: Any, names: list, notes: list[str]) -> dict[int, dict]:
+    rows, idx, first = _table(rows, "Vmos", _VMO_FIELDS)
+    cols = [idx[c] for c in _VMO_FIELDS]
+    width = max(cols) + 1
+    out: dict[int, dict] = {}
+    populated = "populated_bytes" in idx
+    for i in range(first, len(rows)):
+        row = rows[i]
+        if not isinstance(row, list) or len(row) < width:
+            raise InputError(
+                f"capture Vmos[{i}]: expected [koid, name index, parent_koid, committed_bytes, "
+                f"allocated_bytes], found {_short(row)}"
+            )
+        koid, name, parent, committed, allocated = (row[c] for c in cols)
+        if isinstance(name, str):
+            pass  # an older writer that stored names inline
+        elif _is_int(name) and 0 <= name < len(names) and isinstance(names[name], str):
+            name = names[name]
+        else:
+            raise InputError(f"capture Vmos[{i}]: name index {_short(name)} is not in "
+                             f"VmoNames (0..{len(names) - 1})")
+        if not all(_is_int(v) for v in (koid, parent)) or not all(
+            v is None or _is_int(v) for v in (committed, allocated)
+        ):
+            raise InputError(f"capture Vmos[{i}]: expected integers, found {_short(row)}")
+        out.setdefault(koid, {"name": name, "parent_koid": parent,
+                              "committed_bytes": committed, "allocated_bytes": allocated})
+    if populated:
+        notes.append("populated_bytes (zram) column not imported")
+    return out

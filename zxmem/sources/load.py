@@ -1,0 +1,273 @@
+"""``--from FILE``: read a saved snapshot, whatever produced it.
+
+:func:`load_snapshot` tells three formats apart by their first bytes and
+content:
+
+* zxmem's memgraph (a JSON array; its ``__META`` record says
+  ``"format": "zxmem-memgraph/1"``) — read **one line at a time**: zxmem
+  writes one record per line, so memory holds the Snapshot being built plus
+  one record, never the whole text or a second copy of the parsed array;
+* Fuchsia's memgraph (also an array, records may span lines and names may be
+  unescaped) — read whole, parsed strictly and, if that fails, again after
+  :func:`zxmem.sources.fuchsia.repair_names`;
+* a Fuchsia memory-monitor capture (a JSON object, §9.2) — read whole (they
+  are compact and a few MB at most).
+
+A line that is not a complete record switches the line reader to the
+whole-document path for the rest of the input, so any valid JSON array is
+accepted however it is laid out.
+
+Errors are :class:`zxmem.errors.InputError` with one line naming the input,
+the byte offset or record index, and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+
+from zxmem.errors import InputError
+from zxmem.model import Snapshot
+
+_CHUNK = 1 << 16
+_BOM = b"\xef\xbb\xbf"
+
+
+class _Input:
+    """A binary reader over a file or a (text or binary) stream, with offsets."""
+
+    def __init__(self, stream: IO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.buf = b""
+        self.offset = 0  # file offset of buf[0]
+        self.eof = False
+
+    def _fill(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.stream.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8", "surrogateescape")
+        self.buf += chunk
+        return True
+
+    def peek_first(self) -> tuple[int, int]:
+        """Offset and value of the first non-blank byte (-1 at end)."""
+        while True:
+            stripped = self.buf.lstrip()
+            if stripped.startswith(_BOM):
+                self.offset += len(self.buf) - len(stripped) + 3
+                self.buf = stripped[3:]
+                continue
+            if stripped:
+                skip = len(self.buf) - len(stripped)
+                return self.offset + skip, stripped[0]
+            self.offset += len(self.buf)
+            self.buf = b""
+            if not self._fill():
+                return self.offset, -1
+
+    def readline(self) -> tuple[bytes, int]:
+        """The next line (with its newline) and its offset; b"" at end."""
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl != -1:
+                line, self.buf = self.buf[:nl + 1], self.buf[nl + 1:]
+                start = self.offset
+                self.offset += len(line)
+                return line, start
+            if not self._fill():
+                line, self.buf = self.buf, b""
+                start = self.offset
+                self.offset += len(line)
+                return line, start
+
+    def read_rest(self) -> tuple[bytes, int]:
+        while self._fill():
+            pass
+        data, self.buf = self.buf, b""
+        start = self.offset
+        self.offset += len(data)
+        return data, start
+
+
+def _error(name: str, message: str) -> InputError:
+    return InputError(f"{name}: {message}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(sorted(map(str, value))[:5])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "null" if value is None else "a number or boolean"
+
+
+def _json_error(name: str, data: bytes, base: int, exc: ValueError) -> InputError:
+    """An error naming the byte offset of a JSON (or UTF-8) failure in ``data``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return _error(name, f"invalid UTF-8 at byte {base + exc.start}: expected JSON text")
+    assert isinstance(exc, json.JSONDecodeError)
+    byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
+    if exc.pos >= len(exc.doc.rstrip()):
+        what = f"truncated at byte {base + byte}: {exc.msg.lower()}"
+    else:
+        what = f"invalid JSON at byte {base + byte}: {exc.msg.lower()}"
+    return _error(name, what)
+
+
+def _loads(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+def _parse_whole_array(name: str, data: bytes, base: int, notes: list[str]) -> list:
+    """Parse a memgraph array strictly, else with Fuchsia's names repaired."""
+    try:
+        doc = _loads(data)
+    except ValueError as exc:
+        strict = exc
+        from zxmem.memgraph import FORMAT
+        from zxmem.sources.fuchsia import original_offset, repair_names_mapped
+
+        if FORMAT.encode() in data:
+            raise _json_error(name, data, base, strict) from None  # ours is always valid
+        fixed, changed, anchors = repair_names_mapped(data)
+        try:
+            doc = _loads(fixed)
+        except json.JSONDecodeError as exc:
+            # Report where the repaired document breaks, in the input's offsets.
+            byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
+            at = base + original_offset(anchors, byte)
+            what = "truncated" if exc.pos >= len(exc.doc.rstrip()) else "invalid JSON"
+            raise _error(name, f"{what} at byte {at}: {exc.msg.lower()}") from None
+        except ValueError:
+            raise _json_error(name, data, base, strict) from None
+        notes.append(f"{changed} unescaped names repaired")
+    if not isinstance(doc, list):
+        raise _error(name, f"expected a memgraph array, found {_describe(doc)}")
+    return doc
+
+
+def _memgraph_records(inp: _Input, notes: list[str]) -> Iterator[Any]:
+    """Records of a memgraph array, one line at a time when the layout allows."""
+    name = inp.name
+    first, first_off = inp.readline()
+    if first.strip() != b"[":
+        rest, _ = inp.read_rest()
+        yield from _parse_whole_array(name, first + rest, first_off, notes)
+        return
+    index = 0
+    expect_more = True  # after '[' or a trailing comma, a record must follow
+    while True:
+        line, off = inp.readline()
+        if not line:
+            if expect_more and index:
+                raise _error(name, f"truncated at byte {off}: expected another record or ']' "
+                                   f"after record {index - 1}")
+            raise _error(name, f"truncated at byte {off}: expected ']' to close the array"
+                               f" after record {index - 1}" if index else
+                               f"truncated at byte {off}: expected a record or ']'")
+        body = line.strip()
+        if not body:
+            continue
+        if body == b"]":
+            trail, toff = inp.read_rest()
+            if trail.strip():
+                skip = len(trail) - len(trail.lstrip())
+                raise _error(name, f"unexpected data at byte {toff + skip} after the array's ']'")
+            if expect_more and index:
+                raise _error(name, f"invalid JSON at byte {off}: expected a record after the "
+                                   f"',' that follows record {index - 1}")
+            return
+        if not expect_more:
+            raise _error(name, f"invalid JSON at byte {off}: expected ',' or ']' after record "
+                               f"{index - 1}")
+        more = body.endswith(b",")
+        try:
+            rec = _loads(body[:-1] if more else body)
+        except ValueError:
+            # Not one record per line (Fuchsia's -v layout, or unescaped
+            # names): parse the rest as a whole.
+            rest, _ = inp.read_rest()
+            yield from _parse_whole_array(name, b"[" + line + rest, off - 1, notes)
+            return
+        yield rec
+        index += 1
+        expect_more = more
+
+
+def load_snapshot(src: str | os.PathLike | IO) -> Snapshot:
+    """Read a zxmem memgraph, a Fuchsia memgraph or a Fuchsia capture.
+
+    ``src`` is a path or an open stream (binary, or text such as stdin).
+    Raises :class:`InputError` (exit 1) with the file name, the byte offset
+    or record index, and what was expected.
+    """
+    if isinstance(src, (str, os.PathLike)):
+        name = os.fsdecode(src)
+        try:
+            f = open(src, "rb")
+        except OSError as exc:
+            raise InputError(f"{name}: {exc.strerror}") from None
+        with f:
+            return _load(_Input(f, name))
+    stream = getattr(src, "buffer", src)
+    name = getattr(src, "name", None)
+    return _load(_Input(stream, name if isinstance(name, str) else "<stream>"))
+
+
+def _load(inp: _Input) -> Snapshot:
+    from zxmem.memgraph import snapshot_from_records
+
+    name = inp.name
+    try:
+        off, first = inp.peek_first()
+    except OSError as exc:
+        raise InputError(f"{name}: {exc.strerror}") from None
+    if first == -1:
+        raise _error(name, "empty input: expected memgraph JSON (an array) or a Fuchsia "
+                           "capture (an object)")
+    try:
+        if first == ord("["):
+            notes: list[str] = []
+            try:
+                return snapshot_from_records(_memgraph_records(inp, notes),
+                                             source="fuchsia-memgraph", notes=notes)
+            except InputError as exc:
+                msg = str(exc)
+                raise _error(name, msg) if not msg.startswith(name + ":") else exc from None
+        if first == ord("{"):
+            return _load_object(inp)
+    except OSError as exc:
+        raise InputError(f"{name}: {exc.strerror}") from None
+    shown = bytes([first]).decode("latin-1")
+    raise _error(name, f"not JSON: expected '[' (memgraph) or '{{' (capture) at byte {off}, "
+                       f"found {shown!r}")
+
+
+def _load_object(inp: _Input) -> Snapshot:
+    from zxmem.sources.fuchsia import is_capture, snapshot_from_capture
+
+    name = inp.name
+    data, base = inp.read_rest()
+    try:
+        doc = _loads(data)
+    except ValueError as exc:
+        raise _json_error(name, data, base, exc) from None
+    if not is_capture(doc):
+        raise _error(name, f"not a memgraph or a Fuchsia capture: found {_describe(doc)} "
+                           "(expected a memgraph array, or an object with 'Kernel' and "
+                           "'Processes')")
+    try:
+        return snapshot_from_capture(doc)
+    except InputError as exc:
+        raise _error(name, str(exc)) from None
