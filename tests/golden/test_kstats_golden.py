@@ -137,3 +137,37 @@ def test_unreadable_meminfo_is_one_line_error(cli, tmp_path):
     r = run(cli, ["kstats", "-m", "-n", "1", "--proc-root", str(tmp_path)])
     assert r.status == 1
     assert r.stderr.count("\n") == 1 and "meminfo" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# k ps
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("kps-default.txt", []),
+        ("kps-all-by-fds.txt", ["-a", "--sort=fds"]),
+        ("kps-json.json", ["--json"]),
+    ],
+)
+def test_kps_golden(cli, name, args):
+    r = cli(["k", "ps", *args, "--proc-root", os.path.join(KERNEL, "kps")])
+    assert r.status == 0, r.stderr
+    check(name, r.stdout)
+    if not args or args[0] != "--json":
+        assert r.stderr == (
+            "zxmem: k ps: descriptors of 1 process not readable (counts shown as -)\n"
+        )
+
+
+def test_kps_help_key(cli):
+    r = cli(["k", "ps", "help"])
+    assert r.status == 0
+    check("kps-help.txt", r.stdout)
+
+
+def test_kps_hostile_name_is_escaped(cli):
+    r = cli(["k", "ps", "--proc-root", os.path.join(KERNEL, "kps")])
+    assert "\x1b" not in r.stdout
+    assert "[kps\\e[2Jevil]" in r.stdout

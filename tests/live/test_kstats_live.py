@@ -107,3 +107,86 @@ def test_kfree_unknown_without_slabinfo(cli):
     else:
         r = cli(["kstats", "-m", "--json", "-n", "1"])
         assert json.loads(r.stdout)["memory"]["free_heap_bytes"] is None
+
+
+# --------------------------------------------------------------------------
+# k ps against a workload with known descriptors and threads
+
+FD_WORKLOAD = r"""
+import ctypes, os, select, socket, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+keep = [open(sys.executable, "rb"), open("/etc/passwd", "rb")]
+keep += list(socket.socketpair())
+keep += list(os.pipe())
+keep.append(os.eventfd(0))
+keep.append(os.memfd_create("kps-live"))
+tfd = libc.timerfd_create(1, 0)
+ifd = libc.inotify_init1(0)
+assert tfd >= 0 and ifd >= 0
+keep += [tfd, select.epoll(), ifd]
+stop = threading.Event()
+threads = [threading.Thread(target=stop.wait) for _ in range(2)]
+for t in threads:
+    t.start()
+print("ready", flush=True)
+sys.stdin.read()
+stop.set()
+"""
+
+
+@pytest.fixture
+def fd_workload():
+    import subprocess
+    import sys
+
+    if not hasattr(os, "eventfd") or not hasattr(os, "memfd_create"):
+        pytest.skip("needs os.eventfd and os.memfd_create (Python 3.10, Linux)")
+    p = subprocess.Popen([sys.executable, "-c", FD_WORKLOAD], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        yield p.pid
+    finally:
+        p.stdin.close()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_kps_counts_the_workloads_descriptors_and_threads(cli, fd_workload):
+    from zxmem.sources import kernel
+
+    r = cli(["k", "ps", "--json"])
+    assert r.status == 0, r.stderr
+    data = json.loads(r.stdout)
+    row = next(p for p in data["processes"] if p["pid"] == fd_workload)
+    # stdin, stdout: pipes; stderr: /dev/null; then the objects it opened.
+    assert row["fd_kinds"] == {"files": 3, "sockets": 2, "pipes": 4, "eventfds": 1,
+                               "memfds": 1, "timerfds": 1, "epoll": 1, "other": 1}
+    assert row["threads"] == 3
+    size = kernel.thread_size()
+    if size is None:
+        pytest.skip("kernel stack size of this architecture unknown")
+    assert row["kstack_bytes"] == 3 * size
+    with open(f"/proc/{fd_workload}/status") as f:
+        vm_pte = next(int(line.split()[1]) for line in f if line.startswith("VmPTE:"))
+    assert row["pte_bytes"] == vm_pte * KIB
+
+
+def test_kernel_stacks_of_all_threads_match_kernelstack(cli):
+    # Σ threads × THREAD_SIZE over every task (kernel threads included) is
+    # the kernel's KernelStack, give or take threads created or ended
+    # between the two reads (and the per-CPU idle tasks).
+    from zxmem.sources import kernel
+
+    if kernel.thread_size() is None:
+        pytest.skip("kernel stack size of this architecture unknown")
+    before = read_meminfo()["KernelStack"]
+    r = cli(["k", "ps", "-a", "--json"])
+    after = read_meminfo()["KernelStack"]
+    total = json.loads(r.stdout)["totals"]["kstack_bytes"]
+    lo, hi = sorted((before, after))
+    slack = max(16 * kernel.thread_size(), hi // 20)
+    assert lo - slack <= total <= hi + slack

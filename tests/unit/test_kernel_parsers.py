@@ -297,3 +297,64 @@ def test_cpu_counters_without_interrupt_tables():
 def test_thread_size():
     assert kernel.thread_size("x86_64") == 16 * KIB
     assert kernel.thread_size("riscv64") is None
+
+
+# --------------------------------------------------------------------------
+# k ps: descriptor kinds and per-process kernel memory
+
+
+@pytest.mark.parametrize(
+    "link, kind",
+    [
+        (b"socket:[100971]", "sockets"),
+        (b"pipe:[100973]", "pipes"),
+        (b"anon_inode:[eventfd]", "eventfds"),
+        (b"anon_inode:[timerfd]", "timerfds"),
+        (b"anon_inode:[eventpoll]", "epoll"),
+        (b"/memfd:kps-test (deleted)", "memfds"),
+        (b"/etc/passwd", "files"),
+        (b"/dev/null", "files"),
+        (b"/tmp/x (deleted)", "files"),
+        (b"anon_inode:inotify", "other"),
+        (b"anon_inode:[signalfd]", "other"),
+        (b"anon_inode:[pidfd]", "other"),
+        (b"/dmabuf:frame", "other"),
+        (b"net:[4026531840]", "other"),
+    ],
+)
+def test_classify_fd_link(link, kind):
+    assert kernel.classify_fd_link(link) == kind
+
+
+def test_process_kernel_usage_of_recorded_workload():
+    # The recorded workload opened, besides stdin/stdout pipes and stderr on
+    # /dev/null: 2 files, a socketpair, a pipe, an eventfd, a memfd, a
+    # timerfd, an epoll and an inotify instance, and ran 3 threads.
+    rows, notes = kernel.read_process_kernel_usage(os.path.join(FIXTURES, "kps"),
+                                                   stack_size=16 * KIB)
+    by_pid = {r.pid: r for r in rows}
+    assert sorted(by_pid) == [1, 12360, 12461]  # kthreadd (2) left out
+    w = by_pid[12360]
+    assert w.fd_kinds == {"files": 3, "sockets": 2, "pipes": 4, "eventfds": 1, "memfds": 1,
+                          "timerfds": 1, "epoll": 1, "other": 1}
+    assert w.fds == 14 and w.threads == 3 and w.kstack_bytes == 3 * 16 * KIB
+    assert w.pte_bytes == 80 * KIB  # VmPTE:  80 kB in its status
+    assert by_pid[12461].name == "kps\x1b[2Jevil"
+    # PID 1's links were not readable: unknown, never 0
+    assert by_pid[1].fd_kinds is None and by_pid[1].fds is None
+    assert notes == ("descriptors of 1 process not readable (counts shown as -)",)
+
+
+def test_process_kernel_usage_kernel_threads_and_unknown_stack_size():
+    rows, notes = kernel.read_process_kernel_usage(os.path.join(FIXTURES, "kps"),
+                                                   kernel_threads=True, stack_size=None)
+    kthreadd = next(r for r in rows if r.pid == 2)
+    assert kthreadd.kernel_thread and kthreadd.fds == 0 and kthreadd.pte_bytes == 0
+    if kernel.thread_size() is None:
+        assert kthreadd.kstack_bytes is None
+
+
+def test_process_that_vanished_is_skipped(tmp_path):
+    (tmp_path / "77").mkdir()  # no stat: exited between listing and reading
+    rows, _ = kernel.read_process_kernel_usage(str(tmp_path), stack_size=16 * KIB)
+    assert rows == []

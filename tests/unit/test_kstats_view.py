@@ -116,3 +116,26 @@ def test_cpu_rows_first_report_since_boot_then_deltas():
     assert lines[0] == view.CPU_HEADER
     assert lines[1] == ("  0  25.00%         -    -     -         -      -     -     -        3"
                         "    5      1        1    2")
+
+
+def test_kps_header_has_the_zircon_shape():
+    from zxmem.views import kps
+
+    # spec §8.3: id in 7, total in 4 and a colon, first count in 4, others in 3
+    assert kps.header().startswith("     id   #h:  #fi #so #pi #ev #mf #tm #ep #??")
+
+
+def test_kps_row_and_totals_keep_unknown_apart():
+    from zxmem.sources.kernel import ProcessKernelUsage
+    from zxmem.views import kps
+
+    kinds = dict.fromkeys(("files", "sockets", "pipes", "eventfds", "memfds", "timerfds",
+                           "epoll", "other"), 1)
+    known = ProcessKernelUsage(10, "a\nb", False, 2, kinds, 8192, 32768)
+    unknown = ProcessKernelUsage(11, "c", False, None, None, None, None)
+    assert kps.row(known) == ("     10    8:    1   1   1   1   1   1   1   1     8k    32k "
+                              "[a\\nb]")
+    assert kps.row(unknown).startswith("     11    -:    -   -")
+    t = kps.totals([known, unknown])
+    assert t["fds"] == 8 and t["unreadable"] == 1 and t["kstack_bytes"] == 32768
+    assert kps.totals([unknown])["fds"] is None

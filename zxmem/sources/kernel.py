@@ -712,3 +712,165 @@ def read_cpu_counters(proc_root: str = "/proc") -> tuple[ProcStat, tuple[CpuCoun
 def thread_size(machine: str | None = None) -> int | None:
     """Kernel stack size per thread for ``machine`` (``uname -m``), or None."""
     return THREAD_SIZES.get(machine if machine is not None else os.uname().machine)
+
+
+# --------------------------------------------------------------------------
+# Per-process kernel objects and kernel memory (k ps)
+
+# Descriptor kinds, in the order ``k ps`` prints them (the Linux stand-ins
+# for Zircon's handle types, spec fuchsia-tools §8.3).
+FD_KINDS = ("files", "sockets", "pipes", "eventfds", "memfds", "timerfds", "epoll", "other")
+
+
+def classify_fd_link(target: bytes) -> str:
+    """The kind of an open descriptor from its ``/proc/PID/fd/N`` link text.
+
+    Link shapes (``fs/d_path.c`` ``dynamic_dname`` for pseudo files,
+    ``fs/anon_inodes.c`` names, proc.rst §3.8): ``socket:[ino]``,
+    ``pipe:[ino]``, ``anon_inode:[eventfd]``, ``anon_inode:[timerfd]``,
+    ``anon_inode:[eventpoll]``, ``/memfd:NAME (deleted)``; a path that starts
+    with ``/`` is a file (devices and deleted files included, dma-bufs —
+    ``/dmabuf:NAME`` — are not); every other pseudo file (signalfd, inotify,
+    pidfd, io_uring, bpf, perf…) is ``other``.
+    """
+    if target.startswith(b"socket:"):
+        return "sockets"
+    if target.startswith(b"pipe:"):
+        return "pipes"
+    if target.startswith(b"anon_inode:"):
+        name = target[11:].strip(b"[]")
+        if name == b"eventfd":
+            return "eventfds"
+        if name == b"timerfd":
+            return "timerfds"
+        if name == b"eventpoll":
+            return "epoll"
+        return "other"
+    if target.startswith(b"/memfd:"):
+        return "memfds"
+    if target.startswith(b"/dmabuf:"):
+        return "other"
+    if target.startswith(b"/"):
+        return "files"
+    return "other"
+
+
+def count_fd_kinds(targets) -> dict[str, int]:
+    """``{kind: count}`` over link texts, every kind of :data:`FD_KINDS` present."""
+    counts = dict.fromkeys(FD_KINDS, 0)
+    for target in targets:
+        counts[classify_fd_link(target)] += 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessKernelUsage:
+    """What one process holds in the kernel: descriptors and kernel memory.
+
+    ``fd_kinds`` is None when ``/proc/PID/fd`` could not be read (another
+    user's process without root); ``pte_bytes`` is ``VmPTE`` of
+    ``/proc/PID/status`` (``mm_pgtables_bytes()``, all levels);
+    ``kstack_bytes`` is threads × the kernel stack size (None when the
+    architecture's stack size is not known).
+    """
+
+    pid: int
+    name: str
+    kernel_thread: bool
+    threads: int | None
+    fd_kinds: dict[str, int] | None
+    pte_bytes: int | None
+    kstack_bytes: int | None
+
+    @property
+    def fds(self) -> int | None:
+        return None if self.fd_kinds is None else sum(self.fd_kinds.values())
+
+
+def _fd_links(fd_dir: str) -> list[bytes] | None:
+    """Link texts of every descriptor; None when the directory is denied.
+
+    A descriptor closed during the walk is skipped (ENOENT); a process
+    that exits makes the directory vanish, which the caller handles.
+    """
+    names = os.listdir(fd_dir.encode())
+    links = []
+    for name in names:
+        try:
+            links.append(os.readlink(os.path.join(fd_dir.encode(), name)))
+        except FileNotFoundError:
+            continue
+    return links
+
+
+def read_process_kernel_usage(
+    proc_root: str = "/proc",
+    *,
+    kernel_threads: bool = False,
+    stack_size: int | None = None,
+) -> tuple[list[ProcessKernelUsage], tuple[str, ...]]:
+    """Descriptor kinds, page tables and kernel stacks of every process.
+
+    Processes come in PID order; one that exits during the walk is left
+    out.  Returns the rows and notes (what could not be read).
+    """
+    from zxmem.sources import procfs
+
+    proc = proc_root.rstrip("/") or "/"
+    stack = stack_size if stack_size is not None else thread_size()
+    rows = []
+    denied = 0
+    for entry in sorted(int(n) for n in os.listdir(proc) if n.isdigit()):
+        base = f"{proc}/{entry}"
+        try:
+            stat = procfs.parse_stat(_read(f"{base}/stat"))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        except (OSError, procfs.ParseError):
+            continue
+        if stat.kernel_thread and not kernel_threads:
+            continue
+        try:
+            status = procfs.parse_status(_read(f"{base}/status"))
+        except OSError:
+            status = {}
+        threads = None
+        raw_threads = status.get(b"Threads")
+        if raw_threads is not None and raw_threads.isdigit():
+            threads = int(raw_threads)
+        elif stat.num_threads:
+            threads = stat.num_threads
+        pte = procfs.status_bytes(status, b"VmPTE")
+        if pte is None and stat.kernel_thread:
+            pte = 0  # a kernel thread has no mm: it owns no user page tables
+        kinds = None
+        try:
+            links = _fd_links(f"{base}/fd")
+        except (FileNotFoundError, ProcessLookupError):
+            if not os.path.isdir(base):
+                continue  # the process exited
+            links = None
+        except OSError:
+            links = None
+        if links is None:
+            denied += 1
+        else:
+            kinds = count_fd_kinds(links)
+        rows.append(
+            ProcessKernelUsage(
+                pid=stat.pid,
+                name=stat.comm,
+                kernel_thread=stat.kernel_thread,
+                threads=threads,
+                fd_kinds=kinds,
+                pte_bytes=pte,
+                kstack_bytes=None if threads is None or stack is None else threads * stack,
+            )
+        )
+    notes = []
+    if denied:
+        noun = "process" if denied == 1 else "processes"
+        notes.append(f"descriptors of {denied} {noun} not readable (counts shown as -)")
+    if stack is None:
+        notes.append("kernel stack size of this architecture unknown: kstk shown as -")
+    return rows, tuple(notes)
