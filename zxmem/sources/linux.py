@@ -81,6 +81,7 @@ class _Gone(Exception):
 
 
 def _read(path: str) -> bytes:
+    """The whole file, reading until end of file (any /proc file)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -90,6 +91,32 @@ def _read(path: str) -> bytes:
                 break
             chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _read_record(path: str) -> bytes:
+    """A /proc file printed as one record, usually in one ``read``.
+
+    ``stat``, ``status``, ``cgroup`` and ``smaps_rollup`` are ``single_open``
+    seq_files (fs/proc/base.c, fs/proc/task_mmu.c): the kernel renders the
+    whole record, then copies as much as the buffer holds, so a read that
+    returns less than was asked for has reached the end.  ``cmdline``
+    (``proc_pid_cmdline_read``) likewise loops until the buffer is full or
+    the arguments end.  Skipping the read that would return 0 saves one
+    system call, and one hand-over of the GIL, per file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _READ_SIZE)
+        if len(data) < _READ_SIZE:
+            return data
+        chunks = [data]
+        while True:
+            chunk = os.read(fd, _READ_SIZE)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
     finally:
         os.close(fd)
 
@@ -137,6 +164,14 @@ def memory_from_fields(fields: dict[bytes, int], status: dict[bytes, bytes] | No
 _ZERO = MemoryCounts(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
+# What the workers hand back for one process: the Process fields except the
+# job (known only once every process's cgroup is in), plus the cgroup choice.
+# A plain tuple: building the frozen Process twice (without, then with the
+# job, via dataclasses.replace) cost about as much as reading a stat file.
+_Record = tuple  # (pid, comm, ppid, uid, cmdline, state, kthread, memory,
+#                   threads, num_threads, vm_pte, cgroup choice)
+
+
 class _Reader:
     """Reads processes; one instance is shared by the worker threads."""
 
@@ -146,18 +181,45 @@ class _Reader:
         self.lock = threading.Lock()
         self.denied: list[tuple[str, str]] = []
         self.notes: set[str] = set()
-        self.results: dict[int, tuple[Process, str | None]] = {}
+        self.results: dict[int, _Record] = {}
         self.cgroup_mode: str | None = None
+        # Parse results keyed by the raw bytes: most processes share their
+        # cgroup file (and many their command line) byte for byte, and the
+        # parsers are pure.  Races between workers only repeat a parse.
+        self._cgroup_cache: dict[bytes, tuple[str, str] | None] = {}
+        self._cmdline_cache: dict[bytes, tuple[str, ...]] = {}
 
     def note_denied(self, what: str, why: str) -> None:
         with self.lock:
             self.denied.append((what, why))
 
-    def read_process(self, pid: int) -> tuple[Process, tuple[str, str] | None] | None:
+    def _cgroup(self, data: bytes) -> tuple[str, str] | None:
+        try:
+            return self._cgroup_cache[data]
+        except KeyError:
+            pass
+        try:
+            cg = cgroups.choose_hierarchy(procfs.parse_cgroup(data))
+        except procfs.ParseError:
+            cg = None
+        self._cgroup_cache[data] = cg
+        return cg
+
+    def _cmdline(self, data: bytes) -> tuple[str, ...]:
+        try:
+            return self._cmdline_cache[data]
+        except KeyError:
+            pass
+        args = procfs.parse_cmdline(data)
+        if len(data) <= 4096:  # long ones are rarely repeated
+            self._cmdline_cache[data] = args
+        return args
+
+    def read_process(self, pid: int) -> _Record | None:
         base = f"{self.proc}/{pid}/"
         opts = self.options
         try:
-            st = procfs.parse_stat(_read(base + "stat"))
+            st = procfs.parse_stat(_read_record(base + "stat"))
         except OSError as exc:
             if _gone(exc):
                 return None
@@ -174,7 +236,7 @@ class _Reader:
         vm_pte = None
         if opts.status:
             try:
-                status = procfs.parse_status(_read(base + "status"))
+                status = procfs.parse_status(_read_record(base + "status"))
                 uid = procfs.status_uid(status)
                 vm_pte = procfs.status_bytes(status, b"VmPTE")
             except OSError as exc:
@@ -187,7 +249,7 @@ class _Reader:
             memory = _ZERO
         else:
             try:
-                fields = procfs.parse_smaps_rollup(_read(base + "smaps_rollup"))
+                fields = procfs.parse_smaps_rollup(_read_record(base + "smaps_rollup"))
                 memory = memory_from_fields(fields, status) if fields else _ZERO
             except procfs.ParseError:
                 memory = None
@@ -198,7 +260,7 @@ class _Reader:
                     return None
 
         try:
-            cmdline: tuple[str, ...] | None = procfs.parse_cmdline(_read(base + "cmdline"))
+            cmdline: tuple[str, ...] | None = self._cmdline(_read_record(base + "cmdline"))
         except OSError as exc:
             if _gone(exc):
                 return None
@@ -206,32 +268,19 @@ class _Reader:
 
         cg: tuple[str, str] | None = None
         try:
-            cg = cgroups.choose_hierarchy(procfs.parse_cgroup(_read(base + "cgroup")))
+            cg = self._cgroup(_read_record(base + "cgroup"))
         except OSError as exc:
             if _gone(exc):
                 return None
-        except procfs.ParseError:
-            cg = None
 
         threads: tuple[Thread, ...] = ()
         if opts.threads:
             threads = self.read_threads(base)
 
-        proc = Process(
-            koid=pid,
-            name=st.comm,
-            job_koid=0,  # filled in once the job tree is known
-            ppid=st.ppid,
-            uid=uid,
-            cmdline=cmdline,
-            state=st.state,
-            kernel_thread=kthread,
-            memory=memory,
-            threads=threads,
-            num_threads=st.num_threads,
-            vm_pte_bytes=vm_pte,
+        return (
+            pid, st.comm, st.ppid, uid, cmdline, st.state, kthread, memory,
+            threads, st.num_threads, vm_pte, cg,
         )
-        return proc, cg
 
     def _memory_fallback(self, base, pid, exc, st, status):
         """smaps_rollup failed: zombie, denied, vanished, or an old kernel."""
@@ -270,7 +319,7 @@ class _Reader:
         out = []
         for tid in tids:
             try:
-                tst = procfs.parse_stat(_read(f"{base}task/{tid}/stat"))
+                tst = procfs.parse_stat(_read_record(f"{base}task/{tid}/stat"))
             except (OSError, procfs.ParseError):
                 continue  # the thread exited
             out.append(Thread(tid, tst.comm, _THREAD_STATE.get(tst.state, "???")))
@@ -293,7 +342,7 @@ def list_pids(proc_root: str) -> list[int]:
 
 def _read_text(path: str) -> str | None:
     try:
-        return decode_name(_read(path)).strip()
+        return decode_name(_read_record(path)).strip()
     except OSError:
         return None
 
@@ -328,11 +377,29 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
         for t in threads:
             t.join()
 
-    procs_and_cg = [reader.results[pid] for pid in pids if pid in reader.results]
-    jobs, job_of, mode = _assign_jobs(proc, procs_and_cg, options)
+    results = reader.results
+    records = [results[pid] for pid in pids if pid in results]
+    jobs, job_of, mode = _assign_jobs(proc, records, options)
 
     processes = tuple(
-        _with_job(p, job_of(p, cg)) for p, cg in procs_and_cg
+        Process(
+            koid=pid,
+            name=comm,
+            job_koid=job_of(uid, cg),
+            ppid=ppid,
+            uid=uid,
+            cmdline=cmdline,
+            state=state,
+            kernel_thread=kthread,
+            memory=memory,
+            threads=threads,
+            num_threads=num_threads,
+            vm_pte_bytes=vm_pte,
+        )
+        for (
+            pid, comm, ppid, uid, cmdline, state, kthread, memory,
+            threads, num_threads, vm_pte, cg,
+        ) in records
     )
     provenance = Provenance(
         source="linux",
@@ -352,32 +419,26 @@ def _denied_key(item: tuple[str, str]) -> tuple[str, int]:
     return kind, int(pid) if pid.isdigit() else 0
 
 
-def _with_job(p: Process, job_koid: int) -> Process:
-    from dataclasses import replace
-
-    return replace(p, job_koid=job_koid)
-
-
-def _assign_jobs(proc: str, procs_and_cg, options: CollectOptions):
-    """Build the job tree for the chosen mode and a process → job function."""
+def _assign_jobs(proc: str, records: list[_Record], options: CollectOptions):
+    """Build the job tree for the chosen mode and a (uid, cgroup) → job function."""
     from zxmem.model import Job
 
     if options.jobs == "none":
         root = Job(cgroups.ROOT_JOB_KOID, "root", 0, path="")
-        return (root,), (lambda p, cg: root.koid), "none"
+        return (root,), (lambda uid, cg: root.koid), "none"
 
     if options.jobs == "user":
-        uids = sorted({p.uid for p, _ in procs_and_cg if p.uid is not None})
+        uids = sorted({r[3] for r in records if r[3] is not None})
         names = _user_names(uids)
         root = Job(cgroups.USER_ROOT_JOB_KOID, "root", 0, path="")
         jobs = [root] + [Job(uid, names.get(uid, str(uid)), root.koid, path="") for uid in uids]
         return (
             tuple(jobs),
-            (lambda p, cg: p.uid if p.uid is not None else root.koid),
+            (lambda uid, cg: uid if uid is not None else root.koid),
             "user",
         )
 
-    modes = {cg[0] for _, cg in procs_and_cg if cg is not None}
+    modes = {r[11][0] for r in records if r[11] is not None}
     mode = None
     for candidate in (cgroups.MODE_V1_MEMORY, cgroups.MODE_V2, cgroups.MODE_V1_SYSTEMD):
         if candidate in modes:
@@ -385,7 +446,7 @@ def _assign_jobs(proc: str, procs_and_cg, options: CollectOptions):
             break
     if mode is None:
         root = Job(cgroups.ROOT_JOB_KOID, "root", 0, path="/")
-        return (root,), (lambda p, cg: root.koid), "none"
+        return (root,), (lambda uid, cg: root.koid), "none"
 
     mounts = ()
     try:
@@ -408,9 +469,9 @@ def _assign_jobs(proc: str, procs_and_cg, options: CollectOptions):
             return "killoom" if data is not None and data.strip() == b"1" else ""
 
     jobs, koids = cgroups.build_jobs(
-        (path_of(cg) for _, cg in procs_and_cg), ids.koid, state_of
+        (path_of(r[11]) for r in records), ids.koid, state_of
     )
-    return jobs, (lambda p, cg: koids[path_of(cg)]), mode
+    return jobs, (lambda uid, cg: koids[path_of(cg)]), mode
 
 
 def _user_names(uids: list[int]) -> dict[int, str]:
