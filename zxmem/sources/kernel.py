@@ -579,6 +579,15 @@ def read_kernel_stats(proc_root: str = "/proc") -> KernelStats:
     in bytes and ``extra`` the other inputs, so each column can be explained.
     Unknown values are ``None`` (e.g. ``free_heap_bytes`` when
     ``/proc/slabinfo`` is not readable).
+
+    ``extra`` keys: ``*_bytes`` are bytes (``lru``, ``hugetlb``,
+    ``vmalloc_used``, ``vmallocinfo_pages``, ``percpu``,
+    ``kreclaimable_other``, ``slab_free``, ``kernel_stack``,
+    ``kernel_stack_vmalloc``, ``kernel_stack_apart``, ``physical``, ``ipc``,
+    ``frag_memory``); ``tcp_mem_pages``/``udp_mem_pages`` are pages;
+    ``kernel_stack_in_vmalloc`` is 1, 0 or None; ``page_size`` is bytes;
+    ``HugePages_Total``/``_Free``/``_Rsvd``/``_Surp`` are the meminfo page
+    counts of the default huge page size.
     """
     return read_kernel_stats_with_notes(proc_root)[0]
 
