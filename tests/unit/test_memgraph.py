@@ -236,3 +236,32 @@ def test_ps_from_memgraph_matches_ps_of_the_snapshot(cli, tmp_path, monkeypatch)
         assert live.status == saved.status == 0, saved.stderr
         assert saved.stdout == live.stdout
         assert any(k in live.stdout for k in ("p:100", "p: 100", '"p/100"'))
+
+
+TREES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "proc-trees")
+
+
+def test_recorded_trees_ps_from_memgraph_equals_ps(cli, tmp_path):
+    import pytest
+
+    done = 0
+    for tree in ("cgroup-v1-hybrid", "cgroup-v2", "hostile-names", "unreadable-smaps",
+                 "kthread-zombie"):
+        proc = os.path.join(TREES, tree, "proc")
+        if not os.path.isdir(proc):
+            continue
+        r = cli(["memgraph", "-tH", "--proc-root", proc])
+        assert r.status == 0, r.stderr
+        recs = _records(r.stdout)
+        schema_validator().validate(recs)
+        path = tmp_path / f"{tree}.json"
+        path.write_text(r.stdout)
+        for extra in ([], ["-T"], ["--style=late"]):
+            live = cli(["ps", "--proc-root", proc, *extra])
+            saved = cli(["ps", "--from", str(path), *extra])
+            assert saved.status == live.status == 0, saved.stderr
+            assert saved.stdout == live.stdout, (tree, extra)
+            assert saved.stderr == live.stderr
+        done += 1
+    if not done:
+        pytest.skip(f"no recorded /proc trees under {TREES}")

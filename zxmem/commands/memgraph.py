@@ -61,7 +61,9 @@ def run(args: argparse.Namespace, env) -> int:
     from zxmem.memgraph import write_memgraph
     from zxmem.sources.linux import CollectOptions
 
-    options = CollectOptions(threads=args.threads, status=True)
+    # status: UID, swap and page tables for the "linux" fields; job_state:
+    # the cgroup's oom group, so a late-style ps of the file shows it.
+    options = CollectOptions(threads=args.threads, status=True, job_state=True)
     snapshot = common.snapshot_from_args(args, env, options)
     if args.from_file is None:
         root = common.proc_root(args, env)
@@ -99,6 +101,7 @@ def _add_live_details(snapshot, root: str, args: argparse.Namespace, env):
             # No meminfo (a recorded tree without it): no kernel records, as
             # memgraph does when it cannot read kmem stats.
             why = getattr(exc, "strerror", None) or str(exc)
+            env.stderr.write(f"zxmem: memgraph: kernel records left out: {why}\n")
             prov = snapshot.provenance
             snapshot = replace(snapshot, provenance=replace(
                 prov, notes=prov.notes + (f"kernel records omitted: {why}",)))
