@@ -1,0 +1,298 @@
+"""Memory objects of live workloads with known shapes (vmos, vmaps).
+
+Each workload is a small Python program started here; it prints its PIDs
+when its memory is in place and exits when its stdin closes.  Every process
+is also killed by PID at the end of its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from zxmem.model import inode_koid
+
+pytestmark = pytest.mark.live
+
+PAGE = 4096
+
+WORKLOAD = r"""
+import mmap, os, sys, threading
+mode, directory = sys.argv[1], sys.argv[2]
+PAGE = 4096
+keep = []
+children = []
+if mode == "shared":
+    n = int(sys.argv[3])
+    fd = os.memfd_create("zx-shared")
+    os.write(fd, b"s" * 16 * PAGE)
+    keep.append(mmap.mmap(fd, 16 * PAGE))
+    path = os.path.join(directory, "shared.bin")
+    with open(path, "wb") as f:
+        f.write(b"f" * 16 * PAGE)
+    with open(path, "rb") as f:
+        keep.append(mmap.mmap(f.fileno(), 16 * PAGE, access=mmap.ACCESS_READ))
+    for _ in range(n - 1):
+        pid = os.fork()
+        if pid == 0:
+            sys.stdin.read()
+            os._exit(0)
+        children.append(pid)
+else:
+    held = os.memfd_create("zx-held")
+    os.write(held, b"h" * 3 * PAGE)
+    twice = os.memfd_create("zx-twice")
+    os.ftruncate(twice, 4 * PAGE)
+    keep.append(mmap.mmap(twice, 4 * PAGE))
+    keep.append(mmap.mmap(twice, 4 * PAGE))
+    os.close(twice)
+    path = os.path.join(directory, "private.bin")
+    with open(path, "wb") as f:
+        f.write(b"p" * 16 * PAGE)
+    with open(path, "r+b") as f:
+        cow = mmap.mmap(f.fileno(), 16 * PAGE, access=mmap.ACCESS_COPY)
+    for i in (0, 5, 9):
+        cow[i * PAGE] = 0x41  # three copy-on-write pages
+    keep.append(cow)
+    started = threading.Event()
+    def idle():
+        started.set()
+        sys.stdin.read()
+    threading.Thread(target=idle, daemon=True).start()
+    started.wait()
+print("ready", os.getpid(), *children, flush=True)
+sys.stdin.read()
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+class Workload:
+    def __init__(self, mode: str, directory: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", WORKLOAD, mode, directory, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "ready":
+            self.stop()
+            pytest.fail(f"workload {mode} did not start")
+        self.pids = [int(x) for x in line[1:]]
+
+    def stop(self) -> None:
+        for pid in getattr(self, "pids", [])[1:]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def start(tmp_path):
+    started: list[Workload] = []
+
+    def run(mode: str, *args: str) -> Workload:
+        w = Workload(mode, str(tmp_path), *args)
+        started.append(w)
+        return w
+
+    yield run
+    for w in started:
+        w.stop()
+
+
+def _root():
+    if os.geteuid() != 0:
+        pytest.skip("not root: map_files and other processes' fds need root")
+
+
+def vmos_json(cli, pid: int) -> list[dict]:
+    r = cli(["vmos", "--json", str(pid)])
+    assert r.status == 0, r.stderr
+    return json.loads(r.stdout)["vmos"]
+
+
+def test_memfd_and_file_mapped_by_six_processes(cli, start, tmp_path):
+    _root()
+    w = start("shared", "6")
+    assert len(w.pids) == 6
+    st = os.stat(tmp_path / "shared.bin")
+    file_koid = inode_koid(st.st_dev, st.st_ino)
+    for pid in w.pids:
+        rows = vmos_json(cli, pid)
+        memfd = [r for r in rows if r["name"] == "memfd:zx-shared" and r["via"] == ["MAPPING"]]
+        assert len(memfd) == 1, rows
+        assert (memfd[0]["num_mappings"], memfd[0]["share_count"]) == (6, 6)
+        assert memfd[0]["kind"] == "memfd"
+        assert memfd[0]["size_bytes"] == 16 * PAGE
+        assert memfd[0]["committed_bytes"] == 16 * PAGE  # st_blocks: all written
+        files = [r for r in rows if r["koid"] == file_koid and r["via"] == ["MAPPING"]]
+        assert len(files) == 1
+        assert (files[0]["num_mappings"], files[0]["share_count"]) == (6, 6)
+        assert files[0]["size_bytes"] == 16 * PAGE
+        assert files[0]["parent_koid"] == 0
+
+
+def test_text_rows_show_the_counts(cli, start):
+    _root()
+    w = start("shared", "6")
+    r = cli(["vmos", str(w.pids[0])])
+    assert r.status == 0
+    lines = r.stdout.splitlines()
+    assert lines[0] == lines[-1] == "rights  koid parent #chld #map #shr    size   alloc name"
+    row = [line for line in lines if line.endswith(" memfd:zx-shared") and
+           line.lstrip().startswith("- ")]
+    assert row and row[0].split()[3:6] == ["0", "6", "6"]
+
+
+def test_memfd_held_only_by_a_descriptor(cli, start):
+    _root()
+    w = start("single")
+    rows = vmos_json(cli, w.pids[0])
+    held = [r for r in rows if r["name"] == "memfd:zx-held"]
+    assert len(held) == 1
+    (row,) = held
+    assert row["via"] == ["HANDLE"]
+    assert row["handle_rights"] == ["READ", "WRITE"]
+    assert row["num_mappings"] == 0 and row["share_count"] == 0
+    assert row["size_bytes"] == 3 * PAGE and row["committed_bytes"] == 3 * PAGE
+    text = cli(["vmos", str(w.pids[0])]).stdout
+    line = [x for x in text.splitlines() if x.endswith(" memfd:zx-held")]
+    assert line and line[0].startswith("rw----")
+
+
+def test_memfd_mapped_twice_in_one_process(cli, start):
+    _root()
+    w = start("single")
+    rows = vmos_json(cli, w.pids[0])
+    mapped = [r for r in rows if r["name"] == "memfd:zx-twice" and r["via"] == ["MAPPING"]]
+    assert len(mapped) == 2  # one row per mapping, as Zircon keeps them
+    assert {(r["num_mappings"], r["share_count"]) for r in mapped} == {(2, 1)}
+
+
+def test_written_private_file_mapping_is_a_clone(cli, start, tmp_path):
+    _root()
+    w = start("single")
+    st = os.stat(tmp_path / "private.bin")
+    file_koid = inode_koid(st.st_dev, st.st_ino)
+    rows = vmos_json(cli, w.pids[0])
+    clones = [r for r in rows if r["name"] == "data:private.bin"]
+    assert len(clones) == 1, [r["name"] for r in rows]
+    (clone,) = clones
+    assert clone["kind"] == "clone"
+    assert clone["parent_koid"] == file_koid
+    assert clone["committed_bytes"] == 3 * PAGE  # the three written pages
+    assert clone["size_bytes"] == 16 * PAGE
+    parents = {r["koid"]: r for r in rows if r["koid"] == file_koid}
+    if parents:  # the file also reached directly (it is not, here)
+        assert parents[file_koid]["num_children"] >= 1
+    # vmaps prints the clone's koid and name for that mapping.
+    out = cli(["vmaps", str(w.pids[0])]).stdout
+    line = [x for x in out.splitlines() if x.endswith("'data:private.bin'")]
+    assert len(line) == 1 and f" {clone['koid']}:vmo " in line[0]
+    assert " 12k:res " in line[0]
+
+
+def test_library_segments_form_one_region(cli, start):
+    _root()
+    w = start("single")
+    r = cli(["vmaps", "--json", str(w.pids[0])])
+    assert r.status == 0, r.stderr
+    entries = json.loads(r.stdout)["entries"]
+    libs = {e["path"] for e in entries if e["type"] == "mapping"
+            and os.path.basename(e["path"]).startswith("libc.so")}
+    if not libs:
+        pytest.skip("the interpreter is not linked against a shared libc")
+    (libc,) = libs
+    idx = [i for i, e in enumerate(entries) if e.get("path") == libc]
+    region_at = idx[0] - 1
+    region = entries[region_at]
+    assert region["type"] == "vmar" and region["depth"] == 2
+    assert region["name"] == os.path.basename(libc)
+    members = []
+    for e in entries[region_at + 1:]:
+        if e["depth"] != 3:
+            break
+        members.append(e)
+    assert all(i - region_at - 1 < len(members) for i in idx)  # every libc mapping inside
+    perms = {m["perms"][:3] for m in members}
+    assert {"r-x", "r--", "rw-"} <= perms  # text, rodata (and relro), data
+    assert region["start"] == members[0]["start"] and region["end"] == members[-1]["end"]
+    # The thread's stack: a guard page directly below a read-write mapping.
+    stacks = [e for e in entries if e["type"] == "vmar" and e["name"] == "stack"]
+    assert stacks
+
+
+def test_vmaps_res_matches_smaps(cli, start):
+    _root()
+    w = start("single")
+    pid = w.pids[0]
+    r = cli(["vmaps", "--json", str(pid)])
+    got = {e["start"]: e["rss_bytes"] for e in json.loads(r.stdout)["entries"]
+           if e["type"] == "mapping"}
+    with open(f"/proc/{pid}/smaps", "rb") as f:
+        data = f.read()
+    from zxmem.sources.smaps import parse_smaps
+
+    t = parse_smaps(data)
+    # The workload is idle, so its private file/memfd mappings do not move.
+    for start_, rss in zip(t.starts, t.fields["Rss"], strict=True):
+        if start_ in got and got[start_] is not None:
+            assert abs(got[start_] - rss) <= 2 * PAGE
+
+
+def test_errors_name_the_pid(cli):
+    r = cli(["vmaps", "2"])  # kthreadd
+    if r.status == 1 and "kernel thread" in r.stderr:
+        assert r.stderr.count("\n") == 1 and "2" in r.stderr
+    pid = 4194304 + 1
+    r = cli(["vmaps", str(pid)])
+    assert r.status == 1 and str(pid) in r.stderr and r.stderr.count("\n") == 1
+    r = cli(["vmos", str(pid)])
+    assert r.status == 1 and str(pid) in r.stderr
+
+
+def test_denied_maps_are_one_line(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as nobody")
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = src
+    for python in (sys.executable, "/usr/bin/python3"):
+        probe = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
+             "import sys, zxmem; assert sys.version_info >= (3, 10)"],
+            env=env, capture_output=True, cwd="/",
+        )
+        if probe.returncode == 0:
+            break
+    else:
+        pytest.skip("no Python >= 3.10 the nobody user can run with zxmem importable")
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m",
+         "zxmem", "vmaps", "1"],
+        env=env, capture_output=True, text=True, cwd="/",
+    )
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "pid 1" in r.stderr
+    assert "Traceback" not in r.stderr

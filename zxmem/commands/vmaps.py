@@ -1,0 +1,160 @@
+"""``zxmem vmaps PID``: a process's memory maps (spec fuchsia-tools §3)."""
+
+from __future__ import annotations
+
+import argparse
+
+from zxmem.commands import common
+from zxmem.errors import UsageError, ZxmemError
+
+HELP = "dump a process's memory maps: regions and mappings with sizes and objects"
+
+HELP_TEXT = """\
+Usage: zxmem vmaps <pid>
+
+Dumps a process's memory maps to stdout.
+
+First column:
+  "/A" -- Process address space
+  "/R" -- Root VMAR
+  "R"  -- VMAR (R for Region)
+  "M"  -- Mapping
+
+  Indentation indicates parent/child relationship.
+"""
+
+DESCRIPTION = HELP_TEXT + """
+Column tags:
+  :sz   virtual size of the entry
+  :res  resident memory of the mapping (smaps Rss), private or shared
+  :vmo  koid of the memory object mapped (see 'zxmem vmos PID')
+
+On Linux a region (R) is one loaded ELF object (its text, rodata, data and
+bss), a thread stack with its guard page, or another run of mappings that
+belongs together (one file mapped in pieces, a heap with its reserved tail).
+Objects: files and shmem by (st_dev, st_ino) koid = dev << 32 | inode; each
+anonymous mapping and each copy-on-write 'data:' clone a small koid.
+
+Linux extras (opt-in, after :res): --pss (:pss, smaps Pss), --private (:prv,
+Private_Clean + Private_Dirty), --swap (:swp, Swap), or --extra for all three.
+"""
+
+EPILOG = """\
+examples:
+  zxmem vmaps 1234              the seed's layout
+  zxmem vmaps --pss --swap 1234 with proportional and swapped sizes
+  zxmem vmaps --json 1234 | jq '.entries[] | select(.type=="mapping") | .rss_bytes'
+  zxmem vmaps help              the column legend
+"""
+
+USAGE = "usage: zxmem vmaps <pid>|help"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "vmaps",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pid", nargs="?", metavar="PID", help="process id (or 'help')")
+    p.add_argument("--pss", action="store_true", help="add :pss (smaps Pss)")
+    p.add_argument("--private", action="store_true", help="add :prv (Private_Clean+Private_Dirty)")
+    p.add_argument("--swap", action="store_true", help="add :swp (smaps Swap)")
+    p.add_argument("--extra", action="store_true", help="add all three extra columns")
+    p.add_argument("--json", action="store_true", help="entries as JSON; sizes in bytes")
+    common.add_proc_root(p)
+    p.set_defaults(run=run)
+
+
+def parse_pid(value: str | None, usage: str) -> int | None:
+    """The PID argument (any base, as Fuchsia's strtoul with base 0); None = help."""
+    if value is None:
+        raise UsageError(f"a PID is required; {usage}")
+    if value.lstrip("-") == "help":
+        return None
+    try:
+        pid = int(value, 0)
+    except ValueError:
+        raise UsageError(f'"{value}" is not a number; {usage}') from None
+    if pid <= 0:
+        raise UsageError(f"{value}: not a process id; {usage}")
+    return pid
+
+
+def load_process(root: str, pid: int, what: str, **kwargs):
+    """Snapshot with ``pid``'s mappings (and more with kwargs); errors name the PID."""
+    from zxmem.sources import objects
+
+    try:
+        proc = objects.read_process(root, pid)
+    except objects.ProcessError as exc:
+        if exc.reason == "no such process":
+            raise ZxmemError(f"couldn't find process with pid {pid}") from None
+        raise ZxmemError(f"couldn't read process with pid {pid}: {exc.reason}") from None
+    if proc.kernel_thread:
+        raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
+    if proc.state in ("Z", "X", "x"):
+        raise ZxmemError(f"pid {pid} has exited (zombie): it has no address space")
+    snapshot = kwargs.pop("base", None)
+    if snapshot is None:
+        snapshot = objects.light_snapshot(root, [pid])
+    snapshot = objects.add_objects(snapshot, root, **kwargs)
+    process = snapshot.process(pid)
+    if process is None:
+        raise ZxmemError(f"pid {pid} exited while its {what} were being read")
+    if process.mappings is None:
+        why = dict(snapshot.provenance.denied).get(f"maps:{pid}", "denied")
+        hint = " (run as root)" if why in ("EACCES", "EPERM") else ""
+        raise ZxmemError(f"cannot read the memory maps of pid {pid}: {why}{hint}")
+    if not process.mappings:
+        # Only a process without an mm has no mappings: it exited meanwhile.
+        try:
+            gone = objects.read_process(root, pid).state in ("Z", "X", "x")
+        except objects.ProcessError:
+            gone = True
+        if gone:
+            raise ZxmemError(f"pid {pid} exited while its {what} were being read")
+    return snapshot, process
+
+
+def _min_addr(root: str) -> int:
+    try:
+        with open(f"{root}/sys/vm/mmap_min_addr", "rb") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0x10000
+
+
+def run(args: argparse.Namespace, env) -> int:
+    pid = parse_pid(args.pid, USAGE)
+    if pid is None:
+        env.stdout.write(HELP_TEXT)
+        return 0
+    from zxmem.sources import objects
+    from zxmem.views import vmaps as view
+
+    root = common.proc_root(args, env)
+    extra = tuple(
+        c for c in view.EXTRA_COLUMNS if args.extra or getattr(args, c)
+    )
+    keys = objects.VMAPS_KEYS
+    if "pss" in extra:
+        keys += ("Pss",)
+    if "private" in extra:
+        keys += ("Private_Clean", "Private_Dirty", "Private_Hugetlb",
+                 "Shared_Clean", "Shared_Dirty", "Shared_Hugetlb")
+    if "swap" in extra:
+        keys += ("Swap",)
+    if args.json:
+        keys = objects.smaps.SMAPS_FIELDS
+    snapshot, process = load_process(
+        root, pid, "maps", pids=[pid], detail_pids=[pid], vmos=False, keys=keys
+    )
+    opts = view.VmapsOptions(extra=extra, min_addr=_min_addr(root))
+    if args.json:
+        env.stdout.write(view.render_json(process, snapshot, opts))
+    else:
+        env.stdout.write(view.render(process, snapshot, opts))
+    return 0

@@ -1,0 +1,198 @@
+"""Address-space structure of a process: regions (``R`` in vmaps) and names.
+
+Linux has no VMARs: an address space is a flat list of VMAs.  zxmem groups
+mappings that belong together into regions, the way Zircon's loader and
+thread library create sub-VMARs (spec fuchsia-tools §3, DESIGN.md):
+
+* ``elf`` — one loaded object: consecutive mappings of the same file whose
+  first mapping has file offset 0 and one of which is executable (the ELF
+  header and its code; ld.so maps text, rodata,
+  relro and data of one object back to back, with ``---p`` padding of the
+  same file in between on some linkers), plus the anonymous writable mapping
+  directly after the last file mapping (``.bss`` beyond the file's end).
+* ``stack`` — a thread stack: a ``PROT_NONE`` anonymous guard mapping
+  directly below a read-write anonymous mapping (glibc ``allocate_stack``
+  mmaps the stack and ``mprotect``\\s its lowest pages to ``PROT_NONE``).
+* ``group`` — other runs that belong together: consecutive mappings of one
+  file or shmem object that is not an ELF image (a file mapped in pieces, a
+  memfd with one part made read-only), and a read-write anonymous mapping
+  followed directly by a ``PROT_NONE`` reservation (glibc malloc arenas
+  reserve 64 MiB and make the front part read-write as the heap grows).
+
+A region needs at least two mappings; a mapping belongs to at most one
+region.  Every function here is pure (mappings in, values out), so views and
+sources can share them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from zxmem.model import INODE_KOID_BASE, Mapping, Region
+
+# The kernel's special mappings: names in brackets, no file.
+_SPECIAL = ("[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]")
+
+# Zircon's name for an unnamed anonymous mapping (seed sample: 'mmap-anonymous').
+ANON_NAME = "mmap-anonymous"
+
+# x86-64/arm64 with 4-level page tables: TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE.
+TASK_SIZE_47 = (1 << 47) - 4096
+# 5-level page tables (la57) allow user addresses up to 2**56.
+TASK_SIZE_56 = (1 << 56) - 4096
+# Addresses from here on are the kernel half ([vsyscall] lives there).
+KERNEL_HALF = 1 << 63
+
+
+def is_deleted(path: str) -> bool:
+    return path.endswith(" (deleted)")
+
+
+def strip_deleted(path: str) -> str:
+    return path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path
+
+
+def is_anonymous(m: Mapping) -> bool:
+    """No backing object: private anonymous memory (heap, stacks, mmap)."""
+    return m.inode == 0 and (not m.path or m.path[0] == "[")
+
+
+def is_shm_internal(m: Mapping) -> bool:
+    """On the kernel-internal shm mount (dev 00:01): memfd, SysV, shared anon."""
+    return m.dev == os.makedev(0, 1) and m.inode != 0
+
+
+def object_name(path: str, dev: int = 0, inode: int = 0) -> str:
+    """The VMO name of the object behind a mapping path.
+
+    * files: the path as maps prints it (`` (deleted)`` kept);
+    * memfd ``/memfd:NAME (deleted)``: ``memfd:NAME``;
+    * SysV ``/SYSV0000002a (deleted)``: ``SYSV0000002a``;
+    * shared anonymous ``/dev/zero (deleted)`` on the shm mount: ``[anon_shmem]``
+      (the kernel's own word for it);
+    * anonymous: the bracketed maps name (``[heap]``, ``[stack]``,
+      ``[anon:NAME]``), or ``mmap-anonymous`` as in the seed.
+    """
+    if not path:
+        return ANON_NAME
+    if path[0] == "[":
+        return path
+    if dev == os.makedev(0, 1) and inode:
+        bare = strip_deleted(path)
+        if bare.startswith("/memfd:"):
+            return bare[1:]
+        if bare.startswith("/SYSV"):
+            return bare[1:]
+        if bare == "/dev/zero":
+            return "[anon_shmem]"
+        return bare
+    return path
+
+
+def mapping_name(m: Mapping) -> str:
+    """The name vmaps prints for a mapping: its object's name.
+
+    A private file mapping that is its own copy-on-write clone (its koid is
+    a sequence koid although it has an inode) is named ``data:<basename>``,
+    the Linux form of the seed's ``data:libbacktrace.so``.
+    """
+    if m.inode and m.vmo_koid < INODE_KOID_BASE and not m.path.startswith("["):
+        return "data:" + os.path.basename(strip_deleted(m.path))
+    return object_name(m.path, m.dev, m.inode)
+
+
+def address_space(
+    mappings: Sequence[Mapping], min_addr: int = 0x10000
+) -> tuple[int, int]:
+    """The ``/A`` range: ``vm.mmap_min_addr`` to the end of user space.
+
+    The end is 2**47 − 4 KiB unless a mapping lies above it (5-level page
+    tables), then 2**56 − 4 KiB.  Kernel-half mappings (``[vsyscall]``) do not
+    count; they lie outside the address space and vmaps lists them anyway.
+    """
+    top = 0
+    for m in mappings:
+        if m.start < KERNEL_HALF and m.end > top:
+            top = m.end
+    end = TASK_SIZE_47 if top <= TASK_SIZE_47 else TASK_SIZE_56
+    return min(min_addr, mappings[0].start) if mappings else min_addr, end
+
+
+def _basename(m: Mapping) -> str:
+    return object_name(os.path.basename(strip_deleted(m.path)), m.dev, m.inode) if m.path else ""
+
+
+def _plain_anon(m: Mapping) -> bool:
+    return m.inode == 0 and not m.path
+
+
+def _stack_at(mappings: Sequence[Mapping], i: int) -> bool:
+    """A guard page at ``i`` directly below a read-write anonymous mapping."""
+    if i + 1 >= len(mappings):
+        return False
+    g, s = mappings[i], mappings[i + 1]
+    return (
+        _plain_anon(g) and _plain_anon(s) and g.end == s.start
+        and g.perms[:3] == "---" and s.perms[:2] == "rw"
+    )
+
+
+def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
+    """Group ``mappings`` (address order) into regions; see the module doc."""
+    out: list[Region] = []
+    n = len(mappings)
+    i = 0
+    while i < n:
+        m = mappings[i]
+        perms = m.perms
+        if m.inode:
+            j = i + 1
+            key = (m.dev, m.inode)
+            while j < n and (mappings[j].dev, mappings[j].inode) == key and mappings[j].inode:
+                j += 1
+            if j - i >= 1:
+                # An ELF image starts at offset 0 and has code (r-x).
+                elf = (
+                    m.offset == 0
+                    and not is_shm_internal(m)
+                    and any(mappings[k].perms[2] == "x" for k in range(i, j))
+                )
+                last = j
+                if elf and j < n:
+                    b = mappings[j]
+                    if (
+                        b.start == mappings[j - 1].end
+                        and b.inode == 0
+                        and not b.path
+                        and b.perms[:2] == "rw"
+                    ):
+                        last = j + 1
+                if last - i >= 2:
+                    kind = "elf" if elf else "group"
+                    out.append(
+                        Region(
+                            m.start,
+                            mappings[last - 1].end,
+                            _basename(m),
+                            kind,
+                            tuple(range(i, last)),
+                        )
+                    )
+                    i = last
+                    continue
+            i += 1
+            continue
+        if m.inode == 0 and not m.path and i + 1 < n:
+            b = mappings[i + 1]
+            if b.inode == 0 and not b.path and b.start == m.end:
+                if perms[:3] == "---" and b.perms[:2] == "rw":
+                    out.append(Region(m.start, b.end, "stack", "stack", (i, i + 1)))
+                    i += 2
+                    continue
+                if perms[:2] == "rw" and b.perms[:3] == "---" and not _stack_at(mappings, i + 1):
+                    out.append(Region(m.start, b.end, "reservation", "group", (i, i + 1)))
+                    i += 2
+                    continue
+        i += 1
+    return tuple(out)

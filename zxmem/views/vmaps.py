@@ -1,0 +1,252 @@
+"""``vmaps``: one process's address space (spec fuchsia-tools §3.3).
+
+One line per entry, depth-first in address order (the kernel's pre-order in
+Zircon):
+
+* ``/A`` the address space, named ``'proc:PID'``; ``/R`` the root region,
+  named ``'root'`` (both span ``vm.mmap_min_addr`` to the end of user space);
+* ``R`` regions (:mod:`zxmem.regions`: a loaded ELF object, a thread stack
+  with its guard page, other runs that belong together), at depth 2;
+* ``M`` mappings (smaps entries), at depth 3 inside a region, else 2.
+
+Line layout, with ``max_depth`` = max(2, deepest entry)::
+
+    TYPE START-END [PERMS] SIZE:sz [RES:res KOID:vmo] 'NAME'
+
+TYPE is ``/A`` or ``/R`` then (max_depth − 3) spaces (a single space when
+max_depth is 2, as the C original's ``%*s`` with width −1 prints), or
+(depth − 2) spaces, the letter, (max_depth − depth) spaces.  Addresses up to
+0xffffffff print as eight underscores and eight hex digits, others as 16
+hex digits; the end is exclusive.  SIZE is ``format_size`` right-aligned in
+5 (mappings) or 9; RES in 4, the koid in 5.  Regions print 19 spaces in place
+of the RES and koid fields.  Names are escaped for the terminal, not quoted.
+
+Opt-in Linux columns (after ``:res``, each ``%4s`` + tag, blank in non-mapping
+rows): ``:pss`` (smaps Pss), ``:prv`` (Private_Clean + Private_Dirty), ``:swp``
+(Swap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter, sub
+
+from zxmem.model import INODE_KOID_BASE, Mapping, Process, Snapshot
+from zxmem.regions import address_space, mapping_name, object_name
+from zxmem.textsafe import escape_terminal
+from zxmem.units import format_size
+
+EXTRA_COLUMNS = ("pss", "private", "swap")
+_EXTRA_TAG = {"pss": "pss", "private": "prv", "swap": "swp"}
+_EXTRA_FIELD = {"pss": "pss_bytes", "private": "private_bytes", "swap": "swap_bytes"}
+
+
+@dataclass(frozen=True, slots=True)
+class VmapsOptions:
+    extra: tuple[str, ...] = ()  # subset of EXTRA_COLUMNS, printed in that order
+    aspace: tuple[int, int] | None = None  # /A range; None: computed
+    min_addr: int = 0x10000  # vm.mmap_min_addr, the /A start when computed
+
+
+def _addr(a: int) -> str:
+    if a <= 0xFFFFFFFF:
+        return f"________{a:08x}"
+    return f"{a:016x}"
+
+
+def _perms(p: str) -> str:
+    return p[:3]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One vmaps line before formatting."""
+
+    kind: str  # "aspace", "vmar", "mapping"
+    depth: int
+    start: int
+    end: int
+    name: str
+    mapping: Mapping | None = None
+
+
+def entries(process: Process, snapshot: Snapshot, opts: VmapsOptions) -> list[Entry]:
+    """The entries in print order (pure)."""
+    maps = process.mappings or ()
+    start, end = opts.aspace or address_space(maps, opts.min_addr)
+    out = [
+        Entry("aspace", 0, start, end, f"proc:{process.koid}"),
+        Entry("vmar", 1, start, end, "root"),
+    ]
+    regions = sorted(process.regions or (), key=lambda r: r.start)
+    vmos = snapshot.vmos
+    region_at = {r.mapping_indices[0]: r for r in regions if r.mapping_indices}
+    i = 0
+    n = len(maps)
+    while i < n:
+        r = region_at.get(i)
+        if r is not None:
+            out.append(Entry("vmar", 2, r.start, r.end, r.name))
+            for j in r.mapping_indices:
+                m = maps[j]
+                out.append(Entry("mapping", 3, m.start, m.end, _name(m, vmos), m))
+            i = r.mapping_indices[-1] + 1
+            continue
+        m = maps[i]
+        out.append(Entry("mapping", 2, m.start, m.end, _name(m, vmos), m))
+        i += 1
+    return out
+
+
+def _name(m: Mapping, vmos) -> str:
+    vmo = vmos.get(m.vmo_koid) if vmos else None
+    return vmo.name if vmo is not None else mapping_name(m)
+
+
+class _Memo(dict):
+    """Format each distinct value once (sizes, names and perms repeat)."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key):
+        value = self[key] = self.fn(key)
+        return value
+
+
+def _hex(values: list[int]) -> list[str]:
+    out = list(map("{:016x}".format, values))
+    if values and min(values) <= 0xFFFFFFFF:
+        out = [_addr(v) for v in values]
+    return out
+
+
+def _names(maps: Sequence[Mapping], snapshot: Snapshot) -> list[str]:
+    """Each mapping's object name, escaped for the terminal (column at once)."""
+    vmos = snapshot.vmos
+    koids = list(map(_KOID, maps))
+    by_key = _Memo(lambda key: escape_terminal(object_name(*key)))
+    keys = zip(map(_PATH, maps), map(_DEV, maps), map(_INO, maps), strict=True)
+    names = list(map(by_key.__getitem__, keys))
+    # Copy-on-write clones: an inode but a sequence koid.
+    for i, ino in enumerate(map(_INO, maps)):
+        if ino and koids[i] < INODE_KOID_BASE:
+            names[i] = escape_terminal(mapping_name(maps[i]))
+    if vmos:
+        for i, vmo in enumerate(map(vmos.get, koids)):
+            if vmo is not None:
+                names[i] = escape_terminal(vmo.name)
+    return names
+
+
+_KOID = attrgetter("vmo_koid")
+_PATH = attrgetter("path")
+_DEV = attrgetter("dev")
+_INO = attrgetter("inode")
+
+
+def render(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None) -> str:
+    """The vmaps text for ``process`` (every line ends with a newline).
+
+    Built a column at a time (``map`` over the mappings in C, each distinct
+    size and name formatted once), because a process may have tens of
+    thousands of mappings and the command's budget is a few times the
+    kernel's cost of printing smaps.
+    """
+    opts = opts or VmapsOptions()
+    maps = process.mappings or ()
+    regions = sorted(process.regions or (), key=lambda r: r.start)
+    max_depth = 3 if regions else 2
+    start, end = opts.aspace or address_space(maps, opts.min_addr)
+    extra = [c for c in EXTRA_COLUMNS if c in opts.extra]
+    blank = " " * (19 + 10 * len(extra))
+    size = _Memo(format_size)
+
+    def top(letter: str, name: str) -> str:
+        pad = " " * (max_depth - 3) if max_depth > 2 else " "
+        return (
+            f"/{letter}{pad} {_addr(start)}-{_addr(end)} "
+            f"{size[end - start]:>9}:sz{blank} '{escape_terminal(name)}'\n"
+        )
+
+    head = [top("A", f"proc:{process.koid}"), top("R", "root")]
+    if not maps:
+        return "".join(head)
+
+    starts = list(map(attrgetter("start"), maps))
+    ends = list(map(attrgetter("end"), maps))
+    types = ["M" + " " * (max_depth - 2)] * len(maps)
+    inner = " M" + " " * (max_depth - 3)
+    for r in regions:
+        for j in r.mapping_indices:
+            types[j] = inner
+    perms = list(map(_Memo(lambda p: p[:3]).__getitem__, map(attrgetter("perms"), maps)))
+    sizes = list(map(size.__getitem__, map(sub, ends, starts)))
+    res = list(map(size.__getitem__, map(attrgetter("rss_bytes"), maps)))
+    columns = [types, _hex(starts), _hex(ends), perms, sizes, res]
+    template = "{} {}-{} {} {:>5}:sz {:>4}:res"
+    for c in extra:
+        columns.append(list(map(size.__getitem__, map(attrgetter(_EXTRA_FIELD[c]), maps))))
+        template += " {:>4}:" + _EXTRA_TAG[c]
+    columns.append(list(map(_KOID, maps)))
+    columns.append(_names(maps, snapshot))
+    template += " {:>5}:vmo '{}'\n"
+    lines = list(map(template.format, *columns))
+
+    # Region lines go before their first mapping.
+    region_type = "R" + " " * (max_depth - 2)
+    out = head
+    done = 0
+    for r in regions:
+        if not r.mapping_indices:
+            continue
+        first = r.mapping_indices[0]
+        out.extend(lines[done:first])
+        out.append(
+            f"{region_type} {_addr(r.start)}-{_addr(r.end)} "
+            f"{size[r.end - r.start]:>9}:sz{blank} '{escape_terminal(r.name)}'\n"
+        )
+        done = first
+    out.extend(lines[done:])
+    return "".join(out)
+
+
+def render_json(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None) -> str:
+    """The same entries as JSON; every size in bytes, ``null`` when unknown."""
+    opts = opts or VmapsOptions()
+    out = []
+    for e in entries(process, snapshot, opts):
+        rec: dict = {
+            "type": e.kind,
+            "depth": e.depth,
+            "start": e.start,
+            "end": e.end,
+            "size_bytes": e.end - e.start,
+            "name": e.name,
+        }
+        m = e.mapping
+        if m is not None:
+            rec.update(
+                perms=m.perms,
+                offset=m.offset,
+                dev=f"{os.major(m.dev):02x}:{os.minor(m.dev):02x}",
+                inode=m.inode,
+                path=m.path,
+                vmo_koid=m.vmo_koid,
+                rss_bytes=m.rss_bytes,
+                pss_bytes=m.pss_bytes,
+                private_bytes=m.private_bytes,
+                shared_bytes=m.shared_bytes,
+                anonymous_bytes=m.anonymous_bytes,
+                swap_bytes=m.swap_bytes,
+                swap_pss_bytes=m.swap_pss_bytes,
+                vm_flags=m.vm_flags.split() if m.vm_flags is not None else None,
+            )
+        out.append(rec)
+    doc = {"pid": process.koid, "name": process.name, "entries": out}
+    return json.dumps(doc, separators=(",", ":")) + "\n"
+

@@ -1,0 +1,106 @@
+"""``vmos``: the memory objects one process reaches (spec fuchsia-tools §4.3).
+
+Rows in kernel order as Zircon prints them: first the objects the process
+holds through handles (descriptors, in fd order), then one row per mapping
+(address order).  Duplicates are kept: an object mapped twice, or held and
+mapped, appears once per reference.  The header is printed before and after
+the rows::
+
+    rights  koid parent #chld #map #shr    size   alloc name
+
+``rights`` is six letters ``rwxmdt`` (``-`` for rights the handle lacks) for a
+handle row and a single ``-`` for a mapping row.  On Linux only ``r`` and ``w``
+(the descriptor's open mode) have a meaning; the others stay ``-``.
+``parent`` is the parent koid of a copy-on-write clone (``-`` otherwise);
+``#chld`` live clones; ``#map`` mappings in all processes read; ``#shr``
+processes mapping it; ``size`` and ``alloc`` via ``format_size`` (``phys`` for
+device memory, ``-`` when unknown); ``name`` is ``-`` when empty.
+"""
+
+from __future__ import annotations
+
+import json
+
+from zxmem.model import Process, Snapshot, Vmo, VmoRef
+from zxmem.textsafe import escape_terminal
+from zxmem.units import format_size
+
+HEADER = "rights  koid parent #chld #map #shr    size   alloc name"
+
+_RIGHT_LETTERS = (
+    ("READ", "r"),
+    ("WRITE", "w"),
+    ("EXECUTE", "x"),
+    ("MAP", "m"),
+    ("DUPLICATE", "d"),
+    ("TRANSFER", "t"),
+)
+
+
+def rights_text(ref: VmoRef) -> str:
+    if "HANDLE" not in ref.via:
+        return "-"
+    have = set(ref.handle_rights)
+    return "".join(letter if right in have else "-" for right, letter in _RIGHT_LETTERS)
+
+
+def alloc_text(vmo: Vmo) -> str:
+    if vmo.kind == "phys":
+        return "phys"
+    return format_size(vmo.committed_bytes)
+
+
+def _unknown(koid: int) -> Vmo:
+    return Vmo(koid=koid, name="", kind="anon", size_bytes=None, committed_bytes=None)
+
+
+def rows(process: Process, snapshot: Snapshot) -> list[tuple[VmoRef, Vmo]]:
+    """(reference, object) pairs in print order."""
+    out = []
+    for ref in process.vmo_refs or ():
+        vmo = snapshot.vmos.get(ref.vmo_koid) or _unknown(ref.vmo_koid)
+        out.append((ref, vmo))
+    return out
+
+
+def render(process: Process, snapshot: Snapshot) -> str:
+    """The vmos table (header, rows, header)."""
+    lines = [HEADER + "\n"]
+    for ref, vmo in rows(process, snapshot):
+        parent = str(vmo.parent_koid) if vmo.parent_koid else "-"
+        name = escape_terminal(vmo.name) if vmo.name else "-"
+        lines.append(
+            f"{rights_text(ref):>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
+            f"{vmo.num_mappings:>4} {vmo.share_count:>4} {format_size(vmo.size_bytes):>7} "
+            f"{alloc_text(vmo):>7} {name}\n"
+        )
+    lines.append(HEADER + "\n")
+    return "".join(lines)
+
+
+def render_json(process: Process, snapshot: Snapshot) -> str:
+    """Rows as JSON records; sizes in bytes, ``null`` when unknown."""
+    out = []
+    for ref, vmo in rows(process, snapshot):
+        out.append(
+            {
+                "via": list(ref.via),
+                "handle_rights": list(ref.handle_rights),
+                "fd": ref.fd,
+                "koid": vmo.koid,
+                "name": vmo.name,
+                "kind": vmo.kind,
+                "parent_koid": vmo.parent_koid,
+                "num_children": vmo.num_children,
+                "num_mappings": vmo.num_mappings,
+                "share_count": vmo.share_count,
+                "size_bytes": vmo.size_bytes,
+                "committed_bytes": vmo.committed_bytes,
+                "swap_bytes": vmo.swap_bytes,
+                "dev": vmo.dev,
+                "inode": vmo.inode,
+                "path": vmo.path,
+            }
+        )
+    doc = {"pid": process.koid, "name": process.name, "vmos": out}
+    return json.dumps(doc, separators=(",", ":")) + "\n"
