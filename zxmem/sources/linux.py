@@ -28,6 +28,7 @@ the provenance; a zombie (no mm: ``smaps_rollup`` gives ESRCH) has zero memory.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import threading
 import time
@@ -44,6 +45,10 @@ from zxmem.sources import cgroups, procfs
 from zxmem.textsafe import decode_name
 
 _READ_SIZE = 1 << 16
+
+# PIDs a worker takes at a time: small enough that the last chunks even out
+# the workers' finishing times, large enough that taking one is rare.
+_CHUNK = 16
 
 # /proc/PID/stat state letter → Zircon thread state (spec fuchsia-tools §2.2).
 _THREAD_STATE = {
@@ -325,12 +330,18 @@ class _Reader:
             out.append(Thread(tid, tst.comm, _THREAD_STATE.get(tst.state, "???")))
         return tuple(out)
 
-    def work(self, pids: list[int]) -> None:
+    def work(self, chunks) -> None:
+        """Read chunks of PIDs taken from ``chunks``, an iterator shared by
+        every worker: a worker that was descheduled, or drew processes with
+        big address spaces, takes fewer chunks instead of holding the rest
+        back (``next`` on a list iterator is atomic under the GIL)."""
         results = {}
-        for pid in pids:
-            r = self.read_process(pid)
-            if r is not None:
-                results[pid] = r
+        read = self.read_process
+        for chunk in chunks:
+            for pid in chunk:
+                r = read(pid)
+                if r is not None:
+                    results[pid] = r
         with self.lock:
             self.results.update(results)
 
@@ -365,17 +376,26 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
 
     workers = options.workers or min(4, max(2, (os.cpu_count() or 1) * 2))
     workers = max(1, min(workers, len(pids) // 16 or 1))
-    if workers == 1:
-        reader.work(pids)
-    else:
+    # The reads allocate thousands of small acyclic objects; a collection
+    # pass triggered by them stops every worker (it holds the GIL) and frees
+    # nothing, so the collector waits until the reading is done.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        chunks = iter([pids[i : i + _CHUNK] for i in range(0, len(pids), _CHUNK)])
+        # workers - 1 threads, and this thread is the last worker.
         threads = [
-            threading.Thread(target=reader.work, args=(pids[i::workers],), daemon=True)
-            for i in range(workers)
+            threading.Thread(target=reader.work, args=(chunks,), daemon=True)
+            for _ in range(workers - 1)
         ]
         for t in threads:
             t.start()
+        reader.work(chunks)
         for t in threads:
             t.join()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
     results = reader.results
     records = [results[pid] for pid in pids if pid in results]

@@ -57,8 +57,9 @@ def parse_stat(data: bytes) -> TaskStat:
         raise ParseError("stat: no '(comm)' field")
     try:
         pid = int(data[:open_paren])
-        rest = data[close_paren + 2 :].split()
-        # rest[0] is field 3 (state); field N is rest[N - 3].
+        # rest[0] is field 3 (state); field N is rest[N - 3].  Only fields up
+        # to 22 are used, so the ~30 after them are not split out.
+        rest = data[close_paren + 2 :].split(None, 20)
         return TaskStat(
             pid=pid,
             comm=decode_name(data[open_paren + 1 : close_paren]),
