@@ -96,7 +96,7 @@ def format_size_digest(nbytes: int) -> str:
     value = float(nbytes)
     units = ("", "Ki", "Mi", "Gi")
     i = 0
-    while value >= 1024 and i < len(units) - 1:
+    while abs(value) >= 1024 and i < len(units) - 1:  # the scripts scale by abs()
         value /= 1024
         i += 1
     return f"{value:.4g}{units[i]}B"
