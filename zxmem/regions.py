@@ -9,7 +9,9 @@ thread library create sub-VMARs (spec fuchsia-tools §3, DESIGN.md):
   header and its code; ld.so maps text, rodata,
   relro and data of one object back to back, with ``---p`` padding of the
   same file in between on some linkers), plus the anonymous writable mapping
-  directly after the last file mapping (``.bss`` beyond the file's end).
+  directly after the last file mapping (``.bss`` beyond the file's end) when
+  it is no larger than the file mappings' span: maps does not say where a
+  ``.bss`` ends, and an unrelated ``mmap`` may land right after a library.
 * ``stack`` — a thread stack: a ``PROT_NONE`` anonymous guard mapping
   directly below a read-write anonymous mapping (glibc ``allocate_stack``
   mmaps the stack and ``mprotect``\\s its lowest pages to ``PROT_NONE``).
@@ -166,6 +168,7 @@ def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
                         and b.inode == 0
                         and not b.path
                         and b.perms[:2] == "rw"
+                        and b.end - b.start <= mappings[j - 1].end - m.start
                     ):
                         last = j + 1
                 if last - i >= 2:

@@ -514,7 +514,7 @@ class _Collector:
             self.mount_devs[ns] = devs
         return devs
 
-    def handles(self, pid: int) -> list[VmoRef]:
+    def handles(self, pid: int, maps: tuple[Mapping, ...] = ()) -> list[VmoRef]:
         """Descriptors of ``pid`` that refer to memory objects, fd order."""
         base = f"{self.proc}/{pid}/"
         try:
@@ -536,15 +536,19 @@ class _Collector:
                 continue
             st: os.stat_result | None = None
             try:
+                if not self.live:
+                    # A recorded link names a file of the recording machine.
+                    raise FileNotFoundError(link)
                 st = os.stat(link_path)
                 dev, ino = st.st_dev, st.st_ino
             except OSError:
                 # Not followable (a recorded tree, or the file went away):
-                # a memfd is on the internal shm mount with fdinfo's inode.
-                info = self._fdinfo(base, fd)
-                if kind != "memfd" or b"ino" not in info:
+                # fdinfo's inode with the device of a mapping of the same
+                # name, or of the shm mount for a memfd.
+                found = self._identity_from_fdinfo(base, fd, kind, link, maps)
+                if found is None:
                     continue
-                dev, ino = SHM_DEV, int(info[b"ino"])
+                dev, ino = found
             koid = inode_koid(dev, ino)
             obj = self.objs.get(koid)
             if obj is None:
@@ -578,6 +582,21 @@ class _Collector:
                     pass
             refs.append(VmoRef(koid, ("HANDLE",), rights, fd))
         return refs
+
+    def _identity_from_fdinfo(
+        self, base: str, fd: int, kind: str, link: str, maps: tuple[Mapping, ...]
+    ) -> tuple[int, int] | None:
+        info = self._fdinfo(base, fd)
+        try:
+            ino = int(info[b"ino"])
+        except (KeyError, ValueError):
+            return None
+        for m in maps:
+            if m.inode == ino and m.path == link:
+                return m.dev, ino
+        if kind == "memfd":
+            return SHM_DEV, ino
+        return None
 
     def _fdinfo(self, base: str, fd: int) -> dict[bytes, bytes]:
         try:
@@ -791,7 +810,7 @@ def add_objects(
         for pid, maps in read.items():
             if maps is None:
                 continue
-            refs[pid] = collector.handles(pid)
+            refs[pid] = collector.handles(pid, maps)
         only = None
         if detail is not None:
             # Sizes only for what the detail processes reach: stat and
