@@ -1,0 +1,176 @@
+"""``zxmem digest``: memory by bucket (component), as Fuchsia's digest reports it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from zxmem.commands import common
+
+HELP = "memory by bucket: VMOs assigned to named buckets by process and VMO name"
+
+DESCRIPTION = """\
+Assign every memory object (VMO) to a bucket and print the bucket totals, as
+Fuchsia's memory digest does (scripts/memory/mem_digest.py).
+
+A bucket file is a JSON array of {"name", "process", "vmo"} objects, the
+format of Fuchsia's buckets.json: "process" and "vmo" are regular expressions
+(a string or a list of them) that must match the whole process name and the
+whole VMO name; a missing or empty one matches everything.  zxmem also
+accepts "kind", matched against the VMO's kind (file, anon, clone, memfd,
+shmem, sysv, dmabuf).  For each process in turn, each VMO it references goes
+to the first bucket, in file order, that matches; a VMO already taken stays
+where it is, and VMOs with no committed bytes are skipped.
+
+Rows besides the buckets:
+  Undigested  VMOs no bucket matched, broken down by the set of processes
+              that reference them
+  Kernel      wired + heap + mmu + ipc + other (the kstats -m columns)
+  Orphaned    kernel VMO bytes found in no process (can be negative on Linux,
+              where anonymous memory shared after fork counts once per process)
+
+On Linux a VMO is a mapped file's page cache (named by its path), the
+copy-on-write pages of a private file mapping (data:<file>), one anonymous
+mapping ([heap], [stack], mmap-anonymous, [anon:NAME]), a memfd (memfd:NAME),
+a shmem or SysV object; zxmem's Linux bucket file (shared libraries, memfd and
+shared memory, Python, Java, Node and Chromium processes, heaps, stacks,
+anonymous memory, mapped files) is used unless --no-default-buckets is given;
+--buckets FILE adds buckets before it (they take precedence).  A Fuchsia
+capture (--from) needs --buckets.
+"""
+
+EPILOG = """\
+examples:
+  zxmem digest                              this machine, Linux buckets
+  zxmem digest --buckets mine.json          my buckets first, then the Linux ones
+  zxmem digest --from capture.json --buckets buckets.json
+  zxmem digest --output csv                 Name, bytes rows sorted by name
+  zxmem digest --undigested                 also a summary of what no bucket took
+  zxmem digest --output json | jq '.buckets[] | {name, size_bytes}'
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "digest",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--buckets", metavar="FILE", action="append",
+                   help="a bucket file (JSON array of {name, process, vmo}); may be repeated")
+    p.add_argument("--no-default-buckets", action="store_true",
+                   help="do not use zxmem's Linux bucket file")
+    p.add_argument("--output", choices=("human", "csv", "json"), default="human",
+                   help="human (default), csv ('Name, bytes' rows) or json")
+    p.add_argument("--undigested", action="store_true",
+                   help="also summarize the undigested VMOs per process (private, scaled, "
+                        "total)")
+    common.add_proc_root(p)
+    common.add_from(p)
+    p.set_defaults(run=run)
+
+
+def _monotonic_ns(env) -> int:
+    return int(env.monotonic() * 1_000_000_000)
+
+
+def capture_time_ns(snapshot) -> int | None:
+    """The monotonic capture time a Fuchsia capture recorded, if any."""
+    for note in snapshot.provenance.notes:
+        if note.startswith("capture time ") and note.endswith(" ns (monotonic)"):
+            value = note[len("capture time "):-len(" ns (monotonic)")]
+            if value.isdigit():
+                return int(value)
+    return None
+
+
+def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):
+    """(snapshot with VMOs and kernel stats, monotonic time in ns or None, notes).
+
+    ``--from FILE`` reads a saved snapshot; live, every process's mappings
+    and descriptors are read (``smaps`` for ``detail_pids``, all when None)
+    and the kernel counters of ``/proc/meminfo`` and friends.
+    """
+    from dataclasses import replace
+
+    from zxmem.errors import ZxmemError
+
+    path = getattr(args, "from_file", None)
+    if path is not None:
+        from zxmem.sources.load import load_snapshot
+
+        snapshot = load_snapshot(env.stdin if path == "-" else path)
+        return snapshot, capture_time_ns(snapshot), ()
+    root = common.proc_root(args, env)
+    try:
+        from zxmem.sources import objects
+    except ImportError as exc:  # pragma: no cover - a broken installation
+        raise ZxmemError(f"live memory objects are not available: {exc}") from None
+    time_ns = _monotonic_ns(env)
+    try:
+        base = objects.light_snapshot(root)
+        snapshot = objects.add_objects(base, root, detail_pids=detail_pids)
+    except OSError as exc:
+        raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
+    notes: list[str] = []
+    from zxmem.sources import kernel as kernel_source
+
+    try:
+        kstats = kernel_source.read_kernel_stats(root)
+    except (OSError, ValueError) as exc:
+        notes.append(f"kernel counters not readable ({exc}): no Kernel or Orphaned row")
+        kstats = None
+    snapshot = replace(snapshot, kernel=kstats)
+    denied = {w.partition(":")[2] for w, _ in snapshot.provenance.denied
+              if w.startswith("maps:")}
+    if denied:
+        n = len(denied)
+        hint = ": run as root" if os.geteuid() != 0 else ""
+        notes.append(f"{n} {'process' if n == 1 else 'processes'} not readable, "
+                     f"their memory objects are missing{hint}")
+    return snapshot, time_ns, tuple(notes)
+
+
+def run(args: argparse.Namespace, env) -> int:
+    from zxmem import digest as dg
+    from zxmem.errors import UsageError
+    from zxmem.views import digest as view
+
+    # Bucket files first: a bad one fails before any /proc reading.
+    user: list = []
+    for path in args.buckets or ():
+        user.extend(dg.read_bucket_file(path))
+    snapshot, _time_ns, notes = vmo_snapshot(args, env)
+    linux = snapshot.provenance.source == "linux"
+    specs = tuple(user)
+    if linux and not args.no_default_buckets:
+        specs = dg.combine(user, dg.default_linux_buckets())
+    elif not user:
+        raise UsageError(
+            "zxmem digest: --buckets FILE is required"
+            + ("" if linux else f" for a {snapshot.provenance.source} snapshot "
+               "(zxmem's default buckets describe Linux)")
+        )
+    digest = dg.compute_digest(snapshot, specs)
+    notes = list(notes)
+    if digest.unknown_vmos:
+        notes.append(f"{digest.unknown_vmos} VMOs with unknown committed bytes left out")
+
+    summary = None
+    if args.undigested:
+        from zxmem.summary import summarize
+
+        summary = summarize(snapshot, digest.undigested_vmo_koids)
+    if args.output == "json":
+        env.stdout.write(view.render_json(digest, snapshot, summary, tuple(notes)))
+    elif args.output == "csv":
+        env.stdout.write(view.render_csv(digest, summary))
+    else:
+        env.stdout.write(view.render_human(digest, summary))
+    env.stdout.flush()
+    if args.output != "json":
+        for note in notes:
+            env.stderr.write(f"zxmem: {note}\n")
+    return 0

@@ -1,0 +1,236 @@
+"""Per-process VMO summaries: private, scaled and total bytes (spec §9.3, §9.5).
+
+The attribution ``mem`` and ``ffx profile memory`` use:
+
+* a process is charged the VMOs it references (handles or mappings) **and
+  all their ancestors** (``parent_koid`` followed while the parent is in the
+  snapshot), so the pages a copy-on-write clone still shares with its parent
+  are charged to the processes holding the clones;
+* a VMO's share count is the number of *processes* charged with it;
+* per process and per VMO-name group: ``total`` += committed; a VMO charged
+  to one process adds its committed bytes to ``private`` and ``scaled``,
+  a shared one adds ``committed // share_count`` to ``scaled`` (integer
+  division, as the C++ ``mem`` does);
+* processes charged with no VMO are left out;
+* VMO names are grouped by the rename rules below (first match wins, the
+  whole name must match, surrounding whitespace ignored), else kept as
+  they are;
+* a synthetic ``kernel`` process (koid 1 on Fuchsia, as ``mem`` prints it;
+  koid 0 on Linux, where PID 1 is init and PID 0 is the kernel's own idle
+  task) with groups ``heap`` (total_heap), ``wired``, ``mmu``, ``ipc``,
+  ``other`` and ``vmo`` = max(0, kmem.vmo − Σ committed of every VMO in the
+  snapshot); its private, scaled and total are their sum.  Unknown kernel
+  values (``None``) are left out of it.
+
+On Linux (spec linux-kernel, DESIGN.md) a file's VMO is its page cache, a
+``data:<lib>`` clone the copy-on-write pages of a private file mapping (its
+parent is the file), an anonymous VMA one VMO.  Committed bytes that are
+unknown (``None``: cachestat refused, map_files denied) add nothing and are
+counted in :attr:`Summary.unknown_vmos`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from zxmem.model import Snapshot
+
+# (pattern, group) in the order of §9.3 (C++ ``mem`` and ffx, newest
+# additions included), with the Linux rules first: Linux names are paths and
+# bracketed kernel names, which none of the Fuchsia rules were written for.
+RENAME_RULES: tuple[tuple[str, str], ...] = (
+    # Linux: a mapped shared object's page cache (``/usr/lib/.../libc.so.6``,
+    # Python's ``_ssl.cpython-311-x86_64-linux-gnu.so``), deleted or not.
+    (r"/.*\.so(\.[0-9][^/]*)?( \(deleted\))?", "[libraries]"),
+    (r"\[heap\]|\[anon: ?glibc: (malloc|loader malloc).*\]", "[heap]"),
+    (r"\[stack\]|\[anon:.*stack.*\]", "[stacks]"),
+    (r"memfd:.*", "[memfd]"),
+    # Fuchsia.
+    (r"ld\.so\.1-internal-heap|stack: msg of.*", "[process-bootstrap]"),
+    (r"blob-[0-9a-f]+", "[blobs]"),
+    (r"inactive-blob-[0-9a-f]+", "[inactive blobs]"),
+    (r"thrd_t:0x.*|initial-thread|pthread_t:0x.*|pthread_create:0x.*", "[stacks]"),
+    (r"data[0-9]*:.*", "[data]"),
+    (r"bss[0-9]*:.*", "[bss]"),
+    (r"relro:.*", "[relro]"),
+    (r"", "[unnamed]"),
+    (r"scudo:.*", "[scudo]"),
+    (r".*\.so.*", "[bootfs-libraries]"),
+    (r"stack_and_tls:.*", "[bionic-stack]"),
+    (r"ext4!.*", "[ext4]"),
+    (r"dalvik-.*", "[dalvik]"),
+    (r"bootfs|bootfs:.*", "[bootfs]"),
+    (r"restricted_state_vmo:[0-9]+", "[restricted_state_vmo]"),
+)
+
+_RULES = tuple((re.compile(p, re.DOTALL), g) for p, g in RENAME_RULES)
+
+FUCHSIA_KERNEL_KOID = 1
+LINUX_KERNEL_KOID = 0
+KERNEL_NAME = "kernel"
+
+
+def group_name(vmo_name: str) -> str:
+    """The group a VMO name is summarized under (first rule that matches)."""
+    name = vmo_name.strip()
+    for pattern, group in _RULES:
+        if pattern.fullmatch(name):
+            return group
+    return vmo_name
+
+
+@dataclass(frozen=True)
+class Sizes:
+    private_bytes: int = 0
+    scaled_bytes: int = 0
+    total_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ProcessSummary:
+    koid: int
+    name: str
+    sizes: Sizes
+    groups: Mapping[str, Sizes] = field(default_factory=dict)
+    vmo_koids: tuple[int, ...] = ()  # the charged VMOs (ancestors included)
+    kernel: bool = False
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Kernel row first (when there are kernel stats), then snapshot order."""
+
+    processes: tuple[ProcessSummary, ...]
+    unknown_vmos: int = 0
+
+    def process(self, koid: int) -> ProcessSummary | None:
+        for s in self.processes:
+            if s.koid == koid and not s.kernel:
+                return s
+        return None
+
+
+def kernel_koid(snapshot: Snapshot) -> int:
+    """1 for Fuchsia sources, 0 for Linux ones."""
+    return FUCHSIA_KERNEL_KOID if snapshot.provenance.source.startswith("fuchsia") \
+        else LINUX_KERNEL_KOID
+
+
+def charged_vmos(snapshot: Snapshot) -> dict[int, list[int]]:
+    """Process koid → the VMOs it is charged: its references and their ancestors."""
+    vmos = snapshot.vmos
+    out: dict[int, list[int]] = {}
+    for p in snapshot.processes:
+        seen: dict[int, None] = {}
+        for ref in p.vmo_refs or ():
+            k = ref.vmo_koid
+            # Walk up until a VMO already charged (its ancestors are too)
+            # or one that is not in the snapshot.
+            while k in vmos and k not in seen:
+                seen[k] = None
+                k = vmos[k].parent_koid
+        out[p.koid] = list(seen)
+    return out
+
+
+def summarize(
+    snapshot: Snapshot,
+    only_vmos: Collection[int] | None = None,
+    *,
+    kernel: bool = True,
+) -> Summary:
+    """The §9.3 summary of ``snapshot``.
+
+    ``only_vmos`` restricts every process's charged set to those VMOs (the
+    summary of undigested VMOs, ``mem --digest --undigested``); share
+    counts are then counted within the restriction.  ``kernel=False`` leaves
+    out the kernel row.
+    """
+    vmos = snapshot.vmos
+    charged = charged_vmos(snapshot)
+    if only_vmos is not None:
+        keep = set(only_vmos)
+        charged = {p: [k for k in ks if k in keep] for p, ks in charged.items()}
+    share: dict[int, int] = {}
+    for ks in charged.values():
+        for k in ks:
+            share[k] = share.get(k, 0) + 1
+
+    unknown: set[int] = set()
+    groups_of: dict[int, str] = {}
+    out: list[ProcessSummary] = []
+    for p in snapshot.processes:
+        ks = charged.get(p.koid) or []
+        if not ks:
+            continue
+        priv = scaled = total = 0
+        groups: dict[str, list[int]] = {}
+        for k in ks:
+            vmo = vmos[k]
+            committed = vmo.committed_bytes
+            if committed is None:
+                if vmo.kind != "phys":  # device memory uses no RAM: 0, not unknown
+                    unknown.add(k)
+                committed = 0
+            g = groups_of.get(k)
+            if g is None:
+                g = groups_of[k] = group_name(vmo.name)
+            acc = groups.setdefault(g, [0, 0, 0])
+            n = share[k]
+            acc[2] += committed
+            if n == 1:
+                acc[0] += committed
+                acc[1] += committed
+            else:
+                acc[1] += committed // n
+        frozen = {g: Sizes(*v) for g, v in groups.items()}
+        for s in frozen.values():
+            priv += s.private_bytes
+            scaled += s.scaled_bytes
+            total += s.total_bytes
+        out.append(ProcessSummary(p.koid, p.name, Sizes(priv, scaled, total), frozen,
+                                  tuple(ks)))
+
+    rows: list[ProcessSummary] = []
+    if kernel and only_vmos is None:
+        k_row = kernel_summary(snapshot)
+        if k_row is not None:
+            rows.append(k_row)
+    rows.extend(out)
+    return Summary(tuple(rows), len(unknown))
+
+
+def kernel_summary(snapshot: Snapshot) -> ProcessSummary | None:
+    """The synthetic kernel process of §9.3, or None without kernel stats."""
+    k = snapshot.kernel
+    if k is None:
+        return None
+    vmo = None
+    if k.vmo_bytes is not None:
+        committed = sum(v.committed_bytes or 0 for v in snapshot.vmos.values())
+        vmo = max(0, k.vmo_bytes - committed)
+    parts = (
+        ("heap", k.total_heap_bytes),
+        ("wired", k.wired_bytes),
+        ("mmu", k.mmu_overhead_bytes),
+        ("ipc", k.ipc_bytes),
+        ("other", k.other_bytes),
+        ("vmo", vmo),
+    )
+    groups = {name: Sizes(v, v, v) for name, v in parts if v is not None}
+    total = sum(s.total_bytes for s in groups.values())
+    return ProcessSummary(kernel_koid(snapshot), KERNEL_NAME, Sizes(total, total, total),
+                          groups, kernel=True)
+
+
+def sorted_processes(summary: Summary) -> list[ProcessSummary]:
+    """Largest private first (``mem``'s sorted order); ties by koid."""
+    return sorted(summary.processes, key=lambda s: (-s.sizes.private_bytes, s.koid))
+
+
+def sorted_groups(ps: ProcessSummary) -> list[tuple[str, Sizes]]:
+    """Groups by private, then scaled (both descending), then name."""
+    return sorted(ps.groups.items(),
+                  key=lambda kv: (-kv[1].private_bytes, -kv[1].scaled_bytes, kv[0]))

@@ -1,0 +1,116 @@
+"""Printing VMO summaries as Fuchsia's ``mem`` does (spec fuchsia-tools §9.5).
+
+Default (``PrintSummary``, sorted)::
+
+    Time: <ns> VMO: <size> Free: <size>
+    <name><<koid>> <sizes>
+     <group> <sizes>
+
+``<sizes>`` is one size when total == private, else ``private scaled
+total``; sizes are ``mem``'s ``FormatSize`` (:func:`zxmem.units.
+format_size_mem`: ``1.1K``, ``2K``, ``0B``).  Processes by private bytes,
+largest first; a process's groups by private, then scaled (both largest
+first), then name; groups whose total is 0 are not printed.  An unknown
+kernel value prints as ``-``.
+
+CSV (``--output``)::
+
+    <time_s>,<koid>,<name>,<private>,<scaled>,<total>
+
+one row per process, the kernel row first, then snapshot order (``mem``
+prints it unsorted); with a PID, that process's groups instead:
+``<time_s>,<koid>,<group>,<private>,<scaled>,<total>`` (groups with total 0
+skipped).  ``time_s`` is the capture's monotonic time in whole seconds, empty
+when the source did not record one.  Names are escaped for the terminal and
+quoted (CSV) when they hold a comma or a quote.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from zxmem.model import Snapshot
+from zxmem.summary import ProcessSummary, Sizes, Summary, sorted_groups, sorted_processes
+from zxmem.textsafe import escape_terminal
+from zxmem.units import format_size_mem
+
+
+def _size(n: int | None) -> str:
+    return "-" if n is None else format_size_mem(n)
+
+
+def sizes_text(s: Sizes) -> str:
+    if s.total_bytes == s.private_bytes:
+        return format_size_mem(s.private_bytes)
+    return (f"{format_size_mem(s.private_bytes)} {format_size_mem(s.scaled_bytes)} "
+            f"{format_size_mem(s.total_bytes)}")
+
+
+def header(snapshot: Snapshot, time_ns: int | None) -> str:
+    k = snapshot.kernel
+    vmo = None if k is None else k.vmo_bytes
+    free = None if k is None else k.free_bytes
+    t = "-" if time_ns is None else str(time_ns)
+    return f"Time: {t} VMO: {_size(vmo)} Free: {_size(free)}\n"
+
+
+def render_process(s: ProcessSummary) -> str:
+    lines = [f"{escape_terminal(s.name)}<{s.koid}> {sizes_text(s.sizes)}\n"]
+    for name, g in sorted_groups(s):
+        if g.total_bytes == 0:
+            continue
+        lines.append(f" {escape_terminal(name)} {sizes_text(g)}\n")
+    return "".join(lines)
+
+
+def render_processes(summary: Summary) -> str:
+    return "".join(render_process(s) for s in sorted_processes(summary))
+
+
+def render(snapshot: Snapshot, summary: Summary, time_ns: int | None,
+           pid: int | None = None) -> str:
+    """The default ``mem`` output; with ``pid``, only that process's lines."""
+    if pid is not None:
+        s = summary.process(pid)
+        return header(snapshot, time_ns) + ("" if s is None else render_process(s))
+    return header(snapshot, time_ns) + render_processes(summary)
+
+
+def render_csv(summary: Summary, time_ns: int | None, pid: int | None = None) -> str:
+    t = "" if time_ns is None else str(time_ns // 1_000_000_000)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if pid is not None:
+        s = summary.process(pid)
+        if s is not None:
+            for name, g in sorted_groups(s):
+                if g.total_bytes == 0:
+                    continue
+                w.writerow([t, s.koid, escape_terminal(name), g.private_bytes,
+                            g.scaled_bytes, g.total_bytes])
+        return buf.getvalue()
+    for s in summary.processes:
+        w.writerow([t, s.koid, escape_terminal(s.name), s.sizes.private_bytes,
+                    s.sizes.scaled_bytes, s.sizes.total_bytes])
+    return buf.getvalue()
+
+
+def summary_json(summary: Summary) -> list[dict]:
+    """Processes (kernel row included) with their groups, sizes in bytes."""
+
+    def sizes(s: Sizes) -> dict:
+        return {"private_bytes": s.private_bytes, "scaled_bytes": s.scaled_bytes,
+                "total_bytes": s.total_bytes}
+
+    return [
+        {
+            "koid": s.koid,
+            "name": s.name,
+            "kernel": s.kernel,
+            **sizes(s.sizes),
+            "groups": {name: sizes(g) for name, g in sorted_groups(s)},
+            "vmos": list(s.vmo_koids),
+        }
+        for s in sorted_processes(summary)
+    ]
