@@ -242,6 +242,15 @@ def check_pss(zxmem: str, tolerance: float) -> tuple[bool, str]:
     return ok, text
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages: how busy the machine was meanwhile."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def mem_available() -> int:
     with open("/proc/meminfo", "rb") as f:
         for line in f:
@@ -268,6 +277,7 @@ def machine_facts() -> list[str]:
         f"cpu: {cpu}, {os.cpu_count()} logical CPUs",
         f"memory: {total / 2**30:.1f} GiB",
         f"python: {platform.python_version()} ({sys.executable})",
+        f"load average at the start: {load_average()}",
     ]
 
 
@@ -309,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-rounds", type=int, default=15, help="timed idle rounds (15)")
     ap.add_argument("--tolerance", type=float, default=0.005,
                     help="allowed relative PSS difference (0.005)")
+    ap.add_argument("--skip", default="", metavar="NAMES",
+                    help="comma-separated tools to leave out, e.g. smem,ps_mem")
     args = ap.parse_args(argv)
 
     def _term(signum, frame):  # noqa: ARG001
@@ -326,8 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     zxmem = _which("zxmem")
     print(f"zxmem: {zxmem or 'MISSING (pip install -e .)'}")
     tool_list = tools(zxmem)
+    skip = {n.strip() for n in args.skip.split(",") if n.strip()}
     for t in tool_list:
-        if not t.argv:
+        if t.argv and t.name.split(" ")[0] in skip:
+            t.argv, t.missing = None, "--skip"
+    for t in tool_list:
+        if not t.argv and t.missing != "--skip":
             print(f"MISSING peer, skipped: {t.name} ({t.missing})")
 
     ok = True
@@ -380,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(report(tool_list, "floor")))
     print()
     print(pss_text)
+    print(f"load average at the end: {load_average()}")
     return 0 if ok else 1
 
 
