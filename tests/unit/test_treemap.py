@@ -552,3 +552,38 @@ def test_command_bad_input_is_one_line(cli, tmp_path):
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     r = cli(["treemap", "--from", str(tmp_path / "missing.json")])
     assert r.status == 1 and r.stderr.count("\n") == 1
+
+
+TREES = Path(__file__).resolve().parents[1] / "fixtures" / "proc-trees"
+
+
+def test_command_with_empty_stdin_draws_the_proc_tree(cli):
+    # /dev/null on stdin (cron, CI) is not input: the (recorded) live system.
+    with open("/dev/null") as devnull:
+        r = cli(["treemap", "--proc-root", str(TREES / "cgroup-v1-hybrid" / "proc")],
+                stdin=devnull)
+    assert r.status == 0, r.stderr
+    payload = json.loads(re.search(
+        r'id="zxmem-data">(.*?)</script>', r.stdout, re.S).group(1))
+    names = payload["tree"]["strings"]
+    assert "zxmem-fixture" in names and "web" in names and "db" in names
+    assert payload["meta"]["source"] == "linux"
+
+
+def test_command_from_dash_reads_stdin(cli):
+    r = cli(["treemap", "--from", "-"], stdin=io.StringIO(json.dumps(small_memgraph())))
+    assert r.status == 0, r.stderr
+    assert "bin/devmgr" in r.stdout
+
+
+def test_command_open_writes_a_file_and_opens_it(cli, tmp_path, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    src = write_memgraph(tmp_path / "mg.json", small_memgraph())
+    out = tmp_path / "mem.html"
+    r = cli(["treemap", "--from", src, "-o", str(out), "--open"], stdout_isatty=True)
+    assert r.status == 0, r.stderr
+    assert opened == [out.resolve().as_uri()]
+    assert out.read_text().startswith("<!DOCTYPE html>")
