@@ -21,7 +21,7 @@ import time
 
 import pytest
 import workloads
-from conftest import nobody_env, nobody_python, ps_json, zxmem_command
+from harness import nobody_env, nobody_python, ps_json, zxmem_command
 from workloads import MIB, PAGE, kernel_cmdline, kernel_counts, kernel_stat
 
 from zxmem.cli import Environment, main

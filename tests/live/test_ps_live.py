@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import workloads
-from conftest import TestCgroup, make_test_cgroup, ps_json, zxmem_command
+from harness import TestCgroup, make_test_cgroup, ps_json, zxmem_command
 from workloads import MIB, PAGE, kernel_cmdline, kernel_counts
 
 pytestmark = pytest.mark.live
@@ -206,7 +206,13 @@ def test_shapes_in_process_and_equal_to_the_kernel(cli, shapes):
 
 
 def test_shapes_through_the_installed_command(shapes):
-    r = subprocess.run([*zxmem_command(), "ps", "--json"], capture_output=True, text=True)
+    command = [*zxmem_command(), "ps", "--json"]
+    # While it runs, the zxmem process itself shares the interpreter's pages
+    # with the workloads, so its numbers are not the kernel's before or after;
+    # stable_run still retries when something else moved during the scan.
+    r, _, _ = stable_run(
+        lambda: subprocess.run(command, capture_output=True, text=True), shapes.pids()
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     doc = json.loads(r.stdout)
