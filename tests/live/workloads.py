@@ -35,8 +35,9 @@ Modes (sizes in bytes):
     nothing but the interpreter; ``--comm`` sets the task name with
     ``prctl(PR_SET_NAME)`` (raw bytes, for hostile-name tests).
 
-The program side imports only ``os``, ``sys`` and ``mmap``, so every mode has
-the same interpreter baseline; the test side's imports are loaded lazily.
+The program side imports only ``os``, ``sys``, ``gc`` and ``mmap``, so a shape
+and its baseline run the same interpreter code; the test side's imports are
+loaded inside its functions for the same reason.
 """
 
 from __future__ import annotations
@@ -285,6 +286,12 @@ class Launcher:
         pass_fds: tuple[int, ...] = (),
         env: dict[str, str] | None = None,
     ) -> Workload:
+        """Start ``workloads.py MODE ARGS`` and wait until its shape is in place.
+
+        ``argv0`` replaces the program name (as ``exec -a`` does); ``python``
+        picks the interpreter; ``cgroup`` (a ``harness.TestCgroup``) gets the
+        process before it allocates; ``as_nobody`` runs it as UID/GID 65534.
+        """
         import subprocess
         import tempfile
 
