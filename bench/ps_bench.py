@@ -281,17 +281,21 @@ def machine_facts() -> list[str]:
     ]
 
 
-def start_workload(procs: int) -> tuple[subprocess.Popen, list[int]]:
-    wl = subprocess.Popen(
+def start_workload(procs: int) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, os.path.join(HERE, "workload.py"), "--procs", str(procs)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,  # its own process group, killed as one
     )
+
+
+def wait_ready(wl: subprocess.Popen) -> list[int]:
+    """The workload's PIDs, once every child has touched its memory."""
     line = wl.stdout.readline().decode()
     if not line.startswith("ready"):
         raise RuntimeError(f"workload did not start (exit {wl.poll()})")
-    return wl, [int(p) for p in line.split()[1:]]
+    return [int(p) for p in line.split()[1:]]
 
 
 def stop_workload(wl: subprocess.Popen | None) -> None:
@@ -327,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
+    # Ctrl-C must clean up even when started with SIGINT ignored (a shell's
+    # background job): install Python's handler explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     if not os.access(TIME, os.X_OK):
         print(f"{TIME} is missing (apt-get install -y time): it measures peak RSS")
@@ -363,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         # 2. The crowd.
         before = mem_available()
         t0 = time.perf_counter()
-        wl, pids = start_workload(args.procs)
+        wl = start_workload(args.procs)
+        pids = wait_ready(wl)
         took = time.perf_counter() - t0
         time.sleep(1.0)
         used = before - mem_available()
