@@ -37,7 +37,10 @@ all of it.  Where they go:
   :class:`MemoryCounts` beyond PSS/PRIVATE/SHARED: Rss, swap, Pss_Anon… or
   ``null`` when ``smaps`` could not be read — then, as in Fuchsia when task
   stats fail, ``private_bytes``/``shared_bytes``/``pss_bytes`` are left out),
-  and with ``-v`` ``mappings`` (one object per ``smaps`` entry) and
+  and with ``-v`` ``mappings`` (one array per ``smaps`` entry, its values
+  in the order ``mapping_fields`` names, :class:`Mapping`'s field order: a
+  process can have 60,000 mappings, and rows are a third of the size of
+  objects and quicker to write and read) and
   ``regions``.
 * ``vmos`` entries: ``linux`` = ``kind``, ``dev``, ``inode``, ``path``,
   ``swap_bytes``; a size or committed byte count that is unknown is left out
@@ -79,6 +82,10 @@ from zxmem.model import (
 from zxmem.model import Mapping as MappingRecord
 
 FORMAT = "zxmem-memgraph/1"
+
+# The values of a mapping row, in the model's field order.
+MAPPING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(MappingRecord))
+_MAPPING_ROW = __import__("operator").attrgetter(*MAPPING_FIELDS)
 
 # (record name, parent, KernelStats attribute or a function of it) — §5.3.
 KERNEL_RECORDS: tuple[tuple[str, str, str], ...] = (
@@ -137,6 +144,39 @@ def _default(f) -> Any:
     return MISSING
 
 
+# (cls, skip, keep_defaults) -> (attrgetter of the fields written, and per
+# field: name, default, how to compare with it, whether to convert).  Built
+# once per class: the writer calls _extras for every mapping and VMO.
+_WRITE_INFO: dict[tuple, tuple[Any, list[tuple[str, Any, int, bool]]]] = {}
+_ALWAYS, _IS_NONE, _EQUALS = 0, 1, 2
+
+
+def _write_info(cls: type, skip: frozenset[str], keep: frozenset[str]):
+    key = (cls, skip, keep)
+    info = _WRITE_INFO.get(key)
+    if info is None:
+        from operator import attrgetter
+
+        rows = []
+        for f in fields(cls):
+            if f.name in skip:
+                continue
+            default = _default(f)
+            if f.name in keep or default is MISSING:
+                how = _ALWAYS
+            elif default is None:
+                how = _IS_NONE
+            else:
+                how = _EQUALS
+            ann = str(f.type)
+            rows.append((f.name, default, how, "tuple" in ann or "Mapping" in ann))
+        names = [r[0] for r in rows]
+        getter = attrgetter(*names) if len(names) > 1 else (
+            (lambda o, n=names[0]: (getattr(o, n),)) if names else (lambda o: ()))
+        info = _WRITE_INFO[key] = (getter, rows)
+    return info
+
+
 def _to_json(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_to_json(v) for v in value]
@@ -147,14 +187,15 @@ def _to_json(value: Any) -> Any:
 
 def _extras(obj: Any, skip: frozenset[str], keep_defaults: frozenset[str] = frozenset()) -> dict:
     """The fields of ``obj`` not in ``skip`` whose value is not the default."""
+    getter, rows = _write_info(type(obj), skip, keep_defaults)
     out = {}
-    for f in fields(obj):
-        if f.name in skip:
+    for (name, default, how, convert), value in zip(rows, getter(obj), strict=True):
+        if how == _IS_NONE:
+            if value is None:
+                continue
+        elif how == _EQUALS and value == default:
             continue
-        value = getattr(obj, f.name)
-        if f.name not in keep_defaults and value == _default(f):
-            continue
-        out[f.name] = _to_json(value)
+        out[name] = _to_json(value) if convert and value is not None else value
     return out
 
 
@@ -172,13 +213,31 @@ def _from_json(annotation: str, value: Any) -> Any:
     return value
 
 
+# cls -> {field name: annotation needing conversion, or None for plain values}
+_FIELD_KINDS: dict[type, dict[str, str | None]] = {}
+
+
+def _field_kinds(cls: type) -> dict[str, str | None]:
+    kinds = _FIELD_KINDS.get(cls)
+    if kinds is None:
+        kinds = {}
+        for f in fields(cls):
+            ann = str(f.type)
+            kinds[f.name] = ann if ("tuple" in ann or "Mapping" in ann) else None
+        _FIELD_KINDS[cls] = kinds
+    return kinds
+
+
 def _build(cls: type, known: dict, extras: Mapping | None) -> Any:
     """``cls(**known, **extras)``, ignoring extras the model does not have."""
+    if not extras:
+        return cls(**known)
+    kinds = _field_kinds(cls)
     kwargs = dict(known)
-    if extras:
-        for f in fields(cls):
-            if f.name in extras and f.name not in kwargs:
-                kwargs[f.name] = _from_json(str(f.type), extras[f.name])
+    for name, value in extras.items():
+        if name in kinds and name not in kwargs:
+            ann = kinds[name]
+            kwargs[name] = value if ann is None or value is None else _from_json(ann, value)
     return cls(**kwargs)
 
 
@@ -231,11 +290,21 @@ def _vmo_entry(koid: int, vmo: Vmo | None) -> dict:
     return rec
 
 
+_REF_TOP = frozenset(("vmo_koid", "via", "handle_rights"))
+# VmoRef's Linux fields; while it is only ``fd`` the common case (a mapping,
+# no descriptor) needs no generic walk over the fields.
+_REF_ONLY_FD = [f.name for f in fields(VmoRef) if f.name not in _REF_TOP] == ["fd"]
+
+
 def _vmo_ref_entry(ref: VmoRef) -> dict:
     rec: dict = {"vmo_koid": ref.vmo_koid, "via": list(ref.via)}
     if "HANDLE" in ref.via or ref.handle_rights:
         rec["handle_rights"] = list(ref.handle_rights)
-    extra = _extras(ref, frozenset(("vmo_koid", "via", "handle_rights")))
+    if _REF_ONLY_FD:
+        if ref.fd is not None:
+            rec["linux"] = {"fd": ref.fd}
+        return rec
+    extra = _extras(ref, _REF_TOP)
     if extra:
         rec["linux"] = extra
     return rec
@@ -257,7 +326,9 @@ def _job_record(job: Job, parent_id: str, parent_encoded: bool) -> dict:
     return rec
 
 
-def _process_record(p: Process, snapshot: Snapshot, vmos: bool, handles: bool) -> dict:
+def _process_record(
+    p: Process, snapshot: Snapshot, vmos: bool, handles: bool, vmo_cache: dict[int, dict]
+) -> dict:
     rec: dict = {
         "id": f"p/{p.koid}",
         "type": "p",
@@ -272,7 +343,14 @@ def _process_record(p: Process, snapshot: Snapshot, vmos: bool, handles: bool) -
             if value is not None:
                 rec[key] = value
     if vmos and p.vmo_refs:
-        rec["vmos"] = [_vmo_entry(r.vmo_koid, snapshot.vmos.get(r.vmo_koid)) for r in p.vmo_refs]
+        entries = []
+        for r in p.vmo_refs:
+            entry = vmo_cache.get(r.vmo_koid)
+            if entry is None:
+                entry = vmo_cache[r.vmo_koid] = _vmo_entry(r.vmo_koid,
+                                                            snapshot.vmos.get(r.vmo_koid))
+            entries.append(entry)
+        rec["vmos"] = entries
         rec["vmo_refs"] = [_vmo_ref_entry(r) for r in p.vmo_refs]
     if handles and p.handle_stats:
         rec["handle_stats"] = {k: v for k, v in p.handle_stats.items() if v}
@@ -282,7 +360,8 @@ def _process_record(p: Process, snapshot: Snapshot, vmos: bool, handles: bool) -
     linux["memory"] = _extras(m, _MEMORY_TOP) if m is not None else None
     if vmos:
         if p.mappings is not None:
-            linux["mappings"] = [_extras(mp, frozenset()) for mp in p.mappings]
+            linux["mapping_fields"] = list(MAPPING_FIELDS)
+            linux["mappings"] = [list(_MAPPING_ROW(mp)) for mp in p.mappings]
         if p.regions is not None:
             linux["regions"] = [_extras(r, frozenset()) for r in p.regions]
         if p.vmo_refs is not None and not p.vmo_refs:
@@ -304,7 +383,7 @@ def _thread_record(t: Thread, pid: int) -> dict:
     }
 
 
-def _meta_record(snapshot: Snapshot, vmos: bool, written_vmos: set[int]) -> dict:
+def _meta_record(snapshot: Snapshot, vmos: bool, written_vmos: Mapping[int, dict]) -> dict:
     p = snapshot.provenance
     rec: dict = {"type": "__META"}
     if p.timestamp is not None:
@@ -337,7 +416,8 @@ def records(
         yield from kernel_records(snapshot.kernel)
     tree = TaskTree(snapshot)
     first_root = tree.roots[0] if tree.roots else None
-    written_vmos: set[int] = set()
+    # One entry per VMO, shared by every process record that lists it.
+    written_vmos: dict[int, dict] = {}
     emitted: set[int] = set()
     for row in tree.walk(threads=False):
         if row.kind == "j":
@@ -363,9 +443,7 @@ def records(
 
 
 def _process_records(p, snapshot, threads, vmos, handles, written_vmos) -> Iterator[dict]:
-    if vmos and p.vmo_refs:
-        written_vmos.update(r.vmo_koid for r in p.vmo_refs)
-    yield _process_record(p, snapshot, vmos, handles)
+    yield _process_record(p, snapshot, vmos, handles, written_vmos)
     if threads:
         for t in p.threads:
             yield _thread_record(t, p.koid)
@@ -547,13 +625,11 @@ class _Builder:
             else:
                 known["memory"] = _build(MemoryCounts, sizes, mem if isinstance(mem, dict) else {})
             if isinstance(linux.get("mappings"), list):
-                known["mappings"] = tuple(
-                    _build(MappingRecord, {}, m) for m in linux["mappings"]
-                )
+                known["mappings"] = _mappings(linux, index, where)
             if isinstance(linux.get("regions"), list):
                 known["regions"] = tuple(_build(Region, {}, r) for r in linux["regions"])
             extras = {k: v for k, v in linux.items()
-                      if k not in ("memory", "mappings", "regions")}
+                      if k not in ("memory", "mappings", "mapping_fields", "regions")}
         else:
             # Fuchsia's record: the process name is what its ps shows, so it
             # stands in for the command line; unknown sizes stay unknown.
@@ -686,6 +762,26 @@ class _Builder:
             hidden_vmo_koids=hidden,
             vmo_holders=MappingProxyType(holders),
         )
+
+
+def _mappings(linux: dict, index: int, where: str | None) -> tuple[MappingRecord, ...]:
+    """Mappings from ``linux.mappings`` rows (or objects, keyed by field name)."""
+    names = linux.get("mapping_fields") or MAPPING_FIELDS
+    model = set(MAPPING_FIELDS)
+    cols = [(i, n) for i, n in enumerate(names) if n in model]
+    out = []
+    for i, row in enumerate(linux["mappings"]):
+        if isinstance(row, dict):
+            out.append(_build(MappingRecord, {}, row))
+            continue
+        if not isinstance(row, list) or len(row) < len(names):
+            raise _fail(index, f"linux.mappings[{i}]: expected an array of "
+                               f"{len(names)} values", where)
+        try:
+            out.append(MappingRecord(**{n: row[c] for c, n in cols}))
+        except TypeError:
+            raise _fail(index, f"linux.mappings[{i}]: missing fields", where) from None
+    return tuple(out)
 
 
 def _canonical_jobs(jobs: dict[int, Job]) -> tuple[Job, ...]:

@@ -34,17 +34,10 @@ def _node(id_pattern: str, type_pattern: str) -> dict:
 _NODE_REQUIRED = ["id", "type", "parent", "name"]
 
 _MAPPING = {
-    "type": "object",
-    "description": "one smaps entry (zxmem.model.Mapping); unknown sizes are left out",
-    "required": ["start", "end", "perms", "offset", "dev", "inode", "path", "vmo_koid"],
-    "properties": {
-        "start": _INT, "end": _INT, "perms": _STR, "offset": _INT, "dev": _INT,
-        "inode": _INT, "path": _STR, "vmo_koid": _INT, "rss_bytes": _INT_OR_NULL,
-        "pss_bytes": _INT_OR_NULL, "private_bytes": _INT_OR_NULL,
-        "shared_bytes": _INT_OR_NULL, "private_dirty_bytes": _INT_OR_NULL,
-        "anonymous_bytes": _INT_OR_NULL, "swap_bytes": _INT_OR_NULL,
-        "swap_pss_bytes": _INT_OR_NULL, "vm_flags": _STR_OR_NULL,
-    },
+    "type": "array",
+    "description": "one smaps entry (zxmem.model.Mapping): its values in the order the "
+                   "process's linux.mapping_fields names them; null = unknown",
+    "items": {"type": ["integer", "string", "null"]},
 }
 
 _REGION = {
@@ -191,6 +184,7 @@ def memgraph_schema() -> dict[str, Any]:
                             "num_threads": _INT_OR_NULL,
                             "vm_pte_bytes": _INT_OR_NULL,
                             "memory": _MEMORY,
+                            "mapping_fields": {"type": "array", "items": _STR},
                             "mappings": {"type": "array", "items": _MAPPING},
                             "regions": {"type": "array", "items": _REGION},
                         },

@@ -45,15 +45,21 @@ class _Input:
         self.offset = 0  # file offset of buf[0]
         self.eof = False
 
-    def _fill(self) -> bool:
+    def _read_chunk(self) -> bytes:
         if self.eof:
-            return False
+            return b""
         chunk = self.stream.read(_CHUNK)
         if not chunk:
             self.eof = True
-            return False
+            return b""
         if isinstance(chunk, str):
             chunk = chunk.encode("utf-8", "surrogateescape")
+        return chunk
+
+    def _fill(self) -> bool:
+        chunk = self._read_chunk()
+        if not chunk:
+            return False
         self.buf += chunk
         return True
 
@@ -74,24 +80,42 @@ class _Input:
                 return self.offset, -1
 
     def readline(self) -> tuple[bytes, int]:
-        """The next line (with its newline) and its offset; b"" at end."""
+        """The next line (with its newline) and its offset; b"" at end.
+
+        A long line is gathered as a list of chunks and joined once, so a
+        record of many megabytes costs linear time.
+        """
+        start = self.offset
+        nl = self.buf.find(b"\n")
+        if nl != -1:
+            line, self.buf = self.buf[:nl + 1], self.buf[nl + 1:]
+            self.offset += len(line)
+            return line, start
+        parts = [self.buf]
+        self.buf = b""
         while True:
-            nl = self.buf.find(b"\n")
+            chunk = self._read_chunk()
+            if not chunk:
+                break
+            nl = chunk.find(b"\n")
             if nl != -1:
-                line, self.buf = self.buf[:nl + 1], self.buf[nl + 1:]
-                start = self.offset
-                self.offset += len(line)
-                return line, start
-            if not self._fill():
-                line, self.buf = self.buf, b""
-                start = self.offset
-                self.offset += len(line)
-                return line, start
+                parts.append(chunk[:nl + 1])
+                self.buf = chunk[nl + 1:]
+                break
+            parts.append(chunk)
+        line = b"".join(parts)
+        self.offset += len(line)
+        return line, start
 
     def read_rest(self) -> tuple[bytes, int]:
-        while self._fill():
-            pass
-        data, self.buf = self.buf, b""
+        parts = [self.buf]
+        while True:
+            chunk = self._read_chunk()
+            if not chunk:
+                break
+            parts.append(chunk)
+        data = b"".join(parts)
+        self.buf = b""
         start = self.offset
         self.offset += len(data)
         return data, start
