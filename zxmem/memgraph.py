@@ -566,8 +566,9 @@ class _Builder:
             raise _fail(index, f"expected an object, found {_kind(rec)}")
         rtype = rec.get("type")
         if not isinstance(rtype, str):
-            raise _fail(index, "expected a record with a string 'type' "
-                               "(kernel, j, p, t or __META)")
+            keys = ", ".join(sorted(map(str, rec))[:5]) or "none"
+            raise _fail(index, "not a memgraph record: expected a string 'type' (kernel, j, p, "
+                               f"t or __META), found keys {keys}")
         where = rec.get("id") if isinstance(rec.get("id"), str) else None
         if rtype == "kernel":
             self._kernel(rec, index, where)

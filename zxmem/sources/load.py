@@ -143,9 +143,9 @@ def _json_error(name: str, data: bytes, base: int, exc: ValueError) -> InputErro
     assert isinstance(exc, json.JSONDecodeError)
     byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
     if exc.pos >= len(exc.doc.rstrip()):
-        what = f"truncated at byte {base + byte}: {exc.msg.lower()}"
+        what = f"truncated at byte {base + byte}: the JSON ends early ({exc.msg.lower()})"
     else:
-        what = f"invalid JSON at byte {base + byte}: {exc.msg.lower()}"
+        what = f"invalid JSON at byte {base + byte} ({exc.msg.lower()})"
     return _error(name, what)
 
 
@@ -171,8 +171,11 @@ def _parse_whole_array(name: str, data: bytes, base: int, notes: list[str]) -> l
             # Report where the repaired document breaks, in the input's offsets.
             byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
             at = base + original_offset(anchors, byte)
-            what = "truncated" if exc.pos >= len(exc.doc.rstrip()) else "invalid JSON"
-            raise _error(name, f"{what} at byte {at}: {exc.msg.lower()}") from None
+            if exc.pos >= len(exc.doc.rstrip()):
+                what = f"truncated at byte {at}: the JSON ends early"
+            else:
+                what = f"invalid JSON at byte {at}"
+            raise _error(name, f"{what} ({exc.msg.lower()})") from None
         except ValueError:
             raise _json_error(name, data, base, strict) from None
         notes.append(f"{changed} unescaped names repaired")
