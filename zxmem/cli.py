@@ -18,7 +18,6 @@ import contextlib
 import importlib
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -154,8 +153,3 @@ def _quiet_stdout(env: Environment) -> None:
             os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError):
             pass
-
-
-def run() -> None:  # pragma: no cover - console entry when SIGINT is default
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    raise SystemExit(main())
