@@ -386,3 +386,29 @@ def test_user_buckets_come_before_the_defaults():
     d = dg.compute_digest(s, dg.combine(mine, dg.default_linux_buckets()))
     assert sizes(d)["Shell"] == 30
     assert sizes(d)["Heaps"] == 0
+
+
+def test_cli_on_a_saved_linux_snapshot_uses_the_linux_buckets(cli, tmp_path):
+    from zxmem.memgraph import dumps
+
+    s = snap([(100, "bash", [1, 2]), (200, "python3", [3])],
+             [(1, "[heap]", 8 * KIB, 0, "anon"), (2, "/usr/lib/libc.so.6", 1 * MIB, 0, "file"),
+              (3, "mmap-anonymous", 2 * MIB, 0, "anon")],
+             kernel=KERNEL, source="linux")
+    saved = tmp_path / "snap.json"
+    saved.write_text(dumps(s, vmos=True))
+    r = cli(["digest", "--from", str(saved), "--output", "csv"])
+    assert r.status == 0, r.stderr
+    rows = dict(line.split(", ") for line in r.stdout.splitlines())
+    assert rows["Heaps"] == str(8 * KIB)
+    assert rows["Shared libraries"] == str(1 * MIB)
+    assert rows["Python"] == str(2 * MIB)
+    assert rows["Undigested"] == "0"
+    mine = tmp_path / "mine.json"
+    mine.write_text('[{"name": "Shell", "process": "bash"}]')
+    r = cli(["digest", "--from", str(saved), "--buckets", str(mine), "--no-default-buckets",
+             "--output", "csv"])
+    assert r.stdout == (f"Kernel, {KERNEL_ROW}\nOrphaned, {10 * MIB - 8 * KIB - MIB - 2 * MIB}\n"
+                        f"Shell, {8 * KIB + MIB}\nUndigested, {2 * MIB}\n")
+    r = cli(["digest", "--from", str(saved), "--no-default-buckets"])
+    assert r.status == 2 and r.stderr == "zxmem digest: --buckets FILE is required\n"

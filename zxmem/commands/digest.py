@@ -66,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="human (default), csv ('Name, bytes' rows) or json")
     p.add_argument("--undigested", action="store_true",
                    help="also summarize the undigested VMOs per process (private, scaled, "
-                        "total)")
+                        "total); with --output csv, print that summary's "
+                        "koid,name,private,scaled,total rows instead of the buckets")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
