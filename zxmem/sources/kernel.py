@@ -883,3 +883,89 @@ def read_process_kernel_usage(
     if stack is None:
         notes.append("kernel stack size of this architecture unknown: kstk shown as -")
     return rows, tuple(notes)
+
+
+# --------------------------------------------------------------------------
+# The kernel address space (k asd kernel): /proc/modules and the /proc/iomem
+# tree (spec linux-kernel B.15)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelModule:
+    """One ``/proc/modules`` line (``kernel/module/procfs.c``, ``m_show``).
+
+    ``name size refcnt deps state address [taints]``: ``size`` is the bytes
+    of the module's core sections, ``address`` its load address (0 for a
+    reader without ``CAP_SYSLOG``: ``kallsyms_show_value``), ``refcount``
+    ``None`` when the kernel prints ``-`` (no module unloading).
+    """
+
+    name: str
+    size_bytes: int
+    refcount: int | None
+    deps: tuple[str, ...]
+    state: str
+    address: int | None
+
+
+def parse_modules(data: bytes) -> tuple[KernelModule, ...]:
+    """Parse ``/proc/modules``; ``deps`` is ``-`` or ``a,b,`` (trailing comma)."""
+    out = []
+    for line in data.split(b"\n"):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            name = fields[0].decode("utf-8", "backslashreplace")
+            size = int(fields[1])
+            refcount = None if fields[2] == b"-" else int(fields[2])
+            deps = tuple(
+                d.decode("utf-8", "backslashreplace")
+                for d in fields[3].split(b",")
+                if d and d != b"-"
+            )
+            state = fields[4].decode("ascii", "replace")
+            address = int(fields[5], 16) if len(fields) > 5 else None
+        except (ValueError, IndexError):
+            raise ParseError(f"modules: malformed line {line[:60]!r}") from None
+        out.append(KernelModule(name, size, refcount, deps, state, address))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class IomemRange:
+    """One ``/proc/iomem`` resource (``kernel/resource.c``, ``r_show``).
+
+    ``end`` is inclusive, as printed; ``depth`` is the nesting level (two
+    spaces of indentation per level).  A reader without ``CAP_SYS_ADMIN``
+    sees every address as 0.
+    """
+
+    start: int
+    end: int
+    name: str
+    depth: int
+
+    @property
+    def size_bytes(self) -> int:
+        return self.end - self.start + 1 if self.end >= self.start else 0
+
+
+def parse_iomem(data: bytes) -> tuple[IomemRange, ...]:
+    """Every ``/proc/iomem`` line with its depth, in file order."""
+    out = []
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        stripped = line.lstrip(b" ")
+        depth = (len(line) - len(stripped)) // 2
+        span, sep, name = stripped.partition(b" : ")
+        start_s, _, end_s = span.partition(b"-")
+        try:
+            if not sep:
+                raise ValueError
+            start, end = int(start_s, 16), int(end_s, 16)
+        except ValueError:
+            raise ParseError(f"iomem: malformed line {line[:60]!r}") from None
+        out.append(IomemRange(start, end, name.decode("utf-8", "backslashreplace"), depth))
+    return tuple(out)
