@@ -282,3 +282,34 @@ def test_vmos_without_the_objects_module_say_so(cli, monkeypatch):
     recs = _records(r.stdout)
     procs = [x for x in recs if x["type"] == "p"]
     assert procs and not [x for x in procs if "vmos" in x]
+
+
+def test_descriptor_kinds():
+    import re as _re
+
+    from zxmem.sources.handles import count_kinds, fd_kind
+
+    cases = {
+        "socket:[12345]": "socket",
+        "pipe:[77]": "pipe",
+        "anon_inode:[eventfd]": "eventfd",
+        "anon_inode:[eventpoll]": "eventpoll",
+        "anon_inode:[timerfd]": "timerfd",
+        "anon_inode:inotify": "inotify",
+        "anon_inode:bpf-map": "bpf_map",
+        "anon_inode:[io_uring]": "io_uring",
+        "/memfd:zxmem (deleted)": "memfd",
+        "/dmabuf:": "dmabuf",
+        "/SYSV00000000 (deleted)": "sysv",
+        "/dev/shm/seg": "shmem",
+        "/dev/null": "device",
+        "/usr/lib/libc.so.6": "file",
+        "/tmp/a file with: colon": "file",
+        "net:[4026531840]": "net",
+        "what is this": "unknown",
+        "": "unknown",
+    }
+    for target, kind in cases.items():
+        assert fd_kind(target) == kind, target
+        assert _re.fullmatch(r"[a-z0-9_]+", fd_kind(target))
+    assert count_kinds(["pipe:[1]", "pipe:[1]", "/x"]) == {"file": 1, "pipe": 2}
