@@ -156,5 +156,6 @@ def run(args: argparse.Namespace, env) -> int:
     if args.json:
         env.stdout.write(view.render_json(process, snapshot, opts))
     else:
-        env.stdout.write(view.render(process, snapshot, opts))
+        for piece in view.render_chunks(process, snapshot, opts):
+            env.stdout.write(piece)
     return 0

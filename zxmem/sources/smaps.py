@@ -203,12 +203,25 @@ def parse_headers(headers: list[bytes]) -> VmaTable:
     return t
 
 
-def parse_maps(data: bytes) -> VmaTable:
-    """Parse ``/proc/PID/maps`` (header lines only; no sizes, no flags)."""
-    lines = data.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()
-    return parse_headers(lines)
+def parse_maps(data: bytes, piece: int = 1 << 18) -> VmaTable:
+    """Parse ``/proc/PID/maps`` (header lines only; no sizes, no flags).
+
+    The text is parsed ``piece`` bytes at a time (cut at line ends), so the
+    temporary per-line objects of 60,000 mappings are never all alive at
+    once.
+    """
+    t = VmaTable()
+    pos = 0
+    size = len(data)
+    while pos < size:
+        cut = data.find(b"\n", min(pos + piece, size - 1))
+        cut = size if cut < 0 else cut + 1
+        lines = data[pos:cut].split(b"\n")
+        if lines and not lines[-1]:
+            lines.pop()
+        t.extend(parse_headers(lines))
+        pos = cut
+    return t
 
 
 def _is_header(line: bytes) -> bool:

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress, pairwise
 from operator import attrgetter, sub
 
 from zxmem.model import INODE_KOID_BASE, Mapping, Process, Snapshot
@@ -133,8 +134,8 @@ def _names(maps: Sequence[Mapping], snapshot: Snapshot) -> list[str]:
     keys = zip(map(_PATH, maps), map(_DEV, maps), map(_INO, maps), strict=True)
     names = list(map(by_key.__getitem__, keys))
     # Copy-on-write clones: an inode but a sequence koid.
-    for i, ino in enumerate(map(_INO, maps)):
-        if ino and koids[i] < INODE_KOID_BASE:
+    for i in compress(range(len(maps)), map(_INO, maps)):
+        if koids[i] < INODE_KOID_BASE:
             names[i] = escape_terminal(mapping_name(maps[i]))
     if vmos:
         for i, vmo in enumerate(map(vmos.get, koids)):
@@ -150,7 +151,17 @@ _INO = attrgetter("inode")
 
 
 def render(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None) -> str:
-    """The vmaps text for ``process`` (every line ends with a newline).
+    """The vmaps text for ``process`` (every line ends with a newline)."""
+    return "".join(render_chunks(process, snapshot, opts))
+
+
+_CHUNK = 2048  # lines per piece of text
+
+
+def render_chunks(
+    process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None
+) -> Iterator[str]:
+    """The vmaps text in pieces of at most a few thousand lines.
 
     Built a column at a time (``map`` over the mappings in C, each distinct
     size and name formatted once), because a process may have tens of
@@ -173,9 +184,9 @@ def render(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = Non
             f"{size[end - start]:>9}:sz{blank} '{escape_terminal(name)}'\n"
         )
 
-    head = [top("A", f"proc:{process.koid}"), top("R", "root")]
+    yield top("A", f"proc:{process.koid}") + top("R", "root")
     if not maps:
-        return "".join(head)
+        return
 
     starts = list(map(attrgetter("start"), maps))
     ends = list(map(attrgetter("end"), maps))
@@ -187,33 +198,38 @@ def render(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = Non
     perms = list(map(_Memo(lambda p: p[:3]).__getitem__, map(attrgetter("perms"), maps)))
     sizes = list(map(size.__getitem__, map(sub, ends, starts)))
     res = list(map(size.__getitem__, map(attrgetter("rss_bytes"), maps)))
-    columns = [types, _hex(starts), _hex(ends), perms, sizes, res]
-    template = "{} {}-{} {} {:>5}:sz {:>4}:res"
+    if min(starts) > 0xFFFFFFFF:
+        # The common case on 64-bit: both addresses are 16 hex digits, so
+        # they are formatted inside the one %-template per line.
+        columns = [types, starts, ends, perms, sizes, res]
+        template = "%s %016x-%016x %s %5s:sz %4s:res"
+    else:
+        columns = [types, _hex(starts), _hex(ends), perms, sizes, res]
+        template = "%s %s-%s %s %5s:sz %4s:res"
     for c in extra:
         columns.append(list(map(size.__getitem__, map(attrgetter(_EXTRA_FIELD[c]), maps))))
-        template += " {:>4}:" + _EXTRA_TAG[c]
+        template += " %4s:" + _EXTRA_TAG[c]
     columns.append(list(map(_KOID, maps)))
     columns.append(_names(maps, snapshot))
-    template += " {:>5}:vmo '{}'\n"
-    lines = list(map(template.format, *columns))
+    template += " %5d:vmo '%s'\n"
 
-    # Region lines go before their first mapping.
+    # Region lines go before their first mapping; the mapping lines are
+    # formatted a slice at a time, so the whole text is never held twice.
     region_type = "R" + " " * (max_depth - 2)
-    out = head
-    done = 0
-    for r in regions:
-        if not r.mapping_indices:
-            continue
-        first = r.mapping_indices[0]
-        out.extend(lines[done:first])
-        out.append(
+    region_lines = {
+        r.mapping_indices[0]: (
             f"{region_type} {_addr(r.start)}-{_addr(r.end)} "
             f"{size[r.end - r.start]:>9}:sz{blank} '{escape_terminal(r.name)}'\n"
         )
-        done = first
-    out.extend(lines[done:])
-    return "".join(out)
-
+        for r in regions
+        if r.mapping_indices
+    }
+    n = len(maps)
+    cuts = sorted(set(range(0, n, _CHUNK)).union(region_lines)) + [n]
+    for lo, hi in pairwise(cuts):
+        line = region_lines.get(lo)
+        piece = "".join(map(template.__mod__, zip(*[c[lo:hi] for c in columns], strict=True)))
+        yield line + piece if line else piece
 
 def render_json(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None) -> str:
     """The same entries as JSON; every size in bytes, ``null`` when unknown."""
