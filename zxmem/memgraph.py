@@ -54,8 +54,13 @@ Reading
 :func:`snapshot_from_records` turns records (ours, or Fuchsia's without any
 ``linux`` fields) back into a Snapshot.  Records may come in any order (as
 treemap.py allows).  The Snapshot's canonical order is the live collector's:
-jobs parents-first by depth then koid, processes by koid, so a snapshot
-written and read back is equal to the original.
+jobs parents-first by depth then koid, processes by koid, so a snapshot in
+that order (every source makes them so) written and read back is equal to
+the original.  Records without ``linux`` fields are Fuchsia's: a process's
+name stands in for its command line (Fuchsia's ps shows the name), sizes a
+record lacks are unknown (``None``), a VMO is ``kind`` ``clone`` when it has
+a parent and ``anon`` otherwise, VMOs are de-duplicated by koid (first
+occurrence wins, spec §11), and missing kernel records are unknown columns.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import MISSING, fields, replace
+from operator import attrgetter
 from typing import Any, TextIO
 
 from zxmem.errors import InputError
@@ -85,7 +91,7 @@ FORMAT = "zxmem-memgraph/1"
 
 # The values of a mapping row, in the model's field order.
 MAPPING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(MappingRecord))
-_MAPPING_ROW = __import__("operator").attrgetter(*MAPPING_FIELDS)
+_MAPPING_ROW = attrgetter(*MAPPING_FIELDS)
 
 # (record name, parent, KernelStats attribute or a function of it) — §5.3.
 KERNEL_RECORDS: tuple[tuple[str, str, str], ...] = (
@@ -155,8 +161,6 @@ def _write_info(cls: type, skip: frozenset[str], keep: frozenset[str]):
     key = (cls, skip, keep)
     info = _WRITE_INFO.get(key)
     if info is None:
-        from operator import attrgetter
-
         rows = []
         for f in fields(cls):
             if f.name in skip:
@@ -268,11 +272,11 @@ def kernel_records(k: KernelStats) -> list[dict]:
             "size_bytes": value if value is not None else 0,
         }
         if name == "physmem":
-            rec["linux"] = {
-                "kernel": {c: getattr(k, c) for c in _KSTAT_COLUMNS},
-                "meminfo": dict(k.meminfo),
-                "extra": dict(k.extra),
-            }
+            # The columns with their nulls, then the raw inputs (meminfo,
+            # extra, and whatever else KernelStats holds).
+            rec["linux"] = {"kernel": {c: getattr(k, c) for c in _KSTAT_COLUMNS}}
+            rec["linux"].update(_extras(k, frozenset(_KSTAT_COLUMNS),
+                                        frozenset(("meminfo", "extra"))))
         out.append(rec)
     return out
 
@@ -695,11 +699,7 @@ class _Builder:
         if self.kernel_linux is not None:
             linux = self.kernel_linux
             cols = {c: linux["kernel"].get(c) for c in _KSTAT_COLUMNS}
-            return KernelStats(
-                **cols,
-                meminfo=_from_json("Mapping", linux.get("meminfo") or {}),
-                extra=_from_json("Mapping", linux.get("extra") or {}),
-            )
+            return _build(KernelStats, cols, {k: v for k, v in linux.items() if k != "kernel"})
         if not self.kernel_sizes:
             return None
         g = self.kernel_sizes.get
