@@ -1,0 +1,207 @@
+"""``k vmos hidden|all|PID``: Zircon's kernel VMO lists (spec fuchsia-tools §8.1).
+
+Row format, all variants (the pre-``obj`` kernel layout: Linux has no
+kernel object pointer to print)::
+
+    "  " handle(10) " " rights(6) " " koid(5) " " parent(6) " " #chld(5) " "
+    #map(4) " " #shr(4) " " size(7) " " alloc(7) " " name
+
+* ``hidden``: title ``"Hidden" VMOs, largest first:``, the handle header,
+  every object no process maps, largest alloc first, then the unattributed
+  remainder of meminfo ``Shmem`` as the last row (koid 0, Zircon's
+  "kernel-only" koid), the header again, and a total line.  The handle
+  column says who holds the object: ``PID:FD`` of the first process holding
+  a descriptor to it (``+N`` when N more processes hold one), its rights
+  that descriptor's; ``-`` when no process holds it (a SysV segment, a
+  tmpfs file, a kernel-held dma-buf).
+* ``all``: title ``All VMOs, largest first:`` and every object, same columns.
+* ``PID``: ``process [PID]:``, ``Handles to VMOs:``, the handle header, one
+  row per descriptor (handle = the fd), ``  total: N VMOs, size S, alloc A``
+  (descriptors to one object counted each time, as Zircon does), ``Mapped
+  VMOs:``, the non-handle header, one row per mapping, the header again.
+
+Sizes go through ``format_size`` (``unit`` fixes the unit, as ``-uX``);
+``alloc`` is ``phys`` for device memory, ``-`` when unknown.
+"""
+
+from __future__ import annotations
+
+import json
+
+from zxmem.model import Process, Snapshot, Vmo, VmoRef
+from zxmem.textsafe import escape_terminal
+from zxmem.units import format_size
+from zxmem.views.vmos import rights_text
+
+_COLUMNS = " koid parent #chld #map #shr    size   alloc name"
+HANDLE_HEADER = "      handle rights " + _COLUMNS
+PLAIN_HEADER = "           -      - " + _COLUMNS
+HOLDER_HEADER = "      holder rights " + _COLUMNS
+
+
+def _alloc(vmo: Vmo, unit: str | None) -> str:
+    if vmo.kind == "phys":
+        return "phys"
+    return format_size(vmo.committed_bytes, unit)
+
+
+def row(handle: str, rights: str, vmo: Vmo, unit: str | None = None) -> str:
+    """One row in the §8.1 layout (with the trailing newline)."""
+    parent = str(vmo.parent_koid) if vmo.parent_koid else "-"
+    name = escape_terminal(vmo.name) if vmo.name else "-"
+    return (
+        f"  {handle:>10} {rights:>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
+        f"{vmo.num_mappings:>4} {vmo.share_count:>4} {format_size(vmo.size_bytes, unit):>7} "
+        f"{_alloc(vmo, unit):>7} {name}\n"
+    )
+
+
+def _handle_ref(snapshot: Snapshot, pid: int, koid: int) -> VmoRef | None:
+    p = snapshot.process(pid)
+    for ref in (p.vmo_refs or ()) if p else ():
+        if ref.vmo_koid == koid and "HANDLE" in ref.via:
+            return ref
+    return None
+
+
+def holder_cells(snapshot: Snapshot, koid: int) -> tuple[str, str]:
+    """(handle, rights) cells naming who holds the object, or ``-``."""
+    pids = snapshot.vmo_holders.get(koid, ())
+    if not pids:
+        return "-", "-"
+    ref = _handle_ref(snapshot, pids[0], koid)
+    fd = "" if ref is None or ref.fd is None else f":{ref.fd}"
+    more = f"+{len(pids) - 1}" if len(pids) > 1 else ""
+    rights = rights_text(ref) if ref is not None else "-"
+    return f"{pids[0]}{fd}{more}", rights
+
+
+def _sum_text(values: list[int | None], unit: str | None) -> str:
+    """A sum of the known values; ``-`` when none is known, and the count
+    of unknown ones when only some are (never a silent partial sum)."""
+    known = [v for v in values if v is not None]
+    if values and not known:
+        return "-"
+    text = format_size(sum(known), unit)
+    missing = len(values) - len(known)
+    return f"{text} ({missing} unknown)" if missing else text
+
+
+def _total(vmos: list[Vmo], unit: str | None) -> str:
+    size = _sum_text([v.size_bytes for v in vmos], unit)
+    alloc = _sum_text([v.committed_bytes for v in vmos if v.kind != "phys"], unit)
+    return f"  total: {len(vmos)} VMOs, size {size}, alloc {alloc}\n"
+
+
+def hidden_vmos(snapshot: Snapshot) -> list[Vmo]:
+    return [snapshot.vmos[k] for k in snapshot.hidden_vmo_koids if k in snapshot.vmos]
+
+
+def all_vmos(snapshot: Snapshot) -> list[Vmo]:
+    """Every object, largest first (the Shmem remainder, koid 0, last)."""
+    from zxmem.sources.hidden import REMAINDER_KOID, largest_first
+
+    out = largest_first(v for k, v in snapshot.vmos.items() if k != REMAINDER_KOID)
+    if REMAINDER_KOID in snapshot.vmos:
+        out.append(snapshot.vmos[REMAINDER_KOID])
+    return out
+
+
+def _listing(title: str, vmos: list[Vmo], snapshot: Snapshot, unit: str | None) -> str:
+    lines = [title + "\n", HOLDER_HEADER + "\n"]
+    for vmo in vmos:
+        lines.append(row(*holder_cells(snapshot, vmo.koid), vmo, unit))
+    lines.append(HOLDER_HEADER + "\n")
+    lines.append(_total([v for v in vmos if v.koid != 0], unit))
+    return "".join(lines)
+
+
+def render_hidden(snapshot: Snapshot, unit: str | None = None) -> str:
+    return _listing('"Hidden" VMOs, largest first:', hidden_vmos(snapshot), snapshot, unit)
+
+
+def render_all(snapshot: Snapshot, unit: str | None = None) -> str:
+    return _listing("All VMOs, largest first:", all_vmos(snapshot), snapshot, unit)
+
+
+def _unknown(koid: int) -> Vmo:
+    return Vmo(koid=koid, name="", kind="anon", size_bytes=None, committed_bytes=None)
+
+
+def render_process(process: Process, snapshot: Snapshot, unit: str | None = None) -> str:
+    handles = [r for r in process.vmo_refs or () if "HANDLE" in r.via]
+    mapped = [r for r in process.vmo_refs or () if "HANDLE" not in r.via]
+    lines = [f"process [{process.koid}]:\n", "Handles to VMOs:\n", HANDLE_HEADER + "\n"]
+    held = []
+    for ref in handles:
+        vmo = snapshot.vmos.get(ref.vmo_koid) or _unknown(ref.vmo_koid)
+        held.append(vmo)
+        fd = "-" if ref.fd is None else str(ref.fd)
+        lines.append(row(fd, rights_text(ref), vmo, unit))
+    lines.append(_total(held, unit))
+    lines.append("Mapped VMOs:\n")
+    lines.append(PLAIN_HEADER + "\n")
+    for ref in mapped:
+        vmo = snapshot.vmos.get(ref.vmo_koid) or _unknown(ref.vmo_koid)
+        lines.append(row("-", "-", vmo, unit))
+    lines.append(PLAIN_HEADER + "\n")
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# JSON
+
+
+def vmo_json(vmo: Vmo, snapshot: Snapshot) -> dict:
+    holders = []
+    for pid in snapshot.vmo_holders.get(vmo.koid, ()):
+        p = snapshot.process(pid)
+        ref = _handle_ref(snapshot, pid, vmo.koid)
+        holders.append({
+            "pid": pid,
+            "name": p.name if p else None,
+            "fd": ref.fd if ref else None,
+            "handle_rights": list(ref.handle_rights) if ref else [],
+        })
+    return {
+        "koid": vmo.koid,
+        "name": vmo.name,
+        "kind": vmo.kind,
+        "parent_koid": vmo.parent_koid,
+        "num_children": vmo.num_children,
+        "num_mappings": vmo.num_mappings,
+        "share_count": vmo.share_count,
+        "size_bytes": vmo.size_bytes,
+        "committed_bytes": vmo.committed_bytes,
+        "swap_bytes": vmo.swap_bytes,
+        "dev": vmo.dev,
+        "inode": vmo.inode,
+        "path": vmo.path,
+        "holders": holders,
+    }
+
+
+def render_json(which: str, snapshot: Snapshot, process: Process | None = None) -> str:
+    """``hidden``/``all``: ``{"vmos": [...], "notes": [...]}``; a PID:
+    ``{"pid", "name", "handles": [...], "mapped": [...]}`` (sizes in bytes)."""
+    notes = list(snapshot.provenance.notes)
+    if process is not None:
+        def ref_json(ref: VmoRef) -> dict:
+            vmo = snapshot.vmos.get(ref.vmo_koid) or _unknown(ref.vmo_koid)
+            d = vmo_json(vmo, snapshot)
+            d["fd"] = ref.fd
+            d["handle_rights"] = list(ref.handle_rights)
+            return d
+
+        refs = process.vmo_refs or ()
+        doc = {
+            "pid": process.koid,
+            "name": process.name,
+            "handles": [ref_json(r) for r in refs if "HANDLE" in r.via],
+            "mapped": [ref_json(r) for r in refs if "HANDLE" not in r.via],
+            "notes": notes,
+        }
+    else:
+        vmos = hidden_vmos(snapshot) if which == "hidden" else all_vmos(snapshot)
+        doc = {"which": which, "vmos": [vmo_json(v, snapshot) for v in vmos], "notes": notes}
+    return json.dumps(doc, separators=(",", ":")) + "\n"
