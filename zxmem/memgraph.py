@@ -768,6 +768,14 @@ class _Builder:
 def _mappings(linux: dict, index: int, where: str | None) -> tuple[MappingRecord, ...]:
     """Mappings from ``linux.mappings`` rows (or objects, keyed by field name)."""
     names = linux.get("mapping_fields") or MAPPING_FIELDS
+    if tuple(names) == MAPPING_FIELDS:
+        # Written by this version: rows are the constructor's arguments.
+        n = len(names)
+        try:
+            if all(isinstance(r, list) and len(r) == n for r in linux["mappings"]):
+                return tuple(MappingRecord(*r) for r in linux["mappings"])
+        except TypeError:
+            pass  # fall through to the checked path for the message
     model = set(MAPPING_FIELDS)
     cols = [(i, n) for i, n in enumerate(names) if n in model]
     out = []

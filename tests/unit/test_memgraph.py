@@ -313,3 +313,23 @@ def test_descriptor_kinds():
         assert fd_kind(target) == kind, target
         assert _re.fullmatch(r"[a-z0-9_]+", fd_kind(target))
     assert count_kinds(["pipe:[1]", "pipe:[1]", "/x"]) == {"file": 1, "pipe": 2}
+
+
+def test_mapping_rows_follow_their_field_names():
+    # A file from another version: fields in another order, one unknown.
+    snap = sample_snapshot()
+    recs = _records(memgraph.dumps(snap))
+    p = next(r for r in recs if r.get("id") == "p/100")
+    names = p["linux"]["mapping_fields"]
+    order = list(reversed(range(len(names))))
+    p["linux"]["mapping_fields"] = [names[i] for i in order] + ["x_future"]
+    p["linux"]["mappings"] = [[row[i] for i in order] + [1] for row in p["linux"]["mappings"]]
+    back = load_snapshot(io.StringIO(json.dumps(recs)))
+    assert back.process(100).mappings == snap.process(100).mappings
+    p["linux"]["mappings"][0] = [1, 2]
+    import pytest
+
+    from zxmem.errors import InputError
+
+    with pytest.raises(InputError, match=r"record \d+ \(p/100\): linux.mappings\[0\]"):
+        load_snapshot(io.StringIO(json.dumps(recs)))
