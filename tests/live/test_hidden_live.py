@@ -193,3 +193,28 @@ def test_pid_view_shows_the_descriptor(cli, memfd_holder):
     held = [line for line in lines if line.endswith(" memfd:zx-hidden-24m")]
     assert held and held[0].split()[0] == str(fd)
     assert held[0].split()[7:9] == ["24M", "24M"]
+
+
+def test_asd_as_root_and_as_nobody(cli):
+    import workloads
+    from harness import nobody_env, nobody_python
+
+    if os.geteuid() != 0:
+        pytest.skip("not root: the root half of this test cannot run")
+    r = cli(["k", "asd", "kernel"])
+    assert r.status == 0, r.stderr
+    with open("/proc/meminfo") as f:
+        used = [int(x.split()[1]) * 1024 for x in f if x.startswith("VmallocUsed:")][0]
+    top = r.stdout.splitlines()[0]
+    pages = int(top.split(" pages ")[1].split()[0])
+    # Σ pages= of vmallocinfo is VmallocUsed (B.5), up to what moved between reads.
+    assert abs(pages * PAGE - used) <= 4 * MIB, (top, used)
+
+    python = nobody_python()
+    run = subprocess.run(
+        [*workloads.nobody_prefix(), *python, "-m", "zxmem", "k", "asd", "kernel"],
+        env=nobody_env(), capture_output=True, text=True, cwd="/",
+    )
+    assert "Traceback" not in run.stderr
+    assert run.returncode == 0, run.stderr
+    assert "/proc/vmallocinfo is readable only by root: run as root" in run.stderr

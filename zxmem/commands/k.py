@@ -269,7 +269,8 @@ def run_vmos(args: argparse.Namespace, env) -> int:
               if what.startswith(("fd:", "maps:"))}
     if denied:
         noun = "process" if len(denied) == 1 else "processes"
-        notes.append(f"maps or descriptors of {len(denied)} {noun} not readable"
+        notes.append(f"maps or descriptors of {len(denied)} {noun} not readable (what "
+                     "they map or hold is in the Shmem remainder)"
                      + ("" if _is_root() else ": run as root"))
     _notes(env, "k vmos", notes)
     return 0
