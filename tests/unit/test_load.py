@@ -101,6 +101,11 @@ def test_truncated_zxmem_memgraph_names_offset_and_record():
     cut = text[: len(b"\n".join(lines[:3])) + 40]
     msg = _err(cut)
     assert "truncated" in msg and _byte(msg) == len(cut), msg
+    # cut inside a string
+    cut = text[: text.index(b'"name": "') + 12]
+    msg = _err(cut)
+    assert "truncated" in msg and _byte(msg) == len(cut), msg
+    assert "inside a string" in msg
 
 
 def test_invalid_json_names_the_byte():

@@ -136,13 +136,26 @@ def _describe(value: Any) -> str:
     return "null" if value is None else "a number or boolean"
 
 
-def _json_error(name: str, data: bytes, base: int, exc: ValueError) -> InputError:
-    """An error naming the byte offset of a JSON (or UTF-8) failure in ``data``."""
+def _json_error(
+    name: str, data: bytes, base: int, exc: ValueError, to_input=None
+) -> InputError:
+    """An error naming the byte offset of a JSON (or UTF-8) failure in ``data``.
+
+    ``to_input`` maps an offset in the parsed text back to ``data`` when the
+    text was repaired first.
+    """
     if isinstance(exc, UnicodeDecodeError):
         return _error(name, f"invalid UTF-8 at byte {base + exc.start}: expected JSON text")
     assert isinstance(exc, json.JSONDecodeError)
     byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
-    if exc.pos >= len(exc.doc.rstrip()):
+    if to_input is not None:
+        byte = to_input(byte)
+    if exc.msg.startswith("Unterminated string"):
+        # The input ended inside a string (a raw newline would be reported
+        # as an invalid control character instead).
+        what = (f"truncated at byte {base + len(data)}: the JSON ends inside a string "
+                f"that starts at byte {base + byte}")
+    elif exc.pos >= len(exc.doc.rstrip()):
         what = f"truncated at byte {base + byte}: the JSON ends early ({exc.msg.lower()})"
     else:
         what = f"invalid JSON at byte {base + byte} ({exc.msg.lower()})"
@@ -169,13 +182,8 @@ def _parse_whole_array(name: str, data: bytes, base: int, notes: list[str]) -> l
             doc = _loads(fixed)
         except json.JSONDecodeError as exc:
             # Report where the repaired document breaks, in the input's offsets.
-            byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
-            at = base + original_offset(anchors, byte)
-            if exc.pos >= len(exc.doc.rstrip()):
-                what = f"truncated at byte {at}: the JSON ends early"
-            else:
-                what = f"invalid JSON at byte {at}"
-            raise _error(name, f"{what} ({exc.msg.lower()})") from None
+            raise _json_error(name, data, base, exc,
+                              lambda b: original_offset(anchors, b)) from None
         except ValueError:
             raise _json_error(name, data, base, strict) from None
         notes.append(f"{changed} unescaped names repaired")
