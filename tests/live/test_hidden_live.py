@@ -218,3 +218,10 @@ def test_asd_as_root_and_as_nobody(cli):
     assert "Traceback" not in run.stderr
     assert run.returncode == 0, run.stderr
     assert "/proc/vmallocinfo is readable only by root: run as root" in run.stderr
+
+
+def test_walk_bound_is_reported(cli, tmpfs_file):
+    r = cli(["k", "vmos", "hidden", "--walk-limit", "1"])
+    assert r.status == 0, r.stderr
+    assert "tmpfs walk stopped at its bound of 1 entries" in r.stderr
+    assert "raise --walk-limit" in r.stderr

@@ -224,3 +224,38 @@ def test_add_hidden_walks_a_given_root_only_when_asked(tmp_path):
     snap = objects.add_objects(objects.light_snapshot(root), root, detail_pids=())
     snap = hidden.add_hidden(snap, root, walk_tmpfs=False)
     assert any("not walked" in n for n in snap.provenance.notes)
+
+
+def test_walk_skips_a_file_removed_mid_walk(tmp_path, monkeypatch):
+    (tmp_path / "stays.bin").write_bytes(b"x" * 4096)
+    (tmp_path / "goes.bin").write_bytes(b"x" * 4096)
+    real_scandir = os.scandir
+
+    class Vanishing:
+        """A scandir entry whose file was unlinked after the listing."""
+
+        def __init__(self, entry):
+            self.entry = entry
+            self.path = entry.path
+
+        def stat(self, follow_symlinks=True):
+            if self.entry.name == "goes.bin":
+                raise FileNotFoundError(2, "No such file or directory")
+            return self.entry.stat(follow_symlinks=follow_symlinks)
+
+    class Listing:
+        def __init__(self, path):
+            self.it = real_scandir(path)
+
+        def __enter__(self):
+            return self
+
+        def __iter__(self):
+            return (Vanishing(e) for e in self.it)
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+    monkeypatch.setattr(hidden.os, "scandir", Listing)
+    res = hidden.walk_memory_mount(str(tmp_path), os.stat(tmp_path).st_dev, limit=100)
+    assert [os.path.basename(p) for p, _ in res.files] == ["stays.bin"]
