@@ -59,6 +59,25 @@ else:
     for i in (0, 5, 9):
         cow[i * PAGE] = 0x41  # three copy-on-write pages
     keep.append(cow)
+    # A file on tmpfs held open after unlink (a "hidden" shmem object).
+    if os.path.isdir("/dev/shm"):
+        name = f"/dev/shm/zxmem-test-{os.getpid()}"
+        tmp = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.unlink(name)
+        os.write(tmp, b"t" * 2 * PAGE)
+    # A SysV segment, attached, two pages written, removed at detach.
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.shmat.restype = ctypes.c_void_p
+        shmid = libc.shmget(0, 4 * PAGE, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+        if shmid >= 0:
+            addr = libc.shmat(shmid, None, 0)
+            libc.shmctl(shmid, 0, None)  # IPC_RMID: gone when detached
+            if addr not in (None, ctypes.c_void_p(-1).value):
+                ctypes.memset(addr, 1, 2 * PAGE)
+    except OSError:
+        pass
     started = threading.Event()
     def idle():
         started.set()
@@ -296,3 +315,31 @@ def test_denied_maps_are_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "pid 1" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_tmpfs_file_held_by_a_descriptor(cli, start):
+    _root()
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    w = start("single")
+    rows = vmos_json(cli, w.pids[0])
+    tmp = [r for r in rows if r["name"].startswith("/dev/shm/zxmem-test-")]
+    if not tmp:
+        pytest.skip("/dev/shm is not a tmpfs mount here")
+    (row,) = tmp
+    assert row["kind"] == "shmem" and row["via"] == ["HANDLE"]
+    assert row["committed_bytes"] == 2 * PAGE and row["num_mappings"] == 0
+
+
+def test_sysv_segment(cli, start):
+    _root()
+    w = start("single")
+    rows = vmos_json(cli, w.pids[0])
+    sysv = [r for r in rows if r["kind"] == "sysv"]
+    if not sysv:
+        pytest.skip("SysV shared memory is not available")
+    (row,) = sysv
+    assert row["name"].startswith("SYSV")
+    assert (row["num_mappings"], row["share_count"]) == (1, 1)
+    assert row["size_bytes"] == 4 * PAGE
+    assert row["committed_bytes"] == 2 * PAGE

@@ -156,3 +156,38 @@ def test_invalid_utf8_path_is_escaped():
 def test_malformed_header():
     with pytest.raises(smaps.SmapsError):
         smaps.parse_maps(b"garbage\n")
+
+
+def test_maps_in_pieces_equals_whole():
+    lines = "".join(
+        _header(0x7F0000000000 + i * 0x1000, 0x7F0000001000 + i * 0x1000,
+                "rw-p" if i % 2 else "r--p", 0, "fe:00" if i % 3 else "00:00",
+                i if i % 3 else 0, f"/lib/f{i}.so" if i % 3 else "") + "\n"
+        for i in range(200)
+    ).encode()
+    whole = smaps.parse_maps(lines)
+    for piece in (1, 100, 4096):
+        t = smaps.parse_maps(lines, piece=piece)
+        assert (t.starts, t.ends, t.perms, t.devs, t.inodes, t.paths) == (
+            whole.starts, whole.ends, whole.perms, whole.devs, whole.inodes, whole.paths)
+    assert len(whole) == 200 and whole.paths[1] == "/lib/f1.so" and whole.paths[3] == ""
+
+
+def test_resident_runs_are_attributed_like_smaps():
+    from zxmem.sources.objects import attribute_runs
+
+    t = smaps.parse_maps(
+        (_header(0x10000, 0x14000, "r-xp", 0, "fe:00", 5, "/lib/a.so") + "\n"
+         + _header(0x14000, 0x16000, "rw-p", 0x4000, "fe:00", 5, "/lib/a.so") + "\n"
+         + _header(0x20000, 0x30000, "rw-p", 0, "00:00", 0) + "\n").encode()
+    )
+    file_, present_zero = 1 << 2, 1 << 5
+    runs = [
+        0x10000, 0x15000, file_,  # a file run across two VMAs
+        0x15000, 0x16000, 0,  # a copy-on-write page of the data segment
+        0x20000, 0x22000, 0,  # anonymous pages
+        0x22000, 0x24000, present_zero,  # the shared zero page: not in Rss
+    ]
+    attribute_runs(t, runs)
+    assert t.fields["Rss"] == [0x4000, 0x2000, 0x2000]
+    assert t.fields["Anonymous"] == [0, 0x1000, 0x2000]

@@ -89,4 +89,12 @@ def run(args: argparse.Namespace, env) -> int:
         env.stdout.write(view.render_json(process, snapshot))
     else:
         env.stdout.write(view.render(process, snapshot))
+    env.stdout.flush()
+    unread = {w for w, _ in snapshot.provenance.denied if w.startswith("maps:")}
+    if unread:
+        n = len(unread)
+        noun = "process" if n == 1 else "processes"
+        env.stderr.write(
+            f"zxmem: {n} {noun} not readable: #map and #shr count the others only\n"
+        )
     return 0

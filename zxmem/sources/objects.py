@@ -58,6 +58,17 @@ Fallbacks, each recorded in the snapshot's provenance:
 * ``smaps`` denied: the process's mappings are ``None`` and
   ``("maps:PID", "EACCES")`` is recorded; a process that exits while it is
   being read is left out of the result.
+* A recorded tree (``proc_root`` other than this machine's ``/proc``): no
+  path is stat'ed and no descriptor link followed (they name files of the
+  recording machine); a descriptor's identity comes from its fdinfo ``ino``
+  with the device of a mapping of the same name, or the shm mount for a
+  memfd; sizes of files are then unknown.
+
+Reading cost: processes in ``detail_pids`` are read from ``smaps`` (page
+counts, flags), others from ``maps`` (a quarter of the kernel's work).  When
+only ``Rss`` and ``Anonymous`` are asked for (``vmaps``), a detail process is
+read from ``maps`` plus one ``PAGEMAP_SCAN`` ioctl (Linux ≥ 6.7), which
+gives the same numbers for far less work; ``smaps`` is the fallback.
 """
 
 from __future__ import annotations

@@ -341,7 +341,7 @@ class SmapsStream:
     :meth:`finish`.
     """
 
-    def __init__(self, keys: tuple[str, ...] = SMAPS_FIELDS, batch: int = 1 << 20) -> None:
+    def __init__(self, keys: tuple[str, ...] = SMAPS_FIELDS, batch: int = 1 << 18) -> None:
         self.keys = keys
         self.batch = batch
         self.pending: list[bytes] = []
