@@ -239,6 +239,8 @@ def run_vmos(args: argparse.Namespace, env) -> int:
             root, target, "objects", base=_with_pid(base, root, target),
             pids=None, detail_pids=[target],
         )
+        snapshot = hidden.add_sysv_alloc(snapshot, root)
+        process = snapshot.process(target) or process
         if args.json:
             env.stdout.write(view.render_json("pid", snapshot, process))
         else:

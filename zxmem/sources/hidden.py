@@ -457,7 +457,7 @@ def _fill_mapped_shmem(st: _State, snapshot: Snapshot) -> None:
         )
 
 
-def _add_sysv(st: _State, hidden: list[int]) -> None:
+def _add_sysv(st: _State, hidden: list[int], only_known: bool = False) -> None:
     try:
         segments = parse_sysvipc_shm(_read(f"{st.proc}/sysvipc/shm"))
     except OSError as exc:
@@ -481,6 +481,8 @@ def _add_sysv(st: _State, hidden: list[int]) -> None:
                     size_bytes=seg.size_bytes,
                 )
             continue
+        if only_known:
+            continue
         st.vmos[koid] = Vmo(
             koid=koid,
             name=f"SYSV{seg.key & 0xFFFFFFFF:08x}",
@@ -496,6 +498,23 @@ def _add_sysv(st: _State, hidden: list[int]) -> None:
         )
         if seg.nattch == 0:
             hidden.append(koid)
+
+
+def add_sysv_alloc(snapshot: Snapshot, proc_root: str = "/proc") -> Snapshot:
+    """The snapshot with each known SysV object's alloc and swap taken from
+    ``/proc/sysvipc/shm`` (``rss``/``swap``: resident, not ``st_blocks``).
+
+    For views of one process (``k vmos PID``); adds no objects.  When the
+    file is missing, the snapshot is returned unchanged with a note.
+    """
+    st = _State(proc_root.rstrip("/") or "/", dict(snapshot.vmos), [])
+    if not any(v.kind == "sysv" for v in st.vmos.values()):
+        return snapshot
+    _add_sysv(st, [], only_known=True)
+    prov = snapshot.provenance
+    notes = tuple(n for n in st.notes if n not in prov.notes)
+    return replace(snapshot, vmos=MappingProxyType(st.vmos),
+                   provenance=replace(prov, notes=prov.notes + notes))
 
 
 def _add_dmabufs(st: _State, sys_root: str) -> None:
