@@ -78,8 +78,11 @@ def _which(name: str) -> str | None:
 TIME = "/usr/bin/time"  # GNU time: its wait4 gives the command's own peak RSS
 
 
-def run_once(argv: list[str]) -> tuple[float, int, int]:
-    """Run ``argv`` with output to /dev/null; (seconds, peak RSS bytes, status).
+def run_once(argv: list[str]) -> tuple[float, int, int, float]:
+    """Run ``argv`` with output to /dev/null.
+
+    Returns (wall seconds, peak RSS bytes, exit status, CPU seconds), the CPU
+    time being user + system of the command and all its children.
 
     The peak RSS comes from GNU time (``%M``) rather than this process's own
     ``wait4``: a child forked or vforked from here would inherit this
@@ -95,7 +98,7 @@ def run_once(argv: list[str]) -> tuple[float, int, int]:
             (os.POSIX_SPAWN_DUP2, devnull, 2),
             (os.POSIX_SPAWN_DUP2, wfd, 3),
         ]
-        cmd = [TIME, "-f", "%x %M", "-o", "/dev/fd/3", *argv]
+        cmd = [TIME, "-f", "%x %M %U %S", "-o", "/dev/fd/3", *argv]
         t0 = time.perf_counter()
         pid = os.posix_spawn(TIME, cmd, os.environ, file_actions=actions)
         _, status, _ = os.wait4(pid, 0)
@@ -113,10 +116,10 @@ def run_once(argv: list[str]) -> tuple[float, int, int]:
     # time writes "Command exited with non-zero status N" first when N != 0
     last = out.split(b"\n")[-2] if out.endswith(b"\n") else out
     try:
-        code, rss_kib = (int(x) for x in last.split())
+        code, rss_kib, user, system = last.split()
+        return elapsed, int(rss_kib) * 1024, int(code), float(user) + float(system)
     except ValueError:
-        return elapsed, 0, os.waitstatus_to_exitcode(status)
-    return elapsed, rss_kib * 1024, code
+        return elapsed, 0, os.waitstatus_to_exitcode(status), 0.0
 
 
 class Tool:
@@ -127,6 +130,7 @@ class Tool:
         self.times: list[float] = []
         self.ratios: list[float] = []
         self.rss: list[int] = []
+        self.cpu: list[float] = []
         self.failures = 0
 
 
@@ -160,17 +164,17 @@ def measure(tool_list: list[Tool], rounds: int, label: str) -> None:
         order = active[r % len(active) :] + active[: r % len(active)]
         got = {}
         for t in order:
-            elapsed, rss, status = run_once(t.argv)
-            got[t.name] = (elapsed, rss, status)
+            got[t.name] = run_once(t.argv)
         if r == 0:
             continue  # warm-up: caches, dentries, lazily built kernel state
         for t in active:
-            elapsed, rss, status = got[t.name]
+            elapsed, rss, status, cpu = got[t.name]
             # cat exits 1 when a process vanished between glob and open
             if status != 0 and not t.name.startswith("floor"):
                 t.failures += 1
             t.times.append(elapsed)
             t.rss.append(rss)
+            t.cpu.append(cpu)
             t.ratios.append(elapsed / got[floor.name][0])
         print(
             f"  {label} round {r}/{rounds}: "
@@ -181,17 +185,19 @@ def measure(tool_list: list[Tool], rounds: int, label: str) -> None:
 
 def report(tool_list: list[Tool], floor_name: str) -> list[str]:
     lines = [
-        f"| command | median s | ratio to {floor_name} (median) | peak RSS MB (max) |",
-        "|---|---:|---:|---:|",
+        f"| command | median s | ratio to {floor_name} (median) | peak RSS MB (max) "
+        "| CPU s (median) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for t in tool_list:
         if not t.argv:
-            lines.append(f"| {t.name} | skipped: {t.missing} | | |")
+            lines.append(f"| {t.name} | skipped: {t.missing} | | | |")
             continue
         note = f" ({t.failures} runs failed)" if t.failures else ""
         lines.append(
             f"| {t.name}{note} | {statistics.median(t.times):.3f} | "
-            f"{statistics.median(t.ratios):.2f}x | {max(t.rss) / 1e6:.1f} |"
+            f"{statistics.median(t.ratios):.2f}x | {max(t.rss) / 1e6:.1f} | "
+            f"{statistics.median(t.cpu):.2f} |"
         )
     return lines
 
@@ -397,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
                      [sys.executable, "-c", "pass"]),
                 Tool("zxmem ps (idle)", [zxmem, "ps"]),
             ]
-            print(f"\nidle machine, {args.idle_rounds} rounds:")
+            idle_procs = sum(1 for n in os.listdir("/proc") if n.isdigit())
+            print(f"\nidle machine ({idle_procs} processes), {args.idle_rounds} rounds:")
             measure(idle, args.idle_rounds, "idle")
 
         # 2. The crowd.
@@ -430,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     if idle:
-        print("Idle (without the workload):")
+        print(f"Idle (without the workload; {idle_procs} processes):")
         print("\n".join(report(idle, "python3 -c pass")))
         print()
     print(f"With {len(pids)} workload processes ({nprocs} processes in all):")
