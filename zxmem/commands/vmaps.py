@@ -106,7 +106,11 @@ def load_process(root: str, pid: int, what: str, **kwargs):
         raise ZxmemError(f"pid {pid} exited while its {what} were being read")
     if process.mappings is None:
         why = dict(snapshot.provenance.denied).get(f"maps:{pid}", "denied")
-        hint = " (run as root)" if why in ("EACCES", "EPERM") else ""
+        hint = ""
+        if why in ("EACCES", "EPERM"):
+            import os
+
+            hint = " (run as root)" if os.geteuid() != 0 else " (denied even to root)"
         raise ZxmemError(f"cannot read the memory maps of pid {pid}: {why}{hint}")
     if not process.mappings:
         # Only a process without an mm has no mappings: it exited meanwhile.
