@@ -97,7 +97,7 @@ def _process(koid: int, job: int, name: str, vmos: list[tuple[int, str, int, int
     }
 
 
-def records(hostile: bool = False) -> list[dict]:
+def records(hostile: bool = False, extra: int = 0) -> list[dict]:
     recs = _kernel() + [
         {"id": "j/1", "type": "j", "koid": 1, "parent": "kernel/vmo", "name": "root"},
         {"id": "j/2", "type": "j", "koid": 2, "parent": "j/1", "name": "system.slice"},
@@ -115,6 +115,12 @@ def records(hostile: bool = False) -> list[dict]:
         koid += 1
         vmos.append((koid, "scudo:primary", 3 * MIB, 1))
         recs.append(_process(100 + i, 2 if i % 2 else 3, prog, vmos))
+    for i in range(extra):
+        vmos = []
+        for j in range(5):
+            koid += 1
+            vmos.append((koid, f"obj-{j}", (j + 1) * 64 * 1024, 1))
+        recs.append(_process(500 + i, 3, f"extra-{i}", vmos))
     if hostile:
         for i, name in enumerate(HOSTILE):
             koid += 1
@@ -136,8 +142,8 @@ class Opened:
 
 
 def open_page(browser, tmp_path: Path, hostile: bool = False,
-              meta: dict | None = None) -> Opened:
-    tree = tree_from_records(records(hostile))
+              meta: dict | None = None, extra: int = 0) -> Opened:
+    tree = tree_from_records(records(hostile, extra))
     path = tmp_path / "mem.html"
     path.write_text(render_html(tree, meta or {"source": "test"}), encoding="utf-8")
     url = path.as_uri()
@@ -222,7 +228,7 @@ def test_click_zooms_in_and_breadcrumb_zooms_out(browser, tmp_path):
         # Processes of the other slice are gone from the map.
         assert not any("postgres" in label for label in box_labels(page))
 
-        page.get_by_role("button", name="All physical memory", exact=False).click()
+        page.locator("#crumbs").get_by_role("button", name="All physical memory").click()
         assert page.inner_text("#crumbs [aria-current]").startswith("All physical memory")
         assert box_labels(page) == before
 
@@ -307,6 +313,32 @@ def test_table_rows_sort_and_expand(browser, tmp_path):
         target = node(o.tree, "bin/netstack")
         assert cells[1].strip() == format_size(target.area, exact=False)
         assert cells[2].strip() == str(target.area)
+    finally:
+        page.context.close()
+
+
+def test_long_tables_grow_as_they_scroll(browser, tmp_path):
+    o = open_page(browser, tmp_path, extra=60)
+    page = o.page
+    try:
+        # Open every row: more rows than one chunk, so a "more rows" line.
+        page.evaluate("""() => {
+            for (let k = 0; k < 200; k++) {
+                const t = document.querySelector('#tree .tog[aria-expanded=false]');
+                if (!t) break;
+                t.click();
+            }}""")
+        rows = page.locator("#tree tbody tr:not(.more)")
+        assert rows.count() == 250
+        more = page.inner_text("#tree .more-rows")
+        assert more.endswith(" more rows")
+        waiting = int(more.split()[0])
+        assert 0 < waiting <= 250
+        page.locator("#tree .more-rows").scroll_into_view_if_needed()
+        from playwright.sync_api import expect
+
+        expect(rows).to_have_count(250 + waiting)
+        assert page.locator("#tree .more-rows").count() == 0
     finally:
         page.context.close()
 

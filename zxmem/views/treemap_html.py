@@ -244,7 +244,10 @@ table#tree { border-collapse: collapse; margin-top: 8px; }
   padding: 0; color: #333; }
 #tree .nm { cursor: pointer; }
 #tree .nm:hover { text-decoration: underline; }
-#tree progress { width: 5em; vertical-align: middle; }
+#tree .bar { display: inline-block; width: 5em; height: 0.7em; vertical-align: middle;
+  background: #e4e4e4; border: 1px solid #bbb; border-radius: 2px; overflow: hidden; }
+#tree .bar span { display: block; height: 100%; background: #2f7fd0; }
+#tree .more-rows { font: inherit; margin: 4px 0; cursor: pointer; }
 footer { color: #777; margin-top: 12px; font-size: 0.9em; }
 """
 
@@ -301,7 +304,9 @@ _APP_JS = r"""
   "use strict";
   var KIND = {K: "kernel", F: "free", U: "unknown", J: "job", P: "process", V: "vmo",
               A: "aggregate", E: "estimate", H: "hidden"};
-  var MAX_BOXES = 4000;
+  var MAX_BOXES = 3000;  // boxes drawn at once; the smallest are left out
+  var MIN_SPLIT = 400;  // square pixels a box needs before its children are drawn
+  var TABLE_CHUNK = 250;  // table rows added at a time, as the table scrolls into view
   var UNITS = "BkMGTPE";
 
   // zxmem.units.format_size(n, exact=False): spec 1.2's V1 rules, the ones
@@ -332,8 +337,8 @@ _APP_JS = r"""
   var open_ = [];  // [node, children still to come]
   for (i = 0; i < n; i++) {
     var nd0 = {i: i, name: T.strings[T.name[i]], type: T.type.charAt(i),
-               kind: KIND[T.kind.charAt(i)], area: T.area[i], size: formatSize(T.area[i]),
-               koid: T.koid[i], parent: null, children: [], self: 0, depth: 0,
+               kind: KIND[T.kind.charAt(i)], area: T.area[i], sz: null,
+               koid: T.koid[i], parent: null, children: [], self: 0, value: 0, depth: 0,
                hit: false, hitIn: false};
     nodes[i] = nd0;
     while (open_.length && open_[open_.length - 1][1] === 0) open_.pop();
@@ -352,6 +357,13 @@ _APP_JS = r"""
     var nd = nodes[i], covered = 0;
     for (var c = 0; c < nd.children.length; c++) covered += Math.max(nd.children[c].area || 0, 0);
     nd.self = Math.max(0, Math.max(nd.area || 0, 0) - covered);
+    // Laid-out size: own part plus the children's (as d3's sum() computes).
+    nd.value = nd.self;
+    for (c = 0; c < nd.children.length; c++) nd.value += nd.children[c].value;
+  }
+  function sizeOf(nd) {
+    if (nd.sz === null) nd.sz = formatSize(nd.area);
+    return nd.sz;
   }
   var root = nodes[0];
   var total = root.area || 0;
@@ -394,8 +406,13 @@ _APP_JS = r"""
 
   function layout(top) {
     var W = mapEl.clientWidth, H = mapEl.clientHeight;
-    var h = d3.hierarchy(top, function (d) { return d.children.length ? d.children : null; })
-      .sum(function (d) { return d.self; });
+    // Only descend into nodes big enough to show children: a node below
+    // MIN_SPLIT square pixels is laid out as one box of its whole size.
+    // This keeps d3's work to the few thousand boxes that can be seen.
+    var scale = top.value > 0 ? (W * H) / top.value : 0;
+    function split(d) { return d.children.length > 0 && d.value * scale >= MIN_SPLIT; }
+    var h = d3.hierarchy(top, function (d) { return split(d) ? d.children : null; })
+      .sum(function (d) { return split(d) ? d.self : d.value; });
     d3.treemap()
       .tile(d3.treemapSquarify)
       .size([W, H])
@@ -417,7 +434,7 @@ _APP_JS = r"""
     while (head < queue.length && shown.length < MAX_BOXES) {
       var d = queue[head++];
       var w = d.x1 - d.x0, hh = d.y1 - d.y0;
-      if (w < 3 || hh < 3) continue;
+      if (w < 4 || hh < 4) continue;
       var nd = d.data;
       var el = document.createElement("div");
       el.className = "box k-" + nd.kind + (nd.hit ? " hit" : nd.hitIn ? " hit-in" : "");
@@ -430,7 +447,7 @@ _APP_JS = r"""
         var lbl = document.createElement("span");
         lbl.className = "lbl";
         appendLabel(lbl, nd);
-        lbl.appendChild(document.createTextNode(" (" + nd.size + ")"));
+        lbl.appendChild(document.createTextNode(" (" + sizeOf(nd) + ")"));
         el.appendChild(lbl);
       }
       shown.push(nd);
@@ -461,7 +478,7 @@ _APP_JS = r"""
         el.type = "button";
         el.addEventListener("click", function () { zoom(nd); });
       }
-      el.textContent = plainLabel(nd) + " (" + nd.size + ")";
+      el.textContent = plainLabel(nd) + " (" + sizeOf(nd) + ")";
       frag.appendChild(el);
     });
     crumbs.replaceChildren(frag);
@@ -503,7 +520,7 @@ _APP_JS = r"""
     var size = document.createElement("div");
     size.className = "tip-size";
     size.textContent = nd.area === null ? "size unknown (not readable)"
-      : nd.size + " (" + nd.area + " bytes)";
+      : sizeOf(nd) + " (" + nd.area + " bytes)";
     f.appendChild(size);
     if (nd.parent) {
       var sp = document.createElement("div");
@@ -595,58 +612,99 @@ _APP_JS = r"""
     var td = cell(tr, null, "num");
     if (part === null || !whole || whole <= 0) { td.textContent = "\u2014"; return; }
     td.textContent = (100 * part / whole).toFixed(3) + "%\u00a0";
-    var pr = document.createElement("progress");
-    pr.max = 1;
-    pr.value = Math.max(0, Math.min(1, part / whole));
-    td.appendChild(pr);
+    // A plain bar (a native <progress> per cell is slow for a thousand rows).
+    var bar = document.createElement("span");
+    bar.className = "bar";
+    var fill = document.createElement("span");
+    fill.style.width = (100 * Math.max(0, Math.min(1, part / whole))).toFixed(1) + "%";
+    bar.appendChild(fill);
+    td.appendChild(bar);
   }
-  function drawTable() {
-    var frag = document.createDocumentFragment();
-    var stack = [root];
+  // Rows in pre-order of the open nodes; built TABLE_CHUNK at a time, the
+  // next chunk when the "more rows" line scrolls into view.
+  var rowsShown = TABLE_CHUNK, moreRow = null, observer = null;
+  function tableOrder() {
+    var out = [], stack = [root];
     while (stack.length) {
       var nd = stack.pop();
-      var tr = document.createElement("tr");
-      if (nd.hit) tr.className = "hit";
-      var name = cell(tr, null, "name");
-      var ind = document.createElement("span");
-      ind.className = "indent";
-      ind.textContent = "|\u00a0\u00a0".repeat(nd.depth);
-      name.appendChild(ind);
-      var tog = document.createElement("button");
-      tog.type = "button";
-      tog.className = "tog";
-      if (nd.children.length) {
-        tog.textContent = open[nd.i] ? "\u25be" : "\u25b8";
-        tog.setAttribute("aria-expanded", open[nd.i] ? "true" : "false");
-        tog.setAttribute("data-i", String(nd.i));
-      } else {
-        tog.disabled = true;
-        tog.style.visibility = "hidden";
-      }
-      name.appendChild(tog);
-      var nm = document.createElement("span");
-      nm.className = "nm";
-      nm.setAttribute("data-i", String(nd.i));
-      appendLabel(nm, nd);
-      name.appendChild(nm);
-      cell(tr, nd.size, "num");
-      cell(tr, nd.area === null ? "-" : String(nd.area), "num");
-      if (nd.parent) {
-        fracCell(tr, nd.area, nd.parent.area);
-        fracCell(tr, nd.area, total);
-      } else {
-        cell(tr, "", "num");
-        cell(tr, "", "num");
-      }
-      frag.appendChild(tr);
+      out.push(nd);
       if (open[nd.i]) {
         var kids = ordered(nd);
         for (var k = kids.length - 1; k >= 0; k--) stack.push(kids[k]);
       }
     }
+    return out;
+  }
+  function row(nd) {
+    var tr = document.createElement("tr");
+    if (nd.hit) tr.className = "hit";
+    var name = cell(tr, null, "name");
+    var ind = document.createElement("span");
+    ind.className = "indent";
+    ind.textContent = "|\u00a0\u00a0".repeat(nd.depth);
+    name.appendChild(ind);
+    var tog = document.createElement("button");
+    tog.type = "button";
+    tog.className = "tog";
+    if (nd.children.length) {
+      tog.textContent = open[nd.i] ? "\u25be" : "\u25b8";
+      tog.setAttribute("aria-expanded", open[nd.i] ? "true" : "false");
+      tog.setAttribute("aria-label", (open[nd.i] ? "collapse " : "expand ") + plainLabel(nd));
+      tog.setAttribute("data-i", String(nd.i));
+    } else {
+      tog.disabled = true;
+      tog.style.visibility = "hidden";
+    }
+    name.appendChild(tog);
+    var nm = document.createElement("span");
+    nm.className = "nm";
+    nm.setAttribute("data-i", String(nd.i));
+    appendLabel(nm, nd);
+    name.appendChild(nm);
+    cell(tr, sizeOf(nd), "num");
+    cell(tr, nd.area === null ? "-" : String(nd.area), "num");
+    if (nd.parent) {
+      fracCell(tr, nd.area, nd.parent.area);
+      fracCell(tr, nd.area, total);
+    } else {
+      cell(tr, "", "num");
+      cell(tr, "", "num");
+    }
+    return tr;
+  }
+  function drawTable() {
+    var order = tableOrder();
+    var frag = document.createDocumentFragment();
+    var end = Math.min(order.length, rowsShown);
+    for (var r = 0; r < end; r++) frag.appendChild(row(order[r]));
+    if (observer) observer.disconnect();
+    moreRow = null;
+    if (end < order.length) {
+      moreRow = document.createElement("tr");
+      moreRow.className = "more";
+      var td = cell(moreRow, null, null);
+      td.colSpan = 5;
+      var btn = document.createElement("button");
+      btn.type = "button";
+      btn.className = "more-rows";
+      btn.textContent = (order.length - end) + " more rows";
+      td.appendChild(btn);
+      frag.appendChild(moreRow);
+    }
     tbody.replaceChildren(frag);
+    if (moreRow && "IntersectionObserver" in window) {
+      observer = new IntersectionObserver(function (entries) {
+        if (entries.some(function (e) { return e.isIntersecting; })) showMore();
+      }, {rootMargin: "400px"});
+      observer.observe(moreRow);
+    }
+  }
+  function showMore() {
+    rowsShown += TABLE_CHUNK;
+    drawTable();
   }
   tbody.addEventListener("click", function (ev) {
+    if (ev.target.closest(".more-rows")) { showMore(); return; }
     var t = ev.target.closest("[data-i]");
     if (!t) return;
     var nd = nodes[+t.getAttribute("data-i")];
