@@ -313,6 +313,9 @@ def read_process(proc_root: str, pid: int) -> Process:
     )
 
 
+_LIGHT_ROOT_JOB = 1  # the single job of a light snapshot
+
+
 def light_snapshot(proc_root: str = "/proc", pids: Collection[int] | None = None) -> Snapshot:
     """A Snapshot of processes read from ``stat`` only, under one root job.
 
@@ -336,10 +339,10 @@ def light_snapshot(proc_root: str = "/proc", pids: Collection[int] | None = None
             continue
         if p.kernel_thread and not explicit:
             continue
-        processes.append(p)
+        processes.append(replace(p, job_koid=_LIGHT_ROOT_JOB))
     return Snapshot(
         provenance=Provenance(source="linux"),
-        jobs=(Job(1, "root", 0, path=""),),
+        jobs=(Job(_LIGHT_ROOT_JOB, "root", 0, path=""),),
         processes=tuple(processes),
     )
 
