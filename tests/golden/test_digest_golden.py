@@ -11,8 +11,8 @@ sizes, the blank lines, ``Total:``, the ``Undigested:`` pool lines, mem's
 ``Time:`` header, P S T triplets, group order), the numbers are checked
 against a computation written here straight from the raw capture JSON:
 
-* bucket sizes by the host scripts' loop (processes in the snapshot's order,
-  which is koid order — zxmem's capture importer sorts processes by koid);
+* bucket sizes by the host scripts' loop (processes in the capture's own
+  order, which zxmem's capture importer keeps);
 * every digest's rows add up to the capture's kernel VMO bytes plus the
   kernel row (wired + heap + mmu + ipc + other), whichever bucket file;
 * each process's private/scaled/total equals the PSS/PRIVATE/SHARED the
@@ -75,7 +75,7 @@ def reference_digest(bucket_file: str) -> dict[str, int]:
     cap = raw_capture()
     names = cap["VmoNames"]
     vmos = {v[0]: (names[v[1]], v[3]) for v in cap["Vmos"][1:]}
-    procs = sorted(cap["Processes"][1:], key=lambda p: p[0])
+    procs = cap["Processes"][1:]
     with open(path(bucket_file), encoding="utf-8") as f:
         specs = json.load(f)
 

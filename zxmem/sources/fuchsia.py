@@ -287,7 +287,10 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
     }
 
     processes = []
-    for koid in sorted(procs):
+    # File order: the host digest scripts walk processes in the order the
+    # capture lists them (spec §9.9, "snapshot order"), and for shared VMOs
+    # that order decides the bucket.
+    for koid in procs:
         name, vmo_koids = procs[koid]
         total = private = scaled = 0
         for k in charged[koid]:
