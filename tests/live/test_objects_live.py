@@ -65,6 +65,12 @@ else:
         tmp = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.unlink(name)
         os.write(tmp, b"t" * 2 * PAGE)
+        name2 = f"/dev/shm/zxmem-test-map-{os.getpid()}"
+        tmp2 = os.open(name2, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.unlink(name2)
+        os.write(tmp2, b"u" * 4 * PAGE)
+        keep.append(mmap.mmap(tmp2, 4 * PAGE))
+        os.close(tmp2)
     # A SysV segment, attached, two pages written, removed at detach.
     try:
         import ctypes
@@ -326,9 +332,12 @@ def test_tmpfs_file_held_by_a_descriptor(cli, start):
     tmp = [r for r in rows if r["name"].startswith("/dev/shm/zxmem-test-")]
     if not tmp:
         pytest.skip("/dev/shm is not a tmpfs mount here")
-    (row,) = tmp
+    (row,) = [r for r in tmp if "-map-" not in r["name"]]
     assert row["kind"] == "shmem" and row["via"] == ["HANDLE"]
     assert row["committed_bytes"] == 2 * PAGE and row["num_mappings"] == 0
+    mapped = [r for r in tmp if "-map-" in r["name"] and r["via"] == ["MAPPING"]]
+    assert len(mapped) == 1
+    assert mapped[0]["kind"] == "shmem" and mapped[0]["committed_bytes"] == 4 * PAGE
 
 
 def test_sysv_segment(cli, start):

@@ -602,6 +602,8 @@ class _Collector:
                 "sysv" if bare.startswith("/SYSV") else "shmem")
         elif bare.startswith("/dmabuf:"):
             kind = "dmabuf"
+        elif os.major(m.dev) == 0 and self._memory_devs(pid).get(m.dev) in _MEMORY_FS:
+            kind = "shmem"  # a file on tmpfs (/dev/shm, /run, a container's /tmp)
         else:
             kind = "file"
         return _Obj(
