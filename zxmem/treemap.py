@@ -282,22 +282,40 @@ def _vmo_kind(vmo: Mapping[str, Any]) -> str | None:
 def _mapping_pss(record: Mapping[str, Any]) -> dict[int, int]:
     """VMO koid → Σ PSS of the process's mappings of it (zxmem's Linux field).
 
-    Only koids all of whose mappings have a known PSS; empty for Fuchsia
+    ``linux.mappings`` holds one row per ``smaps`` entry, its values in the
+    order ``linux.mapping_fields`` names (by default the field order of
+    :class:`zxmem.model.Mapping`), or one object per entry.  Only koids all
+    of whose mappings have a known PSS are returned; empty for Fuchsia
     records, which have no ``linux`` object.
     """
     linux = record.get("linux")
     maps = linux.get("mappings") if isinstance(linux, Mapping) else None
     if not isinstance(maps, list):
         return {}
+    names = linux.get("mapping_fields")
+    if not isinstance(names, list):
+        from dataclasses import fields
+
+        from zxmem.model import Mapping as MappingModel
+
+        names = [f.name for f in fields(MappingModel)]
+    try:
+        ik, ip = names.index("vmo_koid"), names.index("pss_bytes")
+    except ValueError:
+        return {}
     out: dict[int, int] = {}
     unknown: set[int] = set()
     for m in maps:
-        if not isinstance(m, Mapping):
+        if isinstance(m, list):
+            if len(m) <= max(ik, ip):
+                continue
+            koid, value = _int(m[ik]), _int(m[ip])
+        elif isinstance(m, Mapping):
+            koid, value = _int(m.get("vmo_koid")), _int(m.get("pss_bytes"))
+        else:
             continue
-        koid = _int(m.get("vmo_koid"))
         if koid is None:
             continue
-        value = _int(m.get("pss_bytes"))
         if value is None:
             unknown.add(koid)
         else:

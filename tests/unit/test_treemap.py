@@ -17,7 +17,17 @@ from types import MappingProxyType
 import pytest
 
 from zxmem.errors import ZxmemError
-from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
+from zxmem.model import (
+    Job,
+    KernelStats,
+    Mapping,
+    MemoryCounts,
+    Process,
+    Provenance,
+    Snapshot,
+    Vmo,
+    VmoRef,
+)
 from zxmem.treemap import (
     KIND_AGGREGATE,
     KIND_ESTIMATE,
@@ -281,6 +291,16 @@ def test_linux_forked_anonymous_memory_counts_its_pss():
     assert n["p/50/vmo/302"].area == 64 * 1024
 
 
+def test_mapping_rows_with_field_names():
+    heap = vmo(300, "[heap]", 8 * MIB)
+    heap["linux"] = {"kind": "anon"}
+    rec = process(50, 1, "child", vmos=[heap], refs=[mapped(300)])
+    rec["linux"] = {"mapping_fields": ["pss_bytes", "vmo_koid"],
+                    "mappings": [[2 * MIB, 300], [1 * MIB, 300]]}
+    n = by_id(tree_from_records([*kernel(), ROOT_JOB, rec]))
+    assert n["p/50/vmo/300"].area == 3 * MIB
+
+
 def test_unknown_mapping_pss_falls_back_to_the_spec_rule():
     heap = vmo(300, "[heap]", 8 * MIB)
     heap["linux"] = {"kind": "anon"}
@@ -341,7 +361,10 @@ def small_snapshot() -> Snapshot:
             VmoRef(1000, ("MAPPING",)), VmoRef(1001, ("MAPPING",)),
             VmoRef(1003, ("HANDLE",), ("READ", "WRITE"), fd=5))),
         Process(200, "worker", 11, memory=mem, cmdline=("worker",), vmo_refs=(
-            VmoRef(1000, ("MAPPING",)), VmoRef(1002, ("MAPPING",)))),
+            VmoRef(1000, ("MAPPING",)), VmoRef(1002, ("MAPPING",))),
+            # A forked worker: half of its heap's pages are its parent's.
+            mappings=(Mapping(0x1000, 0x401000, "rw-p", 0, 0, 0, "[heap]", 1002,
+                              rss_bytes=1 * MIB, pss_bytes=512 * 1024),)),
     )
     return Snapshot(
         provenance=Provenance(source="linux", host="h", timestamp="2026-01-01T00:00:00.000Z"),
@@ -364,7 +387,8 @@ def test_tree_from_snapshot():
     assert n["p/100/vmo/1000"].area == 1 * MIB  # 2 MiB shared by 2
     assert n["p/100/vmo/1003"].area == 1 * MIB  # held only by a descriptor, share 0
     assert n["p/100"].area == 1 * MIB + 3 * MIB + 1 * MIB
-    assert n["p/200"].area == 1 * MIB + 1 * MIB
+    assert n["p/200/vmo/1002"].area == 512 * 1024  # its PSS, not committed
+    assert n["p/200"].area == 1 * MIB + 512 * 1024
     assert n["j/10"].name == "root job" and n["j/11"].area == n["p/200"].area
     # The memfd is all carried by its holder; the SysV segment is hidden.
     assert {c.name: c.area for c in n["kernel/vmo/hidden"].children} == {

@@ -142,10 +142,11 @@ def _stdin_has_data(env) -> bool:
 
 
 def _add_live_details(snapshot, root: str):
-    """Kernel stats (the kernel boxes) and memory objects (the VMO boxes).
+    """Kernel stats (the kernel boxes), memory objects (the VMO boxes) and
+    hidden objects (the hidden branch).
 
-    Without kernel stats the tree sums its processes; without objects each
-    process shows its private and proportional shared bytes.
+    Without kernel stats (a recorded tree without ``meminfo``) the tree sums
+    its processes.
     """
     from dataclasses import replace
 
@@ -160,11 +161,13 @@ def _add_live_details(snapshot, root: str):
             prov = snapshot.provenance
             snapshot = replace(snapshot, kernel=kstats,
                                provenance=replace(prov, notes=prov.notes + tuple(notes)))
-    try:
-        from zxmem.sources.objects import add_objects
-    except ImportError:
-        return snapshot
-    return add_objects(snapshot, proc_root=root)
+    from zxmem.sources.hidden import add_hidden
+    from zxmem.sources.objects import add_objects
+
+    snapshot = add_objects(snapshot, proc_root=root)
+    # Objects no process maps (SysV segments, tmpfs files, the Shmem
+    # remainder): the "hidden" branch.
+    return add_hidden(snapshot, root)
 
 
 def _write_atomic(path: str, text: str) -> None:
