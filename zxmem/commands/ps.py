@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="include kernel threads")
     p.add_argument("--jobs", choices=("cgroup", "user", "none"), default="cgroup",
                    help="what a job is: a cgroup (default), a user, or nothing (one job)")
+    p.add_argument("--exact", action="store_true",
+                   help="page-level counts (root): PRIVATE = pages no other process maps, "
+                   "PSS divided by processes, not mappings")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
@@ -82,6 +85,10 @@ def run(args: argparse.Namespace, env) -> int:
         job_state=args.style == "late",
     )
     snapshot = common.snapshot_from_args(args, env, options)
+    if args.exact:
+        from zxmem.commands._exact import exact_snapshot
+
+        snapshot = exact_snapshot(snapshot, args, env)
     tree = TaskTree(snapshot)
     if args.job is not None and args.job not in tree.jobs:
         raise ZxmemError(f"--job={args.job}: no job with koid {args.job}")
