@@ -272,11 +272,12 @@ class _Reader:
             cmdline = None
 
         cg: tuple[str, str] | None = None
-        try:
-            cg = self._cgroup(_read_record(base + "cgroup"))
-        except OSError as exc:
-            if _gone(exc):
-                return None
+        if opts.jobs == "cgroup":  # the other job modes never look at it
+            try:
+                cg = self._cgroup(_read_record(base + "cgroup"))
+            except OSError as exc:
+                if _gone(exc):
+                    return None
 
         threads: tuple[Thread, ...] = ()
         if opts.threads:
