@@ -125,6 +125,8 @@ def run_once(argv: list[str]) -> tuple[float, int, int, float]:
 class Tool:
     def __init__(self, name: str, argv: list[str] | None, missing: str = "") -> None:
         self.name = name
+        # short key for progress lines and --skip: "floor", "floor2", "zxmem", ...
+        self.key = "floor2" if "parallel" in name else name.split(" ")[0]
         self.argv = argv
         self.missing = missing
         self.times: list[float] = []
@@ -178,7 +180,7 @@ def measure(tool_list: list[Tool], rounds: int, label: str) -> None:
             t.ratios.append(elapsed / got[floor.name][0])
         print(
             f"  {label} round {r}/{rounds}: "
-            + ", ".join(f"{t.name.split(' ')[0]} {got[t.name][0]:.3f}s" for t in active),
+            + ", ".join(f"{t.key} {got[t.name][0]:.3f}s" for t in active),
             flush=True,
         )
 
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.005,
                     help="allowed relative PSS difference (0.005)")
     ap.add_argument("--skip", default="", metavar="NAMES",
-                    help="comma-separated tools to leave out, e.g. smem,ps_mem")
+                    help="comma-separated tools to leave out: floor2, psutil, ps_mem, smem")
     args = ap.parse_args(argv)
 
     def _term(signum, frame):  # noqa: ARG001
@@ -386,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     tool_list = tools(zxmem)
     skip = {n.strip() for n in args.skip.split(",") if n.strip()}
     for t in tool_list:
-        if t.argv and t.name.split(" ")[0] in skip:
+        if t.argv and t.key in skip:
             t.argv, t.missing = None, "--skip"
     for t in tool_list:
         if not t.argv and t.missing != "--skip":
@@ -399,8 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         idle = []
         if zxmem:
             idle = [
-                Tool(f"python3 -c pass ({os.path.basename(sys.executable)})",
-                     [sys.executable, "-c", "pass"]),
+                Tool("python3 -c pass", [sys.executable, "-c", "pass"]),
                 Tool("zxmem ps (idle)", [zxmem, "ps"]),
             ]
             idle_procs = sum(1 for n in os.listdir("/proc") if n.isdigit())
