@@ -359,7 +359,8 @@ def stop_workload(wl: subprocess.Popen | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--procs", type=int, default=1000, help="workload processes (1000)")
+    ap.add_argument("--procs", type=int, default=1000,
+                    help="workload processes (1000); 0 runs the idle comparison only")
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds with the workload (7)")
     ap.add_argument("--idle-rounds", type=int, default=15, help="timed idle rounds (15)")
     ap.add_argument("--tolerance", type=float, default=0.005,
@@ -407,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
             idle_procs = sum(1 for n in os.listdir("/proc") if n.isdigit())
             print(f"\nidle machine ({idle_procs} processes), {args.idle_rounds} rounds:")
             measure(idle, args.idle_rounds, "idle")
+
+        if args.procs <= 0:  # idle comparison only
+            if idle:
+                print(f"\nIdle ({idle_procs} processes):")
+                print("\n".join(report(idle, "python3 -c pass")))
+            return 0
 
         # 2. The crowd.
         before = mem_available()
