@@ -43,6 +43,30 @@ if mode == "shared":
             sys.stdin.read()
             os._exit(0)
         children.append(pid)
+elif mode == "fork":
+    # 64 anonymous pages written before fork, fenced by PROT_NONE pages so
+    # the kernel cannot merge the VMA with a neighbour; the child then
+    # writes 8 of them (its own copies).  Physical: 64 + 8 pages.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    base = libc.mmap(None, 66 * PAGE, 3, 0x22, -1, 0)
+    libc.mprotect(base, PAGE, 0)
+    libc.mprotect(base + 65 * PAGE, PAGE, 0)
+    ctypes.memset(base + PAGE, 7, 64 * PAGE)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ctypes.memset(base + PAGE, 9, 8 * PAGE)
+        os.write(w, b"x")
+        sys.stdin.read()
+        os._exit(0)
+    os.read(r, 1)
+    children.append(pid)
+    children.append(base + PAGE)
 else:
     held = os.memfd_create("zx-held")
     os.write(held, b"h" * 3 * PAGE)
@@ -92,7 +116,7 @@ else:
     started.wait()
 print("ready", os.getpid(), *children, flush=True)
 sys.stdin.read()
-for pid in children:
+for pid in children[:1] if mode == "fork" else children:
     os.waitpid(pid, 0)
 """
 
@@ -352,3 +376,23 @@ def test_sysv_segment(cli, start):
     assert (row["num_mappings"], row["share_count"]) == (1, 1)
     assert row["size_bytes"] == 4 * PAGE
     assert row["committed_bytes"] == 2 * PAGE
+
+
+def test_forked_anonymous_pages_add_up_to_the_physical_pages(start):
+    _root()
+    from zxmem.sources import objects
+
+    w = start("fork")
+    parent, child, addr = w.pids
+    w.pids = [parent, child]
+    snap = objects.add_objects(objects.light_snapshot("/proc", [parent, child]), "/proc")
+    allocs = []
+    for pid in (parent, child):
+        (m,) = [m for m in snap.process(pid).mappings if m.start == addr]
+        assert m.end - m.start == 64 * PAGE
+        v = snap.vmos[m.vmo_koid]
+        assert v.kind == "anon"
+        assert m.rss_bytes == 64 * PAGE  # each process sees every page resident
+        allocs.append(v.committed_bytes)
+    # 56 pages shared by the two, 8 private to each: 56 + 8 + 8 = 72 pages.
+    assert abs(sum(allocs) - 72 * PAGE) <= 2 * PAGE, allocs

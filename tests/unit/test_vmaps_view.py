@@ -163,8 +163,27 @@ def test_zombie(cli, tmp_path):
     assert r.status == 1 and "pid 123 has exited" in r.stderr
 
 
-def test_exits_mid_read(cli, tmp_path):
-    root, _ = make_proc(tmp_path)  # stat readable, smaps gone
+def test_smaps_missing_from_a_recorded_tree(cli, tmp_path):
+    root, _ = make_proc(tmp_path)  # stat readable, no smaps: not an exit
+    r = cli(["vmaps", "--proc-root", str(root), "123"])
+    assert r.status == 1
+    assert r.stderr == "zxmem: cannot read the memory maps of pid 123: ENOENT\n"
+
+
+def test_exits_mid_read(cli, tmp_path, monkeypatch):
+    from zxmem.sources import objects
+
+    root, d = make_proc(tmp_path)
+    real = objects._read_parse_smaps.__globals__["read_smaps"]
+
+    def vanish(path, keys):
+        # The process exits between its stat and its smaps: /proc/PID goes.
+        for name in os.listdir(d):
+            os.unlink(d / name)
+        d.rmdir()
+        return real(path, keys)
+
+    monkeypatch.setattr(objects, "read_smaps", vanish)
     r = cli(["vmaps", "--proc-root", str(root), "123"])
     assert r.status == 1
     assert r.stderr == "zxmem: pid 123 exited while its maps were being read\n"

@@ -112,7 +112,7 @@ def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):
     time_ns = _monotonic_ns(env)
     try:
         base = objects.light_snapshot(root)
-        snapshot = objects.add_objects(base, root, detail_pids=detail_pids)
+        snapshot = objects.add_objects(base, root, detail_pids=detail_pids, regions=False)
     except OSError as exc:
         raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
     notes: list[str] = []

@@ -252,7 +252,7 @@ def run_vmos(args: argparse.Namespace, env) -> int:
         # hidden: every process's maps (what is mapped) and descriptors
         # (who holds what) are enough; all: smaps too, for anonymous alloc.
         snapshot = objects.add_objects(
-            base, root, detail_pids=None if target == "all" else ()
+            base, root, detail_pids=None if target == "all" else (), regions=False
         )
     except OSError as exc:
         raise ZxmemError(f"cannot read {root}: {exc.strerror or exc}") from None

@@ -29,7 +29,12 @@ Columns:
   size:   the object's size (file size, or mapping length)
   alloc:  memory allocated to the object: page cache of a file (cachestat),
           allocated shmem pages (st_blocks), resident anonymous pages;
-          'phys' for device memory (no RAM), '-' when unknown
+          'phys' for device memory (no RAM), '-' when unknown. Anonymous
+          pages still shared copy-on-write after fork() count in part: the
+          mapping's PSS (each shared page divided by the number of
+          processes mapping it), so alloc is what the object costs this
+          process and adds up to physical memory across processes. [vdso]
+          and [vvar] are one object for the whole system.
   name:   the object's name, or '-' if it has none
 
 An object appears once per handle and once per mapping.

@@ -27,17 +27,41 @@ kind         identity and numbers
              others, each in snapshot order, VMAs in address order), so
              one process's koids are the same in ``vmaps`` and ``vmos``;
              meaningful only within the snapshot.  size = the
-             VMA length, alloc = its ``Rss``.
+             VMA length, alloc = its ``Rss`` when none of its pages is
+             shared, else its ``Pss`` (below).
+             Exception: the special mappings the kernel gives every process
+             from the same pages, ``[vdso]``, ``[vvar]``, ``[vvar_vclock]``
+             and ``[vsyscall]``, are one object each for the whole snapshot
+             (per name and length), as Fuchsia's ``vdso/full`` is one VMO:
+             ``#shr`` = the processes mapping it, a sequence koid taken
+             where it is first met, alloc = the largest ``Rss`` any process
+             shows (what is resident of the object, as for a file).
 ``clone``    the copy-on-write pages of a private mapping of a file or shmem
              object (a library's ``.data``): named ``data:<basename>``, parent
              = the file's object (whose ``#chld`` counts it), size = the VMA
              length, alloc = the VMA's ``Anonymous`` bytes (the pages copied
-             on write).  A sequence koid.  In smaps processes a private
+             on write), or ``min(Anonymous, Pss)`` when some of its pages
+             are shared.  A sequence koid.  In smaps processes a private
              mapping is a clone when ``Anonymous > 0``; in processes read
              only through ``maps`` (no page counts), when it is writable.
 ``phys``     a ``VM_IO``/``VM_PFNMAP`` mapping (VmFlags ``io``/``pf``):
              device memory, no RAM; alloc prints ``phys``.
 ===========  ================================================================
+
+Shared anonymous pages (alloc of ``anon`` and ``clone``): after ``fork``
+the pages written before it stay shared copy-on-write until either side
+writes, and each process's ``Rss`` counts them in full, so a sum over
+processes counts them once per process.  Without page-level data
+(``--exact``) zxmem cannot tell which process "owns" such a page, so the
+object's alloc is its proportional share: the VMA's ``Pss``, which divides
+every page by the number of mappings of it (fs/proc/task_mmu.c,
+``smaps_account``).  alloc is then what the object costs this process, and
+the allocs of all processes add up to the physical pages (to a page per VMA:
+smaps prints whole kB).  A clone's VMA also holds file pages (page cache,
+often shared with many processes) in its ``Pss``; ``min(Anonymous, Pss)``
+bounds its anonymous share from above, overcounting at most the file
+pages' share.  A VMA without shared pages (``Shared_Clean + Shared_Dirty +
+Shared_Hugetlb`` 0) has ``Pss == Rss``; ``Rss`` is used then.
 
 ``#map`` (``num_mappings``) counts the mappings of an object over all the
 processes read, ``#shr`` (``share_count``) the distinct processes mapping
@@ -57,15 +81,27 @@ Fallbacks, each recorded in the snapshot's provenance:
   and alloc are ``None``.
 * ``smaps`` denied: the process's mappings are ``None`` and
   ``("maps:PID", "EACCES")`` is recorded; a process that exits while it is
-  being read is left out of the result.
+  being read is left out of the result.  ``smaps`` missing while the
+  process's ``stat`` is there (recorded trees keep smaps only where they
+  need it): the process is kept, mappings ``None``, ``("maps:PID",
+  "ENOENT")`` recorded; its descriptors are still read.
 * A recorded tree (``proc_root`` other than this machine's ``/proc``): no
   path is stat'ed and no descriptor link followed (they name files of the
   recording machine); a descriptor's identity comes from its fdinfo ``ino``
   with the device of a mapping of the same name, or the shm mount for a
-  memfd; sizes of files are then unknown.
+  memfd; sizes of files are then unknown.  A dma-buf's device (its pseudo
+  file system's) is not in fdinfo: that of a known dma-buf with the same
+  inode, else 0 (as ``zxmem.sources.hidden`` names the buffers of
+  ``bufinfo``); its size and alloc come from fdinfo ``size:``.
 
 Reading cost: processes in ``detail_pids`` are read from ``smaps`` (page
-counts, flags), others from ``maps`` (a quarter of the kernel's work).  When
+counts, flags), others from ``maps`` (a quarter of the kernel's work).
+Several processes are read on a few threads (the kernel's work of producing
+``smaps`` runs with the GIL released, so reads overlap each other and the
+parsing), handed back in scan order so koids do not depend on timing;
+per-VMA objects and records are built column-wise.  Stat and cachestat run
+once per object, i.e. per ``(dev, ino)``.  ``regions=False`` skips regions
+for callers that only count objects.  When
 only ``Rss`` and ``Anonymous`` are asked for (``vmaps``), a detail process is
 read from ``maps`` plus one ``PAGEMAP_SCAN`` ioctl (Linux ≥ 6.7), which
 gives the same numbers for far less work; ``smaps`` is the fallback.
@@ -81,11 +117,11 @@ import stat as stat_mod
 import sys
 import threading
 from bisect import bisect_right
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
-from itertools import accumulate, repeat
-from operator import add, not_
+from itertools import accumulate, compress, repeat
+from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
 
 from zxmem.model import (
@@ -100,7 +136,7 @@ from zxmem.model import (
     VmoRef,
     inode_koid,
 )
-from zxmem.regions import find_regions, mapping_name, object_name, strip_deleted
+from zxmem.regions import find_regions, object_name, strip_deleted
 from zxmem.sources import procfs, smaps
 
 SHM_DEV = os.makedev(0, 1)
@@ -465,10 +501,20 @@ class _CacheStat:
 # ---------------------------------------------------------------------------
 # The collector
 
+# Mappings the kernel installs in every process from the same kernel pages
+# (_install_special_mapping in mm/mmap.c; arch/x86/entry/vdso/vma.c for the
+# vDSO and its data pages, arch/x86/entry/vsyscall for the fixed page): one
+# object for the whole snapshot, as Fuchsia's vdso/full is one VMO that every
+# process maps.  Keyed by name and length, because a 32-bit process maps a
+# different (differently sized) vDSO image.
+SYSTEM_SPECIAL = frozenset(("[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"))
+
+_VMO_KIND_ANON = "anon"
+
 
 @dataclass
 class _Obj:
-    """Accumulates one object while processes are read."""
+    """Accumulates one inode-backed or system-wide object while processes are read."""
 
     koid: int
     kind: str
@@ -489,6 +535,68 @@ class _Obj:
     phys: bool = False
 
 
+class _Read:
+    """What a reader thread found for one process (see :func:`_read_all`)."""
+
+    __slots__ = ("table", "why", "gone", "fds", "fd_why")
+
+    def __init__(self) -> None:
+        self.table: smaps.VmaTable | None = None
+        self.why: str | None = None  # why the table is None
+        self.gone = False
+        self.fds: list | None = None  # raw descriptor facts, resolved later
+        self.fd_why: str | None = None
+
+
+class _Names(dict):
+    def __missing__(self, path: str) -> str:
+        value = self[path] = object_name(path)
+        return value
+
+
+class _PhysFlags(dict):
+    def __missing__(self, flags: str | None) -> bool:
+        value = self[flags] = _phys(flags)
+        return value
+
+
+class _CloneNames(dict):
+    def __missing__(self, path: str) -> str:
+        # mapping_name's clone form, by path alone: data:<basename>
+        if path.startswith("["):
+            value = self[path] = path
+        else:
+            value = self[path] = "data:" + os.path.basename(strip_deleted(path))
+        return value
+
+
+_ANON_NAMES = _Names()
+_CLONE_NAMES = _CloneNames()
+_PHYS = _PhysFlags()
+_IS_SPECIAL = SYSTEM_SPECIAL.__contains__
+
+
+def _anon_alloc(rss: list, pss: list, shared: list) -> list:
+    """alloc of anonymous VMAs: ``Rss``, or ``Pss`` when some pages are shared.
+
+    After ``fork`` the pages written before it stay shared copy-on-write
+    between parent and child until one of them writes; ``Rss`` would count
+    them in full in each.  ``Pss`` divides each page by its map count
+    (``smaps_pte_entry`` → ``smaps_account`` in fs/proc/task_mmu.c), so the
+    allocs of every process sum to the physical pages.  Without shared pages
+    ``Pss`` equals ``Rss``; ``Rss`` is kept then (exact, no rounding).
+    """
+    return [r if not s or p is None else p for r, p, s in zip(rss, pss, shared, strict=True)]
+
+
+def _clone_alloc(anon: int | None, pss: int | None, shared: int | None) -> int | None:
+    """alloc of a copy-on-write clone: its ``Anonymous`` bytes, or at most its
+    ``Pss`` when some of its pages are shared (see the module docstring)."""
+    if anon is None or not shared or pss is None:
+        return anon
+    return min(anon, pss)
+
+
 class _Collector:
     def __init__(self, proc_root: str, next_koid: int) -> None:
         self.proc = proc_root.rstrip("/") or "/"
@@ -496,104 +604,242 @@ class _Collector:
         self.scan = True  # try maps + PAGEMAP_SCAN before smaps
         self.next_koid = next_koid
         self.objs: dict[int, _Obj] = {}
+        self.special: dict[tuple[str, int], int] = {}  # (name, length) → koid
         self.denied: list[tuple[str, str]] = []
         self.notes: set[str] = set()
         self.mount_devs: dict[str, dict[int, str]] = {}
+        # Anonymous and clone objects, one per VMA: parallel columns in Vmo
+        # field order (koid, name, kind, size, alloc, parent, swap), turned
+        # into Vmo records in bulk at the end.
+        self.seq: tuple[list, ...] = ([], [], [], [], [], [], [])
 
-    # -- mappings ----------------------------------------------------------
+    # -- reading (reader threads) -----------------------------------------
 
-    def table(self, pid: int, detail: bool, keys: tuple[str, ...]) -> smaps.VmaTable | None:
-        """The VMA table of ``pid``; None when denied; raises _Gone."""
+    def read_one(
+        self, pid: int, detail: bool, keys: tuple[str, ...], handles: bool, threaded: bool
+    ) -> _Read:
+        """Everything read from ``/proc/PID`` for one process; no shared state
+        is changed except ``scan`` and ``notes`` (safe under the GIL)."""
+        r = _Read()
+        try:
+            r.table, r.why = self.table(pid, detail, keys, threaded)
+        except _Gone:
+            r.gone = True
+            return r
+        if handles and (r.table is not None or r.why == "ENOENT"):
+            r.fds, r.fd_why = self.read_fds(pid)
+        return r
+
+    def table(
+        self, pid: int, detail: bool, keys: tuple[str, ...], threaded: bool = False
+    ) -> tuple[smaps.VmaTable | None, str | None]:
+        """The VMA table of ``pid``, or None and why; raises _Gone."""
         name = "smaps" if detail else "maps"
         path = f"{self.proc}/{pid}/{name}"
         if detail and self.scan and set(keys) <= {"Rss", "Anonymous"}:
             try:
-                return read_maps_resident(self.proc, pid)
+                return read_maps_resident(self.proc, pid), None
             except (OSError, smaps.SmapsError):
                 # Before Linux 6.7, in a recorded tree, or denied: smaps says
                 # which (and whether the process is gone).
                 self.scan = False
                 self.notes.add("no PAGEMAP_SCAN: resident bytes read from smaps")
         try:
-            if detail:
-                return read_smaps(path, keys)
-            return smaps.parse_maps(_read(path))
+            if not detail:
+                return smaps.parse_maps(_read(path)), None
+            if threaded:
+                return read_smaps(path, keys), None
+            return _read_parse_smaps(path, keys), None
         except OSError as exc:
             if _gone(exc):
+                if exc.errno == errno.ENOENT and os.path.exists(f"{self.proc}/{pid}/stat"):
+                    # The process is there but the file is not: a recorded
+                    # tree that did not keep it.  Mappings unknown, not none.
+                    return None, "ENOENT"
                 raise _Gone from None
-            self.denied.append((f"maps:{pid}", _errname(exc)))
-            return None
+            return None, _errname(exc)
         except smaps.SmapsError:
-            self.denied.append((f"maps:{pid}", "malformed"))
-            return None
+            return None, "malformed"
 
-    def mappings(self, pid: int, t: smaps.VmaTable, detail: bool) -> tuple[Mapping, ...]:
-        """Mapping records with koids; one new sequence koid per anon VMA."""
+    def read_fds(self, pid: int) -> tuple[list | None, str | None]:
+        """Descriptors of ``pid`` that may name memory objects (fd order):
+        ``(fd, link, kind, stat or None, fdinfo or None)``.  Identity and
+        relevance are decided later, when every mapping is known."""
+        base = f"{self.proc}/{pid}/"
+        try:
+            names = os.listdir(base + "fd")
+        except OSError as exc:
+            if _gone(exc):
+                return [], None
+            return None, _errname(exc)
+        out = []
+        for fd in sorted(int(n) for n in names if n.isdigit()):
+            link_path = f"{base}fd/{fd}"
+            try:
+                link = os.readlink(link_path)
+            except OSError:
+                continue
+            kind = handle_kind(link)
+            if kind is None:
+                continue
+            st: os.stat_result | None = None
+            if self.live:
+                # A recorded link names a file of the recording machine.
+                try:
+                    st = os.stat(link_path)
+                except OSError:
+                    st = None
+            # fdinfo is needed for the identity when there is no stat, and
+            # for dma-buf sizes; a plain file's is read only if it matters.
+            info = self._fdinfo(base, fd) if st is None or kind != "path" else None
+            out.append((fd, link, kind, st, info))
+        return out, None
+
+    # -- mappings (the calling thread, in scan order) -----------------------
+
+    def ingest(
+        self, pid: int, t: smaps.VmaTable, detail: bool, account: bool
+    ) -> tuple[Mapping, ...]:
+        """Mapping records with koids; with ``account`` also count every
+        mapping against its object.  One new sequence koid per anonymous VMA
+        and per clone, one per system-wide special mapping the first time."""
         n = len(t)
         f = t.fields
         none = list(repeat(None, n))
         anon = f.get("Anonymous") if detail else None
+        starts, ends = t.starts, t.ends
         devs, inodes, perms, paths = t.devs, t.inodes, t.perms, t.paths
         # Rows that get a sequence koid: anonymous ones, and private file
         # mappings that are copy-on-write clones.  Computed with map() and
         # accumulate() (C loops); only file rows are looked at one by one.
         sequence = list(map(not_, inodes))
-        file_rows = [i for i, ino in enumerate(inodes) if ino]
+        file_rows = list(compress(range(n), inodes))
+        clone_rows = []
         for i in file_rows:
             p = perms[i]
             if p[3] == "p" and ((anon[i] or 0) > 0 if anon is not None else p[1] == "w"):
                 sequence[i] = True
+                clone_rows.append(i)
+        special_rows = list(compress(range(n), map(_IS_SPECIAL, paths)))
+        new_special = []
+        for i in special_rows:
+            key = (paths[i], ends[i] - starts[i])
+            if key in self.special:
+                sequence[i] = False
+            elif inodes[i] == 0:
+                new_special.append((i, key))
         koids = list(accumulate(sequence, initial=self.next_koid - 1))
         self.next_koid = koids[-1] + 1
         del koids[0]
         for i in file_rows:
             if not sequence[i]:
                 koids[i] = inode_koid(devs[i], inodes[i])
+        for i, key in new_special:
+            self.special[key] = koids[i]
+        specials = set()
+        for i in special_rows:
+            if inodes[i] == 0:
+                koids[i] = self.special[(paths[i], ends[i] - starts[i])]
+                specials.add(i)
 
         def col(key: str) -> list:
             return f.get(key) or none
 
         if detail and "Private_Clean" in f:
-            private = _add(col("Private_Clean"), col("Private_Dirty"), col("Private_Hugetlb"))
-            shared = _add(col("Shared_Clean"), col("Shared_Dirty"), col("Shared_Hugetlb"))
+            # Kernels before 4.4 print no *_Hugetlb lines: none there.
+            zeros = list(repeat(0, n))
+            private = _add(col("Private_Clean"), col("Private_Dirty"),
+                           f.get("Private_Hugetlb") or zeros)
+            shared = _add(col("Shared_Clean"), col("Shared_Dirty"),
+                          f.get("Shared_Hugetlb") or zeros)
         else:
             private = shared = none
         flags = t.vm_flags if detail and t.vm_flags is not None else none
-        return build_mappings(
-            t.starts, t.ends, perms, t.offsets, devs, inodes, paths, koids,
-            col("Rss"), col("Pss"), private, shared, col("Private_Dirty"),
-            col("Anonymous"), col("Swap"), col("SwapPss"), flags,
+        rss, pss, swap = col("Rss"), col("Pss"), col("Swap")
+        maps = build_mappings(
+            starts, ends, perms, t.offsets, devs, inodes, paths, koids,
+            rss, pss, private, shared, col("Private_Dirty"),
+            col("Anonymous"), swap, col("SwapPss"), flags,
         )
-
-    def account(self, pid: int, maps: tuple[Mapping, ...]) -> None:
-        """Count each mapping against its object (and a clone's parent)."""
-        objs = self.objs
-        for m in maps:
-            koid = m.vmo_koid
-            if m.inode and koid < INODE_KOID_BASE:
-                parent_koid = inode_koid(m.dev, m.inode)
-                parent = objs.get(parent_koid)
-                if parent is None:
-                    parent = objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
-                parent.num_children += 1
-                obj = objs[koid] = _Obj(
-                    koid, "clone", mapping_name(m), m.size_bytes, m.anonymous_bytes,
-                    parent_koid=parent_koid, sharers=set(),
-                    swap_bytes=m.swap_bytes,
-                )
-            elif m.inode == 0:
-                obj = objs[koid] = _Obj(
-                    koid, "anon", object_name(m.path), m.size_bytes, m.rss_bytes,
-                    sharers=set(), swap_bytes=m.swap_bytes,
-                )
-            else:
+        if account:
+            self._account_anon(inodes, specials, koids, starts, ends, paths,
+                               rss, pss, shared, swap, flags)
+            if clone_rows:
+                self._account_clones(pid, clone_rows, maps, koids, pss, shared, flags)
+            for i in specials:
+                self._account_special(pid, maps[i])
+            objs = self.objs
+            for i in file_rows:
+                if sequence[i]:
+                    continue
+                koid = koids[i]
                 obj = objs.get(koid)
                 if obj is None:
-                    obj = objs[koid] = self._inode_obj(koid, pid, m)
-            obj.num_mappings += 1
-            obj.sharers.add(pid)  # type: ignore[union-attr]
-            if _phys(m.vm_flags):
-                obj.phys = True
+                    obj = objs[koid] = self._inode_obj(koid, pid, maps[i])
+                obj.num_mappings += 1
+                obj.sharers.add(pid)  # type: ignore[union-attr]
+                if _PHYS[flags[i]]:
+                    obj.phys = True
+        return maps
+
+    def _account_anon(self, inodes, specials, koids, starts, ends, paths,
+                      rss, pss, shared, swap, flags) -> None:
+        rows = list(compress(range(len(koids)), map(not_, inodes)))
+        if specials:
+            rows = [i for i in rows if i not in specials]
+        if not rows:
+            return
+        pick = itemgetter(*rows) if len(rows) > 1 else (lambda c: (c[rows[0]],))
+        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
+        s_koid += pick(koids)
+        s_name += map(_ANON_NAMES.__getitem__, pick(paths))
+        phys = list(map(_PHYS.__getitem__, pick(flags)))
+        s_kind += ["phys" if x else _VMO_KIND_ANON for x in phys]
+        s_size += map(sub, pick(ends), pick(starts))
+        alloc = _anon_alloc(pick(rss), pick(pss), pick(shared))
+        s_alloc += [None if x else a for a, x in zip(alloc, phys, strict=True)]
+        s_parent += repeat(0, len(rows))
+        s_swap += pick(swap)
+
+    def _account_clones(self, pid: int, rows: list[int], maps: tuple[Mapping, ...],
+                        koids: list, pss: list, shared: list, flags: list) -> None:
+        """One clone object per row; its parent (the file) counts it."""
+        objs = self.objs
+        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
+        parents = []
+        for i in rows:
+            m = maps[i]
+            parent_koid = inode_koid(m.dev, m.inode)
+            parents.append(parent_koid)
+            if parent_koid not in objs:
+                objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
+            phys = _PHYS[flags[i]]
+            s_name.append(_CLONE_NAMES[m.path])
+            s_kind.append("phys" if phys else "clone")
+            s_size.append(m.end - m.start)
+            s_alloc.append(None if phys else _clone_alloc(m.anonymous_bytes, pss[i], shared[i]))
+            s_swap.append(m.swap_bytes)
+        for parent_koid, n in Counter(parents).items():
+            objs[parent_koid].num_children += n
+        s_koid += [koids[i] for i in rows]
+        s_parent += parents
+
+    def _account_special(self, pid: int, m: Mapping) -> None:
+        obj = self.objs.get(m.vmo_koid)
+        if obj is None:
+            obj = self.objs[m.vmo_koid] = _Obj(
+                m.vmo_koid, _VMO_KIND_ANON, m.path, m.size_bytes, sharers=set(),
+            )
+        obj.num_mappings += 1
+        obj.sharers.add(pid)  # type: ignore[union-attr]
+        if _PHYS[m.vm_flags]:
+            obj.phys = True
+        # The same kernel pages in every process: the object's alloc is what
+        # is resident of it, the largest Rss any process shows.
+        if m.rss_bytes is not None:
+            obj.committed_bytes = max(obj.committed_bytes or 0, m.rss_bytes)
+        if m.swap_bytes is not None:
+            obj.swap_bytes = max(obj.swap_bytes or 0, m.swap_bytes)
 
     def _inode_obj(self, koid: int, pid: int, m: Mapping) -> _Obj:
         bare = strip_deleted(m.path)
@@ -628,38 +874,22 @@ class _Collector:
             self.mount_devs[ns] = devs
         return devs
 
-    def handles(self, pid: int, maps: tuple[Mapping, ...] = ()) -> list[VmoRef]:
-        """Descriptors of ``pid`` that refer to memory objects, fd order."""
+    def handles(self, pid: int, raw: list, maps: tuple[Mapping, ...] = ()) -> list[VmoRef]:
+        """Descriptors of ``pid`` (from :meth:`read_fds`) that refer to memory
+        objects, fd order; called once every process's mappings are counted."""
         base = f"{self.proc}/{pid}/"
-        try:
-            fds = sorted(int(n) for n in os.listdir(base + "fd") if n.isdigit())
-        except OSError as exc:
-            if not _gone(exc):
-                self.denied.append((f"fd:{pid}", _errname(exc)))
-            return []
         refs: list[VmoRef] = []
         memory_devs: dict[int, str] | None = None
-        for fd in fds:
-            link_path = f"{base}fd/{fd}"
-            try:
-                link = os.readlink(link_path)
-            except OSError:
-                continue
-            kind = handle_kind(link)
-            if kind is None:
-                continue
-            st: os.stat_result | None = None
-            try:
-                if not self.live:
-                    # A recorded link names a file of the recording machine.
-                    raise FileNotFoundError(link)
-                st = os.stat(link_path)
+        for fd, link, kind, st, info in raw:
+            if st is not None:
                 dev, ino = st.st_dev, st.st_ino
-            except OSError:
+            else:
                 # Not followable (a recorded tree, or the file went away):
                 # fdinfo's inode with the device of a mapping of the same
                 # name, or of the shm mount for a memfd.
-                found = self._identity_from_fdinfo(base, fd, kind, link, maps)
+                if info is None:
+                    info = self._fdinfo(base, fd)
+                found = self._identity_from_fdinfo(info, kind, link, maps)
                 if found is None:
                     continue
                 dev, ino = found
@@ -676,13 +906,16 @@ class _Collector:
                 name = object_name(link, dev, ino)
                 if kind == "dmabuf":
                     name = link[1:] if link.startswith("/") else "dmabuf"
+                    if info and name == "dmabuf" and info.get(b"name"):
+                        name = "dmabuf:" + info[b"name"].decode("utf-8", "backslashreplace")
                 obj = self.objs[koid] = _Obj(
                     koid, kind, name, sharers=set(), dev=dev, inode=ino, path=link,
                 )
             if obj.fd_path is None and st is not None:
-                obj.fd_path = link_path
+                obj.fd_path = f"{base}fd/{fd}"
                 self._fill_from_stat(obj, st)
-            info = self._fdinfo(base, fd)
+            if info is None:
+                info = self._fdinfo(base, fd)
             rights: tuple[str, ...] = ()
             if b"flags" in info:
                 try:
@@ -698,9 +931,8 @@ class _Collector:
         return refs
 
     def _identity_from_fdinfo(
-        self, base: str, fd: int, kind: str, link: str, maps: tuple[Mapping, ...]
+        self, info: dict[bytes, bytes], kind: str, link: str, maps: tuple[Mapping, ...]
     ) -> tuple[int, int] | None:
-        info = self._fdinfo(base, fd)
         try:
             ino = int(info[b"ino"])
         except (KeyError, ValueError):
@@ -710,6 +942,14 @@ class _Collector:
                 return m.dev, ino
         if kind == "memfd":
             return SHM_DEV, ino
+        if kind == "dmabuf":
+            # dma-bufs live on their own pseudo file system, whose device
+            # fdinfo does not print: that of a known dma-buf with this inode
+            # (mapped or held elsewhere), else 0.
+            for obj in self.objs.values():
+                if obj.kind == "dmabuf" and obj.inode == ino and obj.dev is not None:
+                    return obj.dev, ino
+            return 0, ino
         return None
 
     def _fdinfo(self, base: str, fd: int) -> dict[bytes, bytes]:
@@ -787,7 +1027,16 @@ class _Collector:
             os.close(fd)
 
     def vmos(self) -> dict[int, Vmo]:
-        out = {}
+        """Every object as a Vmo: the per-VMA ones built in bulk, koid order
+        (sequence koids first), then the inode-backed and system-wide ones."""
+        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
+        n = len(s_koid)
+        seq = _build_records(
+            Vmo, _VMO_SLOTS, s_koid, s_name, s_kind, s_size, s_alloc, s_parent,
+            repeat(0, n), repeat(1, n), repeat(1, n), repeat(None, n), repeat(None, n),
+            repeat(None, n), s_swap,
+        )
+        out = dict(zip(s_koid, seq, strict=True))
         for koid, o in self.objs.items():
             kind = "phys" if o.phys else o.kind
             out[koid] = Vmo(
@@ -812,33 +1061,142 @@ class _Gone(Exception):
     pass
 
 
+def _read_parse_smaps(path: str, keys: tuple[str, ...]) -> smaps.VmaTable:
+    """Read and parse an smaps file piecewise on this thread (the reader
+    threads of :func:`_read_all` overlap each other instead)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    stream = smaps.SmapsStream(keys)
+    try:
+        while True:
+            chunk = os.read(fd, _READ_SIZE)
+            if not chunk:
+                break
+            stream.feed(chunk)
+    finally:
+        os.close(fd)
+    return stream.finish()
+
+
+_CHUNK = 8  # processes per unit of work handed to a reader thread
+
+
+def _read_all(
+    collector: _Collector, items: list[tuple[int, bool]], keys: tuple[str, ...],
+    handles: bool, workers: int = 0,
+):
+    """Yield ``(pid, detail, _Read)`` for ``items`` in their order.
+
+    Reader threads fetch and parse processes ahead of the caller: reading
+    ``/proc`` is kernel work done with the GIL released (page-table walks
+    for smaps), so the reads of several processes overlap on every core
+    while this thread turns finished ones into records.  At most a few
+    chunks wait unconsumed, which bounds memory.  One process alone is read
+    on this thread (with :func:`read_smaps`'s overlapped reader).
+    """
+    if len(items) <= 1:
+        for pid, detail in items:
+            yield pid, detail, collector.read_one(pid, detail, keys, handles, True)
+        return
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    if workers <= 0:
+        workers = min(4, max(2, (os.cpu_count() or 1) * 2))
+    workers = min(workers, len(chunks))
+    results: list = [None] * len(chunks)
+    ready = [threading.Event() for _ in chunks]
+    ahead = threading.Semaphore(4 * workers)
+    todo = iter(enumerate(chunks))
+    stop: list[bool] = []
+
+    def work() -> None:
+        while True:
+            ahead.acquire()
+            if stop:
+                return
+            try:
+                k, part = next(todo)  # atomic under the GIL
+            except StopIteration:
+                return
+            try:
+                got: object = [
+                    (pid, detail, collector.read_one(pid, detail, keys, handles, False))
+                    for pid, detail in part
+                ]
+            except BaseException as exc:  # handed to the consumer
+                got = exc
+            results[k] = got
+            ready[k].set()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(len(chunks)):
+            ready[k].wait()
+            got = results[k]
+            results[k] = None
+            ahead.release()
+            if isinstance(got, BaseException):
+                raise got
+            yield from got  # type: ignore[misc]
+    finally:
+        stop.append(True)
+        for _ in threads:
+            ahead.release()
+        for t in threads:
+            t.join()
+
+
+def _build_records(cls: type, slots: tuple, *columns) -> list:
+    """Instances of the frozen slots dataclass ``cls`` from parallel columns
+    in field order, each column stored through its slot descriptor by
+    ``map`` in C (a frozen dataclass's ``__init__`` sets fields one by one
+    in Python code through ``object.__setattr__``)."""
+    columns = tuple(c if isinstance(c, list) else list(c) for c in columns)
+    if len(columns) != len(slots):
+        raise TypeError(f"{cls.__name__}: one column per field")
+    n = len(columns[0])
+    gc_was = gc.isenabled()
+    gc.disable()  # no cyclic garbage is made here; skip the collector's passes
+    try:
+        objs = list(map(object.__new__, repeat(cls, n)))
+        for slot, column in zip(slots, columns, strict=True):
+            if len(column) != n:
+                raise ValueError(f"{cls.__name__}: columns of different lengths")
+            deque(map(slot.__set__, objs, column), 0)
+    finally:
+        if gc_was:
+            gc.enable()
+    return objs
+
+
 _MAPPING_SLOTS = tuple(getattr(Mapping, f.name) for f in fields(Mapping))
+_VMO_SLOTS = tuple(getattr(Vmo, f.name) for f in fields(Vmo))
+_REF_SLOTS = tuple(getattr(VmoRef, f.name) for f in fields(VmoRef))
+_VIA_MAPPING = ("MAPPING",)
 
 
 def build_mappings(*columns: list) -> tuple[Mapping, ...]:
     """Mapping records from parallel columns in field order.
 
-    Equal to ``tuple(map(Mapping, *columns))``, about three times faster: a
-    frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__`` in Python code, while here each column is stored
-    through its slot descriptor by ``map`` in C.  With 30,000 mappings that
-    is the difference between meeting the vmaps time budget or not.
+    Equal to ``tuple(map(Mapping, *columns))``, about three times faster
+    (see :func:`_build_records`).  With 30,000 mappings that is the
+    difference between meeting the vmaps time budget or not.
     """
     if len(columns) != len(_MAPPING_SLOTS):
         raise TypeError("build_mappings: one column per Mapping field")
-    n = len(columns[0])
-    gc_was = gc.isenabled()
-    gc.disable()  # no cyclic garbage is made here; skip the collector's passes
-    try:
-        objs = list(map(object.__new__, repeat(Mapping, n)))
-        for slot, column in zip(_MAPPING_SLOTS, columns, strict=True):
-            if len(column) != n:
-                raise ValueError("build_mappings: columns of different lengths")
-            deque(map(slot.__set__, objs, column), 0)
-    finally:
-        if gc_was:
-            gc.enable()
-    return tuple(objs)
+    return tuple(_build_records(Mapping, _MAPPING_SLOTS, *columns))
+
+
+def mapping_refs(maps: tuple[Mapping, ...]) -> list[VmoRef]:
+    """``VmoRef(koid, ("MAPPING",))`` for each mapping, built in bulk."""
+    n = len(maps)
+    return _build_records(
+        VmoRef, _REF_SLOTS, list(map(_KOID, maps)), repeat(_VIA_MAPPING, n),
+        repeat((), n), repeat(None, n),
+    )
+
+
+_KOID = attrgetter("vmo_koid")
 
 
 def _add(*columns: list) -> list:
@@ -869,6 +1227,8 @@ def add_objects(
     *,
     vmos: bool = True,
     keys: tuple[str, ...] = smaps.SMAPS_FIELDS,
+    regions: bool = True,
+    workers: int = 0,
 ) -> Snapshot:
     """A new Snapshot whose processes have mappings, regions, refs and objects.
 
@@ -878,12 +1238,16 @@ def add_objects(
     are read from ``maps`` only (their mappings have ``rss_bytes`` None).
     None means all.  Sizes and alloc of inode objects (stat, cachestat) are
     read for the objects the detail processes reach; the others keep
-    ``None``.  Processes that exit while being read are left out; handles
-    are read for every process read.
+    ``None``.  Processes that exit while being read are left out; one whose
+    ``maps``/``smaps`` cannot be read (denied, or missing from a recorded
+    tree) is kept with ``mappings`` None and the reason in
+    ``provenance.denied``; handles are read for every process read.
 
     ``vmos=False`` reads mappings and regions only (what ``vmaps`` prints):
     no descriptors, no stat/cachestat, ``snapshot.vmos`` unchanged and
     ``vmo_refs`` left as they were.  ``keys`` picks the smaps fields kept.
+    ``regions=False`` leaves ``regions`` None (callers that only count
+    objects).  ``workers``: reader threads (0 picks from the CPU count).
     """
     want = None if pids is None else set(pids)
     detail = None if detail_pids is None else set(detail_pids)
@@ -891,6 +1255,7 @@ def add_objects(
     collector = _Collector(proc_root, max(existing, default=0) + 1)
 
     read: dict[int, tuple[Mapping, ...] | None] = {}
+    raw_fds: dict[int, list] = {}
     gone: set[int] = set()
     # Detail processes first: their anonymous koids are then 1, 2, ... in
     # address order whatever else is read, so `vmaps PID` and `vmos PID`
@@ -898,74 +1263,88 @@ def add_objects(
     order = sorted(
         snapshot.processes, key=lambda p: 0 if detail is None or p.koid in detail else 1
     )
+    items = []
     for p in order:
         if want is not None and p.koid not in want:
             continue
         if p.kernel_thread:
             read[p.koid] = ()
             continue
-        is_detail = detail is None or p.koid in detail
-        try:
-            table = collector.table(p.koid, is_detail, keys)
-        except _Gone:
-            gone.add(p.koid)
-            continue
-        if table is None:
-            read[p.koid] = None
-            continue
-        maps = collector.mappings(p.koid, table, is_detail)
-        del table
-        read[p.koid] = maps
-        if vmos:
-            collector.account(p.koid, maps)
+        items.append((p.koid, detail is None or p.koid in detail))
 
-    refs: dict[int, list[VmoRef]] = {}
-    if vmos:
-        for pid, maps in read.items():
-            if maps is None:
+    # Reading makes many small acyclic objects; collector passes triggered
+    # by them would free nothing and stall every reader thread.
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for pid, is_detail, r in _read_all(collector, items, keys, vmos, workers):
+            if r.gone:
+                gone.add(pid)
                 continue
-            refs[pid] = collector.handles(pid, maps)
-        only = None
-        if detail is not None:
-            # Sizes only for what the detail processes reach: stat and
-            # cachestat of every file on the system is not needed to show one.
-            only = set()
-            for pid in detail:
-                only.update(r.vmo_koid for r in refs.get(pid, ()))
-                only.update(m.vmo_koid for m in read.get(pid) or ())
-            only.update([collector.objs[k].parent_koid for k in list(only) if k in collector.objs])
-        cachestat = _CacheStat()
-        collector.sizes(cachestat, only)
-        if cachestat.failure:
-            collector.notes.add(cachestat.failure)
+            if r.why is not None:
+                collector.denied.append((f"maps:{pid}", r.why))
+            if r.fd_why is not None:
+                collector.denied.append((f"fd:{pid}", r.fd_why))
+            if r.fds is not None:
+                raw_fds[pid] = r.fds
+            if r.table is None:
+                read[pid] = None
+                continue
+            read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
 
-    processes = []
-    for p in snapshot.processes:
-        if p.koid in gone:
-            continue
-        if p.koid not in read:
-            processes.append(p)
-            continue
-        maps = read[p.koid]
-        if maps is None:
-            processes.append(replace(p, mappings=None, regions=None))
-            continue
-        changes: dict = {"mappings": maps, "regions": find_regions(maps)}
+        refs: dict[int, list[VmoRef]] = {}
         if vmos:
-            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + tuple(
-                VmoRef(m.vmo_koid, ("MAPPING",)) for m in maps
-            )
-        processes.append(replace(p, **changes))
+            for pid, raw in raw_fds.items():
+                refs[pid] = collector.handles(pid, raw, read.get(pid) or ())
+            only = None
+            if detail is not None:
+                # Sizes only for what the detail processes reach: stat and
+                # cachestat of every file on the system is not needed to show one.
+                only = set()
+                for pid in detail:
+                    only.update(r.vmo_koid for r in refs.get(pid, ()))
+                    only.update(m.vmo_koid for m in read.get(pid) or ())
+                only.update(
+                    [collector.objs[k].parent_koid for k in list(only) if k in collector.objs]
+                )
+            cachestat = _CacheStat()
+            collector.sizes(cachestat, only)
+            if cachestat.failure:
+                collector.notes.add(cachestat.failure)
 
-    prov = snapshot.provenance
-    prov = replace(
-        prov,
-        denied=prov.denied + tuple(collector.denied),
-        notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
-    )
-    changes = {"processes": tuple(processes), "provenance": prov}
-    if vmos:
-        table = dict(snapshot.vmos)
-        table.update(collector.vmos())
-        changes["vmos"] = MappingProxyType(table)
-    return replace(snapshot, **changes)
+        processes = []
+        for p in snapshot.processes:
+            if p.koid in gone:
+                continue
+            if p.koid not in read:
+                processes.append(p)
+                continue
+            maps = read[p.koid]
+            if maps is None:
+                changes: dict = {"mappings": None, "regions": None}
+                if vmos:
+                    changes["vmo_refs"] = tuple(refs.get(p.koid, ())) or None
+                processes.append(replace(p, **changes))
+                continue
+            changes = {"mappings": maps}
+            if regions:
+                changes["regions"] = find_regions(maps)
+            if vmos:
+                changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + tuple(mapping_refs(maps))
+            processes.append(replace(p, **changes))
+
+        prov = snapshot.provenance
+        prov = replace(
+            prov,
+            denied=prov.denied + tuple(collector.denied),
+            notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
+        )
+        result = {"processes": tuple(processes), "provenance": prov}
+        if vmos:
+            table = dict(snapshot.vmos)
+            table.update(collector.vmos())
+            result["vmos"] = MappingProxyType(table)
+        return replace(snapshot, **result)
+    finally:
+        if gc_was:
+            gc.enable()

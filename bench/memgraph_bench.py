@@ -1,0 +1,114 @@
+"""Benchmark ``zxmem memgraph -vt`` over a crowd of processes.
+
+Usage::
+
+    python bench/memgraph_bench.py [--procs N] [--rounds R] [--also CMD,...]
+
+Starts ``bench/workload.py`` (the ``ps`` bench's crowd: N forked children of
+~35 MiB resident each, mostly shared; 1,000 by default), then times,
+alternating in each of R rounds after one warm-up round that is not counted
+(the order rotates every round):
+
+* ``floor``: ``cat /proc/[0-9]*/smaps > /dev/null``, the kernel's own cost
+  of producing every process's smaps;
+* ``zxmem memgraph -vt`` (the command next to this interpreter, output to
+  /dev/null): every process with its threads, mappings and memory objects;
+* with ``--also``: more zxmem command lines, e.g. ``"k vmos hidden"``.
+
+Each is reported as the median over rounds of its time divided by the
+floor's time in the same round, with the median seconds, the largest peak
+RSS (GNU time ``%M``) and the median CPU seconds.  The target (issue
+"Address spaces and memory objects"): ``zxmem memgraph -vt`` over 1,000
+processes ≤ 2.5× the floor.  Run as root (every process's smaps).
+
+The timing, workload and report code is ``ps_bench``'s, imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ps_bench  # noqa: E402 - the directory above is where it lives
+
+FLOOR = "cat /proc/[0-9]*/smaps > /dev/null 2>&1"
+TARGET = 2.5
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--procs", type=int, default=1000, help="workload processes (1000)")
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds (7)")
+    ap.add_argument("--also", default="", metavar="CMDS",
+                    help='comma-separated zxmem command lines to time too, e.g. "k vmos hidden"')
+    args = ap.parse_args(argv)
+
+    def _term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if not os.access(ps_bench.TIME, os.X_OK):
+        print(f"{ps_bench.TIME} is missing (apt-get install -y time): it measures peak RSS")
+        return 2
+    if os.geteuid() != 0:
+        print("note: not root; other users' processes are unreadable to every tool")
+    zxmem = ps_bench._which("zxmem")
+    if zxmem is None:
+        print("zxmem not found (pip install -e .)")
+        return 2
+    for fact in ps_bench.machine_facts():
+        print(fact)
+    print(f"zxmem: {zxmem}")
+
+    sh = shutil.which("sh") or "/bin/sh"
+    tools = [
+        ps_bench.Tool("floor (cat every smaps)", [sh, "-c", FLOOR]),
+        ps_bench.Tool("zxmem memgraph -vt", [zxmem, "memgraph", "-vt"]),
+    ]
+    for cmd in filter(None, (c.strip() for c in args.also.split(","))):
+        tools.append(ps_bench.Tool(f"zxmem {cmd}", [zxmem, *cmd.split()]))
+
+    wl = None
+    try:
+        before = ps_bench.mem_available()
+        t0 = time.perf_counter()
+        wl = ps_bench.start_workload(args.procs)
+        pids = ps_bench.wait_ready(wl)
+        took = time.perf_counter() - t0
+        time.sleep(1.0)
+        used = before - ps_bench.mem_available()
+        nprocs = sum(1 for n in os.listdir("/proc") if n.isdigit())
+        print(f"\nworkload: {len(pids)} processes in {took:.1f}s ({nprocs} on the machine), "
+              f"MemAvailable down by {used / 2**30:.2f} GiB")
+        print(f"{args.rounds} rounds:")
+        ps_bench.measure(tools, args.rounds, "crowd")
+    except KeyboardInterrupt:
+        print("\ninterrupted; removing the workload", file=sys.stderr)
+        return 130
+    finally:
+        ps_bench.stop_workload(wl)
+
+    print()
+    print("\n".join(ps_bench.report(tools, "floor")))
+    mg = tools[1]
+    if mg.ratios:
+        import statistics
+
+        ratio = statistics.median(mg.ratios)
+        verdict = "OK" if ratio <= TARGET else "over"
+        print(f"\nzxmem memgraph -vt: {ratio:.2f}x the floor (target <= {TARGET}x: {verdict}), "
+              f"peak RSS {max(mg.rss) / 1e6:.1f} MB")
+    print(f"load average at the end: {ps_bench.load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

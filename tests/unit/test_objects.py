@@ -1,0 +1,220 @@
+"""add_objects on made-up and recorded /proc trees: what it keeps, how it
+counts shared pages, and that reading on threads changes nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from zxmem.model import inode_koid
+from zxmem.sources import objects
+
+K = 1024
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+_KEYS = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty",
+         "Anonymous", "Swap")
+
+
+def _stat(pid: int, comm: str = "prog") -> str:
+    rest = ["S", "1", str(pid), str(pid), "0", "-1", "0"] + ["0"] * 10 + ["1", "0", "100", "0", "0"]
+    return f"{pid} ({comm}) " + " ".join(rest) + "\n"
+
+
+def _vma(start: int, end: int, perms: str, dev: str, ino: int, path: str,
+         flags: str = "rd wr mr mw me ac", **kb: int) -> str:
+    head = f"{start:08x}-{end:08x} {perms} 00000000 {dev} {ino}"
+    head = head.ljust(72) + " " + path if path else head + " "
+    lines = [head]
+    for key in _KEYS:
+        lines.append(f"{key + ':':<16}{kb.get(key, 0):>8} kB")
+    lines.append(f"VmFlags: {flags} ")
+    return "\n".join(lines) + "\n"
+
+
+def _proc(root: Path, pid: int, smaps: str | None, comm: str = "prog") -> Path:
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "stat").write_text(_stat(pid, comm))
+    (d / "cmdline").write_bytes(comm.encode() + b"\0")
+    if smaps is not None:
+        (d / "smaps").write_text(smaps)
+    (d / "fd").mkdir()
+    return d
+
+
+def _snapshot(root: Path, **kw):
+    return objects.add_objects(objects.light_snapshot(str(root)), str(root), **kw)
+
+
+def _anon(snap, pid: int, start: int):
+    p = snap.process(pid)
+    (m,) = [m for m in p.mappings if m.start == start]
+    return snap.vmos[m.vmo_koid]
+
+
+# --------------------------------------------------------------------------
+# Anonymous alloc after fork
+
+
+def test_forked_anonymous_pages_are_shared_out_by_pss(tmp_path):
+    # Parent and child after fork: 64 pages written before fork (shared
+    # copy-on-write, map count 2), the child has since written 8 of them and
+    # 4 pages of its own.  Physical: 64 + 8 + 4 pages = 76 pages.
+    root = tmp_path / "proc"
+    parent = _vma(0x10000, 0x60000, "rw-p", "00:00", 0, "",
+                  Rss=256, Pss=128 + 16, Shared_Dirty=224, Private_Dirty=32, Anonymous=256)
+    child = _vma(0x10000, 0x60000, "rw-p", "00:00", 0, "",
+                 Rss=272, Pss=112 + 48, Shared_Dirty=224, Private_Dirty=48, Anonymous=272)
+    _proc(root, 10, parent)
+    _proc(root, 11, child)
+    snap = _snapshot(root)
+    a, b = _anon(snap, 10, 0x10000), _anon(snap, 11, 0x10000)
+    assert (a.kind, b.kind) == ("anon", "anon")
+    assert a.committed_bytes == 144 * K and b.committed_bytes == 160 * K
+    assert a.committed_bytes + b.committed_bytes == 76 * 4 * K  # the physical pages
+
+
+def test_unshared_anonymous_alloc_is_rss(tmp_path):
+    root = tmp_path / "proc"
+    # Pss printed a kB low (per-VMA truncation) must not matter without sharing.
+    _proc(root, 10, _vma(0x10000, 0x20000, "rw-p", "00:00", 0, "[heap]",
+                         Rss=40, Pss=39, Private_Dirty=40, Anonymous=40))
+    snap = _snapshot(root)
+    assert _anon(snap, 10, 0x10000).committed_bytes == 40 * K
+
+
+def test_clone_with_shared_pages_is_at_most_its_pss(tmp_path):
+    root = tmp_path / "proc"
+    # A library's .data after fork: 12 kB copied on write before the fork
+    # (shared by two now), 4 kB of file pages mapped by many.
+    lib = _vma(0x10000, 0x14000, "rw-p", "08:01", 77, "/usr/lib/libx.so",
+               Rss=16, Pss=6, Shared_Dirty=12, Shared_Clean=4, Anonymous=12)
+    _proc(root, 10, lib)
+    snap = _snapshot(root)
+    clone = _anon(snap, 10, 0x10000)
+    assert clone.kind == "clone" and clone.name == "data:libx.so"
+    assert clone.parent_koid == inode_koid(os.makedev(8, 1), 77)
+    assert clone.committed_bytes == 6 * K
+    assert snap.vmos[clone.parent_koid].num_children == 1
+
+
+# --------------------------------------------------------------------------
+# Processes whose smaps is missing; dma-bufs known only from fdinfo
+
+
+def test_process_without_smaps_is_kept_as_unknown(tmp_path):
+    root = tmp_path / "proc"
+    _proc(root, 10, _vma(0x10000, 0x11000, "rw-p", "00:00", 0, "", Rss=4, Anonymous=4))
+    _proc(root, 11, None)
+    snap = _snapshot(root)
+    assert [p.koid for p in snap.processes] == [10, 11]
+    assert snap.process(11).mappings is None
+    assert ("maps:11", "ENOENT") in snap.provenance.denied
+
+
+def test_recorded_tree_keeps_processes_without_smaps():
+    root = FIXTURES / "proc-trees" / "cgroup-v1-hybrid" / "proc"
+    base = objects.light_snapshot(str(root))
+    missing = [p.koid for p in base.processes if not (root / str(p.koid) / "smaps").exists()]
+    assert missing, "the recorded tree has processes without smaps"
+    snap = objects.add_objects(base, str(root))
+    assert [p.koid for p in snap.processes] == [p.koid for p in base.processes]
+    for pid in missing:
+        assert snap.process(pid).mappings is None
+        assert (f"maps:{pid}", "ENOENT") in snap.provenance.denied
+
+
+def test_dmabuf_held_without_stat_keeps_its_holder():
+    root = str(FIXTURES / "hidden" / "linux-6.18" / "proc")
+    snap = objects.add_objects(objects.light_snapshot(root), root, detail_pids=())
+    koid = inode_koid(0, 77)  # fdinfo ino: 77; the dma-buf fs device is not printed
+    refs = [r for r in snap.process(200).vmo_refs if r.vmo_koid == koid]
+    assert [(r.via, r.fd, r.handle_rights) for r in refs] == [
+        (("HANDLE",), 7, ("READ", "WRITE"))
+    ]
+    v = snap.vmos[koid]
+    assert (v.kind, v.name, v.size_bytes, v.committed_bytes) == (
+        "dmabuf", "dmabuf:frame", 2 << 20, 2 << 20
+    )
+
+
+# --------------------------------------------------------------------------
+# [vdso]: one object for the whole system
+
+
+def test_vdso_is_one_system_wide_object(tmp_path):
+    root = tmp_path / "proc"
+    vdso = _vma(0x7FF0000, 0x7FF2000, "r-xp", "00:00", 0, "[vdso]", flags="rd ex mr mw me de",
+                Rss=4, Shared_Clean=4)
+    vvar = _vma(0x7FE0000, 0x7FE4000, "r--p", "00:00", 0, "[vvar]", flags="rd mr pf io de dd")
+    heap = _vma(0x10000, 0x11000, "rw-p", "00:00", 0, "[heap]", Rss=4, Anonymous=4,
+                Private_Dirty=4)
+    for pid in (10, 11, 12):
+        _proc(root, pid, heap + vvar + vdso)
+    snap = _snapshot(root)
+    koids = {pid: [m.vmo_koid for m in snap.process(pid).mappings] for pid in (10, 11, 12)}
+    assert koids[10][1:] == koids[11][1:] == koids[12][1:]
+    assert len({koids[10][0], koids[11][0], koids[12][0]}) == 3  # heaps stay per process
+    v = snap.vmos[koids[10][2]]
+    assert (v.name, v.kind, v.size_bytes, v.committed_bytes) == ("[vdso]", "anon", 8 * K, 4 * K)
+    assert (v.num_mappings, v.share_count) == (3, 3)
+    vv = snap.vmos[koids[10][1]]
+    assert (vv.name, vv.kind, vv.share_count, vv.committed_bytes) == ("[vvar]", "phys", 3, None)
+    # The detail process's koids are still 1, 2, ... in address order.
+    assert koids[10] == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------
+# Reading on threads, and skipping regions
+
+
+def _crowd(root: Path, n: int) -> None:
+    lib = _vma(0x400000, 0x401000, "r-xp", "08:01", 12, "/bin/prog", flags="rd ex mr mw me",
+               Rss=4, Shared_Clean=4, Pss=1)
+    for i in range(n):
+        pid = 100 + i
+        body = lib
+        for j in range(i % 5 + 1):
+            start = 0x10000000 + j * 0x10000
+            body += _vma(start, start + 0x4000, "rw-p", "00:00", 0, "",
+                         Rss=4 * j, Private_Dirty=4 * j, Anonymous=4 * j)
+        _proc(root, pid, body)
+    _proc(root, 100 + n, None)
+
+
+def test_threads_give_the_same_snapshot_as_one_reader(tmp_path):
+    root = tmp_path / "proc"
+    _crowd(root, 60)
+    one = _snapshot(root, workers=1)
+    many = _snapshot(root, workers=4)
+    assert one.processes == many.processes
+    assert dict(one.vmos) == dict(many.vmos)
+    assert one.provenance.denied == many.provenance.denied
+    f = one.vmos[inode_koid(os.makedev(8, 1), 12)]
+    assert (f.num_mappings, f.share_count) == (60, 60)
+    # Anonymous koids in scan order: 1 for pid 100's one VMA, 2-3 for 101's...
+    assert [m.vmo_koid for m in one.process(101).mappings] == [f.koid, 2, 3]
+
+
+def test_regions_can_be_skipped(tmp_path):
+    root = tmp_path / "proc"
+    _crowd(root, 3)
+    with_regions = _snapshot(root)
+    without = _snapshot(root, regions=False)
+    assert all(p.regions is not None for p in with_regions.processes if p.mappings)
+    assert all(p.regions is None for p in without.processes)
+    assert dict(with_regions.vmos) == dict(without.vmos)
+    assert [p.vmo_refs for p in with_regions.processes] == [p.vmo_refs for p in without.processes]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_build_records_matches_the_constructor(n):
+    from zxmem.model import VmoRef
+
+    koids = list(range(1, n + 1))
+    assert objects._build_records(
+        VmoRef, objects._REF_SLOTS, koids, [("MAPPING",)] * n, [()] * n, [None] * n
+    ) == [VmoRef(k, ("MAPPING",)) for k in koids]
