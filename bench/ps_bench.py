@@ -75,6 +75,9 @@ def _which(name: str) -> str | None:
     return shutil.which(name)
 
 
+# The environment the timed commands run in (see bytecode_cache()).
+CHILD_ENV = dict(os.environ)
+
 TIME = "/usr/bin/time"  # GNU time: its wait4 gives the command's own peak RSS
 
 
@@ -100,7 +103,7 @@ def run_once(argv: list[str]) -> tuple[float, int, int, float]:
         ]
         cmd = [TIME, "-f", "%x %M %U %S", "-o", "/dev/fd/3", *argv]
         t0 = time.perf_counter()
-        pid = os.posix_spawn(TIME, cmd, os.environ, file_actions=actions)
+        pid = os.posix_spawn(TIME, cmd, CHILD_ENV, file_actions=actions)
         _, status, _ = os.wait4(pid, 0)
         elapsed = time.perf_counter() - t0
         os.close(wfd)
@@ -240,7 +243,8 @@ def check_pss(zxmem: str, workload: set[int], tolerance: float) -> tuple[bool, s
     except OSError:
         pass
     proc = subprocess.Popen(
-        [zxmem, "ps", "--json", "--jobs=none"], stdout=wfd, stderr=subprocess.DEVNULL
+        [zxmem, "ps", "--json", "--jobs=none"], stdout=wfd, stderr=subprocess.DEVNULL,
+        env=CHILD_ENV,
     )
     os.close(wfd)
     with os.fdopen(rfd, "rb") as out:
@@ -357,6 +361,23 @@ def stop_workload(wl: subprocess.Popen | None) -> None:
     wl.wait()
 
 
+def bytecode_cache() -> str | None:
+    """Let the timed Python programs cache their bytecode, in a private dir.
+
+    An installed package has its modules compiled (pip does it at install
+    time); an editable checkout under ``PYTHONDONTWRITEBYTECODE=1`` would
+    instead compile every module on every run, which is not what users see.
+    The cache lives under a bench-owned ``PYTHONPYCACHEPREFIX``, so nothing
+    is written into the source tree.  Returns the directory to remove.
+    """
+    import tempfile
+
+    prefix = tempfile.mkdtemp(prefix="zxmem-bench-pyc-")
+    CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    CHILD_ENV["PYTHONPYCACHEPREFIX"] = prefix
+    return prefix
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--procs", type=int, default=1000,
@@ -367,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="allowed relative PSS difference (0.005)")
     ap.add_argument("--skip", default="", metavar="NAMES",
                     help="comma-separated tools to leave out: floor2, psutil, ps_mem, smem")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="run Python tools with this environment's bytecode settings as they are")
     args = ap.parse_args(argv)
 
     def _term(signum, frame):  # noqa: ARG001
@@ -384,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         print("note: not root; other users' processes are unreadable to every tool")
     for fact in machine_facts():
         print(fact)
+    pyc = None
+    if not args.no_bytecode_cache:
+        pyc = bytecode_cache()
+        print(f"bytecode: cached under {pyc} (PYTHONPYCACHEPREFIX) for the timed commands")
+    elif os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("bytecode: PYTHONDONTWRITEBYTECODE is set; uncached modules compile on every run")
     zxmem = _which("zxmem")
     print(f"zxmem: {zxmem or 'MISSING (pip install -e .)'}")
     tool_list = tools(zxmem)
@@ -442,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         stop_workload(wl)
+        if pyc:
+            shutil.rmtree(pyc, ignore_errors=True)
 
     print()
     if idle:
