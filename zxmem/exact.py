@@ -57,13 +57,15 @@ KPF_THP = 22
 KPF_ZERO_PAGE = 24
 
 # Per-PFN status bits kept by the census.
-ST_SEEN = 1  # kpagecount/kpageflags were read for this PFN
+ST_SEEN = 1  # kpagecount was read for this PFN
 ST_ZERO = 2  # the zero page or the huge zero page: not counted as resident
 ST_NOPAGE = 4  # no struct page behind the frame: not RAM, not counted
 ST_UNSEEN = 8  # mapped more often than the processes read here map it
 ST_KSM = 16
-ST_ANON = 32
+ST_NOT_ANON = 32  # pagemap bit 61 (file or shmem), or kpageflags without ANON
 ST_SHMEM = 64  # swap-backed but not anonymous: shmem, memfd, SysV, tmpfs
+ST_ODD = 128  # kpagecount below the mappings seen (zero page, no struct page)
+ST_FLAGS = 0  # (kpageflags read: no bit needed)
 _EXCLUDED = ST_ZERO | ST_NOPAGE
 
 
@@ -101,85 +103,114 @@ class PageCensus:
     """Counts, for every physical page, how many distinct processes map it.
 
     Use: :meth:`add` once per process with the PFNs of its present pages
-    (any order, repeats allowed) and its swap entries; then :meth:`apply_kpage`
-    with ``kpagecount``/``kpageflags`` values for the PFNs of
-    :meth:`seen_pfns`; then :meth:`results`, :meth:`overlap`.
+    and its swap entries; then :meth:`apply_counts` with ``kpagecount`` for
+    :meth:`seen_pfns`, and :meth:`apply_flags` with ``kpageflags`` for
+    :meth:`flags_wanted` of them; then :meth:`results`, :meth:`overlap`.
 
-    Memory: about 7 bytes per 4 KiB of RAM in dense per-PFN arrays (0.2%),
-    plus 4 bytes per distinct page per process.  No per-page Python objects.
+    Memory: 3 bytes per 4 KiB of RAM in dense per-PFN arrays (0.07%), plus
+    4 bytes per distinct page per process.  No per-page Python objects.
     """
 
     def __init__(self, max_pfn: int, max_processes: int = 65535) -> None:
         np = _np()
         self.max_pfn = int(max_pfn)
-        # Distinct processes (plus surplus mappings, after apply_kpage).
+        # Distinct processes (plus surplus mappings, after apply_counts).
         self._count_dtype = np.uint16 if max_processes < 65535 else np.uint32
         self.distinct = np.zeros(self.max_pfn, dtype=self._count_dtype)
-        # Scratch for finding repeats within one process: mark[pfn] = position.
-        self._mark: np.ndarray | None = np.empty(self.max_pfn, dtype=np.int32)
-        self._positions = np.arange(0, dtype=np.int32)
+        self.status = np.zeros(self.max_pfn, dtype=np.uint8)
         self._pfn_dtype = np.uint32 if self.max_pfn <= (1 << 32) else np.uint64
-        self.status: np.ndarray | None = None
         self.pfns: dict[object, np.ndarray] = {}
         self.swap: dict[object, np.ndarray] = {}
         self.tags: dict[object, np.ndarray] = {}
-        self.zero_pages: dict[object, int] = {}
         self.non_ram: dict[object, int] = {}
+        # Set when some anonymous pages could not be told apart (KSM):
+        # then every page needs its kpageflags.
+        self.all_flags = False
         self._extra: list[np.ndarray] = []
         self._extra_pfns = None
         self._extra_counts = None
+        self._counted = False
 
-    # -- pass 1 ---------------------------------------------------------
+    def _ram(self, key: object, pfns, tags):
+        """Drop frames beyond RAM (device memory), counting them per key."""
+        np = _np()
+        if not len(pfns):
+            return pfns, tags
+        ram = pfns < self.max_pfn
+        if ram.all():
+            return pfns, tags
+        self.non_ram[key] = self.non_ram.get(key, 0) + int(len(pfns) - np.count_nonzero(ram))
+        return pfns[ram], (tags[ram] if tags is not None else None)
+
+    def _dedup(self, pfns, tags):
+        """Distinct PFNs (and the first tag of each); repeats are recorded."""
+        np = _np()
+        if len(pfns) < 2:
+            return pfns, tags
+        if tags is not None:
+            u, first, counts = np.unique(pfns, return_index=True, return_counts=True)
+            if len(u) < len(pfns):
+                self._extra.append(np.repeat(u, counts - 1).astype(self._pfn_dtype))
+            return u, tags[first]
+        # Sorted, repeats sit side by side.  Mappings are mostly ascending
+        # runs, which the merge sort takes in one pass.
+        s = np.sort(pfns, kind="stable")
+        rep = s[1:] == s[:-1]
+        if rep.any():
+            self._extra.append(s[1:][rep].astype(self._pfn_dtype))
+            s = s[np.concatenate(([True], ~rep))]
+        return s, None
 
     def add(
         self,
         key: object,
-        pfns: np.ndarray,
-        swap: np.ndarray | None = None,
-        tags: np.ndarray | None = None,
+        anon,
+        other=None,
+        swap=None,
+        anon_tags=None,
+        other_tags=None,
+        anon_may_repeat: bool = False,
     ) -> None:
-        """Record one process: ``pfns`` of its present pages, ``swap`` keys.
+        """Record one process's present pages and swap entries.
 
-        ``swap`` holds the swap entries (pagemap bits 0–54: type and offset)
-        of its swapped-out pages.  ``tags`` (optional, aligned with ``pfns``)
-        labels each page, e.g. with the index of its mapping; it is kept for
-        :meth:`overlap` (the first tag wins for a repeated PFN).
+        ``anon``: PFNs of anonymous pages (pagemap bit 61 clear).  A process
+        maps an anonymous page once, so they are taken as distinct unless
+        ``anon_may_repeat`` (KSM can merge two pages of one process; the
+        zero page repeats, but it is never counted).  ``other``: the rest
+        (file, shmem), which may repeat (a file mapped twice).  ``swap``:
+        swap entries (bits 0–54: type and offset).  ``*_tags`` (optional,
+        aligned) label each page, e.g. with the index of its mapping, for
+        :meth:`overlap`; a repeated PFN keeps the tag of its first mapping.
         """
         np = _np()
-        pfns = np.asarray(pfns)
-        if tags is not None:
-            tags = np.asarray(tags)
-        ram = pfns < self.max_pfn
-        n_all = len(pfns)
-        if n_all and not ram.all():
-            self.non_ram[key] = int(n_all - np.count_nonzero(ram))
-            pfns = pfns[ram]
-            if tags is not None:
-                tags = tags[ram]
-        n = len(pfns)
-        if n:
-            if self._mark is None:
-                raise RuntimeError("add() after apply_kpage()")
-            if len(self._positions) < n:
-                self._positions = np.arange(max(n, 2 * len(self._positions)), dtype=np.int32)
-            pos = self._positions[:n]
-            mark = self._mark
-            # Fancy assignment with repeated indices stores one of the
-            # positions for each PFN; exactly that position reads it back,
-            # so the others are the repeats.  Linear time, no sort.
-            mark[pfns] = pos
-            first = mark[pfns] == pos
-            if not first.all():
-                repeats = ~first
-                self._extra.append(pfns[repeats].astype(self._pfn_dtype))
-                pfns = pfns[first]
-                if tags is not None:
-                    tags = tags[first]
-            # With unique indices, += adds exactly one per PFN.
+        if self._counted:
+            raise RuntimeError("add() after apply_counts()")
+        tagged = anon_tags is not None or other_tags is not None
+        anon = np.asarray(anon if anon is not None else [], dtype=np.uint64)
+        other = np.asarray(other if other is not None else [], dtype=np.uint64)
+        if tagged:
+            anon_tags = np.asarray(
+                anon_tags if anon_tags is not None else np.zeros(len(anon)), dtype=np.int64
+            )
+            other_tags = np.asarray(
+                other_tags if other_tags is not None else np.zeros(len(other)), dtype=np.int64
+            )
+        anon, anon_tags = self._ram(key, anon, anon_tags)
+        other, other_tags = self._ram(key, other, other_tags)
+        if anon_may_repeat:
+            self.all_flags = True
+            anon, anon_tags = self._dedup(anon, anon_tags)
+        other, other_tags = self._dedup(other, other_tags)
+        if len(other):
+            # Not anonymous: its kpageflags tell shmem from file.
+            self.status[other] |= ST_NOT_ANON
+        pfns = np.concatenate((anon, other)) if len(other) else anon
+        if len(pfns):
+            # Distinct indices: += adds exactly one per PFN.
             self.distinct[pfns] += 1
         self.pfns[key] = pfns.astype(self._pfn_dtype, copy=False)
-        if tags is not None:
-            self.tags[key] = tags
+        if tagged:
+            self.tags[key] = np.concatenate((anon_tags, other_tags))
         if swap is not None and len(swap):
             self.swap[key] = np.unique(np.asarray(swap, dtype=np.uint64))
 
@@ -208,22 +239,44 @@ class PageCensus:
             seen[hit] += xc[i[hit]]
         return seen
 
-    def apply_kpage(
-        self,
-        pfns: np.ndarray,
-        kcount: np.ndarray | None,
-        kflags: np.ndarray,
-    ) -> None:
-        """Take ``kpagecount`` and ``kpageflags`` values for ``pfns``.
+    def apply_counts(self, pfns: np.ndarray, kcount: np.ndarray) -> None:
+        """Take ``kpagecount`` for the distinct ``pfns`` (may come in pieces).
 
-        ``pfns`` must be distinct (e.g. :meth:`seen_pfns`).  ``kcount`` may be
-        ``None`` when mapcounts are not to be trusted; then no page is
-        marked shared with unreadable processes.  May be called in pieces.
+        A page the kernel counts fewer than the mappings seen here (0 for
+        the zero page and frames without a struct page, which are not
+        mapcounted) is marked for its kpageflags; one counted more often is
+        shared with mappers not read here.
         """
         np = _np()
-        if self.status is None:
-            self.status = np.zeros(self.max_pfn, dtype=np.uint8)
-            self._mark = None  # pass 1 is over; give the scratch back
+        self._counted = True
+        pfns = np.asarray(pfns)
+        surplus = np.asarray(kcount, dtype=np.int64) - self.mappings_seen(pfns)
+        st = self.status[pfns] | ST_SEEN
+        st[surplus < 0] |= ST_ODD
+        unseen = surplus > 0
+        if unseen.any():
+            st[unseen] |= ST_UNSEEN
+            idx = pfns[unseen]
+            # Each mapping nobody here accounts for may be another process:
+            # it joins the divisor (PSS errs low, never high).
+            limit = np.iinfo(self._count_dtype).max
+            total = self.distinct[idx].astype(np.int64) + surplus[unseen]
+            self.distinct[idx] = np.minimum(total, limit).astype(self._count_dtype)
+        self.status[pfns] = st
+
+    def flags_wanted(self, pfns: np.ndarray) -> np.ndarray:
+        """The PFNs among ``pfns`` whose kpageflags matter: pages that are not
+        anonymous (shmem or file?), pages counted less than seen (zero page,
+        no struct page), and every page when KSM may have merged some."""
+        np = _np()
+        pfns = np.asarray(pfns)
+        if self.all_flags:
+            return pfns
+        return pfns[(self.status[pfns] & (ST_NOT_ANON | ST_ODD)) != 0]
+
+    def apply_flags(self, pfns: np.ndarray, kflags: np.ndarray) -> None:
+        """Take ``kpageflags`` for ``pfns`` (may come in pieces)."""
+        np = _np()
         pfns = np.asarray(pfns)
         flags = np.asarray(kflags, dtype=np.uint64)
 
@@ -231,24 +284,21 @@ class PageCensus:
             return ((flags >> np.uint64(b)) & np.uint64(1)).astype(bool)
 
         anon = bit(KPF_ANON)
-        st = np.full(len(pfns), ST_SEEN, dtype=np.uint8)
+        st = self.status[pfns] | ST_FLAGS
         st[bit(KPF_ZERO_PAGE)] |= ST_ZERO
         st[bit(KPF_NOPAGE)] |= ST_NOPAGE
         st[bit(KPF_KSM)] |= ST_KSM
-        st[anon] |= ST_ANON
+        st[anon] &= np.uint8(0xFF ^ ST_NOT_ANON)
+        st[~anon] |= ST_NOT_ANON
         st[bit(KPF_SWAPBACKED) & ~anon] |= ST_SHMEM
-        if kcount is not None:
-            surplus = np.asarray(kcount, dtype=np.int64) - self.mappings_seen(pfns)
-            unseen = (surplus > 0) & ((st & _EXCLUDED) == 0)
-            if unseen.any():
-                st[unseen] |= ST_UNSEEN
-                idx = pfns[unseen]
-                # Each mapping nobody here accounts for may be another
-                # process: it joins the divisor (PSS errs low, never high).
-                limit = np.iinfo(self._count_dtype).max
-                total = self.distinct[idx].astype(np.int64) + surplus[unseen]
-                self.distinct[idx] = np.minimum(total, limit).astype(self._count_dtype)
+        # Zero-page and device frames are never shared "with unreadable".
+        st[(st & _EXCLUDED) != 0] &= np.uint8(0xFF ^ ST_UNSEEN)
         self.status[pfns] = st
+
+    def apply_kpage(self, pfns, kcount, kflags) -> None:
+        """:meth:`apply_counts` and :meth:`apply_flags` for the same PFNs."""
+        self.apply_counts(pfns, kcount)
+        self.apply_flags(pfns, kflags)
 
     # -- results --------------------------------------------------------
 
@@ -262,29 +312,35 @@ class PageCensus:
     def results(self) -> dict[object, ExactCounts]:
         """Exact counts for every process added."""
         np = _np()
-        if self.status is None:
-            self.status = np.zeros(self.max_pfn, dtype=np.uint8)
-            self._mark = None
         status = self.status
         distinct = self.distinct
         skeys, scounts = self._swap_counts()
+        # Which of the 256 status values have each property: one bincount
+        # of a process's status bytes then answers every "how many" at once.
+        values = np.arange(256)
+        is_zero = (values & ST_ZERO) != 0
+        is_excluded = (values & _EXCLUDED) != 0
+        is_unseen = ((values & ST_UNSEEN) != 0) & ~is_excluded
+        is_ksm = ((values & ST_KSM) != 0) & ~is_excluded
         out = {}
         for key, u in self.pfns.items():
             st = status[u]
-            excluded = (st & _EXCLUDED) != 0
-            zero = int(np.count_nonzero(st & ST_ZERO))
-            if excluded.any():
-                keep = ~excluded
+            hist = np.bincount(st, minlength=256)
+            if hist[is_excluded].any():
+                keep = (st & _EXCLUDED) == 0
                 u = u[keep]
                 st = st[keep]
             c = distinct[u]
             n = len(u)
             private = int(np.count_nonzero(c == 1))
-            # 0 anon, 1 shmem, 2 file; one weighted bincount for all three.
-            cls = np.where(st & ST_ANON, 0, np.where(st & ST_SHMEM, 1, 2))
-            pss3 = np.bincount(cls, weights=PAGE_SIZE / np.maximum(c, 1), minlength=3)
-            unseen = int(np.count_nonzero(st & ST_UNSEEN))
-            ksm = int(np.count_nonzero(st & ST_KSM))
+            w = PAGE_SIZE / np.maximum(c, 1)
+            pss = float(w.sum())
+            pss_file = pss_shmem = 0.0
+            not_anon = (st & ST_NOT_ANON) != 0
+            if not_anon.any():
+                shmem = (st & ST_SHMEM) != 0
+                pss_shmem = float(w[shmem].sum())
+                pss_file = float(w[not_anon].sum()) - pss_shmem
             swap_n = swap_priv = 0
             swap_pss = 0.0
             keys = self.swap.get(key)
@@ -293,17 +349,20 @@ class PageCensus:
                 swap_n = len(keys)
                 swap_priv = int(np.count_nonzero(sc == 1))
                 swap_pss = float(np.sum(PAGE_SIZE / sc))
+            pss_b = int(round(pss))
+            file_b = int(round(pss_file))
+            shmem_b = int(round(pss_shmem))
             out[key] = ExactCounts(
                 resident_bytes=n * PAGE_SIZE,
                 private_bytes=private * PAGE_SIZE,
                 shared_bytes=(n - private) * PAGE_SIZE,
-                pss_bytes=int(round(float(pss3.sum()))),
-                pss_anon_bytes=int(round(float(pss3[0]))),
-                pss_file_bytes=int(round(float(pss3[2]))),
-                pss_shmem_bytes=int(round(float(pss3[1]))),
-                shared_unseen_bytes=unseen * PAGE_SIZE,
-                ksm_bytes=ksm * PAGE_SIZE,
-                zero_page_bytes=zero * PAGE_SIZE,
+                pss_bytes=pss_b,
+                pss_anon_bytes=pss_b - file_b - shmem_b,
+                pss_file_bytes=file_b,
+                pss_shmem_bytes=shmem_b,
+                shared_unseen_bytes=int(hist[is_unseen].sum()) * PAGE_SIZE,
+                ksm_bytes=int(hist[is_ksm].sum()) * PAGE_SIZE,
+                zero_page_bytes=int(hist[is_zero].sum()) * PAGE_SIZE,
                 swap_bytes=swap_n * PAGE_SIZE,
                 swap_private_bytes=swap_priv * PAGE_SIZE,
                 swap_pss_bytes=int(round(swap_pss)),
@@ -324,9 +383,8 @@ class PageCensus:
         if tags is None:
             tags = np.zeros(len(u), dtype=np.int64)
         tags = np.asarray(tags, dtype=np.int64)
-        if self.status is not None:
-            keep = (self.status[u] & _EXCLUDED) == 0
-            u, tags = u[keep], tags[keep]
+        keep = (self.status[u] & _EXCLUDED) == 0
+        u, tags = u[keep], tags[keep]
         ntags = int(tags.max()) + 1 if len(tags) else 1
         lookup = np.zeros(self.max_pfn, dtype=np.int32)
         lookup[u] = tags + 1
@@ -382,7 +440,8 @@ def memory_with_exact(memory, exact: ExactCounts):
     from zxmem.model import MemoryCounts
 
     if memory is None:
-        memory = MemoryCounts()
+        # smaps was not read: the anonymous swap is all that is known.
+        memory = MemoryCounts(swap_bytes=0, swap_pss_bytes=0)
     swap = None
     if memory.swap_bytes is not None and memory.swap_pss_bytes is not None:
         swap = exact.swap_pss_bytes + max(0, memory.swap_bytes - memory.swap_pss_bytes)

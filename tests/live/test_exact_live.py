@@ -59,12 +59,26 @@ if mode == "twice":
     addr = 0
 elif mode in ("cow", "cow-thp"):
     # 32 MiB private anonymous memory written, forked, then the parent
-    # rewrites the first half: 16 MiB stays shared with the child.
+    # rewrites the first half: 16 MiB stays shared with the child.  PROT_NONE
+    # guard pages on both sides keep the kernel from merging the VMA with a
+    # neighbour (whose pages would be shared too).
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     size = 32 * MIB
-    m = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if mode == "cow-thp" and hasattr(mmap, "MADV_HUGEPAGE"):
-        m.madvise(mmap.MADV_HUGEPAGE)
-    touch_write(m, 0, size, 1)
+    # Room to align the region to 2 MiB (THP), plus the guards.
+    raw = libc.mmap(None, size + 4 * MIB, 3, 0x22, -1, 0)  # RW, PRIVATE|ANONYMOUS
+    addr = (raw + 2 * MIB) & ~(2 * MIB - 1)
+    libc.mprotect(addr - PAGE, PAGE, 0)
+    libc.mprotect(addr + size, PAGE, 0)
+    if mode == "cow-thp":
+        libc.madvise(addr, size, 14)  # MADV_HUGEPAGE
+    for off in range(0, size, PAGE):
+        ctypes.memset(addr + off, 1, 1)
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -74,10 +88,8 @@ elif mode in ("cow", "cow-thp"):
     os.close(r)
     keep.append(w)
     children.append(child)
-    touch_write(m, 0, size // 2, 2)
-    keep.append(m)
-    import ctypes
-    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    for off in range(0, size // 2, PAGE):
+        ctypes.memset(addr + off, 2, 1)
 elif mode == "six":
     # One 4 MiB file mapped (MAP_SHARED, read) by this process and 5 children,
     # each with its own mmap.
@@ -249,7 +261,9 @@ def test_file_mapped_twice_is_private(shape, cli):
 def test_fork_then_parent_rewrites_half(shape, cli, mode):
     s = shape(mode)
     parent, child = s.pids
-    region = (s.addr - 2 * MIB, s.addr + 32 * MIB + 2 * MIB)
+    region = (s.addr, s.addr + 32 * MIB)
+    vmas = [v for v in kernel_smaps(parent) if v[0] == region[0]]
+    assert vmas and vmas[0][1] == region[1], "the region is one VMA of its own"
     rep = share(cli, parent)
     assert mapping_shared(rep, child, *region) == 16 * MIB
     rep_child = share(cli, child)

@@ -38,9 +38,13 @@ def census_of(procs: dict, kcount: dict | None = None, kflags: dict | None = Non
     number of mappings given here, so nothing is unseen unless asked."""
     c = PageCensus(max_pfn)
     counts: dict[int, int] = {}
+    flags = kflags or {}
     for pid, pfns in procs.items():
-        arr = np.array(pfns, dtype=np.uint64)
-        c.add(pid, arr, None if swap is None else np.array(swap.get(pid, []), dtype=np.uint64))
+        # Split as pagemap's bit 61 does: anonymous pages or the rest.
+        anon = [p for p in pfns if flags.get(p, ANON) & ANON or flags.get(p) == 1 << KPF_ZERO_PAGE]
+        other = [p for p in pfns if p not in anon]
+        c.add(pid, np.array(anon, dtype=np.uint64), np.array(other, dtype=np.uint64),
+              None if swap is None else np.array(swap.get(pid, []), dtype=np.uint64))
         for pfn in pfns:
             counts[pfn] = counts.get(pfn, 0) + 1
     seen = c.seen_pfns()
@@ -110,18 +114,34 @@ def test_unseen_mappings_are_shared_not_private():
 
 def test_repeat_within_process_is_not_unseen():
     # Mapped twice here, kpagecount 2: both mappings are accounted for.
-    r = census_of({1: [9, 9]}, kcount={9: 2}).results()[1]
+    r = census_of({1: [9, 9]}, kcount={9: 2}, kflags={9: 0}).results()[1]
     assert r.private_bytes == P
     assert r.shared_unseen_bytes == 0
 
 
 def test_zero_page_and_nopage_and_non_ram_excluded():
     kflags = {1: 1 << KPF_ZERO_PAGE, 2: 1 << KPF_NOPAGE, 3: ANON}
-    c = census_of({1: [1, 1, 2, 3, 5000]}, kflags=kflags, max_pfn=1000)
+    # Neither the zero page nor a frame without struct page is mapcounted.
+    c = census_of({1: [1, 1, 2, 3, 5000]}, kcount={1: 0, 2: 0}, kflags=kflags, max_pfn=1000)
     r = c.results()[1]
     assert r.resident_bytes == P  # only PFN 3
-    assert r.zero_page_bytes == P  # distinct zero-page frames
+    assert r.zero_page_bytes == 2 * P  # two virtual pages map the zero page
+    assert r.shared_unseen_bytes == 0
     assert c.non_ram[1] == 1
+
+
+def test_flags_wanted_only_where_they_matter():
+    c = PageCensus(100)
+    c.add(1, np.array([1, 2, 3], dtype=np.uint64), np.array([10, 11], dtype=np.uint64))
+    seen = c.seen_pfns()
+    # PFN 3 reads 0 from kpagecount (the zero page, say).
+    c.apply_counts(seen, np.array([1, 1, 0, 1, 1], dtype=np.uint64))
+    assert c.flags_wanted(seen).tolist() == [3, 10, 11]
+    c.apply_flags(np.array([3, 10, 11]), np.array([1 << KPF_ZERO_PAGE, SHMEM, 0],
+                                                  dtype=np.uint64))
+    r = c.results()[1]
+    assert r.resident_bytes == 4 * P and r.zero_page_bytes == P
+    assert (r.pss_anon_bytes, r.pss_shmem_bytes, r.pss_file_bytes) == (2 * P, P, P)
 
 
 def test_ksm_is_shared_among_its_mappers():
@@ -153,12 +173,12 @@ def test_swap_slots_counted_across_processes():
 
 def test_overlap_by_tags():
     c = PageCensus(100)
-    c.add(1, np.array([1, 2, 3, 4], dtype=np.uint64), tags=np.array([0, 0, 1, 1]))
-    c.add(2, np.array([2, 3], dtype=np.uint64))
-    c.add(3, np.array([4, 4], dtype=np.uint64))
+    c.add(1, [], np.array([1, 2, 3, 4], dtype=np.uint64), other_tags=np.array([0, 0, 1, 1]))
+    c.add(2, [], np.array([2, 3], dtype=np.uint64))
+    c.add(3, [], np.array([4, 4], dtype=np.uint64))
     seen = c.seen_pfns()
     c.apply_kpage(seen, np.array([1, 2, 2, 3], dtype=np.uint64),
-                  np.full(len(seen), ANON, dtype=np.uint64))
+                  np.zeros(len(seen), dtype=np.uint64))
     ov = c.overlap(1)
     assert ov[2].tolist() == [1, 1]
     assert ov[3].tolist() == [0, 1]
@@ -199,6 +219,42 @@ def test_decode_entries():
     pfns, swap = pagemap.decode_entries(e)
     assert pfns.tolist() == [1234, 99]
     assert swap.tolist() == [(7 << 5) | 1]
+    anon, other, swap = pagemap.decode_entries(e, split=True)
+    assert anon.tolist() == [1234] and other.tolist() == [99]
+
+
+def test_unique_anon_and_repeating_file_pages():
+    c = PageCensus(100)
+    c.add(1, np.array([1, 2], dtype=np.uint64), np.array([7, 8, 7], dtype=np.uint64))
+    c.add(2, [], np.array([8], dtype=np.uint64))
+    seen = c.seen_pfns()
+    assert seen.tolist() == [1, 2, 7, 8]
+    assert c.mappings_seen(seen).tolist() == [1, 1, 2, 2]
+    c.apply_kpage(seen, np.array([1, 1, 2, 2], dtype=np.uint64),
+                  np.array([ANON, ANON, 0, 0], dtype=np.uint64))
+    r = c.results()[1]
+    assert r.private_bytes == 3 * P and r.shared_bytes == P
+
+
+def test_ksm_may_repeat_within_a_process():
+    c = PageCensus(100)
+    c.add(1, np.array([5, 5, 6], dtype=np.uint64), anon_may_repeat=True)
+    seen = c.seen_pfns()
+    c.apply_counts(seen, np.array([2, 1], dtype=np.uint64))
+    assert c.flags_wanted(seen).tolist() == [5, 6]
+    c.apply_flags(seen, np.array([ANON | (1 << KPF_KSM), ANON], dtype=np.uint64))
+    r = c.results()[1]
+    assert r.resident_bytes == 2 * P and r.private_bytes == 2 * P and r.ksm_bytes == P
+
+
+def test_read_pfn_file_in_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(pagemap, "_KPAGE_BATCH", 8)
+    monkeypatch.setattr(pagemap, "_KPAGE_GAP", 2)
+    values = {i: 1000 + i for i in range(0, 200, 3)}
+    _write_u64s(str(tmp_path / "f"), values)
+    pfns = np.array(sorted(values)[::2] + [500], dtype=np.int64)
+    got = pagemap.read_pfn_file(str(tmp_path / "f"), np.sort(pfns))
+    assert got.tolist() == [values.get(int(p), 0) for p in np.sort(pfns)]
 
 
 def test_vma_ranges_and_merge():
@@ -260,8 +316,10 @@ def make_proc(tmp_path, procs: dict, kcount: dict, kflags: dict, config: bytes |
         (d / "maps").write_bytes(f"{VADDR:x}-{end:x} rw-p 00000000 00:00 0 \n".encode())
         (d / "cmdline").write_bytes(f"prog{pid}\0--flag\0".encode())
         base = VADDR // P
+        # Bit 61 for pages that are not anonymous, as the kernel sets it.
         _write_u64s(str(d / "pagemap"), {
-            base + i: (1 << 63) | pfn for i, pfn in enumerate(pfns) if pfn is not None
+            base + i: (1 << 63) | (0 if kflags.get(pfn, 0) & ANON else 1 << 61) | pfn
+            for i, pfn in enumerate(pfns) if pfn is not None
         })
     return str(root)
 
@@ -272,7 +330,7 @@ NO_MAPCOUNT_OFF = b"# CONFIG_NO_PAGE_MAPCOUNT is not set\n"
 def test_scan_made_up_proc(tmp_path):
     procs = {10: [100, 101, None, 102, 100], 11: [102, 103]}
     kcount = {100: 2, 101: 1, 102: 3, 103: 1}  # 102: one mapping unseen
-    kflags = {p: ANON for p in kcount}
+    kflags = {100: 0, 101: ANON, 102: SHMEM, 103: ANON}  # 100: a file page
     root = make_proc(tmp_path, procs, kcount, kflags, NO_MAPCOUNT_OFF)
     scan = pagemap.scan(root, [10, 11], release="6.18.0-test")
     assert scan.unavailable is None, scan.unavailable

@@ -84,11 +84,13 @@ def run(args: argparse.Namespace, env) -> int:
         jobs=args.jobs,
         job_state=args.style == "late",
     )
+    if args.exact:
+        from zxmem.commands._exact import exact_options, exact_snapshot
+
+        options = exact_options(options, args, env, keep_smaps=args.swap)
     snapshot = common.snapshot_from_args(args, env, options)
     if args.exact:
-        from zxmem.commands._exact import exact_snapshot
-
-        snapshot = exact_snapshot(snapshot, args, env)
+        snapshot = exact_snapshot(snapshot, args, env, options)
     tree = TaskTree(snapshot)
     if args.job is not None and args.job not in tree.jobs:
         raise ZxmemError(f"--job={args.job}: no job with koid {args.job}")

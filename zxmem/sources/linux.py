@@ -79,6 +79,7 @@ class CollectOptions:
     jobs: str = "cgroup"  # "cgroup", "user" or "none"
     job_state: bool = False  # read memory.oom.group for the late STATE column
     workers: int = 0  # reader threads; 0 picks from the CPU count
+    memory: bool = True  # smaps_rollup; False leaves memory None (--exact fills it)
 
 
 class _Gone(Exception):
@@ -252,6 +253,8 @@ class _Reader:
         memory: MemoryCounts | None
         if kthread:
             memory = _ZERO
+        elif not opts.memory:
+            memory = None
         else:
             try:
                 fields = procfs.parse_smaps_rollup(_read_record(base + "smaps_rollup"))

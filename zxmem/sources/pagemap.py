@@ -47,7 +47,7 @@ _CHUNK_PAGES = 1 << 20
 
 # kpagecount/kpageflags: PFNs closer than this are read as one run.
 _KPAGE_GAP = 64
-_KPAGE_BATCH = 1 << 20  # entries per batch (16 MiB for both files)
+_KPAGE_BATCH = 1 << 17  # entries per batch (2 MiB for both files)
 
 _VMA_RANGE = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) ", re.M)
 
@@ -124,19 +124,29 @@ def merge_ranges(ranges: list[tuple[int, int]], gap: int = _MERGE_GAP) -> list[t
     return [(s, e) for s, e in out]
 
 
-def decode_entries(entries):
-    """Split pagemap entries into (PFNs of present pages, swap entries).
+def decode_entries(entries, split: bool = False):
+    """Split pagemap entries into PFNs of present pages and swap entries.
 
-    Pure function of a ``uint64`` array.  A swap entry is bits 0–54 (type
-    and offset), which identifies the slot across processes.
+    Pure function of a ``uint64`` array.  Returns ``(pfns, swap)``, or with
+    ``split`` ``(anon_pfns, other_pfns, swap)``: bit 61 clear means an
+    anonymous page, which (but for KSM) a process maps only once.  A swap
+    entry is bits 0–54 (type and offset), which names the slot across
+    processes; ``swap`` is None when there is none.
     """
     np = _np()
     signed = entries.view(np.int64)
     present = signed < 0  # bit 63
-    pfns = entries[present] & np.uint64(PM_PFN_MASK)
     swapped = (entries & np.uint64(PM_SWAP | PM_PRESENT)) == np.uint64(PM_SWAP)
     swap = entries[swapped] & np.uint64(PM_PFN_MASK) if swapped.any() else None
-    return pfns, swap
+    if not split:
+        return entries[present] & np.uint64(PM_PFN_MASK), swap
+    kept = entries[present]
+    # PM_FILE is bit 61: shift it to the sign bit (the present bit is set).
+    other = (kept << np.uint64(2)).view(np.int64) < 0
+    mask = np.uint64(PM_PFN_MASK)
+    if other.any():
+        return kept[~other] & mask, kept[other] & mask, swap
+    return kept & mask, kept[:0], swap
 
 
 def max_pfn_from_zoneinfo(zoneinfo: bytes) -> int | None:
@@ -284,8 +294,12 @@ class PagemapReader:
         return None
 
     def read(self, pid: int, vmas: list[Vma] | None = None):
-        """(pfns, swap, tags) of ``pid``; tags (mapping index per page) only
-        when ``vmas`` is given.  Raises OSError (EACCES, ENOENT, ESRCH)."""
+        """(anon, other, swap, anon_tags, other_tags) of ``pid``.
+
+        ``anon``: PFNs of anonymous pages (pagemap bit 61 clear); ``other``:
+        PFNs of the rest; tags (index of the mapping in ``vmas`` per page)
+        only when ``vmas`` is given.  Raises OSError (EACCES, ENOENT, ESRCH).
+        """
         base = f"{self.proc}/{pid}/"
         fd = os.open(base + "pagemap", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -305,20 +319,26 @@ class PagemapReader:
 
     def _read_ranges(self, fd: int, ranges, tagged):
         np = _np()
-        pfn_parts, swap_parts, tag_parts = [], [], []
+        anon_parts, other_parts, swap_parts = [], [], []
+        atag_parts, otag_parts = [], []
         buf, mv = self._buf, self._mv
         tag_buf = np.empty(_CHUNK_PAGES, dtype=np.int32) if tagged is not None else None
         fill = 0
 
         def flush(n: int) -> None:
             entries = buf[:n]
-            if tag_buf is not None:
-                present = entries.view(np.int64) < 0
-                tag_parts.append(tag_buf[:n][present])
-            pfns, swap = decode_entries(entries)
-            pfn_parts.append(pfns)
+            anon, other, swap = decode_entries(entries, split=True)
+            anon_parts.append(anon)
+            other_parts.append(other)
             if swap is not None:
                 swap_parts.append(swap)
+            if tag_buf is not None:
+                present = entries.view(np.int64) < 0
+                kept = entries[present]
+                is_other = (kept << np.uint64(2)).view(np.int64) < 0
+                tags = tag_buf[:n][present]
+                atag_parts.append(tags[~is_other])
+                otag_parts.append(tags[is_other])
 
         for i, (start, end) in enumerate(ranges):
             page = start // PAGE_SIZE
@@ -340,78 +360,99 @@ class PagemapReader:
                     fill = 0
         if fill:
             flush(fill)
-        if len(pfn_parts) == 1:
-            pfns = pfn_parts[0]
-        elif pfn_parts:
-            pfns = np.concatenate(pfn_parts)
-        else:
-            pfns = np.zeros(0, dtype=np.uint64)
-        self.present_pages += len(pfns)
-        if len(pfns):
-            # Without CAP_SYS_ADMIN every PFN reads as 0: sample both ends.
-            self.nonzero_pfns += int(np.count_nonzero(pfns[:64])) + int(
-                np.count_nonzero(pfns[-64:])
-            )
-        swap = np.concatenate(swap_parts) if swap_parts else None
-        tags = np.concatenate(tag_parts) if tag_parts else None
-        return pfns, swap, tags
+        anon, other = _cat(anon_parts), _cat(other_parts)
+        for a in (anon, other):
+            if len(a):
+                self.present_pages += len(a)
+                # Without CAP_SYS_ADMIN every PFN reads as 0: sample both ends.
+                self.nonzero_pfns += int(np.count_nonzero(a[:64])) + int(
+                    np.count_nonzero(a[-64:])
+                )
+        swap = _cat(swap_parts) if swap_parts else None
+        if tag_buf is None:
+            return anon, other, swap, None, None
+        return anon, other, swap, _cat(atag_parts), _cat(otag_parts)
 
 
-def read_kpages(proc_root: str, pfns, apply) -> None:
-    """Read kpagecount and kpageflags for the sorted distinct ``pfns``.
+def _cat(parts):
+    np = _np()
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros(0, dtype=np.uint64)
+    return np.concatenate(parts)
 
-    Calls ``apply(pfns_part, counts_part, flags_part)`` for batches of at
-    most ``_KPAGE_BATCH`` entries; nearby PFNs are read as one run.
-    Raises OSError when the files cannot be opened.
+
+def ksm_may_merge(proc_root: str) -> bool:
+    """Whether KSM has (or may have) merged pages (/sys/kernel/mm/ksm)."""
+    fs_root = os.path.dirname(os.path.abspath(proc_root)) or "/"
+    base = os.path.join(fs_root, "sys", "kernel", "mm", "ksm")
+    if not os.path.isdir(base):
+        return False
+    try:
+        return any(
+            int(_read(os.path.join(base, name)) or b"0") > 0
+            for name in ("pages_shared", "pages_sharing")
+        )
+    except (OSError, ValueError):
+        return True
+
+
+def _read_runs(fd: int, starts, lengths, offsets, out) -> None:
+    """pread runs of u64 entries (PFN ``starts``, ``lengths``) into ``out``."""
+    mv = memoryview(out).cast("B")
+    for start, length, pos in zip(starts, lengths, offsets, strict=True):
+        got = os.preadv(fd, [mv[pos * 8 : (pos + length) * 8]], start * 8)
+        if got < length * 8:
+            out[pos + got // 8 : pos + length] = 0  # past the end: no page
+
+
+def read_pfn_file(path: str, pfns):
+    """Values of a PFN-indexed u64 file (kpagecount, kpageflags) for the
+    sorted distinct ``pfns``, as a uint64 array aligned with them.
+
+    PFNs closer than ``_KPAGE_GAP`` are read with one ``pread``; batches of
+    about ``_KPAGE_BATCH`` entries bound the scratch memory.
     """
     np = _np()
-    proc = proc_root.rstrip("/") or "/"
-    fdc = os.open(f"{proc}/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
+    pfns = np.asarray(pfns, dtype=np.int64)
+    values = np.empty(len(pfns), dtype=np.uint64)
+    if not len(pfns):
+        return values
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fdf = os.open(f"{proc}/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        os.close(fdc)
-        raise
-    try:
-        if not len(pfns):
-            return
-        pfns = np.asarray(pfns, dtype=np.int64)
         breaks = np.flatnonzero(np.diff(pfns) > _KPAGE_GAP) + 1
         run_first = np.concatenate(([0], breaks))
         run_last = np.concatenate((breaks - 1, [len(pfns) - 1]))
         starts = pfns[run_first]
         lengths = pfns[run_last] - starts + 1
-        i = 0
-        nruns = len(starts)
-        while i < nruns:
-            # A batch of runs whose entries fit the batch size (at least one).
-            total = 0
-            j = i
-            while j < nruns and (j == i or total + lengths[j] <= _KPAGE_BATCH):
-                total += int(lengths[j])
-                j += 1
-            counts = np.empty(total, dtype=np.uint64)
-            flags = np.empty(total, dtype=np.uint64)
-            cmv = memoryview(counts).cast("B")
-            fmv = memoryview(flags).cast("B")
-            pos = 0
-            offsets = np.empty(j - i, dtype=np.int64)
-            for k in range(i, j):
-                start, length = int(starts[k]), int(lengths[k])
-                offsets[k - i] = pos
-                for fd, m, arr in ((fdc, cmv, counts), (fdf, fmv, flags)):
-                    got = os.preadv(fd, [m[pos * 8 : (pos + length) * 8]], start * 8)
-                    if got < length * 8:
-                        arr[pos + got // 8 : pos + length] = 0
-                pos += length
-            part = pfns[run_first[i] : run_last[j - 1] + 1]
+        ends = np.cumsum(lengths)
+        cuts = np.searchsorted(ends, np.arange(_KPAGE_BATCH, int(ends[-1]), _KPAGE_BATCH))
+        bounds = sorted({0, len(starts), *(int(c) + 1 for c in cuts)})
+        for i, j in zip(bounds[:-1], bounds[1:], strict=True):
+            if i >= j:
+                continue
+            lens = lengths[i:j]
+            offsets = np.concatenate(([0], np.cumsum(lens)[:-1]))
+            buf = np.empty(int(lens.sum()), dtype=np.uint64)
+            _read_runs(fd, starts[i:j].tolist(), lens.tolist(), offsets.tolist(), buf)
+            a, b = int(run_first[i]), int(run_last[j - 1]) + 1
             run_of = np.repeat(np.arange(j - i), run_last[i:j] - run_first[i:j] + 1)
-            idx = offsets[run_of] + (part - starts[i:j][run_of])
-            apply(part, counts[idx], flags[idx])
-            i = j
+            values[a:b] = buf[offsets[run_of] + (pfns[a:b] - starts[i:j][run_of])]
     finally:
-        os.close(fdc)
-        os.close(fdf)
+        os.close(fd)
+    return values
+
+
+def read_kpages(proc_root: str, census) -> None:
+    """kpagecount for every PFN the census saw, kpageflags for those it
+    wants (:meth:`PageCensus.flags_wanted`); raises OSError."""
+    proc = proc_root.rstrip("/") or "/"
+    seen = census.seen_pfns()
+    census.apply_counts(seen, read_pfn_file(f"{proc}/kpagecount", seen))
+    del seen
+    wanted = census.flags_wanted(census.seen_pfns())
+    census.apply_flags(wanted, read_pfn_file(f"{proc}/kpageflags", wanted))
 
 
 # -- the whole scan -----------------------------------------------------------
@@ -483,6 +524,7 @@ def _read_all(proc_root, pids, tag_pids, out: ExactScan, census) -> list[Pagemap
 
     proc = proc_root.rstrip("/") or "/"
     nworkers = max(1, min(4, (os.cpu_count() or 1)))
+    ksm = ksm_may_merge(proc_root)
     readers = [PagemapReader(proc_root) for _ in range(nworkers)]
     todo = iter(pids)
     lock = threading.Lock()
@@ -500,12 +542,12 @@ def _read_all(proc_root, pids, tag_pids, out: ExactScan, census) -> list[Pagemap
                     vmas = None
                     if pid in tag_pids:
                         vmas = parse_maps(_read(f"{proc}/{pid}/maps"))
-                    pfns, swap, tags = reader.read(pid, vmas)
+                    got = reader.read(pid, vmas)
                 except OSError as exc:
                     if exc.errno not in (errno.ENOENT, errno.ESRCH):
-                        done.put((pid, exc, None, None, None))
+                        done.put((pid, exc, None))
                     continue
-                done.put((pid, pfns, swap, tags, vmas))
+                done.put((pid, got, vmas))
         finally:
             done.put(_END)
 
@@ -518,13 +560,14 @@ def _read_all(proc_root, pids, tag_pids, out: ExactScan, census) -> list[Pagemap
         if item is _END:
             running -= 1
             continue
-        pid, pfns, swap, tags, vmas = item
-        if isinstance(pfns, OSError):
-            out.denied.append((pid, _errname(pfns)))
+        pid, got, vmas = item
+        if isinstance(got, OSError):
+            out.denied.append((pid, _errname(got)))
             continue
         if vmas is not None:
             out.vmas[pid] = vmas
-        census.add(pid, pfns, swap, tags)
+        anon, other, swap, atags, otags = got
+        census.add(pid, anon, other, swap, atags, otags, anon_may_repeat=ksm)
     for t in threads:
         t.join()
     out.denied.sort()
@@ -564,7 +607,7 @@ def scan(
         out.unavailable = "pagemap shows no page frame numbers without CAP_SYS_ADMIN"
         return out
     try:
-        read_kpages(proc_root, census.seen_pfns(), census.apply_kpage)
+        read_kpages(proc_root, census)
     except OSError as exc:
         out.unavailable = f"/proc/kpagecount: {exc.strerror}"
         return out
