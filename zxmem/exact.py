@@ -398,6 +398,30 @@ class PageCensus:
                 out[other] = np.bincount(t - 1, minlength=ntags)
         return out
 
+    def tag_counts(self, key: object) -> np.ndarray:
+        """Distinct resident pages of ``key`` per tag (zero page left out)."""
+        np = _np()
+        u, tags = self.pfns[key], np.asarray(self.tags[key], dtype=np.int64)
+        keep = (self.status[u] & _EXCLUDED) == 0
+        return np.bincount(tags[keep], minlength=int(tags.max()) + 1 if len(tags) else 1)
+
+    def pair_overlap(self, a: object, b: object) -> dict[tuple[int, int], int]:
+        """Pages both tagged processes map: ``{(tag in a, tag in b): count}``."""
+        np = _np()
+        ua, ta = self.pfns[a], np.asarray(self.tags[a], dtype=np.int64)
+        ub, tb = self.pfns[b], np.asarray(self.tags[b], dtype=np.int64)
+        keep = (self.status[ua] & _EXCLUDED) == 0
+        lookup = np.zeros(self.max_pfn, dtype=np.int64)
+        lookup[ua[keep]] = ta[keep] + 1
+        hit = lookup[ub]
+        m = hit > 0
+        if not m.any():
+            return {}
+        width = int(tb.max()) + 1
+        codes, counts = np.unique((hit[m] - 1) * width + tb[m], return_counts=True)
+        return {(int(c) // width, int(c) % width): int(n)
+                for c, n in zip(codes.tolist(), counts.tolist(), strict=True)}
+
     def shared_swap(self, key: object) -> dict[object, int]:
         """Swap slots ``key`` shares with each other process (counts)."""
         np = _np()

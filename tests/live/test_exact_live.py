@@ -276,6 +276,32 @@ def test_fork_then_parent_rewrites_half(shape, cli, mode):
     assert rep["freed_on_exit_bytes"] >= 16 * MIB
 
 
+def vmos_rows(cli, pid: int) -> list[dict]:
+    r = cli(["vmos", "--exact", "--json", str(pid)])
+    assert r.status == 0, r.stderr
+    assert "unavailable" not in r.stderr, r.stderr
+    return json.loads(r.stdout)["vmos"]
+
+
+def test_vmos_exact_copy_on_write_clone(shape, cli):
+    s = shape("cow")
+    parent, child = s.pids
+    region = [r for r in vmos_rows(cli, child)
+              if r["size_bytes"] == 32 * MIB and r["kind"] in ("anon", "clone")]
+    assert len(region) == 1
+    # The child's VMA still shares 16 MiB with the parent's: it is a clone
+    # of the parent's object and owns only the 16 MiB the parent rewrote.
+    assert region[0]["parent_koid"] not in (0, None, region[0]["koid"])
+    assert region[0]["committed_bytes"] == 16 * MIB
+    assert region[0]["share_count"] == 2
+    mine = [r for r in vmos_rows(cli, parent)
+            if r["size_bytes"] == 32 * MIB and r["kind"] in ("anon", "clone")]
+    assert len(mine) == 1
+    assert mine[0]["num_children"] == 1
+    assert mine[0]["parent_koid"] in (0, None)
+    assert mine[0]["committed_bytes"] == 32 * MIB
+
+
 def test_file_mapped_by_six_processes(shape, cli):
     s = shape("six")
     assert len(s.pids) == 6

@@ -40,7 +40,8 @@ def exact_scan(snapshot, args: argparse.Namespace, env, tag_pids=()):
 
     root = common.proc_root(args, env)
     pids = [p.koid for p in snapshot.processes if not p.kernel_thread]
-    scan = pagemap.scan(root, pids, release=snapshot.provenance.kernel, tag_pids=tag_pids)
+    release = snapshot.provenance.kernel or _release(root)
+    scan = pagemap.scan(root, pids, release=release, tag_pids=tag_pids)
     if scan.unavailable:
         return scan, scan.unavailable
     return scan, None
@@ -127,3 +128,115 @@ def exact_snapshot(snapshot, args: argparse.Namespace, env, options=None):
                 "(page tables denied even to root)\n"
             )
     return apply_exact(snapshot, scan.results, notes)
+
+
+def exact_vmos(snapshot, pid: int, args: argparse.Namespace, env):
+    """``snapshot`` with exact numbers for the objects ``pid`` maps.
+
+    For each anonymous or clone object of ``pid`` (one VMA each):
+
+    * alloc: its distinct resident pages (the zero page left out), less
+      the pages it still shares with its parent object;
+    * parent: after ``fork``, the parent process's anonymous object whose
+      pages this VMA still shares (the most pages, if several) — the
+      copy-on-write relation of Zircon's clones; the parent's ``#chld``
+      counts it;
+    * ``#chld``: for ``pid``'s own objects, the VMAs of its children that
+      still share their pages;
+    * ``#shr``: 1 + the other processes that map some of its pages.
+
+    File and shmem objects keep their numbers (page cache and allocated
+    pages are the kernel's exact counts already).  Without page-level data:
+    the snapshot unchanged, and a statement on stderr.
+    """
+    from types import MappingProxyType
+
+    from zxmem.model import PAGE_SIZE
+
+    process = snapshot.process(pid)
+    children = [p.koid for p in snapshot.processes if p.ppid == pid]
+    tagged = {pid, *children}
+    if process.ppid:
+        tagged.add(process.ppid)
+    scan, why = exact_scan(snapshot, args, env, tag_pids=tagged)
+    if why:
+        env.stderr.write(unavailable_message(why).replace(
+            "showing smaps numbers instead",
+            "alloc, parent, #chld and #shr are smaps-based"))
+        return snapshot
+    census = scan.census
+    if pid not in scan.results:
+        return snapshot
+    vmos = dict(snapshot.vmos)
+    cow = ("anon", "clone")
+
+    def koids_of(x: int) -> list[int | None]:
+        """The object koid of each VMA (tag) of process ``x``."""
+        proc = snapshot.process(x)
+        by_start = {m.start: m.vmo_koid for m in (proc.mappings or ())} if proc else {}
+        return [by_start.get(v.start) for v in scan.vmas.get(x, ())]
+
+    mine = koids_of(pid)
+    resident = census.tag_counts(pid).tolist()
+    alloc: dict[int, int] = {}
+    for tag, koid in enumerate(mine):
+        # One VMA's objects only (not [vdso], one object for every process).
+        if koid in vmos and vmos[koid].kind in cow and vmos[koid].num_mappings <= 1:
+            alloc[koid] = alloc.get(koid, 0) + (resident[tag] if tag < len(resident) else 0)
+    changes: dict[int, dict] = {k: {"committed_bytes": v * PAGE_SIZE} for k, v in alloc.items()}
+
+    # Copy-on-write: VMAs that still share pages with the parent process's.
+    pp = process.ppid
+    if pp in scan.results and pp in scan.vmas:
+        theirs = koids_of(pp)
+        best: dict[int, tuple[int, int]] = {}
+        for (tag, ptag), n in census.pair_overlap(pid, pp).items():
+            if n > best.get(tag, (0, 0))[1]:
+                best[tag] = (ptag, n)
+        shared_with_parent: dict[int, int] = {}
+        for tag, (ptag, n) in best.items():
+            child, parent = mine[tag], theirs[ptag] if ptag < len(theirs) else None
+            if (child in changes and parent != child and parent in vmos
+                    and vmos[parent].kind in cow and vmos[parent].num_mappings <= 1):
+                changes[child]["parent_koid"] = parent
+                shared_with_parent[child] = shared_with_parent.get(child, 0) + n
+                pc = changes.setdefault(parent, {})
+                pc["num_children"] = pc.get("num_children", 0) + 1
+        for child, n in shared_with_parent.items():
+            changes[child]["committed_bytes"] = max(0, alloc[child] - n) * PAGE_SIZE
+
+    # Children whose VMAs still share this process's pages are its clones.
+    clones: dict[int, set] = {}
+    for c in children:
+        if c not in scan.results or c not in scan.vmas:
+            continue
+        for (ctag, tag), _n in census.pair_overlap(c, pid).items():
+            koid = mine[tag] if tag < len(mine) else None
+            if koid in changes:
+                clones.setdefault(koid, set()).add((c, ctag))
+    for koid, kids in clones.items():
+        changes[koid]["num_children"] = len(kids)
+
+    # #shr: the processes that map some of each object's pages.
+    sharers: dict[int, set] = {}
+    for other, per_tag in census.overlap(pid).items():
+        for tag in per_tag.nonzero()[0].tolist():
+            koid = mine[tag] if tag < len(mine) else None
+            if koid in changes:
+                sharers.setdefault(koid, set()).add(other)
+    for koid in changes:
+        if koid in alloc:
+            changes[koid]["share_count"] = 1 + len(sharers.get(koid, ()))
+
+    for koid, fields in changes.items():
+        if koid in vmos:
+            vmos[koid] = replace(vmos[koid], **fields)
+    prov = replace(
+        snapshot.provenance,
+        notes=tuple(snapshot.provenance.notes) + (
+            "--exact: alloc, parent, #chld and #shr of anonymous and clone objects "
+            "from page tables (pagemap, kpagecount)",
+            *scan.notes,
+        ),
+    )
+    return replace(snapshot, vmos=MappingProxyType(vmos), provenance=prov)

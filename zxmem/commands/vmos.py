@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("pid", nargs="?", metavar="PID", help="process id (or 'help')")
     p.add_argument("--json", action="store_true", help="rows as JSON; sizes in bytes")
+    p.add_argument("--exact", action="store_true",
+                   help="anonymous objects from page tables (root): alloc without pages "
+                   "shared with the parent, fork's copy-on-write parent/#chld, #shr")
     common.add_proc_root(p)
     p.set_defaults(run=run)
 
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace, env) -> int:
     snapshot, process = load_process(
         root, pid, "objects", base=base, pids=None, detail_pids=[pid]
     )
+    if args.exact:
+        from zxmem.commands._exact import exact_vmos
+
+        snapshot = exact_vmos(snapshot, pid, args, env)
     if args.json:
         env.stdout.write(view.render_json(process, snapshot))
     else:
