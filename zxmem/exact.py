@@ -405,6 +405,22 @@ class PageCensus:
         keep = (self.status[u] & _EXCLUDED) == 0
         return np.bincount(tags[keep], minlength=int(tags.max()) + 1 if len(tags) else 1)
 
+    def tag_stats(self, key: object, ntags: int):
+        """Per tag of ``key``: (resident pages, private pages, PSS bytes).
+
+        A page ``key`` maps in several mappings counts in the first one
+        only, so the per-tag numbers add up to the process's.
+        """
+        np = _np()
+        u, tags = self.pfns[key], np.asarray(self.tags[key], dtype=np.int64)
+        keep = (self.status[u] & _EXCLUDED) == 0
+        u, tags = u[keep], tags[keep]
+        c = self.distinct[u]
+        resident = np.bincount(tags, minlength=ntags)
+        private = np.bincount(tags[c == 1], minlength=ntags)
+        pss = np.bincount(tags, weights=PAGE_SIZE / np.maximum(c, 1), minlength=ntags)
+        return resident, private, pss
+
     def pair_overlap(self, a: object, b: object) -> dict[tuple[int, int], int]:
         """Pages both tagged processes map: ``{(tag in a, tag in b): count}``."""
         np = _np()

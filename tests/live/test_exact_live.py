@@ -257,6 +257,21 @@ def test_file_mapped_twice_is_private(shape, cli):
     assert procs[pid]["rss_bytes"] < kernel_rollup(pid)["Rss"] - 7 * MIB
 
 
+def test_vmaps_exact_counts_a_twice_mapped_file_once(shape, cli):
+    s = shape("twice")
+    pid = s.pids[0]
+    r = cli(["vmaps", "--exact", "--json", str(pid)])
+    assert r.status == 0, r.stderr
+    rows = [e for e in json.loads(r.stdout)["entries"]
+            if e["type"] == "mapping" and e["size_bytes"] == 8 * MIB and e["path"]
+            and e["path"].endswith("twice.bin")]
+    assert len(rows) == 2
+    # smaps: 8 MiB resident and shared in each; exact: the pages once, private.
+    assert sum(e["rss_bytes"] for e in rows) == 8 * MIB
+    assert sum(e["private_bytes"] for e in rows) == 8 * MIB
+    assert sum(e["pss_bytes"] for e in rows) == 8 * MIB
+
+
 @pytest.mark.parametrize("mode", ["cow", "cow-thp"])
 def test_fork_then_parent_rewrites_half(shape, cli, mode):
     s = shape(mode)

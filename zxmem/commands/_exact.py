@@ -28,9 +28,11 @@ def unavailable_message(why: str) -> str:
     )
 
 
-def exact_scan(snapshot, args: argparse.Namespace, env, tag_pids=()):
+def exact_scan(snapshot, args: argparse.Namespace, env, tag_pids=(), all_pids=False):
     """Run the page-level scan for the processes of ``snapshot``.
 
+    ``all_pids``: scan every process under the /proc root, not only the
+    snapshot's (sharing is only exact over the whole system).
     Returns ``(scan, why)``: ``why`` is None, or the reason nothing is exact
     (a saved snapshot, not root, no kpagecount, CONFIG_NO_PAGE_MAPCOUNT).
     """
@@ -39,7 +41,12 @@ def exact_scan(snapshot, args: argparse.Namespace, env, tag_pids=()):
     from zxmem.sources import pagemap
 
     root = common.proc_root(args, env)
-    pids = [p.koid for p in snapshot.processes if not p.kernel_thread]
+    if all_pids:
+        from zxmem.sources.linux import list_pids
+
+        pids = list_pids(root)
+    else:
+        pids = [p.koid for p in snapshot.processes if not p.kernel_thread]
     release = snapshot.provenance.kernel or _release(root)
     scan = pagemap.scan(root, pids, release=release, tag_pids=tag_pids)
     if scan.unavailable:
@@ -240,3 +247,40 @@ def exact_vmos(snapshot, pid: int, args: argparse.Namespace, env):
         ),
     )
     return replace(snapshot, vmos=MappingProxyType(vmos), provenance=prov)
+
+
+def exact_vmaps(snapshot, pid: int, args: argparse.Namespace, env):
+    """``snapshot`` whose process ``pid`` has exact per-mapping numbers.
+
+    Per mapping: resident = distinct pages (a page the process maps in two
+    mappings counts in the first only, so the mappings add up to the
+    process), private = pages no other process maps, PSS divided by
+    processes, shared = resident − private.  Swap stays smaps'.
+    """
+    from zxmem.model import PAGE_SIZE
+
+    scan, why = exact_scan(snapshot, args, env, tag_pids=[pid], all_pids=True)
+    if why:
+        env.stderr.write(unavailable_message(why))
+        return snapshot
+    if pid not in scan.results:
+        return snapshot
+    process = snapshot.process(pid)
+    vmas = scan.vmas.get(pid, [])
+    tag_of = {v.start: i for i, v in enumerate(vmas)}
+    resident, private, pss = scan.census.tag_stats(pid, len(vmas))
+    maps = []
+    for m in process.mappings or ():
+        t = tag_of.get(m.start)
+        if t is None:
+            maps.append(m)
+            continue
+        res, prv = int(resident[t]) * PAGE_SIZE, int(private[t]) * PAGE_SIZE
+        maps.append(replace(m, rss_bytes=res, private_bytes=prv, shared_bytes=res - prv,
+                            pss_bytes=int(round(float(pss[t])))))
+    procs = tuple(replace(p, mappings=tuple(maps)) if p.koid == pid else p
+                  for p in snapshot.processes)
+    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes) + (
+        "--exact: per-mapping resident, PSS, private and shared from page tables; "
+        "a page mapped twice counts in its first mapping", *scan.notes))
+    return replace(snapshot, processes=procs, provenance=prov)

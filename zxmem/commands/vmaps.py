@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--swap", action="store_true", help="add :swp (smaps Swap)")
     p.add_argument("--extra", action="store_true", help="add all three extra columns")
     p.add_argument("--json", action="store_true", help="entries as JSON; sizes in bytes")
+    p.add_argument("--exact", action="store_true",
+                   help="per-mapping RES/pss/prv from page tables (root): pages counted "
+                   "once, private = mapped by no other process")
     common.add_proc_root(p)
     p.set_defaults(run=run)
 
@@ -156,6 +159,11 @@ def run(args: argparse.Namespace, env) -> int:
     snapshot, process = load_process(
         root, pid, "maps", pids=[pid], detail_pids=[pid], vmos=False, keys=keys
     )
+    if args.exact:
+        from zxmem.commands._exact import exact_vmaps
+
+        snapshot = exact_vmaps(snapshot, pid, args, env)
+        process = snapshot.process(pid)
     opts = view.VmapsOptions(extra=extra, min_addr=_min_addr(root))
     if args.json:
         env.stdout.write(view.render_json(process, snapshot, opts))
