@@ -210,7 +210,7 @@ class PageCensus:
             self.distinct[pfns] += 1
         self.pfns[key] = pfns.astype(self._pfn_dtype, copy=False)
         if tagged:
-            self.tags[key] = np.concatenate((anon_tags, other_tags))
+            self.tags[key] = np.concatenate((anon_tags, other_tags)).astype(np.int32)
         if swap is not None and len(swap):
             self.swap[key] = np.unique(np.asarray(swap, dtype=np.uint64))
 
@@ -423,20 +423,37 @@ class PageCensus:
 
     def pair_overlap(self, a: object, b: object) -> dict[tuple[int, int], int]:
         """Pages both tagged processes map: ``{(tag in a, tag in b): count}``."""
+        return self.pairs_with(b, [a]).get(a, {})
+
+    def pairs_with(self, b: object, others) -> dict[object, dict[tuple[int, int], int]]:
+        """:meth:`pair_overlap` of each of ``others`` with ``b``, reading
+        ``b``'s pages into the lookup array once (a parent and its children)."""
         np = _np()
-        ua, ta = self.pfns[a], np.asarray(self.tags[a], dtype=np.int64)
+        if getattr(self, "_lookup", None) is None:
+            self._lookup = np.zeros(self.max_pfn, dtype=np.int32)
+        lookup = self._lookup
         ub, tb = self.pfns[b], np.asarray(self.tags[b], dtype=np.int64)
-        keep = (self.status[ua] & _EXCLUDED) == 0
-        lookup = np.zeros(self.max_pfn, dtype=np.int64)
-        lookup[ua[keep]] = ta[keep] + 1
-        hit = lookup[ub]
-        m = hit > 0
-        if not m.any():
-            return {}
-        width = int(tb.max()) + 1
-        codes, counts = np.unique((hit[m] - 1) * width + tb[m], return_counts=True)
-        return {(int(c) // width, int(c) % width): int(n)
-                for c, n in zip(codes.tolist(), counts.tolist(), strict=True)}
+        keep = (self.status[ub] & _EXCLUDED) == 0
+        ub, tb = ub[keep], tb[keep]
+        lookup[ub] = tb + 1
+        width = int(tb.max()) + 1 if len(tb) else 1
+        out: dict[object, dict[tuple[int, int], int]] = {}
+        try:
+            for a in others:
+                ua, ta = self.pfns[a], np.asarray(self.tags[a], dtype=np.int64)
+                hit = lookup[ua].astype(np.int64)
+                m = hit > 0
+                if not m.any():
+                    out[a] = {}
+                    continue
+                codes, counts = np.unique(ta[m] * width + (hit[m] - 1), return_counts=True)
+                out[a] = {
+                    (int(c) // width, int(c) % width): int(n)
+                    for c, n in zip(codes.tolist(), counts.tolist(), strict=True)
+                }
+        finally:
+            lookup[ub] = 0  # ready for the next caller
+        return out
 
     def shared_swap(self, key: object) -> dict[object, int]:
         """Swap slots ``key`` shares with each other process (counts)."""

@@ -350,3 +350,22 @@ def test_agrees_with_smaps_rollup_without_double_mappings(shape, cli):
     assert abs(procs[pid]["shared_bytes"] - shared) <= 16 * PAGE
     assert abs(procs[pid]["pss_bytes"] - k["Pss"]) <= max(16 * PAGE, k["Pss"] // 100)
     assert abs(procs[pid]["rss_bytes"] - k["Rss"]) <= 16 * PAGE
+
+
+def test_memgraph_exact_clone_relation(shape, cli):
+    s = shape("cow")
+    parent, child = s.pids
+    r = cli(["memgraph", "-v", "--exact"])
+    assert r.status == 0, r.stderr
+    recs = {x["koid"]: x for x in json.loads(r.stdout) if x.get("type") == "p"}
+
+    def region(pid):
+        found = [v for v in recs[pid]["vmos"] if v["size_bytes"] == 32 * MIB]
+        assert len(found) == 1
+        return found[0]
+
+    mine, theirs = region(child), region(parent)
+    assert mine["parent_koid"] == theirs["koid"]
+    assert theirs["num_children"] == 1
+    assert mine["committed_bytes"] == 16 * MIB
+    assert theirs["committed_bytes"] == 32 * MIB

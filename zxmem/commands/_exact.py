@@ -284,3 +284,100 @@ def exact_vmaps(snapshot, pid: int, args: argparse.Namespace, env):
         "--exact: per-mapping resident, PSS, private and shared from page tables; "
         "a page mapped twice counts in its first mapping", *scan.notes))
     return replace(snapshot, processes=procs, provenance=prov)
+
+
+def exact_graph(snapshot, args: argparse.Namespace, env):
+    """``--exact`` for the whole-system views (memgraph, treemap).
+
+    Processes get exact PSS/PRIVATE/SHARED (as ``ps --exact``).  When the
+    snapshot has mappings (memory objects were read), every mapping gets
+    exact resident/PSS/private/shared (a page the process maps twice counts
+    in its first mapping), and every anonymous or clone object (one VMA):
+    alloc = its distinct resident pages less those it still shares with
+    its parent object, where the parent object is the VMA of the parent
+    process that shares the most pages with it after ``fork`` (Zircon's
+    copy-on-write clone), counted in the parent's ``#chld``.  ``#shr`` and
+    file objects keep their numbers.
+    """
+    from collections import defaultdict
+    from types import MappingProxyType
+
+    from zxmem.exact import apply_exact
+    from zxmem.model import PAGE_SIZE
+
+    with_maps = [p.koid for p in snapshot.processes if p.mappings]
+    scan, why = exact_scan(snapshot, args, env, tag_pids=with_maps)
+    if why:
+        env.stderr.write(unavailable_message(why))
+        prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes)
+                       + (f"--exact unavailable: {why}",))
+        return replace(snapshot, provenance=prov)
+    notes = scan_notes(scan)
+    snapshot = apply_exact(snapshot, scan.results, notes)
+    if not scan.vmas:
+        return snapshot
+    census = scan.census
+    vmos = dict(snapshot.vmos)
+    cow = ("anon", "clone")
+
+    def own_object(koid) -> bool:
+        return koid in vmos and vmos[koid].kind in cow and vmos[koid].num_mappings <= 1
+
+    koids: dict[int, list] = {}
+    resident: dict[int, int] = defaultdict(int)
+    procs = []
+    for p in snapshot.processes:
+        vmas = scan.vmas.get(p.koid)
+        if vmas is None or p.koid not in scan.results or not p.mappings:
+            procs.append(p)
+            continue
+        by_start = {m.start: m for m in p.mappings}
+        ks = [by_start[v.start].vmo_koid if v.start in by_start else None for v in vmas]
+        koids[p.koid] = ks
+        res, prv, pss = census.tag_stats(p.koid, len(vmas))
+        tag_of = {v.start: i for i, v in enumerate(vmas)}
+        maps = []
+        for m in p.mappings:
+            t = tag_of.get(m.start)
+            if t is None:
+                maps.append(m)
+                continue
+            r, q = int(res[t]) * PAGE_SIZE, int(prv[t]) * PAGE_SIZE
+            maps.append(replace(m, rss_bytes=r, private_bytes=q, shared_bytes=r - q,
+                                pss_bytes=int(round(float(pss[t])))))
+        for t, k in enumerate(ks):
+            if own_object(k):
+                resident[k] += int(res[t])
+        procs.append(replace(p, mappings=tuple(maps)))
+
+    changes: dict[int, dict] = {k: {"committed_bytes": n * PAGE_SIZE}
+                                for k, n in resident.items()}
+    kids_of: dict[int, list] = defaultdict(list)
+    for p in snapshot.processes:
+        if p.koid in koids and p.ppid in koids and p.ppid != p.koid:
+            kids_of[p.ppid].append(p.koid)
+    for parent, kids in kids_of.items():
+        theirs = koids[parent]
+        for kid, pairs in census.pairs_with(parent, kids).items():
+            mine = koids[kid]
+            best: dict[int, tuple[int, int]] = {}
+            for (tag, ptag), n in pairs.items():
+                if n > best.get(tag, (0, 0))[1]:
+                    best[tag] = (ptag, n)
+            for tag, (ptag, n) in best.items():
+                child = mine[tag] if tag < len(mine) else None
+                pkoid = theirs[ptag] if ptag < len(theirs) else None
+                if child == pkoid or not own_object(child) or not own_object(pkoid):
+                    continue
+                c = changes[child]
+                c["parent_koid"] = pkoid
+                c["committed_bytes"] = max(0, c["committed_bytes"] - n * PAGE_SIZE)
+                pc = changes.setdefault(pkoid, {})
+                pc["num_children"] = pc.get("num_children", 0) + 1
+    for koid, fields in changes.items():
+        vmos[koid] = replace(vmos[koid], **fields)
+    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes) + (
+        "--exact: mappings and anonymous/clone objects from page tables; a forked "
+        "child's VMA still sharing pages is a clone of its parent's",))
+    return replace(snapshot, processes=tuple(procs), vmos=MappingProxyType(vmos),
+                   provenance=prov)

@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="include handle_stats (open descriptors by kind) in process records")
     p.add_argument("-S", "--schema", action="store_true",
                    help="print the JSON Schema of the output and exit")
+    p.add_argument("--exact", action="store_true",
+                   help="process, mapping and anonymous-object numbers from page tables "
+                   "(root); fork's copy-on-write clones")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
@@ -68,6 +71,10 @@ def run(args: argparse.Namespace, env) -> int:
     if args.from_file is None:
         root = common.proc_root(args, env)
         snapshot = _add_live_details(snapshot, root, args, env)
+        if args.exact:
+            from zxmem.commands._exact import exact_graph
+
+            snapshot = exact_graph(snapshot, args, env)
 
     write_memgraph(
         snapshot, env.stdout, threads=args.threads, vmos=args.vmos, handles=args.handles

@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "unless -o is given)")
     p.add_argument("--show-aggregated", action="store_true",
                    help="keep the members of name[n] boxes as their children")
+    p.add_argument("--exact", action="store_true",
+                   help="process, mapping and anonymous-object numbers from page tables "
+                   "(root); fork's copy-on-write clones")
     common.add_proc_root(p)
     p.set_defaults(run=run)
 
@@ -105,7 +108,12 @@ def _snapshot(args: argparse.Namespace, env):
     if _stdin_has_data(env):
         return load_snapshot(env.stdin), "<stdin>"
     snapshot = common.snapshot_from_args(args, env, CollectOptions(status=True))
-    return _add_live_details(snapshot, common.proc_root(args, env)), None
+    snapshot = _add_live_details(snapshot, common.proc_root(args, env))
+    if args.exact:
+        from zxmem.commands._exact import exact_graph
+
+        snapshot = exact_graph(snapshot, args, env)
+    return snapshot, None
 
 
 def _stdin_has_data(env) -> bool:
