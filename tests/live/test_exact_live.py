@@ -369,3 +369,35 @@ def test_memgraph_exact_clone_relation(shape, cli):
     assert theirs["num_children"] == 1
     assert mine["committed_bytes"] == 16 * MIB
     assert theirs["committed_bytes"] == 32 * MIB
+
+
+def test_not_root_says_what_is_approximate(launcher):
+    """As nobody: a statement on stderr and smaps' numbers, exit 0."""
+    import workloads
+    from harness import nobody_env, nobody_python
+
+    python = nobody_python()
+    env = nobody_env()
+    mine = launcher.start("private", str(4 * MIB), python=python[0], as_nobody=True, env=env)
+
+    def run(*args):
+        return subprocess.run(
+            [*workloads.nobody_prefix(), *python, "-m", "zxmem", *args],
+            env=env, capture_output=True, text=True, cwd="/",
+        )
+
+    r = run("ps", "--exact", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "--exact unavailable" in r.stderr and "root" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    doc = json.loads(r.stdout)
+    assert any("--exact unavailable" in n for n in doc["provenance"]["notes"])
+    recs = {t["koid"]: t for t in doc["tasks"] if t["type"] == "p"}
+    # nobody's own process keeps its smaps numbers.
+    assert recs[mine.pid]["private_bytes"] >= 4 * MIB
+
+    r = run("share", "--json", str(mine.pid))
+    assert r.returncode == 0, r.stderr
+    assert "unavailable" in r.stderr and "Traceback" not in r.stderr
+    d = json.loads(r.stdout)
+    assert d["exact"] is False and d["private_bytes"] >= 4 * MIB

@@ -182,8 +182,8 @@ def _render(r: dict, units: str | None, verbose: bool) -> str:
         ("resident", r["resident_bytes"], "distinct pages mapped"),
         ("private", r["private_bytes"], "mapped by no other process"),
         ("shared", r["shared_bytes"],
-         f"of which {fs(r['shared_unreadable_bytes'])} also mapped by unreadable "
-         "processes or the kernel"),
+         f"of which {fs(r['shared_unreadable_bytes'])} also mapped by processes not "
+         "read (unreadable, or started during the scan)"),
         ("PSS", r["pss_bytes"], "each page divided by the processes mapping it"),
         ("swap", r["swap_bytes"], f"of which {fs(r['swap_private_bytes'])} private"),
         ("freed on exit", r["freed_on_exit_bytes"], "private pages + private swap"),
