@@ -127,6 +127,9 @@ elif mode == "private":
     addr = 0
 print("ready", os.getpid(), *children, addr, flush=True)
 wait_eof()
+for k in keep:
+    if isinstance(k, int):
+        os.close(k)  # the children's cue to leave
 for c in children:
     os.waitpid(c, 0)
 """

@@ -485,8 +485,10 @@ def availability(proc_root: str, release: str | None) -> tuple[str | None, list[
             if exc.errno in (errno.EACCES, errno.EPERM):
                 return f"/proc/{name} is readable only by root", notes
             if exc.errno == errno.ENOENT:
-                return f"no /proc/{name} (kernel without CONFIG_PROC_PAGE_MONITOR)", notes
-            return f"/proc/{name}: {exc.strerror}", notes
+                if proc == "/proc":
+                    return f"no /proc/{name} (kernel without CONFIG_PROC_PAGE_MONITOR)", notes
+                return f"no {proc}/{name} (a recorded tree has no page tables)", notes
+            return f"{proc}/{name}: {exc.strerror}", notes
     no_mapcount = kernel_no_page_mapcount(proc, release)
     if no_mapcount:
         return (
