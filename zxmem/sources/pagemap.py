@@ -449,10 +449,15 @@ def read_kpages(proc_root: str, census) -> None:
     wants (:meth:`PageCensus.flags_wanted`); raises OSError."""
     proc = proc_root.rstrip("/") or "/"
     seen = census.seen_pfns()
-    census.apply_counts(seen, read_pfn_file(f"{proc}/kpagecount", seen))
-    del seen
-    wanted = census.flags_wanted(census.seen_pfns())
-    census.apply_flags(wanted, read_pfn_file(f"{proc}/kpageflags", wanted))
+    # In pieces: the per-PFN temporaries stay a few MiB however much is seen.
+    step = _KPAGE_BATCH * 2
+    for i in range(0, len(seen), step):
+        part = seen[i : i + step]
+        census.apply_counts(part, read_pfn_file(f"{proc}/kpagecount", part))
+    for i in range(0, len(seen), step):
+        wanted = census.flags_wanted(seen[i : i + step])
+        if len(wanted):
+            census.apply_flags(wanted, read_pfn_file(f"{proc}/kpageflags", wanted))
 
 
 # -- the whole scan -----------------------------------------------------------
