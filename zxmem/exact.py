@@ -65,7 +65,6 @@ ST_KSM = 16
 ST_NOT_ANON = 32  # pagemap bit 61 (file or shmem), or kpageflags without ANON
 ST_SHMEM = 64  # swap-backed but not anonymous: shmem, memfd, SysV, tmpfs
 ST_ODD = 128  # kpagecount below the mappings seen (zero page, no struct page)
-ST_FLAGS = 0  # (kpageflags read: no bit needed)
 _EXCLUDED = ST_ZERO | ST_NOPAGE
 
 
@@ -284,7 +283,7 @@ class PageCensus:
             return ((flags >> np.uint64(b)) & np.uint64(1)).astype(bool)
 
         anon = bit(KPF_ANON)
-        st = self.status[pfns] | ST_FLAGS
+        st = self.status[pfns]
         st[bit(KPF_ZERO_PAGE)] |= ST_ZERO
         st[bit(KPF_NOPAGE)] |= ST_NOPAGE
         st[bit(KPF_KSM)] |= ST_KSM
