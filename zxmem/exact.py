@@ -30,6 +30,10 @@ What the census computes, per process (spec linux-kernel B.1–B.3, B.12–B.14)
   for Shared Memory"), so they are not in these numbers.
 * KSM-merged pages are ordinary shared anonymous pages here: they count as
   shared among the processes that map them.
+* kpageflags are read only where they matter: pages that are not anonymous
+  (pagemap bit 61: shmem or file?), pages whose kpagecount is below the
+  mappings seen (the zero page and device frames are not mapcounted), and
+  every page when KSM has merged some (it can repeat a page in a process).
 * THP and other large folios need no special case: pagemap reports the PFN
   of every 4 KiB subpage, and the census works per PFN (the exclusive bit 56
   of pagemap, wrong for PMD-mapped THP on 6.18, is never used).
