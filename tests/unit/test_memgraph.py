@@ -333,3 +333,27 @@ def test_mapping_rows_follow_their_field_names():
 
     with pytest.raises(InputError, match=r"record \d+ \(p/100\): linux.mappings\[0\]"):
         load_snapshot(io.StringIO(json.dumps(recs)))
+
+
+def test_written_text_is_the_records_encoded():
+    # The writer builds each record's text in pieces (VMO entries encoded
+    # once, rows as tuples); it must be exactly the records encoded one by
+    # one, for every combination of options.
+    from zxmem.model import VmoRef
+
+    snap = sample_snapshot()
+    p = snap.process(100)
+    odd_refs = (VmoRef(7, ("HANDLE", "MAPPING"), ("READ",), 3), VmoRef(8, ("MAPPING",), (), 4))
+    snap = replace(snap, processes=tuple(
+        replace(q, vmo_refs=(q.vmo_refs or ()) + odd_refs) if q.koid == p.koid else q
+        for q in snap.processes))
+    for snapshot in (snap, replace(snap, kernel=None)):
+        for threads in (False, True):
+            for vmos in (False, True):
+                for handles in (False, True):
+                    opts = {"threads": threads, "vmos": vmos, "handles": handles}
+                    recs = list(memgraph.records(snapshot, **opts))
+                    lines = [f"  {json.dumps(r)}," for r in recs]
+                    lines[-1] = lines[-1][:-1] + " "
+                    assert memgraph.dumps(snapshot, **opts) == "\n".join(
+                        ["[", *lines, "]", ""]), opts

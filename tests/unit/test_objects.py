@@ -218,3 +218,65 @@ def test_build_records_matches_the_constructor(n):
     assert objects._build_records(
         VmoRef, objects._REF_SLOTS, koids, [("MAPPING",)] * n, [()] * n, [None] * n
     ) == [VmoRef(k, ("MAPPING",)) for k in koids]
+
+
+# --------------------------------------------------------------------------
+# Process memory from the smaps that is read anyway (memgraph -v)
+
+_TREES = ("cgroup-v1-hybrid", "cgroup-v2", "hostile-names", "kthread-zombie",
+          "no-smaps-rollup", "unreadable-smaps")
+
+
+@pytest.mark.parametrize("tree", _TREES)
+def test_memory_from_smaps_matches_the_rollup_reader(tree):
+    # The recorded trees' smaps_rollup (or, without it, their summed smaps)
+    # as read by the process collector, against the totals add_objects
+    # sums from each process's smaps (its smaps_rollup where a tree kept no
+    # smaps).  Summed Pss may be a few kB low; in these trees the rollup and
+    # the per-VMA values were recorded to agree.  Pss_Anon/File/Shmem exist
+    # only in the rollup.
+    from zxmem.sources.linux import CollectOptions, collect
+
+    root = str(FIXTURES / "proc-trees" / tree / "proc")
+    if not os.path.isdir(root):
+        pytest.skip(f"no recorded tree {tree}")
+    full = collect(root, CollectOptions(status=True, kernel_threads=True))
+    bare = collect(root, CollectOptions(status=True, kernel_threads=True, memory=False))
+    filled = objects.add_objects(bare, root, memory=True)
+    checked = 0
+    for p in full.processes:
+        q = filled.process(p.koid)
+        assert q is not None
+        if p.memory is None:
+            assert q.memory is None
+            continue
+        if q.memory is None:
+            # smaps unreadable although smaps_rollup was: said so.
+            assert any(w == f"smaps:{p.koid}" for w, _ in filled.provenance.denied)
+            continue
+        for key in ("pss_bytes", "private_bytes", "shared_bytes", "rss_bytes", "swap_bytes",
+                    "swap_pss_bytes", "hugetlb_bytes"):
+            assert getattr(q.memory, key) == getattr(p.memory, key), (tree, p.koid, key)
+        checked += 1
+    assert checked
+    if any(os.path.exists(f"{root}/{p.koid}/smaps") for p in bare.processes
+           if not p.kernel_thread):
+        assert objects.MEMORY_NOTE in filled.provenance.notes
+
+
+def test_memory_from_smaps_sums_the_vmas(tmp_path):
+    root = tmp_path / "proc"
+    d = _proc(root, 10, _vma(0x10000, 0x14000, "rw-p", "00:00", 0, "", Rss=16, Pss=10,
+                             Private_Dirty=8, Shared_Clean=8, Anonymous=16, Swap=4)
+              + _vma(0x20000, 0x21000, "r--p", "08:01", 5, "/lib/x", Rss=4, Pss=1,
+                     Shared_Clean=4))
+    (d / "status").write_text("Name:\tprog\nVmSwap:\t       4 kB\n")
+    snap = objects.add_objects(objects.light_snapshot(str(root)), str(root), memory=True)
+    m = snap.process(10).memory
+    assert (m.rss_bytes, m.pss_bytes, m.private_bytes, m.shared_bytes) == (
+        20 * K, 11 * K, 8 * K, 12 * K)
+    assert m.pss_anon_bytes is None and m.hugetlb_bytes == 0
+    assert m.swap_bytes is None  # this smaps has no SwapPss line: unknown, not 0
+    # without memory=True the process keeps what it had
+    assert objects.add_objects(objects.light_snapshot(str(root)), str(root)).process(
+        10).memory is None

@@ -66,11 +66,16 @@ def run(args: argparse.Namespace, env) -> int:
 
     # status: UID, swap and page tables for the "linux" fields; job_state:
     # the cgroup's oom group, so a late-style ps of the file shows it.
-    options = CollectOptions(threads=args.threads, status=True, job_state=True)
+    # With -v every process's smaps is read anyway: its per-mapping counts
+    # give the process totals, and smaps_rollup (a second walk of every page
+    # table) is not read (add_objects(memory=True)).
+    objects = _objects_module() if args.vmos and args.from_file is None else None
+    options = CollectOptions(threads=args.threads, status=True, job_state=True,
+                             memory=objects is None)
     snapshot = common.snapshot_from_args(args, env, options)
     if args.from_file is None:
         root = common.proc_root(args, env)
-        snapshot = _add_live_details(snapshot, root, args, env)
+        snapshot = _add_live_details(snapshot, root, args, env, objects)
         if args.exact:
             from zxmem.commands._exact import exact_graph
 
@@ -86,11 +91,23 @@ def run(args: argparse.Namespace, env) -> int:
     return 0
 
 
-def _add_live_details(snapshot, root: str, args: argparse.Namespace, env):
+def _objects_module():
+    """:mod:`zxmem.sources.objects`, or None when this build lacks it."""
+    import importlib
+
+    try:
+        return importlib.import_module("zxmem.sources.objects")
+    except ImportError:
+        return None
+
+
+def _add_live_details(snapshot, root: str, args: argparse.Namespace, env, objects=None):
     """Kernel records, VMOs (-v) and descriptor counts (-H) from the live system.
 
     Each comes from another source module, imported here so ``--help``
     stays light; a module that is not there leaves its part out with a note.
+    ``objects``: the memory-objects module when the snapshot was collected
+    without process memory, which it then fills from the smaps it reads.
     """
     from dataclasses import replace
 
@@ -118,13 +135,16 @@ def _add_live_details(snapshot, root: str, args: argparse.Namespace, env):
                                provenance=replace(prov, notes=prov.notes + tuple(notes)))
 
     if args.vmos:
-        try:
-            from zxmem.sources.objects import add_objects
-        except ImportError:
+        if objects is None:
+            objects = _objects_module()
+            fill = False
+        else:
+            fill = True
+        if objects is None:
             env.stderr.write("zxmem: memgraph -v: memory objects are not available in this "
                              "build; vmos left out\n")
         else:
-            snapshot = add_objects(snapshot, proc_root=root)
+            snapshot = objects.add_objects(snapshot, proc_root=root, memory=fill)
 
     if args.handles:
         from zxmem.sources.handles import add_handle_stats
