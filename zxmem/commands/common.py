@@ -95,3 +95,48 @@ def snapshot_from_args(args: argparse.Namespace, env, collect_options) -> Snapsh
         return collect(root, collect_options)
     except OSError as exc:
         raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------
+# Views of one saved snapshot (--from FILE)
+
+
+def from_name(args: argparse.Namespace) -> str:
+    """How errors name the ``--from`` input: its path, or ``stdin`` for '-'."""
+    path = args.from_file
+    return "stdin" if path == "-" else path
+
+
+def from_snapshot(args: argparse.Namespace, env) -> Snapshot:
+    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors."""
+    from zxmem.sources.load import load_snapshot
+
+    path = args.from_file
+    return load_snapshot(env.stdin if path == "-" else path)
+
+
+def lacks(args: argparse.Namespace, what: str) -> ZxmemError:
+    """The one-line error for a saved snapshot without what a view needs."""
+    return ZxmemError(f"{from_name(args)}: {what}")
+
+
+def from_process(args: argparse.Namespace, snapshot: Snapshot, pid: int):
+    """Process ``pid`` of a saved snapshot; an error naming it when absent."""
+    process = snapshot.process(pid)
+    if process is None:
+        raise lacks(args, f"no process with pid {pid} in the snapshot")
+    return process
+
+
+def denied_why(snapshot: Snapshot, what: str) -> str | None:
+    """Why ``what`` (e.g. ``maps:PID``) could not be read when the snapshot
+    was taken, or None if it was not recorded as denied."""
+    return dict(snapshot.provenance.denied).get(what)
+
+
+def live_only(*given: str) -> None:
+    """A usage error naming the options in ``given`` (those that need the
+    live system and were given together with --from); none: nothing."""
+    if given:
+        verb = "needs" if len(given) == 1 else "need"
+        raise UsageError(f"{', '.join(given)} {verb} the live system: not with --from")

@@ -36,6 +36,12 @@ Columns ('zxmem k ps help' prints the key):
             sum is meminfo KernelStack.
 Descriptors of another user's process need root; they show as "-" and are
 counted, never as 0.
+
+--from FILE reads a snapshot saved with 'zxmem memgraph -H' (descriptor
+counts by kind; page tables and thread counts are always recorded). The
+snapshot does not say which architecture it was taken on: kstk uses this
+machine's stack size unless --stack-size gives it. memgraph records no
+kernel threads, so -a adds none.
 """
 
 PS_EPILOG = """\
@@ -45,6 +51,7 @@ examples:
   zxmem k ps -a --sort=kstack kernel threads too (their stacks count)
   zxmem k ps help             the column key
   zxmem k ps --json | jq '.totals'
+  zxmem k ps --from snap.json --sort=fds   a snapshot saved with memgraph -H
 """
 
 
@@ -82,6 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="kernel stack size per thread (default: by architecture)")
     ps.add_argument("--json", action="store_true", help="JSON; every size in bytes")
     common.add_proc_root(ps)
+    common.add_from(ps)
     ps.set_defaults(run=run_ps)
     _add_vmos(ksub)
     _add_asd(ksub)
@@ -105,15 +113,10 @@ def _machine(proc_root: str) -> str | None:
         return os.uname().machine
 
 
-def run_ps(args: argparse.Namespace, env) -> int:
-    import json
-
+def _live_ps(args: argparse.Namespace, env) -> tuple[list, tuple[str, ...], dict, int | None]:
+    """(rows, notes, meminfo, stack size) read from /proc."""
     from zxmem.sources import kernel
-    from zxmem.views import kps as view
 
-    if args.topic == "help":
-        env.stdout.write(view.KEY)
-        return 0
     root = common.proc_root(args, env)
     stack = args.stack_size or kernel.thread_size(_machine(root) or "")
     try:
@@ -130,6 +133,96 @@ def run_ps(args: argparse.Namespace, env) -> int:
             meminfo = kernel.parse_meminfo(f.read())[0]
     except (OSError, kernel.ParseError):
         pass
+    return rows, notes, meminfo, stack
+
+
+# How memgraph -H names a descriptor kind (zxmem.sources.handles.fd_kind)
+# -> the k ps column that counts it (zxmem.sources.kernel.classify_fd_link):
+# both classify the same /proc/PID/fd link texts, so the counts are equal.
+_HANDLE_KIND_COLUMN = {
+    "file": "files", "device": "files", "shmem": "files", "sysv": "files",
+    "socket": "sockets", "pipe": "pipes", "eventfd": "eventfds", "memfd": "memfds",
+    "timerfd": "timerfds", "eventpoll": "epoll",
+}
+
+
+def fd_kinds_from_handle_stats(stats) -> dict[str, int] | None:
+    """k ps's descriptor columns from a process's memgraph ``handle_stats``
+    (None stays None: the descriptors were not readable)."""
+    from zxmem.sources.kernel import FD_KINDS
+
+    if stats is None:
+        return None
+    counts = dict.fromkeys(FD_KINDS, 0)
+    for kind, n in stats.items():
+        counts[_HANDLE_KIND_COLUMN.get(kind, "other")] += n
+    return counts
+
+
+def usage_rows(snapshot, *, kernel_threads: bool, stack_size: int | None) -> list:
+    """k ps rows of a snapshot's processes, PID order (pure).
+
+    Descriptors from ``handle_stats`` (memgraph -H), page tables from
+    ``vm_pte_bytes`` (VmPTE), kernel stacks from ``num_threads`` x
+    ``stack_size``; unknown stays None.
+    """
+    from zxmem.sources.kernel import ProcessKernelUsage
+
+    rows = []
+    for p in sorted(snapshot.processes, key=lambda p: p.koid):
+        if p.kernel_thread and not kernel_threads:
+            continue
+        threads = p.num_threads if p.num_threads is not None else (len(p.threads) or None)
+        pte = p.vm_pte_bytes
+        if pte is None and p.kernel_thread:
+            pte = 0  # no mm: no user page tables
+        rows.append(ProcessKernelUsage(
+            pid=p.koid, name=p.name, kernel_thread=p.kernel_thread, threads=threads,
+            fd_kinds=fd_kinds_from_handle_stats(p.handle_stats), pte_bytes=pte,
+            kstack_bytes=None if threads is None or stack_size is None
+            else threads * stack_size,
+        ))
+    return rows
+
+
+def _saved_ps(args: argparse.Namespace, env) -> tuple[list, tuple[str, ...], dict, int | None]:
+    """(rows, notes, meminfo, stack size) of the snapshot in ``--from FILE``."""
+    from zxmem.sources import kernel
+
+    snapshot = common.from_snapshot(args, env)
+    if all(p.handle_stats is None for p in snapshot.processes if not p.kernel_thread):
+        raise common.lacks(args, "the snapshot has no descriptor counts: record it with "
+                                 "`zxmem memgraph -H`")
+    # The snapshot does not say which architecture it was taken on: the
+    # stack size is this machine's unless --stack-size gives it.
+    stack = args.stack_size or kernel.thread_size()
+    rows = usage_rows(snapshot, kernel_threads=args.kernel_threads, stack_size=stack)
+    notes = []
+    denied = sum(1 for r in rows if r.fd_kinds is None)
+    if denied:
+        noun = "process" if denied == 1 else "processes"
+        notes.append(f"descriptors of {denied} {noun} not readable (counts shown as -)")
+    if stack is None:
+        notes.append("kernel stack size of this architecture unknown: kstk shown as -")
+        notes.append("use --stack-size to give it")
+    if args.kernel_threads and not any(p.kernel_thread for p in snapshot.processes):
+        notes.append("the snapshot holds no kernel threads")
+    meminfo = dict(snapshot.kernel.meminfo) if snapshot.kernel is not None else {}
+    return rows, tuple(notes), meminfo, stack
+
+
+def run_ps(args: argparse.Namespace, env) -> int:
+    import json
+
+    from zxmem.views import kps as view
+
+    if args.topic == "help":
+        env.stdout.write(view.KEY)
+        return 0
+    if args.from_file is not None:
+        rows, notes, meminfo, stack = _saved_ps(args, env)
+    else:
+        rows, notes, meminfo, stack = _live_ps(args, env)
 
     if args.sort != "pid":
         key = {"fds": lambda r: r.fds, "pte": lambda r: r.pte_bytes,
@@ -173,6 +266,12 @@ st_ino for inode objects; 0 for the Shmem remainder), parent, #chld, #map
 SysV, 'phys' for device memory, '-' unknown), name.
 Whatever cannot be read (no sysvipc, no debugfs, another user's
 descriptors) is named on stderr and never shown as 0.
+
+--from FILE reads a saved snapshot: PID needs one saved with 'zxmem
+memgraph -v' (descriptors and mappings; SysV alloc as recorded there, not
+re-read from /proc/sysvipc/shm); hidden and all need a snapshot that holds
+the hidden objects and the Shmem remainder. A Fuchsia capture does not say
+which VMOs are held by handles, so it serves neither.
 """
 
 VMOS_EPILOG = """\
@@ -181,6 +280,7 @@ examples:
   zxmem k vmos hidden -uM           sizes in MiB
   zxmem k vmos all --json | jq '.vmos[:5]'
   zxmem k vmos 1234                 handles and mappings of pid 1234
+  zxmem k vmos 1234 --from snap.json   the same in a snapshot (memgraph -v)
 """
 
 
@@ -210,6 +310,7 @@ def _add_vmos(ksub) -> None:
                    "stops (default 100000; 0 skips the walk)")
     p.add_argument("--json", action="store_true", help="JSON; every size in bytes")
     common.add_proc_root(p)
+    common.add_from(p)
     p.set_defaults(run=run_vmos)
 
 
@@ -227,39 +328,20 @@ def _vmos_target(value: str) -> str | int:
 
 def run_vmos(args: argparse.Namespace, env) -> int:
     target = _vmos_target(args.which)
-    from zxmem.sources import hidden, objects
     from zxmem.views import kvmos as view
 
-    root = common.proc_root(args, env)
-    if isinstance(target, int):
-        from zxmem.commands.vmaps import load_process
-
-        base = objects.light_snapshot(root)
-        snapshot, process = load_process(
-            root, target, "objects", base=_with_pid(base, root, target),
-            pids=None, detail_pids=[target],
-        )
-        snapshot = hidden.add_sysv_alloc(snapshot, root)
-        process = snapshot.process(target) or process
+    if args.from_file is not None:
+        common.live_only(*(["--walk-limit"] if args.walk_limit is not None else []))
+        snapshot, process = _saved_vmos(args, env, target)
+    else:
+        snapshot, process = _live_vmos(args, env, target)
+    if process is not None:
         if args.json:
             env.stdout.write(view.render_json("pid", snapshot, process))
         else:
             env.stdout.write(view.render_process(process, snapshot, args.units))
         _notes(env, "k vmos", snapshot.provenance.notes)
         return 0
-    try:
-        base = objects.light_snapshot(root)
-        # hidden: every process's maps (what is mapped) and descriptors
-        # (who holds what) are enough; all: smaps too, for anonymous alloc.
-        snapshot = objects.add_objects(
-            base, root, detail_pids=None if target == "all" else (), regions=False
-        )
-    except OSError as exc:
-        raise ZxmemError(f"cannot read {root}: {exc.strerror or exc}") from None
-    limit = hidden.DEFAULT_WALK_LIMIT if args.walk_limit is None else args.walk_limit
-    snapshot = hidden.add_hidden(
-        snapshot, root, walk_limit=limit, walk_tmpfs=None if limit else False
-    )
     if args.json:
         env.stdout.write(view.render_json(target, snapshot))
     elif target == "hidden":
@@ -273,9 +355,66 @@ def run_vmos(args: argparse.Namespace, env) -> int:
         noun = "process" if len(denied) == 1 else "processes"
         notes.append(f"maps or descriptors of {len(denied)} {noun} not readable (what "
                      "they map or hold is in the Shmem remainder)"
-                     + ("" if _is_root() else ": run as root"))
+                     + ("" if _is_root() or args.from_file is not None else ": run as root"))
     _notes(env, "k vmos", notes)
     return 0
+
+
+def _live_vmos(args: argparse.Namespace, env, target: str | int):
+    """(snapshot, process or None) read from /proc for ``k vmos TARGET``."""
+    from zxmem.sources import hidden, objects
+
+    root = common.proc_root(args, env)
+    if isinstance(target, int):
+        from zxmem.commands.vmaps import load_process
+
+        base = objects.light_snapshot(root)
+        snapshot, process = load_process(
+            root, target, "objects", base=_with_pid(base, root, target),
+            pids=None, detail_pids=[target],
+        )
+        snapshot = hidden.add_sysv_alloc(snapshot, root)
+        return snapshot, snapshot.process(target) or process
+    try:
+        base = objects.light_snapshot(root)
+        # hidden: every process's maps (what is mapped) and descriptors
+        # (who holds what) are enough; all: smaps too, for anonymous alloc.
+        snapshot = objects.add_objects(
+            base, root, detail_pids=None if target == "all" else (), regions=False
+        )
+    except OSError as exc:
+        raise ZxmemError(f"cannot read {root}: {exc.strerror or exc}") from None
+    limit = hidden.DEFAULT_WALK_LIMIT if args.walk_limit is None else args.walk_limit
+    snapshot = hidden.add_hidden(
+        snapshot, root, walk_limit=limit, walk_tmpfs=None if limit else False
+    )
+    return snapshot, None
+
+
+def _saved_vmos(args: argparse.Namespace, env, target: str | int):
+    """(snapshot, process or None) of ``--from FILE`` for ``k vmos TARGET``.
+
+    A PID needs its descriptors and mappings (memgraph -v); hidden and all
+    need the hidden objects, their holders and the Shmem remainder, which
+    only a snapshot that went through the hidden-object scan holds.
+    """
+    if isinstance(target, int):
+        from zxmem.commands.vmaps import saved_process
+
+        snapshot, process = saved_process(args, env, target, "vmo_refs")
+        if any(not ref.via for ref in process.vmo_refs or ()):
+            raise common.lacks(args, f"the snapshot does not say which objects pid {target} "
+                                     "holds by descriptor and which it maps (a Fuchsia "
+                                     "capture lists VMOs only: zxmem vmos --from FILE PID)")
+        return snapshot, process
+    from zxmem.sources.hidden import REMAINDER_KOID
+
+    snapshot = common.from_snapshot(args, env)
+    if REMAINDER_KOID not in snapshot.vmos and not snapshot.hidden_vmo_koids:
+        raise common.lacks(args, "the snapshot has no hidden objects (memfds, SysV "
+                                 "segments, tmpfs files, dma-bufs no process maps, and the "
+                                 f"Shmem remainder): 'k vmos {target}' needs them")
+    return snapshot, None
 
 
 def _with_pid(base, root: str, pid: int):

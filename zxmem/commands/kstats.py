@@ -52,6 +52,11 @@ CPU table (-c), one row per CPU plus "all"; counts since the previous report
   tmr        local timer interrupts (LOC)
   tmr_cb     timer softirqs, TIMER + HRTIMER in /proc/softirqs
   rs gen     rescheduling (RES) and function-call (CAL) IPIs
+
+--from FILE prints one memory report (-m, implied) from the kernel records
+of a saved snapshot (zxmem memgraph, Fuchsia's memgraph or capture); -t
+prints the snapshot's time. -c, -d and -n (other than 1) need the live
+system and are usage errors with --from.
 """
 
 EPILOG = """\
@@ -62,6 +67,7 @@ examples:
   zxmem kstats -m --explain -n 1  how the columns add up to MemTotal
   zxmem kstats -c -d 5 -n 3       CPU table every 5 seconds, three times
   zxmem kstats -m --json -n 1     every column in bytes, with its inputs
+  zxmem kstats -m -t --from snap.json   kernel memory when snap.json was saved
 """
 
 
@@ -100,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", dest="timestamp", action="store_true",
                    help="an empty line and '--- YYYY-MM-DDTHH:MM:SS.mmmZ ---' (UTC) "
                    "before each report")
-    p.add_argument("-d", dest="delay", type=_positive("-d"), default=1.0, metavar="SECS",
+    p.add_argument("-d", dest="delay", type=_positive("-d"), metavar="SECS",
                    help="seconds between reports (default 1)")
     p.add_argument("-n", dest="count", type=_count, metavar="COUNT",
                    help="stop after COUNT reports (default: until Ctrl-C)")
@@ -115,20 +121,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per report (one per line); every size in bytes")
     common.add_proc_root(p)
+    common.add_from(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, env) -> int:
-    import json
-
     from zxmem.sources import kernel
     from zxmem.views import kstats as view
 
     if args.explain:
         args.memory = True
+    if args.from_file is not None:
+        return _run_saved(args, env)
     if not (args.memory or args.cpu):
         raise UsageError("kstats: no statistics selected: give -m and/or -c")
     root = common.proc_root(args, env)
+    delay = 1.0 if args.delay is None else args.delay
 
     start = env.monotonic()
     prev = None
@@ -150,40 +158,93 @@ def run(args: argparse.Namespace, env) -> int:
         if cpu is not None:
             rows = view.cpu_rows(cpu[0], cpu[1], *(prev or (None, None)))
             prev = cpu
-        notes = list(mem[1]) if mem else []
-        if mem and mem[0].free_heap_bytes is None and mem[0].total_heap_bytes is not None:
-            notes.append("kheap includes the free slab slots (kfree unknown)")
-
-        if args.json:
-            record: dict = {"timestamp": view.iso_timestamp(stamp)}
-            if rows is not None:
-                record["cpus"] = view.cpu_json(rows)
-            if mem is not None:
-                record["memory"] = view.memory_json(mem[0])
-                record["notes"] = notes
-            env.stdout.write(json.dumps(record, sort_keys=False) + "\n")
-        else:
-            parts = []
-            if args.timestamp:
-                parts.append("\n" + view.timestamp_line(stamp) + "\n")
-            if rows is not None:
-                parts.append(view.render_cpu(rows))
-            if mem is not None:
-                parts.append(view.render_memory(mem[0], args.style, args.units))
-                if args.explain:
-                    parts.append("\n" + view.render_explain(mem[0]))
-            env.stdout.write("".join(parts))
-            if notes and not noted:
-                for note in notes:
-                    env.stderr.write(f"zxmem: kstats: {note}\n")
-                noted = True
-        env.stdout.flush()
+        notes = _memory_notes(mem[0], mem[1]) if mem else []
+        _report(args, env, stamp, rows, mem[0] if mem else None, notes, not noted)
+        noted = noted or bool(notes)
 
         reports += 1
         if args.count is not None and reports >= args.count:
             return 0
         # A fixed cadence: the n-th report is due at start + n * delay, so a
         # slow read does not push every later report back.
-        wait = start + reports * args.delay - env.monotonic()
+        wait = start + reports * delay - env.monotonic()
         if wait > 0:
             env.sleep(wait)
+
+
+def _memory_notes(stats, notes) -> list[str]:
+    """The notes of a memory report: the source's, and kfree's absence."""
+    notes = list(notes)
+    if stats.free_heap_bytes is None and stats.total_heap_bytes is not None:
+        notes.append("kheap includes the free slab slots (kfree unknown)")
+    return notes
+
+
+def _report(args: argparse.Namespace, env, stamp: float | None, rows, stats, notes,
+            say_notes: bool) -> None:
+    """One report (CPU table and/or memory lines, or one JSON line), live or saved."""
+    import json
+
+    from zxmem.views import kstats as view
+
+    if args.json:
+        record: dict = {"timestamp": None if stamp is None else view.iso_timestamp(stamp)}
+        if rows is not None:
+            record["cpus"] = view.cpu_json(rows)
+        if stats is not None:
+            record["memory"] = view.memory_json(stats)
+            record["notes"] = notes
+        env.stdout.write(json.dumps(record, sort_keys=False) + "\n")
+    else:
+        parts = []
+        if args.timestamp and stamp is not None:
+            parts.append("\n" + view.timestamp_line(stamp) + "\n")
+        if rows is not None:
+            parts.append(view.render_cpu(rows))
+        if stats is not None:
+            parts.append(view.render_memory(stats, args.style, args.units))
+            if args.explain:
+                parts.append("\n" + view.render_explain(stats))
+        env.stdout.write("".join(parts))
+        if say_notes:
+            for note in notes:
+                env.stderr.write(f"zxmem: kstats: {note}\n")
+    env.stdout.flush()
+
+
+def _epoch(timestamp: str | None) -> float | None:
+    """Seconds since the epoch of a snapshot's ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    from datetime import datetime, timezone
+
+    if not timestamp:
+        return None
+    try:
+        moment = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc).timestamp()
+
+
+def _run_saved(args: argparse.Namespace, env) -> int:
+    """``--from FILE``: one memory report from the snapshot's kernel stats."""
+    given = []
+    if args.cpu:
+        given.append("-c")
+    if args.delay is not None:
+        given.append("-d")
+    if args.count is not None and args.count != 1:
+        given.append("-n")
+    common.live_only(*given)
+    snapshot = common.from_snapshot(args, env)
+    stats = snapshot.kernel
+    if stats is None:
+        raise common.lacks(args, "the snapshot has no kernel memory statistics (no "
+                                 "kernel records)")
+    if args.explain and not stats.meminfo:
+        raise common.lacks(args, "--explain needs the /proc/meminfo values zxmem's "
+                                 "memgraph records; the snapshot has none")
+    stamp = _epoch(snapshot.provenance.timestamp)
+    if args.timestamp and stamp is None:
+        raise common.lacks(args, "-t: the snapshot has no timestamp")
+    _report(args, env, stamp, None, stats, _memory_notes(stats, ()), True)
+    return 0

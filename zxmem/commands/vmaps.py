@@ -37,6 +37,11 @@ anonymous mapping and each copy-on-write 'data:' clone a small koid.
 
 Linux extras (opt-in, after :res): --pss (:pss, smaps Pss), --private (:prv,
 Private_Clean + Private_Dirty), --swap (:swp, Swap), or --extra for all three.
+
+--from FILE prints the maps of a snapshot saved with 'zxmem memgraph -v'
+(which records every process's mappings and regions); a Fuchsia capture
+has no mappings. The snapshot does not record vm.mmap_min_addr, so /A
+starts at the kernel's default 0x10000 (or at the first mapping, if lower).
 """
 
 EPILOG = """\
@@ -45,6 +50,8 @@ examples:
   zxmem vmaps --pss --swap 1234 with proportional and swapped sizes
   zxmem vmaps --json 1234 | jq '.entries[] | select(.type=="mapping") | .rss_bytes'
   zxmem vmaps help              the column legend
+  zxmem memgraph -v > snap.json; zxmem vmaps --from snap.json 1234
+                                pid 1234's maps when the snapshot was saved
 """
 
 USAGE = "usage: zxmem vmaps <pid>|help"
@@ -68,6 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-mapping RES/pss/prv from page tables (root): pages counted "
                    "once, private = mapped by no other process")
     common.add_proc_root(p)
+    common.add_from(p)
     p.set_defaults(run=run)
 
 
@@ -134,18 +142,70 @@ def _min_addr(root: str) -> int:
         return 0x10000
 
 
+def saved_process(args: argparse.Namespace, env, pid: int, need: str):
+    """(snapshot, process) of ``--from FILE`` for a view of one process.
+
+    ``need`` is the Process field the view reads: ``"mappings"`` (vmaps) or
+    ``"vmo_refs"`` (vmos).  Errors, one line each, name the file and the PID:
+    a PID the snapshot does not hold, a kernel thread or zombie (no address
+    space, as live), a snapshot recorded without that field (memgraph
+    without ``-v``, a Fuchsia capture without mappings), or a process whose
+    maps were denied when the snapshot was taken.
+    """
+    snapshot = common.from_snapshot(args, env)
+    process = common.from_process(args, snapshot, pid)
+    if process.kernel_thread:
+        raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
+    if process.state in ("Z", "X", "x"):
+        raise ZxmemError(f"pid {pid} had exited (zombie) when the snapshot was taken: "
+                         "it has no address space")
+    if getattr(process, need) is not None:
+        return snapshot, process
+    what = "memory maps" if need == "mappings" else "memory objects"
+    if all(getattr(p, need) is None for p in snapshot.processes):
+        if snapshot.provenance.source == "fuchsia-capture":
+            raise common.lacks(args, f"a Fuchsia capture has no {what} (it lists each "
+                                     "process's VMOs: zxmem vmos --from FILE PID)")
+        raise common.lacks(args, f"the snapshot has no {what}: record it with "
+                                 "`zxmem memgraph -v`")
+    why = common.denied_why(snapshot, f"maps:{pid}") or "not recorded"
+    raise common.lacks(args, f"the {what} of pid {pid} were not readable when the "
+                             f"snapshot was taken ({why})")
+
+
 def run(args: argparse.Namespace, env) -> int:
     pid = parse_pid(args.pid, USAGE)
     if pid is None:
         env.stdout.write(HELP_TEXT)
         return 0
-    from zxmem.sources import objects
     from zxmem.views import vmaps as view
 
-    root = common.proc_root(args, env)
     extra = tuple(
         c for c in view.EXTRA_COLUMNS if args.extra or getattr(args, c)
     )
+    if args.from_file is not None:
+        common.live_only(*(["--exact"] if args.exact else []))
+        snapshot, process = saved_process(args, env, pid, "mappings")
+        # The snapshot does not record vm.mmap_min_addr: /A starts at the
+        # kernel's default (or lower, at the first mapping).
+        min_addr = view.VmapsOptions().min_addr
+    else:
+        snapshot, process = _live(args, env, pid, extra)
+        min_addr = _min_addr(common.proc_root(args, env))
+    opts = view.VmapsOptions(extra=extra, min_addr=min_addr)
+    if args.json:
+        env.stdout.write(view.render_json(process, snapshot, opts))
+    else:
+        for piece in view.render_chunks(process, snapshot, opts):
+            env.stdout.write(piece)
+    return 0
+
+
+def _live(args: argparse.Namespace, env, pid: int, extra: tuple[str, ...]):
+    """(snapshot, process) read from /proc: only what vmaps prints."""
+    from zxmem.sources import objects
+
+    root = common.proc_root(args, env)
     keys = objects.VMAPS_KEYS
     if "pss" in extra:
         keys += ("Pss",)
@@ -164,10 +224,4 @@ def run(args: argparse.Namespace, env) -> int:
 
         snapshot = exact_vmaps(snapshot, pid, args, env)
         process = snapshot.process(pid)
-    opts = view.VmapsOptions(extra=extra, min_addr=_min_addr(root))
-    if args.json:
-        env.stdout.write(view.render_json(process, snapshot, opts))
-    else:
-        for piece in view.render_chunks(process, snapshot, opts):
-            env.stdout.write(piece)
-    return 0
+    return snapshot, process

@@ -38,6 +38,11 @@ Columns:
   name:   the object's name, or '-' if it has none
 
 An object appears once per handle and once per mapping.
+
+--from FILE lists a process's objects in a snapshot saved with 'zxmem
+memgraph -v' (#map and #shr as counted when it was saved), or in a Fuchsia
+capture (which does not say how a process reaches each VMO: every row has
+rights '-').
 """
 
 EPILOG = """\
@@ -45,6 +50,8 @@ examples:
   zxmem vmos 1234
   zxmem vmos --json 1234 | jq '.vmos[] | select(.share_count > 1) | .name'
   zxmem vmos help
+  zxmem vmos --from snap.json 1234    pid 1234's objects in a saved snapshot
+  zxmem vmos --from test_snapshot.json 32269   a process of a Fuchsia capture
 """
 
 USAGE = "usage: zxmem vmos <pid>|help"
@@ -64,18 +71,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="anonymous objects from page tables (root): alloc without pages "
                    "shared with the parent, fork's copy-on-write parent/#chld, #shr")
     common.add_proc_root(p)
+    common.add_from(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, env) -> int:
-    from zxmem.commands.vmaps import load_process, parse_pid
+    from zxmem.commands.vmaps import parse_pid
 
     pid = parse_pid(args.pid, USAGE)
     if pid is None:
         env.stdout.write(HELP_TEXT)
         return 0
-    from zxmem.sources import objects
     from zxmem.views import vmos as view
+
+    if args.from_file is not None:
+        from zxmem.commands.vmaps import saved_process
+
+        common.live_only(*(["--exact"] if args.exact else []))
+        snapshot, process = saved_process(args, env, pid, "vmo_refs")
+    else:
+        snapshot, process = _live(args, env, pid)
+    if args.json:
+        env.stdout.write(view.render_json(process, snapshot))
+    else:
+        env.stdout.write(view.render(process, snapshot))
+    env.stdout.flush()
+    unread = {w for w, _ in snapshot.provenance.denied if w.startswith("maps:")}
+    if unread:
+        n = len(unread)
+        noun = "process" if n == 1 else "processes"
+        env.stderr.write(
+            f"zxmem: {n} {noun} not readable: #map and #shr count the others only\n"
+        )
+    return 0
+
+
+def _live(args: argparse.Namespace, env, pid: int):
+    """(snapshot, process) read from /proc: every process's maps, pid's smaps."""
+    from zxmem.commands.vmaps import load_process
+    from zxmem.sources import objects
 
     root = common.proc_root(args, env)
     # Every process's maps, so #map and #shr count the whole system; smaps
@@ -97,16 +131,4 @@ def run(args: argparse.Namespace, env) -> int:
         from zxmem.commands._exact import exact_vmos
 
         snapshot = exact_vmos(snapshot, pid, args, env)
-    if args.json:
-        env.stdout.write(view.render_json(process, snapshot))
-    else:
-        env.stdout.write(view.render(process, snapshot))
-    env.stdout.flush()
-    unread = {w for w, _ in snapshot.provenance.denied if w.startswith("maps:")}
-    if unread:
-        n = len(unread)
-        noun = "process" if n == 1 else "processes"
-        env.stderr.write(
-            f"zxmem: {n} {noun} not readable: #map and #shr count the others only\n"
-        )
-    return 0
+    return snapshot, process
