@@ -407,3 +407,25 @@ def test_help_has_from_examples(cli):
         assert r.status == 0
         assert "--from FILE" in r.stdout
         assert re.search(r"zxmem .*--from", r.stdout.split("examples:")[1]), args
+
+
+# --------------------------------------------------------------------------
+# Fuchsia's memgraph (with -v: vmos and vmo_refs, no mappings)
+
+FUCHSIA_MEMGRAPH = str(FIXTURES / "memgraph" / "fuchsia_illustrative.json")
+
+
+def test_fuchsia_memgraph_views(cli):
+    from zxmem.views import vmos
+
+    snap = load_snapshot(FUCHSIA_MEMGRAPH)
+    proc = snap.process(1043)
+    r = cli(["vmos", "--from", FUCHSIA_MEMGRAPH, "1043"])
+    assert r.status == 0, r.stderr
+    assert r.stdout == vmos.render(proc, snap)
+    assert r.stdout.splitlines()[1].startswith("rwxmdt  1170 ")  # the handle row
+    m = cli(["vmaps", "--from", FUCHSIA_MEMGRAPH, "1043"])
+    assert m.status == 1
+    assert m.stderr.count("\n") == 1 and "Fuchsia's memgraph has no memory maps" in m.stderr
+    k = cli(["k", "vmos", "1043", "--from", FUCHSIA_MEMGRAPH])
+    assert k.status == 0 and "Handles to VMOs:\n" in k.stdout

@@ -163,11 +163,16 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
         return snapshot, process
     what = "memory maps" if need == "mappings" else "memory objects"
     if all(getattr(p, need) is None for p in snapshot.processes):
-        if snapshot.provenance.source == "fuchsia-capture":
+        source = snapshot.provenance.source
+        if source == "fuchsia-capture":
             raise common.lacks(args, f"a Fuchsia capture has no {what} (it lists each "
                                      "process's VMOs: zxmem vmos --from FILE PID)")
-        raise common.lacks(args, f"the snapshot has no {what}: record it with "
-                                 "`zxmem memgraph -v`")
+        if source == "fuchsia-memgraph" and need == "mappings":
+            raise common.lacks(args, "Fuchsia's memgraph has no memory maps (with -v it "
+                                     "lists each process's VMOs: zxmem vmos --from FILE PID)")
+        tool = "Fuchsia's `memgraph -v`" if source == "fuchsia-memgraph" else \
+            "`zxmem memgraph -v`"
+        raise common.lacks(args, f"the snapshot has no {what}: record it with {tool}")
     why = common.denied_why(snapshot, f"maps:{pid}") or "not recorded"
     raise common.lacks(args, f"the {what} of pid {pid} were not readable when the "
                              f"snapshot was taken ({why})")
