@@ -13,7 +13,10 @@ alternating in each of R rounds after one warm-up round that is not counted
   of producing every process's smaps;
 * ``zxmem memgraph -vt`` (the command next to this interpreter, output to
   /dev/null): every process with its threads, mappings and memory objects;
-* with ``--also``: more zxmem command lines, e.g. ``"k vmos hidden"``.
+* with ``--also``: more zxmem command lines, e.g. ``"k vmos hidden"``;
+* with ``--baseline DIR``: ``memgraph -vt`` of the zxmem package under DIR
+  (e.g. ``git archive OLD zxmem | tar -x -C DIR``), run as ``python -m
+  zxmem`` with ``PYTHONPATH=DIR``, for a before/after in the same rounds.
 
 Each is reported as the median over rounds of its time divided by the
 floor's time in the same round, with the median seconds, the largest peak
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds (7)")
     ap.add_argument("--also", default="", metavar="CMDS",
                     help='comma-separated zxmem command lines to time too, e.g. "k vmos hidden"')
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time memgraph -vt of the zxmem package in DIR (before/after)")
     args = ap.parse_args(argv)
 
     def _term(signum, frame):  # noqa: ARG001
@@ -75,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for cmd in filter(None, (c.strip() for c in args.also.split(","))):
         tools.append(ps_bench.Tool(f"zxmem {cmd}", [zxmem, *cmd.split()]))
+    if args.baseline:
+        base = os.path.abspath(args.baseline)
+        if not os.path.isfile(os.path.join(base, "zxmem", "__main__.py")):
+            print(f"--baseline: no zxmem package under {base}")
+            return 2
+        env = shutil.which("env") or "/usr/bin/env"
+        tools.append(ps_bench.Tool(
+            "baseline memgraph -vt",
+            [env, f"PYTHONPATH={base}", sys.executable, "-m", "zxmem", "memgraph", "-vt"]))
 
     wl = None
     try:

@@ -451,7 +451,7 @@ def _process_text(
             koid = r.vmo_koid
             t = get(koid)
             if t is None:
-                t = vmo_texts[koid] = _encode(_vmo_entry(koid, snapshot.vmos.get(koid)))
+                t = vmo_texts[koid] = _vmo_text(koid, snapshot.vmos.get(koid))
             texts.append(t)
         parts.append(', "vmos": [')
         parts.append(", ".join(texts))
@@ -464,6 +464,38 @@ def _process_text(
     tail["linux"] = _process_linux(p, vmos, handles, True)
     parts.append(", ")
     parts.append(_encode(tail)[1:])
+    return "".join(parts)
+
+
+def _vmo_text(koid: int, vmo: Vmo | None) -> str:
+    """``_encode(_vmo_entry(koid, vmo))``, formatted directly: one entry per
+    object, tens of thousands of them (every anonymous VMA is one), and the
+    encoder's work per small object costs more than the formatting.  Only
+    for the values whose JSON form is plain: exact ints and strs, escaped
+    by the encoder's own function; anything else takes the encoder."""
+    if vmo is None or not _VMO_LINUX_FAST or type(vmo.koid) is not int:
+        return _encode(_vmo_entry(koid, vmo))
+    name, kind, path = vmo.name, vmo.kind, vmo.path
+    if type(name) is not str or type(kind) is not str or (
+            path is not None and type(path) is not str):
+        return _encode(_vmo_entry(koid, vmo))
+    parts = ['{"koid": ', str(vmo.koid), ', "name": ', _escape(name)]
+    for key, value in zip(_VMO_KEYS, _VMO_VALUES(vmo), strict=True):
+        if value is not None:
+            if type(value) is not int:
+                return _encode(_vmo_entry(koid, vmo))
+            parts += (', "', key, '": ', str(value))
+    parts += (', "linux": {"kind": ', _escape(kind))
+    for key, value in (("dev", vmo.dev), ("inode", vmo.inode), ("path", path),
+                       ("swap_bytes", vmo.swap_bytes)):
+        if value is not None:
+            if type(value) is int:
+                parts += (', "', key, '": ', str(value))
+            elif type(value) is str:
+                parts += (', "', key, '": ', _escape(value))
+            else:
+                return _encode(_vmo_entry(koid, vmo))
+    parts.append("}}")
     return "".join(parts)
 
 
@@ -561,42 +593,63 @@ def _process_records(p, snapshot, threads, vmos, handles, written_vmos) -> Itera
 # One encoder for every record (json.dumps with a non-default option builds
 # a new one per call).
 _encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+_escape = json.encoder.encode_basestring_ascii  # a str as the encoder writes it
 
 
 def _dumps(rec: dict) -> str:
     return _encode(rec)
 
 
-def _texts(snapshot: Snapshot, threads: bool, vmos: bool, handles: bool) -> Iterator[str]:
-    """The JSON text of every record of :func:`records`, in its order."""
+def _units(snapshot: Snapshot) -> list:
+    """The task records in :func:`records`'s order, unencoded: a job's
+    record (a dict) or a Process (its record and its threads')."""
     from zxmem.tasktree import TaskTree
 
-    if snapshot.kernel is not None:
-        yield from map(_encode, kernel_records(snapshot.kernel))
     tree = TaskTree(snapshot)
-    vmo_texts: dict[int, str] = {}  # also what _meta_record calls written
+    units: list = []
     emitted: set[int] = set()
-
-    def process(p: Process) -> Iterator[str]:
-        emitted.add(p.koid)
-        yield _process_text(p, snapshot, vmos, handles, vmo_texts)
-        if threads:
-            pid = p.koid
-            for t in p.threads:
-                yield _encode(_thread_record(t, pid))
-
     for row in tree.walk(threads=False):
         if row.kind == "j":
-            yield _encode(_job_row(tree, row.job))
+            units.append(_job_row(tree, row.job))
         elif row.kind == "p":
-            yield from process(row.process)
-    for p in snapshot.processes:
-        if p.koid not in emitted:  # its job is missing from the snapshot
-            yield from process(p)
-    yield _encode(_meta_record(snapshot, vmos, vmo_texts))
+            emitted.add(row.process.koid)
+            units.append(row.process)
+    # A process whose job is missing from the snapshot comes last.
+    units += [p for p in snapshot.processes if p.koid not in emitted]
+    return units
+
+
+def _unit_texts(units: Iterable, snapshot: Snapshot, threads: bool, vmos: bool,
+                handles: bool, vmo_texts: dict[int, str]) -> Iterator[str]:
+    for unit in units:
+        if isinstance(unit, dict):
+            yield _encode(unit)
+            continue
+        yield _process_text(unit, snapshot, vmos, handles, vmo_texts)
+        if threads:
+            pid = unit.koid
+            for t in unit.threads:
+                yield _encode(_thread_record(t, pid))
 
 
 _FLUSH = 1 << 20  # characters gathered before each write
+
+
+def _write_lines(texts: Iterable[str], write) -> None:
+    """Each text as a record line that another record follows, in ~1 MB writes."""
+    buf: list[str] = []
+    size = 0
+    for text in texts:
+        buf.append("  ")
+        buf.append(text)
+        buf.append(",\n")
+        size += len(text)
+        if size >= _FLUSH:
+            write("".join(buf))
+            buf.clear()
+            size = 0
+    if buf:
+        write("".join(buf))
 
 
 def write_memgraph(
@@ -609,24 +662,13 @@ def write_memgraph(
 ) -> None:
     """Write ``snapshot`` as memgraph JSON to ``out``: the text of
     :func:`records`, one record per line, written in large pieces."""
-    buf = ["[\n"]
-    size = 0
-    pending: str | None = None
-    for text in _texts(snapshot, threads, vmos, handles):
-        if pending is not None:
-            buf.append("  ")
-            buf.append(pending)
-            buf.append(",\n")
-            size += len(pending)
-            if size >= _FLUSH:
-                out.write("".join(buf))
-                buf.clear()
-                size = 0
-        pending = text
-    if pending is not None:
-        buf.append(f"  {pending} \n")
-    buf.append("]\n")
-    out.write("".join(buf))
+    out.write("[\n")
+    if snapshot.kernel is not None:
+        _write_lines(map(_encode, kernel_records(snapshot.kernel)), out.write)
+    vmo_texts: dict[int, str] = {}  # also the VMOs written, for __META
+    _write_lines(_unit_texts(_units(snapshot), snapshot, threads, vmos, handles, vmo_texts),
+                 out.write)
+    out.write(f"  {_encode(_meta_record(snapshot, vmos, vmo_texts))} \n]\n")
 
 
 def dumps(snapshot: Snapshot, **options: bool) -> str:

@@ -113,6 +113,7 @@ import errno
 import gc
 import os
 import queue
+import re
 import stat as stat_mod
 import sys
 import threading
@@ -539,7 +540,7 @@ class _Obj:
 class _Read:
     """What a reader thread found for one process (see :func:`_read_all`)."""
 
-    __slots__ = ("table", "why", "gone", "fds", "fd_why", "memory")
+    __slots__ = ("table", "why", "gone", "fds", "fd_why", "memory", "raw", "status")
 
     def __init__(self) -> None:
         self.table: smaps.VmaTable | None = None
@@ -548,6 +549,8 @@ class _Read:
         self.fds: list | None = None  # raw descriptor facts, resolved later
         self.fd_why: str | None = None
         self.memory: MemoryCounts | None = None  # with add_objects(memory=True)
+        self.raw: bytes | None = None  # the unparsed smaps/maps (see _read_all)
+        self.status: bytes | None = None  # /proc/PID/status, for memory
 
 
 class _Names(dict):
@@ -576,6 +579,7 @@ class _CloneNames(dict):
 # 4.3) leave swap unknown when missing; the *_Hugetlb ones (4.4) count 0.
 _MEMORY_KEYS = frozenset(("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                           "Private_Dirty"))
+_VM_SWAP = re.compile(rb"^VmSwap:\s*(\d+ kB)", re.M)
 _ZERO_MEMORY = MemoryCounts(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 MEMORY_NOTE = (
     "process memory summed from per-mapping smaps (smaps_rollup not read): "
@@ -629,21 +633,90 @@ class _Collector:
     # -- reading (reader threads) -----------------------------------------
 
     def read_one(
-        self, pid: int, detail: bool, keys: tuple[str, ...], handles: bool, threaded: bool
+        self, pid: int, detail: bool, keys: tuple[str, ...], handles: bool, threaded: bool,
+        defer: bool = False,
     ) -> _Read:
         """Everything read from ``/proc/PID`` for one process; no shared state
-        is changed except ``scan`` and ``notes`` (safe under the GIL)."""
+        is changed except ``scan`` and ``notes`` (safe under the GIL).
+
+        ``defer``: a small smaps or maps is returned unparsed (``raw``) and
+        :meth:`finish_one` parses it (see :func:`_read_all` for why)."""
         r = _Read()
         try:
-            r.table, r.why = self.table(pid, detail, keys, threaded)
+            if defer and not self._scans(detail, keys):
+                r.raw, r.table, r.why = self.fetch(pid, detail, keys)
+            else:
+                r.table, r.why = self.table(pid, detail, keys, threaded)
         except _Gone:
             r.gone = True
             return r
         if self.memory and detail:
-            r.memory = self.process_memory(pid, r.table, r.why)
-        if handles and (r.table is not None or r.why == "ENOENT"):
+            try:
+                r.status = _read(f"{self.proc}/{pid}/status")
+            except OSError:
+                r.status = None
+            if not defer:
+                self.finish_one(pid, r, detail, keys)
+        if handles and (r.table is not None or r.raw is not None or r.why == "ENOENT"):
             r.fds, r.fd_why = self.read_fds(pid)
         return r
+
+    def finish_one(self, pid: int, r: _Read, detail: bool, keys: tuple[str, ...]) -> None:
+        """Parse what :meth:`read_one` left unparsed; the process's memory."""
+        if r.raw is not None:
+            try:
+                r.table = smaps.parse_smaps(r.raw, keys) if detail else smaps.parse_maps(r.raw)
+            except smaps.SmapsError:
+                r.table, r.why = None, "malformed"
+            r.raw = None
+        if self.memory and detail and not r.gone and r.memory is None:
+            r.memory = self.process_memory(pid, r.table, r.why, r.status)
+            r.status = None
+
+    def _scans(self, detail: bool, keys: tuple[str, ...]) -> bool:
+        return detail and self.scan and set(keys) <= {"Rss", "Anonymous"}
+
+    def fetch(
+        self, pid: int, detail: bool, keys: tuple[str, ...]
+    ) -> tuple[bytes | None, smaps.VmaTable | None, str | None]:
+        """``(raw, table, why)``: the text of a small smaps/maps unparsed;
+        one larger than a read's worth parsed here piece by piece (so that
+        what waits unparsed stays small); or None and why.  Raises _Gone."""
+        path = f"{self.proc}/{pid}/{'smaps' if detail else 'maps'}"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                first = os.read(fd, _READ_SIZE)
+                rest = os.read(fd, _READ_SIZE) if first else b""
+                if not rest:
+                    return first, None, None
+                if not detail:
+                    chunks = [first, rest]
+                    while chunk := os.read(fd, _READ_SIZE):
+                        chunks.append(chunk)
+                    return None, smaps.parse_maps(b"".join(chunks)), None
+                stream = smaps.SmapsStream(keys)
+                stream.feed(first)
+                stream.feed(rest)
+                while chunk := os.read(fd, _READ_SIZE):
+                    stream.feed(chunk)
+                return None, stream.finish(), None
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return None, None, self._why(pid, exc)
+        except smaps.SmapsError:
+            return None, None, "malformed"
+
+    def _why(self, pid: int, exc: OSError) -> str:
+        """Why a maps/smaps read failed; raises _Gone for a process that is gone."""
+        if _gone(exc):
+            if exc.errno == errno.ENOENT and os.path.exists(f"{self.proc}/{pid}/stat"):
+                # The process is there but the file is not: a recorded
+                # tree that did not keep it.  Mappings unknown, not none.
+                return "ENOENT"
+            raise _Gone from None
+        return _errname(exc)
 
     def table(
         self, pid: int, detail: bool, keys: tuple[str, ...], threaded: bool = False
@@ -651,7 +724,7 @@ class _Collector:
         """The VMA table of ``pid``, or None and why; raises _Gone."""
         name = "smaps" if detail else "maps"
         path = f"{self.proc}/{pid}/{name}"
-        if detail and self.scan and set(keys) <= {"Rss", "Anonymous"}:
+        if self._scans(detail, keys):
             try:
                 return read_maps_resident(self.proc, pid), None
             except (OSError, smaps.SmapsError):
@@ -666,18 +739,12 @@ class _Collector:
                 return read_smaps(path, keys), None
             return _read_parse_smaps(path, keys), None
         except OSError as exc:
-            if _gone(exc):
-                if exc.errno == errno.ENOENT and os.path.exists(f"{self.proc}/{pid}/stat"):
-                    # The process is there but the file is not: a recorded
-                    # tree that did not keep it.  Mappings unknown, not none.
-                    return None, "ENOENT"
-                raise _Gone from None
-            return None, _errname(exc)
+            return None, self._why(pid, exc)
         except smaps.SmapsError:
             return None, "malformed"
 
     def process_memory(
-        self, pid: int, table: smaps.VmaTable | None, why: str | None
+        self, pid: int, table: smaps.VmaTable | None, why: str | None, status: bytes | None
     ) -> MemoryCounts | None:
         """The process's MemoryCounts from the smaps just read, without the
         second page-table walk that ``smaps_rollup`` would cost.
@@ -716,11 +783,9 @@ class _Collector:
                 fields = {k.encode(): sum(v) for k, v in columns.items()}
             except TypeError:  # a VMA without the key (unknown): no total
                 return None
-        try:
-            status = procfs.parse_status(_read(base + "status"))
-        except OSError:
-            status = None
-        return memory_from_fields(fields, status)
+        swap = None if status is None else _VM_SWAP.search(status)
+        # memory_from_fields wants the parsed status; VmSwap is all it reads.
+        return memory_from_fields(fields, None if swap is None else {b"VmSwap": swap[1]})
 
     def read_fds(self, pid: int) -> tuple[list | None, str | None]:
         """Descriptors of ``pid`` that may name memory objects (fd order):
@@ -1147,12 +1212,19 @@ def _read_all(
 ):
     """Yield ``(pid, detail, _Read)`` for ``items`` in their order.
 
-    Reader threads fetch and parse processes ahead of the caller: reading
-    ``/proc`` is kernel work done with the GIL released (page-table walks
-    for smaps), so the reads of several processes overlap on every core
-    while this thread turns finished ones into records.  At most a few
-    chunks wait unconsumed, which bounds memory.  One process alone is read
-    on this thread (with :func:`read_smaps`'s overlapped reader).
+    Reader threads fetch processes ahead of the caller: reading ``/proc`` is
+    kernel work done with the GIL released (page-table walks for smaps), so
+    the reads of several processes overlap on every core while this thread
+    parses finished ones and turns them into records.  The readers do not
+    parse a smaps that fits in one read (nearly all of them): a reader
+    holding the GIL for a parse keeps the others from going back into the
+    kernel, and each of the handful of system calls per process waits for
+    the GIL in turn, so parsing on the readers made the reads and the
+    parses take turns instead of overlapping.  A larger smaps is parsed
+    piece by piece by its reader, so what waits unparsed stays small.  At
+    most a few chunks wait unconsumed, which bounds memory.  One process
+    alone is read on this thread (with :func:`read_smaps`'s overlapped
+    reader).
     """
     if len(items) <= 1:
         for pid, detail in items:
@@ -1179,7 +1251,7 @@ def _read_all(
                 return
             try:
                 got: object = [
-                    (pid, detail, collector.read_one(pid, detail, keys, handles, False))
+                    (pid, detail, collector.read_one(pid, detail, keys, handles, False, True))
                     for pid, detail in part
                 ]
             except BaseException as exc:  # handed to the consumer
@@ -1198,7 +1270,9 @@ def _read_all(
             ahead.release()
             if isinstance(got, BaseException):
                 raise got
-            yield from got  # type: ignore[misc]
+            for pid, detail, r in got:  # type: ignore[attr-defined]
+                collector.finish_one(pid, r, detail, keys)
+                yield pid, detail, r
     finally:
         stop.append(True)
         for _ in threads:
