@@ -280,3 +280,32 @@ def test_memory_from_smaps_sums_the_vmas(tmp_path):
     # without memory=True the process keeps what it had
     assert objects.add_objects(objects.light_snapshot(str(root)), str(root)).process(
         10).memory is None
+
+
+def test_reader_process_gives_the_same_snapshot_as_threads(tmp_path, monkeypatch):
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: add_objects always reads on threads")
+    root = tmp_path / "proc"
+    _crowd(root, 70)
+    _proc(root, 999, None)  # no smaps: kept, unknown
+    monkeypatch.setattr(objects, "_FORK_MIN", 2)
+    base = objects.light_snapshot(str(root))
+    threads = objects.add_objects(base, str(root), memory=True)
+    forked = objects.add_objects(base, str(root), memory=True, reader_process=True)
+    assert forked.processes == threads.processes
+    assert dict(forked.vmos) == dict(threads.vmos)
+    assert forked.provenance == threads.provenance
+    assert threads.process(999).mappings is None and threads.process(101).memory is not None
+
+    # A reader process that dies at once: everything is read here instead.
+    real_fork = os.fork
+
+    def fork_and_die():
+        pid = real_fork()
+        if pid == 0:
+            os._exit(3)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork_and_die)
+    again = objects.add_objects(base, str(root), memory=True, reader_process=True)
+    assert again.processes == threads.processes and dict(again.vmos) == dict(threads.vmos)

@@ -144,7 +144,10 @@ def _add_live_details(snapshot, root: str, args: argparse.Namespace, env, object
             env.stderr.write("zxmem: memgraph -v: memory objects are not available in this "
                              "build; vmos left out\n")
         else:
-            snapshot = objects.add_objects(snapshot, proc_root=root, memory=fill)
+            # A reader process reads every smaps while this one parses:
+            # nothing else runs here by now that a fork would leave behind.
+            snapshot = objects.add_objects(snapshot, proc_root=root, memory=fill,
+                                           reader_process=True)
 
     if args.handles:
         from zxmem.sources.handles import add_handle_stats

@@ -114,6 +114,7 @@ import gc
 import os
 import queue
 import re
+import signal
 import stat as stat_mod
 import sys
 import threading
@@ -679,25 +680,26 @@ class _Collector:
     def fetch(
         self, pid: int, detail: bool, keys: tuple[str, ...]
     ) -> tuple[bytes | None, smaps.VmaTable | None, str | None]:
-        """``(raw, table, why)``: the text of a small smaps/maps unparsed;
-        one larger than a read's worth parsed here piece by piece (so that
-        what waits unparsed stays small); or None and why.  Raises _Gone."""
+        """``(raw, table, why)``: the text of a maps, or of a smaps up to
+        :data:`_DEFER_MAX`, unparsed; a larger smaps parsed here piece by
+        piece (so that what waits unparsed stays small); or None and why.
+        Raises _Gone."""
         path = f"{self.proc}/{pid}/{'smaps' if detail else 'maps'}"
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                first = os.read(fd, _READ_SIZE)
-                rest = os.read(fd, _READ_SIZE) if first else b""
-                if not rest:
-                    return first, None, None
-                if not detail:
-                    chunks = [first, rest]
-                    while chunk := os.read(fd, _READ_SIZE):
-                        chunks.append(chunk)
-                    return None, smaps.parse_maps(b"".join(chunks)), None
+                chunks = []
+                size = 0
+                while chunk := os.read(fd, _READ_SIZE):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if detail and size > _DEFER_MAX:
+                        break
+                else:
+                    return b"".join(chunks), None, None
                 stream = smaps.SmapsStream(keys)
-                stream.feed(first)
-                stream.feed(rest)
+                for chunk in chunks:
+                    stream.feed(chunk)
                 while chunk := os.read(fd, _READ_SIZE):
                     stream.feed(chunk)
                 return None, stream.finish(), None
@@ -1281,6 +1283,93 @@ def _read_all(
             t.join()
 
 
+_FORK_MIN = 64  # processes below which a reader process is not worth its start
+# A smaps larger than this is parsed by its reader, piece by piece, rather
+# than handed over whole (60,000 mappings make 20 MB of text).
+_DEFER_MAX = 1 << 20
+
+
+def _read_forked(
+    collector: _Collector, items: list[tuple[int, bool]], keys: tuple[str, ...],
+    handles: bool, workers: int = 0,
+):
+    """:func:`_read_all`'s results, read by a forked reader process.
+
+    The reader process only reads (the kernel's work, on one core) and
+    hands each chunk of processes back through a pipe; this process parses
+    and builds the records on the other core.  Reader threads in this
+    process cannot do that as well: every system call they make (a dozen or
+    more per process: the smaps and status reads, the descriptors) needs
+    the GIL back afterwards and waits while this thread parses, so reading
+    and parsing mostly took turns.  The pipe (1 MiB when the kernel allows)
+    bounds what is read ahead.  If the reader process cannot start or
+    dies, what it did not deliver is read here with threads.
+    """
+    import pickle
+    import struct
+
+    try:
+        rfd, wfd = os.pipe()
+    except OSError:
+        yield from _read_all(collector, items, keys, handles, workers)
+        return
+    try:
+        import fcntl
+
+        fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass  # the default pipe size only reads less far ahead
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(rfd)
+        os.close(wfd)
+        yield from _read_all(collector, items, keys, handles, workers)
+        return
+    if pid == 0:  # the reader process: never back into the caller's code
+        code = 1
+        try:
+            os.close(rfd)
+            for i in range(0, len(items), _CHUNK):
+                got = [(p, d, collector.read_one(p, d, keys, handles, False, True))
+                       for p, d in items[i : i + _CHUNK]]
+                blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
+                view = memoryview(struct.pack("=Q", len(blob)) + blob)
+                while view:
+                    view = view[os.write(wfd, view):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    done = 0
+    try:
+        with os.fdopen(rfd, "rb", buffering=1 << 20) as pipe:
+            while done < len(items):
+                head = pipe.read(8)
+                if len(head) < 8:
+                    break  # the reader died: the rest is read below
+                (size,) = struct.unpack("=Q", head)
+                blob = pipe.read(size)
+                if len(blob) < size:
+                    break
+                got, scan, notes = pickle.loads(blob)
+                collector.scan = collector.scan and scan
+                collector.notes.update(notes)
+                for p, d, r in got:
+                    collector.finish_one(p, r, d, keys)
+                    done += 1
+                    yield p, d, r
+    finally:
+        if done < len(items):  # given up on, or died: make sure it is gone
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.waitpid(pid, 0)
+    if done < len(items):
+        yield from _read_all(collector, items[done:], keys, handles, workers)
+
+
 def _build_records(cls: type, slots: tuple, *columns) -> list:
     """Instances of the frozen slots dataclass ``cls`` from parallel columns
     in field order, each column stored through its slot descriptor by
@@ -1365,6 +1454,7 @@ def add_objects(
     regions: bool = True,
     workers: int = 0,
     memory: bool = False,
+    reader_process: bool = False,
 ) -> Snapshot:
     """A new Snapshot whose processes have mappings, regions, refs and objects.
 
@@ -1384,6 +1474,15 @@ def add_objects(
     ``vmo_refs`` left as they were.  ``keys`` picks the smaps fields kept.
     ``regions=False`` leaves ``regions`` None (callers that only count
     objects).  ``workers``: reader threads (0 picks from the CPU count).
+
+    ``memory=True`` also sets each detail process's ``memory`` from the
+    smaps read here (:meth:`_Collector.process_memory`), for callers that
+    collected without ``smaps_rollup``; a process whose smaps cannot be read
+    keeps its ``memory`` and gets ``("smaps:PID", why)`` in
+    ``provenance.denied``.  ``reader_process=True`` reads many processes in
+    a forked reader process instead of reader threads (:func:`_read_forked`);
+    only for callers with no other threads running, as ``fork`` copies only
+    the calling thread.
     """
     want = None if pids is None else set(pids)
     detail = None if detail_pids is None else set(detail_pids)
@@ -1415,7 +1514,10 @@ def add_objects(
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        for pid, is_detail, r in _read_all(collector, items, keys, vmos, workers):
+        read_all = _read_all
+        if reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
+            read_all = _read_forked
+        for pid, is_detail, r in read_all(collector, items, keys, vmos, workers):
             if r.gone:
                 gone.add(pid)
                 continue
