@@ -16,7 +16,8 @@ alternating in each of R rounds after one warm-up round that is not counted
 * with ``--also``: more zxmem command lines, e.g. ``"k vmos hidden"``;
 * with ``--baseline DIR``: ``memgraph -vt`` of the zxmem package under DIR
   (e.g. ``git archive OLD zxmem | tar -x -C DIR``), run as ``python -m
-  zxmem`` with ``PYTHONPATH=DIR``, for a before/after in the same rounds.
+  zxmem`` in DIR (so that DIR's package is the one imported), for a
+  before/after in the same rounds.
 
 Each is reported as the median over rounds of its time divided by the
 floor's time in the same round, with the median seconds, the largest peak
@@ -85,10 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isfile(os.path.join(base, "zxmem", "__main__.py")):
             print(f"--baseline: no zxmem package under {base}")
             return 2
-        env = shutil.which("env") or "/usr/bin/env"
+        # Started in DIR: "python -m" puts the working directory first on
+        # sys.path, ahead of PYTHONPATH and of an editable install's finder.
         tools.append(ps_bench.Tool(
             "baseline memgraph -vt",
-            [env, f"PYTHONPATH={base}", sys.executable, "-m", "zxmem", "memgraph", "-vt"]))
+            [sh, "-c", 'cd "$1" && exec "$2" -m zxmem memgraph -vt', "sh", base,
+             sys.executable]))
 
     wl = None
     try:
