@@ -15,6 +15,11 @@ wired, mmu, other: /proc/meminfo and friends), then jobs (cgroups), processes
 with PSS, PRIVATE and SHARED, and threads, in ps's walk order, and a final
 __META record with where and when the snapshot was taken.
 
+With -v every process's smaps is read for its mappings, and the process
+totals are summed from it instead of read from smaps_rollup (one walk of
+the page tables, not two): PSS is then a few kB lower per process, and
+Pss_Anon/File/Shmem are unknown (the provenance notes say so).
+
 Linux-only fields (command lines, swap, cgroup paths, mappings, what could
 not be read) sit in "linux" objects that Fuchsia's tools ignore. The output
 is always valid JSON and is the on-disk form of a snapshot: every zxmem view
