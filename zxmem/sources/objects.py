@@ -1284,6 +1284,7 @@ def _read_all(
 
 
 _FORK_MIN = 64  # processes below which a reader process is not worth its start
+_READERS = 2  # reader processes
 # A smaps larger than this is parsed by its reader, piece by piece, rather
 # than handed over whole (60,000 mappings make 20 MB of text).
 _DEFER_MAX = 1 << 20
@@ -1293,79 +1294,90 @@ def _read_forked(
     collector: _Collector, items: list[tuple[int, bool]], keys: tuple[str, ...],
     handles: bool, workers: int = 0,
 ):
-    """:func:`_read_all`'s results, read by a forked reader process.
+    """:func:`_read_all`'s results, read by forked reader processes.
 
-    The reader process only reads (the kernel's work, on one core) and
-    hands each chunk of processes back through a pipe; this process parses
-    and builds the records on the other core.  Reader threads in this
-    process cannot do that as well: every system call they make (a dozen or
-    more per process: the smaps and status reads, the descriptors) needs
-    the GIL back afterwards and waits while this thread parses, so reading
-    and parsing mostly took turns.  The pipe (1 MiB when the kernel allows)
-    bounds what is read ahead.  If the reader process cannot start or
-    dies, what it did not deliver is read here with threads.
+    The readers only read (the kernel's work) and hand each chunk of
+    processes back through a pipe, chunk ``k`` from reader ``k %
+    _READERS``; this process parses and builds the records.  Reader
+    threads in this process cannot do that as well: every system call they
+    make (a dozen or more per process: the smaps and status reads, the
+    descriptors) needs the GIL back afterwards and waits while this thread
+    parses, so reading and parsing mostly took turns.  Two readers keep
+    ahead of the parser (one alone was about as fast as it, so each often
+    waited for the other).  The pipes (1 MiB when the kernel allows) bound
+    what is read ahead.  If a reader cannot start or dies, what was not
+    delivered is read here with threads.
     """
     import pickle
     import struct
 
-    try:
-        rfd, wfd = os.pipe()
-    except OSError:
-        yield from _read_all(collector, items, keys, handles, workers)
-        return
-    try:
-        import fcntl
-
-        fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except OSError:
-        pass  # the default pipe size only reads less far ahead
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(rfd)
-        os.close(wfd)
-        yield from _read_all(collector, items, keys, handles, workers)
-        return
-    if pid == 0:  # the reader process: never back into the caller's code
-        code = 1
+    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    pipes: list = []
+    pids: list[int] = []
+    for j in range(min(_READERS, len(chunks))):
         try:
+            rfd, wfd = os.pipe()
+        except OSError:
+            break
+        try:
+            import fcntl
+
+            fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except OSError:
+            pass  # the default pipe size only reads less far ahead
+        try:
+            pid = os.fork()
+        except OSError:
             os.close(rfd)
-            for i in range(0, len(items), _CHUNK):
-                got = [(p, d, collector.read_one(p, d, keys, handles, False, True))
-                       for p, d in items[i : i + _CHUNK]]
-                blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
-                view = memoryview(struct.pack("=Q", len(blob)) + blob)
-                while view:
-                    view = view[os.write(wfd, view):]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(wfd)
+            os.close(wfd)
+            break
+        if pid == 0:  # a reader: never back into the caller's code
+            code = 1
+            try:
+                os.close(rfd)
+                for other in pipes:
+                    other.close()
+                for k in range(j, len(chunks), _READERS):
+                    got = [(p, d, collector.read_one(p, d, keys, handles, False, True))
+                           for p, d in chunks[k]]
+                    blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
+                    view = memoryview(struct.pack("=Q", len(blob)) + blob)
+                    while view:
+                        view = view[os.write(wfd, view):]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(wfd)
+        pipes.append(os.fdopen(rfd, "rb", buffering=1 << 20))
+        pids.append(pid)
     done = 0
     try:
-        with os.fdopen(rfd, "rb", buffering=1 << 20) as pipe:
-            while done < len(items):
-                head = pipe.read(8)
-                if len(head) < 8:
-                    break  # the reader died: the rest is read below
-                (size,) = struct.unpack("=Q", head)
-                blob = pipe.read(size)
-                if len(blob) < size:
-                    break
-                got, scan, notes = pickle.loads(blob)
-                collector.scan = collector.scan and scan
-                collector.notes.update(notes)
-                for p, d, r in got:
-                    collector.finish_one(p, r, d, keys)
-                    done += 1
-                    yield p, d, r
+        for k in range(len(chunks) if len(pipes) == min(_READERS, len(chunks)) else 0):
+            pipe = pipes[k % len(pipes)]
+            head = pipe.read(8)
+            if len(head) < 8:
+                break  # the reader died: the rest is read below
+            (size,) = struct.unpack("=Q", head)
+            blob = pipe.read(size)
+            if len(blob) < size:
+                break
+            got, scan, notes = pickle.loads(blob)
+            collector.scan = collector.scan and scan
+            collector.notes.update(notes)
+            for p, d, r in got:
+                collector.finish_one(p, r, d, keys)
+                done += 1
+                yield p, d, r
     finally:
-        if done < len(items):  # given up on, or died: make sure it is gone
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        os.waitpid(pid, 0)
+        for pipe in pipes:
+            pipe.close()
+        for pid in pids:
+            if done < len(items):  # given up on, or died: make sure it is gone
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            os.waitpid(pid, 0)
     if done < len(items):
         yield from _read_all(collector, items[done:], keys, handles, workers)
 
