@@ -707,6 +707,26 @@ def _str(rec: dict, key: str, index: int, where: str | None, default: str | None
     return value
 
 
+# A byte count must fit Zircon's uint64 (and the kernel's unsigned long).
+_BYTES_LIMIT = 1 << 64
+
+
+def _check_bytes(values: dict, index: int, where: str | None, prefix: str = "") -> None:
+    """Reject a ``*_bytes`` value of ``values`` that is negative or ≥ 2**64.
+
+    Sizes are never negative, and no machine counts 2**64 bytes or more:
+    such a value is a damaged or hand-made file, which every view would
+    otherwise print (or sum) as if it were memory.
+    """
+    for key, value in values.items():
+        if (
+            isinstance(value, int) and not isinstance(value, bool)
+            and not 0 <= value < _BYTES_LIMIT and key.endswith("_bytes")
+        ):
+            raise _fail(index, f"{prefix}{key!r} is {value}: a byte count must be "
+                               "between 0 and 2**64 - 1", where)
+
+
 def _id_koid(value: Any, prefix: str) -> int | None:
     if isinstance(value, str) and value.startswith(prefix):
         tail = value[len(prefix):]
@@ -720,12 +740,18 @@ def _linux(rec: dict) -> dict | None:
     return linux if isinstance(linux, dict) else None
 
 
-def _vmo_from_entry(entry: dict) -> Vmo | None:
-    """A Vmo from one ``vmos`` entry; None for a bare ``{"koid": N}``."""
+def _vmo_from_entry(entry: dict, index: int, where: str | None, label: str) -> Vmo | None:
+    """A Vmo from one ``vmos`` entry; None for a bare ``{"koid": N}``.
+
+    ``index``/``where``/``label`` (``vmos[3]``) name the entry in errors.
+    """
     koid = entry["koid"]
     linux = _linux(entry)
     if linux is None and set(entry) == {"koid"}:
         return None
+    _check_bytes(entry, index, where, f"{label}: ")
+    if linux is not None:
+        _check_bytes(linux, index, where, f"{label}: linux.")
     parent = entry.get("parent_koid") or 0
     known = {
         "koid": koid,
@@ -753,6 +779,7 @@ class _Builder:
         self.threads: dict[int, list[Thread]] = {}
         self.vmos: dict[int, Vmo] = {}
         self.meta: dict | None = None
+        self.meta_index = 0
         self.ignored = 0
         self.count = 0
 
@@ -776,6 +803,7 @@ class _Builder:
             self._thread(rec, index, where)
         elif rtype == "__META":
             self.meta = rec
+            self.meta_index = index
         else:
             self.ignored += 1  # other "__" records and unknown types: skipped, as treemap does
 
@@ -784,8 +812,10 @@ class _Builder:
         if not rid.startswith("kernel/"):
             raise _fail(index, "kernel record id must start with 'kernel/'", where)
         self.kernel_sizes[rid[7:]] = _int(rec, "size_bytes", index, where)
+        _check_bytes(rec, index, where)
         linux = _linux(rec)
         if linux is not None and isinstance(linux.get("kernel"), dict):
+            _check_bytes(linux["kernel"], index, where, "linux.kernel.")
             self.kernel_linux = linux
 
     def _job(self, rec: dict, index: int, where: str | None) -> None:
@@ -813,10 +843,14 @@ class _Builder:
                         where)
         name = _str(rec, "name", index, where, "<UNKNOWN>")
         sizes = {k: _int(rec, k, index, where, required=False) for k in _MEMORY_TOP}
+        _check_bytes(sizes, index, where)
         linux = _linux(rec)
         known: dict[str, Any] = {"koid": koid, "name": name, "job_koid": job_koid}
         if linux is not None:
+            _check_bytes(linux, index, where, "linux.")
             mem = linux.get("memory")
+            if isinstance(mem, dict):
+                _check_bytes(mem, index, where, "linux.memory.")
             if mem is None and "memory" in linux:
                 known["memory"] = None
             else:
@@ -855,7 +889,7 @@ class _Builder:
                             where)
             koid = entry["koid"]
             if koid not in self.vmos:  # first occurrence wins (§11)
-                vmo = _vmo_from_entry(entry)
+                vmo = _vmo_from_entry(entry, index, where, f"vmos[{i}]")
                 if vmo is not None:
                     self.vmos[koid] = vmo
         if refs is None:
@@ -929,9 +963,10 @@ class _Builder:
         hidden: tuple[int, ...] = ()
         holders: dict[int, tuple[int, ...]] = {}
         if linux is not None:
-            for entry in linux.get("vmos") or ():
+            for i, entry in enumerate(linux.get("vmos") or ()):
                 if isinstance(entry, dict) and isinstance(entry.get("koid"), int):
-                    vmo = _vmo_from_entry(entry)
+                    vmo = _vmo_from_entry(entry, self.meta_index, "__META",
+                                          f"linux.vmos[{i}]")
                     if vmo is not None:
                         vmos.setdefault(vmo.koid, vmo)
             hidden = tuple(linux.get("hidden_vmo_koids") or ())

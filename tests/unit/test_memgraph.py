@@ -357,3 +357,75 @@ def test_written_text_is_the_records_encoded():
                     lines[-1] = lines[-1][:-1] + " "
                     assert memgraph.dumps(snapshot, **opts) == "\n".join(
                         ["[", *lines, "]", ""]), opts
+
+
+def test_negative_and_absurd_byte_counts_are_rejected():
+    # A damaged or hand-made file: every byte count must be 0 .. 2**64 - 1,
+    # and the error names the record and the field.
+    import pytest
+
+    from zxmem.errors import InputError
+
+    snap = sample_snapshot()
+    good = _records(memgraph.dumps(snap))
+    assert memgraph.snapshot_from_records(good, source="x") is not None
+
+    def first(recs, pred):
+        return next(i for i, r in enumerate(recs) if pred(r))
+
+    def vmo_entry(r):
+        return r.get("type") == "p" and any(set(e) != {"koid"} for e in r.get("vmos") or ())
+
+    def set_vmo(field, value):
+        def edit(recs):
+            i = first(recs, vmo_entry)
+            e = next(e for e in recs[i]["vmos"] if set(e) != {"koid"})
+            e[field] = value
+            return i, rf"vmos\[\d+\]: '{field}'"
+        return edit
+
+    def set_process(field, value):
+        def edit(recs):
+            i = first(recs, lambda r: r.get("type") == "p")
+            recs[i][field] = value
+            return i, f"'{field}'"
+        return edit
+
+    def set_kernel(value):
+        def edit(recs):
+            i = first(recs, lambda r: r.get("type") == "kernel")
+            recs[i]["size_bytes"] = value
+            return i, "'size_bytes'"
+        return edit
+
+    def set_memory(field, value):
+        def edit(recs):
+            i = first(recs, lambda r: r.get("type") == "p"
+                      and isinstance((r.get("linux") or {}).get("memory"), dict))
+            recs[i]["linux"]["memory"][field] = value
+            return i, rf"linux\.memory\.'{field}'"
+        return edit
+
+    def set_meta_vmo(recs):
+        recs[-1]["linux"]["vmos"][0]["size_bytes"] = -1
+        return len(recs) - 1, r"\(__META\): linux\.vmos\[0\]: 'size_bytes'"
+
+    cases = [
+        set_meta_vmo,
+        set_vmo("size_bytes", -1),
+        set_vmo("committed_bytes", 2**70),
+        set_vmo("committed_bytes", 2**64),
+        set_process("pss_bytes", -5),
+        set_process("private_bytes", 2**64),
+        set_kernel(-4096),
+        set_memory("swap_bytes", -1),
+    ]
+    for edit in cases:
+        recs = json.loads(json.dumps(good))
+        index, field = edit(recs)
+        with pytest.raises(InputError, match=rf"memgraph record {index} .*{field} is -?\d+"):
+            memgraph.snapshot_from_records(recs, source="x")
+    # The largest representable count is fine.
+    recs = json.loads(json.dumps(good))
+    recs[first(recs, lambda r: r.get("type") == "p")]["pss_bytes"] = 2**64 - 1
+    memgraph.snapshot_from_records(recs, source="x")
