@@ -584,7 +584,8 @@ _VM_SWAP = re.compile(rb"^VmSwap:\s*(\d+ kB)", re.M)
 _ZERO_MEMORY = MemoryCounts(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 MEMORY_NOTE = (
     "process memory summed from per-mapping smaps (smaps_rollup not read): "
-    "PSS a few kB low per process (spec linux-kernel B.1), Pss_Anon/File/Shmem unknown"
+    "PSS a few kB low per process (each mapping's Pss is rounded down to kB before the "
+    "sum; see Documentation/filesystems/proc.rst), Pss_Anon/File/Shmem unknown"
 )
 
 _ANON_NAMES = _Names()
