@@ -46,6 +46,29 @@ PROCESS_FIELDS: tuple[FieldSpec, ...] = (
         "Resident set size (smaps_rollup Rss): every mapped resident page, "
         "shared or not.",
     ),
+    FieldSpec(
+        "swap_pss_bytes", "SWAPPSS", "bytes", "sum",
+        "Proportional anonymous swap (smaps_rollup SwapPss): each swap slot "
+        "divided by the number of processes referring to it.",
+    ),
+    FieldSpec(
+        "pss_anon_bytes", "PSS_ANON", "bytes", "sum",
+        "The part of PSS in anonymous pages (smaps_rollup Pss_Anon, Linux 5.8+).",
+    ),
+    FieldSpec(
+        "pss_file_bytes", "PSS_FILE", "bytes", "sum",
+        "The part of PSS in file page cache (smaps_rollup Pss_File, Linux 5.8+).",
+    ),
+    FieldSpec(
+        "pss_shmem_bytes", "PSS_SHMEM", "bytes", "sum",
+        "The part of PSS in shmem/tmpfs/memfd pages (smaps_rollup Pss_Shmem, "
+        "Linux 5.8+).",
+    ),
+    FieldSpec(
+        "hugetlb_bytes", "HUGETLB", "bytes", "sum",
+        "hugetlbfs pages mapped (smaps_rollup Private_Hugetlb + Shared_Hugetlb), "
+        "which the kernel leaves out of Rss and Pss.",
+    ),
 )
 
 PROCESS_FIELD = {f.name: f for f in PROCESS_FIELDS}
@@ -54,3 +77,32 @@ PROCESS_FIELD = {f.name: f for f in PROCESS_FIELDS}
 def describe(name: str) -> str:
     """The description of a field, for help texts and schemas."""
     return PROCESS_FIELD[name].description
+
+
+def header(name: str) -> str:
+    """The column header of a field in text views."""
+    return PROCESS_FIELD[name].header
+
+
+def schema_property(name: str, nullable: bool = False) -> dict:
+    """A JSON Schema property for a field, carrying its description."""
+    spec = PROCESS_FIELD[name]
+    kind = "integer" if spec.unit in ("bytes", "count", "koid") else "string"
+    return {
+        "type": [kind, "null"] if nullable else kind,
+        "description": f"{spec.description} Unit: {spec.unit}; jobs: {spec.aggregate}.",
+    }
+
+
+def help_block(names: tuple[str, ...], indent: int = 2, width: int = 9) -> str:
+    """Column explanations for ``--help`` (one paragraph per field)."""
+    import textwrap
+
+    lines = []
+    for name in names:
+        spec = PROCESS_FIELD[name]
+        first = " " * indent + spec.header.ljust(width)
+        body = textwrap.wrap(spec.description, 78 - len(first))
+        lines.append(first + body[0])
+        lines.extend(" " * len(first) + rest for rest in body[1:])
+    return "\n".join(lines)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from zxmem import fields
+
 _INT = {"type": "integer"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR = {"type": "string"}
@@ -54,7 +56,7 @@ _MEMORY = {
     "type": ["object", "null"],
     "description": "MemoryCounts beyond PSS/PRIVATE/SHARED; null = smaps not readable",
     "properties": {
-        k: _INT_OR_NULL
+        k: fields.schema_property(k, nullable=True)
         for k in ("rss_bytes", "swap_bytes", "swap_pss_bytes", "pss_anon_bytes",
                   "pss_file_bytes", "pss_shmem_bytes", "hugetlb_bytes")
     },
@@ -163,9 +165,9 @@ def memgraph_schema() -> dict[str, Any]:
                 "properties": {
                     **_node("^p/.*", "^p$"),
                     "koid": _INT,
-                    "private_bytes": _INT,
-                    "shared_bytes": _INT,
-                    "pss_bytes": _INT,
+                    "private_bytes": fields.schema_property("private_bytes"),
+                    "shared_bytes": fields.schema_property("shared_bytes"),
+                    "pss_bytes": fields.schema_property("pss_bytes"),
                     "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
                     "vmo_refs": {"type": "array", "items": {"$ref": "#/definitions/vmo_ref"}},
                     "handle_stats": {
