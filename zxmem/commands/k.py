@@ -97,7 +97,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_k(args: argparse.Namespace, env) -> int:
-    args.k_parser.print_help(env.stdout)
+    # No subcommand is a usage error: the help goes to stderr (as argparse
+    # sends its usage errors), so stdout stays empty for a pipe.
+    args.k_parser.print_help(env.stderr)
     return 2
 
 

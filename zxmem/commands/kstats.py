@@ -71,6 +71,9 @@ examples:
 """
 
 
+MAX_DELAY_S = 86400  # -d: one day
+
+
 def _positive(kind: str):
     def parse(value: str) -> float:
         try:
@@ -79,6 +82,11 @@ def _positive(kind: str):
             number = 0
         if not number > 0 or number != number:
             raise argparse.ArgumentTypeError(f"bad {kind} value {value!r}")
+        # inf, 1e30 (and anything past a day) would overflow the sleep and
+        # the report schedule; no one waits a day between two reports.
+        if number > MAX_DELAY_S:
+            raise argparse.ArgumentTypeError(
+                f"bad {kind} value {value!r}: at most {MAX_DELAY_S} seconds (one day)")
         return number
     return parse
 

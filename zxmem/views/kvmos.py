@@ -9,7 +9,11 @@ kernel object pointer to print)::
 * ``hidden``: title ``"Hidden" VMOs, largest first:``, the handle header,
   every object no process maps, largest alloc first, then the unattributed
   remainder of meminfo ``Shmem`` as the last row (koid 0, Zircon's
-  "kernel-only" koid), the header again, and a total line.  The handle
+  "kernel-only" koid), the header again, and a total line over every row
+  above it: ``  total: N VMOs + [unattributed Shmem], size S, alloc A``
+  (N counts the objects; the remainder is named apart because it is not
+  one object; ``(K unknown)`` follows a sum that leaves out K unknown
+  values).  The handle
   column says who holds the object: ``PID:FD`` of the first process holding
   a descriptor to it (``+N`` when N more processes hold one), its rights
   that descriptor's; ``-`` when no process holds it (a SysV segment, a
@@ -88,9 +92,16 @@ def _sum_text(values: list[int | None], unit: str | None) -> str:
 
 
 def _total(vmos: list[Vmo], unit: str | None) -> str:
+    """The total line: every row above it, the Shmem remainder included
+    (it is named apart because it is not one object: it is the part of
+    ``Shmem`` in /proc/meminfo that no listed object accounts for)."""
+    from zxmem.sources.hidden import REMAINDER_KOID, REMAINDER_NAME
+
     size = _sum_text([v.size_bytes for v in vmos], unit)
     alloc = _sum_text([v.committed_bytes for v in vmos if v.kind != "phys"], unit)
-    return f"  total: {len(vmos)} VMOs, size {size}, alloc {alloc}\n"
+    objects = sum(1 for v in vmos if v.koid != REMAINDER_KOID)
+    rest = f" + {REMAINDER_NAME}" if objects != len(vmos) else ""
+    return f"  total: {objects} VMOs{rest}, size {size}, alloc {alloc}\n"
 
 
 def hidden_vmos(snapshot: Snapshot) -> list[Vmo]:
@@ -112,7 +123,7 @@ def _listing(title: str, vmos: list[Vmo], snapshot: Snapshot, unit: str | None) 
     for vmo in vmos:
         lines.append(row(*holder_cells(snapshot, vmo.koid), vmo, unit))
     lines.append(HOLDER_HEADER + "\n")
-    lines.append(_total([v for v in vmos if v.koid != 0], unit))
+    lines.append(_total(vmos, unit))
     return "".join(lines)
 
 
