@@ -187,3 +187,60 @@ def test_live_vmos(cli):
     assert me["vmos"] and len(me["vmos"]) == len(me["vmo_refs"])
     assert any("MAPPING" in ref["via"] for ref in me["vmo_refs"])
     assert me["linux"]["mappings"]
+
+
+# A memfd written through its descriptor and never mapped: memory that only
+# the hidden-object scan can find.
+_MEMFD_CHILD = r"""
+import os, sys
+fd = os.memfd_create("zx-mg-hidden-4m")
+block = b"\x5a" * (1 << 20)
+for _ in range(4):
+    os.write(fd, block)
+print("ready", os.getpid(), fd, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_hidden_objects_travel_to_k_vmos_hidden_from(cli, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the holder's descriptors and every process's maps")
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _MEMFD_CHILD],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        words = proc.stdout.readline().split()
+        assert words and words[0] == "ready", "the memfd holder did not start"
+        pid, fd = int(words[1]), int(words[2])
+        st = os.stat(f"/proc/{pid}/fd/{fd}")
+        from zxmem.model import inode_koid
+
+        koid = inode_koid(st.st_dev, st.st_ino)
+        r = cli(["memgraph", "-v", "--hidden"])
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert r.status == 0, r.stderr
+    recs = json.loads(r.stdout)
+    schema_validator().validate(recs)
+    meta = recs[-1]["linux"]
+    assert koid in meta["hidden_vmo_koids"]
+    path = tmp_path / "hidden.json"
+    path.write_text(r.stdout)
+    # Read back after the holder has gone: the file is what is listed.
+    out = cli(["k", "vmos", "hidden", "--from", str(path)])
+    assert out.status == 0, out.stderr
+    rows = [line.split(None, 9) for line in out.stdout.splitlines()[2:]]
+    row = next((f for f in rows if len(f) == 10 and f[2] == str(koid)), None)
+    assert row is not None, out.stdout
+    assert row[0] == f"{pid}:{fd}"  # held by the child's descriptor
+    assert row[5:9] == ["0", "0", "4M", "4M"]  # no mapping; 4 MiB written
+    assert row[9] == "memfd:zx-mg-hidden-4m"
+    # Without --hidden the file has none, and k vmos hidden says so.
+    plain = cli(["memgraph", "-v"])
+    path.write_text(plain.stdout)
+    out = cli(["k", "vmos", "hidden", "--from", str(path)])
+    assert out.status == 1 and "no hidden objects" in out.stderr
