@@ -176,6 +176,11 @@ def load_buckets(data: bytes | str, source: str = "buckets") -> tuple[BucketSpec
     except json.JSONDecodeError as exc:
         raise ZxmemError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                          f"{exc.msg.lower()}") from None
+    except RecursionError:
+        # '[[[[...': the parser recurses once per level; one line, no traceback.
+        from zxmem.sources.load import nesting_error
+
+        raise ZxmemError(nesting_error(source, text)) from None
     return parse_buckets(doc, source)
 
 

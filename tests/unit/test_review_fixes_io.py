@@ -3,6 +3,7 @@ hide unknown values (each test fails without its fix)."""
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType
 
 import pytest
@@ -71,3 +72,104 @@ def test_plain_k_prints_usage_to_stderr(cli):
     assert r.status == 2
     assert r.stdout == ""
     assert "usage: zxmem k" in r.stderr
+
+
+# --- deeply nested JSON: one line naming the byte, exit 1 -------------------
+
+DEPTH = 100_000
+
+
+@pytest.fixture
+def deep_files(tmp_path):
+    arr = tmp_path / "deep-array.json"
+    arr.write_text("[" * DEPTH + "]" * DEPTH + "\n")
+    obj = tmp_path / "deep-object.json"
+    obj.write_text('{"a":' * DEPTH + "1" + "}" * DEPTH + "\n")
+    # zxmem's own layout: one record a line, a record too deep.
+    lines = tmp_path / "deep-line.json"
+    lines.write_text('[\n' + '{"x":' + "[" * DEPTH + "]" * DEPTH + "}\n]\n")
+    return arr, obj, lines
+
+
+@pytest.mark.parametrize("argv", [["ps"], ["vmos", "1"], ["mem"], ["digest", "--buckets",
+                                                                    "{buckets}"],
+                                   ["treemap"], ["kstats", "-m"], ["k", "vmos", "hidden"]])
+def test_every_from_command_reports_deep_nesting(cli, deep_files, tmp_path, argv):
+    buckets = tmp_path / "b.json"
+    buckets.write_text('[{"name": "All"}]')
+    argv = [a.replace("{buckets}", str(buckets)) for a in argv]
+    for path in deep_files:
+        r = cli([*argv, "--from", str(path)])
+        assert r.status == 1, r.stderr
+        assert "Traceback" not in r.stderr and "RecursionError" not in r.stderr
+        (line,) = r.stderr.splitlines()
+        assert f"{path}: nested too deeply at byte " in line
+
+
+def test_deep_nesting_offset_points_at_the_deepest_level(cli, deep_files):
+    arr, obj, lines = deep_files
+    r = cli(["ps", "--from", str(arr)])
+    assert "at byte 99999:" in r.stderr and f"{DEPTH} levels" in r.stderr
+    # Brackets inside strings are not nesting.
+    from zxmem.sources.load import nesting_error
+
+    assert nesting_error("f", b'[["[[[[", [1]]]') == \
+        "f: nested too deeply at byte 10: arrays or objects 3 levels deep " \
+        "(more than zxmem's JSON reader allows)"
+
+
+def test_digest_buckets_file_deep_nesting(cli, deep_files):
+    arr = deep_files[0]
+    r = cli(["digest", "--buckets", str(arr)])
+    assert r.status == 1
+    assert r.stderr.strip().startswith(f"zxmem: {arr}: nested too deeply at byte 99999")
+
+
+# --- capture importer: byte counts must be 0 .. 2**64 - 1 -------------------
+
+def _capture() -> dict:
+    return {"Kernel": {"total": 100, "vmo": 50},
+            "Processes": [["koid", "name", "vmos"], [10, "a", [1]]],
+            "VmoNames": ["n"],
+            "Vmos": [["koid", "name", "parent_koid", "committed_bytes", "allocated_bytes"],
+                     [1, 0, 0, 4096, 8192], [2, 0, 0, 4096, 8192]]}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["Vmos"][2].__setitem__(4, -1),
+     "capture Vmos[2]: allocated_bytes -1 is out of range"),
+    (lambda c: c["Vmos"][1].__setitem__(3, 2**70),
+     f"capture Vmos[1]: committed_bytes {2**70} is out of range"),
+    (lambda c: c["Vmos"][1].__setitem__(3, 2**64),
+     f"capture Vmos[1]: committed_bytes {2**64} is out of range"),
+    (lambda c: c["Kernel"].__setitem__("vmo", -4096),
+     "capture Kernel: vmo -4096 is out of range"),
+])
+def test_capture_rejects_negative_and_absurd_sizes(edit, message):
+    from zxmem.errors import InputError
+    from zxmem.sources import fuchsia
+
+    doc = _capture()
+    edit(doc)
+    with pytest.raises(InputError) as info:
+        fuchsia.snapshot_from_capture(doc)
+    assert str(info.value).startswith(message)
+
+
+def test_capture_accepts_the_largest_count():
+    from zxmem.sources import fuchsia
+
+    doc = _capture()
+    doc["Vmos"][1][3] = 2**64 - 1
+    assert fuchsia.snapshot_from_capture(doc).vmos[1].committed_bytes == 2**64 - 1
+
+
+def test_capture_bad_size_via_cli_is_one_line(cli, tmp_path):
+    doc = _capture()
+    doc["Vmos"][1][3] = -1
+    path = tmp_path / "cap.json"
+    path.write_text(json.dumps(doc))
+    r = cli(["ps", "--from", str(path)])
+    assert r.status == 1
+    assert r.stderr == f"zxmem: {path}: capture Vmos[1]: committed_bytes -1 is out of " \
+                       "range (a byte count is 0 .. 2**64 - 1)\n"

@@ -185,6 +185,19 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# A byte count fits in 64 unsigned bits (the kernel's counters and Zircon's
+# sizes are uint64); anything else is a damaged or hand-made file.
+MAX_BYTES = 2**64 - 1
+
+
+def _check_bytes(value: Any, where: str, field: str) -> None:
+    """An :class:`InputError` naming ``where`` and ``field`` for a byte
+    count that is negative or past 2**64 - 1 (``None``, unknown, is fine)."""
+    if value is not None and not 0 <= value <= MAX_BYTES:
+        raise InputError(f"{where}: {field} {value} is out of range "
+                         f"(a byte count is 0 .. 2**64 - 1)")
+
+
 def _table(rows: Any, table: str, expected: tuple[str, ...]) -> tuple[list, dict[str, int], int]:
     """Rows of a capture table without its header, the column index, first row number."""
     if not isinstance(rows, list):
@@ -213,6 +226,7 @@ def _kernel(kernel: Any) -> KernelStats | None:
     for key, value in kernel.items():
         if value is not None and not _is_int(value):
             raise InputError(f"capture Kernel.{key}: expected an integer, found {_short(value)}")
+        _check_bytes(value, "capture Kernel", key)
         if key in _KERNEL_COLUMNS:
             cols[_KERNEL_COLUMNS[key]] = value
         else:
@@ -244,6 +258,7 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
         extra = dict(kernel.extra)
         for k, v in cap["kmem_stats_compression"].items():
             if _is_int(v):
+                _check_bytes(v, "capture kmem_stats_compression", k)
                 extra[f"compression_{k}"] = v
         kernel = replace(kernel, extra=MappingProxyType(extra))
 
@@ -366,6 +381,8 @@ def _vmos(rows: Any, names: list, notes: list[str]) -> dict[int, dict]:
             v is None or _is_int(v) for v in (committed, allocated)
         ):
             raise InputError(f"capture Vmos[{i}]: expected integers, found {_short(row)}")
+        _check_bytes(committed, f"capture Vmos[{i}]", "committed_bytes")
+        _check_bytes(allocated, f"capture Vmos[{i}]", "allocated_bytes")
         out.setdefault(koid, {"name": name, "parent_koid": parent,
                               "committed_bytes": committed, "allocated_bytes": allocated})
     if populated:

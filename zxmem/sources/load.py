@@ -144,6 +144,8 @@ def _json_error(
     ``to_input`` maps an offset in the parsed text back to ``data`` when the
     text was repaired first.
     """
+    if isinstance(exc, _TooDeep):
+        return InputError(nesting_error(name, data, base))
     if isinstance(exc, UnicodeDecodeError):
         return _error(name, f"invalid UTF-8 at byte {base + exc.start}: expected JSON text")
     assert isinstance(exc, json.JSONDecodeError)
@@ -162,8 +164,38 @@ def _json_error(
     return _error(name, what)
 
 
+class _TooDeep(ValueError):
+    """JSON nested deeper than the parser's recursion allows."""
+
+
+def nesting_error(name: str, data: bytes | str, base: int = 0) -> str:
+    """``NAME: nested too deeply at byte N ...`` for JSON the parser gave up
+    on: N is where the nesting first reaches its deepest level (strings
+    skipped), so the message points at the culprit without a traceback."""
+    import re
+
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    depth = deepest = 0
+    at = 0
+    for m in re.finditer(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', raw):
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, m.start()
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return (f"{name}: nested too deeply at byte {base + at}: arrays or objects "
+            f"{deepest} levels deep (more than zxmem's JSON reader allows)")
+
+
 def _loads(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8"))
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        # The C scanner recurses once per level: a hostile or broken file
+        # of '[[[[...' must be a one-line error, not a traceback.
+        raise _TooDeep("nested too deeply") from None
 
 
 def _parse_whole_array(name: str, data: bytes, base: int, notes: list[str]) -> list:
