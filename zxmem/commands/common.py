@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from zxmem.errors import UsageError, ZxmemError
-from zxmem.model import Snapshot
 from zxmem.units import UNITS, unit_index
+
+if TYPE_CHECKING:  # zxmem.model only for hints: every --help imports this module
+    from zxmem.model import Snapshot
 
 
 def units_arg(value: str) -> str:
@@ -20,14 +23,32 @@ def units_arg(value: str) -> str:
     return letter
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_koid(value: str) -> int:
+    """A PID or koid typed by the user: ASCII decimal digits (leading zeros
+    are still decimal, ``01782`` is 1782), or ``0x`` and hex digits, as
+    Fuchsia's vmaps accepts (strtoul with base 0, spec fuchsia-tools §3.1).
+
+    Stricter than ``int()``: signs, spaces, ``_`` separators and non-ASCII
+    digits (``'١٢'``) are refused, since a PID is never written so and a
+    typo should not name another process.  Raises ``ValueError``.
+    """
+    if value.isascii():
+        if value.isdigit():
+            return int(value, 10)
+        if value[:2] in ("0x", "0X") and len(value) > 2 and _HEX_DIGITS.issuperset(value[2:]):
+            return int(value[2:], 16)
+    raise ValueError(f"not a number: {value!r}")
+
+
 def koid_arg(value: str) -> int:
+    """argparse ``type=`` for a PID or koid (:func:`parse_koid`)."""
     try:
-        koid = int(value, 10)
+        return parse_koid(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a koid: {value!r}") from None
-    if koid < 0:
-        raise argparse.ArgumentTypeError(f"not a koid: {value!r}")
-    return koid
 
 
 def add_proc_root(parser: argparse.ArgumentParser) -> None:
@@ -40,12 +61,33 @@ def add_proc_root(parser: argparse.ArgumentParser) -> None:
 
 
 def proc_root(args: argparse.Namespace, env) -> str:
+    """The /proc root to read: ``--proc-root`` or the environment's.
+
+    A directory that does not look like a /proc (no numeric entry, no
+    ``self``, no ``meminfo``) is an error: read as /proc it would give an
+    empty table that looks like a machine without processes.
+    """
     root = getattr(args, "proc_root", None) or env.proc_root
     if not os.path.isdir(root):
         raise UsageError(f"--proc-root {root}: not a directory")
     if not os.access(root, os.R_OK | os.X_OK):
         raise ZxmemError(f"--proc-root {root}: not readable")
+    if not _looks_like_proc(root):
+        raise ZxmemError(f"--proc-root {root}: not a /proc tree (no PID directories, "
+                         "no self, no meminfo)")
     return root
+
+
+def _looks_like_proc(root: str) -> bool:
+    try:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                name = entry.name
+                if name in ("self", "meminfo") or (name.isascii() and name.isdigit()):
+                    return True
+    except OSError:
+        return True  # listing errors are reported by the reader, naming the cause
+    return False
 
 
 def unreadable_note(snapshot: Snapshot) -> str | None:

@@ -80,13 +80,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_pid(value: str | None, usage: str) -> int | None:
-    """The PID argument (any base, as Fuchsia's strtoul with base 0); None = help."""
+    """The PID argument (:func:`common.parse_koid`: decimal, or 0x hex as
+    Fuchsia's vmaps); None = help."""
     if value is None:
         raise UsageError(f"a PID is required; {usage}")
     if value.lstrip("-") == "help":
         return None
     try:
-        pid = int(value, 0)
+        pid = common.parse_koid(value)
     except ValueError:
         raise UsageError(f'"{value}" is not a number; {usage}') from None
     if pid <= 0:
@@ -104,14 +105,43 @@ def load_process(root: str, pid: int, what: str, **kwargs):
         if exc.reason == "no such process":
             raise ZxmemError(f"couldn't find process with pid {pid}") from None
         raise ZxmemError(f"couldn't read process with pid {pid}: {exc.reason}") from None
+    tgid = _tgid(root, pid)
+    if tgid is not None and tgid != pid:
+        raise ZxmemError(f"{pid} is a thread of process {tgid}")
     if proc.kernel_thread:
         raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
-    if proc.state in ("Z", "X", "x"):
-        raise ZxmemError(f"pid {pid} has exited (zombie): it has no address space")
     snapshot = kwargs.pop("base", None)
+    read_root, read_pid = root, pid
+    if proc.state in ("Z", "X", "x"):
+        from zxmem.sources.linux import live_task_dir
+
+        task = live_task_dir(root, pid) if (proc.num_threads or 0) > 1 else None
+        if task is None:
+            raise ZxmemError(f"pid {pid} has exited (zombie): it has no address space")
+        if snapshot is not None:
+            # Every process's maps are read under one root: the leader's
+            # are empty and a thread's directory is under another one.
+            raise ZxmemError(f"pid {pid}'s main thread has exited: its {what} can be "
+                             f"listed only by 'zxmem vmaps {pid}'")
+        # The main thread has exited, others run: the leader has no mm, a
+        # live thread's task/TID/ shows the process's maps.  Read the
+        # thread as if task/ were the /proc root, then name it by the PID.
+        read_root = f"{root.rstrip('/') or '/'}/{pid}/task"
+        read_pid = int(task.rstrip("/").rsplit("/", 1)[1])
+        kwargs = {**kwargs, "pids": [read_pid], "detail_pids": [read_pid]}
     if snapshot is None:
-        snapshot = objects.light_snapshot(root, [pid])
-    snapshot = objects.add_objects(snapshot, root, **kwargs)
+        snapshot = objects.light_snapshot(read_root, [read_pid])
+    snapshot = objects.add_objects(snapshot, read_root, **kwargs)
+    if read_pid != pid:
+        from dataclasses import replace
+
+        snapshot = replace(snapshot, processes=tuple(
+            replace(p, koid=pid, name=proc.name, ppid=proc.ppid) if p.koid == read_pid else p
+            for p in snapshot.processes
+        ), provenance=replace(snapshot.provenance, denied=tuple(
+            (f"maps:{pid}", why) if what == f"maps:{read_pid}" else (what, why)
+            for what, why in snapshot.provenance.denied
+        )))
     process = snapshot.process(pid)
     if process is None:
         raise ZxmemError(f"pid {pid} exited while its {what} were being read")
@@ -126,12 +156,26 @@ def load_process(root: str, pid: int, what: str, **kwargs):
     if not process.mappings:
         # Only a process without an mm has no mappings: it exited meanwhile.
         try:
-            gone = objects.read_process(root, pid).state in ("Z", "X", "x")
+            gone = objects.read_process(read_root, read_pid).state in ("Z", "X", "x")
         except objects.ProcessError:
             gone = True
         if gone:
             raise ZxmemError(f"pid {pid} exited while its {what} were being read")
     return snapshot, process
+
+
+def _tgid(root: str, pid: int) -> int | None:
+    """``Tgid`` of ``/proc/PID/status``: not ``pid`` for a thread's TID
+    (``/proc/TID`` resolves though it is not listed, fs/proc/base.c
+    ``proc_pid_lookup``); None when unreadable."""
+    from zxmem.sources import procfs
+
+    try:
+        with open(f"{root.rstrip('/') or '/'}/{pid}/status", "rb") as f:
+            value = procfs.parse_status(f.read()).get(b"Tgid")
+        return int(value) if value is not None else None
+    except (OSError, ValueError, procfs.ParseError):
+        return None
 
 
 def _min_addr(root: str) -> int:

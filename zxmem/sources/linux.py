@@ -22,7 +22,9 @@ kernel work done with the GIL released, so the page-table walks behind
 Failure behaviour (DESIGN.md): a process that is gone (ENOENT/ESRCH on
 ``stat``, or ``smaps`` gone too) is left out; EACCES on ``smaps_rollup``
 leaves the memory ``None`` and records ``("smaps_rollup:PID", "EACCES")`` in
-the provenance; a zombie (no mm: ``smaps_rollup`` gives ESRCH) has zero memory.
+the provenance; a zombie (no mm: ``smaps_rollup`` gives ESRCH) has zero memory,
+unless its main thread alone has exited: then a live thread's
+``task/TID/smaps_rollup`` gives the process's memory.
 """
 
 from __future__ import annotations
@@ -258,7 +260,9 @@ class _Reader:
         else:
             try:
                 fields = procfs.parse_smaps_rollup(_read_record(base + "smaps_rollup"))
-                memory = memory_from_fields(fields, status) if fields else _ZERO
+                # Empty: a recorded ESRCH (record_proc.py), i.e. no mm.
+                memory = memory_from_fields(fields, status) if fields else \
+                    self._no_mm_memory(base, pid, st, status)
             except procfs.ParseError:
                 memory = None
                 self.note_denied(f"smaps_rollup:{pid}", "malformed")
@@ -294,8 +298,7 @@ class _Reader:
     def _memory_fallback(self, base, pid, exc, st, status):
         """smaps_rollup failed: zombie, denied, vanished, or an old kernel."""
         if exc.errno == errno.ESRCH:
-            # No mm: a zombie or a task past exit_mm; it maps nothing.
-            return _ZERO
+            return self._no_mm_memory(base, pid, st, status)
         if exc.errno in (errno.EACCES, errno.EPERM):
             self.note_denied(f"smaps_rollup:{pid}", _errname(exc))
             return None
@@ -319,6 +322,31 @@ class _Reader:
             return memory_from_fields(fields, status) if data else _ZERO
         self.note_denied(f"smaps_rollup:{pid}", _errname(exc))
         return None
+
+    def _no_mm_memory(self, base, pid, st, status):
+        """The leader has no mm (smaps_rollup gave ESRCH): zero for a real
+        zombie, else the rollup of a live thread.
+
+        A thread group whose leader called pthread_exit keeps running: the
+        leader is a zombie without an mm (``exit_mm``) while the other
+        threads share the group's mm, so ``/proc/PID/smaps_rollup`` gives
+        ESRCH but ``/proc/PID/task/TID/smaps_rollup`` of a live thread gives
+        the process's memory (fs/proc/task_mmu.c ``show_smaps_rollup``).
+        """
+        if st.state in ("Z", "X", "x") and (st.num_threads or 0) <= 1:
+            return _ZERO  # no thread left: it maps nothing
+        task = live_task_dir(self.proc, pid)
+        if task is None:
+            return _ZERO  # a zombie, or a task past exit_mm with no live thread
+        try:
+            fields = procfs.parse_smaps_rollup(_read_record(task + "smaps_rollup"))
+        except (OSError, procfs.ParseError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ESRCH:
+                return _ZERO  # that thread lost the mm too: the group is exiting
+            why = _errname(exc) if isinstance(exc, OSError) else "malformed"
+            self.note_denied(f"smaps_rollup:{pid}", why)
+            return None
+        return memory_from_fields(fields, status) if fields else _ZERO
 
     def read_threads(self, base: str) -> tuple[Thread, ...]:
         try:
@@ -348,6 +376,32 @@ class _Reader:
                     results[pid] = r
         with self.lock:
             self.results.update(results)
+
+
+def live_task_dir(proc_root: str, pid: int) -> str | None:
+    """``PROC/PID/task/TID/`` of a live thread other than the leader, or None.
+
+    For a process whose main thread has exited while others run: the
+    leader's ``maps``, ``smaps`` and ``smaps_rollup`` are empty or ESRCH (it
+    has no mm), a live thread's show the process's address space
+    (fs/proc/base.c ``tid_base_stuff``).  "Live" is a ``task/TID/stat`` state
+    other than Z/X.
+    """
+    base = f"{proc_root.rstrip('/') or '/'}/{pid}/task/"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return None
+    for name in sorted(names, key=lambda n: (len(n), n)):
+        if not name.isdigit() or not name.isascii() or int(name) == pid:
+            continue
+        try:
+            tst = procfs.parse_stat(_read_record(f"{base}{name}/stat"))
+        except (OSError, procfs.ParseError):
+            continue  # the thread exited
+        if tst.state not in ("Z", "X", "x"):
+            return f"{base}{name}/"
+    return None
 
 
 def list_pids(proc_root: str) -> list[int]:
@@ -454,7 +508,8 @@ def _assign_jobs(proc: str, records: list[_Record], options: CollectOptions):
     if options.jobs == "user":
         uids = sorted({r[3] for r in records if r[3] is not None})
         names = _user_names(uids)
-        root = Job(cgroups.USER_ROOT_JOB_KOID, "root", 0, path="")
+        # Not "root": that is the name of uid 0's job, listed just below it.
+        root = Job(cgroups.USER_ROOT_JOB_KOID, "users", 0, path="")
         jobs = [root] + [Job(uid, names.get(uid, str(uid)), root.koid, path="") for uid in uids]
         return (
             tuple(jobs),
