@@ -249,3 +249,15 @@ def test_user_mode_top_job_is_users(tmp_path):
     assert names[4294967295] == "users"
     assert names[0] == "root"
     assert list(names.values()).count("root") == 1
+
+
+def test_share_fallback_reads_a_live_thread(cli, tmp_path):
+    # A recorded tree has no kpagecount: share falls back to smaps_rollup,
+    # which for a process whose main thread exited is a live thread's.
+    root = _tree(tmp_path)
+    r = cli(["share", "--json", "--proc-root", str(root), "100"])
+    assert r.status == 0, r.stderr
+    import json
+
+    doc = json.loads(r.stdout)
+    assert doc["pss_bytes"] == 200 * K and doc["private_bytes"] == 240 * K

@@ -100,6 +100,13 @@ def run(args: argparse.Namespace, env) -> int:
         why = dict(scan.denied).get(pid)
         if why:
             raise ZxmemError(f"PID {pid}: page tables not readable ({why})")
+        from zxmem.sources.linux import live_task_dir
+
+        if live_task_dir(proc, pid) is not None:
+            # The leader is a zombie without mm, its pagemap is empty; the
+            # scan reads processes by PID (sources/pagemap.py).
+            raise ZxmemError(f"PID {pid}: its main thread has exited, so its page tables "
+                             "cannot be read by PID (zxmem ps and vmaps read a live thread)")
         raise ZxmemError(f"PID {pid}: no such process (or it has no address space)")
     report = _report(scan, pid, proc)
     if args.json:
@@ -219,8 +226,13 @@ def _approximate(args, env, proc: str, pid: int, why: str) -> int:
         "numbers (approximate: PRIVATE counts pages mapped once, so a page mapped "
         "twice by this process counts as shared; sharers cannot be listed)\n"
     )
+    from zxmem.sources.linux import live_task_dir
+
+    # A process whose main thread has exited: the leader has no mm (ESRCH),
+    # a live thread's rollup is the process's.
+    base = live_task_dir(proc, pid) or f"{proc}/{pid}/"
     try:
-        with open(f"{proc}/{pid}/smaps_rollup", "rb") as f:
+        with open(f"{base}smaps_rollup", "rb") as f:
             fields = procfs.parse_smaps_rollup(f.read())
     except OSError as exc:
         raise ZxmemError(f"PID {pid}: cannot read smaps_rollup ({exc.strerror})") from None
