@@ -4,6 +4,7 @@ hide unknown values (each test fails without its fix)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -173,3 +174,91 @@ def test_capture_bad_size_via_cli_is_one_line(cli, tmp_path):
     assert r.status == 1
     assert r.stderr == f"zxmem: {path}: capture Vmos[1]: committed_bytes -1 is out of " \
                        "range (a byte count is 0 .. 2**64 - 1)\n"
+
+
+# --- treemap: an empty pipe on stdin falls back to the live system ----------
+
+TREE = Path(__file__).resolve().parents[1] / "fixtures" / "proc-trees" / "cgroup-v1-hybrid" \
+    / "proc"
+
+
+def _payload(html: str) -> dict:
+    import re
+
+    return json.loads(re.search(r'id="zxmem-data">(.*?)</script>', html, re.S).group(1))
+
+
+@pytest.mark.parametrize("data", [b"", b"  \n\n"])
+def test_treemap_empty_pipe_draws_the_live_system(cli, data):
+    import os
+
+    r_fd, w_fd = os.pipe()
+    os.write(w_fd, data)
+    os.close(w_fd)
+    with os.fdopen(r_fd) as stdin:  # a real pipe, at EOF: 'true | zxmem treemap'
+        r = cli(["treemap", "--proc-root", str(TREE)], stdin=stdin)
+    assert r.status == 0, r.stderr
+    assert r.stderr.splitlines()[0] == \
+        "zxmem: standard input is empty: drawing the live system"
+    assert _payload(r.stdout)["meta"]["source"] == "linux"
+
+
+def test_treemap_pipe_with_data_is_still_read(cli, tmp_path):
+    import os
+
+    snap = cli(["memgraph", "-v", "--proc-root", str(TREE)])
+    assert snap.status == 0, snap.stderr
+    r_fd, w_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the writer: more than a pipe buffer, so reads interleave
+        os.close(r_fd)
+        with os.fdopen(w_fd, "w") as w:
+            w.write("\n" * 100_000 + snap.stdout)
+        os._exit(0)
+    os.close(w_fd)
+    with os.fdopen(r_fd) as stdin:
+        r = cli(["treemap"], stdin=stdin)
+    os.waitpid(pid, 0)
+    assert r.status == 0, r.stderr
+    assert "live system" not in r.stderr
+    assert _payload(r.stdout)["meta"]["file"] == "<stdin>"
+
+
+def test_treemap_help_says_stdin_is_read(cli):
+    r = cli(["treemap", "--help"])
+    assert "a pipe on stdin is read" in r.stdout and "--from -" in r.stdout
+
+
+# --- digest: --csv and --json as well as --output ---------------------------
+
+def test_digest_csv_json_aliases(cli, tmp_path):
+    src = tmp_path / "cap.json"
+    src.write_text(json.dumps(_capture()))
+    buckets = tmp_path / "b.json"
+    buckets.write_text('[{"name": "N", "vmo": "n"}]')
+    args = ["digest", "--from", str(src), "--buckets", str(buckets)]
+    assert cli([*args, "--csv"]).stdout == "N, 4096\nOrphaned, -4046\n" \
+        "Undigested, 0\n"
+    assert cli([*args, "--csv"]).stdout == cli([*args, "--output", "csv"]).stdout
+    as_json = cli([*args, "--json"])
+    assert as_json.status == 0
+    assert json.loads(as_json.stdout) == json.loads(cli([*args, "--output", "json"]).stdout)
+    both = cli([*args, "--csv", "--output", "json"])
+    assert both.status == 2 and "not allowed" in both.stderr
+
+
+# --- digest and mem need a snapshot with memory objects ---------------------
+
+@pytest.mark.parametrize("command", ["digest", "mem"])
+def test_snapshot_without_vmos_is_an_error(cli, tmp_path, command):
+    src = tmp_path / "snap.json"
+    made = cli(["memgraph", "--proc-root", str(TREE)])  # no -v: no VMOs
+    assert made.status == 0
+    src.write_text(made.stdout)
+    r = cli([command, "--from", str(src)])
+    assert r.status == 1
+    assert r.stdout == ""
+    assert r.stderr == (f"zxmem: {src}: the snapshot has no memory objects: record it "
+                        "with `zxmem memgraph -v`\n")
+    # The same words as vmos --from.
+    assert cli(["vmos", "--from", str(src), "19901"]).stderr == r.stderr

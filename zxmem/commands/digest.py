@@ -44,9 +44,9 @@ examples:
   zxmem digest                              this machine, Linux buckets
   zxmem digest --buckets mine.json          my buckets first, then the Linux ones
   zxmem digest --from capture.json --buckets buckets.json
-  zxmem digest --output csv                 Name, bytes rows sorted by name
+  zxmem digest --output csv                 Name, bytes rows sorted by name (or --csv)
   zxmem digest --undigested                 also a summary of what no bucket took
-  zxmem digest --output json | jq '.buckets[] | {name, size_bytes}'
+  zxmem digest --json | jq '.buckets[] | {name, size_bytes}'    (or --output json)
 """
 
 
@@ -62,8 +62,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a bucket file (JSON array of {name, process, vmo}); may be repeated")
     p.add_argument("--no-default-buckets", action="store_true",
                    help="do not use zxmem's Linux bucket file")
-    p.add_argument("--output", choices=("human", "csv", "json"), default="human",
-                   help="human (default), csv ('Name, bytes' rows) or json")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--output", choices=("human", "csv", "json"), default="human",
+                     help="human (default), csv ('Name, bytes' rows) or json (the "
+                          "option of Fuchsia's mem_digest.py)")
+    out.add_argument("--csv", dest="output", action="store_const", const="csv",
+                     help="the same as --output csv (the spelling zxmem mem uses)")
+    out.add_argument("--json", dest="output", action="store_const", const="json",
+                     help="the same as --output json (the spelling zxmem mem uses)")
     p.add_argument("--undigested", action="store_true",
                    help="also summarize the undigested VMOs per process (private, scaled, "
                         "total); with --output csv, print that summary's "
@@ -103,6 +109,13 @@ def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):
         from zxmem.sources.load import load_snapshot
 
         snapshot = load_snapshot(env.stdin if path == "-" else path)
+        if not snapshot.vmos and all(p.vmo_refs is None for p in snapshot.processes):
+            # memgraph without -v: every byte would land in Orphaned, so say
+            # what is missing instead (the same error as vmos --from).
+            tool = "Fuchsia's `memgraph -v`" \
+                if snapshot.provenance.source == "fuchsia-memgraph" else "`zxmem memgraph -v`"
+            raise common.lacks(args, f"the snapshot has no memory objects: record it "
+                                     f"with {tool}")
         return snapshot, capture_time_ns(snapshot), ()
     root = common.proc_root(args, env)
     try:

@@ -23,15 +23,20 @@ tmpfs files) get a "hidden" branch when the snapshot has them, and
 "unknown (kernel & unmapped)" is the rest of the VMO total.
 
 Input: --from FILE (a zxmem or Fuchsia memgraph, or a Fuchsia memory
-capture); else memgraph JSON on standard input when it is a pipe or a file;
-else the live system. The page goes to standard output, or to -o FILE.
+capture; --from - reads standard input); else, when standard input is a pipe
+or a file, the memgraph JSON on it (so 'zxmem memgraph -vt | zxmem treemap'
+works); a pipe or file that ends without any data (e.g. 'true | zxmem
+treemap') falls back to the live system, with a note on stderr; a terminal
+or /dev/null on standard input means the live system. The page goes to
+standard output, or to -o FILE.
 """
 
 EPILOG = """\
 examples:
   zxmem treemap -o mem.html                    the live system
   zxmem treemap --open                         ... and open it in a browser
-  zxmem memgraph -vt | zxmem treemap > mem.html
+  zxmem memgraph -vt | zxmem treemap > mem.html   a pipe on stdin is read
+  zxmem treemap --from - < snap.json > mem.html   stdin, said explicitly
   zxmem treemap --from capture.json -o mem.html   a Fuchsia memory capture
 """
 
@@ -106,7 +111,12 @@ def _snapshot(args: argparse.Namespace, env):
         origin = "<stdin>" if args.from_file == "-" else args.from_file
         return common.snapshot_from_args(args, env, None), origin
     if _stdin_has_data(env):
-        return load_snapshot(env.stdin), "<stdin>"
+        stream = _nonblank_stdin(env.stdin)
+        if stream is not None:
+            return load_snapshot(stream), "<stdin>"
+        # 'true | zxmem treemap', or a cron job's empty file: nothing was
+        # sent, so draw the live system rather than fail on "empty input".
+        env.stderr.write("zxmem: standard input is empty: drawing the live system\n")
     snapshot = common.snapshot_from_args(args, env, CollectOptions(status=True))
     snapshot = _add_live_details(snapshot, common.proc_root(args, env))
     if args.exact:
@@ -114,6 +124,35 @@ def _snapshot(args: argparse.Namespace, env):
 
         snapshot = exact_graph(snapshot, args, env)
     return snapshot, None
+
+
+class _Prefixed:
+    """A stream that gives back the bytes already read from it, then the rest."""
+
+    def __init__(self, head, stream, name: str) -> None:
+        self.head = head
+        self.stream = stream
+        self.name = name
+
+    def read(self, size: int = -1):
+        if self.head:
+            head, self.head = self.head, self.head[:0]
+            return head
+        return self.stream.read(size)
+
+
+def _nonblank_stdin(stdin):
+    """Standard input with its first chunks put back, or None when it ends
+    with nothing but blanks (the caller then draws the live system)."""
+    stream = getattr(stdin, "buffer", stdin)
+    parts = []
+    while True:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        if chunk.strip():
+            return _Prefixed(chunk[:0].join(parts), stream, "<stdin>")
 
 
 def _stdin_has_data(env) -> bool:
