@@ -27,3 +27,10 @@ def test_schema_property_is_nullable_on_request():
 def test_shared_is_never_summed_for_jobs():
     assert fields.PROCESS_FIELD["shared_bytes"].aggregate == "none"
     assert fields.PROCESS_FIELD["pss_bytes"].aggregate == "sum"
+
+
+def test_ps_help_explains_columns_from_the_table(cli):
+    r = cli(["ps", "--help"])
+    flat = " ".join(r.stdout.split())
+    for name in ("pss_bytes", "private_bytes", "shared_bytes", "swap_bytes"):
+        assert " ".join(fields.describe(name).split()) in flat, name

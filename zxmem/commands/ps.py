@@ -15,15 +15,20 @@ Dump total process memory usage as a tree of jobs and processes.
 Jobs are cgroups (cgroup v2, or the v1 memory controller's tree); a job's PSS
 and PRIVATE are the sums over every process below it; SHARED is not summed.
 
-  PSS      proportional set size: resident bytes, each page divided by the
-           number of its mappings (smaps_rollup Pss)
-  PRIVATE  resident bytes mapped only once (Private_Clean + Private_Dirty)
-  SHARED   resident bytes also mapped elsewhere (Shared_Clean + Shared_Dirty)
-  SWAP     with --swap: SwapPss plus the swapped part of mapped shmem
+{columns}
 
 Sizes use binary units (k = KiB). Processes whose memory cannot be read are
 left out and counted on stderr; they are never shown as 0.
 """
+
+
+def _description() -> str:
+    from zxmem import fields
+
+    return DESCRIPTION.format(
+        columns=fields.help_block(("pss_bytes", "private_bytes", "shared_bytes", "swap_bytes"))
+    )
+
 
 EPILOG = """\
 examples:
@@ -40,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ps",
         help=HELP,
-        description=DESCRIPTION,
+        description=_description(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

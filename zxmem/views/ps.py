@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from zxmem import fields
 from zxmem.tasktree import TaskRow
 from zxmem.textsafe import escape_terminal, truncate_to_width
 from zxmem.units import format_size
@@ -41,11 +42,12 @@ class PsOptions:
 
 
 def _columns(opts: PsOptions) -> list[str]:
-    cols = ["PSS", "PRIVATE"]
+    # Headers come from the field table (zxmem.fields), as do the help texts.
+    cols = [fields.header("pss_bytes"), fields.header("private_bytes")]
     if not opts.jobs_only or opts.threads:
-        cols.append("SHARED")
+        cols.append(fields.header("shared_bytes"))
     if opts.swap:
-        cols.append("SWAP")
+        cols.append(fields.header("swap_bytes"))
     if opts.style == "late" or opts.threads:
         cols.append("STATE")
     return cols
