@@ -41,7 +41,9 @@ Then three rows the bucket file cannot define (their names are reserved):
     scripts' ``vmo − Σ committed`` when every VMO is referenced by a
     process, as in a capture).  It may be negative (the scripts keep the
     sign; on Linux it goes negative when processes' anonymous memory is
-    shared after ``fork`` and so counted once per process).
+    shared after ``fork`` and so counted once per process).  ``None``
+    (unknown) when any VMO's committed bytes are unknown, as for an
+    unprivileged user on Linux: the difference would absorb them.
 
 Nothing here reads files or formats numbers; :mod:`zxmem.views.digest`
 prints a :class:`Digest`.
@@ -241,6 +243,9 @@ class Digest:
     vmo_count: int  # VMOs in the snapshot
     unknown_vmos: int  # referenced VMOs skipped because committed is unknown
     process_names: dict[int, str]  # koid -> name, for the processes in pools
+    unknown_size_bytes: int = 0  # their size (VMO size, not resident), where known
+    unknown_unsized: int = 0  # how many of them have no known size either
+    orphaned_unknown: bool = False  # Orphaned is None because of unknown VMOs
 
     def rows(self) -> list[tuple[str, int]]:
         """Every row as (name, bytes): buckets, Undigested, Kernel, Orphaned.
@@ -364,9 +369,13 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
     undigested = sum(pool.size_bytes for pool in pool_list)
 
     kern = kernel_bytes(snapshot)
+    from zxmem.summary import unknown_vmo_koids
+
     orphaned = None
-    if snapshot.kernel is not None and snapshot.kernel.vmo_bytes is not None:
+    blind = bool(unknown_vmo_koids(snapshot))
+    if snapshot.kernel is not None and snapshot.kernel.vmo_bytes is not None and not blind:
         orphaned = snapshot.kernel.vmo_bytes - sum(sizes.values()) - undigested
+    unknown_sizes = [vmos[k].size_bytes for k in unknown]
 
     return Digest(
         buckets=tuple(
@@ -379,6 +388,10 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
         orphaned_bytes=orphaned,
         vmo_count=len(vmos),
         unknown_vmos=len(unknown),
+        unknown_size_bytes=sum(x or 0 for x in unknown_sizes),
+        unknown_unsized=unknown_sizes.count(None),
+        orphaned_unknown=blind and snapshot.kernel is not None
+        and snapshot.kernel.vmo_bytes is not None,
         process_names=pool_names,
     )
 

@@ -20,13 +20,17 @@ The attribution ``mem`` and ``ffx profile memory`` use:
   task) with groups ``heap`` (total_heap), ``wired``, ``mmu``, ``ipc``,
   ``other`` and ``vmo`` = max(0, kmem.vmo − Σ committed of every VMO in the
   snapshot); its private, scaled and total are their sum.  Unknown kernel
-  values (``None``) are left out of it.
+  values (``None``) are left out of it, and so is ``vmo`` when any VMO's
+  committed bytes are unknown (the remainder would absorb them).
 
 On Linux (spec linux-kernel, DESIGN.md) a file's VMO is its page cache, a
 ``data:<lib>`` clone the copy-on-write pages of a private file mapping (its
 parent is the file), an anonymous VMA one VMO.  Committed bytes that are
-unknown (``None``: cachestat refused, map_files denied) add nothing and are
-counted in :attr:`Summary.unknown_vmos`.
+unknown (``None``: cachestat refused, map_files denied) add nothing: they
+are counted (with their size, when known) in :class:`Summary` and in each
+:class:`ProcessSummary` and group they leave out, so the views can say which
+sums are partial.  Device memory (kind ``phys``: ``[vvar]``, mapped device
+registers) uses no RAM and is neither summed nor counted as unknown.
 """
 
 from __future__ import annotations
@@ -96,6 +100,13 @@ class ProcessSummary:
     groups: Mapping[str, Sizes] = field(default_factory=dict)
     vmo_koids: tuple[int, ...] = ()  # the charged VMOs (ancestors included)
     kernel: bool = False
+    # VMOs left out of the sums because their committed bytes are unknown:
+    # how many in all, and per group (the kernel row: every unknown VMO of
+    # the snapshot, which its ``vmo`` remainder could not be computed without).
+    unknown_vmos: int = 0
+    unknown_groups: Mapping[str, int] = field(default_factory=dict)
+    unknown_size_bytes: int = 0  # their size (VMO size, not resident), where known
+    unknown_unsized: int = 0  # how many of them have no known size either
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,9 @@ class Summary:
     """Kernel row first (when there are kernel stats), then snapshot order."""
 
     processes: tuple[ProcessSummary, ...]
-    unknown_vmos: int = 0
+    unknown_vmos: int = 0  # distinct VMOs whose committed bytes are unknown
+    unknown_size_bytes: int = 0  # their size (VMO size, not resident), where known
+    unknown_unsized: int = 0  # how many of them have no known size either
 
     def process(self, koid: int) -> ProcessSummary | None:
         for s in self.processes:
@@ -167,16 +180,23 @@ def summarize(
             continue
         priv = scaled = total = 0
         groups: dict[str, list[int]] = {}
+        unknown_here: dict[str, int] = {}
+        unknown_sizes: list[int | None] = []
         for k in ks:
             vmo = vmos[k]
             committed = vmo.committed_bytes
-            if committed is None:
-                if vmo.kind != "phys":  # device memory uses no RAM: 0, not unknown
-                    unknown.add(k)
-                committed = 0
+            if committed is None and vmo.kind == "phys":
+                continue  # device memory uses no RAM: neither summed nor unknown
             g = groups_of.get(k)
             if g is None:
                 g = groups_of[k] = group_name(vmo.name)
+            if committed is None:
+                # Left out of every sum, and said so: never a silent 0.
+                unknown.add(k)
+                unknown_here[g] = unknown_here.get(g, 0) + 1
+                unknown_sizes.append(vmo.size_bytes)
+                groups.setdefault(g, [0, 0, 0])
+                continue
             acc = groups.setdefault(g, [0, 0, 0])
             n = share[k]
             acc[2] += committed
@@ -191,7 +211,10 @@ def summarize(
             scaled += s.scaled_bytes
             total += s.total_bytes
         out.append(ProcessSummary(p.koid, p.name, Sizes(priv, scaled, total), frozen,
-                                  tuple(ks)))
+                                  tuple(ks), unknown_vmos=sum(unknown_here.values()),
+                                  unknown_groups=unknown_here,
+                                  unknown_size_bytes=sum(x or 0 for x in unknown_sizes),
+                                  unknown_unsized=unknown_sizes.count(None)))
 
     rows: list[ProcessSummary] = []
     if kernel and only_vmos is None:
@@ -199,7 +222,17 @@ def summarize(
         if k_row is not None:
             rows.append(k_row)
     rows.extend(out)
-    return Summary(tuple(rows), len(unknown))
+    sizes = [vmos[k].size_bytes for k in unknown]
+    return Summary(tuple(rows), len(unknown),
+                   unknown_size_bytes=sum(x for x in sizes if x is not None),
+                   unknown_unsized=sum(1 for x in sizes if x is None))
+
+
+def unknown_vmo_koids(snapshot: Snapshot) -> list[int]:
+    """VMOs whose committed bytes are unknown (device memory is not unknown:
+    it uses no RAM)."""
+    return [k for k, v in snapshot.vmos.items()
+            if v.committed_bytes is None and v.kind != "phys"]
 
 
 def kernel_summary(snapshot: Snapshot) -> ProcessSummary | None:
@@ -208,7 +241,10 @@ def kernel_summary(snapshot: Snapshot) -> ProcessSummary | None:
     if k is None:
         return None
     vmo = None
-    if k.vmo_bytes is not None:
+    unknown = len(unknown_vmo_koids(snapshot))
+    # With a VMO of unknown committed bytes the remainder is unknown too
+    # (it would absorb them): left out, and the row says how many.
+    if k.vmo_bytes is not None and not unknown:
         committed = sum(v.committed_bytes or 0 for v in snapshot.vmos.values())
         vmo = max(0, k.vmo_bytes - committed)
     parts = (
@@ -222,7 +258,10 @@ def kernel_summary(snapshot: Snapshot) -> ProcessSummary | None:
     groups = {name: Sizes(v, v, v) for name, v in parts if v is not None}
     total = sum(s.total_bytes for s in groups.values())
     return ProcessSummary(kernel_koid(snapshot), KERNEL_NAME, Sizes(total, total, total),
-                          groups, kernel=True)
+                          groups, kernel=True,
+                          unknown_vmos=unknown if k.vmo_bytes is not None else 0,
+                          unknown_groups={"vmo": unknown}
+                          if unknown and k.vmo_bytes is not None else {})
 
 
 def sorted_processes(summary: Summary) -> list[ProcessSummary]:

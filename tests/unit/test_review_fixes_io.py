@@ -262,3 +262,116 @@ def test_snapshot_without_vmos_is_an_error(cli, tmp_path, command):
                         "with `zxmem memgraph -v`\n")
     # The same words as vmos --from.
     assert cli(["vmos", "--from", str(src), "19901"]).stderr == r.stderr
+
+
+# --- mem and digest: unknown committed bytes are never a silent 0 -----------
+
+KIB = 1024
+
+
+def _unknown_snapshot() -> Snapshot:
+    """One process: anon 4K (known), a library's page cache (committed
+    unknown, size 8K), [vvar] device memory (committed None: no RAM)."""
+    from zxmem.model import KernelStats
+
+    vmos = [
+        Vmo(koid=11, name="[heap]", kind="anon", size_bytes=8 * KIB, committed_bytes=4 * KIB),
+        Vmo(koid=12, name="/usr/lib/libc.so.6", kind="file", size_bytes=8 * KIB,
+            committed_bytes=None),
+        Vmo(koid=13, name="[vvar]", kind="phys", size_bytes=16 * KIB, committed_bytes=None),
+    ]
+    kernel = KernelStats(vmo_bytes=1 << 30, wired_bytes=KIB, total_heap_bytes=KIB,
+                         mmu_overhead_bytes=KIB, ipc_bytes=0, other_bytes=KIB,
+                         free_bytes=1 << 20)
+    return _snap(vmos, [_proc(100, 11, 12, 13, name="app")], kernel=kernel)
+
+
+def _known_snapshot() -> Snapshot:
+    from dataclasses import replace
+
+    snap = _unknown_snapshot()
+    vmos = dict(snap.vmos)
+    vmos[12] = replace(vmos[12], committed_bytes=8 * KIB)
+    return replace(snap, vmos=MappingProxyType(vmos))
+
+
+def test_summary_keeps_unknowns_out_and_counts_them():
+    from zxmem.summary import summarize
+
+    s = summarize(_unknown_snapshot())
+    app = s.process(100)
+    assert app.sizes.total_bytes == 4 * KIB
+    assert (app.unknown_vmos, dict(app.unknown_groups)) == (1, {"[libraries]": 1})
+    assert (s.unknown_vmos, s.unknown_size_bytes, s.unknown_unsized) == (1, 8 * KIB, 0)
+    kernel = s.processes[0]
+    assert kernel.kernel and "vmo" not in kernel.groups  # would absorb the unknown
+    assert kernel.unknown_vmos == 1
+    # Device memory alone is not unknown, and the kernel's vmo is known again.
+    k = summarize(_known_snapshot())
+    assert k.unknown_vmos == 0 and k.processes[0].groups["vmo"].total_bytes == \
+        (1 << 30) - 12 * KIB
+
+
+def test_mem_views_mark_partial_sums():
+    from zxmem.summary import summarize
+    from zxmem.views import mem as view
+
+    snap = _unknown_snapshot()
+    s = summarize(snap)
+    text = view.render(snap, s, None, 100)
+    assert text.splitlines()[1:] == ["app<100> 4K (+1 unknown)", " [heap] 4K",
+                                     " [libraries] 0B (+1 unknown)"]
+    whole = view.render(snap, s, None)
+    assert "kernel<0> 4K (+1 unknown)\n" in whole and " vmo - (+1 unknown)\n" in whole
+    assert view.render_csv(s, None).splitlines()[-1] == \
+        "# 2 rows leave out 1 VMOs whose committed bytes are unknown (size 8192 bytes)"
+    assert view.render_csv(s, None, 100).splitlines()[-1] == \
+        "# 1 group rows leave out 1 VMOs whose committed bytes are unknown (size 8192 bytes)"
+    # Nothing unknown ([vvar] is device memory): mem's own format, no marks.
+    k = summarize(_known_snapshot())
+    assert "unknown" not in view.render(snap, k, None) + view.render_csv(k, None)
+    assert "#" not in view.render_csv(k, None, 100)
+
+
+def test_digest_orphaned_is_unknown_with_unknown_vmos():
+    from zxmem import digest as dg
+    from zxmem.views import digest as view
+
+    specs = dg.parse_buckets([{"name": "Heap", "vmo": r"\[heap\]"}])
+    d = dg.compute_digest(_unknown_snapshot(), specs)
+    assert d.orphaned_bytes is None and d.orphaned_unknown
+    assert (d.unknown_vmos, d.unknown_size_bytes) == (1, 8 * KIB)
+    human = view.render_human(d)
+    assert "Orphaned: unknown\n" in human
+    assert "Total: 8KiB (leaves out 1 VMOs of unknown committed bytes (size 8KiB))" \
+        in human
+    csv_lines = view.render_csv(d).splitlines()
+    assert "Orphaned, " in csv_lines
+    assert csv_lines[-1] == "# the rows leave out 1 VMOs of unknown committed bytes " \
+                            "(size 8192 bytes)"
+    assert json.loads(view.render_json(d, _unknown_snapshot()))["orphaned_bytes"] is None
+    # All known (the [vvar] device memory is not unknown): Orphaned is back.
+    k = dg.compute_digest(_known_snapshot(), specs)
+    assert k.orphaned_bytes == (1 << 30) - 4 * KIB - 8 * KIB and not k.orphaned_unknown
+    assert "unknown" not in view.render_human(k) + view.render_csv(k)
+
+
+@pytest.mark.parametrize("argv", [["mem"], ["mem", "--pid", "100"],
+                                  ["digest", "--buckets", "{b}"]])
+def test_cli_says_on_stderr_what_is_left_out(cli, tmp_path, argv):
+    from zxmem import memgraph
+
+    src = tmp_path / "snap.json"
+    src.write_text(memgraph.dumps(_unknown_snapshot()))
+    b = tmp_path / "b.json"
+    b.write_text('[{"name": "Heap", "vmo": "\\\\[heap\\\\]"}]')
+    r = cli([*[a.replace("{b}", str(b)) for a in argv], "--from", str(src)])
+    assert r.status == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "unknown" in x]
+    assert len(lines) == 1 and "1 VMOs whose committed (resident) bytes are unknown " \
+        "(size 8K) are left out of the sums" in lines[0]
+    assert "counted as 0" not in r.stderr
+    known = tmp_path / "known.json"
+    known.write_text(memgraph.dumps(_known_snapshot()))
+    r = cli([*[a.replace("{b}", str(b)) for a in argv], "--from", str(known)])
+    assert r.status == 0 and "unknown" not in r.stderr + r.stdout  # [vvar]: no warning

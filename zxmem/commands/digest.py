@@ -27,7 +27,13 @@ Rows besides the buckets:
               that reference them
   Kernel      wired + heap + mmu + ipc + other (the kstats -m columns)
   Orphaned    kernel VMO bytes found in no process (can be negative on Linux,
-              where anonymous memory shared after fork counts once per process)
+              where anonymous memory shared after fork counts once per process);
+              "unknown" when some VMO's committed bytes could not be read
+
+VMOs whose committed bytes could not be read (a file's page cache, without
+privileges) are in no row and never count as 0: stderr says how many, the
+Total line (human) and a last "# ..." line (csv) say they are left out, and
+Orphaned is unknown (an empty field in csv).
 
 On Linux a VMO is a mapped file's page cache (named by its path), the
 copy-on-write pages of a private file mapping (data:<file>), one anonymous
@@ -169,8 +175,12 @@ def run(args: argparse.Namespace, env) -> int:
         )
     digest = dg.compute_digest(snapshot, specs)
     notes = list(notes)
-    if digest.unknown_vmos:
-        notes.append(f"{digest.unknown_vmos} VMOs with unknown committed bytes left out")
+    if digest.unknown_vmos or digest.orphaned_unknown:
+        from zxmem.commands.mem import unknown_note
+
+        notes.append(unknown_note(snapshot, digest.unknown_vmos, digest.unknown_size_bytes,
+                                  digest.unknown_unsized).replace(
+                                      "marked (+N unknown)", "Orphaned unknown"))
 
     summary = None
     if args.undigested:

@@ -53,6 +53,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def unknown_note(snapshot, n: int, size_bytes: int, unsized: int) -> str:
+    """The stderr line for ``n`` VMOs left out of the sums (unknown committed
+    bytes), with their size where known and what would make them known."""
+    import os
+
+    size = ""
+    if size_bytes:
+        from zxmem.units import format_size_mem
+
+        size = f" (size {format_size_mem(size_bytes)}"
+        size += f", {unsized} more of unknown size)" if unsized else ")"
+    hint = ": run as root" if snapshot.provenance.source == "linux" and os.geteuid() != 0 \
+        else ""
+    return (f"{n} VMOs whose committed (resident) bytes are unknown{size} are left out "
+            f"of the sums, marked (+N unknown){hint}")
+
+
 def run(args: argparse.Namespace, env) -> int:
     import json
 
@@ -74,11 +91,12 @@ def run(args: argparse.Namespace, env) -> int:
                 raise ZxmemError(f"--pid {args.pid}: no such process")
             raise ZxmemError(f"--pid {args.pid}: the process has no memory objects "
                              "(none readable)")
-        unknown = sum(1 for k in ps.vmo_koids if snapshot.vmos[k].committed_bytes is None)
+        unknown, size, unsized = ps.unknown_vmos, ps.unknown_size_bytes, ps.unknown_unsized
     else:
-        unknown = summary.unknown_vmos
+        unknown, size, unsized = (summary.unknown_vmos, summary.unknown_size_bytes,
+                                  summary.unknown_unsized)
     if unknown:
-        notes.append(f"{unknown} VMOs with unknown committed bytes counted as 0")
+        notes.append(unknown_note(snapshot, unknown, size, unsized))
 
     if args.json:
         doc = {
@@ -90,6 +108,8 @@ def run(args: argparse.Namespace, env) -> int:
             "processes": [p for p in view.summary_json(summary)
                           if args.pid is None or (p["koid"] == args.pid and not p["kernel"])],
             "source": snapshot.provenance.source,
+            # VMOs whose committed bytes are unknown are in no sum above.
+            "unknown_vmos": unknown,
             "notes": notes,
         }
         env.stdout.write(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")

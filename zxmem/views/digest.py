@@ -16,6 +16,14 @@ the pool separator really is ``" ,"``, as the scripts print it.
 CSV (``-o csv``): ``Name, bytes`` for every row, zero ones included, sorted
 by name.  JSON: every row in bytes, the VMOs of each bucket and pool.
 
+Unknowns (Linux, unprivileged: VMOs whose committed bytes could not be
+read) are in no row, and never count as 0.  When there are some, and only
+then: ``Orphaned`` (kernel VMO bytes minus the rows, which would absorb
+them) prints as ``Orphaned: unknown`` (CSV: an empty bytes field), the
+human ``Total:`` line ends with ``(leaves out N VMOs of unknown committed
+bytes)``, and the CSV ends with a ``# ...`` line saying the same.  JSON has
+``orphaned_bytes: null`` and the ``unknown_*`` fields.
+
 ``undigested_summary`` (``--undigested``) adds what ``mem --digest
 --undigested`` prints: ``<n> VMOs, <m> Undigested``, ``<k> Process
 summaries`` and the ``mem`` summary (:mod:`zxmem.views.mem`) of the
@@ -28,7 +36,7 @@ import csv
 import io
 import json
 
-from zxmem.digest import UNDIGESTED, Digest
+from zxmem.digest import ORPHANED, UNDIGESTED, Digest
 from zxmem.model import Snapshot
 from zxmem.summary import Summary
 from zxmem.textsafe import escape_terminal
@@ -39,6 +47,21 @@ def _sorted_rows(digest: Digest) -> list[tuple[str, int]]:
     return sorted(digest.rows(), key=lambda r: r[0])
 
 
+def _rows_with_unknown(digest: Digest) -> list[tuple[str, int | None]]:
+    """The rows, with ``(Orphaned, None)`` where unknowns made it unknown."""
+    rows: list[tuple[str, int | None]] = list(digest.rows())
+    if digest.orphaned_unknown:
+        rows.append((ORPHANED, None))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def _left_out(digest: Digest, verb: str = "leaves") -> str:
+    more = f", {digest.unknown_unsized} more of unknown size" if digest.unknown_unsized \
+        else ""
+    return (f"{verb} out {digest.unknown_vmos} VMOs of unknown committed bytes "
+            f"(size {{size}}{more})")
+
+
 def pool_label(digest: Digest, koids: tuple[int, ...]) -> str:
     return " ,".join(f"{digest.process_names.get(k, '?')}[{k}]" for k in koids)
 
@@ -46,12 +69,19 @@ def pool_label(digest: Digest, koids: tuple[int, ...]) -> str:
 def render_human(digest: Digest, undigested_summary: Summary | None = None) -> str:
     out = io.StringIO()
     total = 0
-    for name, size in _sorted_rows(digest):
+    for name, size in _rows_with_unknown(digest):
+        if size is None:
+            out.write(f"{escape_terminal(name)}: unknown\n")
+            continue
         if size == 0:
             continue
         out.write(f"{escape_terminal(name)}: {format_size_digest(size)}\n")
         total += size
-    out.write(f"\nTotal: {format_size_digest(total)}\n")
+    mark = ""
+    if digest.unknown_vmos:
+        size = format_size_digest(digest.unknown_size_bytes)
+        mark = " (" + _left_out(digest).format(size=size) + ")"
+    out.write(f"\nTotal: {format_size_digest(total)}{mark}\n")
     if digest.undigested:
         out.write(f"\n{UNDIGESTED}:\n")
         for pool in digest.undigested:
@@ -84,7 +114,12 @@ def render_csv(digest: Digest, undigested_summary: Summary | None = None) -> str
             w.writerow([s.koid, escape_terminal(s.name), s.sizes.private_bytes,
                         s.sizes.scaled_bytes, s.sizes.total_bytes])
         return buf.getvalue()
-    return "".join(f"{_csv_field(name)}, {size}\n" for name, size in _sorted_rows(digest))
+    text = "".join(f"{_csv_field(name)}, {'' if size is None else size}\n"
+                   for name, size in _rows_with_unknown(digest))
+    if digest.unknown_vmos:
+        text += "# the rows " + _left_out(digest, "leave").format(
+            size=f"{digest.unknown_size_bytes} bytes") + "\n"
+    return text
 
 
 def render_json(
@@ -128,6 +163,8 @@ def render_json(
         "rows": [{"name": n, "size_bytes": s} for n, s in _sorted_rows(digest)],
         "vmo_count": digest.vmo_count,
         "unknown_vmos": digest.unknown_vmos,
+        "unknown_size_bytes": digest.unknown_size_bytes,
+        "unknown_unsized_vmos": digest.unknown_unsized,
         "source": snapshot.provenance.source,
         "notes": list(notes),
     }

@@ -13,6 +13,13 @@ largest first; a process's groups by private, then scaled (both largest
 first), then name; groups whose total is 0 are not printed.  An unknown
 kernel value prints as ``-``.
 
+Unknowns (Linux: committed bytes zxmem could not read, e.g. a file's page
+cache without privileges) are never counted as 0: a process or group line
+whose sums leave out N such VMOs ends with `` (+N unknown)`` (such a group
+is printed even when its known total is 0), and the kernel line does too
+when its ``vmo`` remainder is unknown for that reason (its ``vmo`` line
+then reads ``-``).  Without unknowns the output is exactly ``mem``'s.
+
 CSV (``--output``)::
 
     <time_s>,<koid>,<name>,<private>,<scaled>,<total>
@@ -21,7 +28,10 @@ one row per process, the kernel row first, then snapshot order (``mem``
 prints it unsorted); with a PID, that process's groups instead:
 ``<time_s>,<koid>,<group>,<private>,<scaled>,<total>`` (groups with total 0
 skipped).  ``time_s`` is the capture's monotonic time in whole seconds, empty
-when the source did not record one.  Names are escaped for the terminal and
+when the source did not record one.  When some sums leave out VMOs of
+unknown committed bytes, a last line ``# <what> leave out N VMOs whose
+committed bytes are unknown (size S bytes)`` says so (no such line
+otherwise).  Names are escaped for the terminal and
 quoted (CSV) when they hold a comma or a quote.
 """
 
@@ -47,6 +57,19 @@ def sizes_text(s: Sizes) -> str:
             f"{format_size_mem(s.total_bytes)}")
 
 
+def _unknown_mark(n: int) -> str:
+    return f" (+{n} unknown)" if n else ""
+
+
+def unknown_csv_line(rows: str, n: int, size_bytes: int, unsized: int) -> str:
+    """The CSV's last line when ``n`` VMOs are left out of ``rows``' sums."""
+    if not n:
+        return ""
+    more = f", {unsized} more of unknown size" if unsized else ""
+    return (f"# {rows} leave out {n} VMOs whose committed bytes are unknown "
+            f"(size {size_bytes} bytes{more})\n")
+
+
 def header(snapshot: Snapshot, time_ns: int | None) -> str:
     k = snapshot.kernel
     vmo = None if k is None else k.vmo_bytes
@@ -56,11 +79,16 @@ def header(snapshot: Snapshot, time_ns: int | None) -> str:
 
 
 def render_process(s: ProcessSummary) -> str:
-    lines = [f"{escape_terminal(s.name)}<{s.koid}> {sizes_text(s.sizes)}\n"]
+    lines = [f"{escape_terminal(s.name)}<{s.koid}> {sizes_text(s.sizes)}"
+             f"{_unknown_mark(s.unknown_vmos)}\n"]
     for name, g in sorted_groups(s):
-        if g.total_bytes == 0:
+        missing = s.unknown_groups.get(name, 0)
+        if g.total_bytes == 0 and not missing:
             continue
-        lines.append(f" {escape_terminal(name)} {sizes_text(g)}\n")
+        lines.append(f" {escape_terminal(name)} {sizes_text(g)}{_unknown_mark(missing)}\n")
+    for name, missing in sorted(s.unknown_groups.items()):
+        if name not in s.groups and missing:  # the kernel's vmo remainder
+            lines.append(f" {escape_terminal(name)} -{_unknown_mark(missing)}\n")
     return "".join(lines)
 
 
@@ -85,14 +113,20 @@ def render_csv(summary: Summary, time_ns: int | None, pid: int | None = None) ->
         s = summary.process(pid)
         if s is not None:
             for name, g in sorted_groups(s):
-                if g.total_bytes == 0:
+                if g.total_bytes == 0 and not s.unknown_groups.get(name):
                     continue
                 w.writerow([t, s.koid, escape_terminal(name), g.private_bytes,
                             g.scaled_bytes, g.total_bytes])
+            partial = sum(1 for n in s.unknown_groups.values() if n)
+            buf.write(unknown_csv_line(f"{partial} group rows", s.unknown_vmos,
+                                       s.unknown_size_bytes, s.unknown_unsized))
         return buf.getvalue()
     for s in summary.processes:
         w.writerow([t, s.koid, escape_terminal(s.name), s.sizes.private_bytes,
                     s.sizes.scaled_bytes, s.sizes.total_bytes])
+    partial = sum(1 for s in summary.processes if s.unknown_vmos)
+    buf.write(unknown_csv_line(f"{partial} rows", summary.unknown_vmos,
+                               summary.unknown_size_bytes, summary.unknown_unsized))
     return buf.getvalue()
 
 
@@ -111,6 +145,9 @@ def summary_json(summary: Summary) -> list[dict]:
             **sizes(s.sizes),
             "groups": {name: sizes(g) for name, g in sorted_groups(s)},
             "vmos": list(s.vmo_koids),
+            # VMOs left out of these sums: committed bytes unknown.
+            "unknown_vmos": s.unknown_vmos,
+            "unknown_groups": dict(s.unknown_groups),
         }
         for s in sorted_processes(summary)
     ]
