@@ -1297,15 +1297,17 @@ def _read_forked(
 ):
     """:func:`_read_all`'s results, read by forked reader processes.
 
-    The readers only read (the kernel's work) and hand each chunk of
-    processes back through a pipe, chunk ``k`` from reader ``k %
-    _READERS``; this process parses and builds the records.  Reader
-    threads in this process cannot do that as well: every system call they
-    make (a dozen or more per process: the smaps and status reads, the
-    descriptors) needs the GIL back afterwards and waits while this thread
-    parses, so reading and parsing mostly took turns.  Two readers keep
-    ahead of the parser (one alone was about as fast as it, so each often
-    waited for the other).  The pipes (1 MiB when the kernel allows) bound
+    The readers read (the kernel's work) and parse each smaps into its
+    columns (and the process totals), and hand each chunk of processes back
+    through a pipe, chunk ``k`` from reader ``k % _READERS``; this process
+    builds the records.  Reader threads in this process cannot do that as
+    well: every system call they make (a dozen or more per process: the
+    smaps and status reads, the descriptors) needs the GIL back afterwards
+    and waits while this thread works, so reading and parsing mostly took
+    turns.  Handing the text over unparsed left the parse on this process,
+    the one that everything waits for; parsed columns are also much less to
+    pickle and pipe than the text.  Two readers keep ahead of this
+    process.  The pipes (1 MiB when the kernel allows) bound
     what is read ahead.  If a reader cannot start or dies, what was not
     delivered is read here with threads.
     """
@@ -1339,7 +1341,11 @@ def _read_forked(
                 for other in pipes:
                     other.close()
                 for k in range(j, len(chunks), _READERS):
-                    got = [(p, d, collector.read_one(p, d, keys, handles, False, True))
+                    # Parsed here: a reader is a process of its own, so
+                    # its parse runs beside this process's work (threads'
+                    # parses would take turns for the GIL), and the parsed
+                    # columns are a tenth of the text through the pipe.
+                    got = [(p, d, collector.read_one(p, d, keys, handles, False))
                            for p, d in chunks[k]]
                     blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
                     view = memoryview(struct.pack("=Q", len(blob)) + blob)
