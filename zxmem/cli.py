@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         except SystemExit as exc:  # --help / --version
             return int(exc.code or 0)
         if not getattr(args, "command", None):
-            parser.print_help(env.stdout)
+            # No command is a usage error: the usage goes to stderr.
+            parser.print_help(env.stderr)
             return EXIT_USAGE
         status = args.run(args, env)
         env.stdout.flush()

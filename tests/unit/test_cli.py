@@ -22,3 +22,16 @@ def test_bad_proc_root(cli, tmp_path):
     r = cli(["ps", "--proc-root", str(tmp_path / "missing")])
     assert r.status == 2
     assert "--proc-root" in r.stderr
+
+
+def test_no_command_prints_usage_on_stderr(cli):
+    r = cli([])
+    assert r.status == 2
+    assert r.stdout == ""
+    assert "usage:" in r.stderr
+
+
+def test_k_vmos_rejects_non_ascii_pid(cli):
+    r = cli(["k", "vmos", "١٢"])
+    assert r.status == 2
+    assert "k vmos" in r.stderr

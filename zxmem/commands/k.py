@@ -320,7 +320,7 @@ def _vmos_target(value: str) -> str | int:
     if value in ("hidden", "all"):
         return value
     try:
-        pid = int(value, 10)
+        pid = common.parse_koid(value)
     except ValueError:
         pid = 0
     if pid <= 0:
