@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+# Shared test helpers (fixture_paths) are importable from every test folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zxmem.cli import Environment, main
 

@@ -29,6 +29,7 @@ import json
 import os
 import re
 
+import fixture_paths
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,13 +38,8 @@ UPDATE = os.environ.get("ZXMEM_UPDATE_GOLDEN") == "1"
 
 
 def _capture_dir() -> str | None:
-    for d in (
-        os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "fuchsia", "capture"),
-        "/work/shared/fixtures/fuchsia/capture",
-    ):
-        if os.path.isfile(os.path.join(d, "test_snapshot.json")):
-            return os.path.normpath(d)
-    return None
+    d = str(fixture_paths.CAPTURE_DIR)
+    return d if os.path.isfile(os.path.join(d, "test_snapshot.json")) else None
 
 
 CAPTURE_DIR = _capture_dir()

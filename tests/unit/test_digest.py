@@ -328,10 +328,9 @@ def test_bad_bucket_file_through_the_cli(cli, tmp_path):
 def test_fixture_bucket_files_load():
     import os
 
-    d = "/work/shared/fixtures/fuchsia/capture"
-    if not os.path.isdir(d):
-        d = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures",
-                         "fuchsia", "capture")
+    import fixture_paths
+
+    d = str(fixture_paths.CAPTURE_DIR)
     if not os.path.isdir(d):
         pytest.skip("the shared Fuchsia capture fixtures are not here")
     a = dg.read_bucket_file(os.path.join(d, "example_buckets.json"))

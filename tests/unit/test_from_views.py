@@ -25,6 +25,7 @@ import re
 import shutil
 from pathlib import Path
 
+import fixture_paths
 import pytest
 
 from zxmem.cli import Environment
@@ -35,7 +36,7 @@ from zxmem.sources.load import load_snapshot
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WORKLOAD = FIXTURES / "objects" / "workload" / "proc"
 HIDDEN = FIXTURES / "hidden"
-CAPTURE = "/work/shared/fixtures/fuchsia/capture/test_snapshot.json"
+CAPTURE = str(fixture_paths.CAPTURE)
 PID = "6475"
 
 STATUS = (

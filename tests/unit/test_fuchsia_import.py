@@ -8,6 +8,7 @@ import json
 import os
 import re
 
+import fixture_paths
 import pytest
 from memgraph_samples import check_treemap_structure, schema_validator
 
@@ -16,13 +17,7 @@ from zxmem.errors import InputError
 from zxmem.sources import fuchsia
 from zxmem.sources.load import load_snapshot
 
-CAPTURE = "/work/shared/fixtures/fuchsia/capture/test_snapshot.json"
-for _candidate in (
-    os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures", "fuchsia",
-                 "capture", "test_snapshot.json"),
-):
-    if os.path.exists(_candidate):
-        CAPTURE = _candidate
+CAPTURE = str(fixture_paths.CAPTURE)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from types import MappingProxyType
 
+import fixture_paths
 import pytest
 
 from zxmem.errors import ZxmemError
@@ -42,10 +43,7 @@ from zxmem.views.treemap_html import json_for_script, render_html, tree_payload
 _REPO = Path(__file__).resolve().parents[2]
 # The real Fuchsia capture: a copy under tests/fixtures when there is one,
 # else the project's shared folder beside the checkout.
-_CAPTURES = [
-    _REPO / "tests" / "fixtures" / "fuchsia" / "capture" / "test_snapshot.json",
-    _REPO.parent / "shared" / "fixtures" / "fuchsia" / "capture" / "test_snapshot.json",
-]
+_CAPTURES = [fixture_paths.CAPTURE]
 
 
 def capture_path() -> str:
