@@ -24,7 +24,7 @@ With --hidden (implies -v) the memory objects no process maps are
 recorded too: memfds and shmem files held only by descriptors, SysV
 segments nobody attaches, tmpfs/ramfs files, dma-bufs, and the part of
 meminfo's Shmem none of these explain; so that `zxmem k vmos hidden --from
-FILE` works on the file. It costs about 5% more than -v alone.
+FILE` works on the file. It takes about 10% longer than -v alone.
 
 Linux-only fields (command lines, swap, cgroup paths, mappings, what could
 not be read) sit in "linux" objects that Fuchsia's tools ignore. The output
@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", action="store_true",
                    help="also record memory objects no process maps (memfds held only by "
                    "descriptors, SysV segments, tmpfs files, dma-bufs, the Shmem remainder), "
-                   "for k vmos hidden --from; implies -v; about 5%% slower")
+                   "for k vmos hidden --from; implies -v; about 10%% slower")
     p.add_argument("-H", "--handles", action="store_true",
                    help="include handle_stats (open descriptors by kind) in process records")
     p.add_argument("-S", "--schema", action="store_true",
