@@ -16,10 +16,25 @@ from pathlib import Path
 
 import pytest
 
+from zxmem.cli import Environment, main
+
 # Shared test helpers (fixture_paths) are importable from every test folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zxmem.cli import Environment, main
+
+def pytest_sessionstart(session):
+    """Recreate the empty directories of recorded trees (git keeps none).
+
+    A kernel thread's ``/proc/PID/fd`` is an empty directory; without it a
+    recorded tree would say "descriptors unknown" instead of "none".  The
+    list is ``tests/fixtures/empty-dirs.txt`` (paths from the repository root).
+    """
+    repo = Path(__file__).resolve().parent.parent
+    listing = repo / "tests" / "fixtures" / "empty-dirs.txt"
+    for line in listing.read_text().splitlines():
+        if line.strip():
+            (repo / line.strip()).mkdir(parents=True, exist_ok=True)
+
 
 
 @dataclass

@@ -27,7 +27,12 @@ from workloads import MIB, PAGE, kernel_cmdline, kernel_counts
 
 pytestmark = pytest.mark.live
 
-TOL = 32 * PAGE
+# A few pages of slack on top of the shape: an interpreter's own heap pages
+# move between private and shared (copy-on-write after fork, garbage
+# collection writes) between the workload and its baseline twin; 64 pages is
+# 0.8 % of the 32 MiB copy-on-write shape, and runs on a loaded machine have
+# seen up to 35.
+TOL = 64 * PAGE
 
 PRIVATE_SIZE = 64 * MIB
 COW_SIZE = 32 * MIB
