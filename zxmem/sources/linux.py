@@ -44,6 +44,7 @@ from zxmem.model import (
     Thread,
 )
 from zxmem.sources import cgroups, procfs
+from zxmem.sources.readfile import read_file
 from zxmem.textsafe import decode_name
 
 _READ_SIZE = 1 << 16
@@ -88,19 +89,7 @@ class _Gone(Exception):
     """The process exited while it was being read."""
 
 
-def _read(path: str) -> bytes:
-    """The whole file, reading until end of file (any /proc file)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, _READ_SIZE)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    finally:
-        os.close(fd)
+_read = read_file
 
 
 def _read_record(path: str) -> bytes:

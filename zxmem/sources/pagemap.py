@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 from zxmem.model import PAGE_SIZE
+from zxmem.sources.readfile import read_file
 
 PM_PFN_MASK = (1 << 55) - 1  # also the swap (type, offset) when swapped
 PM_FILE = 1 << 61
@@ -183,17 +184,7 @@ def config_option(config: bytes, name: bytes) -> bool | None:
 # -- reading ----------------------------------------------------------------
 
 
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
+_read = read_file
 
 
 def kernel_no_page_mapcount(proc_root: str, release: str | None) -> bool | None:
