@@ -121,7 +121,23 @@ def address_space(
 
 
 def _basename(m: Mapping) -> str:
-    return object_name(os.path.basename(strip_deleted(m.path)), m.dev, m.inode) if m.path else ""
+    if not m.path:
+        return ""
+    if m.dev == _SHM_DEV and m.inode:
+        return object_name(os.path.basename(strip_deleted(m.path)), m.dev, m.inode)
+    # Off the shm mount the name depends on the path alone: computed once
+    # per path (the same libraries are in every process).
+    return _BASENAMES[m.path]
+
+
+class _Basenames(dict):
+    def __missing__(self, path: str) -> str:
+        value = self[path] = object_name(os.path.basename(strip_deleted(path)))
+        return value
+
+
+_BASENAMES = _Basenames()
+_SHM_DEV = os.makedev(0, 1)
 
 
 def _plain_anon(m: Mapping) -> bool:
@@ -146,71 +162,59 @@ def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
     mappings, ``PROT_NONE`` ones and those right before them (found with
     C-level ``map``/``compress``), so 30,000 anonymous mappings cost little.
     """
+    out: list[Region] = []
     n = len(mappings)
-    # Columns taken once by C-level map(); the loop below then indexes lists
-    # instead of reading attributes of records row by row.
     inodes = list(map(_INODE, mappings))
-    perms = list(map(_PERMS, mappings))
-    nones = list(compress(range(n), map(_PROT_NONE.__getitem__, perms)))
+    is_none = list(map(_PROT_NONE.__getitem__, map(_PERMS, mappings)))
+    nones = list(compress(range(n), is_none))
     candidates = sorted(
         set(compress(range(n), inodes)).union(nones, [i - 1 for i in nones if i])
     )
-    if not candidates:
-        return ()
-    starts = list(map(_START, mappings))
-    ends = list(map(_END, mappings))
-    devs = list(map(_DEV, mappings))
-    paths = list(map(_PATH, mappings))
-    shm = _SHM_DEV
-    out: list[Region] = []
     free = 0  # mappings before this index are already in a region
     for i in candidates:
         if i < free:
             continue
-        ino = inodes[i]
-        if ino:
-            dev = devs[i]
+        m = mappings[i]
+        perms = m.perms
+        if m.inode:
             j = i + 1
-            while j < n and inodes[j] == ino and devs[j] == dev:
+            key = (m.dev, m.inode)
+            while j < n and (mappings[j].dev, mappings[j].inode) == key and mappings[j].inode:
                 j += 1
-            # An ELF image starts at offset 0 and has code (r-x); a mapping
-            # on the kernel's shm mount (memfd, SysV) is never one.
+            # An ELF image starts at offset 0 and has code (r-x).
             elf = (
-                mappings[i].offset == 0
-                and dev != shm
-                and any(p[2] == "x" for p in perms[i:j])
+                m.offset == 0
+                and not is_shm_internal(m)
+                and any(mappings[k].perms[2] == "x" for k in range(i, j))
             )
             last = j
-            if (
-                elf and j < n
-                and starts[j] == ends[j - 1]
-                and inodes[j] == 0
-                and not paths[j]
-                and perms[j][:2] == "rw"
-                and ends[j] - starts[j] <= ends[j - 1] - starts[i]
-            ):
-                last = j + 1
+            if elf and j < n:
+                b = mappings[j]
+                if (
+                    b.start == mappings[j - 1].end
+                    and b.inode == 0
+                    and not b.path
+                    and b.perms[:2] == "rw"
+                    and b.end - b.start <= mappings[j - 1].end - m.start
+                ):
+                    last = j + 1
             if last - i >= 2:
                 kind = "elf" if elf else "group"
                 out.append(
-                    Region(starts[i], ends[last - 1], _basename(mappings[i]), kind,
+                    Region(m.start, mappings[last - 1].end, _basename(m), kind,
                            tuple(range(i, last)))
                 )
                 free = last
             continue
-        k = i + 1
-        if not paths[i] and k < n and inodes[k] == 0 and not paths[k] and starts[k] == ends[i]:
-            p, q = perms[i], perms[k]
-            if p[:3] == "---" and q[:2] == "rw":
-                out.append(Region(starts[i], ends[k], "stack", "stack", (i, k)))
-                free = i + 2
-            elif p[:2] == "rw" and q[:3] == "---" and not (
-                # not the guard of a stack right above (see _stack_at)
-                k + 1 < n and inodes[k + 1] == 0 and not paths[k + 1]
-                and ends[k] == starts[k + 1] and perms[k + 1][:2] == "rw"
-            ):
-                out.append(Region(starts[i], ends[k], "reservation", "group", (i, k)))
-                free = i + 2
+        if not m.path and i + 1 < n:
+            b = mappings[i + 1]
+            if b.inode == 0 and not b.path and b.start == m.end:
+                if perms[:3] == "---" and b.perms[:2] == "rw":
+                    out.append(Region(m.start, b.end, "stack", "stack", (i, i + 1)))
+                    free = i + 2
+                elif perms[:2] == "rw" and b.perms[:3] == "---" and not _stack_at(mappings, i + 1):
+                    out.append(Region(m.start, b.end, "reservation", "group", (i, i + 1)))
+                    free = i + 2
     return tuple(out)
 
 
@@ -223,8 +227,4 @@ class _Flags(dict):
 _PROT_NONE = _Flags()
 _INODE = attrgetter("inode")
 _END = attrgetter("end")
-_START = attrgetter("start")
-_DEV = attrgetter("dev")
-_PATH = attrgetter("path")
-_SHM_DEV = os.makedev(0, 1)
 _PERMS = attrgetter("perms")

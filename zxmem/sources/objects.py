@@ -588,26 +588,6 @@ MEMORY_NOTE = (
     "sum; see Documentation/filesystems/proc.rst), Pss_Anon/File/Shmem unknown"
 )
 
-class _InodeKoids(dict):
-    """inode_koid by (dev, inode), computed once per object."""
-
-    def __missing__(self, key: tuple[int, int]) -> int:
-        value = self[key] = inode_koid(*key)
-        return value
-
-
-_INODE_KOIDS = _InodeKoids()
-
-
-def _pick(rows: list[int], column: list) -> list:
-    """``[column[i] for i in rows]``, by itemgetter in C."""
-    if not rows:
-        return []
-    if len(rows) == 1:
-        return [column[rows[0]]]
-    return list(itemgetter(*rows)(column))
-
-
 _ANON_NAMES = _Names()
 _CLONE_NAMES = _CloneNames()
 _PHYS = _PhysFlags()
@@ -880,14 +860,9 @@ class _Collector:
         koids = list(accumulate(sequence, initial=self.next_koid - 1))
         self.next_koid = koids[-1] + 1
         del koids[0]
-        # Each file row's object koid (a clone's parent), looked up by
-        # (dev, inode) in a table kept across processes: one dict lookup in C
-        # per row instead of a call of inode_koid.
-        file_koids = list(map(_INODE_KOIDS.__getitem__,
-                              zip(_pick(file_rows, devs), _pick(file_rows, inodes), strict=True)))
-        for i, koid in zip(file_rows, file_koids, strict=True):
+        for i in file_rows:
             if not sequence[i]:
-                koids[i] = koid
+                koids[i] = inode_koid(devs[i], inodes[i])
         for i, key in new_special:
             self.special[key] = koids[i]
         specials = set()
@@ -919,34 +894,20 @@ class _Collector:
             self._account_anon(inodes, specials, koids, starts, ends, paths,
                                rss, pss, shared, swap, flags)
             if clone_rows:
-                parents = dict(zip(file_rows, file_koids, strict=True))
-                self._account_clones(pid, clone_rows, maps, koids, pss, shared, flags,
-                                     [parents[i] for i in clone_rows], paths, starts, ends,
-                                     col("Anonymous"), swap)
+                self._account_clones(pid, clone_rows, maps, koids, pss, shared, flags)
             for i in specials:
                 self._account_special(pid, maps[i])
             objs = self.objs
-            # Per object, not per mapping: a library's four or five mappings
-            # are one object counted once with its number of mappings.
-            first: dict[int, int] = {}
-            mapped: Counter = Counter()
-            phys_koids = set()
             for i in file_rows:
                 if sequence[i]:
                     continue
                 koid = koids[i]
-                mapped[koid] += 1
-                if koid not in first:
-                    first[koid] = i
-                if _PHYS[flags[i]]:
-                    phys_koids.add(koid)
-            for koid, count in mapped.items():
                 obj = objs.get(koid)
                 if obj is None:
-                    obj = objs[koid] = self._inode_obj(koid, pid, maps[first[koid]])
-                obj.num_mappings += count
+                    obj = objs[koid] = self._inode_obj(koid, pid, maps[i])
+                obj.num_mappings += 1
                 obj.sharers.add(pid)  # type: ignore[union-attr]
-                if koid in phys_koids:
+                if _PHYS[flags[i]]:
                     obj.phys = True
         return maps
 
@@ -970,30 +931,26 @@ class _Collector:
         s_swap += pick(swap)
 
     def _account_clones(self, pid: int, rows: list[int], maps: tuple[Mapping, ...],
-                        koids: list, pss: list, shared: list, flags: list,
-                        parents: list, paths: list, starts: list, ends: list,
-                        anon: list, swap: list) -> None:
-        """One clone object per row; its parent (the file) counts it.
-
-        ``parents``: the file object koid of each row.  Columns are picked
-        for the rows in C; only the parents not yet known are built one by
-        one.
-        """
+                        koids: list, pss: list, shared: list, flags: list) -> None:
+        """One clone object per row; its parent (the file) counts it."""
         objs = self.objs
         s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
-        for i, parent_koid in zip(rows, parents, strict=True):
+        parents = []
+        for i in rows:
+            m = maps[i]
+            parent_koid = inode_koid(m.dev, m.inode)
+            parents.append(parent_koid)
             if parent_koid not in objs:
-                objs[parent_koid] = self._inode_obj(parent_koid, pid, maps[i])
-        phys = list(map(_PHYS.__getitem__, _pick(rows, flags)))
-        s_name += map(_CLONE_NAMES.__getitem__, _pick(rows, paths))
-        s_kind += ["phys" if x else "clone" for x in phys]
-        s_size += map(sub, _pick(rows, ends), _pick(rows, starts))
-        alloc = map(_clone_alloc, _pick(rows, anon), _pick(rows, pss), _pick(rows, shared))
-        s_alloc += [None if x else a for a, x in zip(alloc, phys, strict=True)]
-        s_swap += _pick(rows, swap)
+                objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
+            phys = _PHYS[flags[i]]
+            s_name.append(_CLONE_NAMES[m.path])
+            s_kind.append("phys" if phys else "clone")
+            s_size.append(m.end - m.start)
+            s_alloc.append(None if phys else _clone_alloc(m.anonymous_bytes, pss[i], shared[i]))
+            s_swap.append(m.swap_bytes)
         for parent_koid, n in Counter(parents).items():
             objs[parent_koid].num_children += n
-        s_koid += _pick(rows, koids)
+        s_koid += [koids[i] for i in rows]
         s_parent += parents
 
     def _account_special(self, pid: int, m: Mapping) -> None:
