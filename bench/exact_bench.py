@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -108,23 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="allowed relative PSS difference (0.005)")
     args = ap.parse_args(argv)
 
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    if not os.access(ps_bench.TIME, os.X_OK):
-        print(f"{ps_bench.TIME} is missing (apt-get install -y time): it measures peak RSS")
-        return 2
-    if os.geteuid() != 0:
-        print("not root: --exact needs root; it would only measure the fallback")
-    zxmem = ps_bench._which("zxmem")
+    zxmem = ps_bench.prepare('not root: --exact needs root; it would only measure the fallback')
     if zxmem is None:
-        print("zxmem not found (pip install -e .)")
         return 2
-    for fact in ps_bench.machine_facts():
-        print(fact)
     tool_list = tools(zxmem)
     ok = True
     wl = None

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import time
 
@@ -55,23 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time memgraph -vt of the zxmem package in DIR (before/after)")
     args = ap.parse_args(argv)
 
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    if not os.access(ps_bench.TIME, os.X_OK):
-        print(f"{ps_bench.TIME} is missing (apt-get install -y time): it measures peak RSS")
-        return 2
-    if os.geteuid() != 0:
-        print("note: not root; other users' processes are unreadable to every tool")
-    zxmem = ps_bench._which("zxmem")
+    zxmem = ps_bench.prepare("note: not root; other users' processes are unreadable to every tool")
     if zxmem is None:
-        print("zxmem not found (pip install -e .)")
         return 2
-    for fact in ps_bench.machine_facts():
-        print(fact)
     print(f"zxmem: {zxmem}")
 
     sh = shutil.which("sh") or "/bin/sh"

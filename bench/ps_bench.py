@@ -378,6 +378,39 @@ def bytecode_cache() -> str | None:
     return prefix
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM and Ctrl-C raise KeyboardInterrupt, so workloads are cleaned up."""
+
+    def _term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    # Ctrl-C must clean up even when started with SIGINT ignored (a shell's
+    # background job): install Python's handler explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def prepare(not_root_note: str) -> str | None:
+    """The common start of a workload bench: handlers, GNU time, facts.
+
+    Returns the ``zxmem`` command to time, or None (with the reason printed)
+    when the bench cannot run.
+    """
+    install_signal_handlers()
+    if not os.access(TIME, os.X_OK):
+        print(f"{TIME} is missing (apt-get install -y time): it measures peak RSS")
+        return None
+    if os.geteuid() != 0:
+        print(not_root_note)
+    zxmem = _which("zxmem")
+    if zxmem is None:
+        print("zxmem not found (pip install -e .)")
+        return None
+    for fact in machine_facts():
+        print(fact)
+    return zxmem
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--procs", type=int, default=1000,
@@ -391,14 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="run Python tools with this environment's bytecode settings as they are")
     args = ap.parse_args(argv)
-
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    # Ctrl-C must clean up even when started with SIGINT ignored (a shell's
-    # background job): install Python's handler explicitly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_signal_handlers()
 
     if not os.access(TIME, os.X_OK):
         print(f"{TIME} is missing (apt-get install -y time): it measures peak RSS")
