@@ -35,7 +35,7 @@ import json
 from zxmem.model import Process, Snapshot, Vmo, VmoRef
 from zxmem.textsafe import escape_terminal
 from zxmem.units import format_size
-from zxmem.views.vmos import rights_text
+from zxmem.views.vmos import rights_text, vmo_record
 
 _COLUMNS = " koid parent #chld #map #shr    size   alloc name"
 HANDLE_HEADER = "      handle rights " + _COLUMNS
@@ -174,22 +174,7 @@ def vmo_json(vmo: Vmo, snapshot: Snapshot) -> dict:
             "fd": ref.fd if ref else None,
             "handle_rights": list(ref.handle_rights) if ref else [],
         })
-    return {
-        "koid": vmo.koid,
-        "name": vmo.name,
-        "kind": vmo.kind,
-        "parent_koid": vmo.parent_koid,
-        "num_children": vmo.num_children,
-        "num_mappings": vmo.num_mappings,
-        "share_count": vmo.share_count,
-        "size_bytes": vmo.size_bytes,
-        "committed_bytes": vmo.committed_bytes,
-        "swap_bytes": vmo.swap_bytes,
-        "dev": vmo.dev,
-        "inode": vmo.inode,
-        "path": vmo.path,
-        "holders": holders,
-    }
+    return {**vmo_record(vmo), "holders": holders}
 
 
 def render_json(which: str, snapshot: Snapshot, process: Process | None = None) -> str:

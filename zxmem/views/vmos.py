@@ -78,6 +78,25 @@ def render(process: Process, snapshot: Snapshot) -> str:
     return "".join(lines)
 
 
+def vmo_record(vmo: Vmo) -> dict:
+    """A memory object's JSON fields; sizes in bytes, ``null`` when unknown."""
+    return {
+        "koid": vmo.koid,
+        "name": vmo.name,
+        "kind": vmo.kind,
+        "parent_koid": vmo.parent_koid,
+        "num_children": vmo.num_children,
+        "num_mappings": vmo.num_mappings,
+        "share_count": vmo.share_count,
+        "size_bytes": vmo.size_bytes,
+        "committed_bytes": vmo.committed_bytes,
+        "swap_bytes": vmo.swap_bytes,
+        "dev": vmo.dev,
+        "inode": vmo.inode,
+        "path": vmo.path,
+    }
+
+
 def render_json(process: Process, snapshot: Snapshot) -> str:
     """Rows as JSON records; sizes in bytes, ``null`` when unknown."""
     out = []
@@ -87,19 +106,7 @@ def render_json(process: Process, snapshot: Snapshot) -> str:
                 "via": list(ref.via),
                 "handle_rights": list(ref.handle_rights),
                 "fd": ref.fd,
-                "koid": vmo.koid,
-                "name": vmo.name,
-                "kind": vmo.kind,
-                "parent_koid": vmo.parent_koid,
-                "num_children": vmo.num_children,
-                "num_mappings": vmo.num_mappings,
-                "share_count": vmo.share_count,
-                "size_bytes": vmo.size_bytes,
-                "committed_bytes": vmo.committed_bytes,
-                "swap_bytes": vmo.swap_bytes,
-                "dev": vmo.dev,
-                "inode": vmo.inode,
-                "path": vmo.path,
+                **vmo_record(vmo),
             }
         )
     doc = {"pid": process.koid, "name": process.name, "vmos": out}
