@@ -350,10 +350,13 @@ def _job_record(job: Job, parent_id: str, parent_encoded: bool) -> dict:
     return rec
 
 
-def _process_record(
-    p: Process, snapshot: Snapshot, vmos: bool, handles: bool, vmo_cache: dict[int, dict]
-) -> dict:
-    rec: dict = {
+def _process_head(p: Process) -> dict:
+    """A process record's node fields and, when known, its three sizes.
+
+    Fuchsia leaves the sizes out when task stats fail; zxmem does the same
+    when smaps was unreadable (never 0).
+    """
+    head: dict = {
         "id": f"p/{p.koid}",
         "type": "p",
         "koid": p.koid,
@@ -365,7 +368,14 @@ def _process_record(
         for key in ("private_bytes", "shared_bytes", "pss_bytes"):
             value = getattr(m, key)
             if value is not None:
-                rec[key] = value
+                head[key] = value
+    return head
+
+
+def _process_record(
+    p: Process, snapshot: Snapshot, vmos: bool, handles: bool, vmo_cache: dict[int, dict]
+) -> dict:
+    rec = _process_head(p)
     if vmos and p.vmo_refs:
         entries = []
         for r in p.vmo_refs:
@@ -430,19 +440,7 @@ def _process_text(
     as tuples.  The pieces are joined with the separators the encoder
     uses, so the text is the same.
     """
-    head: dict = {
-        "id": f"p/{p.koid}",
-        "type": "p",
-        "koid": p.koid,
-        "parent": f"j/{p.job_koid}",
-        "name": p.name,
-    }
-    m = p.memory
-    if m is not None:
-        for key in ("private_bytes", "shared_bytes", "pss_bytes"):
-            value = getattr(m, key)
-            if value is not None:
-                head[key] = value
+    head = _process_head(p)
     parts = [_encode(head)[:-1]]
     if vmos and p.vmo_refs:
         texts = []
