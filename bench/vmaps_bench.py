@@ -33,10 +33,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 
 BIN = os.path.dirname(sys.executable)
 TIME = "/usr/bin/time"
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ps_bench  # noqa: E402  (GNU-time runner shared by the benches)
 
 WORKLOAD = r"""
 import ctypes, os, sys, time
@@ -68,35 +70,8 @@ def _zxmem() -> list[str]:
 
 def run_once(argv: list[str]) -> tuple[float, int, int]:
     """(seconds, peak RSS bytes, exit status) of ``argv`` with output discarded."""
-    rfd, wfd = os.pipe()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        actions = [
-            (os.POSIX_SPAWN_DUP2, devnull, 1),
-            (os.POSIX_SPAWN_DUP2, devnull, 2),
-            (os.POSIX_SPAWN_DUP2, wfd, 3),
-        ]
-        cmd = [TIME, "-f", "%x %M", "-o", "/dev/fd/3", *argv]
-        t0 = time.perf_counter()
-        pid = os.posix_spawn(TIME, cmd, os.environ, file_actions=actions)
-        os.waitpid(pid, 0)
-        elapsed = time.perf_counter() - t0
-        os.close(wfd)
-        wfd = -1
-        out = b""
-        while chunk := os.read(rfd, 4096):
-            out += chunk
-    finally:
-        os.close(devnull)
-        os.close(rfd)
-        if wfd >= 0:
-            os.close(wfd)
-    last = out.strip().split(b"\n")[-1]
-    try:
-        code, rss_kib = (int(x) for x in last.split())
-    except ValueError:
-        return elapsed, 0, -1
-    return elapsed, rss_kib * 1024, code
+    elapsed, peak, code, _cpu = ps_bench.run_once(argv)
+    return elapsed, peak, code
 
 
 def main(argv: list[str] | None = None) -> int:
