@@ -16,11 +16,8 @@ import time
 import pytest
 import workloads
 
-import zxmem
-
-# The directory that holds the zxmem package, for runs with another
-# interpreter (PYTHONPATH) when the installed one is out of reach.
-SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(zxmem.__file__)))
+# The checkout (pyproject.toml's directory), installed for the nobody user.
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --------------------------------------------------------------------------
@@ -142,43 +139,102 @@ def make_test_cgroup(tag: str) -> tuple[TestCgroup | None, str]:
 
 
 def zxmem_command() -> list[str]:
-    """The installed ``zxmem`` command (skips when it is not on PATH)."""
-    path = shutil.which("zxmem")
-    if path is None:
-        pytest.skip("the zxmem command is not installed on PATH (pip install -e .)")
+    """The ``zxmem`` command installed beside the interpreter running the tests.
+
+    Never whatever ``PATH`` holds: README's test command does not put the
+    virtualenv on ``PATH``, and another ``zxmem`` there would be another
+    version.  The console script lives in ``sys.executable``'s directory
+    (a virtualenv's ``bin``); the unresolved path is used, since resolving a
+    venv's symlinked interpreter would leave the venv.
+    """
+    path = os.path.join(os.path.dirname(sys.executable), "zxmem")
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"no zxmem command beside {sys.executable}: install the package into the "
+            "environment that runs the tests (pip install -e '.[test]')"
+        )
     return [path]
 
 
-def nobody_python() -> list[str]:
-    """An interpreter nobody may run, with zxmem importable; skips if none.
+def _nobody_can_run(python: str) -> bool:
+    probe = "import sys; assert sys.version_info >= (3, 10)"
+    try:
+        r = subprocess.run(
+            [*workloads.nobody_prefix(), python, "-I", "-c", probe],
+            env=nobody_env(), capture_output=True, cwd="/", timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
 
-    The test's own interpreter may live under a directory only root may enter
-    (a pyenv under /root); then a system python3 with PYTHONPATH is used.
+
+_NOBODY_PYTHON: list[str] = []
+
+
+def nobody_python() -> list[str]:
+    """An interpreter the nobody user may run, with zxmem installed; skips if none.
+
+    The checkout and the test's own interpreter may live under a directory
+    only root may enter (``/root`` is 0700, and so is CI's clone), so the
+    package is installed (a real ``pip install``, not a path into the
+    checkout) into a world-readable virtualenv under the temporary directory,
+    made once per test session from an interpreter nobody can execute.
     """
     if os.geteuid() != 0:
         pytest.skip("not root: cannot switch to the nobody user")
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
-    candidates = [sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3",
-                  "/usr/local/bin/python3"]
-    probe = "import sys, zxmem; assert sys.version_info >= (3, 10)"
-    for python in dict.fromkeys(candidates):
-        if not os.path.exists(python):
-            continue
-        r = subprocess.run(
-            [*workloads.nobody_prefix(), python, "-s", "-c", probe],
-            env=nobody_env(),
-            capture_output=True,
-            cwd="/",
-        )
-        if r.returncode == 0:
-            return [python, "-s"]
-    pytest.skip("no Python >= 3.10 that the nobody user can run with zxmem importable")
+    if _NOBODY_PYTHON:
+        return list(_NOBODY_PYTHON)
+    bases = [os.path.realpath(sys.executable), getattr(sys, "_base_executable", ""),
+             "/usr/bin/python3", "/usr/local/bin/python3"]
+    base = next((p for p in dict.fromkeys(bases) if p and os.path.exists(p)
+                 and _nobody_can_run(p)), None)
+    if base is None:
+        pytest.skip("no Python >= 3.10 that the nobody user can execute "
+                    "(install Debian's python3)")
+    python = _world_readable_venv(base)
+    if not _nobody_can_run(python):
+        pytest.fail(f"the nobody user cannot run {python}")
+    _NOBODY_PYTHON[:] = [python, "-s"]
+    return list(_NOBODY_PYTHON)
+
+
+def _world_readable_venv(base: str) -> str:
+    """A virtualenv made from ``base`` holding zxmem, readable by every user."""
+    import atexit
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="zxmem-nobody-")
+    atexit.register(shutil.rmtree, top, True)
+    os.chmod(top, 0o755)
+    venv = os.path.join(top, "venv")
+    subprocess.run([base, "-m", "venv", "--without-pip", venv], check=True,
+                   capture_output=True, timeout=120)
+    python = os.path.join(venv, "bin", "python")
+    # This environment's pip installs into the other interpreter (--python):
+    # the base interpreter may have no pip of its own (Debian without
+    # python3-pip).
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q",
+         "--disable-pip-version-check", SOURCE_ROOT],
+        capture_output=True, text=True, timeout=600,
+    )
+    if r.returncode != 0:
+        pytest.fail(f"installing zxmem for the nobody user failed: {r.stderr.strip()[-800:]}")
+    for root, dirs, files in os.walk(top):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+    return python
 
 
 def nobody_env() -> dict[str, str]:
+    """The environment of a run as nobody: no PYTHON* variables, HOME=/."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = SOURCE_ROOT
     env["HOME"] = "/"
     return env
 

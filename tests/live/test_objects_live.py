@@ -318,29 +318,13 @@ def test_errors_name_the_pid(cli):
 
 
 def test_denied_maps_are_one_line(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a command as nobody")
-    import shutil
+    from harness import nobody_env, nobody_python
 
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = src
-    for python in (sys.executable, "/usr/bin/python3"):
-        probe = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
-             "import sys, zxmem; assert sys.version_info >= (3, 10)"],
-            env=env, capture_output=True, cwd="/",
-        )
-        if probe.returncode == 0:
-            break
-    else:
-        pytest.skip("no Python >= 3.10 the nobody user can run with zxmem importable")
+    python = nobody_python()
     r = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m",
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *python, "-m",
          "zxmem", "vmaps", "1"],
-        env=env, capture_output=True, text=True, cwd="/",
+        env=nobody_env(), capture_output=True, text=True, cwd="/",
     )
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "pid 1" in r.stderr

@@ -296,7 +296,8 @@ class Launcher:
         import tempfile
 
         python = python or sys.executable
-        argv: list = [argv0 or python, "-I", "-S", SCRIPT, mode, *args]
+        script = nobody_script() if as_nobody else SCRIPT
+        argv: list = [argv0 or python, "-I", "-S", script, mode, *args]
         executable = python
         if as_nobody:
             argv = [*nobody_prefix(), python, *argv[1:]]
@@ -345,6 +346,30 @@ class Launcher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_NOBODY_SCRIPT: list[str] = []
+
+
+def nobody_script() -> str:
+    """A copy of this script the nobody user can read.
+
+    The checkout may sit under a directory only root may enter (``/root``,
+    CI's 0700 clone); the copy lives in a 0755 temporary directory.
+    """
+    if not _NOBODY_SCRIPT:
+        import atexit
+        import shutil
+        import tempfile
+
+        top = tempfile.mkdtemp(prefix="zxmem-workload-")
+        atexit.register(shutil.rmtree, top, True)
+        os.chmod(top, 0o755)
+        copy = os.path.join(top, os.path.basename(SCRIPT))
+        shutil.copyfile(SCRIPT, copy)
+        os.chmod(copy, 0o644)
+        _NOBODY_SCRIPT.append(copy)
+    return _NOBODY_SCRIPT[0]
 
 
 def nobody_prefix() -> list[str]:
