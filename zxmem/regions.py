@@ -34,6 +34,7 @@ from itertools import compress
 from operator import attrgetter
 
 from zxmem.model import INODE_KOID_BASE, Mapping, Region
+from zxmem.runtime import CACHE_LIMIT
 
 # The kernel's special mappings: names in brackets, no file.
 _SPECIAL = ("[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]")
@@ -132,6 +133,8 @@ def _basename(m: Mapping) -> str:
 
 class _Basenames(dict):
     def __missing__(self, path: str) -> str:
+        if len(self) >= CACHE_LIMIT:  # bounded: paths come and go over days
+            self.clear()
         value = self[path] = object_name(os.path.basename(strip_deleted(path)))
         return value
 
@@ -220,6 +223,8 @@ def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
 
 class _Flags(dict):
     def __missing__(self, perms: str) -> bool:
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
         value = self[perms] = perms[:3] == "---"
         return value
 

@@ -30,7 +30,6 @@ unless its main thread alone has exited: then a live thread's
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import threading
 import time
@@ -43,6 +42,7 @@ from zxmem.model import (
     Snapshot,
     Thread,
 )
+from zxmem.runtime import pause_gc, resume_gc
 from zxmem.sources import cgroups, procfs
 from zxmem.sources.readfile import read_file
 from zxmem.textsafe import decode_name
@@ -426,8 +426,7 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
     # The reads allocate thousands of small acyclic objects; a collection
     # pass triggered by them stops every worker (it holds the GIL) and frees
     # nothing, so the collector waits until the reading is done.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+    pause_gc()
     try:
         chunks = iter([pids[i : i + _CHUNK] for i in range(0, len(pids), _CHUNK)])
         # workers - 1 threads, and this thread is the last worker.
@@ -441,8 +440,7 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
         for t in threads:
             t.join()
     finally:
-        if gc_was_enabled:
-            gc.enable()
+        resume_gc()
 
     results = reader.results
     records = [results[pid] for pid in pids if pid in results]

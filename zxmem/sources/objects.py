@@ -110,13 +110,11 @@ gives the same numbers for far less work; ``smaps`` is the fallback.
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import queue
 import re
 import signal
 import stat as stat_mod
-import sys
 import threading
 from bisect import bisect_right
 from collections import Counter, deque
@@ -140,6 +138,7 @@ from zxmem.model import (
     inode_koid,
 )
 from zxmem.regions import find_regions, object_name, strip_deleted
+from zxmem.runtime import pause_gc, resume_gc, switch_interval
 from zxmem.sources import procfs, smaps
 
 SHM_DEV = os.makedev(0, 1)
@@ -207,8 +206,9 @@ def read_smaps(path: str, keys: tuple[str, ...] = smaps.SMAPS_FIELDS) -> smaps.V
         os.close(fd)
         return stream.finish()
     stream.feed(first)
-    old_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # hand the GIL back to the reader promptly
+    # Hand the GIL back to the reader promptly.
+    interval = switch_interval(0.0005)
+    interval.__enter__()
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
@@ -222,7 +222,7 @@ def read_smaps(path: str, keys: tuple[str, ...] = smaps.SMAPS_FIELDS) -> smaps.V
     finally:
         thread.join()
         os.close(fd)
-        sys.setswitchinterval(old_interval)
+        interval.__exit__(None, None, None)
     return stream.finish()
 
 
@@ -1398,8 +1398,7 @@ def _build_records(cls: type, slots: tuple, *columns) -> list:
     if len(columns) != len(slots):
         raise TypeError(f"{cls.__name__}: one column per field")
     n = len(columns[0])
-    gc_was = gc.isenabled()
-    gc.disable()  # no cyclic garbage is made here; skip the collector's passes
+    pause_gc()  # no cyclic garbage is made here; skip the collector's passes
     try:
         objs = list(map(object.__new__, repeat(cls, n)))
         for slot, column in zip(slots, columns, strict=True):
@@ -1407,8 +1406,7 @@ def _build_records(cls: type, slots: tuple, *columns) -> list:
                 raise ValueError(f"{cls.__name__}: columns of different lengths")
             deque(map(slot.__set__, objs, column), 0)
     finally:
-        if gc_was:
-            gc.enable()
+        resume_gc()
     return objs
 
 
@@ -1530,8 +1528,7 @@ def add_objects(
 
     # Reading makes many small acyclic objects; collector passes triggered
     # by them would free nothing and stall every reader thread.
-    gc_was = gc.isenabled()
-    gc.disable()
+    pause_gc()
     try:
         read_all = _read_all
         if reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
@@ -1613,5 +1610,4 @@ def add_objects(
             result["vmos"] = MappingProxyType(table)
         return replace(snapshot, **result)
     finally:
-        if gc_was:
-            gc.enable()
+        resume_gc()

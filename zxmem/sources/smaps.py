@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter, mul
 
+from zxmem.runtime import CACHE_LIMIT
+
 KIB = 1024
 
 # The smaps keys zxmem keeps (byte counts).  Others are skipped cheaply.
@@ -114,6 +116,8 @@ class _Cache(dict):
         self.fn = fn
 
     def __missing__(self, key):
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
         value = self[key] = self.fn(key)
         return value
 

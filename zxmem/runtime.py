@@ -1,0 +1,81 @@
+"""Process-wide switches that collection turns, turned back on the way out.
+
+The library is called thousands of times by long-running commands, from
+more than one thread (an exporter serves scrapes while it collects), so a
+switch is never left changed: each is held by a count under a lock, and the
+last holder to leave restores what was there before the first came in.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Entries a decoding cache (paths, permissions, devices) keeps before it
+# starts again: far more than one machine's libraries and files, and a bound
+# for a process that reads smaps for days while temporary files come and go.
+CACHE_LIMIT = 1 << 14
+
+_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+_interval_holders = 0
+_interval_before = 0.0
+
+
+def pause_gc() -> None:
+    """Hold the cycle collector off until the matching :func:`resume_gc`.
+
+    Collection makes millions of small objects and no reference cycles; a
+    pass triggered by their allocation walks them all (holding the GIL, so
+    every reader thread waits) and frees nothing.
+    """
+    global _gc_holders, _gc_was_enabled
+    with _lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+
+
+def resume_gc() -> None:
+    """Let go of one :func:`pause_gc`; the last one out restores the collector."""
+    global _gc_holders
+    with _lock:
+        _gc_holders -= 1
+        if _gc_holders == 0 and _gc_was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cycle-collector passes while the block runs (:func:`pause_gc`)."""
+    pause_gc()
+    try:
+        yield
+    finally:
+        resume_gc()
+
+
+@contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """``sys.setswitchinterval(seconds)`` while the block runs (the smallest
+    interval asked for by any holder wins; the first holder's value comes
+    back when the last one leaves)."""
+    global _interval_holders, _interval_before
+    with _lock:
+        if _interval_holders == 0:
+            _interval_before = sys.getswitchinterval()
+        _interval_holders += 1
+        if seconds < sys.getswitchinterval():
+            sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        with _lock:
+            _interval_holders -= 1
+            if _interval_holders == 0:
+                sys.setswitchinterval(_interval_before)
