@@ -22,6 +22,7 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Mapping as _Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -158,6 +159,22 @@ class Vmo:
     path: str | None = None
     # Linux extras, written under names Fuchsia's consumers ignore.
     swap_bytes: int | None = None
+
+
+# The hidden-object scan's explicit remainder: Shmem no object found accounts
+# for (zxmem.sources.hidden), a VMO with this koid and name.
+REMAINDER_KOID = 0
+REMAINDER_NAME = "[unattributed Shmem]"
+
+
+def largest_first(vmos: Iterable[Vmo]) -> list[Vmo]:
+    """By alloc, then size, largest first; unknown sizes last; koid breaks ties."""
+    def key(v: Vmo) -> tuple:
+        alloc = v.committed_bytes
+        size = v.size_bytes
+        return (alloc is None, -(alloc or 0), size is None, -(size or 0), v.koid)
+
+    return sorted(vmos, key=key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,22 +72,19 @@ def test_live_memgraph_is_valid_and_treemap_ready(cli):
     assert meta["type"] == "__META" and meta["linux"]["source"] == "linux"
 
 
-def test_live_memgraph_without_kernel_module_omits_kernel_records(cli, monkeypatch):
-    import builtins
+def test_memgraph_without_meminfo_omits_kernel_records(cli):
+    """A recorded tree has no meminfo: no kernel records, one line saying so."""
+    from fixture_paths import REPO
 
-    real_import = builtins.__import__
-
-    def no_kernel(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "zxmem.sources" and fromlist and "kernel" in fromlist:
-            raise ImportError("no kernel module")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_kernel)
-    r = cli(["memgraph"])
+    tree = REPO / "tests" / "fixtures" / "proc-trees" / "cgroup-v2" / "proc"
+    r = cli(["memgraph", "--proc-root", str(tree)])
     assert r.status == 0, r.stderr
     recs = json.loads(r.stdout)
     assert not [x for x in recs if x.get("type") == "kernel"]
     assert recs[-1]["type"] == "__META"
+    assert "kernel records omitted" in " ".join(recs[-1]["linux"].get("notes", []))
+    assert r.stderr.startswith("zxmem: memgraph: kernel records left out: ")
+    assert r.stderr.count("\n") == 1
 
 
 def test_live_snapshot_round_trips(tmp_path):

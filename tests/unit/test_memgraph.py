@@ -267,23 +267,6 @@ def test_recorded_trees_ps_from_memgraph_equals_ps(cli, tmp_path):
         pytest.skip(f"no recorded /proc trees under {TREES}")
 
 
-def test_vmos_without_the_objects_module_say_so(cli, monkeypatch):
-    import sys
-
-    import pytest
-
-    proc = os.path.join(TREES, "cgroup-v2", "proc")
-    if not os.path.isdir(proc):
-        pytest.skip(f"no recorded /proc tree at {proc}")
-    monkeypatch.setitem(sys.modules, "zxmem.sources.objects", None)  # import fails
-    r = cli(["memgraph", "-v", "--proc-root", proc])
-    assert r.status == 0
-    assert "memory objects are not available" in r.stderr
-    recs = _records(r.stdout)
-    procs = [x for x in recs if x["type"] == "p"]
-    assert procs and not [x for x in procs if "vmos" in x]
-
-
 def test_descriptor_kinds():
     import re as _re
 

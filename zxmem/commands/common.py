@@ -116,12 +116,13 @@ def add_from(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def snapshot_from_args(args: argparse.Namespace, env, collect_options) -> Snapshot:
+def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None) -> Snapshot:
     """The snapshot a command works on: ``--from FILE`` if given, else live.
 
-    Live, it collects with ``collect_options`` (a
-    :class:`zxmem.sources.linux.CollectOptions`) under the ``--proc-root``.
-    A file that cannot be read or parsed is a one-line error (exit 1).
+    Live, it is :func:`zxmem.collection.collect` with ``plan`` (a
+    :class:`zxmem.collection.Plan`) under the ``--proc-root``; ``warn``
+    takes a line for each part that could not be read at all.  A file that
+    cannot be read or parsed is a one-line error (exit 1).
     """
     path = getattr(args, "from_file", None)
     if path is not None:
@@ -130,11 +131,11 @@ def snapshot_from_args(args: argparse.Namespace, env, collect_options) -> Snapsh
         if path == "-":
             return load_snapshot(env.stdin)
         return load_snapshot(path)
-    from zxmem.sources.linux import collect
+    from zxmem.collection import collect
 
     root = proc_root(args, env)
     try:
-        return collect(root, collect_options)
+        return collect(plan, root, warn)
     except OSError as exc:
         raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
 

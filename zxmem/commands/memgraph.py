@@ -77,19 +77,12 @@ def run(args: argparse.Namespace, env) -> int:
 
         env.stdout.write(schema_text())
         return 0
-    import gc
+    from zxmem.runtime import paused_gc
 
-    # A snapshot of every mapping is a few million objects made and kept,
-    # none of them in reference cycles: the cycle collector's passes over
-    # them (also in the forked readers) would cost about a tenth of the
-    # run and free nothing.  Enabled again on the way out.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    # Writing a snapshot of every mapping makes millions of acyclic
+    # objects: the cycle collector's passes over them free nothing.
+    with paused_gc():
         return _run(args, env)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _run(args: argparse.Namespace, env) -> int:
@@ -99,24 +92,23 @@ def _run(args: argparse.Namespace, env) -> int:
         # The hidden objects are those the -v scan finds unmapped, and they
         # are written in the VMO part of the file.
         args.vmos = True
-    from zxmem.sources.linux import CollectOptions
+    from zxmem.collection import Plan
 
     # status: UID, swap and page tables for the "linux" fields; job_state:
     # the cgroup's oom group, so a late-style ps of the file shows it.
     # With -v every process's smaps is read anyway: its per-mapping counts
-    # give the process totals, and smaps_rollup (a second walk of every page
-    # table) is not read (add_objects(memory=True)).
-    objects = _objects_module() if args.vmos and args.from_file is None else None
-    options = CollectOptions(threads=args.threads, status=True, job_state=True,
-                             memory=objects is None)
-    snapshot = common.snapshot_from_args(args, env, options)
-    if args.from_file is None:
-        root = common.proc_root(args, env)
-        snapshot = _add_live_details(snapshot, root, args, env, objects)
-        if args.exact:
-            from zxmem.commands._exact import exact_graph
+    # give the process totals, and smaps_rollup (a second walk of every
+    # page table) is not read.  A reader process reads every smaps while
+    # this one parses: nothing else runs here that a fork would leave behind.
+    plan = Plan(threads=args.threads, status=True, job_state=True, kernel=True,
+                objects=args.vmos, hidden=args.hidden, handles=args.handles,
+                memory_from_objects=True, reader_process=True)
+    snapshot = common.snapshot_from_args(
+        args, env, plan, warn=lambda line: env.stderr.write(f"zxmem: memgraph: {line}\n"))
+    if args.from_file is None and args.exact:
+        from zxmem.commands._exact import exact_graph
 
-            snapshot = exact_graph(snapshot, args, env)
+        snapshot = exact_graph(snapshot, args, env)
 
     write_memgraph(
         snapshot, env.stdout, threads=args.threads, vmos=args.vmos, handles=args.handles
@@ -126,74 +118,3 @@ def _run(args: argparse.Namespace, env) -> int:
     if note and args.from_file is None:
         env.stderr.write(f"zxmem: {note}\n")
     return 0
-
-
-def _objects_module():
-    """:mod:`zxmem.sources.objects`, or None when this build lacks it."""
-    import importlib
-
-    try:
-        return importlib.import_module("zxmem.sources.objects")
-    except ImportError:
-        return None
-
-
-def _add_live_details(snapshot, root: str, args: argparse.Namespace, env, objects=None):
-    """Kernel records, VMOs (-v) and descriptor counts (-H) from the live system.
-
-    Each comes from another source module, imported here so ``--help``
-    stays light; a module that is not there leaves its part out with a note.
-    ``objects``: the memory-objects module when the snapshot was collected
-    without process memory, which it then fills from the smaps it reads.
-    """
-    from dataclasses import replace
-
-    try:
-        from zxmem.sources import kernel as kernel_source
-    except ImportError:
-        kernel_source = None
-    if kernel_source is not None:
-        try:
-            if hasattr(kernel_source, "read_kernel_stats_with_notes"):
-                kstats, notes = kernel_source.read_kernel_stats_with_notes(root)
-            else:
-                kstats, notes = kernel_source.read_kernel_stats(root), ()
-        except (OSError, ValueError) as exc:
-            # No meminfo (a recorded tree without it): no kernel records, as
-            # memgraph does when it cannot read kmem stats.
-            why = getattr(exc, "strerror", None) or str(exc)
-            env.stderr.write(f"zxmem: memgraph: kernel records left out: {why}\n")
-            prov = snapshot.provenance
-            snapshot = replace(snapshot, provenance=replace(
-                prov, notes=prov.notes + (f"kernel records omitted: {why}",)))
-        else:
-            prov = snapshot.provenance
-            snapshot = replace(snapshot, kernel=kstats,
-                               provenance=replace(prov, notes=prov.notes + tuple(notes)))
-
-    if args.vmos:
-        if objects is None:
-            objects = _objects_module()
-            fill = False
-        else:
-            fill = True
-        if objects is None:
-            env.stderr.write("zxmem: memgraph -v: memory objects are not available in this "
-                             "build; vmos left out\n")
-        else:
-            # A reader process reads every smaps while this one parses:
-            # nothing else runs here by now that a fork would leave behind.
-            snapshot = objects.add_objects(snapshot, proc_root=root, memory=fill,
-                                           reader_process=True)
-            if getattr(args, "hidden", False):
-                from zxmem.sources.hidden import add_hidden
-
-                # Needs every process's mappings and descriptors: what
-                # add_objects has just read.
-                snapshot = add_hidden(snapshot, root)
-
-    if args.handles:
-        from zxmem.sources.handles import add_handle_stats
-
-        snapshot = add_handle_stats(snapshot, root)
-    return snapshot

@@ -78,11 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, env) -> int:
-    from zxmem.sources.linux import CollectOptions
+    from zxmem.collection import Plan
     from zxmem.tasktree import TaskTree
     from zxmem.views import ps as view
 
-    options = CollectOptions(
+    options = Plan(
         threads=args.threads,
         kernel_threads=args.kernel_threads,
         status=args.swap or args.json or args.jobs == "user",

@@ -104,12 +104,12 @@ def run(args: argparse.Namespace, env) -> int:
 
 def _snapshot(args: argparse.Namespace, env):
     """The snapshot and where it came from (a file name, or None for live)."""
-    from zxmem.sources.linux import CollectOptions
+    from zxmem.collection import Plan
     from zxmem.sources.load import load_snapshot
 
     if args.from_file is not None:
         origin = "<stdin>" if args.from_file == "-" else args.from_file
-        return common.snapshot_from_args(args, env, None), origin
+        return common.snapshot_from_args(args, env, Plan()), origin
     if _stdin_has_data(env):
         stream = _nonblank_stdin(env.stdin)
         if stream is not None:
@@ -117,8 +117,11 @@ def _snapshot(args: argparse.Namespace, env):
         # 'true | zxmem treemap', or a cron job's empty file: nothing was
         # sent, so draw the live system rather than fail on "empty input".
         env.stderr.write("zxmem: standard input is empty: drawing the live system\n")
-    snapshot = common.snapshot_from_args(args, env, CollectOptions(status=True))
-    snapshot = _add_live_details(snapshot, common.proc_root(args, env))
+    # Kernel stats (the kernel boxes; a recorded tree without meminfo sums
+    # its processes instead), memory objects (the VMO boxes) and the objects
+    # no process maps (the hidden branch).
+    plan = Plan(status=True, kernel=True, objects=True, hidden=True)
+    snapshot = common.snapshot_from_args(args, env, plan)
     if args.exact:
         from zxmem.commands._exact import exact_graph
 
@@ -186,35 +189,6 @@ def _stdin_has_data(env) -> bool:
         except OSError:
             return st.st_size > 0
     return False
-
-
-def _add_live_details(snapshot, root: str):
-    """Kernel stats (the kernel boxes), memory objects (the VMO boxes) and
-    hidden objects (the hidden branch).
-
-    Without kernel stats (a recorded tree without ``meminfo``) the tree sums
-    its processes.
-    """
-    from dataclasses import replace
-
-    from zxmem.sources import kernel as kernel_source
-
-    if snapshot.kernel is None:
-        try:
-            kstats, notes = kernel_source.read_kernel_stats_with_notes(root)
-        except (OSError, ValueError):
-            pass  # a recorded tree without meminfo: no kernel boxes
-        else:
-            prov = snapshot.provenance
-            snapshot = replace(snapshot, kernel=kstats,
-                               provenance=replace(prov, notes=prov.notes + tuple(notes)))
-    from zxmem.sources.hidden import add_hidden
-    from zxmem.sources.objects import add_objects
-
-    snapshot = add_objects(snapshot, proc_root=root)
-    # Objects no process maps (SysV segments, tmpfs files, the Shmem
-    # remainder): the "hidden" branch.
-    return add_hidden(snapshot, root)
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -54,7 +54,15 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from zxmem.model import INODE_KOID_BASE, Snapshot, Vmo, inode_koid
+from zxmem.model import (  # noqa: F401 - REMAINDER_* and largest_first are re-exported
+    INODE_KOID_BASE,
+    REMAINDER_KOID,
+    REMAINDER_NAME,
+    Snapshot,
+    Vmo,
+    inode_koid,
+    largest_first,
+)
 
 # The kernel-internal shm mount (memfd, SysV, shared anonymous): dev 00:01.
 SHM_DEV = os.makedev(0, 1)
@@ -72,8 +80,6 @@ SHMEM_KINDS = frozenset(("memfd", "shmem", "sysv"))
 # Kinds that can be hidden (anonymous memory and clones exist only mapped).
 HIDDEN_KINDS = frozenset(("memfd", "shmem", "sysv", "dmabuf"))
 
-REMAINDER_KOID = 0
-REMAINDER_NAME = "[unattributed Shmem]"
 
 SHM_DEST = 0o1000  # perms bit of a segment marked for deletion (IPC_RMID)
 
@@ -310,16 +316,6 @@ def holders_of(snapshot: Snapshot) -> dict[int, tuple[int, ...]]:
 def is_hidden(vmo: Vmo) -> bool:
     """No process maps it, nor a clone of it."""
     return vmo.kind in HIDDEN_KINDS and vmo.num_mappings == 0 and vmo.num_children == 0
-
-
-def largest_first(vmos: Iterable[Vmo]) -> list[Vmo]:
-    """By alloc, then size, largest first; unknown sizes last; koid breaks ties."""
-    def key(v: Vmo) -> tuple:
-        alloc = v.committed_bytes
-        size = v.size_bytes
-        return (alloc is None, -(alloc or 0), size is None, -(size or 0), v.koid)
-
-    return sorted(vmos, key=key)
 
 
 # ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def _total(vmos: list[Vmo], unit: str | None) -> str:
     """The total line: every row above it, the Shmem remainder included
     (it is named apart because it is not one object: it is the part of
     ``Shmem`` in /proc/meminfo that no listed object accounts for)."""
-    from zxmem.sources.hidden import REMAINDER_KOID, REMAINDER_NAME
+    from zxmem.model import REMAINDER_KOID, REMAINDER_NAME
 
     size = _sum_text([v.size_bytes for v in vmos], unit)
     alloc = _sum_text([v.committed_bytes for v in vmos if v.kind != "phys"], unit)
@@ -110,7 +110,7 @@ def hidden_vmos(snapshot: Snapshot) -> list[Vmo]:
 
 def all_vmos(snapshot: Snapshot) -> list[Vmo]:
     """Every object, largest first (the Shmem remainder, koid 0, last)."""
-    from zxmem.sources.hidden import REMAINDER_KOID, largest_first
+    from zxmem.model import REMAINDER_KOID, largest_first
 
     out = largest_first(v for k, v in snapshot.vmos.items() if k != REMAINDER_KOID)
     if REMAINDER_KOID in snapshot.vmos:

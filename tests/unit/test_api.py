@@ -1,0 +1,106 @@
+"""The public API: zxmem.collect(Plan) and zxmem.load(path)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+
+import pytest
+from fixture_paths import REPO
+
+import zxmem
+from zxmem import runtime
+
+TREE = REPO / "tests" / "fixtures" / "proc-trees" / "cgroup-v2" / "proc"
+
+
+def test_collect_reads_a_recorded_tree_as_the_plan_says():
+    snap = zxmem.collect(zxmem.Plan(), proc_root=str(TREE))
+    assert isinstance(snap, zxmem.Snapshot)
+    assert sorted(p.koid for p in snap.processes) == [19901, 19940, 19945, 19948]
+    assert all(p.mappings is None for p in snap.processes)  # not asked for
+    assert snap.kernel is None
+    full = zxmem.collect(zxmem.Plan(objects=True), proc_root=str(TREE))
+    # The recorded tree has no maps: each process says so (never empty).
+    assert all(p.mappings is None for p in full.processes)
+    assert {w for w, _ in full.provenance.denied} == {
+        f"maps:{p.koid}" for p in full.processes}
+    # Asking for objects does not change the totals read from smaps_rollup.
+    assert [p.memory for p in full.processes] == [p.memory for p in snap.processes]
+
+
+def test_collect_says_what_it_could_not_read():
+    lines: list[str] = []
+    snap = zxmem.collect(zxmem.Plan(kernel=True), proc_root=str(TREE), warn=lines.append)
+    assert snap.kernel is None
+    assert lines and lines[0].startswith("kernel records left out")
+    assert any(n.startswith("kernel records omitted") for n in snap.provenance.notes)
+
+
+def test_collect_of_a_missing_root_raises_oserror(tmp_path):
+    with pytest.raises(OSError):
+        zxmem.collect(proc_root=str(tmp_path / "nothing"))
+
+
+def test_load_reads_a_saved_memgraph(tmp_path, cli):
+    r = cli(["memgraph", "-v", "--proc-root", str(TREE)])
+    path = tmp_path / "mem.json"
+    path.write_text(r.stdout)
+    snap = zxmem.load(str(path))
+    assert sorted(p.koid for p in snap.processes) == [19901, 19940, 19945, 19948]
+
+
+def test_unknown_attribute():
+    with pytest.raises(AttributeError):
+        zxmem.nothing_here  # noqa: B018
+
+
+def test_collect_leaves_the_collector_and_switch_interval_as_it_found_them():
+    interval = sys.getswitchinterval()
+    assert gc.isenabled()
+    zxmem.collect(zxmem.Plan(objects=True, hidden=True), proc_root=str(TREE))
+    assert gc.isenabled() and sys.getswitchinterval() == interval
+    gc.disable()
+    try:
+        zxmem.collect(zxmem.Plan(objects=True), proc_root=str(TREE))
+        assert not gc.isenabled()  # a caller's choice is kept too
+    finally:
+        gc.enable()
+
+
+def test_overlapping_pauses_from_threads_restore_the_collector():
+    """Two threads collecting at once: the collector is back on only after
+    the last one is done, and it is back on then."""
+    assert gc.isenabled()
+    inside = threading.Barrier(2)
+    leave = threading.Event()
+
+    def hold():
+        with runtime.paused_gc():
+            inside.wait()
+            leave.wait(5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    with runtime.paused_gc():
+        inside.wait()
+    assert not gc.isenabled()  # the other thread still holds it
+    leave.set()
+    t.join()
+    assert gc.isenabled()
+
+
+def test_decoding_caches_are_bounded():
+    from zxmem.sources import smaps
+
+    n = runtime.CACHE_LIMIT + 500
+    many = b"".join(
+        b"%08x-%08x rw-s 00000000 00:01 %d /memfd:churn-%d (deleted)\n"
+        % (i * 8192, i * 8192 + 4096, i + 1, i)
+        for i in range(n)
+    )
+    table = smaps.parse_maps(many)
+    assert len(table.paths) == n and table.paths[-1] == f"/memfd:churn-{n - 1} (deleted)"
+    for cache in (smaps._PATHS, smaps._RESTS, smaps._DEVS, smaps._PERMS):
+        assert len(cache) <= runtime.CACHE_LIMIT
