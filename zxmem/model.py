@@ -201,6 +201,10 @@ class Process:
     threads: tuple[Thread, ...] = ()
     num_threads: int | None = None
     vm_pte_bytes: int | None = None
+    # When the process started, in clock ticks after boot (/proc/PID/stat
+    # field 22, ``starttime``): with the boot id and the PID, the process's
+    # identity across snapshots (a reused PID has another start time).
+    start_time_ticks: int | None = None
     mappings: tuple[Mapping, ...] | None = None  # None when not collected/denied
     regions: tuple[Region, ...] | None = None
     vmo_refs: tuple[VmoRef, ...] | None = None
@@ -257,6 +261,15 @@ class Provenance:
     notes: tuple[str, ...] = ()  # fallbacks taken, e.g. "no smaps_rollup: summed smaps"
     # "cgroup2", "cgroup1:memory", "cgroup1:name=systemd", "user", "none"
     job_mode: str | None = None
+    # /proc/sys/kernel/random/boot_id: which boot of which machine (a
+    # process's identity is (boot_id, koid, start_time_ticks)).
+    boot_id: str | None = None
+    # When it was taken on the source's own clock, in nanoseconds: Linux
+    # CLOCK_BOOTTIME (the clock of start times), a Fuchsia capture's
+    # monotonic "Time".
+    capture_time_ns: int | None = None
+    # The clock tick of start_time_ticks (sysconf(_SC_CLK_TCK), USER_HZ).
+    clock_ticks_per_second: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +306,11 @@ class Snapshot:
             if proc.koid == koid:
                 return proc
         return None
+
+    def identity(self, process: Process) -> tuple[str | None, int, int | None]:
+        """(boot id, PID, start time): the same process in two snapshots has
+        the same identity; a PID reused by another process does not."""
+        return self.provenance.boot_id, process.koid, process.start_time_ticks
 
 
 def freeze_mapping(d: dict) -> _Mapping:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 
@@ -104,3 +105,36 @@ def test_decoding_caches_are_bounded():
     assert len(table.paths) == n and table.paths[-1] == f"/memfd:churn-{n - 1} (deleted)"
     for cache in (smaps._PATHS, smaps._RESTS, smaps._DEVS, smaps._PERMS):
         assert len(cache) <= runtime.CACHE_LIMIT
+
+
+def test_identity_is_boot_pid_and_start_time(tmp_path, cli):
+    """A process is (boot id, PID, start time) in the snapshot and in
+    memgraph, read back by --from: a reused PID is another process."""
+    live = zxmem.collect()
+    me = live.process(os.getpid())
+    boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+    with open(f"/proc/{os.getpid()}/stat", "rb") as f:
+        start = int(f.read().rsplit(b")", 1)[1].split()[19])
+    assert live.identity(me) == (boot, os.getpid(), start)
+    again = zxmem.collect()
+    assert again.identity(again.process(os.getpid())) == live.identity(me)
+    assert live.provenance.capture_time_ns < again.provenance.capture_time_ns
+    assert live.provenance.clock_ticks_per_second == os.sysconf("SC_CLK_TCK")
+
+    r = cli(["memgraph"])
+    path = tmp_path / "mem.json"
+    path.write_text(r.stdout)
+    saved = zxmem.load(str(path))
+    mine = saved.process(os.getpid())
+    assert saved.identity(mine) == live.identity(me)
+    assert saved.provenance.capture_time_ns is not None
+
+    from dataclasses import replace
+    reused = replace(me, start_time_ticks=start + 1)
+    assert live.identity(reused) != live.identity(me)
+
+
+def test_a_recorded_tree_has_no_live_clock():
+    snap = zxmem.collect(proc_root=str(TREE))
+    assert snap.provenance.capture_time_ns is None and snap.provenance.boot_id is None
+    assert all(p.start_time_ticks is not None for p in snap.processes)

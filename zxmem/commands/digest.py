@@ -90,13 +90,8 @@ def _monotonic_ns(env) -> int:
 
 
 def capture_time_ns(snapshot) -> int | None:
-    """The monotonic capture time a Fuchsia capture recorded, if any."""
-    for note in snapshot.provenance.notes:
-        if note.startswith("capture time ") and note.endswith(" ns (monotonic)"):
-            value = note[len("capture time "):-len(" ns (monotonic)")]
-            if value.isdigit():
-                return int(value)
-    return None
+    """The capture time a saved snapshot recorded, if any (nanoseconds)."""
+    return snapshot.provenance.capture_time_ns
 
 
 def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):

@@ -109,6 +109,12 @@ def memgraph_schema() -> dict[str, Any]:
                                        "items": {"type": "array", "items": _STR}},
                             "notes": {"type": "array", "items": _STR},
                             "job_mode": _STR_OR_NULL,
+                            "boot_id": {**_STR_OR_NULL, "description":
+                                        "/proc/sys/kernel/random/boot_id: which boot"},
+                            "capture_time_ns": {**_INT_OR_NULL, "description":
+                                                "when taken: Linux CLOCK_BOOTTIME, or a "
+                                                "Fuchsia capture's monotonic Time"},
+                            "clock_ticks_per_second": _INT_OR_NULL,
                             "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
                             "hidden_vmo_koids": {"type": "array", "items": _INT},
                             "vmo_holders": {
@@ -185,6 +191,11 @@ def memgraph_schema() -> dict[str, Any]:
                             "kernel_thread": {"type": "boolean"},
                             "num_threads": _INT_OR_NULL,
                             "vm_pte_bytes": _INT_OR_NULL,
+                            "start_time_ticks": {
+                                **_INT_OR_NULL, "description":
+                                "start time in clock ticks after boot (/proc/PID/stat "
+                                "starttime): with the boot id and the PID, the process's "
+                                "identity across snapshots"},
                             "memory": _MEMORY,
                             "mapping_fields": {"type": "array", "items": _STR},
                             "mappings": {"type": "array", "items": _MAPPING},

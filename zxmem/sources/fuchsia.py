@@ -329,7 +329,8 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
             )
         )
     return Snapshot(
-        provenance=Provenance(source="fuchsia-capture", notes=tuple(notes), job_mode="none"),
+        provenance=Provenance(source="fuchsia-capture", notes=tuple(notes), job_mode="none",
+                              capture_time_ns=cap["Time"] if _is_int(cap.get("Time")) else None),
         jobs=(Job(CAPTURE_ROOT_JOB_KOID, "root", 0),),
         processes=tuple(processes),
         kernel=kernel,

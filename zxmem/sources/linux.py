@@ -166,7 +166,7 @@ _ZERO = MemoryCounts(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 # A plain tuple: building the frozen Process twice (without, then with the
 # job, via dataclasses.replace) cost about as much as reading a stat file.
 _Record = tuple  # (pid, comm, ppid, uid, cmdline, state, kthread, memory,
-#                   threads, num_threads, vm_pte, cgroup choice)
+#                   threads, num_threads, vm_pte, cgroup choice, starttime)
 
 
 class _Reader:
@@ -281,7 +281,7 @@ class _Reader:
 
         return (
             pid, st.comm, st.ppid, uid, cmdline, st.state, kthread, memory,
-            threads, st.num_threads, vm_pte, cg,
+            threads, st.num_threads, vm_pte, cg, st.starttime,
         )
 
     def _memory_fallback(self, base, pid, exc, st, status):
@@ -417,6 +417,7 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
     """
     options = options or CollectOptions()
     timestamp = _now_utc()
+    boottime_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     proc = proc_root.rstrip("/") or "/"
     pids = list_pids(proc)
     reader = _Reader(proc, options)
@@ -460,12 +461,14 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
             threads=threads,
             num_threads=num_threads,
             vm_pte_bytes=vm_pte,
+            start_time_ticks=start,
         )
         for (
             pid, comm, ppid, uid, cmdline, state, kthread, memory,
-            threads, num_threads, vm_pte, cg,
+            threads, num_threads, vm_pte, cg, start,
         ) in records
     )
+    boot_id = _read_text(f"{proc}/sys/kernel/random/boot_id") or None
     provenance = Provenance(
         source="linux",
         host=_read_text(f"{proc}/sys/kernel/hostname"),
@@ -474,6 +477,10 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
         denied=tuple(sorted(reader.denied, key=_denied_key)),
         notes=tuple(sorted(reader.notes)),
         job_mode=mode,
+        boot_id=boot_id,
+        # The clock of start times is this machine's: only for its own /proc.
+        capture_time_ns=boottime_ns if os.path.realpath(proc) == "/proc" else None,
+        clock_ticks_per_second=os.sysconf("SC_CLK_TCK"),
     )
     return Snapshot(provenance=provenance, jobs=jobs, processes=processes)
 
