@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping as _Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 PAGE_SIZE = 4096
 
@@ -249,15 +250,34 @@ class KernelStats:
     extra: _Mapping[str, int | None] = field(default_factory=lambda: MappingProxyType({}))
 
 
+class Denied(NamedTuple):
+    """Something that could not be read: ``what`` is ``"FILE:PID"`` (e.g.
+    ``"smaps_rollup:1234"``) or a path; ``why`` the errno name (``EACCES``)
+    or ``"malformed"``.  A 2-tuple, so it is written as a JSON pair."""
+
+    what: str
+    why: str
+
+    @property
+    def kind(self) -> str:
+        """The file that was refused (``smaps_rollup``), or all of ``what``."""
+        return self.what.partition(":")[0]
+
+    @property
+    def pid(self) -> int | None:
+        """The process it belongs to, or None for a system-wide file."""
+        tail = self.what.partition(":")[2]
+        return int(tail) if tail.isascii() and tail.isdigit() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Provenance:
     source: str  # "linux", "memgraph", "fuchsia-capture"
     host: str | None = None
     kernel: str | None = None
     timestamp: str | None = None  # UTC, YYYY-MM-DDTHH:MM:SS.mmmZ
-    # (what, why) pairs for things that could not be read, e.g.
-    # ("smaps_rollup:1234", "EACCES").
-    denied: tuple[tuple[str, str], ...] = ()
+    # What could not be read and why, e.g. Denied("smaps_rollup:1234", "EACCES").
+    denied: tuple[Denied, ...] = ()
     notes: tuple[str, ...] = ()  # fallbacks taken, e.g. "no smaps_rollup: summed smaps"
     # "cgroup2", "cgroup1:memory", "cgroup1:name=systemd", "user", "none"
     job_mode: str | None = None
@@ -270,6 +290,15 @@ class Provenance:
     capture_time_ns: int | None = None
     # The clock tick of start_time_ticks (sysconf(_SC_CLK_TCK), USER_HZ).
     clock_ticks_per_second: int | None = None
+
+    def __post_init__(self) -> None:
+        if any(type(d) is not Denied for d in self.denied):
+            object.__setattr__(self, "denied", tuple(Denied(*d) for d in self.denied))
+
+    def denied_pids(self, *kinds: str) -> frozenset[int]:
+        """PIDs with a denied entry of one of ``kinds`` (every kind if none)."""
+        return frozenset(d.pid for d in self.denied
+                         if d.pid is not None and (not kinds or d.kind in kinds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,3 +138,17 @@ def test_a_recorded_tree_has_no_live_clock():
     snap = zxmem.collect(proc_root=str(TREE))
     assert snap.provenance.capture_time_ns is None and snap.provenance.boot_id is None
     assert all(p.start_time_ticks is not None for p in snap.processes)
+
+
+def test_denied_entries_are_typed():
+    from zxmem.model import Denied, Provenance
+
+    prov = Provenance(source="linux", denied=(("smaps_rollup:12", "EACCES"),
+                                              ("fd:7", "EPERM"), ("/proc/kpageflags", "EACCES")))
+    assert all(type(d) is Denied for d in prov.denied)
+    first = prov.denied[0]
+    assert (first.kind, first.pid, first.why) == ("smaps_rollup", 12, "EACCES")
+    assert prov.denied[2].pid is None
+    assert prov.denied_pids("smaps_rollup") == {12}
+    assert prov.denied_pids() == {12, 7}
+    assert dict(prov.denied)["fd:7"] == "EPERM"  # still (what, why) pairs

@@ -92,11 +92,7 @@ def _looks_like_proc(root: str) -> bool:
 
 def unreadable_note(snapshot: Snapshot) -> str | None:
     """One stderr line counting processes whose memory could not be read."""
-    denied = {
-        what.partition(":")[2]
-        for what, _ in snapshot.provenance.denied
-        if what.startswith(("smaps_rollup:", "smaps:"))
-    }
+    denied = snapshot.provenance.denied_pids("smaps_rollup", "smaps")
     if not denied:
         return None
     n = len(denied)

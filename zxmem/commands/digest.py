@@ -138,8 +138,7 @@ def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):
         notes.append(f"kernel counters not readable ({exc}): no Kernel or Orphaned row")
         kstats = None
     snapshot = replace(snapshot, kernel=kstats)
-    denied = {w.partition(":")[2] for w, _ in snapshot.provenance.denied
-              if w.startswith("maps:")}
+    denied = snapshot.provenance.denied_pids("maps")
     if denied:
         n = len(denied)
         hint = ": run as root" if os.geteuid() != 0 else ""

@@ -351,8 +351,7 @@ def run_vmos(args: argparse.Namespace, env) -> int:
     else:
         env.stdout.write(view.render_all(snapshot, args.units))
     notes = list(snapshot.provenance.notes)
-    denied = {what.partition(":")[2] for what, _ in snapshot.provenance.denied
-              if what.startswith(("fd:", "maps:"))}
+    denied = snapshot.provenance.denied_pids("fd", "maps")
     if denied:
         noun = "process" if len(denied) == 1 else "processes"
         notes.append(f"maps or descriptors of {len(denied)} {noun} not readable (what "

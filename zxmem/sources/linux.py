@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from zxmem.model import (
+    Denied,
     MemoryCounts,
     Process,
     Provenance,
@@ -486,9 +487,8 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
 
 
 def _denied_key(item: tuple[str, str]) -> tuple[str, int]:
-    what, _ = item
-    kind, _, pid = what.partition(":")
-    return kind, int(pid) if pid.isdigit() else 0
+    denied = Denied(*item)
+    return denied.kind, denied.pid or 0
 
 
 def _assign_jobs(proc: str, records: list[_Record], options: CollectOptions):
