@@ -101,6 +101,8 @@ _UNSAFE = re.compile(f"[\x00-\x1f{_UNSAFE_CLASS}]")
 # What SafeWriter escapes: all of the above but the newline and tab that
 # views print between rows and cells.
 _UNSAFE_IN_OUTPUT = re.compile(f"[\x00-\x08\x0b-\x1f{_UNSAFE_CLASS}]")
+# The ASCII characters it keeps.
+_ASCII_OK = b"\t\n" + bytes(range(0x20, 0x7F))
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -132,6 +134,11 @@ class SafeWriter:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        if text.isascii():
+            # The common case (all JSON, most tables), checked in C at about
+            # 1 ns a character; a regular expression takes ten times longer.
+            if not text.encode("ascii").translate(None, _ASCII_OK):
+                return self._stream.write(text)
         if _UNSAFE_IN_OUTPUT.search(text) is not None:
             text = _UNSAFE_IN_OUTPUT.sub(_escape_char, text)
         return self._stream.write(text)

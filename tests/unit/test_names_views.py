@@ -236,3 +236,11 @@ def test_safe_writer_keeps_rows_and_escapes_the_rest():
     w.write("a\tb\n\x1b[2J\x9b\udcff\u202e\n")
     assert out.getvalue() == "a\tb\n\\e[2J\\x9b\\xff\\u202e\n"
     assert w.getvalue() == out.getvalue()  # everything else goes to the stream
+
+
+def test_safe_writer_ascii_fast_path_escapes_controls_too():
+    out = io.StringIO()
+    w = SafeWriter(out)
+    w.write('{"a": 1}\n')
+    w.write("x\x1b[2J\x07\x00\x7f\r\ty\n")
+    assert out.getvalue() == '{"a": 1}\nx\\e[2J\\x07\\x00\\x7f\\r\ty\n'
