@@ -215,6 +215,36 @@ def test_program_stdout_has_no_raw_controls(hostile):
         assert escape_terminal(HELD_NAME) in text
 
 
+@pytest.fixture
+def hostile_tmpfs_file(tmp_path, request) -> bytes:
+    """A file with a hostile name on a tmpfs mounted at a hostile path."""
+    if os.geteuid() != 0:
+        pytest.skip("not root: cannot mount a tmpfs for the test")
+    mnt = os.fsencode(tmp_path) + b"/mnt\x1b[2J\xff"
+    os.mkdir(mnt)
+    r = subprocess.run([b"mount", b"-t", b"tmpfs", b"-o", b"size=4m", b"zxmem-test", mnt],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"mount -t tmpfs failed: {r.stderr.decode(errors='replace').strip()}")
+    request.addfinalizer(lambda: subprocess.run([b"umount", b"-l", mnt], check=False))
+    path = mnt + b"/file\x9b\xfe\n\tend"
+    with open(path, "wb") as f:
+        f.write(b"t" * 8192)
+    return path
+
+
+def test_tmpfs_paths_shown_by_the_one_rule(hostile_tmpfs_file, unguarded):
+    name = decode_name(hostile_tmpfs_file)
+    r = unguarded(["k", "vmos", "hidden"])
+    assert r.status == 0, r.stderr
+    _text_ok(r.stdout + r.stderr)
+    assert len(_rows(r.stdout, name)) == 1
+    r = unguarded(["k", "vmos", "hidden", "--json"])
+    assert r.status == 0, r.stderr
+    doc = _json_ok(r.stdout)
+    assert [v["path"] for v in doc["vmos"] if v["name"] == name] == [name]
+
+
 THREADED = r"""
 import sys, threading
 def run():
