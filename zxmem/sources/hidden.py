@@ -217,7 +217,11 @@ class Mount:
 
 
 def _unescape(raw: bytes) -> str:
-    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``.
+
+    The result is a path to walk, so it keeps every byte (``surrogateescape``
+    round-trips through ``os``); what is shown of it goes through
+    :func:`zxmem.textsafe.fs_text`."""
     if b"\\" in raw:
         out = bytearray()
         i = 0
