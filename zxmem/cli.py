@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import os
 import shutil
@@ -26,6 +27,7 @@ from typing import TextIO
 
 from zxmem import __version__
 from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
+from zxmem.textsafe import SafeWriter
 
 # Modules of zxmem/commands that are not commands.
 _NOT_COMMANDS = frozenset(("__init__", "common"))
@@ -111,6 +113,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment()
     argv = sys.argv[1:] if argv is None else argv
+    outer = env
+    # Every byte a command writes goes through SafeWriter: a control
+    # character a view forgot to escape still never reaches a terminal raw.
+    env = dataclasses.replace(env, stdout=SafeWriter(env.stdout),
+                              stderr=SafeWriter(env.stderr))
     try:
         parser = build_parser(argv[0] if argv else None)
         try:
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _quiet_stdout(env)
+        _quiet_stdout(outer)
         return EXIT_OK
 
 

@@ -85,7 +85,7 @@ def test_vmaps_of_a_process_whose_main_thread_exited(cli, leaderless):
 def test_thread_id_refused(cli, leaderless):
     pid, tid = leaderless
     assert tid != pid and os.path.isdir(f"/proc/{tid}")
-    for cmd in (["vmaps"], ["vmos"], ["k", "vmos"]):
+    for cmd in (["vmaps"], ["vmos"], ["k", "vmos"], ["share"]):
         r = cli([*cmd, str(tid)])
         assert r.status == 1, cmd
         assert r.stderr == f"zxmem: {tid} is a thread of process {pid}\n"

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from zxmem.commands import common
+from zxmem.textsafe import escape_terminal
 
 HELP = "memory by bucket: VMOs assigned to named buckets by process and VMO name"
 
@@ -190,5 +191,5 @@ def run(args: argparse.Namespace, env) -> int:
     env.stdout.flush()
     if args.output != "json":
         for note in notes:
-            env.stderr.write(f"zxmem: {note}\n")
+            env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
     return 0

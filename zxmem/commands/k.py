@@ -6,6 +6,7 @@ import argparse
 
 from zxmem.commands import common
 from zxmem.errors import UsageError, ZxmemError
+from zxmem.textsafe import escape_terminal
 
 HELP = ("kernel console commands: k ps (kernel memory per process), k vmos (hidden "
         "memory objects), k asd kernel (kernel address space)")
@@ -238,7 +239,7 @@ def run_ps(args: argparse.Namespace, env) -> int:
         env.stdout.write(view.render(rows, meminfo, stack))
         env.stdout.flush()
         for note in notes:
-            env.stderr.write(f"zxmem: k ps: {note}\n")
+            env.stderr.write(f"zxmem: k ps: {escape_terminal(note)}\n")
     return 0
 
 
@@ -442,7 +443,7 @@ def _is_root() -> bool:
 def _notes(env, command: str, notes) -> None:
     env.stdout.flush()
     for note in notes:
-        env.stderr.write(f"zxmem: {command}: {note}\n")
+        env.stderr.write(f"zxmem: {command}: {escape_terminal(note)}\n")
 
 
 # --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 
 from zxmem.commands import common
 from zxmem.errors import UsageError, ZxmemError
+from zxmem.textsafe import escape_terminal
 
 HELP = "kernel memory (-m) and per-CPU (-c) statistics, repeated every -d seconds"
 
@@ -216,7 +217,7 @@ def _report(args: argparse.Namespace, env, stamp: float | None, rows, stats, not
         env.stdout.write("".join(parts))
         if say_notes:
             for note in notes:
-                env.stderr.write(f"zxmem: kstats: {note}\n")
+                env.stderr.write(f"zxmem: kstats: {escape_terminal(note)}\n")
     env.stdout.flush()
 
 

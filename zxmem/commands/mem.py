@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from zxmem.commands import common
+from zxmem.textsafe import escape_terminal
 
 HELP = "per-process memory as private, scaled and total VMO bytes, by VMO group"
 
@@ -120,5 +121,5 @@ def run(args: argparse.Namespace, env) -> int:
     env.stdout.flush()
     if not args.json:
         for note in notes:
-            env.stderr.write(f"zxmem: {note}\n")
+            env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from zxmem.commands import common
+from zxmem.textsafe import escape_terminal
 
 HELP = "print system-wide task and memory info as JSON (Fuchsia's memgraph)"
 
@@ -116,5 +117,5 @@ def _run(args: argparse.Namespace, env) -> int:
     env.stdout.flush()
     note = common.unreadable_note(snapshot)
     if note and args.from_file is None:
-        env.stderr.write(f"zxmem: {note}\n")
+        env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
     return 0

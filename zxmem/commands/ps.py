@@ -6,6 +6,7 @@ import argparse
 
 from zxmem.commands import common
 from zxmem.errors import ZxmemError
+from zxmem.textsafe import escape_terminal
 
 HELP = "list jobs (cgroups) and processes with PSS, PRIVATE and SHARED"
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace, env) -> int:
     env.stdout.flush()
     note = common.unreadable_note(snapshot)
     if note:
-        env.stderr.write(f"zxmem: {note}\n")
+        env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
     return 0
 
 

@@ -83,6 +83,12 @@ def run(args: argparse.Namespace, env) -> int:
     pid = args.pid
     if not os.path.isdir(f"{proc}/{pid}"):
         raise ZxmemError(f"PID {pid}: no such process")
+    from zxmem.sources.linux import thread_group
+
+    tgid = thread_group(proc, pid)
+    if tgid is not None and tgid != pid:
+        # /proc/TID resolves, but the scan reads processes by PID.
+        raise ZxmemError(f"{pid} is a thread of process {tgid}")
     try:
         pids = list_pids(proc)
     except OSError as exc:

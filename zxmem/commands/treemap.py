@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from zxmem.commands import common
+from zxmem.textsafe import escape_terminal
 
 HELP = "draw memory as a zoomable treemap in one self-contained HTML file"
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, env) -> int:
         _open(path, env)
     note = common.unreadable_note(snapshot)
     if note:
-        env.stderr.write(f"zxmem: {note}\n")
+        env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
     return 0
 
 

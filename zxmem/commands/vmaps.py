@@ -105,7 +105,9 @@ def load_process(root: str, pid: int, what: str, **kwargs):
         if exc.reason == "no such process":
             raise ZxmemError(f"couldn't find process with pid {pid}") from None
         raise ZxmemError(f"couldn't read process with pid {pid}: {exc.reason}") from None
-    tgid = _tgid(root, pid)
+    from zxmem.sources.linux import thread_group
+
+    tgid = thread_group(root, pid)
     if tgid is not None and tgid != pid:
         raise ZxmemError(f"{pid} is a thread of process {tgid}")
     if proc.kernel_thread:
@@ -162,20 +164,6 @@ def load_process(root: str, pid: int, what: str, **kwargs):
         if gone:
             raise ZxmemError(f"pid {pid} exited while its {what} were being read")
     return snapshot, process
-
-
-def _tgid(root: str, pid: int) -> int | None:
-    """``Tgid`` of ``/proc/PID/status``: not ``pid`` for a thread's TID
-    (``/proc/TID`` resolves though it is not listed, fs/proc/base.c
-    ``proc_pid_lookup``); None when unreadable."""
-    from zxmem.sources import procfs
-
-    try:
-        with open(f"{root.rstrip('/') or '/'}/{pid}/status", "rb") as f:
-            value = procfs.parse_status(f.read()).get(b"Tgid")
-        return int(value) if value is not None else None
-    except (OSError, ValueError, procfs.ParseError):
-        return None
 
 
 def _min_addr(root: str) -> int:

@@ -40,6 +40,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from zxmem.model import Provenance, Snapshot
+from zxmem.textsafe import decode_name
 
 _BAD = re.compile(r"[^a-z0-9_]+")
 
@@ -94,7 +95,7 @@ def read_handle_stats(proc_root: str, pid: int) -> dict[str, int]:
     targets = []
     for name in names:
         try:
-            targets.append(os.readlink(f"{base}/{name}"))
+            targets.append(decode_name(os.readlink(f"{base}/{name}".encode())))
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ESRCH):
                 continue

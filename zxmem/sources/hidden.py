@@ -63,6 +63,7 @@ from zxmem.model import (  # noqa: F401 - REMAINDER_* and largest_first are re-e
     inode_koid,
     largest_first,
 )
+from zxmem.textsafe import decode_name, fs_text
 
 # The kernel-internal shm mount (memfd, SysV, shared anonymous): dev 00:01.
 SHM_DEV = os.makedev(0, 1)
@@ -194,13 +195,13 @@ def parse_dmabuf_bufinfo(data: bytes) -> tuple[DmaBuf, ...]:
         try:
             size = int(fields[col["size"]])
             count = int(fields[col["count"]]) if "count" in col else None
-            exporter = fields[col["exp_name"]].strip().decode("utf-8", "backslashreplace")
+            exporter = decode_name(fields[col["exp_name"]].strip())
             ino = int(fields[col["ino"]]) if "ino" in col else None
             name = None
             if "name" in col and col["name"] < len(fields):
                 raw = fields[col["name"]].strip()
                 if raw and raw != b"<none>":
-                    name = raw.decode("utf-8", "backslashreplace")
+                    name = decode_name(raw)
         except (ValueError, IndexError, KeyError):
             raise ParseError(f"dma_buf/bufinfo: malformed line {line[:80]!r}") from None
         out.append(DmaBuf(size, count, exporter, ino, name))
@@ -222,7 +223,11 @@ class Mount:
 
 
 def _unescape(raw: bytes) -> str:
-    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``.
+
+    The result is a path to walk, so it keeps every byte (``surrogateescape``
+    round-trips through ``os``); what is shown of it goes through
+    :func:`zxmem.textsafe.fs_text`."""
     if b"\\" in raw:
         out = bytearray()
         i = 0
@@ -595,6 +600,9 @@ def _walk_tmpfs(st: _State, snapshot: Snapshot, limit: int, hidden: list[int]) -
         koid = inode_koid(s.st_dev, s.st_ino)
         if koid in st.vmos:
             continue
+        # The walk's paths are OS-decoded str (surrogateescape); the model
+        # holds text: invalid UTF-8 as ``\\xNN``, like every other name.
+        path = fs_text(path)
         st.vmos[koid] = Vmo(
             koid=koid, name=path, kind="shmem", size_bytes=s.st_size,
             committed_bytes=s.st_blocks * 512, dev=s.st_dev, inode=s.st_ino, path=path,
@@ -602,13 +610,14 @@ def _walk_tmpfs(st: _State, snapshot: Snapshot, limit: int, hidden: list[int]) -
         hidden.append(koid)
     if result.stopped_in is not None:
         st.notes.append(
-            f"tmpfs walk stopped at its bound of {limit} entries (in {result.stopped_in}): "
+            f"tmpfs walk stopped at its bound of {limit} entries "
+            f"(in {fs_text(result.stopped_in)}): "
             "files beyond it are not listed; raise --walk-limit"
         )
     if covered:
         st.notes.append(
             f"{len(covered)} tmpfs mount(s) covered by other mounts not walked: "
-            + ", ".join(covered[:3])
+            + ", ".join(fs_text(c) for c in covered[:3])
         )
     if result.denied:
         st.notes.append(f"{result.denied} tmpfs directories not readable: not walked")

@@ -394,6 +394,19 @@ def live_task_dir(proc_root: str, pid: int) -> str | None:
     return None
 
 
+def thread_group(proc_root: str, pid: int) -> int | None:
+    """``Tgid`` of ``PROC/PID/status``: not ``pid`` when ``pid`` is a
+    thread's TID (``/proc/TID`` resolves though it is not listed,
+    fs/proc/base.c ``proc_pid_lookup``); None when unreadable."""
+    try:
+        value = procfs.parse_status(
+            _read_record(f"{proc_root.rstrip('/') or '/'}/{pid}/status")
+        ).get(b"Tgid")
+        return int(value) if value is not None else None
+    except (OSError, ValueError, procfs.ParseError):
+        return None
+
+
 def list_pids(proc_root: str) -> list[int]:
     """Numeric entries of the ``/proc`` root, ascending."""
     return sorted(int(name) for name in os.listdir(proc_root) if name.isdigit())

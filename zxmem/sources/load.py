@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -189,9 +190,19 @@ def nesting_error(name: str, data: bytes | str, base: int = 0) -> str:
             f"{deepest} levels deep (more than zxmem's JSON reader allows)")
 
 
+# A \u escape of a surrogate (paired or lone); only then is the loaded
+# document walked for lone ones.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
 def _loads(data: bytes) -> Any:
     try:
-        return json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"))
+        if _SURROGATE_ESCAPE.search(data) is not None:
+            from zxmem.textsafe import clean_json
+
+            doc = clean_json(doc)
+        return doc
     except RecursionError:
         # The C scanner recurses once per level: a hostile or broken file
         # of '[[[[...' must be a one-line error, not a traceback.

@@ -140,6 +140,7 @@ from zxmem.model import (
 from zxmem.regions import find_regions, object_name, strip_deleted
 from zxmem.runtime import pause_gc, resume_gc, switch_interval
 from zxmem.sources import procfs, smaps
+from zxmem.textsafe import decode_name
 
 SHM_DEV = os.makedev(0, 1)
 _READ_SIZE = 1 << 18
@@ -805,7 +806,9 @@ class _Collector:
         for fd in sorted(int(n) for n in names if n.isdigit()):
             link_path = f"{base}fd/{fd}"
             try:
-                link = os.readlink(link_path)
+                # Bytes, decoded as every name is (a str readlink would hold
+                # invalid UTF-8 as lone surrogates, unlike the maps path).
+                link = decode_name(os.readlink(link_path.encode()))
             except OSError:
                 continue
             kind = handle_kind(link)
@@ -1036,7 +1039,7 @@ class _Collector:
                 if kind == "dmabuf":
                     name = link[1:] if link.startswith("/") else "dmabuf"
                     if info and name == "dmabuf" and info.get(b"name"):
-                        name = "dmabuf:" + info[b"name"].decode("utf-8", "backslashreplace")
+                        name = "dmabuf:" + decode_name(info[b"name"])
                 obj = self.objs[koid] = _Obj(
                     koid, kind, name, sharers=set(), dev=dev, inode=ino, path=link,
                 )

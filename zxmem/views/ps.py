@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from zxmem import fields
 from zxmem.tasktree import TaskRow
-from zxmem.textsafe import escape_terminal, truncate_to_width
+from zxmem.textsafe import clean_text, escape_terminal, truncate_to_width
 from zxmem.units import format_size
 
 
@@ -173,11 +173,22 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
 # Characters ``json`` leaves raw with ensure_ascii=False that a terminal may
 # act on when the JSON is printed to one: DEL, C1 controls (U+009B is CSI),
 # bidi overrides and zero-width or line-separator marks.  They can only occur
-# inside JSON strings, where ``\uXXXX`` is an equivalent spelling.
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# inside JSON strings, where ``\uXXXX`` is an equivalent spelling.  A lone
+# surrogate (which the model should never hold) is written as the text
+# clean_text gives it, so the JSON never carries one.
+_JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    ch = m.group(0)
+    if "\ud800" <= ch <= "\udfff":
+        return json.dumps(clean_text(ch))[1:-1]
+    return f"\\u{ord(ch):04x}"
 
 
 def render_json(rows: Iterable[TaskRow], provenance: dict) -> str:
     doc = {"zxmem": "ps", "provenance": provenance, "tasks": to_records(rows)}
     text = json.dumps(doc, indent=1, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"
+    return _JSON_UNSAFE.sub(_json_escape, text) + "\n"
