@@ -50,6 +50,13 @@ all of it.  Where they go:
   and ``linux.via`` ``null`` when how the process reaches the VMO is unknown
   (a capture), with ``via`` ``["MAPPING"]`` for treemap.py, which asserts a
   known kind (see ``_VIA_UNKNOWN``).
+* a process's references to VMOs whose committed bytes are unknown (a file
+  whose page cache could not be measured, an object gone before it was
+  stat'ed): treemap.py reads every listed VMO's ``committed_bytes``, so
+  they are not in ``vmos``/``vmo_refs`` but in ``linux.unsized_vmos``, one
+  ``[position, vmos entry, vmo_refs entry]`` each, the position being the
+  reference's index in the process's whole list.  treemap.py then leaves
+  them to its "unknown" box instead of drawing a size nobody measured.
 * ``__META``: ``linux`` = the provenance (``format``, ``source``, ``host``,
   ``kernel``, ``denied``, ``notes``, ``job_mode``) and the VMOs no process
   record lists (``vmos``), ``hidden_vmo_koids`` and ``vmo_holders``.
@@ -405,23 +412,44 @@ def _process_head(p: Process) -> dict:
     return head
 
 
+def _sized(vmo: Vmo | None) -> bool:
+    """Whether treemap.py can draw ``vmo``: it reads the ``name`` and
+    ``committed_bytes`` of every VMO a process lists (device memory's are
+    written 0, see :func:`_vmo_values`)."""
+    return vmo is not None and (vmo.committed_bytes is not None or vmo.kind == "phys")
+
+
+def _unsized_entry(i: int, ref: VmoRef, snapshot: Snapshot) -> list:
+    """``[position, vmos entry, vmo_refs entry]`` of ``linux.unsized_vmos``."""
+    return [i, _vmo_entry(ref.vmo_koid, snapshot.vmos.get(ref.vmo_koid)), _vmo_ref_entry(ref)]
+
+
 def _process_record(
     p: Process, snapshot: Snapshot, vmos: bool, handles: bool, vmo_cache: dict[int, dict]
 ) -> dict:
     rec = _process_head(p)
+    unsized = []
     if vmos and p.vmo_refs:
         entries = []
-        for r in p.vmo_refs:
+        refs = []
+        for i, r in enumerate(p.vmo_refs):
+            vmo = snapshot.vmos.get(r.vmo_koid)
             entry = vmo_cache.get(r.vmo_koid)
             if entry is None:
-                entry = vmo_cache[r.vmo_koid] = _vmo_entry(r.vmo_koid,
-                                                            snapshot.vmos.get(r.vmo_koid))
+                entry = vmo_cache[r.vmo_koid] = _vmo_entry(r.vmo_koid, vmo)
+            if not _sized(vmo):
+                unsized.append(_unsized_entry(i, r, snapshot))
+                continue
             entries.append(entry)
-        rec["vmos"] = entries
-        rec["vmo_refs"] = [_vmo_ref_entry(r) for r in p.vmo_refs]
+            refs.append(_vmo_ref_entry(r))
+        if entries:
+            rec["vmos"] = entries
+            rec["vmo_refs"] = refs
     if handles and p.handle_stats:
         rec["handle_stats"] = {k: v for k, v in p.handle_stats.items() if v}
     rec["linux"] = _process_linux(p, vmos, handles, False)
+    if unsized:
+        rec["linux"]["unsized_vmos"] = unsized
     return rec
 
 
@@ -475,24 +503,36 @@ def _process_text(
     """
     head = _process_head(p)
     parts = [_encode(head)[:-1]]
+    unsized = []
     if vmos and p.vmo_refs:
         texts = []
+        refs = []
         get = vmo_texts.get
-        for r in p.vmo_refs:
+        all_vmos = snapshot.vmos
+        for i, r in enumerate(p.vmo_refs):
             koid = r.vmo_koid
+            vmo = all_vmos.get(koid)
+            if not _sized(vmo):
+                vmo_texts.setdefault(koid, "")  # written, in linux.unsized_vmos
+                unsized.append(_unsized_entry(i, r, snapshot))
+                continue
             t = get(koid)
             if t is None:
-                t = vmo_texts[koid] = _vmo_text(koid, snapshot.vmos.get(koid))
+                t = vmo_texts[koid] = _vmo_text(koid, vmo)
             texts.append(t)
-        parts.append(', "vmos": [')
-        parts.append(", ".join(texts))
-        parts.append('], "vmo_refs": [')
-        parts.append(", ".join(map(_vmo_ref_text, p.vmo_refs)))
-        parts.append("]")
+            refs.append(r)
+        if texts:
+            parts.append(', "vmos": [')
+            parts.append(", ".join(texts))
+            parts.append('], "vmo_refs": [')
+            parts.append(", ".join(map(_vmo_ref_text, refs)))
+            parts.append("]")
     tail: dict = {}
     if handles and p.handle_stats:
         tail["handle_stats"] = {k: v for k, v in p.handle_stats.items() if v}
     tail["linux"] = _process_linux(p, vmos, handles, True)
+    if unsized:
+        tail["linux"]["unsized_vmos"] = unsized
     parts.append(", ")
     parts.append(_encode(tail)[1:])
     return "".join(parts)
@@ -932,6 +972,9 @@ class _Builder:
             extras = {}
         vmos = rec.get("vmos")
         refs = rec.get("vmo_refs")
+        unsized = linux.get("unsized_vmos") if linux is not None else None
+        if unsized is not None:
+            vmos, refs = _with_unsized(vmos, refs, unsized, index, where)
         if vmos is not None or refs is not None:
             known["vmo_refs"] = self._refs(vmos, refs, index, where)
         hs = rec.get("handle_stats")
@@ -1055,6 +1098,27 @@ class _Builder:
             hidden_vmo_koids=hidden,
             vmo_holders=MappingProxyType(holders),
         )
+
+
+def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
+                  where: str | None) -> tuple[list, list]:
+    """``vmos`` and ``vmo_refs`` with ``linux.unsized_vmos`` put back in place."""
+    vmos = list(vmos) if isinstance(vmos, list) else [] if vmos is None else vmos
+    refs = list(refs) if isinstance(refs, list) else [] if refs is None else refs
+    if not isinstance(unsized, list) or not isinstance(vmos, list) \
+            or not isinstance(refs, list):
+        raise _fail(index, "'vmos', 'vmo_refs' and 'linux.unsized_vmos' must be arrays", where)
+    if len(vmos) != len(refs):
+        raise _fail(index, f"'vmos' has {len(vmos)} entries and 'vmo_refs' {len(refs)}: "
+                           "with linux.unsized_vmos they go in pairs", where)
+    for i, item in enumerate(unsized):
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
+                and not isinstance(item[0], bool) and 0 <= item[0] <= len(refs)):
+            raise _fail(index, f"linux.unsized_vmos[{i}]: expected [position, VMO, reference] "
+                               f"with a position from 0 to {len(refs)}", where)
+        vmos.insert(item[0], item[1])
+        refs.insert(item[0], item[2])
+    return vmos, refs
 
 
 def _mappings(linux: dict, index: int, where: str | None) -> tuple[MappingRecord, ...]:

@@ -9,7 +9,10 @@
   memgraph writes no ``num_mappings`` and ``linux.kind`` ``null``, and all
   of it reads back unknown;
 * device memory (``phys``) is written with ``committed_bytes`` 0, as
-  Fuchsia writes it, and reads back as the model's "no RAM".
+  Fuchsia writes it, and reads back as the model's "no RAM";
+* a VMO whose committed bytes are unknown is not listed where treemap.py
+  would need its size, but in ``linux.unsized_vmos``, and reads back in
+  place.
 
 The live side (``memgraph -vt`` and ``-vt --exact`` on this machine) is in
 ``tests/live/test_fuchsia_compat_live.py``.
@@ -25,10 +28,11 @@ from types import MappingProxyType
 
 import fixture_paths
 import pytest
-from memgraph_samples import schema_validator
+from memgraph_samples import sample_snapshot, schema_validator
 from treemap_inputs import check_treemap_inputs, ref_kinds, treemap_area
 
 from zxmem import memgraph
+from zxmem.errors import InputError
 from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
 from zxmem.sources import fuchsia
 from zxmem.sources.load import load_snapshot
@@ -252,3 +256,62 @@ def test_a_kind_pattern_does_not_match_an_unknown_kind(cli):
     buckets = str(Path(__file__).resolve().parents[2] / "zxmem" / "data" / "linux-buckets.json")
     r = cli(["digest", "--from", _capture(), "--buckets", buckets])
     assert r.status == 0, r.stderr
+
+
+# --------------------------------------------------------------------------
+# VMOs of unknown size
+
+
+def _unsized_snapshot() -> Snapshot:
+    # p100: a heap (known), a file whose page cache is unknown, and a VMO
+    # the snapshot does not describe; p200 reaches only the unknown file.
+    heap = Vmo(5, "[heap]", "anon", 8192, 8192, num_mappings=1, share_count=1)
+    lib = Vmo(7, "libx.so", "file", 65536, None, num_mappings=2, share_count=2,
+              dev=0x803, inode=7, path="/usr/lib/libx.so")
+    p100 = Process(koid=100, name="a", job_koid=1, cmdline=("a",),
+                   memory=MemoryCounts(12288, 8192, 8192),
+                   vmo_refs=(VmoRef(7, ("MAPPING",)), VmoRef(5, ("MAPPING",)),
+                             VmoRef(99, ("HANDLE",), ("READ",), fd=4)))
+    p200 = Process(koid=200, name="b", job_koid=1, cmdline=("b",),
+                   memory=MemoryCounts(4096, 0, 8192), vmo_refs=(VmoRef(7, ("MAPPING",)),))
+    return Snapshot(Provenance(source="linux"), (Job(1, "root", 0, path="/"),), (p100, p200),
+                    kernel=KernelStats(1 << 30, 1 << 29, 1 << 20),
+                    vmos=MappingProxyType({5: heap, 7: lib}))
+
+
+def test_vmos_of_unknown_size_are_listed_beside_the_list():
+    snap = _unsized_snapshot()
+    text = memgraph.dumps(snap)
+    recs = json.loads(text)
+    assert recs == list(memgraph.records(snap))  # both writers agree
+    schema_validator().validate(recs)
+    assert check_treemap_inputs(recs) == 1  # only the heap has a size to draw
+    a, b = (next(r for r in recs if r.get("id") == f"p/{k}") for k in (100, 200))
+    assert [v["koid"] for v in a["vmos"]] == [r["vmo_koid"] for r in a["vmo_refs"]] == [5]
+    assert [(u[0], u[1]["koid"], u[2]["vmo_koid"]) for u in a["linux"]["unsized_vmos"]] == [
+        (0, 7, 7), (2, 99, 99)]
+    assert "committed_bytes" not in a["linux"]["unsized_vmos"][0][1]  # unknown, not 0
+    # Nothing of b's can be drawn: treemap.py takes its PSS and PRIVATE.
+    assert "vmo_refs" not in b and (b["pss_bytes"], b["private_bytes"]) == (4096, 0)
+    assert [u[0] for u in b["linux"]["unsized_vmos"]] == [0]
+    # Read back in place, and written again the same.
+    back = load_snapshot(io.StringIO(text))
+    assert back == snap
+    assert memgraph.dumps(back) == text
+
+
+def test_sample_snapshot_is_what_treemap_reads():
+    recs = json.loads(memgraph.dumps(sample_snapshot()))
+    assert check_treemap_inputs(recs) > 0
+
+
+@pytest.mark.parametrize("bad", [[[3, {"koid": 7}, {"vmo_koid": 7, "via": ["MAPPING"]}]],
+                                 [[0, {"koid": 7}]], [["0", {}, {}]], {"0": 1}])
+def test_bad_unsized_vmos_name_the_record(bad):
+    recs = json.loads(memgraph.dumps(_unsized_snapshot()))
+    a = next(r for r in recs if r.get("id") == "p/100")
+    a["linux"]["unsized_vmos"] = bad
+    with pytest.raises(InputError) as e:
+        load_snapshot(io.StringIO(json.dumps(recs)))
+    message = str(e.value)
+    assert "(p/100)" in message and "unsized_vmos" in message and "\n" not in message

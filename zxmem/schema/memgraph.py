@@ -192,6 +192,20 @@ def memgraph_schema() -> dict[str, Any]:
                             "mapping_fields": {"type": "array", "items": _STR},
                             "mappings": {"type": "array", "items": _MAPPING},
                             "regions": {"type": "array", "items": _REGION},
+                            "unsized_vmos": {
+                                "type": "array",
+                                "description": "references to VMOs whose committed bytes "
+                                               "are unknown, kept out of vmos/vmo_refs "
+                                               "(treemap.py reads every listed VMO's): "
+                                               "[position in the whole list, vmos entry, "
+                                               "vmo_refs entry]",
+                                "items": {
+                                    "type": "array", "minItems": 3, "maxItems": 3,
+                                    "items": [{"type": "integer", "minimum": 0},
+                                              {"$ref": "#/definitions/vmo"},
+                                              {"$ref": "#/definitions/vmo_ref"}],
+                                },
+                            },
                         },
                     },
                 },
