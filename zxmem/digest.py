@@ -83,10 +83,13 @@ class BucketSpec:
     def matches_process(self, name: str) -> bool:
         return self.process is None or self.process.fullmatch(name) is not None
 
-    def matches_vmo(self, name: str, kind: str) -> bool:
+    def matches_vmo(self, name: str, kind: str | None) -> bool:
         if self.vmo is not None and self.vmo.fullmatch(name) is None:
             return False
-        return self.kind is None or self.kind.fullmatch(kind) is not None
+        if self.kind is None:
+            return True
+        # An unknown kind (a Fuchsia VMO) matches no kind pattern.
+        return kind is not None and self.kind.fullmatch(kind) is not None
 
 
 # ---------------------------------------------------------------------------

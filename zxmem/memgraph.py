@@ -42,9 +42,21 @@ all of it.  Where they go:
   process can have 60,000 mappings, and rows are a third of the size of
   objects and quicker to write and read) and
   ``regions``.
-* ``vmos`` entries: ``linux`` = ``kind``, ``dev``, ``inode``, ``path``,
-  ``swap_bytes``; a size or committed byte count that is unknown is left out
-  (the schema makes them optional).  ``vmo_refs`` entries: ``linux.fd``.
+* ``vmos`` entries: ``linux`` = ``kind`` (``null`` when unknown: a Fuchsia
+  VMO), ``dev``, ``inode``, ``path``, ``swap_bytes``; a size, committed byte
+  count or ``num_mappings`` that is unknown is left out (the schema makes
+  them optional).  Device memory (``kind`` ``phys``) has ``committed_bytes``
+  0, as in Fuchsia: it commits no RAM.  ``vmo_refs`` entries: ``linux.fd``;
+  and ``linux.via`` ``null`` when how the process reaches the VMO is unknown
+  (a capture), with ``via`` ``["MAPPING"]`` for treemap.py, which asserts a
+  known kind (see ``_VIA_UNKNOWN``).
+* a process's references to VMOs whose committed bytes are unknown (a file
+  whose page cache could not be measured, an object gone before it was
+  stat'ed): treemap.py reads every listed VMO's ``committed_bytes``, so
+  they are not in ``vmos``/``vmo_refs`` but in ``linux.unsized_vmos``, one
+  ``[position, vmos entry, vmo_refs entry]`` each, the position being the
+  reference's index in the process's whole list.  treemap.py then leaves
+  them to its "unknown" box instead of drawing a size nobody measured.
 * ``__META``: ``linux`` = the provenance (``format``, ``source``, ``host``,
   ``kernel``, ``denied``, ``notes``, ``job_mode``) and the VMOs no process
   record lists (``vmos``), ``hidden_vmo_koids`` and ``vmo_holders``.
@@ -58,9 +70,10 @@ jobs parents-first by depth then koid, processes by koid, so a snapshot in
 that order (every source makes them so) written and read back is equal to
 the original.  Records without ``linux`` fields are Fuchsia's: a process's
 name stands in for its command line (Fuchsia's ps shows the name), sizes a
-record lacks are unknown (``None``), a VMO is ``kind`` ``clone`` when it has
-a parent and ``anon`` otherwise, VMOs are de-duplicated by koid (first
-occurrence wins, spec §11), and missing kernel records are unknown columns.
+record lacks are unknown (``None``), so are a VMO's ``kind`` (Fuchsia
+records none) and a ``num_mappings`` it lacks, VMOs are de-duplicated by
+koid (first occurrence wins, spec §11), and missing kernel records are
+unknown columns.
 """
 
 from __future__ import annotations
@@ -291,11 +304,25 @@ _VMO_LINUX_FAST = [(f.name, f.default) for f in fields(Vmo) if f.name not in _VM
     ("kind", MISSING), ("dev", None), ("inode", None), ("path", None), ("swap_bytes", None)]
 
 
+def _vmo_values(vmo: Vmo) -> tuple:
+    """The values of ``_VMO_KEYS`` as written (``None``: left out).
+
+    Device memory (kind ``phys``) commits no RAM: the model's
+    ``committed_bytes`` is ``None`` there (``alloc`` prints ``phys``), and
+    the file says 0, as Fuchsia's memgraph does for a physical VMO, whose
+    committed_bytes it always writes (treemap.py reads every VMO's).
+    """
+    values = _VMO_VALUES(vmo)
+    if vmo.committed_bytes is None and vmo.kind == "phys":
+        return values[:-1] + (0,)
+    return values
+
+
 def _vmo_entry(koid: int, vmo: Vmo | None) -> dict:
     if vmo is None:
         return {"koid": koid}
     rec: dict = {"koid": vmo.koid, "name": vmo.name}
-    for key, value in zip(_VMO_KEYS, _VMO_VALUES(vmo), strict=True):
+    for key, value in zip(_VMO_KEYS, _vmo_values(vmo), strict=True):
         if value is not None:
             rec[key] = value
     if _VMO_LINUX_FAST:
@@ -320,15 +347,28 @@ _REF_TOP = frozenset(("vmo_koid", "via", "handle_rights"))
 _REF_ONLY_FD = [f.name for f in fields(VmoRef) if f.name not in _REF_TOP] == ["fd"]
 
 
+# What ``via`` says for a reference whose kind the source does not know:
+# a Fuchsia capture lists the VMOs a process reaches, by handle or mapping,
+# without saying which (spec fuchsia-tools §9.1).  treemap.py needs one of
+# the two, and MAPPING is how the capture itself charges them: its
+# attribution (§9.3), which gives the process's pss_bytes, splits each VMO
+# among the processes listing it, its share_count, and treemap.py charges a
+# MAPPING reference committed_bytes / share_count (a HANDLE-only one, one
+# sharer more).  ``linux.via`` is then ``null``: the real kind is unknown,
+# and reads back as unknown.
+_VIA_UNKNOWN = ("MAPPING",)
+
+
 def _vmo_ref_entry(ref: VmoRef) -> dict:
-    rec: dict = {"vmo_koid": ref.vmo_koid, "via": list(ref.via)}
+    rec: dict = {"vmo_koid": ref.vmo_koid, "via": list(ref.via or _VIA_UNKNOWN)}
     if "HANDLE" in ref.via or ref.handle_rights:
         rec["handle_rights"] = list(ref.handle_rights)
     if _REF_ONLY_FD:
-        if ref.fd is not None:
-            rec["linux"] = {"fd": ref.fd}
-        return rec
-    extra = _extras(ref, _REF_TOP)
+        extra: dict = {"fd": ref.fd} if ref.fd is not None else {}
+    else:
+        extra = _extras(ref, _REF_TOP)
+    if not ref.via:
+        extra["via"] = None
     if extra:
         rec["linux"] = extra
     return rec
@@ -372,23 +412,44 @@ def _process_head(p: Process) -> dict:
     return head
 
 
+def _sized(vmo: Vmo | None) -> bool:
+    """Whether treemap.py can draw ``vmo``: it reads the ``name`` and
+    ``committed_bytes`` of every VMO a process lists (device memory's are
+    written 0, see :func:`_vmo_values`)."""
+    return vmo is not None and (vmo.committed_bytes is not None or vmo.kind == "phys")
+
+
+def _unsized_entry(i: int, ref: VmoRef, snapshot: Snapshot) -> list:
+    """``[position, vmos entry, vmo_refs entry]`` of ``linux.unsized_vmos``."""
+    return [i, _vmo_entry(ref.vmo_koid, snapshot.vmos.get(ref.vmo_koid)), _vmo_ref_entry(ref)]
+
+
 def _process_record(
     p: Process, snapshot: Snapshot, vmos: bool, handles: bool, vmo_cache: dict[int, dict]
 ) -> dict:
     rec = _process_head(p)
+    unsized = []
     if vmos and p.vmo_refs:
         entries = []
-        for r in p.vmo_refs:
+        refs = []
+        for i, r in enumerate(p.vmo_refs):
+            vmo = snapshot.vmos.get(r.vmo_koid)
             entry = vmo_cache.get(r.vmo_koid)
             if entry is None:
-                entry = vmo_cache[r.vmo_koid] = _vmo_entry(r.vmo_koid,
-                                                            snapshot.vmos.get(r.vmo_koid))
+                entry = vmo_cache[r.vmo_koid] = _vmo_entry(r.vmo_koid, vmo)
+            if not _sized(vmo):
+                unsized.append(_unsized_entry(i, r, snapshot))
+                continue
             entries.append(entry)
-        rec["vmos"] = entries
-        rec["vmo_refs"] = [_vmo_ref_entry(r) for r in p.vmo_refs]
+            refs.append(_vmo_ref_entry(r))
+        if entries:
+            rec["vmos"] = entries
+            rec["vmo_refs"] = refs
     if handles and p.handle_stats:
         rec["handle_stats"] = {k: v for k, v in p.handle_stats.items() if v}
     rec["linux"] = _process_linux(p, vmos, handles, False)
+    if unsized:
+        rec["linux"]["unsized_vmos"] = unsized
     return rec
 
 
@@ -442,24 +503,36 @@ def _process_text(
     """
     head = _process_head(p)
     parts = [_encode(head)[:-1]]
+    unsized = []
     if vmos and p.vmo_refs:
         texts = []
+        refs = []
         get = vmo_texts.get
-        for r in p.vmo_refs:
+        all_vmos = snapshot.vmos
+        for i, r in enumerate(p.vmo_refs):
             koid = r.vmo_koid
+            vmo = all_vmos.get(koid)
+            if not _sized(vmo):
+                vmo_texts.setdefault(koid, "")  # written, in linux.unsized_vmos
+                unsized.append(_unsized_entry(i, r, snapshot))
+                continue
             t = get(koid)
             if t is None:
-                t = vmo_texts[koid] = _vmo_text(koid, snapshot.vmos.get(koid))
+                t = vmo_texts[koid] = _vmo_text(koid, vmo)
             texts.append(t)
-        parts.append(', "vmos": [')
-        parts.append(", ".join(texts))
-        parts.append('], "vmo_refs": [')
-        parts.append(", ".join(map(_vmo_ref_text, p.vmo_refs)))
-        parts.append("]")
+            refs.append(r)
+        if texts:
+            parts.append(', "vmos": [')
+            parts.append(", ".join(texts))
+            parts.append('], "vmo_refs": [')
+            parts.append(", ".join(map(_vmo_ref_text, refs)))
+            parts.append("]")
     tail: dict = {}
     if handles and p.handle_stats:
         tail["handle_stats"] = {k: v for k, v in p.handle_stats.items() if v}
     tail["linux"] = _process_linux(p, vmos, handles, True)
+    if unsized:
+        tail["linux"]["unsized_vmos"] = unsized
     parts.append(", ")
     parts.append(_encode(tail)[1:])
     return "".join(parts)
@@ -477,7 +550,7 @@ def _vmo_text(koid: int, vmo: Vmo | None) -> str:
     if type(name) is not str or type(kind) is not str or (
             path is not None and type(path) is not str):
         return _encode(_vmo_entry(koid, vmo))
-    values = _VMO_VALUES(vmo)
+    values = _vmo_values(vmo)
     if _INTS.issuperset(map(type, values)):
         # The common case, every count known: one formatting, no loop.
         parts = [_VMO_HEAD % (vmo.koid, _escape(name), *values), _escape(kind)]
@@ -519,8 +592,12 @@ _VMO_HEAD = '{"koid": %d, "name": %s' + "".join(
 
 
 def _vmo_ref_text(ref: VmoRef) -> str:
-    if ref.via == _VIA_MAPPING and not ref.handle_rights and ref.fd is None and _REF_ONLY_FD:
-        return f'{{"vmo_koid": {int(ref.vmo_koid)}, "via": ["MAPPING"]}}'
+    if not ref.handle_rights and ref.fd is None and _REF_ONLY_FD:
+        if ref.via == _VIA_MAPPING:
+            return f'{{"vmo_koid": {int(ref.vmo_koid)}, "via": ["MAPPING"]}}'
+        if not ref.via:  # a capture's reference: kind unknown (_VIA_UNKNOWN)
+            return (f'{{"vmo_koid": {int(ref.vmo_koid)}, "via": ["MAPPING"], '
+                    '"linux": {"via": null}}')
     return _encode(_vmo_ref_entry(ref))
 
 
@@ -772,15 +849,21 @@ def _vmo_from_entry(entry: dict, index: int, where: str | None, label: str) -> V
     if linux is not None:
         _check_bytes(linux, index, where, f"{label}: linux.")
     parent = entry.get("parent_koid") or 0
+    # A kind or mapping count the file does not give is unknown: Fuchsia's
+    # records have no kind, and zxmem writes null / leaves the count out.
+    kind = (linux or {}).get("kind")
+    committed = entry.get("committed_bytes")
+    if kind == "phys" and committed == 0:
+        committed = None  # device memory: the model's "no RAM" (see _vmo_values)
     known = {
         "koid": koid,
         "name": entry.get("name") if isinstance(entry.get("name"), str) else "",
-        "kind": (linux or {}).get("kind") or ("clone" if parent else "anon"),
+        "kind": kind,
         "size_bytes": entry.get("size_bytes"),
-        "committed_bytes": entry.get("committed_bytes"),
+        "committed_bytes": committed,
         "parent_koid": parent,
         "num_children": entry.get("num_children") or 0,
-        "num_mappings": entry.get("num_mappings") or 0,
+        "num_mappings": entry.get("num_mappings"),
         "share_count": entry.get("share_count") or 0,
     }
     return _build(Vmo, known, {k: v for k, v in (linux or {}).items() if k != "kind"})
@@ -889,6 +972,9 @@ class _Builder:
             extras = {}
         vmos = rec.get("vmos")
         refs = rec.get("vmo_refs")
+        unsized = linux.get("unsized_vmos") if linux is not None else None
+        if unsized is not None:
+            vmos, refs = _with_unsized(vmos, refs, unsized, index, where)
         if vmos is not None or refs is not None:
             known["vmo_refs"] = self._refs(vmos, refs, index, where)
         hs = rec.get("handle_stats")
@@ -924,9 +1010,12 @@ class _Builder:
             if not isinstance(via, list) or not isinstance(rights, list):
                 raise _fail(index, f"vmo_refs[{i}]: 'via' and 'handle_rights' must be arrays",
                             where)
+            linux = _linux(ref)
+            if linux is not None and "via" in linux and linux["via"] is None:
+                via = []  # written for treemap.py; the real kind is unknown
             known = {"vmo_koid": ref["vmo_koid"], "via": tuple(via),
                      "handle_rights": tuple(rights)}
-            out.append(_build(VmoRef, known, _linux(ref)))
+            out.append(_build(VmoRef, known, linux))
         return tuple(out)
 
     def _thread(self, rec: dict, index: int, where: str | None) -> None:
@@ -1009,6 +1098,27 @@ class _Builder:
             hidden_vmo_koids=hidden,
             vmo_holders=MappingProxyType(holders),
         )
+
+
+def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
+                  where: str | None) -> tuple[list, list]:
+    """``vmos`` and ``vmo_refs`` with ``linux.unsized_vmos`` put back in place."""
+    vmos = list(vmos) if isinstance(vmos, list) else [] if vmos is None else vmos
+    refs = list(refs) if isinstance(refs, list) else [] if refs is None else refs
+    if not isinstance(unsized, list) or not isinstance(vmos, list) \
+            or not isinstance(refs, list):
+        raise _fail(index, "'vmos', 'vmo_refs' and 'linux.unsized_vmos' must be arrays", where)
+    if len(vmos) != len(refs):
+        raise _fail(index, f"'vmos' has {len(vmos)} entries and 'vmo_refs' {len(refs)}: "
+                           "with linux.unsized_vmos they go in pairs", where)
+    for i, item in enumerate(unsized):
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
+                and not isinstance(item[0], bool) and 0 <= item[0] <= len(refs)):
+            raise _fail(index, f"linux.unsized_vmos[{i}]: expected [position, VMO, reference] "
+                               f"with a position from 0 to {len(refs)}", where)
+        vmos.insert(item[0], item[1])
+        refs.insert(item[0], item[2])
+    return vmos, refs
 
 
 def _mappings(linux: dict, index: int, where: str | None) -> tuple[MappingRecord, ...]:

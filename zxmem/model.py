@@ -141,6 +141,8 @@ class Region:
 
 
 # VMO kinds.  "phys" objects are device/PFN mappings: they use no RAM.
+# A Vmo's kind is None when its source does not say (Fuchsia's memgraph and
+# captures record no kind).
 VMO_KINDS = ("file", "shmem", "memfd", "sysv", "dmabuf", "anon", "clone", "phys")
 
 
@@ -148,12 +150,12 @@ VMO_KINDS = ("file", "shmem", "memfd", "sysv", "dmabuf", "anon", "clone", "phys"
 class Vmo:
     koid: int
     name: str
-    kind: str  # one of VMO_KINDS
+    kind: str | None  # one of VMO_KINDS; None = unknown (a Fuchsia VMO)
     size_bytes: int | None
     committed_bytes: int | None  # "alloc": resident bytes of the whole object
     parent_koid: int = 0
     num_children: int = 0
-    num_mappings: int = 0
+    num_mappings: int | None = 0  # None = unknown (a Fuchsia capture does not record it)
     share_count: int = 0
     dev: int | None = None
     inode: int | None = None

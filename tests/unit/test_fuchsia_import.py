@@ -139,7 +139,9 @@ def test_small_capture_attribution_by_hand():
         0, 4096, 8192)
     assert (empty.memory.pss_bytes, empty.memory.private_bytes) == (0, 0)
     assert snap.vmos[2].share_count == 2 and snap.vmos[2].num_children == 1
-    assert snap.vmos[1].kind == "clone" and snap.vmos[1].name == "child"
+    assert snap.vmos[1].parent_koid == 2 and snap.vmos[1].name == "child"
+    # A capture records neither a VMO's kind nor its mappings: unknown.
+    assert {(v.kind, v.num_mappings) for v in snap.vmos.values()} == {(None, None)}
     assert snap.kernel.ipc_bytes == 4
     assert any("bucket" in n for n in snap.provenance.notes)
 

@@ -24,7 +24,8 @@ Columns:
   parent: the parent's koid if the object is a clone ('data:<file>': the
           copy-on-write pages of a private file mapping), else '-'
   #chld:  the number of live clones of the object
-  #map:   the number of mappings of the object, in all processes
+  #map:   the number of mappings of the object, in all processes ('-' when
+          unknown: a Fuchsia capture does not record it)
   #shr:   the number of processes that map the object
   size:   the object's size (file size, or mapping length)
   alloc:  memory allocated to the object: page cache of a file (cachestat),
@@ -42,7 +43,7 @@ An object appears once per handle and once per mapping.
 --from FILE lists a process's objects in a snapshot saved with 'zxmem
 memgraph -v' (#map and #shr as counted when it was saved), or in a Fuchsia
 capture (which does not say how a process reaches each VMO: every row has
-rights '-').
+rights '-'; nor how often a VMO is mapped: #map is '-').
 """
 
 EPILOG = """\

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from zxmem import fields
+from zxmem.model import VMO_KINDS
 
 _INT = {"type": "integer"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
@@ -65,8 +66,10 @@ _MEMORY = {
 _VMO_LINUX = {
     "type": "object",
     "properties": {
-        "kind": {"type": "string",
-                 "enum": ["file", "shmem", "memfd", "sysv", "dmabuf", "anon", "clone", "phys"]},
+        "kind": {"type": ["string", "null"],
+                 "description": "what the object is; null = unknown (a Fuchsia VMO: its "
+                                "memgraph and captures record no kind)",
+                 "enum": list(VMO_KINDS) + [None]},
         "dev": _INT_OR_NULL, "inode": _INT_OR_NULL, "path": _STR_OR_NULL,
         "swap_bytes": _INT_OR_NULL,
     },
@@ -200,6 +203,20 @@ def memgraph_schema() -> dict[str, Any]:
                             "mapping_fields": {"type": "array", "items": _STR},
                             "mappings": {"type": "array", "items": _MAPPING},
                             "regions": {"type": "array", "items": _REGION},
+                            "unsized_vmos": {
+                                "type": "array",
+                                "description": "references to VMOs whose committed bytes "
+                                               "are unknown, kept out of vmos/vmo_refs "
+                                               "(treemap.py reads every listed VMO's): "
+                                               "[position in the whole list, vmos entry, "
+                                               "vmo_refs entry]",
+                                "items": {
+                                    "type": "array", "minItems": 3, "maxItems": 3,
+                                    "items": [{"type": "integer", "minimum": 0},
+                                              {"$ref": "#/definitions/vmo"},
+                                              {"$ref": "#/definitions/vmo_ref"}],
+                                },
+                            },
                         },
                     },
                 },
@@ -222,9 +239,15 @@ def memgraph_schema() -> dict[str, Any]:
                     "size_bytes": _INT,
                     "parent_koid": _INT,
                     "num_children": _INT,
-                    "num_mappings": _INT,
+                    "num_mappings": {"type": "integer",
+                                     "description": "mappings of the object in all processes; "
+                                                    "left out when unknown (a Fuchsia "
+                                                    "capture does not record it)"},
                     "share_count": _INT,
-                    "committed_bytes": _INT,
+                    "committed_bytes": {"type": "integer",
+                                        "description": "bytes of RAM the object holds; 0 for "
+                                                       "device memory (linux.kind phys); left "
+                                                       "out when unknown"},
                     "linux": _VMO_LINUX,
                 },
             },
@@ -233,7 +256,10 @@ def memgraph_schema() -> dict[str, Any]:
                 "required": ["vmo_koid", "via"],
                 "properties": {
                     "vmo_koid": _INT,
-                    "via": {"type": "array",
+                    "via": {"type": "array", "minItems": 1,
+                            "description": "how the process reaches the VMO; when that is "
+                                           "unknown (a Fuchsia capture), [\"MAPPING\"] and "
+                                           "linux.via is null",
                             "items": {"type": "string", "enum": ["HANDLE", "MAPPING"]}},
                     "handle_rights": {
                         "type": "array",
@@ -241,7 +267,15 @@ def memgraph_schema() -> dict[str, Any]:
                                   "enum": ["READ", "WRITE", "EXECUTE", "MAP", "DUPLICATE",
                                            "TRANSFER"]},
                     },
-                    "linux": {"type": "object", "properties": {"fd": _INT_OR_NULL}},
+                    "linux": {
+                        "type": "object",
+                        "properties": {
+                            "fd": _INT_OR_NULL,
+                            "via": {"type": "null",
+                                    "description": "present (null) when how the process "
+                                                   "reaches the VMO is unknown"},
+                        },
+                    },
                 },
             },
         },

@@ -28,8 +28,10 @@ capture (spec fuchsia-tools §9.1–9.2)
       one root job, koid :data:`CAPTURE_ROOT_JOB_KOID`, named ``root``.
     * processes: every process in the capture, in koid order, its name also
       standing in for the command line (Fuchsia's ps shows the name);
-      ``vmo_refs`` = its VMO list with ``via`` empty (a capture does not say
-      whether a VMO is mapped or only held).  PSS, PRIVATE and SHARED come
+      ``vmo_refs`` = its VMO list with ``via`` empty: a capture lists the
+      VMOs a process reaches by handle or mapping without saying which
+      (memgraph writes such references as Fuchsia's consumers expect; see
+      :mod:`zxmem.memgraph`).  PSS, PRIVATE and SHARED come
       from the attribution that ``mem`` and ``ffx profile memory`` use
       (§9.3): a process is charged its VMOs and all their ancestors; a VMO
       charged to one process is private, otherwise each of its n processes
@@ -38,8 +40,10 @@ capture (spec fuchsia-tools §9.1–9.2)
     * VMOs: ``size_bytes`` = the capture's ``allocated_bytes`` (which is the
       VMO size, §9.1), ``committed_bytes``, ``parent_koid``,
       ``num_children`` (children present in the capture), ``share_count`` =
-      the number of processes charged (§9.3); ``num_mappings`` is not in a
-      capture and stays 0; ``kind`` is ``clone`` for a child, else ``anon``.
+      the number of processes charged (§9.3).  What a capture does not
+      record is unknown (``None``), never 0 or a guess: ``num_mappings``, and
+      ``kind`` (a child VMO may be a copy-on-write clone, a slice or a
+      reference; a root one anonymous, pager-backed or physical).
       ``populated_bytes`` (zram) and ``Buckets`` are noted, not kept.
 """
 
@@ -290,12 +294,12 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
         koid: Vmo(
             koid=koid,
             name=v["name"],
-            kind="clone" if v["parent_koid"] else "anon",
+            kind=None,
             size_bytes=v["allocated_bytes"],
             committed_bytes=v["committed_bytes"],
             parent_koid=v["parent_koid"],
             num_children=children.get(koid, 0),
-            num_mappings=0,
+            num_mappings=None,
             share_count=sharers.get(koid, 0),
         )
         for koid, v in vmos.items()

@@ -35,7 +35,7 @@ import json
 from zxmem.model import Process, Snapshot, Vmo, VmoRef
 from zxmem.textsafe import escape_terminal
 from zxmem.units import format_size
-from zxmem.views.vmos import rights_text, vmo_record
+from zxmem.views.vmos import count_text, rights_text, vmo_record
 
 _COLUMNS = " koid parent #chld #map #shr    size   alloc name"
 HANDLE_HEADER = "      handle rights " + _COLUMNS
@@ -55,7 +55,8 @@ def row(handle: str, rights: str, vmo: Vmo, unit: str | None = None) -> str:
     name = escape_terminal(vmo.name) if vmo.name else "-"
     return (
         f"  {handle:>10} {rights:>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
-        f"{vmo.num_mappings:>4} {vmo.share_count:>4} {format_size(vmo.size_bytes, unit):>7} "
+        f"{count_text(vmo.num_mappings):>4} {vmo.share_count:>4} "
+        f"{format_size(vmo.size_bytes, unit):>7} "
         f"{_alloc(vmo, unit):>7} {name}\n"
     )
 

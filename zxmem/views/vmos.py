@@ -13,8 +13,9 @@ handle row and a single ``-`` for a mapping row.  On Linux only ``r`` and ``w``
 (the descriptor's open mode) have a meaning; the others stay ``-``.
 ``parent`` is the parent koid of a copy-on-write clone (``-`` otherwise);
 ``#chld`` live clones; ``#map`` mappings in all processes read; ``#shr``
-processes mapping it; ``size`` and ``alloc`` via ``format_size`` (``phys`` for
-device memory, ``-`` when unknown); ``name`` is ``-`` when empty.
+processes mapping it (``-`` when unknown: a Fuchsia capture does not record
+``#map``); ``size`` and ``alloc`` via ``format_size`` (``phys`` for device
+memory, ``-`` when unknown); ``name`` is ``-`` when empty.
 """
 
 from __future__ import annotations
@@ -50,8 +51,15 @@ def alloc_text(vmo: Vmo) -> str:
     return format_size(vmo.committed_bytes)
 
 
+def count_text(count: int | None) -> str:
+    """A count column's cell: ``-`` when unknown."""
+    return "-" if count is None else str(count)
+
+
 def _unknown(koid: int) -> Vmo:
-    return Vmo(koid=koid, name="", kind="anon", size_bytes=None, committed_bytes=None)
+    """An object the snapshot references but does not describe."""
+    return Vmo(koid=koid, name="", kind=None, size_bytes=None, committed_bytes=None,
+               num_mappings=None)
 
 
 def rows(process: Process, snapshot: Snapshot) -> list[tuple[VmoRef, Vmo]]:
@@ -71,7 +79,8 @@ def render(process: Process, snapshot: Snapshot) -> str:
         name = escape_terminal(vmo.name) if vmo.name else "-"
         lines.append(
             f"{rights_text(ref):>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
-            f"{vmo.num_mappings:>4} {vmo.share_count:>4} {format_size(vmo.size_bytes):>7} "
+            f"{count_text(vmo.num_mappings):>4} {vmo.share_count:>4} "
+            f"{format_size(vmo.size_bytes):>7} "
             f"{alloc_text(vmo):>7} {name}\n"
         )
     lines.append(HEADER + "\n")
