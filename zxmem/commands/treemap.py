@@ -58,8 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show-aggregated", action="store_true",
                    help="keep the members of name[n] boxes as their children")
     p.add_argument("--exact", action="store_true",
-                   help="process, mapping and anonymous-object numbers from page tables "
-                   "(root); fork's copy-on-write clones")
+                   help="process, mapping and object numbers from page tables (root): "
+                   "pages several processes map are objects of their own (one per set of "
+                   "processes), so alloc / #shr over a process's objects is its exact PSS")
     common.add_proc_root(p)
     p.set_defaults(run=run)
 
