@@ -232,3 +232,35 @@ def test_snapshot_objects_give_fuchsia_and_zxmem_treemaps_the_pss():
     # The handle row stays a handle row, first, as descriptors come first.
     assert procs[13]["vmo_refs"][0] == {"vmo_koid": FILE, "via": ["HANDLE"],
                                        "handle_rights": ["READ"], "linux": {"fd": 3}}
+
+
+def test_mappings_gone_before_the_scan_add_nothing():
+    # Process 12's snapshot has two mappings its page-table scan no longer
+    # found (unmapped in between): its own anonymous one (smaps said 5
+    # pages) and one of another file.  Neither may add to its area.
+    from dataclasses import replace
+
+    from zxmem import memgraph
+    from zxmem.commands._exact import _exact_objects
+
+    other = inode_koid(0x803, 78)
+    snap = snapshot()
+    vmos = dict(snap.vmos)
+    vmos[9] = Vmo(9, "[anon]", "anon", 8 * P, 5 * P, num_mappings=1, share_count=1)
+    vmos[other] = Vmo(other, "/data/g", "file", 4 * P, 3 * P, num_mappings=1, share_count=1)
+    extra = (Mapping(0x3000_0000, 0x3000_8000, "rw-p", 0, 0, 0, "", 9),
+             Mapping(0x4000_0000, 0x4000_4000, "r--p", 0, 0x803, 78, "/data/g", other))
+    procs = tuple(
+        replace(p, mappings=p.mappings + extra,
+                vmo_refs=p.vmo_refs + tuple(VmoRef(m.vmo_koid, ("MAPPING",)) for m in extra))
+        if p.koid == 12 else p
+        for p in snap.processes)
+    snap = replace(snap, processes=procs, vmos=freeze_mapping(vmos))
+    scan = Scan(census())
+    out = _exact_objects(apply_exact(snap, scan.results), scan)
+    rec = next(r for r in memgraph.records(out, threads=False, vmos=True, handles=False)
+               if r.get("koid") == 12 and r.get("type") == "p")
+    listed = {v["koid"]: v for v in rec["vmos"]}
+    assert listed[9]["committed_bytes"] == 0
+    assert other not in listed
+    assert abs(fuchsia_area(rec) - scan.results[12].pss_bytes) <= 8

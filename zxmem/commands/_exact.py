@@ -373,7 +373,9 @@ def _exact_objects(snapshot, scan):
                     r = replace(r, via=("HANDLE",))
                 refs.append(r)
         for m in p.mappings:
-            if m.vmo_koid not in split and m.vmo_koid in vmos:
+            # A shared object's mapping is its groups now; one the scan no
+            # longer found maps nothing (an own object's stays, alloc 0).
+            if m.vmo_koid not in split and (m.start in tags or m.vmo_koid in gone):
                 refs.append(VmoRef(m.vmo_koid, ("MAPPING",)))
             for gi in by_tag.get(tags.get(m.start, -1), ()):
                 if gi not in placed:
