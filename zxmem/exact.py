@@ -622,6 +622,10 @@ def exact_objects(
     np = _np()
     keys = sorted(census.pfns, key=_order_key)
     seen = census.seen_pfns()
+    # PFN -> index into ``seen`` (4 bytes per page of RAM, for this call):
+    # the per-page arrays below are as long as the pages mapped, not as RAM.
+    compact = np.zeros(census.max_pfn, dtype=np.int32 if len(seen) < 1 << 31 else np.int64)
+    compact[seen] = np.arange(len(seen))
     tagged = [k for k in keys if k in tag_objects and k in census.tags]
     # Objects as small integers: 0 is "no object known".
     koids: list = [None]
@@ -666,7 +670,7 @@ def exact_objects(
         for k in objs:
             if k in own and k not in own_pages:
                 own_pages[k] = 0
-        ci = np.searchsorted(seen, u)
+        ci = compact[u]
         fresh = ~have_ref[ci]
         ref[ci[fresh]] = base[fresh]
         have_ref[ci[fresh]] = True
@@ -685,7 +689,7 @@ def exact_objects(
         prints = rng.integers(1, 1 << 63, size=len(keys), dtype=np.int64).astype(np.uint64)
         sig = np.zeros(len(seen), dtype=np.uint64)
         for j, key in enumerate(keys):
-            ci = np.searchsorted(seen, census.pfns[key])
+            ci = compact[census.pfns[key]]
             sig[ci] ^= prints[j]
         if not len(group_ci):
             break
@@ -703,7 +707,7 @@ def exact_objects(
         ok = True
         for key in keys:
             u = census.pfns[key]
-            g = gid_of[np.searchsorted(seen, u)]
+            g = gid_of[compact[u]]
             g = g[g >= 0]
             if not len(g):
                 continue
