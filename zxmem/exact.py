@@ -38,6 +38,13 @@ What the census computes, per process (spec linux-kernel B.1–B.3, B.12–B.14)
   of every 4 KiB subpage, and the census works per PFN (the exclusive bit 56
   of pagemap, wrong for PMD-mapped THP on 6.18, is never used).
 
+For the object views (``memgraph -v``, ``treemap``, ``vmos`` with
+``--exact``), :func:`exact_objects` puts every resident page in exactly one
+object: an anonymous VMA's own pages in its object, every page several
+processes map (or a shared object's page) in a group of the pages the same
+processes map, so that committed bytes ÷ share count over a process's
+objects is its PSS (Fuchsia's treemap sizes processes that way).
+
 numpy is imported lazily, by the functions that use it.
 """
 
