@@ -669,7 +669,11 @@ def exact_objects(
         not_anon = (st & ST_NOT_ANON) != 0
         base = np.where(not_anon, file_base[t], anon_base[t])
         n = census.distinct[u]
-        stays = is_own[t] & ~not_anon & (n == 1)
+        # A page only this process maps stays in its own object, unless it
+        # is a clone's page cache (the file's).  In an anonymous VMA a page
+        # kpageflags calls not anonymous can only be one freed or moved
+        # since pagemap was read (kpagecount 0): it stays there too.
+        stays = is_own[t] & (n == 1) & (~not_anon | (file_base == anon_base)[t])
         if stays.any():
             counts = np.bincount(anon_base[t][stays], minlength=len(koids))
             for i in np.flatnonzero(counts).tolist():

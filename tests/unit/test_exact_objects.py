@@ -264,3 +264,17 @@ def test_mappings_gone_before_the_scan_add_nothing():
     assert listed[9]["committed_bytes"] == 0
     assert other not in listed
     assert abs(fuchsia_area(rec) - scan.results[12].pss_bytes) <= 8
+
+
+def test_a_page_freed_since_pagemap_stays_in_its_anonymous_object():
+    # PFN 700 was in process 1's anonymous VMA when pagemap was read, and
+    # was freed (or migrated) before kpagecount/kpageflags: count 0, flags
+    # no longer anonymous.  It is still that VMA's page, not a file's.
+    c = PageCensus(1000)
+    c.add(1, np.array([10, 700], dtype=np.uint64), None, anon_tags=[0, 0])
+    c.apply_kpage(c.seen_pfns(), np.array([1, 0], dtype=np.uint64),
+                  np.array([ANON, 0], dtype=np.uint64))
+    found = exact_objects(c, {1: [OWN[10]]}, {OWN[10]}, {})
+    assert found.own_pages == {OWN[10]: 2}
+    assert found.shared == ()
+    assert c.results()[1].pss_bytes == 2 * P
