@@ -408,13 +408,6 @@ class PageCensus:
                 out[other] = np.bincount(t - 1, minlength=ntags)
         return out
 
-    def tag_counts(self, key: object) -> np.ndarray:
-        """Distinct resident pages of ``key`` per tag (zero page left out)."""
-        np = _np()
-        u, tags = self.pfns[key], np.asarray(self.tags[key], dtype=np.int64)
-        keep = (self.status[u] & _EXCLUDED) == 0
-        return np.bincount(tags[keep], minlength=int(tags.max()) + 1 if len(tags) else 1)
-
     def tag_stats(self, key: object, ntags: int):
         """Per tag of ``key``: (resident pages, private pages, PSS bytes).
 
@@ -430,40 +423,6 @@ class PageCensus:
         private = np.bincount(tags[c == 1], minlength=ntags)
         pss = np.bincount(tags, weights=PAGE_SIZE / np.maximum(c, 1), minlength=ntags)
         return resident, private, pss
-
-    def pair_overlap(self, a: object, b: object) -> dict[tuple[int, int], int]:
-        """Pages both tagged processes map: ``{(tag in a, tag in b): count}``."""
-        return self.pairs_with(b, [a]).get(a, {})
-
-    def pairs_with(self, b: object, others) -> dict[object, dict[tuple[int, int], int]]:
-        """:meth:`pair_overlap` of each of ``others`` with ``b``, reading
-        ``b``'s pages into the lookup array once (a parent and its children)."""
-        np = _np()
-        if getattr(self, "_lookup", None) is None:
-            self._lookup = np.zeros(self.max_pfn, dtype=np.int32)
-        lookup = self._lookup
-        ub, tb = self.pfns[b], np.asarray(self.tags[b], dtype=np.int64)
-        keep = (self.status[ub] & _EXCLUDED) == 0
-        ub, tb = ub[keep], tb[keep]
-        lookup[ub] = tb + 1
-        width = int(tb.max()) + 1 if len(tb) else 1
-        out: dict[object, dict[tuple[int, int], int]] = {}
-        try:
-            for a in others:
-                ua, ta = self.pfns[a], np.asarray(self.tags[a], dtype=np.int64)
-                hit = lookup[ua].astype(np.int64)
-                m = hit > 0
-                if not m.any():
-                    out[a] = {}
-                    continue
-                codes, counts = np.unique(ta[m] * width + (hit[m] - 1), return_counts=True)
-                out[a] = {
-                    (int(c) // width, int(c) % width): int(n)
-                    for c, n in zip(codes.tolist(), counts.tolist(), strict=True)
-                }
-        finally:
-            lookup[ub] = 0  # ready for the next caller
-        return out
 
     def shared_swap(self, key: object) -> dict[object, int]:
         """Swap slots ``key`` shares with each other process (counts)."""
