@@ -38,6 +38,13 @@ What the census computes, per process (spec linux-kernel B.1–B.3, B.12–B.14)
   of every 4 KiB subpage, and the census works per PFN (the exclusive bit 56
   of pagemap, wrong for PMD-mapped THP on 6.18, is never used).
 
+For the object views (``memgraph -v``, ``treemap``, ``vmos`` with
+``--exact``), :func:`exact_objects` puts every resident page in exactly one
+object: an anonymous VMA's own pages in its object, every page several
+processes map (or a shared object's page) in a group of the pages the same
+processes map, so that committed bytes ÷ share count over a process's
+objects is its PSS (Fuchsia's treemap sizes processes that way).
+
 numpy is imported lazily, by the functions that use it.
 """
 
@@ -401,13 +408,6 @@ class PageCensus:
                 out[other] = np.bincount(t - 1, minlength=ntags)
         return out
 
-    def tag_counts(self, key: object) -> np.ndarray:
-        """Distinct resident pages of ``key`` per tag (zero page left out)."""
-        np = _np()
-        u, tags = self.pfns[key], np.asarray(self.tags[key], dtype=np.int64)
-        keep = (self.status[u] & _EXCLUDED) == 0
-        return np.bincount(tags[keep], minlength=int(tags.max()) + 1 if len(tags) else 1)
-
     def tag_stats(self, key: object, ntags: int):
         """Per tag of ``key``: (resident pages, private pages, PSS bytes).
 
@@ -423,40 +423,6 @@ class PageCensus:
         private = np.bincount(tags[c == 1], minlength=ntags)
         pss = np.bincount(tags, weights=PAGE_SIZE / np.maximum(c, 1), minlength=ntags)
         return resident, private, pss
-
-    def pair_overlap(self, a: object, b: object) -> dict[tuple[int, int], int]:
-        """Pages both tagged processes map: ``{(tag in a, tag in b): count}``."""
-        return self.pairs_with(b, [a]).get(a, {})
-
-    def pairs_with(self, b: object, others) -> dict[object, dict[tuple[int, int], int]]:
-        """:meth:`pair_overlap` of each of ``others`` with ``b``, reading
-        ``b``'s pages into the lookup array once (a parent and its children)."""
-        np = _np()
-        if getattr(self, "_lookup", None) is None:
-            self._lookup = np.zeros(self.max_pfn, dtype=np.int32)
-        lookup = self._lookup
-        ub, tb = self.pfns[b], np.asarray(self.tags[b], dtype=np.int64)
-        keep = (self.status[ub] & _EXCLUDED) == 0
-        ub, tb = ub[keep], tb[keep]
-        lookup[ub] = tb + 1
-        width = int(tb.max()) + 1 if len(tb) else 1
-        out: dict[object, dict[tuple[int, int], int]] = {}
-        try:
-            for a in others:
-                ua, ta = self.pfns[a], np.asarray(self.tags[a], dtype=np.int64)
-                hit = lookup[ua].astype(np.int64)
-                m = hit > 0
-                if not m.any():
-                    out[a] = {}
-                    continue
-                codes, counts = np.unique(ta[m] * width + (hit[m] - 1), return_counts=True)
-                out[a] = {
-                    (int(c) // width, int(c) % width): int(n)
-                    for c, n in zip(codes.tolist(), counts.tolist(), strict=True)
-                }
-        finally:
-            lookup[ub] = 0  # ready for the next caller
-        return out
 
     def shared_swap(self, key: object) -> dict[object, int]:
         """Swap slots ``key`` shares with each other process (counts)."""
@@ -536,3 +502,266 @@ def apply_exact(snapshot, results: dict, notes=()):
         notes=tuple(snapshot.provenance.notes) + tuple(n for n in notes if n),
     )
     return replace(snapshot, processes=procs, provenance=prov)
+
+
+# -- exact objects: every resident page in exactly one object ---------------
+
+# Fingerprints of sharer sets are checked after grouping; a collision (two
+# sets with one fingerprint, odds 2**-64 a pair) is retried with new ones.
+_FINGERPRINT_TRIES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPages:
+    """Resident pages that exactly the same processes map (one exact object).
+
+    ``ref``: the object the pages belong to as seen by the lowest-PID
+    tagged process that maps them (an anonymous VMA's object for pages
+    still shared copy-on-write after ``fork``, the file's object for page
+    cache).  ``members``: the processes read that map every one of the
+    pages, and no other page of the group is missing from any of them.
+    ``sharers``: the census's divisor for these pages, the members plus
+    mappings by processes that could not be read (kpagecount surplus).
+    ``cow``: anonymous pages of per-process objects (copy-on-write after
+    ``fork``), as opposed to pages of an object shared by construction.
+    """
+
+    ref: int | None
+    members: tuple
+    sharers: int
+    pages: int
+    mappings: int
+    cow: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExactObjects:
+    """The partition :func:`exact_objects` finds; see its docstring."""
+
+    own_pages: dict  # own object koid -> pages only its process maps
+    shared: tuple  # SharedPages, in a deterministic order
+    # process -> indices into ``shared`` it maps, by its first mapping (tag)
+    # holding pages of each, then by index
+    refs: dict
+    first_tag: dict  # process -> {index into shared: first tag}
+    own_parent: dict  # own object koid -> index of the cow group holding most of its pages
+    mapped_pages: dict  # shared (not own) object koid -> its pages in groups
+
+
+def exact_objects(
+    census: PageCensus,
+    tag_objects: dict,
+    own: frozenset | set,
+    file_of: dict,
+) -> ExactObjects:
+    """Split every resident page of the tagged processes into one object.
+
+    ``tag_objects``: process -> the object koid (or None) of each of its
+    tags (VMAs), for the processes added to ``census`` with tags.  ``own``:
+    objects of one mapping in one process (an anonymous VMA, a private file
+    mapping's copy-on-write pages).  ``file_of``: such a clone's file
+    object, which holds the page-cache pages of the clone's VMA.
+
+    A page (the zero page and frames without a struct page left out) is
+    counted in exactly one place:
+
+    * in its own object, when that object is ``own`` and no other process
+      maps the page (the census's divisor is 1): the object's committed
+      pages are its private ones;
+    * else in the group of pages with the same owner object ``ref``, the
+      same set of processes mapping them and the same divisor.  ``ref`` is
+      the page's object in the lowest-numbered tagged process mapping it,
+      so the copy-on-write pages a parent and its forked children still
+      share form one group, whichever VMA object each of them sees them
+      through; a file's page cache forms one group per set of mappers.
+
+    Every member of a group maps all its pages, so a group of ``pages``
+    pages and divisor ``n`` costs each member ``pages × PAGE_SIZE / n``,
+    which is what those pages add to its exact PSS: summed over its own
+    objects and its groups, a process's share is its PSS (each group
+    rounds down by less than a byte).
+
+    Groups are found by a 64-bit fingerprint of the set of processes
+    mapping each page (a random number per process, XOR-ed over the set)
+    and then checked: every member must map every page of its group.
+    """
+    np = _np()
+    keys = sorted(census.pfns, key=_order_key)
+    seen = census.seen_pfns()
+    # PFN -> index into ``seen`` (4 bytes per page of RAM, for this call):
+    # the per-page arrays below are as long as the pages mapped, not as RAM.
+    compact = np.zeros(census.max_pfn, dtype=np.int32 if len(seen) < 1 << 31 else np.int64)
+    compact[seen] = np.arange(len(seen))
+    tagged = [k for k in keys if k in tag_objects and k in census.tags]
+    # Objects as small integers: 0 is "no object known".
+    koids: list = [None]
+    index: dict = {}
+
+    def idx(k) -> int:
+        i = index.get(k)
+        if i is None:
+            i = index[k] = len(koids)
+            koids.append(k)
+        return i
+
+    per_proc = {}
+    ref = np.zeros(len(seen), dtype=np.int64)
+    have_ref = np.zeros(len(seen), dtype=bool)
+    own_pages: dict = {}
+    for key in tagged:
+        objs = tag_objects[key]
+        u = census.pfns[key]
+        t = np.asarray(census.tags[key], dtype=np.int64)
+        st = census.status[u]
+        keep = (st & _EXCLUDED) == 0
+        u, t, st = u[keep], t[keep], st[keep]
+        ntags = max(len(objs), int(t.max()) + 1 if len(t) else 0)
+        anon_base = np.zeros(ntags, dtype=np.int64)
+        file_base = np.zeros(ntags, dtype=np.int64)
+        is_own = np.zeros(ntags, dtype=bool)
+        for i, k in enumerate(objs):
+            if k is None:
+                continue
+            anon_base[i] = idx(k)
+            file_base[i] = idx(file_of.get(k, k))
+            is_own[i] = k in own
+        not_anon = (st & ST_NOT_ANON) != 0
+        base = np.where(not_anon, file_base[t], anon_base[t])
+        n = census.distinct[u]
+        # A page only this process maps stays in its own object, unless it
+        # is a clone's page cache (the file's).  In an anonymous VMA a page
+        # kpageflags calls not anonymous can only be one freed or moved
+        # since pagemap was read (kpagecount 0): it stays there too.
+        stays = is_own[t] & (n == 1) & (~not_anon | (file_base == anon_base)[t])
+        if stays.any():
+            counts = np.bincount(anon_base[t][stays], minlength=len(koids))
+            for i in np.flatnonzero(counts).tolist():
+                own_pages[koids[i]] = own_pages.get(koids[i], 0) + int(counts[i])
+        for k in objs:
+            if k in own and k not in own_pages:
+                own_pages[k] = 0
+        ci = compact[u]
+        fresh = ~have_ref[ci]
+        ref[ci[fresh]] = base[fresh]
+        have_ref[ci[fresh]] = True
+        grouped = ~stays
+        per_proc[key] = (ci[grouped], t[grouped], anon_base[t][grouped],
+                         is_own[t][grouped] & ~not_anon[grouped])
+
+    parts = [v[0] for v in per_proc.values()]
+    group_ci = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    n_of = census.distinct[seen[group_ci]].astype(np.int64) if len(group_ci) else None
+    is_own_obj = np.zeros(len(koids), dtype=bool)
+    for i, k in enumerate(koids):
+        is_own_obj[i] = k is not None and k in own
+    rng = np.random.default_rng(0x7A786D656D)
+    for _attempt in range(_FINGERPRINT_TRIES):
+        prints = rng.integers(1, 1 << 63, size=len(keys), dtype=np.int64).astype(np.uint64)
+        sig = np.zeros(len(seen), dtype=np.uint64)
+        for j, key in enumerate(keys):
+            ci = compact[census.pfns[key]]
+            sig[ci] ^= prints[j]
+        if not len(group_ci):
+            break
+        r, s = ref[group_ci], sig[group_ci]
+        order = np.lexsort((n_of, s, r))
+        rs, ss, ns = r[order], s[order], n_of[order]
+        start = np.ones(len(order), dtype=bool)
+        start[1:] = (rs[1:] != rs[:-1]) | (ss[1:] != ss[:-1]) | (ns[1:] != ns[:-1])
+        gid_sorted = np.cumsum(start) - 1
+        gid_of = np.full(len(seen), -1, dtype=np.int64)
+        gid_of[group_ci[order]] = gid_sorted
+        ngroups = int(gid_sorted[-1]) + 1
+        sizes = np.bincount(gid_sorted, minlength=ngroups)
+        members: list[list] = [[] for _ in range(ngroups)]
+        ok = True
+        for key in keys:
+            u = census.pfns[key]
+            g = gid_of[compact[u]]
+            g = g[g >= 0]
+            if not len(g):
+                continue
+            ug, cnt = np.unique(g, return_counts=True)
+            if (cnt != sizes[ug]).any():
+                ok = False
+                break
+            for gi in ug.tolist():
+                members[gi].append(key)
+        if ok:
+            break
+    else:
+        from zxmem.errors import ZxmemError
+
+        raise ZxmemError("--exact: could not tell sets of processes apart (fingerprints "
+                         "collided repeatedly)")
+    if not len(group_ci):
+        return ExactObjects(own_pages, (), {k: [] for k in tagged}, {k: {} for k in tagged},
+                            {}, {})
+
+    # Group attributes, then a deterministic order: by ref koid, members, divisor.
+    first = np.flatnonzero(start)
+    g_ref = rs[first]
+    g_n = ns[first]
+    mappings = np.zeros(ngroups, dtype=np.int64)
+    first_tag: dict = {}
+    own_votes: dict = {}
+    for key, (ci, t, ab, cow_page) in per_proc.items():
+        g = gid_of[ci]
+        if not len(g):
+            first_tag[key] = {}
+            continue
+        width = int(t.max()) + 1
+        pairs = np.unique(g * width + t)
+        pg, pt = pairs // width, pairs % width
+        mappings += np.bincount(pg, minlength=ngroups)
+        # unique() sorts by group, then tag: the first row of a group is its first tag.
+        lead = np.ones(len(pg), dtype=bool)
+        lead[1:] = pg[1:] != pg[:-1]
+        first_tag[key] = dict(zip(pg[lead].tolist(), pt[lead].tolist(), strict=True))
+        # Which cow group holds most of each own object's shared pages.
+        if cow_page.any():
+            cg, co = g[cow_page], ab[cow_page]
+            cow_group = is_own_obj[g_ref[cg]]
+            cg, co = cg[cow_group], co[cow_group]
+            if len(cg):
+                codes, counts = np.unique(co * ngroups + cg, return_counts=True)
+                for code, c in zip(codes.tolist(), counts.tolist(), strict=True):
+                    obj, grp = koids[code // ngroups], code % ngroups
+                    best = own_votes.get(obj)
+                    if best is None or c > best[1] or (c == best[1] and grp < best[0]):
+                        own_votes[obj] = (grp, c)
+
+    def sort_key(gi: int):
+        k = koids[int(g_ref[gi])]
+        return (k is None, _order_key(k) if k is not None else 0,
+                tuple(_order_key(m) for m in members[gi]), int(g_n[gi]))
+
+    order_g = sorted(range(ngroups), key=sort_key)
+    new_index = {old: new for new, old in enumerate(order_g)}
+    shared = tuple(
+        SharedPages(
+            ref=koids[int(g_ref[gi])],
+            members=tuple(members[gi]),
+            sharers=int(g_n[gi]),
+            pages=int(sizes[gi]),
+            mappings=int(mappings[gi]),
+            cow=bool(is_own_obj[int(g_ref[gi])]),
+        )
+        for gi in order_g
+    )
+    refs: dict = {}
+    tags_out: dict = {}
+    for key in tagged:
+        ft = {new_index[g]: tg for g, tg in first_tag.get(key, {}).items()}
+        tags_out[key] = ft
+        refs[key] = sorted(ft, key=lambda gi, ft=ft: (ft[gi], gi))
+    own_parent = {obj: new_index[g] for obj, (g, _c) in own_votes.items()}
+    mapped: dict = {}
+    for s in shared:
+        if not s.cow and s.ref is not None:
+            mapped[s.ref] = mapped.get(s.ref, 0) + s.pages
+    return ExactObjects(own_pages, shared, refs, tags_out, own_parent, mapped)
+
+
+def _order_key(k):
+    return (0, k, "") if isinstance(k, int) else (1, 0, str(k))

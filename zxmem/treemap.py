@@ -20,7 +20,8 @@ the committed bytes of each VMO it references, divided among its sharers, so
 that a VMO shared by N address spaces counts 1/N in each.  On Linux an
 anonymous or copy-on-write object's pages can be shared by fork() although
 the object is not, so for those the estimate is the process's PSS of them
-(see ``_PAGE_SHARED_KINDS``).  Same-named VMOs
+(see ``_PAGE_SHARED_KINDS``; a ``--exact`` snapshot needs no estimate: its
+objects split the pages so that committed ÷ share count is exact).  Same-named VMOs
 of one process are folded into one ``name[n]`` node.  A job's area is the sum
 of its children; kernel nodes keep the kernel's own numbers, so the children
 of "All physical memory" need not add up to it (``ipc`` has no record).
@@ -275,6 +276,12 @@ class _Builder:
 # pages in every process, so for them the process's share is the PSS of its
 # mappings (smaps ``Pss``: each page divided by the number of processes
 # mapping it; Documentation/filesystems/proc.rst), capped at committed.
+# With ``--exact`` objects (zxmem.commands._exact._exact_objects) the cap
+# never binds: such an object's committed bytes are the pages only its
+# process maps, which its mapping's PSS counts in full, and the pages it
+# shares are objects of their own (never a mapping's object) with the
+# sharers as share_count, so committed ÷ share_count alone gives every
+# process its exact PSS, as Fuchsia's formula does.
 _PAGE_SHARED_KINDS = frozenset(("anon", "clone"))
 
 

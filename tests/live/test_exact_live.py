@@ -304,20 +304,32 @@ def vmos_rows(cli, pid: int) -> list[dict]:
 def test_vmos_exact_copy_on_write_clone(shape, cli):
     s = shape("cow")
     parent, child = s.pids
-    region = [r for r in vmos_rows(cli, child)
-              if r["size_bytes"] == 32 * MIB and r["kind"] in ("anon", "clone")]
+    rows = vmos_rows(cli, child)
+    region = [r for r in rows if r["size_bytes"] == 32 * MIB and r["kind"] in ("anon", "clone")]
     assert len(region) == 1
-    # The child's VMA still shares 16 MiB with the parent's: it is a clone
-    # of the parent's object and owns only the 16 MiB the parent rewrote.
-    assert region[0]["parent_koid"] not in (0, None, region[0]["koid"])
+    # The child's VMA keeps the 16 MiB only it maps (the originals of the
+    # half the parent rewrote); the 16 MiB both still map are an object of
+    # their own, the copy-on-write parent of both VMAs (Zircon's hidden
+    # parent), which the child lists with #shr 2.
     assert region[0]["committed_bytes"] == 16 * MIB
-    assert region[0]["share_count"] == 2
-    mine = [r for r in vmos_rows(cli, parent)
-            if r["size_bytes"] == 32 * MIB and r["kind"] in ("anon", "clone")]
+    assert region[0]["share_count"] == 1
+    cow = region[0]["parent_koid"]
+    assert cow not in (0, None, region[0]["koid"])
+    shared = [r for r in rows if r["koid"] == cow]
+    assert len(shared) == 1
+    assert shared[0]["committed_bytes"] == 16 * MIB
+    assert shared[0]["share_count"] == 2
+    assert shared[0]["num_children"] == 2
+    assert shared[0]["parent_koid"] in (0, None)
+    prows = vmos_rows(cli, parent)
+    mine = [r for r in prows if r["size_bytes"] == 32 * MIB and r["kind"] in ("anon", "clone")]
     assert len(mine) == 1
-    assert mine[0]["num_children"] == 1
-    assert mine[0]["parent_koid"] in (0, None)
-    assert mine[0]["committed_bytes"] == 32 * MIB
+    assert mine[0]["committed_bytes"] == 16 * MIB
+    assert mine[0]["share_count"] == 1
+    # The same shared pages are a group in the parent's listing too.
+    theirs = [r for r in prows if r["koid"] == mine[0]["parent_koid"]]
+    assert len(theirs) == 1
+    assert theirs[0]["committed_bytes"] == 16 * MIB and theirs[0]["share_count"] == 2
 
 
 def test_file_mapped_by_six_processes(shape, cli):
@@ -367,11 +379,20 @@ def test_memgraph_exact_clone_relation(shape, cli):
         assert len(found) == 1
         return found[0]
 
+    def listed(pid, koid):
+        return [v for v in recs[pid]["vmos"] if v["koid"] == koid]
+
     mine, theirs = region(child), region(parent)
-    assert mine["parent_koid"] == theirs["koid"]
-    assert theirs["num_children"] == 1
-    assert mine["committed_bytes"] == 16 * MIB
-    assert theirs["committed_bytes"] == 32 * MIB
+    # Both VMAs are clones of one object holding the 16 MiB they still
+    # share, which both processes list; each VMA keeps its own 16 MiB.
+    assert mine["parent_koid"] == theirs["parent_koid"] not in (0, None)
+    assert mine["committed_bytes"] == theirs["committed_bytes"] == 16 * MIB
+    assert mine["share_count"] == theirs["share_count"] == 1
+    shared = listed(child, mine["parent_koid"])
+    assert shared == listed(parent, mine["parent_koid"]) and len(shared) == 1
+    assert shared[0]["committed_bytes"] == 16 * MIB
+    assert shared[0]["share_count"] == 2
+    assert shared[0]["num_children"] == 2
 
 
 def test_not_root_says_what_is_approximate(launcher):

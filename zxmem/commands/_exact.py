@@ -138,115 +138,30 @@ def exact_snapshot(snapshot, args: argparse.Namespace, env, options=None):
 
 
 def exact_vmos(snapshot, pid: int, args: argparse.Namespace, env):
-    """``snapshot`` with exact numbers for the objects ``pid`` maps.
+    """``(snapshot, process)`` with exact numbers for the objects ``pid`` reaches.
 
-    For each anonymous or clone object of ``pid`` (one VMA each):
-
-    * alloc: its distinct resident pages (the zero page left out), less
-      the pages it still shares with its parent object;
-    * parent: after ``fork``, the parent process's anonymous object whose
-      pages this VMA still shares (the most pages, if several) — the
-      copy-on-write relation of Zircon's clones; the parent's ``#chld``
-      counts it;
-    * ``#chld``: for ``pid``'s own objects, the VMAs of its children that
-      still share their pages;
-    * ``#shr``: 1 + the other processes that map some of its pages.
-
-    File and shmem objects keep their numbers (page cache and allocated
-    pages are the kernel's exact counts already).  Without page-level data:
-    the snapshot unchanged, and a statement on stderr.
+    The whole system's pages are split as :func:`exact_graph` splits them
+    (see there): ``pid``'s anonymous and clone objects keep the pages only
+    it maps, and the pages it shares with other processes are listed as
+    objects of their own, one per set of processes mapping them, with
+    ``#shr`` = that set (plus unreadable mappers) and alloc = those pages.
+    Without page-level data: the snapshot unchanged, and a statement on
+    stderr.
     """
-    from types import MappingProxyType
-
-    from zxmem.model import PAGE_SIZE
-
-    process = snapshot.process(pid)
-    children = [p.koid for p in snapshot.processes if p.ppid == pid]
-    tagged = {pid, *children}
-    if process.ppid:
-        tagged.add(process.ppid)
-    scan, why = exact_scan(snapshot, args, env, tag_pids=tagged)
+    with_maps = [p.koid for p in snapshot.processes if p.mappings]
+    scan, why = exact_scan(snapshot, args, env, tag_pids=with_maps)
     if why:
         env.stderr.write(unavailable_message(why).replace(
             "showing smaps numbers instead",
             "alloc, parent, #chld and #shr are smaps-based"))
-        return snapshot
-    census = scan.census
-    if pid not in scan.results:
-        return snapshot
-    vmos = dict(snapshot.vmos)
-    cow = ("anon", "clone")
-
-    def koids_of(x: int) -> list[int | None]:
-        """The object koid of each VMA (tag) of process ``x``."""
-        proc = snapshot.process(x)
-        by_start = {m.start: m.vmo_koid for m in (proc.mappings or ())} if proc else {}
-        return [by_start.get(v.start) for v in scan.vmas.get(x, ())]
-
-    mine = koids_of(pid)
-    resident = census.tag_counts(pid).tolist()
-    alloc: dict[int, int] = {}
-    for tag, koid in enumerate(mine):
-        # One VMA's objects only (not [vdso], one object for every process).
-        if koid in vmos and vmos[koid].kind in cow and vmos[koid].num_mappings <= 1:
-            alloc[koid] = alloc.get(koid, 0) + (resident[tag] if tag < len(resident) else 0)
-    changes: dict[int, dict] = {k: {"committed_bytes": v * PAGE_SIZE} for k, v in alloc.items()}
-
-    # Copy-on-write: VMAs that still share pages with the parent process's.
-    pp = process.ppid
-    if pp in scan.results and pp in scan.vmas:
-        theirs = koids_of(pp)
-        best: dict[int, tuple[int, int]] = {}
-        for (tag, ptag), n in census.pair_overlap(pid, pp).items():
-            if n > best.get(tag, (0, 0))[1]:
-                best[tag] = (ptag, n)
-        shared_with_parent: dict[int, int] = {}
-        for tag, (ptag, n) in best.items():
-            child, parent = mine[tag], theirs[ptag] if ptag < len(theirs) else None
-            if (child in changes and parent != child and parent in vmos
-                    and vmos[parent].kind in cow and vmos[parent].num_mappings <= 1):
-                changes[child]["parent_koid"] = parent
-                shared_with_parent[child] = shared_with_parent.get(child, 0) + n
-                pc = changes.setdefault(parent, {})
-                pc["num_children"] = pc.get("num_children", 0) + 1
-        for child, n in shared_with_parent.items():
-            changes[child]["committed_bytes"] = max(0, alloc[child] - n) * PAGE_SIZE
-
-    # Children whose VMAs still share this process's pages are its clones.
-    clones: dict[int, set] = {}
-    for c in children:
-        if c not in scan.results or c not in scan.vmas:
-            continue
-        for (ctag, tag), _n in census.pair_overlap(c, pid).items():
-            koid = mine[tag] if tag < len(mine) else None
-            if koid in changes:
-                clones.setdefault(koid, set()).add((c, ctag))
-    for koid, kids in clones.items():
-        changes[koid]["num_children"] = len(kids)
-
-    # #shr: the processes that map some of each object's pages.
-    sharers: dict[int, set] = {}
-    for other, per_tag in census.overlap(pid).items():
-        for tag in per_tag.nonzero()[0].tolist():
-            koid = mine[tag] if tag < len(mine) else None
-            if koid in changes:
-                sharers.setdefault(koid, set()).add(other)
-    for koid in changes:
-        if koid in alloc:
-            changes[koid]["share_count"] = 1 + len(sharers.get(koid, ()))
-
-    for koid, fields in changes.items():
-        if koid in vmos:
-            vmos[koid] = replace(vmos[koid], **fields)
-    prov = replace(
-        snapshot.provenance,
-        notes=tuple(snapshot.provenance.notes) + (
-            "--exact: alloc, parent, #chld and #shr of anonymous and clone objects "
-            "from page tables (pagemap, kpagecount)",
-            *scan.notes,
-        ),
-    )
-    return replace(snapshot, vmos=MappingProxyType(vmos), provenance=prov)
+        return snapshot, snapshot.process(pid)
+    if pid not in scan.results or pid not in scan.vmas:
+        return snapshot, snapshot.process(pid)
+    snapshot = _exact_objects(snapshot, scan)
+    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes) + (
+        *scan.notes,))
+    snapshot = replace(snapshot, provenance=prov)
+    return snapshot, snapshot.process(pid)
 
 
 def exact_vmaps(snapshot, pid: int, args: argparse.Namespace, env):
@@ -292,16 +207,11 @@ def exact_graph(snapshot, args: argparse.Namespace, env):
     Processes get exact PSS/PRIVATE/SHARED (as ``ps --exact``).  When the
     snapshot has mappings (memory objects were read), every mapping gets
     exact resident/PSS/private/shared (a page the process maps twice counts
-    in its first mapping), and every anonymous or clone object (one VMA):
-    alloc = its distinct resident pages less those it still shares with
-    its parent object, where the parent object is the VMA of the parent
-    process that shares the most pages with it after ``fork`` (Zircon's
-    copy-on-write clone), counted in the parent's ``#chld``.  ``#shr`` and
-    file objects keep their numbers.
+    in its first mapping), and the objects are made exact so that Fuchsia's
+    treemap formula (a process's area = Σ over its objects of committed
+    bytes ÷ share count) gives every process its exact PSS; see
+    :func:`_exact_objects`.
     """
-    from collections import defaultdict
-    from types import MappingProxyType
-
     from zxmem.exact import apply_exact
     from zxmem.model import PAGE_SIZE
 
@@ -317,23 +227,12 @@ def exact_graph(snapshot, args: argparse.Namespace, env):
     if not scan.vmas:
         return snapshot
     census = scan.census
-    vmos = dict(snapshot.vmos)
-    cow = ("anon", "clone")
-
-    def own_object(koid) -> bool:
-        return koid in vmos and vmos[koid].kind in cow and vmos[koid].num_mappings <= 1
-
-    koids: dict[int, list] = {}
-    resident: dict[int, int] = defaultdict(int)
     procs = []
     for p in snapshot.processes:
         vmas = scan.vmas.get(p.koid)
         if vmas is None or p.koid not in scan.results or not p.mappings:
             procs.append(p)
             continue
-        by_start = {m.start: m for m in p.mappings}
-        ks = [by_start[v.start].vmo_koid if v.start in by_start else None for v in vmas]
-        koids[p.koid] = ks
         res, prv, pss = census.tag_stats(p.koid, len(vmas))
         tag_of = {v.start: i for i, v in enumerate(vmas)}
         maps = []
@@ -345,39 +244,148 @@ def exact_graph(snapshot, args: argparse.Namespace, env):
             r, q = int(res[t]) * PAGE_SIZE, int(prv[t]) * PAGE_SIZE
             maps.append(replace(m, rss_bytes=r, private_bytes=q, shared_bytes=r - q,
                                 pss_bytes=int(round(float(pss[t])))))
-        for t, k in enumerate(ks):
-            if own_object(k):
-                resident[k] += int(res[t])
         procs.append(replace(p, mappings=tuple(maps)))
+    snapshot = replace(snapshot, processes=tuple(procs))
+    return _exact_objects(snapshot, scan)
 
-    changes: dict[int, dict] = {k: {"committed_bytes": n * PAGE_SIZE}
-                                for k, n in resident.items()}
-    kids_of: dict[int, list] = defaultdict(list)
+
+EXACT_OBJECTS_NOTE = (
+    "--exact: objects from page tables: an anonymous or clone object's alloc is the pages "
+    "only its process maps; pages several processes map (copy-on-write after fork, page "
+    "cache) are objects of their own, one per set of processes mapping them, listed by "
+    "each of them with #shr = the set; a shared object keeps the pages nobody maps; so "
+    "alloc / #shr summed over a process's objects is its exact PSS"
+)
+
+
+def _exact_objects(snapshot, scan):
+    """``snapshot`` whose objects split every resident page exactly once.
+
+    Fuchsia sizes a process in its treemap as the sum, over the VMOs it
+    maps, of committed bytes ÷ share count (spec fuchsia-tools §6.2).  On
+    Linux an anonymous VMA is one object per process although ``fork``
+    leaves its pages shared copy-on-write, and a file's page cache is one
+    object although every process maps a different part of it, so that sum
+    is not the process's PSS.  Here (:func:`zxmem.exact.exact_objects`):
+
+    * an anonymous or clone object (one VMA) keeps, as committed bytes, the
+      pages no other process maps, share count 1;
+    * pages several processes map, and a shared object's (file, shmem,
+      memfd, [vdso]) pages, go to objects of their own, one per owner
+      object and set of processes mapping them: committed = those pages,
+      share count = the processes mapping them (unreadable ones included),
+      name/kind/path of the owner.  Each process of the set lists it (a
+      ``MAPPING`` reference after the mapping where it first meets the
+      pages); its reference to the shared owner itself is dropped (a
+      descriptor's stays);
+    * copy-on-write groups are Zircon's hidden parents: each anonymous or
+      clone object's ``parent_koid`` is the group holding most of its
+      shared pages (``#chld`` counts them), and a group's parent is the
+      owner's parent (the file of a ``data:`` clone);
+    * a shared owner keeps the pages no process maps (page cache nobody
+      maps, swapped shmem): its committed bytes less those of its groups.
+
+    So every resident page is committed once system-wide, and each process's
+    committed ÷ share count sum is its exact PSS, less under a byte per
+    object (integer division).
+    """
+    from types import MappingProxyType
+
+    from zxmem.exact import exact_objects
+    from zxmem.model import INODE_KOID_BASE, PAGE_SIZE, Vmo, VmoRef
+
+    vmos = dict(snapshot.vmos)
+    cow = ("anon", "clone")
+
+    def own_object(koid) -> bool:
+        return koid in vmos and vmos[koid].kind in cow and vmos[koid].num_mappings <= 1
+
+    tag_objects: dict = {}
+    mapping_tag: dict = {}
     for p in snapshot.processes:
-        if p.koid in koids and p.ppid in koids and p.ppid != p.koid:
-            kids_of[p.ppid].append(p.koid)
-    for parent, kids in kids_of.items():
-        theirs = koids[parent]
-        for kid, pairs in census.pairs_with(parent, kids).items():
-            mine = koids[kid]
-            best: dict[int, tuple[int, int]] = {}
-            for (tag, ptag), n in pairs.items():
-                if n > best.get(tag, (0, 0))[1]:
-                    best[tag] = (ptag, n)
-            for tag, (ptag, n) in best.items():
-                child = mine[tag] if tag < len(mine) else None
-                pkoid = theirs[ptag] if ptag < len(theirs) else None
-                if child == pkoid or not own_object(child) or not own_object(pkoid):
-                    continue
-                c = changes[child]
-                c["parent_koid"] = pkoid
-                c["committed_bytes"] = max(0, c["committed_bytes"] - n * PAGE_SIZE)
-                pc = changes.setdefault(pkoid, {})
-                pc["num_children"] = pc.get("num_children", 0) + 1
-    for koid, fields in changes.items():
-        vmos[koid] = replace(vmos[koid], **fields)
-    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes) + (
-        "--exact: mappings and anonymous/clone objects from page tables; a forked "
-        "child's VMA still sharing pages is a clone of its parent's",))
+        vmas = scan.vmas.get(p.koid)
+        if vmas is None or p.koid not in scan.results or not p.mappings:
+            continue
+        by_start = {m.start: m.vmo_koid for m in p.mappings}
+        tag_objects[p.koid] = [by_start.get(v.start) for v in vmas]
+        mapping_tag[p.koid] = {v.start: i for i, v in enumerate(vmas)}
+    own = {k for ks in tag_objects.values() for k in ks if own_object(k)}
+    # A process's own objects whose VMA the scan no longer found (unmapped
+    # between the two reads of its maps): no pages at the time of the scan.
+    gone = {m.vmo_koid for p in snapshot.processes if p.koid in tag_objects
+            for m in p.mappings if own_object(m.vmo_koid) and m.start not in mapping_tag[p.koid]}
+    file_of = {k: vmos[k].parent_koid for k in own
+               if vmos[k].kind == "clone" and vmos[k].parent_koid in vmos}
+    found = exact_objects(scan.census, tag_objects, own, file_of)
+
+    next_koid = 1 + max((k for k in vmos if k < INODE_KOID_BASE), default=0)
+    group_koids = list(range(next_koid, next_koid + len(found.shared)))
+    children: dict[int, int] = {}
+    for gi in found.own_parent.values():
+        children[gi] = children.get(gi, 0) + 1
+    for gi, (koid, g) in enumerate(zip(group_koids, found.shared, strict=True)):
+        owner = vmos.get(g.ref) if g.ref is not None else None
+        vmos[koid] = Vmo(
+            koid=koid,
+            name=owner.name if owner is not None else "",
+            kind=owner.kind if owner is not None else "anon",
+            size_bytes=g.pages * PAGE_SIZE,
+            committed_bytes=g.pages * PAGE_SIZE,
+            parent_koid=(owner.parent_koid if g.cow and owner is not None else 0),
+            num_children=children.get(gi, 0),
+            num_mappings=g.mappings,
+            share_count=g.sharers,
+            dev=owner.dev if owner is not None else None,
+            inode=owner.inode if owner is not None else None,
+            path=owner.path if owner is not None else None,
+        )
+    for obj, pages in found.own_pages.items():
+        gi = found.own_parent.get(obj)
+        fields = {"committed_bytes": pages * PAGE_SIZE, "share_count": 1}
+        if gi is not None:
+            fields["parent_koid"] = group_koids[gi]
+        vmos[obj] = replace(vmos[obj], **fields)
+    for obj in gone - own:
+        vmos[obj] = replace(vmos[obj], committed_bytes=0, share_count=1)
+    # Shared objects the tagged processes map: their mapped pages are in
+    # the groups, so processes no longer list them by mapping.
+    split = {k for ks in tag_objects.values() for k in ks
+             if k is not None and k in vmos and k not in own and vmos[k].kind != "phys"}
+    for obj, pages in found.mapped_pages.items():
+        committed = vmos[obj].committed_bytes
+        if committed is not None:
+            vmos[obj] = replace(vmos[obj], committed_bytes=max(0, committed - pages * PAGE_SIZE))
+
+    procs = []
+    for p in snapshot.processes:
+        if p.koid not in tag_objects or p.vmo_refs is None:
+            procs.append(p)
+            continue
+        by_tag: dict[int, list[int]] = {}
+        for gi in found.refs.get(p.koid, ()):
+            by_tag.setdefault(found.first_tag[p.koid][gi], []).append(gi)
+        tags = mapping_tag[p.koid]
+        refs = []
+        placed: set[int] = set()
+        for r in p.vmo_refs:
+            if "HANDLE" in r.via:
+                if r.vmo_koid in split and "MAPPING" in r.via:
+                    r = replace(r, via=("HANDLE",))
+                refs.append(r)
+        for m in p.mappings:
+            # A shared object's mapping is its groups now; one the scan no
+            # longer found maps nothing (an own object's stays, alloc 0).
+            if m.vmo_koid not in split and (m.start in tags or m.vmo_koid in gone):
+                refs.append(VmoRef(m.vmo_koid, ("MAPPING",)))
+            for gi in by_tag.get(tags.get(m.start, -1), ()):
+                if gi not in placed:
+                    placed.add(gi)
+                    refs.append(VmoRef(group_koids[gi], ("MAPPING",)))
+        for gi in found.refs.get(p.koid, ()):
+            if gi not in placed:
+                refs.append(VmoRef(group_koids[gi], ("MAPPING",)))
+        procs.append(replace(p, vmo_refs=tuple(refs)))
+    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes)
+                   + (EXACT_OBJECTS_NOTE,))
     return replace(snapshot, processes=tuple(procs), vmos=MappingProxyType(vmos),
                    provenance=prov)

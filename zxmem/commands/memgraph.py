@@ -65,8 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-S", "--schema", action="store_true",
                    help="print the JSON Schema of the output and exit")
     p.add_argument("--exact", action="store_true",
-                   help="process, mapping and anonymous-object numbers from page tables "
-                   "(root); fork's copy-on-write clones")
+                   help="process, mapping and object numbers from page tables (root): "
+                   "pages several processes map are objects of their own (one per set of "
+                   "processes), so committed_bytes / share_count summed over a process's vmos "
+                   "is its exact PSS")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)

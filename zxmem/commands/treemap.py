@@ -21,7 +21,11 @@ more sharer); same-named VMOs of one process are one box, "name[n]". Without
 VMO data a process shows its private and proportional shared bytes. On
 Linux, objects no process maps (memfds held by descriptors, SysV segments,
 tmpfs files) get a "hidden" branch when the snapshot has them, and
-"unknown (kernel & unmapped)" is the rest of the VMO total.
+"unknown (kernel & unmapped)" is the rest of the VMO total. With --exact
+(root, live system) the VMOs split every resident page exactly once: pages
+several processes map (shared libraries, copy-on-write after fork) are VMOs
+of their own, one per set of processes mapping them, so each process's box
+is its exact PSS.
 
 Input: --from FILE (a zxmem or Fuchsia memgraph, or a Fuchsia memory
 capture; --from - reads standard input); else, when standard input is a pipe
@@ -59,8 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show-aggregated", action="store_true",
                    help="keep the members of name[n] boxes as their children")
     p.add_argument("--exact", action="store_true",
-                   help="process, mapping and anonymous-object numbers from page tables "
-                   "(root); fork's copy-on-write clones")
+                   help="process, mapping and object numbers from page tables (root): "
+                   "pages several processes map are objects of their own (one per set of "
+                   "processes), so a process's box is its exact PSS")
     common.add_proc_root(p)
     p.set_defaults(run=run)
 

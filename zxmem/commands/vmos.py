@@ -40,6 +40,20 @@ Columns:
 
 An object appears once per handle and once per mapping.
 
+--exact (root) counts pages from page tables, so that every resident page is
+in exactly one object and alloc / #shr summed over the process's objects is
+its exact PSS (the size Fuchsia's treemap gives it):
+  - an anonymous or clone object's alloc is the pages no other process maps;
+  - pages the process shares with others are listed as objects of their own,
+    one per owner and set of processes mapping them: alloc = those pages,
+    #shr = the processes mapping them (unreadable ones included), name of
+    the owner (the file, or the VMA they were copied from);
+  - copy-on-write pages fork() left shared are such objects too, and each
+    anonymous object's parent is the one holding most of its shared pages
+    (Zircon's hidden parent of a clone), #chld counting its clones;
+  - a shared object (a file, shmem) keeps the pages no process maps (page
+    cache nobody maps) and is listed only for a descriptor.
+
 --from FILE lists a process's objects in a snapshot saved with 'zxmem
 memgraph -v' (#map and #shr as counted when it was saved), or in a Fuchsia
 capture (which does not say how a process reaches each VMO: every row has
@@ -69,8 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pid", nargs="?", metavar="PID", help="process id (or 'help')")
     p.add_argument("--json", action="store_true", help="rows as JSON; sizes in bytes")
     p.add_argument("--exact", action="store_true",
-                   help="anonymous objects from page tables (root): alloc without pages "
-                   "shared with the parent, fork's copy-on-write parent/#chld, #shr")
+                   help="objects from page tables (root): alloc of an anonymous object is "
+                   "the pages only this process maps; shared pages are objects of their own "
+                   "(see --exact above)")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
@@ -131,5 +146,5 @@ def _live(args: argparse.Namespace, env, pid: int):
     if args.exact:
         from zxmem.commands._exact import exact_vmos
 
-        snapshot = exact_vmos(snapshot, pid, args, env)
+        snapshot, process = exact_vmos(snapshot, pid, args, env)
     return snapshot, process
