@@ -330,10 +330,17 @@ def _load_object(inp: _Input) -> Snapshot:
         doc = _loads(data)
     except ValueError as exc:
         raise _json_error(name, data, base, exc) from None
+    from zxmem.sources.ffx import is_ffx, snapshot_from_ffx
+
+    if is_ffx(doc):  # `ffx profile memory --machine json`
+        try:
+            return snapshot_from_ffx(doc)
+        except InputError as exc:
+            raise _error(name, str(exc)) from None
     if not is_capture(doc):
         raise _error(name, f"not a memgraph or a Fuchsia capture: found {_describe(doc)} "
-                           "(expected a memgraph array, or an object with 'Kernel' and "
-                           "'Processes')")
+                           "(expected a memgraph array, an object with 'Kernel' and "
+                           "'Processes', or ffx profile memory JSON)")
     try:
         return snapshot_from_capture(doc)
     except InputError as exc:
