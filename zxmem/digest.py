@@ -430,6 +430,7 @@ class SourceDigest:
     undigested_bytes: int
     kernel_bytes: int | None = None
     orphaned_bytes: int | None = None
+    left_out: tuple[str, ...] = ()  # the source's rows that are not buckets (Free, [Addl]…)
 
 
 def digest_from_source(snapshot: Snapshot, source: SourceDigest) -> Digest:

@@ -212,6 +212,9 @@ def run(args: argparse.Namespace, env) -> int:
         )
     if source_digest is not None:
         digest = dg.digest_from_source(snapshot, source_digest)
+        if source_digest.left_out:
+            notes.append("the snapshot's digest rows that are not buckets are left out: "
+                         + ", ".join(source_digest.left_out))
         if args.verbose or args.extra_verbose:
             notes.append("no per-process detail: the snapshot lists no VMOs")
     else:

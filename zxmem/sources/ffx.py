@@ -25,8 +25,8 @@ ffx's ``ProfileMemoryOutput`` (a serde enum, so externally tagged):
 
 ``{"ProcessDigest": {"process_data": [...], "capture_time": ns}}``
     (``--process-koids`` / ``--process-names``): the same process records
-    and no VMO table, no kernel stats, no buckets.  The processes' VMOs are
-    unknown (``vmo_refs`` None); ``mem`` uses ffx's per-process and
+    and no VMO table, no kernel stats (all unknown), no buckets.  The
+    processes' VMOs are unknown (``vmo_refs`` None); ``mem`` uses ffx's per-process and
     per-group numbers (:attr:`Snapshot.source_summary`).
 
 ``{"ComponentDigest": {...}}`` (memory_monitor 2 backend, 2024+)
@@ -417,6 +417,8 @@ def _process_digest(body: dict) -> Snapshot:
         jobs=(Job(ROOT_JOB_KOID, "root", 0),),
         # The koids of VMOs that are not listed say nothing: no references.
         processes=tuple(replace(p, vmo_refs=None) for p, _ in procs),
+        # Every kernel number unknown (a memgraph still gets its kernel root).
+        kernel=KernelStats(),
         source_summary=_summary_of(procs),
     )
 
@@ -531,6 +533,7 @@ def _component(body: dict) -> Snapshot:
         undigested_bytes=reserved.get("Undigested", undigested),  # type: ignore[arg-type]
         kernel_bytes=reserved.get("Kernel"),
         orphaned_bytes=reserved.get("Orphaned"),
+        left_out=tuple(left_out),
     ) if digest_doc is not None else None
     if source_digest is None:
         notes.append("no digest: recorded without ffx's --buckets")
