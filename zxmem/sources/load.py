@@ -1,7 +1,9 @@
 """``--from FILE``: read a saved snapshot, whatever produced it.
 
-:func:`load_snapshot` tells three formats apart by their first bytes and
-content:
+:func:`load_snapshot` tells the formats apart by their first bytes and
+content (``ffx profile memory --machine json``, an object with one key
+``CompleteDigest``, ``ProcessDigest`` or ``ComponentDigest``, goes to
+:mod:`zxmem.sources.ffx`):
 
 * zxmem's memgraph (a JSON array; its ``__META`` record says
   ``"format": "zxmem-memgraph/1"``) — read **one line at a time**: zxmem
