@@ -279,6 +279,9 @@ BAD = [
      "found 1.5"),
     (PROCESS, lambda d: d["ProcessDigest"].__setitem__("process_data", None),
      "ffx ProcessDigest process_data: expected an array, found null"),
+    (PROCESS, lambda d: d["ProcessDigest"]["process_data"].append(
+        d["ProcessDigest"]["process_data"][0]),
+     "ffx ProcessDigest process_data[2] \"blobfs.cm\": koid 2001 is listed twice"),
     (COMPONENT, lambda d: d["ComponentDigest"]["principals"][1].__setitem__(
         "committed_scaled", "lots"),
      "ffx ComponentDigest principals[1] \"core/network/netstack\": 'committed_scaled' must be "
@@ -433,3 +436,23 @@ def test_digest_verbose_by_hand(cli, tmp_path):
     assert plain.stdout == "".join(line + "\n" for line in v.stdout.splitlines()
                                    if not line.startswith("\t\t")
                                    and line not in ("\tb: 12KiB", "\ta: 4KiB"))
+
+
+def test_views_that_need_vmos_or_maps_say_what_the_form_lacks(cli):
+    r = cli(["vmaps", "--from", COMPLETE, "2001"])
+    assert r.status == 1
+    assert r.stderr == (f"zxmem: {COMPLETE}: ffx profile memory output has no memory maps "
+                        "(it lists each process's VMOs: zxmem vmos --from FILE PID)\n")
+    r = cli(["vmos", "--from", COMPLETE, "2004"])
+    assert r.status == 0 and "InspectHeap" in r.stdout
+    for path, form in ((COMPONENT, "ComponentDigest"), (PROCESS, "ProcessDigest")):
+        r = cli(["vmos", "--from", path, "5" if path == COMPONENT else "2001"])
+        assert r.status == 1
+        assert r.stderr.startswith(f"zxmem: {path}: ffx's {form} has no memory objects: ")
+
+
+def test_digest_json_of_a_component_digest_has_unknown_vmos(cli):
+    d = json.loads(cli(["digest", "--json", "--from", COMPONENT]).stdout)
+    assert d["vmo_count"] is None and d["undigested"] is None
+    assert all(b["vmos"] is None for b in d["buckets"])
+    assert d["undigested_bytes"] == 4718592

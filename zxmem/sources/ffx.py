@@ -403,8 +403,12 @@ def _process_digest(body: dict) -> Snapshot:
     form = "ProcessDigest"
     where = f"ffx {form}"
     time_ns = _bytes(body, "capture_time", where)
-    procs = [_process(form, i, rec)
-             for i, rec in enumerate(_list(body.get("process_data"), f"{where} process_data"))]
+    procs = []
+    for i, rec in enumerate(_list(body.get("process_data"), f"{where} process_data")):
+        procs.append(_process(form, i, rec))
+        if any(p.koid == procs[-1][0].koid for p, _ in procs[:-1]):
+            raise InputError(f"{_record(form, 'process_data', i, rec)}: koid "
+                             f"{procs[-1][0].koid} is listed twice")
     notes = ["one root job: ffx profile memory records no job tree",
              "a ProcessDigest (ffx --process-koids/--process-names) holds no VMO table "
              "and no kernel stats: VMOs are unknown; mem shows ffx's own numbers",

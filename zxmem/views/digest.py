@@ -212,12 +212,14 @@ def render_json(
             {
                 "name": b.name,
                 "size_bytes": b.size_bytes,
-                "vmos": [vmo_entry(a.vmo_koid, a.process_koid) for a in b.vmos],
+                # null: the source lists no VMOs (ffx's ComponentDigest).
+                "vmos": None if digest.vmo_count is None
+                else [vmo_entry(a.vmo_koid, a.process_koid) for a in b.vmos],
             }
             for b in digest.buckets
         ],
         "undigested_bytes": digest.undigested_bytes,
-        "undigested": [
+        "undigested": None if digest.vmo_count is None else [
             {
                 "processes": [{"koid": k, "name": digest.process_names.get(k)}
                               for k in pool.process_koids],
