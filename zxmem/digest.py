@@ -79,6 +79,9 @@ class BucketSpec:
     vmo: re.Pattern[str] | None = None
     kind: re.Pattern[str] | None = None
     source: str = ""  # the file it came from
+    # The VMO koids the bucket holds, when a tool already assigned them
+    # (``ffx profile memory --buckets``): then only those VMOs match.
+    koids: frozenset[int] | None = None
 
     def matches_process(self, name: str) -> bool:
         return self.process is None or self.process.fullmatch(name) is not None
@@ -243,7 +246,7 @@ class Digest:
     undigested_bytes: int
     kernel_bytes: int | None
     orphaned_bytes: int | None
-    vmo_count: int  # VMOs in the snapshot
+    vmo_count: int | None  # VMOs in the snapshot (None: the source has no VMO table)
     unknown_vmos: int  # referenced VMOs skipped because committed is unknown
     process_names: dict[int, str]  # koid -> name, for the processes in pools
     unknown_size_bytes: int = 0  # their size (VMO size, not resident), where known
@@ -302,7 +305,8 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
     unknown: set[int] = set()
     # Which buckets' VMO patterns accept a (name, kind): computed once per
     # distinct pair, so the loop below is a set lookup per VMO.
-    vmo_match: dict[tuple[str, str], tuple[int, ...]] = {}
+    vmo_match: dict[tuple[str, str, int], tuple[int, ...]] = {}
+    by_koid = any(s.koids is not None for s in specs)
 
     for p in snapshot.processes:
         refs = _refs(p)
@@ -324,11 +328,12 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
                 continue
             if committed == 0:
                 continue
-            key = (vmo.name, vmo.kind)
+            key = (vmo.name, vmo.kind, koid if by_koid else 0)
             accepting = vmo_match.get(key)
             if accepting is None:
                 accepting = tuple(
                     i for i, s in enumerate(specs) if s.matches_vmo(vmo.name, vmo.kind)
+                    and (s.koids is None or koid in s.koids)
                 )
                 vmo_match[key] = accepting
             chosen = _first_common(eligible, accepting)
@@ -416,3 +421,44 @@ def combine(*groups: Iterable[BucketSpec]) -> tuple[BucketSpec, ...]:
     for g in groups:
         out.extend(g)
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class SourceDigest:
+    """Bucket totals a source computed itself, without a VMO table to redo
+    them from (ffx's ComponentDigest): ``rows`` are ``(name, bytes)`` in the
+    source's order, the reserved rows (Undigested, Kernel, Orphaned) apart."""
+
+    rows: tuple[tuple[str, int], ...]
+    undigested_bytes: int
+    kernel_bytes: int | None = None
+    orphaned_bytes: int | None = None
+    left_out: tuple[str, ...] = ()  # the source's rows that are not buckets (Free, [Addl]…)
+
+
+def digest_from_source(snapshot: Snapshot, source: SourceDigest) -> Digest:
+    """A :class:`Digest` of the totals a source computed (no VMOs, no pools).
+
+    Kernel falls back to the snapshot's kernel stats; Orphaned, when the
+    source has no such row, is kernel VMO bytes minus the rows, as in
+    :func:`compute_digest`, and unknown when the kernel's VMO bytes are.
+    """
+    names: list[str] = list(dict.fromkeys(n for n, _ in source.rows))
+    sizes = dict.fromkeys(names, 0)
+    for n, size in source.rows:
+        sizes[n] += size
+    kern = source.kernel_bytes if source.kernel_bytes is not None else kernel_bytes(snapshot)
+    orphaned = source.orphaned_bytes
+    k = snapshot.kernel
+    if orphaned is None and k is not None and k.vmo_bytes is not None:
+        orphaned = k.vmo_bytes - sum(sizes.values()) - source.undigested_bytes
+    return Digest(
+        buckets=tuple(Bucket(n, sizes[n]) for n in names),
+        undigested=(),
+        undigested_bytes=source.undigested_bytes,
+        kernel_bytes=kern,
+        orphaned_bytes=orphaned,
+        vmo_count=None,
+        unknown_vmos=0,
+        process_names={},
+    )

@@ -318,6 +318,17 @@ class Snapshot:
     vmo_holders: _Mapping[int, tuple[int, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Buckets the source carried (a memory-monitor capture wrapped with its
+    # "Buckets", or the assignment `ffx profile memory --buckets` made):
+    # zxmem.digest.BucketSpec objects, used by `digest` when no --buckets is
+    # given.  None when the source has none.
+    buckets: tuple | None = None
+    # What a source that holds no VMO table computed itself (ffx's
+    # ComponentDigest and ProcessDigest): a zxmem.summary.Summary of its
+    # per-principal/per-process private/scaled/total bytes and VMO groups,
+    # and a zxmem.digest.SourceDigest of its bucket totals.  None otherwise.
+    source_summary: object | None = None
+    source_digest: object | None = None
 
     @property
     def root_job(self) -> Job | None:

@@ -108,7 +108,8 @@ def add_from(parser: argparse.ArgumentParser) -> None:
         dest="from_file",
         metavar="FILE",
         help="read a saved snapshot instead of /proc: zxmem's or Fuchsia's memgraph JSON, "
-        "or a Fuchsia memory-monitor capture; '-' reads stdin",
+        "a Fuchsia memory-monitor capture, or `ffx profile memory --machine json` output; "
+        "'-' reads stdin",
     )
 
 

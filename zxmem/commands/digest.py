@@ -42,8 +42,18 @@ mapping ([heap], [stack], mmap-anonymous, [anon:NAME]), a memfd (memfd:NAME),
 a shmem or SysV object; zxmem's Linux bucket file (shared libraries, memfd and
 shared memory, Python, Java, Node and Chromium processes, heaps, stacks,
 anonymous memory, mapped files) is used unless --no-default-buckets is given;
---buckets FILE adds buckets before it (they take precedence).  A Fuchsia
-capture (--from) needs --buckets.
+--buckets FILE adds buckets before it (they take precedence).
+
+A saved Fuchsia snapshot (--from) uses its own buckets when it has some: a
+memory-monitor capture wrapped with its "Buckets", or `ffx profile memory
+--buckets --machine json` output (ffx's own assignment); otherwise it needs
+--buckets.  ffx's ComponentDigest lists no VMOs: digest prints its bucket
+totals as they are.
+
+-v and -vv add mem_digest.py's per-process detail: -v lists under each
+bucket the processes its VMOs were assigned through, and under each
+undigested sharing pool every process's VMOs summarized by name (count and
+bytes); -vv lists the pool's VMOs one by one (name[koid]) instead.
 """
 
 EPILOG = """\
@@ -51,6 +61,7 @@ examples:
   zxmem digest                              this machine, Linux buckets
   zxmem digest --buckets mine.json          my buckets first, then the Linux ones
   zxmem digest --from capture.json --buckets buckets.json
+  zxmem digest --from ffx.json -v           ffx profile memory --buckets --machine json
   zxmem digest --output csv                 Name, bytes rows sorted by name (or --csv)
   zxmem digest --undigested                 also a summary of what no bucket took
   zxmem digest --json | jq '.buckets[] | {name, size_bytes}'    (or --output json)
@@ -71,8 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="do not use zxmem's Linux bucket file")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--output", choices=("human", "csv", "json"), default="human",
-                     help="human (default), csv ('Name, bytes' rows) or json (the "
-                          "option of Fuchsia's mem_digest.py)")
+                     help="human (default), csv ('Name, bytes' rows), the two of "
+                          "Fuchsia's mem_digest.py, or json (zxmem's own)")
     out.add_argument("--csv", dest="output", action="store_const", const="csv",
                      help="the same as --output csv (the spelling zxmem mem uses)")
     out.add_argument("--json", dest="output", action="store_const", const="json",
@@ -81,6 +92,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also summarize the undigested VMOs per process (private, scaled, "
                         "total); with --output csv, print that summary's "
                         "koid,name,private,scaled,total rows instead of the buckets")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="human output: the processes under each bucket, and each "
+                        "undigested pool's VMOs summarized by name (mem_digest.py -v)")
+    p.add_argument("-vv", "--extra-verbose", action="store_true",
+                   help="human output: each undigested pool's VMOs one by one "
+                        "(mem_digest.py -vv; -v takes precedence)")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
@@ -111,7 +128,9 @@ def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):
         from zxmem.sources.load import load_snapshot
 
         snapshot = load_snapshot(env.stdin if path == "-" else path)
-        if not snapshot.vmos and all(p.vmo_refs is None for p in snapshot.processes):
+        if snapshot.source_summary is not None:
+            pass  # ffx's own numbers stand in for the VMOs it does not list
+        elif not snapshot.vmos and all(p.vmo_refs is None for p in snapshot.processes):
             # memgraph without -v: every byte would land in Orphaned, so say
             # what is missing instead (the same error as vmos --from).
             tool = "Fuchsia's `memgraph -v`" \
@@ -158,18 +177,43 @@ def run(args: argparse.Namespace, env) -> int:
     for path in args.buckets or ():
         user.extend(dg.read_bucket_file(path))
     snapshot, _time_ns, notes = vmo_snapshot(args, env)
+    notes = list(notes)
     linux = snapshot.provenance.source == "linux"
     specs = tuple(user)
-    if linux and not args.no_default_buckets:
+    source_digest = None
+    if snapshot.source_summary is not None:
+        # ffx's ComponentDigest / ProcessDigest: no VMO table to assign.
+        if user:
+            raise common.lacks(args, "the snapshot lists no VMOs to assign to --buckets "
+                                     "(ffx's own bucket totals are used without it)")
+        source_digest = snapshot.source_digest
+        if source_digest is None:
+            why = ("a ProcessDigest (ffx --process-koids/--process-names) has no VMOs and "
+                   "no buckets" if snapshot.provenance.source == "fuchsia-ffx-process-digest"
+                   else "the snapshot has no memory objects and no digest")
+            raise common.lacks(args, f"{why}: record it with `ffx profile memory --buckets "
+                                     "--machine json`")
+        if args.undigested:
+            raise common.lacks(args, "the snapshot lists no VMOs: no undigested summary")
+    elif linux and not args.no_default_buckets:
         specs = dg.combine(user, dg.default_linux_buckets())
+    elif not user and snapshot.buckets:
+        specs = tuple(snapshot.buckets)
     elif not user:
         raise UsageError(
             "zxmem digest: --buckets FILE is required"
             + ("" if linux else f" for a {snapshot.provenance.source} snapshot "
                "(zxmem's default buckets describe Linux)")
         )
-    digest = dg.compute_digest(snapshot, specs)
-    notes = list(notes)
+    if source_digest is not None:
+        digest = dg.digest_from_source(snapshot, source_digest)
+        if source_digest.left_out:
+            notes.append("the snapshot's digest rows that are not buckets are left out: "
+                         + ", ".join(source_digest.left_out))
+        if args.verbose or args.extra_verbose:
+            notes.append("no per-process detail: the snapshot lists no VMOs")
+    else:
+        digest = dg.compute_digest(snapshot, specs)
     if digest.unknown_vmos or digest.orphaned_unknown:
         from zxmem.commands.mem import unknown_note
 
@@ -187,7 +231,9 @@ def run(args: argparse.Namespace, env) -> int:
     elif args.output == "csv":
         env.stdout.write(view.render_csv(digest, summary))
     else:
-        env.stdout.write(view.render_human(digest, summary))
+        env.stdout.write(view.render_human(digest, summary, snapshot=snapshot,
+                                           verbose=args.verbose,
+                                           extra_verbose=args.extra_verbose))
     env.stdout.flush()
     if args.output != "json":
         for note in notes:

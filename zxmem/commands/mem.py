@@ -83,7 +83,8 @@ def run(args: argparse.Namespace, env) -> int:
     # give the share counts.
     detail = None if args.pid is None or args.from_file else [args.pid]
     snapshot, time_ns, notes = vmo_snapshot(args, env, detail_pids=detail)
-    summary = summarize(snapshot)
+    # ffx's ComponentDigest/ProcessDigest list no VMOs: their own numbers.
+    summary = snapshot.source_summary or summarize(snapshot)
     notes = list(notes)
     if args.pid is not None:
         ps = summary.process(args.pid)

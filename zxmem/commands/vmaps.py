@@ -199,6 +199,15 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
         if source == "fuchsia-capture":
             raise common.lacks(args, f"a Fuchsia capture has no {what} (it lists each "
                                      "process's VMOs: zxmem vmos --from FILE PID)")
+        if source == "fuchsia-ffx-complete-digest":
+            raise common.lacks(args, f"ffx profile memory output has no {what} (it lists "
+                                     "each process's VMOs: zxmem vmos --from FILE PID)")
+        if source.startswith("fuchsia-ffx-"):
+            form = "ComponentDigest" if "component" in source else "ProcessDigest"
+            raise common.lacks(args, f"ffx's {form} has "
+                                     f"no {what}: only a CompleteDigest (ffx profile memory "
+                                     "--machine json, memory_monitor 1, no process filter) "
+                                     "lists VMOs")
         if source == "fuchsia-memgraph" and need == "mappings":
             raise common.lacks(args, "Fuchsia's memgraph has no memory maps (with -v it "
                                      "lists each process's VMOs: zxmem vmos --from FILE PID)")

@@ -44,7 +44,9 @@ capture (spec fuchsia-tools §9.1–9.2)
       record is unknown (``None``), never 0 or a guess: ``num_mappings``, and
       ``kind`` (a child VMO may be a copy-on-write clone, a slice or a
       reference; a root one anonymous, pager-backed or physical).
-      ``populated_bytes`` (zram) and ``Buckets`` are noted, not kept.
+      ``populated_bytes`` (zram) is noted, not kept.
+    * buckets: a wrapped capture's ``Buckets`` become :attr:`Snapshot.buckets`
+      (``digest`` uses them when no ``--buckets`` is given).
 """
 
 from __future__ import annotations
@@ -253,8 +255,16 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
              "charged with ancestors, shared by process count)"]
     if _is_int(cap.get("Time")):
         notes.append(f"capture time {cap['Time']} ns (monotonic)")
+    buckets = None
     if wrapped and doc.get("Buckets"):
-        notes.append(f"{len(doc['Buckets'])} bucket definitions not imported")
+        from zxmem.digest import parse_buckets
+        from zxmem.errors import ZxmemError
+
+        try:
+            buckets = parse_buckets(doc["Buckets"], "capture Buckets")
+        except ZxmemError as exc:
+            raise InputError(str(exc)) from None
+        notes.append(f"{len(buckets)} bucket definitions (digest uses them unless --buckets)")
     kernel = _kernel(cap.get("Kernel"))
     if isinstance(cap.get("kmem_stats_compression"), dict) and kernel is not None:
         from dataclasses import replace
@@ -339,6 +349,7 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
         processes=tuple(processes),
         kernel=kernel,
         vmos=MappingProxyType(vmo_objs),
+        buckets=buckets,
     )
 
 

@@ -1,7 +1,9 @@
 """``--from FILE``: read a saved snapshot, whatever produced it.
 
-:func:`load_snapshot` tells three formats apart by their first bytes and
-content:
+:func:`load_snapshot` tells the formats apart by their first bytes and
+content (``ffx profile memory --machine json``, an object with one key
+``CompleteDigest``, ``ProcessDigest`` or ``ComponentDigest``, goes to
+:mod:`zxmem.sources.ffx`):
 
 * zxmem's memgraph (a JSON array; its ``__META`` record says
   ``"format": "zxmem-memgraph/1"``) — read **one line at a time**: zxmem
@@ -341,10 +343,17 @@ def _load_object(inp: _Input) -> Snapshot:
         doc = _loads(data)
     except ValueError as exc:
         raise _json_error(name, data, base, exc) from None
+    from zxmem.sources.ffx import is_ffx, snapshot_from_ffx
+
+    if is_ffx(doc):  # `ffx profile memory --machine json`
+        try:
+            return snapshot_from_ffx(doc)
+        except InputError as exc:
+            raise _error(name, str(exc)) from None
     if not is_capture(doc):
         raise _error(name, f"not a memgraph or a Fuchsia capture: found {_describe(doc)} "
-                           "(expected a memgraph array, or an object with 'Kernel' and "
-                           "'Processes')")
+                           "(expected a memgraph array, an object with 'Kernel' and "
+                           "'Processes', or ffx profile memory JSON)")
     try:
         return snapshot_from_capture(doc)
     except InputError as exc:

@@ -10,11 +10,21 @@ Human (``mem_digest.py -o human``)::
     Undigested:                 only when some VMO is undigested
     \\t<name[koid] ,name[koid]>: <size>   larger sharing pools first, then size
 
+``-v`` (``verbose``) adds, under each bucket row, ``\\t<process name>:
+<size>`` for each process through which its VMOs were assigned (largest
+first), and under each pool line, for each of its processes,
+``\\t\\t<name[koid]> VMO Summaries:`` then ``\\t\\t\\t<VMO name> (<count>):
+<size>`` (the pool's VMOs by name, largest first); ``-vv`` alone lists them
+one by one instead: ``\\t\\t<name[koid]> VMOs:`` then
+``\\t\\t\\t<VMO name>[<koid>]: <size>`` sorted by name.  That is the layout
+of ``mem_digest.py -v`` / ``-vv``.
+
 Sizes are ``%.4g`` of B/KiB/MiB/GiB (:func:`zxmem.units.format_size_digest`);
 the pool separator really is ``" ,"``, as the scripts print it.
 
 CSV (``-o csv``): ``Name, bytes`` for every row, zero ones included, sorted
-by name.  JSON: every row in bytes, the VMOs of each bucket and pool.
+by name.  JSON (zxmem's own; mem_digest.py has none): every row in bytes,
+the VMOs of each bucket and pool.
 
 Unknowns (Linux, unprivileged: VMOs whose committed bytes could not be
 read) are in no row, and never count as 0.  When there are some, and only
@@ -66,9 +76,64 @@ def pool_label(digest: Digest, koids: tuple[int, ...]) -> str:
     return " ,".join(f"{digest.process_names.get(k, '?')}[{k}]" for k in koids)
 
 
-def render_human(digest: Digest, undigested_summary: Summary | None = None) -> str:
+def _bucket_detail(digest: Digest, snapshot: Snapshot, name: str) -> list[str]:
+    """``-v`` under a bucket: ``\\t<process name>: <size>`` for each process
+    its VMOs were assigned through, largest first (ties in snapshot order)."""
+    bucket = next((b for b in digest.buckets if b.name == name), None)
+    if bucket is None or not bucket.vmos:
+        return []
+    order = {p.koid: i for i, p in enumerate(snapshot.processes)}
+    sizes: dict[int, int] = {}
+    for a in bucket.vmos:
+        sizes[a.process_koid] = sizes.get(a.process_koid, 0) + a.committed_bytes
+    entries = sorted(sizes.items(), key=lambda kv: order.get(kv[0], len(order)))
+    entries.sort(key=lambda kv: kv[1], reverse=True)
+    lines = []
+    for koid, size in entries:
+        proc = snapshot.process(koid)
+        pname = proc.name if proc is not None else "?"
+        lines.append(f"\t{escape_terminal(pname)}: {format_size_digest(size)}\n")
+    return lines
+
+
+def _pool_detail(digest: Digest, snapshot: Snapshot, pool, verbose: bool) -> list[str]:
+    """``-v``: each process's VMO summaries by name; ``-vv``: its VMOs."""
+    vmos = [snapshot.vmos[k] for k in pool.vmo_koids]
+    lines = []
+    for koid in pool.process_koids:
+        full = escape_terminal(f"{digest.process_names.get(koid, '?')}[{koid}]")
+        if verbose:
+            lines.append(f"\t\t{full} VMO Summaries:\n")
+            groups: dict[str, list[int]] = {}
+            for v in vmos:
+                acc = groups.setdefault(v.name, [0, 0])
+                acc[0] += 1
+                acc[1] += v.committed_bytes or 0
+            for vname, (count, size) in sorted(groups.items(), key=lambda kv: kv[1][1],
+                                               reverse=True):
+                lines.append(f"\t\t\t{escape_terminal(vname)} ({count}): "
+                             f"{format_size_digest(size)}\n")
+        else:
+            lines.append(f"\t\t{full} VMOs:\n")
+            for v in sorted(vmos, key=lambda v: v.name):
+                lines.append(f"\t\t\t{escape_terminal(v.name)}[{v.koid}]: "
+                             f"{format_size_digest(v.committed_bytes or 0)}\n")
+    return lines
+
+
+def render_human(
+    digest: Digest,
+    undigested_summary: Summary | None = None,
+    *,
+    snapshot: Snapshot | None = None,
+    verbose: bool = False,
+    extra_verbose: bool = False,
+) -> str:
+    """mem_digest.py's human output; ``verbose``/``extra_verbose`` (``-v``,
+    ``-vv``, which need ``snapshot``) add its per-process detail."""
     out = io.StringIO()
     total = 0
+    detail = snapshot is not None and (verbose or extra_verbose)
     for name, size in _rows_with_unknown(digest):
         if size is None:
             out.write(f"{escape_terminal(name)}: unknown\n")
@@ -77,6 +142,8 @@ def render_human(digest: Digest, undigested_summary: Summary | None = None) -> s
             continue
         out.write(f"{escape_terminal(name)}: {format_size_digest(size)}\n")
         total += size
+        if verbose and snapshot is not None and name != UNDIGESTED:
+            out.writelines(_bucket_detail(digest, snapshot, name))
     mark = ""
     if digest.unknown_vmos:
         size = format_size_digest(digest.unknown_size_bytes)
@@ -87,6 +154,8 @@ def render_human(digest: Digest, undigested_summary: Summary | None = None) -> s
         for pool in digest.undigested:
             label = escape_terminal(pool_label(digest, pool.process_koids))
             out.write(f"\t{label}: {format_size_digest(pool.size_bytes)}\n")
+            if detail:
+                out.writelines(_pool_detail(digest, snapshot, pool, verbose))
     if undigested_summary is not None:
         from zxmem.views.mem import render_processes
 
@@ -143,12 +212,14 @@ def render_json(
             {
                 "name": b.name,
                 "size_bytes": b.size_bytes,
-                "vmos": [vmo_entry(a.vmo_koid, a.process_koid) for a in b.vmos],
+                # null: the source lists no VMOs (ffx's ComponentDigest).
+                "vmos": None if digest.vmo_count is None
+                else [vmo_entry(a.vmo_koid, a.process_koid) for a in b.vmos],
             }
             for b in digest.buckets
         ],
         "undigested_bytes": digest.undigested_bytes,
-        "undigested": [
+        "undigested": None if digest.vmo_count is None else [
             {
                 "processes": [{"koid": k, "name": digest.process_names.get(k)}
                               for k in pool.process_koids],
