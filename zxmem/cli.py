@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from zxmem import __version__
-from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
+from zxmem.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OutputError,
+    UsageError,
+    ZxmemError,
+)
 from zxmem.textsafe import SafeWriter
 
 # Modules of zxmem/commands that are not commands.
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     outer = env
     # Every byte a command writes goes through SafeWriter: a control
     # character a view forgot to escape still never reaches a terminal raw.
-    env = dataclasses.replace(env, stdout=SafeWriter(env.stdout),
+    env = dataclasses.replace(env, stdout=SafeWriter(_Guarded(env.stdout)),
                               stderr=SafeWriter(env.stderr))
     try:
         parser = build_parser(argv[0] if argv else None)
@@ -132,6 +139,11 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         status = args.run(args, env)
         env.stdout.flush()
         return status if status is not None else EXIT_OK
+    except OutputError as exc:
+        _error(env, str(exc))
+        if isinstance(exc.__cause__, OSError):
+            _quiet_stdout(outer)  # what is still buffered would fail again at exit
+        return exc.exit_status
     except ZxmemError as exc:
         _error(env, str(exc))
         return exc.exit_status
@@ -140,6 +152,34 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout(outer)
         return EXIT_OK
+
+
+class _Guarded:
+    r"""Standard output whose write errors (ENOSPC, EIO, ...) are one-line
+    :class:`OutputError`\ s; a closed pipe stays a BrokenPipeError, which
+    ends the command quietly."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to standard output: {exc.strerror}") from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to standard output: {exc.strerror}") from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _error(env: Environment, message: str) -> None:

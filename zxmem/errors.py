@@ -29,3 +29,9 @@ class InputError(ZxmemError):
     """A file that cannot be read or parsed (names the offset or record)."""
 
     exit_status = EXIT_FAILURE
+
+
+class OutputError(ZxmemError):
+    """Standard output or an output file could not be written (disk full, EIO)."""
+
+    exit_status = EXIT_FAILURE

@@ -96,7 +96,9 @@ def run(args: argparse.Namespace, env) -> int:
     if path is None and args.open_browser:
         path = _temp_page(page)
     elif path is not None:
-        _write_atomic(path, page)
+        from zxmem.outfile import write_output
+
+        write_output(path, page)
     else:
         env.stdout.write(page)
         env.stdout.flush()
@@ -195,41 +197,6 @@ def _stdin_has_data(env) -> bool:
         except OSError:
             return st.st_size > 0
     return False
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    import os
-    import tempfile
-
-    from zxmem.errors import ZxmemError
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".zxmem-", suffix=".html", dir=directory)
-    except OSError as exc:
-        raise ZxmemError(f"-o {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ZxmemError(f"-o {path}: {exc.strerror}") from None
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _temp_page(text: str) -> str:
