@@ -1,0 +1,196 @@
+"""The history store's tables, its schema version and migrations.
+
+One SQLite file in WAL mode.  ``PRAGMA user_version`` is the schema version:
+a store written by a newer zxmem is refused with a one-line error, an older
+one is migrated in place (one transaction per step).
+
+Every table but ``samples``, ``strings`` and the two identity tables holds
+*versioned rows*: a row is valid from sample ``first`` to sample ``last``
+inclusive (``last`` NULL: still valid at the newest sample).  A sample only
+adds rows for what changed since the previous one, and closes the rows of
+what changed or went away.
+
+=================  ==========================================================
+``strings``        every name, command line, path and provenance, once
+``samples``        one row per sample: time, tier, provenance, summary
+``procs``          process identities (boot id, PID, start time)
+``proc_info``      versioned: name, job, parent, uid, command line
+``proc_mem``       versioned: memory counts, state letter, threads, PTEs
+``job_ids``        job identities (cgroup id, path)
+``job_info``       versioned: name, parent, state, charged bytes
+``kernel_values``  versioned: one kernel counter (column, meminfo or extra)
+``vmos``           versioned, objects tier only: one memory object by koid
+``vmo_refs``       versioned, objects tier only: a process's references
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from zxmem.errors import ZxmemError
+
+# 1: the first layout.  2: samples carry their process count and total PSS
+# (``zxmem history`` reads them without visiting every row).
+VERSION = 2
+
+APPLICATION_ID = 0x7A786D68  # "zxmh"
+
+_V1 = """
+CREATE TABLE strings (id INTEGER PRIMARY KEY, s BLOB NOT NULL UNIQUE);  -- UTF-8
+CREATE TABLE samples (
+    n INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,       -- wall clock, ns since the epoch (UTC)
+    timestamp TEXT,                 -- the provenance's own timestamp text
+    capture_ns INTEGER,             -- provenance.capture_time_ns
+    tier INTEGER NOT NULL,          -- 0 totals, 1 totals and objects
+    prov INTEGER NOT NULL,          -- strings: provenance JSON
+    has_kernel INTEGER NOT NULL,
+    extra INTEGER                   -- strings: hidden koids and holders JSON
+);
+CREATE INDEX samples_time ON samples(time_ns);
+CREATE TABLE procs (
+    id INTEGER PRIMARY KEY, boot INTEGER, pid INTEGER NOT NULL, start INTEGER);
+CREATE TABLE proc_info (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, job INTEGER NOT NULL, ppid INTEGER, uid INTEGER,
+    cmdline INTEGER, kthread INTEGER NOT NULL);
+CREATE TABLE proc_mem (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    known INTEGER NOT NULL, pss INTEGER, private INTEGER, shared INTEGER,
+    rss INTEGER, swap INTEGER, swap_pss INTEGER, pss_anon INTEGER,
+    pss_file INTEGER, pss_shmem INTEGER, hugetlb INTEGER,
+    state TEXT, threads INTEGER, pte INTEGER);
+CREATE TABLE job_ids (id INTEGER PRIMARY KEY, koid INTEGER NOT NULL, path INTEGER NOT NULL);
+CREATE TABLE job_info (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, parent INTEGER NOT NULL, state INTEGER NOT NULL,
+    charged INTEGER);
+CREATE TABLE kernel_values (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, value INTEGER);
+CREATE TABLE vmos (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, kind INTEGER NOT NULL, size INTEGER, committed INTEGER,
+    parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER NOT NULL,
+    shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE vmo_refs (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, refs BLOB NOT NULL);
+"""
+
+# The versioned tables and their value columns (after ent, first, last).
+VERSIONED: dict[str, tuple[str, ...]] = {
+    "proc_info": ("name", "job", "ppid", "uid", "cmdline", "kthread"),
+    "proc_mem": ("known", "pss", "private", "shared", "rss", "swap", "swap_pss", "pss_anon",
+                 "pss_file", "pss_shmem", "hugetlb", "state", "threads", "pte"),
+    "job_info": ("name", "parent", "state", "charged"),
+    "kernel_values": ("value",),
+    "vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings", "shares",
+             "dev", "inode", "path", "swap"),
+    "vmo_refs": ("refs",),
+}
+
+
+def _indexes(conn: sqlite3.Connection) -> None:
+    for table in VERSIONED:
+        # Open rows (the writer's state, the newest sample) and the rows
+        # closed at or after a sample (replay, retention).
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_last ON {table}(last)")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_first ON {table}(first)")
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE samples ADD COLUMN nproc INTEGER")
+    conn.execute("ALTER TABLE samples ADD COLUMN pss_bytes INTEGER")
+    conn.execute("""
+        UPDATE samples SET
+          nproc = (SELECT count(*) FROM proc_mem m
+                   WHERE m.first <= samples.n AND (m.last IS NULL OR m.last >= samples.n)),
+          pss_bytes = (SELECT sum(m.pss) FROM proc_mem m
+                       WHERE m.first <= samples.n AND (m.last IS NULL OR m.last >= samples.n))
+    """)
+
+
+MIGRATIONS = {1: _migrate_1_to_2}
+
+
+class StoreError(ZxmemError):
+    """A store that cannot be opened, read or written (one line)."""
+
+
+def open_store(path: str, *, create: bool, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and with ``create`` make or migrate) the store at ``path``.
+
+    Autocommit mode: callers open their own transactions (``BEGIN``).
+    """
+    import os
+
+    if not create and not os.path.exists(path):
+        raise StoreError(f"{path}: no such history store")
+    try:
+        if readonly:
+            uri = "file:" + _uri_path(path) + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        conn.execute("PRAGMA busy_timeout=5000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a zxmem history store ({exc})") from None
+    if version > VERSION:
+        conn.close()
+        raise StoreError(f"{path}: written by a newer zxmem (store schema {version}, "
+                         f"this zxmem reads up to {VERSION}): upgrade zxmem")
+    has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if version == 0 and has_tables:
+        conn.close()
+        raise StoreError(f"{path}: an SQLite file that is not a zxmem history store")
+    if version and app != APPLICATION_ID:
+        conn.close()
+        raise StoreError(f"{path}: an SQLite file that is not a zxmem history store")
+    if version < VERSION:
+        if readonly:
+            conn.close()
+            # A reader migrates too (it needs the newer layout): reopen writable.
+            conn = open_store(path, create=True)
+            conn.close()
+            return open_store(path, create=False, readonly=True)
+        _upgrade(conn, version, path)
+    return conn
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path)
+
+
+def _upgrade(conn: sqlite3.Connection, version: int, path: str) -> None:
+    try:
+        if version == 0:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            # Another process may have created it meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for stmt in _V1.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                _indexes(conn)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute("PRAGMA user_version=1")
+            conn.execute("COMMIT")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        while version < VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            now = conn.execute("PRAGMA user_version").fetchone()[0]
+            if now == version:
+                MIGRATIONS[version](conn)
+                conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"{path}: cannot create or migrate the store: {exc}") from None
