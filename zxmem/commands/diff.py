@@ -152,7 +152,7 @@ def run(args: argparse.Namespace, env) -> int:
     if args.json:
         doc = {"a": _source(args.a, a), "b": _source(args.b, b)}
         for k, rows in result.items():
-            doc[k + "s"] = [{"key": c.key, "name": c.name, "status": c.status,
+            doc[_PLURAL[k]] = [{"key": c.key, "name": c.name, "status": c.status,
                              "before_bytes": c.before_bytes, "after_bytes": c.after_bytes,
                              "change_bytes": c.change_bytes} for c in rows]
         env.stdout.write(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")
@@ -167,6 +167,7 @@ def _source(arg: str, snapshot) -> dict:
     return {"input": arg, "source": p.source, "timestamp": p.timestamp, "host": p.host}
 
 
+_PLURAL = {"job": "jobs", "process": "processes", "object": "objects"}
 _TITLES = {"job": "JOBS (PSS)", "process": "PROCESSES (PSS)", "object": "OBJECTS (ALLOC)"}
 
 
