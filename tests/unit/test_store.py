@@ -80,7 +80,8 @@ def store(tmp_path):
 
 def rows(conn: sqlite3.Connection) -> dict[str, int]:
     return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "vmo_refs",
+            for t in ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
+                      "vmo_refs",
                       "strings", "procs")}
 
 
@@ -340,3 +341,35 @@ def test_stored_form_keeps_the_thread_count_not_the_threads():
     snap = made_up()
     p = replace(snap.processes[0], threads=())
     assert stored_form(snap, TOTALS).processes[0].num_threads == p.num_threads
+
+
+def shifted(snap: Snapshot, by: int) -> Snapshot:
+    """``snap`` with every sequence (anonymous) koid moved by ``by``, as when a
+    process earlier in scan order exits and the collector numbers again."""
+    from zxmem.model import INODE_KOID_BASE
+
+    def k(koid: int) -> int:
+        return koid + by if koid < INODE_KOID_BASE else koid
+
+    vmos = {k(koid): replace(v, koid=k(koid)) for koid, v in snap.vmos.items()}
+    procs = tuple(replace(p, vmo_refs=tuple(replace(r, vmo_koid=k(r.vmo_koid))
+                                            for r in p.vmo_refs))
+                  if p.vmo_refs else p for p in snap.processes)
+    return replace(snap, vmos=MappingProxyType(vmos), processes=procs,
+                   hidden_vmo_koids=tuple(k(x) for x in snap.hidden_vmo_koids))
+
+
+def test_renumbered_anonymous_objects_add_one_base_row_not_object_rows(store):
+    _, conn, w = store
+    a = made_up()
+    b = shifted(a, 40)
+    assert b.vmos != a.vmos
+    w.write(a, OBJECTS, T0)
+    before = rows(conn)
+    base_rows = conn.execute("SELECT count(*) FROM vmo_base").fetchone()[0]
+    w.write(b, OBJECTS, T0 + 1)
+    after = rows(conn)
+    assert after == before  # no object, reference or string row
+    assert conn.execute("SELECT count(*) FROM vmo_base").fetchone()[0] == base_rows + 1
+    assert read_sample(conn, 1) == stored_form(a, OBJECTS)
+    assert read_sample(conn, 2) == stored_form(b, OBJECTS)

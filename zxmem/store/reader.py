@@ -28,7 +28,9 @@ from zxmem.model import (
     VmoRef,
 )
 from zxmem.store.schema import VERSIONED, StoreError
-from zxmem.store.writer import OBJECTS, TIER_NAMES, TOTALS, decode_text, u64
+from zxmem.store.writer import _OFFSET_BITS, OBJECTS, TIER_NAMES, TOTALS, decode_text, u64
+
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +104,16 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
         conn, "proc_mem", "ent, " + ", ".join(VERSIONED["proc_mem"]), n)}
     jobs = _valid(conn, "job_info", "ent, " + ", ".join(VERSIONED["job_info"]), n)
     kvals = _valid(conn, "kernel_values", "ent, value", n) if has_kernel else []
-    vmo_rows = (_valid(conn, "vmos", "ent, " + ", ".join(VERSIONED["vmos"]), n)
-                if tier == OBJECTS else [])
-    refs = ({ent: blob for ent, blob in _valid(conn, "vmo_refs", "ent, refs", n)}
-            if tier == OBJECTS else {})
+    vmo_rows: list[tuple] = []
+    refs: dict[int, bytes] = {}
+    bases: dict[int, int] = {}
+    if tier == OBJECTS:
+        cols = "ent, " + ", ".join(VERSIONED["vmos"])
+        vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n)]
+        bases = dict(_valid(conn, "vmo_base", "ent, base", n))
+        for r in _valid(conn, "anon_vmos", cols, n):
+            vmo_rows.append((bases[r[0] >> _OFFSET_BITS] + (r[0] & _OFFSET_MASK),) + r[1:])
+        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n))
     ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
     ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
     ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]
@@ -137,8 +145,10 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
         vrefs = None
         blob = refs.get(ent)
         if blob is not None:
-            vrefs = tuple(VmoRef(k, tuple(via), tuple(rights), fd)
-                          for k, via, rights, fd in json.loads(zlib.decompress(blob)))
+            b = bases.get(ent, 0)
+            vrefs = tuple(VmoRef(r[0] + b if len(r) > 4 else r[0], tuple(r[1]), tuple(r[2]),
+                                 r[3])
+                          for r in json.loads(zlib.decompress(blob)))
         processes.append(Process(
             koid=pid, name=s(name), job_koid=u64(job), ppid=ppid, uid=uid,
             cmdline=None if cmd is None else tuple(json.loads(s(cmd))),
@@ -167,7 +177,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
     vmos = {}
     for (koid, name, kind, size, committed, parent, children, mappings, shares, dev, inode,
          path, swap) in vmo_rows:
-        vmos[u64(koid)] = Vmo(koid=u64(koid), name=s(name), kind=s(kind), size_bytes=size,
+        vmos[koid] = Vmo(koid=koid, name=s(name), kind=s(kind), size_bytes=size,
                               committed_bytes=committed, parent_koid=u64(parent),
                               num_children=children, num_mappings=mappings,
                               share_count=shares, dev=u64(dev), inode=u64(inode),

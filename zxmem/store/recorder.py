@@ -160,7 +160,9 @@ class Recorder:
             for table in VERSIONED:
                 c.execute(f"DELETE FROM {table} WHERE last < ?", (keep_from,))
             c.execute("DELETE FROM procs WHERE id NOT IN (SELECT ent FROM proc_info) "
-                      "AND id NOT IN (SELECT ent FROM vmo_refs)")
+                      "AND id NOT IN (SELECT ent FROM vmo_refs) "
+                      "AND id NOT IN (SELECT ent FROM vmo_base) "
+                      "AND id NOT IN (SELECT ent >> 24 FROM anon_vmos)")
             c.execute("DELETE FROM job_ids WHERE id NOT IN (SELECT ent FROM job_info)")
             c.execute("""
                 DELETE FROM strings WHERE id NOT IN (SELECT x FROM (
@@ -170,7 +172,9 @@ class Recorder:
                   UNION SELECT name FROM job_info UNION SELECT state FROM job_info
                   UNION SELECT ent FROM kernel_values
                   UNION SELECT name FROM vmos UNION SELECT kind FROM vmos
-                  UNION SELECT path FROM vmos) WHERE x IS NOT NULL)""")
+                  UNION SELECT path FROM vmos
+                  UNION SELECT name FROM anon_vmos UNION SELECT kind FROM anon_vmos
+                  UNION SELECT path FROM anon_vmos) WHERE x IS NOT NULL)""")
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:

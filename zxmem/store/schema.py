@@ -20,7 +20,17 @@ what changed or went away.
 ``job_info``       versioned: name, parent, state, charged bytes
 ``kernel_values``  versioned: one kernel counter (column, meminfo or extra)
 ``vmos``           versioned, objects tier only: one memory object by koid
+                   (file-backed objects, whose koid is stable)
+``anon_vmos``      versioned, objects tier only: an anonymous object, by its
+                   owner (the first process that reaches it) and its koid's
+                   offset from the owner's ``vmo_base``
+``vmo_base``       versioned, objects tier only: a process's first sequence koid
 ``vmo_refs``       versioned, objects tier only: a process's references
+                   (zlib-compressed JSON; sequence koids relative to the base)
+
+Anonymous objects get sequence koids in scan order, so one process that exits
+shifts the koids of every process after it; stored relative to their owner's
+base, a shift changes one ``vmo_base`` row per process, not every object.
 =================  ==========================================================
 """
 
@@ -73,6 +83,13 @@ CREATE TABLE vmos (
     name INTEGER NOT NULL, kind INTEGER NOT NULL, size INTEGER, committed INTEGER,
     parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER NOT NULL,
     shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE anon_vmos (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, kind INTEGER NOT NULL, size INTEGER, committed INTEGER,
+    parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER NOT NULL,
+    shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE vmo_base (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, base INTEGER NOT NULL);
 CREATE TABLE vmo_refs (
     ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, refs BLOB NOT NULL);
 """
@@ -86,16 +103,19 @@ VERSIONED: dict[str, tuple[str, ...]] = {
     "kernel_values": ("value",),
     "vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings", "shares",
              "dev", "inode", "path", "swap"),
+    "anon_vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings",
+                  "shares", "dev", "inode", "path", "swap"),
+    "vmo_base": ("base",),
     "vmo_refs": ("refs",),
 }
 
 
 def _indexes(conn: sqlite3.Connection) -> None:
     for table in VERSIONED:
-        # Open rows (the writer's state, the newest sample) and the rows
-        # closed at or after a sample (replay, retention).
+        # Open rows (the writer's state, replay of the newest sample) and
+        # the rows closed at or after a sample (replay, retention).  No index
+        # on first: every lookup bounds last, and an index costs bytes per row.
         conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_last ON {table}(last)")
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_first ON {table}(first)")
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import fields
 
-from zxmem.model import Provenance, Snapshot
+from zxmem.model import INODE_KOID_BASE, Provenance, Snapshot
 from zxmem.store.schema import VERSIONED
 
 TOTALS = 0
@@ -66,8 +66,20 @@ def provenance_json(prov: Provenance) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-def refs_blob(refs) -> bytes:
-    rows = [[r.vmo_koid, list(r.via), list(r.handle_rights), r.fd] for r in refs]
+# An anonymous object's entity in anon_vmos: owner << _OFFSET_BITS | offset.
+_OFFSET_BITS = 24
+
+
+def refs_blob(refs, base: int | None) -> bytes:
+    """A process's references; sequence koids as offsets from ``base``
+    (``[koid, via, rights, fd]`` absolute, ``[offset, via, rights, fd, 1]``)."""
+    rows = []
+    for r in refs:
+        k = r.vmo_koid
+        if base is not None and k < INODE_KOID_BASE:
+            rows.append([k - base, list(r.via), list(r.handle_rights), r.fd, 1])
+        else:
+            rows.append([k, list(r.via), list(r.handle_rights), r.fd])
     return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 6)
 
 
@@ -210,20 +222,43 @@ class Writer:
         pending = [("proc_info", info), ("proc_mem", mem), ("job_info", jobs),
                    ("kernel_values", kvals)]
         if tier == OBJECTS:
-            vmos: dict[int, tuple] = {}
-            for koid, v in snap.vmos.items():
-                vmos[s64(koid)] = (self.sid(v.name), self.sid(v.kind), v.size_bytes,
-                                   v.committed_bytes, s64(v.parent_koid), v.num_children,
-                                   v.num_mappings, v.share_count, s64(v.dev), s64(v.inode),
-                                   self._osid(v.path), v.swap_bytes)
-            refs = {ents[p.koid]: (refs_blob(p.vmo_refs),)
-                    for p in snap.processes if p.vmo_refs is not None}
-            pending += [("vmos", vmos), ("vmo_refs", refs)]
+            pending += self._objects(snap, ents)
         new_open = {}
         for table, values in pending:
             new_open[table] = self._apply(table, values, n)
         self.open.update(new_open)
         return n
+
+    def _objects(self, snap: Snapshot, ents: dict[int, int]) -> list[tuple[str, dict]]:
+        # Each anonymous (sequence-koid) object belongs to the first process
+        # that reaches it; a process's base is the least koid it owns.
+        owner: dict[int, int] = {}
+        base: dict[int, int] = {}
+        for p in snap.processes:
+            ent = ents[p.koid]
+            for r in p.vmo_refs or ():
+                k = r.vmo_koid
+                if k < INODE_KOID_BASE and k not in owner and k in snap.vmos:
+                    owner[k] = ent
+                    if k < base.get(ent, k + 1):
+                        base[ent] = k
+        vmos: dict[int, tuple] = {}
+        anon: dict[int, tuple] = {}
+        limit = 1 << _OFFSET_BITS
+        for koid, v in snap.vmos.items():
+            row = (self.sid(v.name), self.sid(v.kind), v.size_bytes, v.committed_bytes,
+                   s64(v.parent_koid), v.num_children, v.num_mappings, v.share_count,
+                   s64(v.dev), s64(v.inode), self._osid(v.path), v.swap_bytes)
+            ent = owner.get(koid)
+            offset = koid - base[ent] if ent is not None else limit
+            if offset < limit:
+                anon[ent << _OFFSET_BITS | offset] = row
+            else:
+                vmos[s64(koid)] = row
+        refs = {ents[p.koid]: (refs_blob(p.vmo_refs, base.get(ents[p.koid])),)
+                for p in snap.processes if p.vmo_refs is not None}
+        bases = {ent: (b,) for ent, b in base.items()}
+        return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", bases), ("vmo_refs", refs)]
 
     def _apply(self, table: str, new: dict[int, tuple], n: int) -> dict[int, tuple[int, tuple]]:
         """Close changed/vanished rows at n-1, open rows for changed/new ones."""
