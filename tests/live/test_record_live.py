@@ -92,3 +92,60 @@ def test_record_as_nobody_records_what_it_may_read():
         conn.close()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_full_disk_is_one_line_and_recording_resumes(tmp_path):
+    """A real ENOSPC (a 1 MiB tmpfs): one line for the episode, an intact
+    store, and samples again once there is room."""
+    import threading
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    top = tmp_path / "small"
+    top.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(top)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
+    proc = None
+    try:
+        store = str(top / "h.db")
+        filler = top / "filler"
+        filler.write_bytes(b"\0" * (1024 * 1024 - 256 * 1024))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zxmem", "record", "--interval", "0.02", "--store", store,
+             "--objects-every", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
+
+        def wait_for(text: str) -> None:
+            deadline = time.monotonic() + 60
+            while not any(text in line for line in lines):
+                assert proc.poll() is None and time.monotonic() < deadline, lines
+                time.sleep(0.02)
+
+        wait_for("cannot write a sample")
+        time.sleep(0.3)  # a few more samples fail, quietly
+        filler.unlink()
+        wait_for("again")
+        proc.send_signal(signal.SIGTERM)  # systemd's stop
+        assert proc.wait(timeout=30) == 0
+        reader.join(timeout=10)
+        failed = [line for line in lines if "cannot write a sample" in line]
+        assert len(failed) == 1 and "full" in failed[0], lines
+        assert sum("again" in line for line in lines) == 1, lines
+        assert not any("Traceback" in line for line in lines), lines
+        conn = sqlite3.connect(store)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        taken = samples(conn)
+        assert [s.n for s in taken] == list(range(1, len(taken) + 1))
+        for s in taken:
+            assert len(read_sample(conn, s.n).processes) == s.nproc
+        conn.close()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["umount", "-l", str(top)], capture_output=True)
