@@ -305,6 +305,7 @@ def test_an_older_schema_is_migrated(store, cli):
     # Version 1 had no per-sample summary columns.
     conn.execute("ALTER TABLE samples DROP COLUMN nproc")
     conn.execute("ALTER TABLE samples DROP COLUMN pss_bytes")
+    conn.execute("DROP TABLE meta")
     conn.execute("PRAGMA user_version=1")
     conn.close()
     r = cli(["history", "--store", path, "--json"])
@@ -373,3 +374,29 @@ def test_renumbered_anonymous_objects_add_one_base_row_not_object_rows(store):
     assert conn.execute("SELECT count(*) FROM vmo_base").fetchone()[0] == base_rows + 1
     assert read_sample(conn, 1) == stored_form(a, OBJECTS)
     assert read_sample(conn, 2) == stored_form(b, OBJECTS)
+
+
+def test_no_row_outlives_the_span_and_every_sample_still_reads_back(tmp_path, monkeypatch):
+    from zxmem.store import schema
+
+    monkeypatch.setattr(schema, "SPAN", 3)
+    conn = open_store(str(tmp_path / "s.db"), create=True)
+    w = Writer(conn)
+    snaps = [made_up(pss=(1 + i // 4) << 20) for i in range(10)]
+    for i, s in enumerate(snaps):
+        w.write(s, OBJECTS if i % 2 == 0 else TOTALS, T0 + i)
+    assert schema.read_span(conn) == 3
+    for table in ("proc_info", "proc_mem", "kernel_values"):
+        longest = conn.execute(f"SELECT max(coalesce(last, 10) - first + 1) FROM {table}"
+                               ).fetchone()[0]
+        assert longest == 3, table
+    # Objects rows are read at objects samples only: there, every valid row
+    # started less than SPAN samples before.
+    for table in ("vmos", "anon_vmos", "vmo_refs"):
+        for n in (1, 3, 5, 7, 9):
+            assert conn.execute(f"SELECT count(*) FROM {table} WHERE first <= ?1 AND "
+                                "(last IS NULL OR last >= ?1) AND first <= ?1 - 3",
+                                (n,)).fetchone()[0] == 0
+    for i, s in enumerate(snaps):
+        assert read_sample(conn, i + 1) == stored_form(s, OBJECTS if i % 2 == 0 else TOTALS)
+    conn.close()

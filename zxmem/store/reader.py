@@ -27,7 +27,7 @@ from zxmem.model import (
     Vmo,
     VmoRef,
 )
-from zxmem.store.schema import VERSIONED, StoreError
+from zxmem.store.schema import VERSIONED, StoreError, read_span
 from zxmem.store.writer import _OFFSET_BITS, OBJECTS, TIER_NAMES, TOTALS, decode_text, u64
 
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
@@ -65,12 +65,11 @@ def samples(conn: sqlite3.Connection) -> list[SampleInfo]:
         "SELECT n, time_ns, tier, nproc, pss_bytes FROM samples ORDER BY n")]
 
 
-def _valid(conn: sqlite3.Connection, table: str, cols: str, n: int) -> list[tuple]:
-    # Two index range scans: rows still open, and rows closed at or after n.
+def _valid(conn: sqlite3.Connection, table: str, cols: str, n: int, span: int) -> list[tuple]:
+    # One range of the index on first: no row is valid for more than span samples.
     return conn.execute(
-        f"SELECT {cols} FROM {table} WHERE last IS NULL AND first <= ?1 "
-        f"UNION ALL SELECT {cols} FROM {table} WHERE last >= ?1 AND first <= ?1",
-        (n,)).fetchall()
+        f"SELECT {cols} FROM {table} WHERE first > ?2 AND first <= ?1 "
+        "AND (last IS NULL OR last >= ?1)", (n, n - span)).fetchall()
 
 
 class _Strings:
@@ -97,23 +96,24 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
     if row is None:
         raise StoreError(f"{name}: no sample {n}")
     _time_ns, timestamp, capture_ns, tier, prov_id, has_kernel, extra_id = row
+    span = read_span(conn)
     s = _Strings(conn)
 
-    info = _valid(conn, "proc_info", "ent, " + ", ".join(VERSIONED["proc_info"]), n)
+    info = _valid(conn, "proc_info", "ent, " + ", ".join(VERSIONED["proc_info"]), n, span)
     mem = {r[0]: r[1:] for r in _valid(
-        conn, "proc_mem", "ent, " + ", ".join(VERSIONED["proc_mem"]), n)}
-    jobs = _valid(conn, "job_info", "ent, " + ", ".join(VERSIONED["job_info"]), n)
-    kvals = _valid(conn, "kernel_values", "ent, value", n) if has_kernel else []
+        conn, "proc_mem", "ent, " + ", ".join(VERSIONED["proc_mem"]), n, span)}
+    jobs = _valid(conn, "job_info", "ent, " + ", ".join(VERSIONED["job_info"]), n, span)
+    kvals = _valid(conn, "kernel_values", "ent, value", n, span) if has_kernel else []
     vmo_rows: list[tuple] = []
     refs: dict[int, bytes] = {}
     bases: dict[int, int] = {}
     if tier == OBJECTS:
         cols = "ent, " + ", ".join(VERSIONED["vmos"])
-        vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n)]
-        bases = dict(_valid(conn, "vmo_base", "ent, base", n))
-        for r in _valid(conn, "anon_vmos", cols, n):
+        vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
+        bases = dict(_valid(conn, "vmo_base", "ent, base", n, span))
+        for r in _valid(conn, "anon_vmos", cols, n, span):
             vmo_rows.append((bases[r[0] >> _OFFSET_BITS] + (r[0] & _OFFSET_MASK),) + r[1:])
-        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n))
+        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
     ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
     ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
     ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]

@@ -158,7 +158,8 @@ class Recorder:
         try:
             c.execute("DELETE FROM samples WHERE n < ?", (keep_from,))
             for table in VERSIONED:
-                c.execute(f"DELETE FROM {table} WHERE last < ?", (keep_from,))
+                c.execute(f"DELETE FROM {table} WHERE first < ?1 AND last < ?1",
+                          (keep_from,))
             c.execute("DELETE FROM procs WHERE id NOT IN (SELECT ent FROM proc_info) "
                       "AND id NOT IN (SELECT ent FROM vmo_refs) "
                       "AND id NOT IN (SELECT ent FROM vmo_base) "

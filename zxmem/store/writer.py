@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 
 from zxmem.model import INODE_KOID_BASE, Provenance, Snapshot
+from zxmem.store import schema
 from zxmem.store.schema import VERSIONED
 
 TOTALS = 0
@@ -105,11 +106,12 @@ class Writer:
         """Forget every cache and read the open rows back from the store."""
         c = self.conn
         self._strings: dict[str, int] = {}
-        self.open: dict[str, dict[int, tuple[int, tuple]]] = {}
+        # table -> entity -> (rowid, first sample, values)
+        self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
         for table, cols in VERSIONED.items():
-            rows = c.execute(f"SELECT rowid, ent, {', '.join(cols)} FROM {table} "
+            rows = c.execute(f"SELECT rowid, ent, first, {', '.join(cols)} FROM {table} "
                              "WHERE last IS NULL")
-            self.open[table] = {r[1]: (r[0], tuple(r[2:])) for r in rows}
+            self.open[table] = {r[1]: (r[0], r[2], tuple(r[3:])) for r in rows}
         self.procs = {(b, p, s): i for i, b, p, s in
                       c.execute("SELECT id, boot, pid, start FROM procs")}
         self.job_ids = {(k, p): i for i, k, p in c.execute("SELECT id, koid, path FROM job_ids")}
@@ -260,22 +262,25 @@ class Writer:
         bases = {ent: (b,) for ent, b in base.items()}
         return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", bases), ("vmo_refs", refs)]
 
-    def _apply(self, table: str, new: dict[int, tuple], n: int) -> dict[int, tuple[int, tuple]]:
-        """Close changed/vanished rows at n-1, open rows for changed/new ones."""
+    def _apply(self, table: str, new: dict[int, tuple], n: int
+               ) -> dict[int, tuple[int, int, tuple]]:
+        """Close changed/vanished rows at n-1, open rows for changed/new ones
+        (and again for unchanged ones SPAN samples old)."""
         c = self.conn
         old = self.open[table]
-        closing = [(n - 1, rowid) for ent, (rowid, vals) in old.items()
-                   if new.get(ent, _MISSING) != vals]
+        oldest = n - schema.SPAN  # a row that started here or before is opened again
+        closing = [(n - 1, rowid) for ent, (rowid, first, vals) in old.items()
+                   if first <= oldest or new.get(ent, _MISSING) != vals]
         if closing:
             c.executemany(f"UPDATE {table} SET last = ? WHERE rowid = ?", closing)
         cols = VERSIONED[table]
         sql = (f"INSERT INTO {table}(ent, first, {', '.join(cols)}) "
                f"VALUES (?, ?{', ?' * len(cols)})")
-        out: dict[int, tuple[int, tuple]] = {}
+        out: dict[int, tuple[int, int, tuple]] = {}
         for ent, vals in new.items():
             prev = old.get(ent)
-            if prev is not None and prev[1] == vals:
+            if prev is not None and prev[2] == vals and prev[1] > oldest:
                 out[ent] = prev
             else:
-                out[ent] = (c.execute(sql, (ent, n) + vals).lastrowid, vals)
+                out[ent] = (c.execute(sql, (ent, n) + vals).lastrowid, n, vals)
         return out
