@@ -49,6 +49,10 @@ def main_() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--synthetic", type=int, default=1000)
+    ap.add_argument("--synthetic-samples", type=int, default=200)
+    ap.add_argument("--changed", type=float,
+                    help="share of processes whose memory changes per sample (default: "
+                    "as measured on this machine)")
     args = ap.parse_args()
     top = tempfile.mkdtemp(prefix="zxmem-hbench-")
     path = os.path.join(top, "h.db")
@@ -87,8 +91,11 @@ def main_() -> None:
             (len(live),)).fetchone()[0] / max(1, len(live) - 1)
     nproc = len(live[-1].processes)
     share = min(1.0, changed / max(1, nproc))
+    measured = share
+    if args.changed is not None:
+        share = args.changed
     out.append(f"live machine: {nproc} processes, {len(objs[-1].vmos)} memory objects")
-    out.append(f"  changed process rows per sample: {changed:.1f} ({share:.0%})")
+    out.append(f"  changed process rows per sample: {changed:.1f} ({measured:.0%})")
     out.append(f"  bytes per sample: totals {b_tot:,.0f}, objects {b_obj:,.0f}")
     out.append(f"  CPU per sample: ps collection {ps_cpu * 1e3:.1f} ms; totals sample "
                f"{collect_cpu * 1e3:.1f} ms collect + {write_cpu * 1e3:.1f} ms write; "
@@ -117,7 +124,7 @@ def main_() -> None:
     next_pid = 100000 + n
     spath = os.path.join(top, "s.db")
     snaps = []
-    for _s in range(args.samples):
+    for _s in range(args.synthetic_samples):
         for _ in range(max(1, n // 100)):
             j = rng.randrange(n)
             clones[j] = replace(clones[j], koid=next_pid, start_time_ticks=next_pid)
@@ -134,12 +141,15 @@ def main_() -> None:
         c0 = cpu()
         b_syn = per_sample_bytes(rec, snaps[1:], TOTALS)
         w_syn = (cpu() - c0) / (len(snaps) - 1)
-    t = time.perf_counter()
-    load_from_store(spath + f"@{len(snaps) // 2}")
-    r_syn = time.perf_counter() - t
-    out.append(f"synthetic: {n} processes, 1% replaced and {share:.0%} changed per sample")
+    replays = []
+    for at in (2, len(snaps) // 2, len(snaps)):
+        t = time.perf_counter()
+        load_from_store(spath + f"@{at}")
+        replays.append(f"@{at} {(time.perf_counter() - t) * 1e3:.0f} ms")
+    out.append(f"synthetic: {n} processes, 1% replaced and {share:.0%} changed per sample, "
+               f"{len(snaps)} samples ({os.path.getsize(spath) / 1e6:.1f} MB)")
     out.append(f"  bytes per totals sample: {b_syn:,.0f}; write CPU {w_syn * 1e3:.1f} ms; "
-               f"replay of one sample {r_syn * 1e3:.1f} ms")
+               f"replay: {', '.join(replays)}")
     print("\n".join(out))
     import shutil
 

@@ -400,3 +400,32 @@ def test_no_row_outlives_the_span_and_every_sample_still_reads_back(tmp_path, mo
     for i, s in enumerate(snaps):
         assert read_sample(conn, i + 1) == stored_form(s, OBJECTS if i % 2 == 0 else TOTALS)
     conn.close()
+
+
+def test_a_new_mapping_in_the_middle_adds_its_own_row_only(store):
+    _, conn, w = store
+    a = made_up()
+    init = a.process(2)
+
+    def with_anon(names: list[str]) -> Snapshot:
+        vmos = {k: v for k, v in a.vmos.items() if k != 3}
+        refs = [r for r in init.vmo_refs if r.vmo_koid != 3]
+        for i, name in enumerate(names):
+            vmos[3 + i] = Vmo(3 + i, name, "anon", 4096, 4096)
+            refs.append(VmoRef(3 + i, ("MAPPING",)))
+        procs = tuple(replace(p, vmo_refs=tuple(refs)) if p.koid == 2 else p
+                      for p in a.processes)
+        return replace(a, vmos=MappingProxyType(vmos), processes=procs)
+
+    before_snap = with_anon(["[heap]", "[anon]", "[stack]"])
+    after_snap = with_anon(["[heap]", "[anon]", "[anon]", "[stack]"])  # [stack] 5 -> 6
+    w.write(before_snap, OBJECTS, T0)
+    before = rows(conn)
+    w.write(after_snap, OBJECTS, T0 + 1)
+    after = rows(conn)
+    assert after["anon_vmos"] == before["anon_vmos"] + 1  # the second [anon]
+    assert after["vmo_refs"] == before["vmo_refs"] + 1  # init's references changed
+    assert {k: after[k] for k in after if k not in ("anon_vmos", "vmo_refs")} == \
+        {k: before[k] for k in before if k not in ("anon_vmos", "vmo_refs")}
+    assert read_sample(conn, 1) == stored_form(before_snap, OBJECTS)
+    assert read_sample(conn, 2) == stored_form(after_snap, OBJECTS)

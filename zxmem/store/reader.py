@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import zlib
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -28,9 +27,15 @@ from zxmem.model import (
     VmoRef,
 )
 from zxmem.store.schema import VERSIONED, StoreError, read_span
-from zxmem.store.writer import _OFFSET_BITS, OBJECTS, TIER_NAMES, TOTALS, decode_text, u64
-
-_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+from zxmem.store.writer import (
+    OBJECTS,
+    OWNER_SHIFT,
+    TIER_NAMES,
+    TOTALS,
+    decode_text,
+    u64,
+    unpack,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +115,18 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
     if tier == OBJECTS:
         cols = "ent, " + ", ".join(VERSIONED["vmos"])
         vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
-        bases = dict(_valid(conn, "vmo_base", "ent, base", n, span))
-        for r in _valid(conn, "anon_vmos", cols, n, span):
-            vmo_rows.append((bases[r[0] >> _OFFSET_BITS] + (r[0] & _OFFSET_MASK),) + r[1:])
+        layouts = {ent: unpack(blob)
+                   for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
+        bases = {ent: layout[0] for ent, layout in layouts.items()}
+        # An owner's objects in key order take the layout's offsets in turn.
+        anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
+        at: dict[int, int] = {}
+        for r in anon_rows:
+            owner = r[0] >> OWNER_SHIFT
+            i = at.get(owner, 0)
+            at[owner] = i + 1
+            base, offsets = layouts[owner]
+            vmo_rows.append((base + offsets[i],) + r[1:])
         refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
     ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
     ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
@@ -148,7 +162,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
             b = bases.get(ent, 0)
             vrefs = tuple(VmoRef(r[0] + b if len(r) > 4 else r[0], tuple(r[1]), tuple(r[2]),
                                  r[3])
-                          for r in json.loads(zlib.decompress(blob)))
+                          for r in unpack(blob))
         processes.append(Process(
             koid=pid, name=s(name), job_koid=u64(job), ppid=ppid, uid=uid,
             cmdline=None if cmd is None else tuple(json.loads(s(cmd))),

@@ -163,7 +163,7 @@ class Recorder:
             c.execute("DELETE FROM procs WHERE id NOT IN (SELECT ent FROM proc_info) "
                       "AND id NOT IN (SELECT ent FROM vmo_refs) "
                       "AND id NOT IN (SELECT ent FROM vmo_base) "
-                      "AND id NOT IN (SELECT ent >> 24 FROM anon_vmos)")
+                      "AND id NOT IN (SELECT ent >> 40 FROM anon_vmos)")
             c.execute("DELETE FROM job_ids WHERE id NOT IN (SELECT ent FROM job_info)")
             c.execute("""
                 DELETE FROM strings WHERE id NOT IN (SELECT x FROM (

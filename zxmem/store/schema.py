@@ -22,15 +22,17 @@ what changed or went away.
 ``vmos``           versioned, objects tier only: one memory object by koid
                    (file-backed objects, whose koid is stable)
 ``anon_vmos``      versioned, objects tier only: an anonymous object, by its
-                   owner (the first process that reaches it) and its koid's
-                   offset from the owner's ``vmo_base``
-``vmo_base``       versioned, objects tier only: a process's first sequence koid
+                   owner (the first process that reaches it), its name and
+                   its ordinal among the owner's objects of that name
+``vmo_base``       versioned, objects tier only: a process's layout, the koid
+                   of each object it owns this sample (first koid, offsets)
 ``vmo_refs``       versioned, objects tier only: a process's references
                    (zlib-compressed JSON; sequence koids relative to the base)
 
 Anonymous objects get sequence koids in scan order, so one process that exits
-shifts the koids of every process after it; stored relative to their owner's
-base, a shift changes one ``vmo_base`` row per process, not every object.
+shifts the koids of every process after it, and a new mapping those of the
+rest of its process; keyed by owner, name and ordinal, a renumbering changes
+one small ``vmo_base`` row per process, not every object.
 =================  ==========================================================
 """
 
@@ -89,7 +91,7 @@ CREATE TABLE anon_vmos (
     parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER NOT NULL,
     shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
 CREATE TABLE vmo_base (
-    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, base INTEGER NOT NULL);
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, layout BLOB NOT NULL);
 CREATE TABLE vmo_refs (
     ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, refs BLOB NOT NULL);
 """
@@ -105,7 +107,7 @@ VERSIONED: dict[str, tuple[str, ...]] = {
              "dev", "inode", "path", "swap"),
     "anon_vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings",
                   "shares", "dev", "inode", "path", "swap"),
-    "vmo_base": ("base",),
+    "vmo_base": ("layout",),
     "vmo_refs": ("refs",),
 }
 

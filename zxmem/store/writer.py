@@ -67,8 +67,26 @@ def provenance_json(prov: Provenance) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-# An anonymous object's entity in anon_vmos: owner << _OFFSET_BITS | offset.
-_OFFSET_BITS = 24
+# An anonymous object's entity in anon_vmos: its owner (a process entity),
+# the string id of its name and its ordinal among the owner's objects of
+# that name, in 23 + 24 + 16 bits.
+OWNER_SHIFT = 40
+
+
+def anon_key(owner: int, name_id: int, ordinal: int) -> int | None:
+    """The anon_vmos entity, or None when a part does not fit its bits (the
+    object is then kept by koid in vmos)."""
+    if owner < (1 << 23) and name_id < (1 << 24) and ordinal < (1 << 16):
+        return owner << OWNER_SHIFT | name_id << 16 | ordinal
+    return None
+
+
+def pack(value) -> bytes:
+    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+
+
+def unpack(blob: bytes):
+    return json.loads(zlib.decompress(blob))
 
 
 def refs_blob(refs, base: int | None) -> bytes:
@@ -81,7 +99,7 @@ def refs_blob(refs, base: int | None) -> bytes:
             rows.append([k - base, list(r.via), list(r.handle_rights), r.fd, 1])
         else:
             rows.append([k, list(r.via), list(r.handle_rights), r.fd])
-    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 6)
+    return pack(rows)
 
 
 def _counts(memory) -> tuple:
@@ -233,34 +251,53 @@ class Writer:
 
     def _objects(self, snap: Snapshot, ents: dict[int, int]) -> list[tuple[str, dict]]:
         # Each anonymous (sequence-koid) object belongs to the first process
-        # that reaches it; a process's base is the least koid it owns.
+        # that reaches it, and is known there by its name and its ordinal
+        # among the process's objects of that name; the process's layout
+        # row says which koid each of them has this sample.
+        owned: dict[int, list[int]] = {}
         owner: dict[int, int] = {}
-        base: dict[int, int] = {}
         for p in snap.processes:
             ent = ents[p.koid]
             for r in p.vmo_refs or ():
                 k = r.vmo_koid
                 if k < INODE_KOID_BASE and k not in owner and k in snap.vmos:
                     owner[k] = ent
-                    if k < base.get(ent, k + 1):
-                        base[ent] = k
+                    owned.setdefault(ent, []).append(k)
+
+        def row(v) -> tuple:
+            return (self.sid(v.name), self.sid(v.kind), v.size_bytes, v.committed_bytes,
+                    s64(v.parent_koid), v.num_children, v.num_mappings, v.share_count,
+                    s64(v.dev), s64(v.inode), self._osid(v.path), v.swap_bytes)
+
         vmos: dict[int, tuple] = {}
         anon: dict[int, tuple] = {}
-        limit = 1 << _OFFSET_BITS
+        layouts: dict[int, tuple] = {}
+        bases: dict[int, int] = {}
+        for ent, koids in owned.items():
+            koids.sort()
+            base = bases[ent] = koids[0]
+            seen: dict[int, int] = {}
+            keyed = []
+            for k in koids:
+                v = snap.vmos[k]
+                values = row(v)
+                ordinal = seen.get(values[0], 0)
+                seen[values[0]] = ordinal + 1
+                key = anon_key(ent, values[0], ordinal)
+                if key is None:
+                    vmos[s64(k)] = values
+                else:
+                    anon[key] = values
+                    keyed.append((key, k - base))
+            keyed.sort()
+            layouts[ent] = (pack([base, [offset for _key, offset in keyed]]),)
         for koid, v in snap.vmos.items():
-            row = (self.sid(v.name), self.sid(v.kind), v.size_bytes, v.committed_bytes,
-                   s64(v.parent_koid), v.num_children, v.num_mappings, v.share_count,
-                   s64(v.dev), s64(v.inode), self._osid(v.path), v.swap_bytes)
-            ent = owner.get(koid)
-            offset = koid - base[ent] if ent is not None else limit
-            if offset < limit:
-                anon[ent << _OFFSET_BITS | offset] = row
-            else:
-                vmos[s64(koid)] = row
-        refs = {ents[p.koid]: (refs_blob(p.vmo_refs, base.get(ents[p.koid])),)
+            if koid not in owner:
+                vmos[s64(koid)] = row(v)
+        refs = {ents[p.koid]: (refs_blob(p.vmo_refs, bases.get(ents[p.koid])),)
                 for p in snap.processes if p.vmo_refs is not None}
-        bases = {ent: (b,) for ent, b in base.items()}
-        return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", bases), ("vmo_refs", refs)]
+        return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", layouts),
+                ("vmo_refs", refs)]
 
     def _apply(self, table: str, new: dict[int, tuple], n: int
                ) -> dict[int, tuple[int, int, tuple]]:
