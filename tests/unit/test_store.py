@@ -429,3 +429,35 @@ def test_a_new_mapping_in_the_middle_adds_its_own_row_only(store):
         {k: before[k] for k in before if k not in ("anon_vmos", "vmo_refs")}
     assert read_sample(conn, 1) == stored_form(before_snap, OBJECTS)
     assert read_sample(conn, 2) == stored_form(after_snap, OBJECTS)
+
+
+def test_a_pipe_is_not_sniffed(tmp_path, cli):
+    """--from <(zxmem memgraph): looking for SQLite's magic must not eat the JSON."""
+    import os
+    import threading
+
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+    text = memgraph.dumps(zxmem.collect(zxmem.Plan(), proc_root=tree("cgroup-v2")))
+
+    def feed() -> None:
+        try:
+            with open(fifo, "w") as f:
+                f.write(text)
+        except BrokenPipeError:
+            pass
+
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(r=cli(["ps", "--from", fifo])),
+                              daemon=True)
+    runner.start()
+    feed()
+    runner.join(20)
+    if runner.is_alive():  # it opened the pipe a second time: give it an EOF
+        with open(fifo, "w"):
+            pass
+        runner.join(20)
+        pytest.fail("the pipe was opened twice: its first bytes were lost")
+    r = result["r"]
+    assert r.status == 0, r.stderr
+    assert "19940" in r.stdout

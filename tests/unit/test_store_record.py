@@ -266,3 +266,12 @@ def test_diff_of_hostile_names_stays_on_its_lines(tmp_path, cli):
     r = cli(["diff", path + "@1", path + "@2", "--by", "process"])
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     assert len(r.stdout.splitlines()) == 3
+
+
+def test_the_default_store():
+    from zxmem.store import default_path
+
+    assert default_path(0, {}) == "/var/lib/zxmem/history.db"
+    assert default_path(1000, {"XDG_STATE_HOME": "/x/state"}) == "/x/state/zxmem/history.db"
+    assert default_path(1000, {}) == os.path.join(os.path.expanduser("~"), ".local", "state",
+                                                  "zxmem", "history.db")

@@ -15,9 +15,10 @@ Sample the machine every --interval into a history store (one SQLite file),
 keeping only what changed since the previous sample.
 
 Every sample holds the kernel's totals, the jobs (cgroups) and every process's
-identity and memory totals (ps, kstats, digest); every --objects-every-th
-sample also holds the memory objects and which process reaches each one
-(vmos, memgraph -v, diff by object).  Read a sample back with any view's
+identity and memory totals (for ps, kstats, treemap); every --objects-every-th
+sample also holds the memory objects and which process reaches each one (for
+vmos, digest, mem, memgraph -v, diff by object).  No sample holds mappings
+(vmaps), threads or descriptor counts.  Read a sample back with any view's
 --from STORE@WHEN, list them with 'zxmem history', compare two with
 'zxmem diff'.
 

@@ -33,8 +33,14 @@ MAGIC = b"SQLite format 3\x00"
 
 
 def is_store_file(path: str) -> bool:
-    """Whether ``path`` is an SQLite file (by its first 16 bytes)."""
+    """Whether ``path`` is an SQLite file (by its first 16 bytes).  Only a
+    regular file is looked into: reading a pipe (``--from <(zxmem memgraph)``)
+    would take the bytes the JSON reader needs."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             return f.read(16) == MAGIC
     except OSError:
