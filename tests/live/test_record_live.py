@@ -149,3 +149,36 @@ def test_a_full_disk_is_one_line_and_recording_resumes(tmp_path):
             proc.kill()
             proc.wait()
         subprocess.run(["umount", "-l", str(top)], capture_output=True)
+
+
+def test_a_user_reads_roots_store_when_no_recorder_runs():
+    """Root's store, world-readable, no recorder running (no -wal): a user
+    who may not create the -shm file still reads every sample."""
+    from harness import nobody_env, nobody_python
+    from workloads import nobody_prefix
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to write a store nobody cannot write to")
+    python = nobody_python()
+    top = tempfile.mkdtemp(prefix="zxmem-rootstore-")
+    try:
+        os.chmod(top, 0o755)
+        store = os.path.join(top, "h.db")
+        with Recorder(store, print) as rec:
+            for tier in (OBJECTS, TOTALS):
+                rec.add(zxmem.collect(plan_for(tier)), tier, time.time_ns())
+        os.chmod(store, 0o644)
+        assert not os.path.exists(store + "-wal")
+        for args in (["history", "--store", store], ["ps", "--json", "--from", store + "@1"]):
+            r = subprocess.run([*nobody_prefix(), *python, "-m", "zxmem", *args],
+                               capture_output=True, text=True, env=nobody_env(), cwd="/",
+                               timeout=120)
+            assert r.returncode == 0, r.stderr
+        assert len(r.stdout) > 100
+        os.chmod(store, 0o600)
+        r = subprocess.run([*nobody_prefix(), *python, "-m", "zxmem", "history", "--store",
+                            store], capture_output=True, text=True, env=nobody_env(), cwd="/",
+                           timeout=120)
+        assert r.returncode == 1 and r.stderr == f"zxmem: {store}: permission denied\n"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -38,6 +38,7 @@ one small ``vmo_base`` row per process, not every object.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 from zxmem.errors import ZxmemError
@@ -170,21 +171,19 @@ def open_store(path: str, *, create: bool, readonly: bool = False) -> sqlite3.Co
 
     Autocommit mode: callers open their own transactions (``BEGIN``).
     """
-    import os
-
     if not create and not os.path.exists(path):
         raise StoreError(f"{path}: no such history store")
     try:
         if readonly:
-            uri = "file:" + _uri_path(path) + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                   check_same_thread=False)
+            conn, version, app = _open_readonly(path)
         else:
             conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        conn.execute("PRAGMA busy_timeout=5000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
     except sqlite3.DatabaseError as exc:
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            raise StoreError(f"{path}: permission denied") from None
         raise StoreError(f"{path}: not a zxmem history store ({exc})") from None
     if version > VERSION:
         conn.close()
@@ -206,6 +205,29 @@ def open_store(path: str, *, create: bool, readonly: bool = False) -> sqlite3.Co
             return open_store(path, create=False, readonly=True)
         _upgrade(conn, version, path)
     return conn
+
+
+def _open_readonly(path: str) -> tuple[sqlite3.Connection, int, int]:
+    """A read-only connection, its user_version and application_id.
+
+    A WAL store needs its ``-shm`` file: while a recorder runs it exists
+    and a reader without write access uses it read-only; when none runs
+    (no ``-wal``) and the reader may not create it (root's store, read by
+    a user), the file cannot change under the reader and is opened as
+    immutable."""
+    base = "file:" + _uri_path(path) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(base, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return (conn, conn.execute("PRAGMA user_version").fetchone()[0],
+                conn.execute("PRAGMA application_id").fetchone()[0])
+    except sqlite3.OperationalError:
+        if os.path.exists(path + "-wal"):
+            raise
+    conn = sqlite3.connect(base + "&immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    return (conn, conn.execute("PRAGMA user_version").fetchone()[0],
+            conn.execute("PRAGMA application_id").fetchone()[0])
 
 
 def _uri_path(path: str) -> str:
