@@ -275,3 +275,39 @@ def test_the_default_store():
     assert default_path(1000, {"XDG_STATE_HOME": "/x/state"}) == "/x/state/zxmem/history.db"
     assert default_path(1000, {}) == os.path.join(os.path.expanduser("~"), ".local", "state",
                                                   "zxmem", "history.db")
+
+
+def test_a_writer_that_dies_inside_its_transaction_loses_only_that_sample(tmp_path):
+    """Deterministically what kill -9 does at the worst moment: rows of the
+    sample are written, the commit never comes."""
+    path = str(tmp_path / "h.db")
+    with Recorder(path, print) as rec:
+        rec.add(made_up(), OBJECTS, T0)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child never returns
+        try:
+            from zxmem.store.writer import Writer
+
+            rec = Recorder(path, print)
+            real = Writer._apply
+            calls = []
+
+            def apply_then_die(self, table, new, n):
+                out = real(self, table, new, n)
+                calls.append(table)
+                if len(calls) == 3:
+                    os._exit(9)  # rows of 3 tables written, no COMMIT
+                return out
+
+            Writer._apply = apply_then_die
+            rec.add(made_up(pss=5 << 20, extra_pid=77), OBJECTS, T0 + 1)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(child, 0)
+    assert os.WEXITSTATUS(status) == 9
+    with Recorder(path, print) as rec:  # the lock died with the writer
+        assert rec.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert [s.n for s in samples(rec.conn)] == [1]
+        assert read_sample(rec.conn, 1) == stored_form(made_up(), OBJECTS)
+        assert rec.add(made_up(pss=6 << 20), TOTALS, T0 + 2) == 2
+        assert read_sample(rec.conn, 2) == stored_form(made_up(pss=6 << 20), TOTALS)
