@@ -182,3 +182,22 @@ def test_a_user_reads_roots_store_when_no_recorder_runs():
         assert r.returncode == 1 and r.stderr == f"zxmem: {store}: permission denied\n"
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_both_tiers_take_the_same_process_totals():
+    """An objects sample's totals are smaps_rollup's, as in a totals sample:
+    no step in a process's series (and no rewritten row) at every objects sample."""
+    idle = subprocess.Popen([sys.executable, "-c",
+                             "import sys; b = bytearray(8 << 20); sys.stdin.read()"],
+                            stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        snaps = [zxmem.collect(plan_for(t)) for t in (TOTALS, OBJECTS)]
+        first, second = (s.process(idle.pid) for s in snaps)
+        assert first.memory is not None and first.memory.pss_anon_bytes is not None
+        # PSS moves with other processes' sharing; what is the process's own does not.
+        for field in ("pss_anon_bytes", "private_bytes", "rss_bytes", "swap_bytes"):
+            assert getattr(first.memory, field) == getattr(second.memory, field), field
+    finally:
+        idle.stdin.close()
+        idle.wait()

@@ -311,3 +311,4 @@ def test_a_writer_that_dies_inside_its_transaction_loses_only_that_sample(tmp_pa
         assert read_sample(rec.conn, 1) == stored_form(made_up(), OBJECTS)
         assert rec.add(made_up(pss=6 << 20), TOTALS, T0 + 2) == 2
         assert read_sample(rec.conn, 2) == stored_form(made_up(pss=6 << 20), TOTALS)
+

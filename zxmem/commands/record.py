@@ -106,9 +106,12 @@ def plan_for(tier: int):
     from zxmem.collection import Plan
     from zxmem.store.writer import OBJECTS
 
+    # Both tiers take process totals from smaps_rollup: totals summed from
+    # smaps (memory_from_objects) round PSS per mapping and lack the
+    # Pss_Anon/File/Shmem split, so every objects sample would show a step
+    # in each process's series and rewrite its row twice.
     if tier == OBJECTS:
-        return Plan(status=True, kernel=True, objects=True, memory_from_objects=True,
-                    regions=False)
+        return Plan(status=True, kernel=True, objects=True, regions=False)
     return Plan(status=True, kernel=True)
 
 
