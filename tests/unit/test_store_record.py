@@ -312,3 +312,26 @@ def test_a_writer_that_dies_inside_its_transaction_loses_only_that_sample(tmp_pa
         assert rec.add(made_up(pss=6 << 20), TOTALS, T0 + 2) == 2
         assert read_sample(rec.conn, 2) == stored_form(made_up(pss=6 << 20), TOTALS)
 
+
+
+def test_diff_of_two_memgraph_files(tmp_path, cli):
+    from zxmem import memgraph
+
+    snap = zxmem.collect(zxmem.Plan(status=True), proc_root=TREE)
+    a = tmp_path / "a.json"
+    a.write_text(memgraph.dumps(snap))
+    r = cli(["diff", str(a), str(a)])
+    assert r.status == 0, r.stderr
+    assert r.stdout == "JOBS (PSS): 0 changed\n\nPROCESSES (PSS): 0 changed\n"
+    # One process gone, one grown by exactly 1 MiB.
+    gone = snap.processes[0]
+    grown = snap.processes[1]
+    later = replace(snap, processes=tuple(
+        replace(p, memory=replace(p.memory, pss_bytes=p.memory.pss_bytes + (1 << 20)))
+        if p.koid == grown.koid else p for p in snap.processes[1:]))
+    b = tmp_path / "b.json"
+    b.write_text(memgraph.dumps(later))
+    doc = json.loads(cli(["diff", str(a), str(b), "--json", "--by", "process"]).stdout)
+    assert sorted((p["key"], p["status"], p["change_bytes"]) for p in doc["processes"]) == \
+        sorted([(f"p:{gone.koid}", "gone", -gone.memory.pss_bytes),
+                (f"p:{grown.koid}", "grew", 1 << 20)])
