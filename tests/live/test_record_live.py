@@ -205,3 +205,32 @@ def test_both_tiers_take_the_same_process_totals():
     finally:
         idle.stdin.close()
         idle.wait()
+
+
+def test_views_of_an_objects_sample_are_those_of_its_memgraph(tmp_path):
+    """vmos, digest and mem of a replayed objects sample print what they print
+    for memgraph -v of the very snapshot that was recorded."""
+    import io
+
+    from zxmem import memgraph
+    from zxmem.cli import Environment, main
+
+    snap = zxmem.collect(plan_for(OBJECTS))
+    store = str(tmp_path / "h.db")
+    with Recorder(store, print) as rec:
+        rec.add(snap, OBJECTS, time.time_ns())
+    saved = tmp_path / "mem.json"
+    saved.write_text(memgraph.dumps(snap))
+
+    def run(args: list[str]) -> tuple[int, str]:
+        out = io.StringIO()
+        status = main(args, Environment(stdout=out, stderr=io.StringIO(),
+                                        stdout_isatty=False))
+        return status, out.getvalue()
+
+    for view in (["vmos", str(os.getpid())], ["digest"], ["mem"], ["ps", "--json"],
+                 ["kstats", "-m", "-n", "1"]):
+        from_store = run([*view, "--from", store])
+        from_file = run([*view, "--from", str(saved)])
+        assert from_store[0] == 0 and from_store == from_file, view
+        assert len(from_store[1]) > 50
