@@ -108,7 +108,9 @@ def add_from(parser: argparse.ArgumentParser) -> None:
         dest="from_file",
         metavar="FILE",
         help="read a saved snapshot instead of /proc: zxmem's or Fuchsia's memgraph JSON, "
-        "a Fuchsia memory-monitor capture, or `ffx profile memory --machine json` output; "
+        "a Fuchsia memory-monitor capture, `ffx profile memory --machine json` output, "
+        "or a sample of a history store (zxmem record): "
+        "STORE (the newest) or STORE@WHEN (@first, @last, @N, @-2h, @2026-12-03T10:00); "
         "'-' reads stdin",
     )
 

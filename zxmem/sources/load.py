@@ -286,7 +286,8 @@ def _memgraph_records(inp: _Input, notes: list[str]) -> Iterator[Any]:
 
 
 def load_snapshot(src: str | os.PathLike | IO) -> Snapshot:
-    """Read a zxmem memgraph, a Fuchsia memgraph or a Fuchsia capture.
+    """Read a zxmem memgraph, a Fuchsia memgraph, a Fuchsia capture, or a
+    sample of a history store (``STORE`` or ``STORE@WHEN``, :mod:`zxmem.store`).
 
     ``src`` is a path or an open stream (binary, or text such as stdin).
     Raises :class:`InputError` (exit 1) with the file name, the byte offset
@@ -294,6 +295,11 @@ def load_snapshot(src: str | os.PathLike | IO) -> Snapshot:
     """
     if isinstance(src, (str, os.PathLike)):
         name = os.fsdecode(src)
+        from zxmem.store import load_from_store  # a history store, STORE@WHEN
+
+        stored = load_from_store(name)
+        if stored is not None:
+            return stored
         try:
             f = open(src, "rb")
         except OSError as exc:

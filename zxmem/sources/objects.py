@@ -1099,6 +1099,7 @@ class _Collector:
 
     def sizes(self, cachestat: _CacheStat, only: set[int] | None) -> None:
         """Stat each inode object once (and cachestat the files)."""
+        locked = self._own_locks()
         for obj in self.objs.values():
             if only is not None and obj.koid not in only:
                 continue
@@ -1112,7 +1113,29 @@ class _Collector:
             if obj.fd_path is None or obj.size_bytes is None:
                 self._fill_from_stat(obj, st)
             if obj.kind == "file" and not obj.phys and stat_mod.S_ISREG(st.st_mode):
+                if (st.st_dev, st.st_ino) in locked:
+                    self.notes.add("files this process holds POSIX locks on (an SQLite "
+                                   "store's -shm): page cache not measured")
+                    continue
                 obj.committed_bytes = self._cached(path, cachestat)
+
+    def _own_locks(self) -> frozenset[tuple[int, int]]:
+        """Files this process holds POSIX (fcntl) locks on: never opened here.
+
+        A POSIX lock belongs to the process, and closing *any* descriptor of
+        the file drops it (fcntl(2), fs/locks.c ``locks_remove_posix``).
+        Opening and closing an SQLite store's ``-shm`` (mapped, so listed in
+        our own maps) for cachestat dropped the recorder's lock on it: the
+        next reader took the file over, truncated it, and the recorder died
+        of SIGBUS on its mapping.
+        """
+        if not self.live:
+            return frozenset()
+        try:
+            data = _read(f"{self.proc}/locks")
+        except OSError:
+            return frozenset()
+        return procfs.parse_posix_lock_inodes(data, os.getpid())
 
     def _stat(self, obj: _Obj) -> tuple[str | None, os.stat_result | None]:
         candidates = []

@@ -12,6 +12,7 @@ Kernel references: ``Documentation/filesystems/proc.rst`` (Tables 1-2 to 1-4),
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from zxmem.textsafe import decode_name
@@ -270,3 +271,30 @@ def parse_mountinfo(data: bytes) -> tuple[MountInfo, ...]:
         except (ValueError, IndexError):
             raise ParseError(f"mountinfo: malformed line {raw[:60]!r}") from None
     return tuple(mounts)
+
+
+def parse_posix_lock_inodes(data: bytes, pid: int) -> frozenset[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of every file ``pid`` holds a POSIX (fcntl) lock on,
+    from ``/proc/locks``.
+
+    Lines are ``N: POSIX  ADVISORY  WRITE PID MAJ:MIN:INO START END`` with
+    the device in hex (fs/locks.c ``lock_get_status``); waiters carry a
+    ``->`` after the number.  flock and OFD locks belong to an open file
+    description and are not listed here: closing another descriptor of the
+    file does not drop them (fcntl(2)), unlike POSIX locks.
+    """
+    out = set()
+    for line in data.splitlines():
+        parts = line.split()
+        if len(parts) > 1 and parts[1] == b"->":
+            del parts[1]
+        if len(parts) < 6 or parts[1] != b"POSIX":
+            continue
+        try:
+            if int(parts[4]) != pid:
+                continue
+            major, minor, ino = parts[5].split(b":")
+            out.add((os.makedev(int(major, 16), int(minor, 16)), int(ino)))
+        except ValueError:
+            continue
+    return frozenset(out)

@@ -1,0 +1,195 @@
+"""``zxmem diff A B``: what grew, shrank, appeared or vanished between two snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+from zxmem.commands.record import size_arg
+from zxmem.errors import UsageError
+
+HELP = "compare two snapshots (files or STORE@WHEN): what grew, shrank, appeared, vanished"
+
+DESCRIPTION = """\
+Compare two snapshots: memgraph or capture files, or samples of a history
+store (STORE@WHEN, e.g. h.db@-1h and h.db@last).  Largest change first.
+
+  jobs       matched by cgroup id and path; the size is the PSS of every
+             process below the job (as ps shows it)
+  processes  matched by identity: boot, PID and start time, so a PID reused
+             by another program is one process gone and one new; size PSS
+  objects    memory objects (both snapshots need them: memgraph -v files or
+             objects samples): file-backed ones by their stable koid (device
+             and inode), anonymous ones by the process that maps them and
+             their name (the sum of that process's objects of that name);
+             size: resident bytes (ALLOC)
+
+A process or object whose size is unknown in either snapshot is left out.
+"""
+
+EPILOG = """\
+examples:
+  zxmem diff before.json after.json
+  zxmem diff ~/.local/state/zxmem/history.db@-1h ~/.local/state/zxmem/history.db@last
+  zxmem diff h.db@first h.db --by process --min 1M
+  zxmem diff a.json b.json --json | jq '.processes[0]'
+"""
+
+_BY = ("job", "process", "object")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", metavar="A", help="the earlier snapshot: FILE or STORE[@WHEN]")
+    p.add_argument("b", metavar="B", help="the later snapshot: FILE or STORE[@WHEN]")
+    p.add_argument("--by", choices=_BY,
+                   help="one kind of change only (default: jobs, processes, and objects "
+                   "when both snapshots hold them)")
+    p.add_argument("--min", type=size_arg, default=0, metavar="SIZE",
+                   help="leave out changes smaller than SIZE (e.g. 1M)")
+    p.add_argument("--json", action="store_true", help="JSON; every size in bytes")
+    p.set_defaults(run=run)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: str  # "job", "process", "object"
+    key: str  # what identifies it, as text (j:KOID, p:PID, o:KOID, PID:NAME)
+    name: str  # raw; escaped when printed
+    before_bytes: int | None  # None: not in A
+    after_bytes: int | None  # None: not in B
+
+    @property
+    def change_bytes(self) -> int:
+        return (self.after_bytes or 0) - (self.before_bytes or 0)
+
+    @property
+    def status(self) -> str:
+        if self.before_bytes is None:
+            return "new"
+        if self.after_bytes is None:
+            return "gone"
+        return "grew" if self.change_bytes > 0 else "shrank" if self.change_bytes else "same"
+
+
+def _jobs(snapshot) -> dict:
+    from zxmem.tasktree import TaskTree
+
+    tree = TaskTree(snapshot)
+    out = {}
+    for job in snapshot.jobs:
+        row = tree.job_row(job, 0)
+        if row.pss_bytes is not None:
+            label = job.path or job.name
+            out[(job.koid, job.path)] = (f"j:{job.koid}", label, row.pss_bytes)
+    return out
+
+
+def _processes(snapshot) -> dict:
+    out = {}
+    for p in snapshot.processes:
+        m = p.memory
+        if m is not None and m.pss_bytes is not None:
+            out[snapshot.identity(p)] = (f"p:{p.koid}", p.display_name, m.pss_bytes)
+    return out
+
+
+def _objects(snapshot) -> dict:
+    from zxmem.model import INODE_KOID_BASE
+
+    owner = {}
+    for p in snapshot.processes:
+        for ref in p.vmo_refs or ():
+            owner.setdefault(ref.vmo_koid, p)
+    out: dict = {}
+    for koid, v in snapshot.vmos.items():
+        if v.committed_bytes is None:
+            continue
+        if koid >= INODE_KOID_BASE:
+            out[("koid", koid)] = (f"o:{koid}", v.path or v.name, v.committed_bytes)
+            continue
+        p = owner.get(koid)
+        ident = snapshot.identity(p) if p is not None else None
+        key = ("anon", ident, v.kind, v.name)
+        label = f"p:{p.koid}" if p is not None else "-"
+        prev = out.get(key)
+        total = v.committed_bytes + (prev[2] if prev else 0)
+        out[key] = (label, v.name, total)
+    return out
+
+
+def changes(a, b, kind: str, minimum: int = 0) -> list[Change]:
+    """The changes of one kind between snapshots ``a`` and ``b``, largest first."""
+    index = {"job": _jobs, "process": _processes, "object": _objects}[kind]
+    before, after = index(a), index(b)
+    out = []
+    for key in before.keys() | after.keys():
+        x, y = before.get(key), after.get(key)
+        label, name = (y or x)[0], (y or x)[1]
+        c = Change(kind, label, name, x[2] if x else None, y[2] if y else None)
+        delta = abs(c.change_bytes)
+        if c.status == "same" or delta < minimum:
+            continue
+        out.append(c)
+    out.sort(key=lambda c: (-abs(c.change_bytes), c.key, c.name))
+    return out
+
+
+def run(args: argparse.Namespace, env) -> int:
+    from zxmem.sources.load import load_snapshot
+
+    a = load_snapshot(args.a)
+    b = load_snapshot(args.b)
+    has_objects = bool(a.vmos) and bool(b.vmos)
+    if args.by == "object" and not has_objects:
+        which = args.a if not a.vmos else args.b
+        raise UsageError(f"{which}: holds no memory objects: compare memgraph -v files or "
+                         "objects samples of a store (zxmem history shows the tier)")
+    kinds = [args.by] if args.by else ["job", "process"] + (["object"] if has_objects else [])
+    result = {k: changes(a, b, k, args.min) for k in kinds}
+    if args.json:
+        doc = {"a": _source(args.a, a), "b": _source(args.b, b)}
+        for k, rows in result.items():
+            doc[_PLURAL[k]] = [{"key": c.key, "name": c.name, "status": c.status,
+                             "before_bytes": c.before_bytes, "after_bytes": c.after_bytes,
+                             "change_bytes": c.change_bytes} for c in rows]
+        env.stdout.write(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")
+        return 0
+    width = env.width() or 80
+    env.stdout.write(_text(result, width))
+    return 0
+
+
+def _source(arg: str, snapshot) -> dict:
+    p = snapshot.provenance
+    return {"input": arg, "source": p.source, "timestamp": p.timestamp, "host": p.host}
+
+
+_PLURAL = {"job": "jobs", "process": "processes", "object": "objects"}
+_TITLES = {"job": "JOBS (PSS)", "process": "PROCESSES (PSS)", "object": "OBJECTS (ALLOC)"}
+
+
+def _text(result: dict[str, list[Change]], width: int) -> str:
+    from zxmem.textsafe import escape_terminal, truncate_to_width
+    from zxmem.units import format_size
+
+    width = max(width, 60)
+    lines = []
+    for kind, rows in result.items():
+        if lines:
+            lines.append("")
+        lines.append(f"{_TITLES[kind]}: {len(rows)} changed")
+        if not rows:
+            continue
+        keys = min(22, max(len(escape_terminal(c.key)) for c in rows))
+        lines.append(f"{'CHANGE':>8} {'BEFORE':>8} {'AFTER':>8} {'':6} {'KEY':<{keys}} NAME")
+        for c in rows:
+            sign = "+" if c.change_bytes > 0 else ""
+            head = (f"{sign + format_size(c.change_bytes):>8} {format_size(c.before_bytes):>8} "
+                    f"{format_size(c.after_bytes):>8} {c.status:<6} ")
+            key = f"{escape_terminal(c.key):<{keys}}"
+            room = width - len(head) - len(key) - 1
+            lines.append(head + key + " " + truncate_to_width(escape_terminal(c.name), room))
+    return "\n".join(lines) + "\n"

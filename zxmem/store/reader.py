@@ -1,0 +1,300 @@
+"""Reading samples back: a sample is a :class:`zxmem.model.Snapshot`.
+
+:func:`read_sample` rebuilds the snapshot of sample ``n`` from the rows valid
+at ``n``; :func:`select` turns a ``@`` selector into a sample number;
+:func:`stored_form` says what of a snapshot a tier keeps, so that
+``read_sample(write(s)) == stored_form(s, tier)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
+from types import MappingProxyType
+
+from zxmem.model import (
+    Denied,
+    Job,
+    KernelStats,
+    MemoryCounts,
+    Process,
+    Provenance,
+    Snapshot,
+    Vmo,
+    VmoRef,
+)
+from zxmem.store.schema import VERSIONED, StoreError, read_span
+from zxmem.store.writer import (
+    OBJECTS,
+    OWNER_SHIFT,
+    TIER_NAMES,
+    TOTALS,
+    decode_text,
+    u64,
+    unpack,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleInfo:
+    n: int
+    time_ns: int
+    tier: int
+    nproc: int | None
+    pss_bytes: int | None
+
+    @property
+    def tier_name(self) -> str:
+        return TIER_NAMES.get(self.tier, str(self.tier))
+
+
+def stored_form(snapshot: Snapshot, tier: int) -> Snapshot:
+    """What a sample of ``tier`` keeps of ``snapshot``: threads, mappings,
+    regions and descriptor counts are never kept (the thread count is);
+    the totals tier keeps no memory objects or references either."""
+    procs = tuple(
+        replace(p, threads=(), mappings=None, regions=None, handle_stats=None,
+                vmo_refs=p.vmo_refs if tier == OBJECTS else None)
+        for p in snapshot.processes)
+    if tier == OBJECTS:
+        return replace(snapshot, processes=procs)
+    return replace(snapshot, processes=procs, vmos=MappingProxyType({}),
+                   hidden_vmo_koids=(), vmo_holders=MappingProxyType({}))
+
+
+def samples(conn: sqlite3.Connection) -> list[SampleInfo]:
+    return [SampleInfo(*r) for r in conn.execute(
+        "SELECT n, time_ns, tier, nproc, pss_bytes FROM samples ORDER BY n")]
+
+
+def _valid(conn: sqlite3.Connection, table: str, cols: str, n: int, span: int) -> list[tuple]:
+    # One range of the index on first: no row is valid for more than span samples.
+    return conn.execute(
+        f"SELECT {cols} FROM {table} WHERE first > ?2 AND first <= ?1 "
+        "AND (last IS NULL OR last >= ?1)", (n, n - span)).fetchall()
+
+
+class _Strings:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.cache: dict[int, str] = {}
+
+    def fill(self, ids) -> None:
+        want = [i for i in set(ids) if i is not None and i not in self.cache]
+        for start in range(0, len(want), 500):
+            chunk = want[start:start + 500]
+            q = ",".join("?" * len(chunk))
+            for i, s in self.conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})", chunk):
+                self.cache[i] = decode_text(s)
+
+    def __call__(self, i: int | None) -> str | None:
+        return None if i is None else self.cache[i]
+
+
+def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapshot:
+    """Sample ``n`` as a Snapshot (a :class:`StoreError` if there is none)."""
+    row = conn.execute("SELECT time_ns, timestamp, capture_ns, tier, prov, has_kernel, extra "
+                       "FROM samples WHERE n = ?", (n,)).fetchone()
+    if row is None:
+        raise StoreError(f"{name}: no sample {n}")
+    _time_ns, timestamp, capture_ns, tier, prov_id, has_kernel, extra_id = row
+    span = read_span(conn)
+    s = _Strings(conn)
+
+    info = _valid(conn, "proc_info", "ent, " + ", ".join(VERSIONED["proc_info"]), n, span)
+    mem = {r[0]: r[1:] for r in _valid(
+        conn, "proc_mem", "ent, " + ", ".join(VERSIONED["proc_mem"]), n, span)}
+    jobs = _valid(conn, "job_info", "ent, " + ", ".join(VERSIONED["job_info"]), n, span)
+    kvals = _valid(conn, "kernel_values", "ent, value", n, span) if has_kernel else []
+    vmo_rows: list[tuple] = []
+    refs: dict[int, bytes] = {}
+    bases: dict[int, int] = {}
+    if tier == OBJECTS:
+        cols = "ent, " + ", ".join(VERSIONED["vmos"])
+        vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
+        layouts = {ent: unpack(blob)
+                   for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
+        bases = {ent: layout[0] for ent, layout in layouts.items()}
+        # An owner's objects in key order take the layout's offsets in turn.
+        anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
+        at: dict[int, int] = {}
+        for r in anon_rows:
+            owner = r[0] >> OWNER_SHIFT
+            i = at.get(owner, 0)
+            at[owner] = i + 1
+            base, offsets = layouts[owner]
+            vmo_rows.append((base + offsets[i],) + r[1:])
+        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
+    ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
+    ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
+    ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]
+    proc_keys = {}
+    if info:
+        q = ",".join(str(int(r[0])) for r in info)
+        proc_keys = {i: (p, st) for i, p, st in conn.execute(
+            f"SELECT id, pid, start FROM procs WHERE id IN ({q})")}
+    job_keys = {}
+    if jobs:
+        q = ",".join(str(int(r[0])) for r in jobs)
+        job_keys = {i: (k, p) for i, k, p in conn.execute(
+            f"SELECT id, koid, path FROM job_ids WHERE id IN ({q})")}
+        ids += [p for _k, p in job_keys.values()]
+    s.fill(ids)
+
+    pd = json.loads(s(prov_id))
+    pd["denied"] = tuple(Denied(*d) for d in pd.get("denied", ()))
+    pd["notes"] = tuple(pd.get("notes", ()))
+    known = {f.name for f in fields(Provenance)}
+    prov = Provenance(timestamp=timestamp, capture_time_ns=capture_ns,
+                      **{k: v for k, v in pd.items() if k in known})
+
+    processes = []
+    for ent, name, job, ppid, uid, cmd, kthread in info:
+        pid, start = proc_keys[ent]
+        m = mem[ent]
+        counts = MemoryCounts(*m[1:11]) if m[0] else None
+        vrefs = None
+        blob = refs.get(ent)
+        if blob is not None:
+            b = bases.get(ent, 0)
+            vrefs = tuple(VmoRef(r[0] + b if len(r) > 4 else r[0], tuple(r[1]), tuple(r[2]),
+                                 r[3])
+                          for r in unpack(blob))
+        processes.append(Process(
+            koid=pid, name=s(name), job_koid=u64(job), ppid=ppid, uid=uid,
+            cmdline=None if cmd is None else tuple(json.loads(s(cmd))),
+            state=m[11], kernel_thread=bool(kthread), memory=counts, num_threads=m[12],
+            vm_pte_bytes=m[13], start_time_ticks=start, vmo_refs=vrefs))
+    processes.sort(key=lambda p: p.koid)
+
+    job_list = {}
+    for ent, name, parent, state, charged in jobs:
+        koid, path = job_keys[ent]
+        job_list[u64(koid)] = Job(koid=u64(koid), name=s(name), parent_koid=u64(parent),
+                                  path=s(path), state=s(state), charged_bytes=charged)
+
+    kernel = None
+    if has_kernel:
+        cols: dict = {}
+        maps: dict[str, dict] = {}
+        for key_id, value in kvals:
+            group, _, key = s(key_id).partition(":")
+            if group == "col":
+                cols[key] = value
+            else:
+                maps.setdefault(group, {})[key] = value
+        kernel = KernelStats(**cols, **{g: MappingProxyType(d) for g, d in maps.items()})
+
+    vmos = {}
+    for (koid, name, kind, size, committed, parent, children, mappings, shares, dev, inode,
+         path, swap) in vmo_rows:
+        vmos[koid] = Vmo(koid=koid, name=s(name), kind=s(kind), size_bytes=size,
+                              committed_bytes=committed, parent_koid=u64(parent),
+                              num_children=children, num_mappings=mappings,
+                              share_count=shares, dev=u64(dev), inode=u64(inode),
+                              path=s(path), swap_bytes=swap)
+    hidden: tuple[int, ...] = ()
+    holders: dict[int, tuple[int, ...]] = {}
+    if extra_id is not None:
+        e = json.loads(s(extra_id))
+        hidden = tuple(e["hidden"])
+        holders = {k: tuple(v) for k, v in e["holders"]}
+    # Snapshots order their VMOs as the collector built them; a mapping's
+    # order is not part of its value, but keep koid order for stable output.
+    return Snapshot(provenance=prov, jobs=_canonical_jobs(job_list),
+                    processes=tuple(processes), kernel=kernel,
+                    vmos=MappingProxyType(dict(sorted(vmos.items()))),
+                    hidden_vmo_koids=hidden, vmo_holders=MappingProxyType(holders))
+
+
+def _canonical_jobs(jobs: dict[int, Job]) -> tuple[Job, ...]:
+    """Parents first, by depth then koid (the live collector's order)."""
+    depth: dict[int, int] = {}
+
+    def depth_of(koid: int) -> int:
+        chain = []
+        k = koid
+        while k in jobs and k not in depth and k not in chain:
+            chain.append(k)
+            k = jobs[k].parent_koid
+        d = depth.get(k, -1) if k in jobs else -1
+        for c in reversed(chain):
+            d += 1
+            depth[c] = d
+        return depth[koid]
+
+    return tuple(sorted(jobs.values(), key=lambda j: (depth_of(j.koid), j.koid)))
+
+
+# --------------------------------------------------------------------------
+# Selectors: @first, @last, @N, @-2h, @2026-12-03T10:00
+
+_RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)(s|m|h|d|w)")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``10s``, ``5m``, ``2h``, ``7d``, ``1w`` or plain seconds; ValueError."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h|d|w)?", text.strip())
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 10s, 5m, 2h, 7d)")
+    return float(m.group(1)) * _UNIT_S[m.group(2) or "s"]
+
+
+def parse_time(text: str, now_s: float) -> float:
+    """Seconds since the epoch of ``-2h`` (before now) or an ISO time
+    (local time unless it names a zone, as ``Z`` or ``+01:00``)."""
+    m = _RELATIVE.fullmatch(text)
+    if m:
+        return now_s - float(m.group(1)) * _UNIT_S[m.group(2)]
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use first, last, a sample number, "
+                         "-2h or 2026-12-03T10:00)") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time
+    return when.timestamp()
+
+
+def select(conn: sqlite3.Connection, selector: str, now_s: float, name: str = "store") -> int:
+    """The sample number a selector names (a StoreError if none)."""
+    first, last = conn.execute("SELECT min(n), max(n) FROM samples").fetchone()
+    if first is None:
+        raise StoreError(f"{name}: the store holds no samples yet")
+    if selector in ("", "last"):
+        return last
+    if selector == "first":
+        return first
+    if selector.isascii() and selector.isdigit():
+        n = int(selector)
+        if not conn.execute("SELECT 1 FROM samples WHERE n = ?", (n,)).fetchone():
+            raise StoreError(f"{name}@{selector}: no sample {n} (the store holds "
+                             f"samples {first} to {last})")
+        return n
+    try:
+        when = parse_time(selector, now_s)
+    except ValueError as exc:
+        raise StoreError(f"{name}@{selector}: {exc}") from None
+    row = conn.execute("SELECT n FROM samples WHERE time_ns <= ? ORDER BY time_ns DESC, n DESC "
+                       "LIMIT 1", (int(when * 1e9),)).fetchone()
+    if row is None:
+        t0 = conn.execute("SELECT time_ns FROM samples WHERE n = ?", (first,)).fetchone()[0]
+        raise StoreError(f"{name}@{selector}: no sample at or before "
+                         f"{format_time(int(when * 1e9))}; the first is from "
+                         f"{format_time(t0)}")
+    return row[0]
+
+
+def format_time(time_ns: int) -> str:
+    """UTC, to the second: ``2026-12-03T10:00:00Z``."""
+    t = datetime.fromtimestamp(time_ns / 1e9, tz=timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+__all__ = ["SampleInfo", "TOTALS", "OBJECTS", "read_sample", "samples", "select",
+           "stored_form", "parse_duration", "parse_time", "format_time"]

@@ -1,0 +1,266 @@
+"""The history store's tables, its schema version and migrations.
+
+One SQLite file in WAL mode.  ``PRAGMA user_version`` is the schema version:
+a store written by a newer zxmem is refused with a one-line error, an older
+one is migrated in place (one transaction per step).
+
+Every table but ``samples``, ``strings`` and the two identity tables holds
+*versioned rows*: a row is valid from sample ``first`` to sample ``last``
+inclusive (``last`` NULL: still valid at the newest sample).  A sample only
+adds rows for what changed since the previous one, and closes the rows of
+what changed or went away.
+
+=================  ==========================================================
+``strings``        every name, command line, path and provenance, once
+``samples``        one row per sample: time, tier, provenance, summary
+``procs``          process identities (boot id, PID, start time)
+``proc_info``      versioned: name, job, parent, uid, command line
+``proc_mem``       versioned: memory counts, state letter, threads, PTEs
+``job_ids``        job identities (cgroup id, path)
+``job_info``       versioned: name, parent, state, charged bytes
+``kernel_values``  versioned: one kernel counter (column, meminfo or extra)
+``vmos``           versioned, objects tier only: one memory object by koid
+                   (file-backed objects, whose koid is stable)
+``anon_vmos``      versioned, objects tier only: an anonymous object, by its
+                   owner (the first process that reaches it), its name and
+                   its ordinal among the owner's objects of that name
+``vmo_base``       versioned, objects tier only: a process's layout, the koid
+                   of each object it owns this sample (first koid, offsets)
+``vmo_refs``       versioned, objects tier only: a process's references
+                   (zlib-compressed JSON; sequence koids relative to the base)
+
+Anonymous objects get sequence koids in scan order, so one process that exits
+shifts the koids of every process after it, and a new mapping those of the
+rest of its process; keyed by owner, name and ordinal, a renumbering changes
+one small ``vmo_base`` row per process, not every object.
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from zxmem.errors import ZxmemError
+
+# 1: the first layout.  2: samples carry their process count and total PSS
+# (``zxmem history`` reads them without visiting every row).
+VERSION = 2
+
+APPLICATION_ID = 0x7A786D68  # "zxmh"
+
+_V1 = """
+CREATE TABLE strings (id INTEGER PRIMARY KEY, s BLOB NOT NULL UNIQUE);  -- UTF-8
+CREATE TABLE samples (
+    n INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,       -- wall clock, ns since the epoch (UTC)
+    timestamp TEXT,                 -- the provenance's own timestamp text
+    capture_ns INTEGER,             -- provenance.capture_time_ns
+    tier INTEGER NOT NULL,          -- 0 totals, 1 totals and objects
+    prov INTEGER NOT NULL,          -- strings: provenance JSON
+    has_kernel INTEGER NOT NULL,
+    extra INTEGER                   -- strings: hidden koids and holders JSON
+);
+CREATE INDEX samples_time ON samples(time_ns);
+CREATE TABLE procs (
+    id INTEGER PRIMARY KEY, boot INTEGER, pid INTEGER NOT NULL, start INTEGER);
+CREATE TABLE proc_info (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, job INTEGER NOT NULL, ppid INTEGER, uid INTEGER,
+    cmdline INTEGER, kthread INTEGER NOT NULL);
+CREATE TABLE proc_mem (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    known INTEGER NOT NULL, pss INTEGER, private INTEGER, shared INTEGER,
+    rss INTEGER, swap INTEGER, swap_pss INTEGER, pss_anon INTEGER,
+    pss_file INTEGER, pss_shmem INTEGER, hugetlb INTEGER,
+    state TEXT, threads INTEGER, pte INTEGER);
+CREATE TABLE job_ids (id INTEGER PRIMARY KEY, koid INTEGER NOT NULL, path INTEGER NOT NULL);
+CREATE TABLE job_info (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, parent INTEGER NOT NULL, state INTEGER NOT NULL,
+    charged INTEGER);
+CREATE TABLE kernel_values (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, value INTEGER);
+CREATE TABLE vmos (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, kind INTEGER, size INTEGER, committed INTEGER,
+    parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER,
+    shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE anon_vmos (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, kind INTEGER, size INTEGER, committed INTEGER,
+    parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER,
+    shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE vmo_base (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, layout BLOB NOT NULL);
+CREATE TABLE vmo_refs (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, refs BLOB NOT NULL);
+"""
+
+# The versioned tables and their value columns (after ent, first, last).
+VERSIONED: dict[str, tuple[str, ...]] = {
+    "proc_info": ("name", "job", "ppid", "uid", "cmdline", "kthread"),
+    "proc_mem": ("known", "pss", "private", "shared", "rss", "swap", "swap_pss", "pss_anon",
+                 "pss_file", "pss_shmem", "hugetlb", "state", "threads", "pte"),
+    "job_info": ("name", "parent", "state", "charged"),
+    "kernel_values": ("value",),
+    "vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings", "shares",
+             "dev", "inode", "path", "swap"),
+    "anon_vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings",
+                  "shares", "dev", "inode", "path", "swap"),
+    "vmo_base": ("layout",),
+    "vmo_refs": ("refs",),
+}
+
+
+def _indexes(conn: sqlite3.Connection) -> None:
+    for table in VERSIONED:
+        # The open rows (the writer's state), a small partial index; and
+        # rows by first sample: a sample's rows start within SPAN samples
+        # before it, so replay and retention are bounded range scans.
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_open ON {table}(ent) "
+                     "WHERE last IS NULL")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_first ON {table}(first)")
+
+
+# No row is valid for more than SPAN samples: the writer opens a row again
+# (same values) once it is SPAN samples old, so the rows valid at sample n
+# all have first > n - SPAN.  It costs one copy of each row per SPAN samples
+# (2 hours at 10 s) and keeps the replay of any sample of a long history as
+# fast as the newest.
+SPAN = 720
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE samples ADD COLUMN nproc INTEGER")
+    conn.execute("ALTER TABLE samples ADD COLUMN pss_bytes INTEGER")
+    conn.execute("""
+        UPDATE samples SET
+          nproc = (SELECT count(*) FROM proc_mem m
+                   WHERE m.first <= samples.n AND (m.last IS NULL OR m.last >= samples.n)),
+          pss_bytes = (SELECT sum(m.pss) FROM proc_mem m
+                       WHERE m.first <= samples.n AND (m.last IS NULL OR m.last >= samples.n))
+    """)
+    # Version 1 wrote rows of any length: the span readers bound their
+    # search by covers the longest one there is.
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+    newest = conn.execute("SELECT coalesce(max(n), 0) FROM samples").fetchone()[0]
+    longest = SPAN
+    for table in VERSIONED:
+        row = conn.execute(f"SELECT max(coalesce(last, ?) - first + 1) FROM {table}",
+                           (newest,)).fetchone()
+        longest = max(longest, row[0] or 0)
+    conn.execute("INSERT INTO meta VALUES ('span', ?)", (longest,))
+
+
+def read_span(conn: sqlite3.Connection) -> int:
+    """How many samples before n the rows valid at n may start."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'span'").fetchone()
+    return max(SPAN, int(row[0])) if row else SPAN
+
+
+MIGRATIONS = {1: _migrate_1_to_2}
+
+
+class StoreError(ZxmemError):
+    """A store that cannot be opened, read or written (one line)."""
+
+
+def open_store(path: str, *, create: bool, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and with ``create`` make or migrate) the store at ``path``.
+
+    Autocommit mode: callers open their own transactions (``BEGIN``).
+    """
+    if not create and not os.path.exists(path):
+        raise StoreError(f"{path}: no such history store")
+    try:
+        if readonly:
+            conn, version, app = _open_readonly(path)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            raise StoreError(f"{path}: permission denied") from None
+        raise StoreError(f"{path}: not a zxmem history store ({exc})") from None
+    if version > VERSION:
+        conn.close()
+        raise StoreError(f"{path}: written by a newer zxmem (store schema {version}, "
+                         f"this zxmem reads up to {VERSION}): upgrade zxmem")
+    has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if version == 0 and has_tables:
+        conn.close()
+        raise StoreError(f"{path}: an SQLite file that is not a zxmem history store")
+    if version and app != APPLICATION_ID:
+        conn.close()
+        raise StoreError(f"{path}: an SQLite file that is not a zxmem history store")
+    if version < VERSION:
+        if readonly:
+            conn.close()
+            # A reader migrates too (it needs the newer layout): reopen writable.
+            conn = open_store(path, create=True)
+            conn.close()
+            return open_store(path, create=False, readonly=True)
+        _upgrade(conn, version, path)
+    return conn
+
+
+def _open_readonly(path: str) -> tuple[sqlite3.Connection, int, int]:
+    """A read-only connection, its user_version and application_id.
+
+    A WAL store needs its ``-shm`` file: while a recorder runs it exists
+    and a reader without write access uses it read-only; when none runs
+    (no ``-wal``) and the reader may not create it (root's store, read by
+    a user), the file cannot change under the reader and is opened as
+    immutable."""
+    base = "file:" + _uri_path(path) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(base, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return (conn, conn.execute("PRAGMA user_version").fetchone()[0],
+                conn.execute("PRAGMA application_id").fetchone()[0])
+    except sqlite3.OperationalError:
+        if os.path.exists(path + "-wal"):
+            raise
+    conn = sqlite3.connect(base + "&immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    return (conn, conn.execute("PRAGMA user_version").fetchone()[0],
+            conn.execute("PRAGMA application_id").fetchone()[0])
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path)
+
+
+def _upgrade(conn: sqlite3.Connection, version: int, path: str) -> None:
+    try:
+        if version == 0:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            # Another process may have created it meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for stmt in _V1.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                _indexes(conn)
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute("PRAGMA user_version=1")
+            conn.execute("COMMIT")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        while version < VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            now = conn.execute("PRAGMA user_version").fetchone()[0]
+            if now == version:
+                MIGRATIONS[version](conn)
+                conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise StoreError(f"{path}: cannot create or migrate the store: {exc}") from None

@@ -1,0 +1,324 @@
+"""Writing samples: only what changed since the previous sample.
+
+:class:`Writer` keeps, in memory, the rows valid at the newest sample (the
+"open" rows, ``last IS NULL``).  A new sample is compared with them: a value
+that is the same adds nothing, a changed or vanished one closes its row at
+the previous sample, a changed or new one opens a row.  Each sample is one
+transaction, so a recorder killed at any point loses at most that sample;
+after a failed write (disk full) the in-memory state is reloaded from the
+store, which still holds the last sample that committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Mapping
+from dataclasses import fields
+
+from zxmem.model import INODE_KOID_BASE, Provenance, Snapshot
+from zxmem.store import schema
+from zxmem.store.schema import VERSIONED
+
+TOTALS = 0
+OBJECTS = 1
+TIER_NAMES = {TOTALS: "totals", OBJECTS: "objects"}
+
+_MISSING = object()
+_U64 = 1 << 64
+_S63 = 1 << 63
+
+# Provenance fields kept per sample in their own columns, not in its JSON.
+_PROV_OWN = ("timestamp", "capture_time_ns")
+
+
+def s64(value: int | None) -> int | None:
+    """A 64-bit unsigned identifier (a koid, a dev) as SQLite's signed integer."""
+    if value is not None and value >= _S63:
+        return value - _U64
+    return value
+
+
+def u64(value: int | None) -> int | None:
+    """Inverse of :func:`s64`."""
+    if value is not None and value < 0:
+        return value + _U64
+    return value
+
+
+def encode_text(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def decode_text(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", "surrogatepass")
+
+
+def provenance_json(prov: Provenance) -> str:
+    d = {}
+    for f in fields(Provenance):
+        if f.name in _PROV_OWN:
+            continue
+        value = getattr(prov, f.name)
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        d[f.name] = value
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+# An anonymous object's entity in anon_vmos: its owner (a process entity),
+# the string id of its name and its ordinal among the owner's objects of
+# that name, in 23 + 24 + 16 bits.
+OWNER_SHIFT = 40
+
+
+def anon_key(owner: int, name_id: int, ordinal: int) -> int | None:
+    """The anon_vmos entity, or None when a part does not fit its bits (the
+    object is then kept by koid in vmos)."""
+    if owner < (1 << 23) and name_id < (1 << 24) and ordinal < (1 << 16):
+        return owner << OWNER_SHIFT | name_id << 16 | ordinal
+    return None
+
+
+def pack(value) -> bytes:
+    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+
+
+def unpack(blob: bytes):
+    return json.loads(zlib.decompress(blob))
+
+
+def refs_blob(refs, base: int | None) -> bytes:
+    """A process's references; sequence koids as offsets from ``base``
+    (``[koid, via, rights, fd]`` absolute, ``[offset, via, rights, fd, 1]``)."""
+    rows = []
+    for r in refs:
+        k = r.vmo_koid
+        if base is not None and k < INODE_KOID_BASE:
+            rows.append([k - base, list(r.via), list(r.handle_rights), r.fd, 1])
+        else:
+            rows.append([k, list(r.via), list(r.handle_rights), r.fd])
+    return pack(rows)
+
+
+def _counts(memory) -> tuple:
+    if memory is None:
+        return (0,) + (None,) * 10
+    m = memory
+    return (1, m.pss_bytes, m.private_bytes, m.shared_bytes, m.rss_bytes, m.swap_bytes,
+            m.swap_pss_bytes, m.pss_anon_bytes, m.pss_file_bytes, m.pss_shmem_bytes,
+            m.hugetlb_bytes)
+
+
+class Writer:
+    """Appends samples to an open store connection (see :mod:`zxmem.store`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.reload()
+
+    # -- state -------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Forget every cache and read the open rows back from the store."""
+        c = self.conn
+        self._strings: dict[str, int] = {}
+        # table -> entity -> (rowid, first sample, values)
+        self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
+        for table, cols in VERSIONED.items():
+            rows = c.execute(f"SELECT rowid, ent, first, {', '.join(cols)} FROM {table} "
+                             "WHERE last IS NULL")
+            self.open[table] = {r[1]: (r[0], r[2], tuple(r[3:])) for r in rows}
+        self.procs = {(b, p, s): i for i, b, p, s in
+                      c.execute("SELECT id, boot, pid, start FROM procs")}
+        self.job_ids = {(k, p): i for i, k, p in c.execute("SELECT id, koid, path FROM job_ids")}
+        self.last_n = c.execute("SELECT max(n) FROM samples").fetchone()[0]
+
+    def sid(self, text: str) -> int:
+        """The id of ``text`` in the strings table (added if new)."""
+        i = self._strings.get(text)
+        if i is not None:
+            return i
+        raw = encode_text(text)
+        row = self.conn.execute("SELECT id FROM strings WHERE s = ?", (raw,)).fetchone()
+        if row is None:
+            i = self.conn.execute("INSERT INTO strings(s) VALUES (?)", (raw,)).lastrowid
+        else:
+            i = row[0]
+        if len(self._strings) > 200_000:  # bounded: names churn over days
+            self._strings.clear()
+        self._strings[text] = i
+        return i
+
+    def _osid(self, text: str | None) -> int | None:
+        return None if text is None else self.sid(text)
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, snapshot: Snapshot, tier: int, time_ns: int) -> int:
+        """Add ``snapshot`` as the next sample in one transaction; its number.
+
+        ``tier`` TOTALS keeps kernel totals, jobs and process totals;
+        OBJECTS also the memory objects and each process's references.
+        On any error the transaction is rolled back, the state reloaded,
+        and the error raised.
+        """
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            n = self._write(snapshot, tier, time_ns)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                try:
+                    c.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            self.reload()
+            raise
+        self.last_n = n
+        return n
+
+    def _write(self, snap: Snapshot, tier: int, time_ns: int) -> int:
+        c = self.conn
+        n = (self.last_n or 0) + 1
+        prov = snap.provenance
+        boot = self._osid(prov.boot_id)
+
+        info: dict[int, tuple] = {}
+        mem: dict[int, tuple] = {}
+        ents: dict[int, int] = {}  # pid -> proc entity
+        pss_total = None
+        for p in snap.processes:
+            key = (boot, p.koid, p.start_time_ticks)
+            ent = self.procs.get(key)
+            if ent is None:
+                ent = c.execute("INSERT INTO procs(boot, pid, start) VALUES (?,?,?)",
+                                key).lastrowid
+                self.procs[key] = ent
+            ents[p.koid] = ent
+            cmd = None if p.cmdline is None else self.sid(
+                json.dumps(list(p.cmdline), separators=(",", ":")))
+            info[ent] = (self.sid(p.name), s64(p.job_koid), p.ppid, p.uid, cmd,
+                         int(p.kernel_thread))
+            mem[ent] = _counts(p.memory) + (p.state, p.num_threads, p.vm_pte_bytes)
+            if p.memory is not None and p.memory.pss_bytes is not None:
+                pss_total = (pss_total or 0) + p.memory.pss_bytes
+
+        jobs: dict[int, tuple] = {}
+        for j in snap.jobs:
+            key = (s64(j.koid), self.sid(j.path))
+            ent = self.job_ids.get(key)
+            if ent is None:
+                ent = c.execute("INSERT INTO job_ids(koid, path) VALUES (?,?)", key).lastrowid
+                self.job_ids[key] = ent
+            jobs[ent] = (self.sid(j.name), s64(j.parent_koid), self.sid(j.state), j.charged_bytes)
+
+        kvals: dict[int, tuple] = {}
+        k = snap.kernel
+        if k is not None:
+            for f in fields(k):
+                value = getattr(k, f.name)
+                if isinstance(value, Mapping):
+                    for key, v in value.items():
+                        kvals[self.sid(f"{f.name}:{key}")] = (v,)
+                else:
+                    kvals[self.sid(f"col:{f.name}")] = (value,)
+
+        extra = None
+        if tier == OBJECTS and (snap.hidden_vmo_koids or snap.vmo_holders):
+            extra = self.sid(json.dumps(
+                {"hidden": list(snap.hidden_vmo_koids),
+                 "holders": [[k, list(v)] for k, v in snap.vmo_holders.items()]},
+                separators=(",", ":")))
+        c.execute(
+            "INSERT INTO samples(n, time_ns, timestamp, capture_ns, tier, prov, has_kernel, "
+            "extra, nproc, pss_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (n, time_ns, prov.timestamp, prov.capture_time_ns, tier,
+             self.sid(provenance_json(prov)), int(k is not None), extra,
+             len(snap.processes), pss_total))
+
+        pending = [("proc_info", info), ("proc_mem", mem), ("job_info", jobs),
+                   ("kernel_values", kvals)]
+        if tier == OBJECTS:
+            pending += self._objects(snap, ents)
+        new_open = {}
+        for table, values in pending:
+            new_open[table] = self._apply(table, values, n)
+        self.open.update(new_open)
+        return n
+
+    def _objects(self, snap: Snapshot, ents: dict[int, int]) -> list[tuple[str, dict]]:
+        # Each anonymous (sequence-koid) object belongs to the first process
+        # that reaches it, and is known there by its name and its ordinal
+        # among the process's objects of that name; the process's layout
+        # row says which koid each of them has this sample.
+        owned: dict[int, list[int]] = {}
+        owner: dict[int, int] = {}
+        for p in snap.processes:
+            ent = ents[p.koid]
+            for r in p.vmo_refs or ():
+                k = r.vmo_koid
+                if k < INODE_KOID_BASE and k not in owner and k in snap.vmos:
+                    owner[k] = ent
+                    owned.setdefault(ent, []).append(k)
+
+        def row(v) -> tuple:
+            # kind and num_mappings may be unknown (a Fuchsia capture): NULL.
+            return (self.sid(v.name), self._osid(v.kind), v.size_bytes, v.committed_bytes,
+                    s64(v.parent_koid), v.num_children, v.num_mappings, v.share_count,
+                    s64(v.dev), s64(v.inode), self._osid(v.path), v.swap_bytes)
+
+        vmos: dict[int, tuple] = {}
+        anon: dict[int, tuple] = {}
+        layouts: dict[int, tuple] = {}
+        bases: dict[int, int] = {}
+        for ent, koids in owned.items():
+            koids.sort()
+            base = bases[ent] = koids[0]
+            seen: dict[int, int] = {}
+            keyed = []
+            for k in koids:
+                v = snap.vmos[k]
+                values = row(v)
+                ordinal = seen.get(values[0], 0)
+                seen[values[0]] = ordinal + 1
+                key = anon_key(ent, values[0], ordinal)
+                if key is None:
+                    vmos[s64(k)] = values
+                else:
+                    anon[key] = values
+                    keyed.append((key, k - base))
+            keyed.sort()
+            layouts[ent] = (pack([base, [offset for _key, offset in keyed]]),)
+        for koid, v in snap.vmos.items():
+            if koid not in owner:
+                vmos[s64(koid)] = row(v)
+        refs = {ents[p.koid]: (refs_blob(p.vmo_refs, bases.get(ents[p.koid])),)
+                for p in snap.processes if p.vmo_refs is not None}
+        return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", layouts),
+                ("vmo_refs", refs)]
+
+    def _apply(self, table: str, new: dict[int, tuple], n: int
+               ) -> dict[int, tuple[int, int, tuple]]:
+        """Close changed/vanished rows at n-1, open rows for changed/new ones
+        (and again for unchanged ones SPAN samples old)."""
+        c = self.conn
+        old = self.open[table]
+        oldest = n - schema.SPAN  # a row that started here or before is opened again
+        closing = [(n - 1, rowid) for ent, (rowid, first, vals) in old.items()
+                   if first <= oldest or new.get(ent, _MISSING) != vals]
+        if closing:
+            c.executemany(f"UPDATE {table} SET last = ? WHERE rowid = ?", closing)
+        cols = VERSIONED[table]
+        sql = (f"INSERT INTO {table}(ent, first, {', '.join(cols)}) "
+               f"VALUES (?, ?{', ?' * len(cols)})")
+        out: dict[int, tuple[int, int, tuple]] = {}
+        for ent, vals in new.items():
+            prev = old.get(ent)
+            if prev is not None and prev[2] == vals and prev[1] > oldest:
+                out[ent] = prev
+            else:
+                out[ent] = (c.execute(sql, (ent, n) + vals).lastrowid, n, vals)
+        return out
