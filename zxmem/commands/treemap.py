@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from zxmem import outfile
 from zxmem.commands import common
 
 HELP = "draw memory as a zoomable treemap in one self-contained HTML file"
@@ -51,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     common.add_from(p)
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the page to FILE (replaced only once complete)")
+                   help="write the page to FILE: a regular file is replaced only once the "
+                   "page is complete; a device, FIFO or link is written through")
     p.add_argument("--open", dest="open_browser", action="store_true",
                    help="open the page in a web browser (written to a temporary file "
                         "unless -o is given)")
@@ -88,9 +90,9 @@ def run(args: argparse.Namespace, env) -> int:
     )
     path = args.output
     if path is None and args.open_browser:
-        path = _temp_page(page)
+        path = outfile.write_temp(page, prefix="zxmem-treemap-", suffix=".html")
     elif path is not None:
-        _write_atomic(path, page)
+        outfile.write_output(path, page)
     else:
         env.stdout.write(page)
         env.stdout.flush()
@@ -215,51 +217,6 @@ def _add_live_details(snapshot, root: str):
     # Objects no process maps (SysV segments, tmpfs files, the Shmem
     # remainder): the "hidden" branch.
     return add_hidden(snapshot, root)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    import os
-    import tempfile
-
-    from zxmem.errors import ZxmemError
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".zxmem-", suffix=".html", dir=directory)
-    except OSError as exc:
-        raise ZxmemError(f"-o {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ZxmemError(f"-o {path}: {exc.strerror}") from None
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temp_page(text: str) -> str:
-    import os
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="zxmem-treemap-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
 
 
 def _open(path: str, env) -> None:
