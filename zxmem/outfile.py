@@ -196,7 +196,13 @@ def _replace(real: str, data: bytes, old: os.stat_result | None, shown: str) -> 
     try:
         fd, tmp = tempfile.mkstemp(prefix=".zxmem-", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise OutputError(cannot_write(_name(shown), exc)) from None
+        if old is None:  # a new file: the directory is all there is to name
+            raise OutputError(cannot_write(_name(shown), exc)) from None
+        # The file itself may be writable: say why it is not written anyway.
+        raise OutputError(
+            f"cannot write to {_name(shown)}: no new file can be made beside it to "
+            f"replace it ({exc.strerror})"
+        ) from None
     try:
         try:
             _write_all(fd, data)

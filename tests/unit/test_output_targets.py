@@ -399,3 +399,37 @@ def test_name_with_a_newline_stays_one_line(tmp_path, snapshot_file):
     status, err = _to(target, snapshot_file)
     assert status == 1
     assert err.count("\n") == 1 and "a\\nb" in err
+
+
+def test_unwritable_directory_names_why(tmp_path, snapshot_file, monkeypatch):
+    # The file may be writable, but the page is made beside it and renamed
+    # over it: a directory that refuses new files is said to be the reason.
+    # (Refused by injection: root may write into a read-only directory.)
+    import tempfile
+
+    target = tmp_path / "mem.html"
+    target.write_text("old\n")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    status, err = _to(target, snapshot_file)
+    assert status == 1
+    assert err == (f"zxmem: cannot write to {target}: no new file can be made beside it "
+                   "to replace it (Permission denied)\n")
+    assert target.read_text() == "old\n"
+
+
+def test_open_with_no_temporary_directory_is_one_line(tmp_path, snapshot_file, monkeypatch):
+    import tempfile
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    status, err = _run(["treemap", "--from", snapshot_file, "--open"], io.StringIO())
+    assert status == 1
+    assert err == ("zxmem: cannot write to a temporary file: "
+                   "No such file or directory\n")
+    assert opened == []
