@@ -132,6 +132,10 @@ def write_output(path: str, text: str | bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
+        if path.endswith("/"):
+            # 'name/' names a directory; '>' refuses it rather than make a file.
+            raise OutputError(f"cannot write to {_name(path)}: "
+                              f"{os.strerror(errno.EISDIR)}") from None
         if not os.path.islink(path):
             # A new path: nothing to open yet; the renamed file appears whole.
             _replace(os.path.realpath(path), data, None, path)
@@ -159,6 +163,7 @@ def write_output(path: str, text: str | bytes) -> None:
         except OSError:
             now = None
         if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            # Not the file opened (a link changed meanwhile): touch nothing.
             raise OutputError(f"cannot write to {_name(path)}: it changed while being opened")
         try:
             _replace(real, data, st, path)

@@ -433,3 +433,27 @@ def test_open_with_no_temporary_directory_is_one_line(tmp_path, snapshot_file, m
     assert err == ("zxmem: cannot write to a temporary file: "
                    "No such file or directory\n")
     assert opened == []
+
+
+def test_trailing_slash_is_a_directory_not_a_new_file(tmp_path, snapshot_file):
+    target = str(tmp_path / "nosuch") + "/"
+    status, err = _to(target, snapshot_file)
+    assert status == 1
+    assert err == f"zxmem: cannot write to {target}: Is a directory\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_through_a_dangling_link_leaves_no_file(tmp_path, snapshot_file,
+                                                             monkeypatch):
+    link = tmp_path / "link.html"
+    link.symlink_to("later.html")
+
+    def fail(fd, data):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(outfile, "_write_all", fail)
+    status, err = _to(link, snapshot_file)
+    assert status == 1
+    assert err == f"zxmem: cannot write to {link}: Input/output error\n"
+    assert link.is_symlink() and not (tmp_path / "later.html").exists()
+    assert _leftovers(tmp_path) == []
