@@ -7,8 +7,10 @@ streams, terminal size, the ``/proc`` root, the clock — comes from an
 :class:`Environment`, so tests run the real CLI in-process.
 
 Exit statuses: 0 success; 1 the command could not do what was asked (bad
-PID, unreadable file); 2 usage error; 130 Ctrl-C; a closed output pipe ends
-quietly with 0 (``zxmem ps | head -1``).
+PID, unreadable file, standard output or -o FILE that cannot be written:
+one line, e.g. "zxmem: cannot write to standard output: No space left on
+device"); 2 usage error; 130 Ctrl-C; a closed output pipe ends quietly with
+0 (``zxmem ps | head -1``).
 """
 
 from __future__ import annotations
@@ -26,15 +28,9 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from zxmem import __version__
-from zxmem.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    OutputError,
-    UsageError,
-    ZxmemError,
-)
-from zxmem.textsafe import SafeWriter
+from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
+from zxmem.outfile import GuardedStream, StdoutError
+from zxmem.textsafe import SafeWriter, escape_terminal
 
 # Modules of zxmem/commands that are not commands.
 _NOT_COMMANDS = frozenset(("__init__", "common"))
@@ -120,84 +116,90 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment()
     argv = sys.argv[1:] if argv is None else argv
-    outer = env
-    # Every byte a command writes goes through SafeWriter: a control
+    # Commands write through a guard that turns a failed write (a full disk,
+    # EIO) into a one-line StdoutError, and through SafeWriter: a control
     # character a view forgot to escape still never reaches a terminal raw.
-    env = dataclasses.replace(env, stdout=SafeWriter(_Guarded(env.stdout)),
-                              stderr=SafeWriter(env.stderr))
+    # The caller's env is left as it was.
+    guarded = dataclasses.replace(env, stdout=SafeWriter(GuardedStream(env.stdout)),
+                                  stderr=SafeWriter(env.stderr))
     try:
-        parser = build_parser(argv[0] if argv else None)
-        try:
-            with contextlib.redirect_stdout(env.stdout):
-                args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help / --version
-            return int(exc.code or 0)
-        if not getattr(args, "command", None):
-            # No command is a usage error: the usage goes to stderr.
-            parser.print_help(env.stderr)
-            return EXIT_USAGE
-        status = args.run(args, env)
-        env.stdout.flush()
-        return status if status is not None else EXIT_OK
-    except OutputError as exc:
+        status = _run(argv, guarded)
+    except StdoutError as exc:
         _error(env, str(exc))
-        if isinstance(exc.__cause__, OSError):
-            _quiet_stdout(outer)  # what is still buffered would fail again at exit
+        _quiet_stdout(env)
         return exc.exit_status
     except ZxmemError as exc:
         _error(env, str(exc))
-        return exc.exit_status
+        status = exc.exit_status
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _quiet_stdout(outer)
+        _quiet_stdout(env)
         return EXIT_OK
+    return _finish_stdout(env, guarded, status)
 
 
-class _Guarded:
-    r"""Standard output whose write errors (ENOSPC, EIO, ...) are one-line
-    :class:`OutputError`\ s; a closed pipe stays a BrokenPipeError, which
-    ends the command quietly."""
+def _run(argv: list[str], env: Environment) -> int:
+    parser = build_parser(argv[0] if argv else None)
+    try:
+        with contextlib.redirect_stdout(env.stdout):  # type: ignore[type-var]
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    if not getattr(args, "command", None):
+        # No command is a usage error: the usage goes to stderr.
+        parser.print_help(env.stderr)
+        return EXIT_USAGE
+    status = args.run(args, env)
+    return status if status is not None else EXIT_OK
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
 
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"cannot write to standard output: {exc.strerror}") from exc
+def _finish_stdout(env: Environment, guarded: Environment, status: int) -> int:
+    """Flush standard output; a failure is the command's failure (one line).
 
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"cannot write to standard output: {exc.strerror}") from exc
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
+    Whatever is still buffered is written here, where a failure can be
+    reported, and not by Python's flush at exit, which would print
+    "Exception ignored" and exit 120.
+    """
+    try:
+        guarded.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout(env)
+    except StdoutError as exc:
+        _error(env, str(exc))
+        _quiet_stdout(env)
+        return status or exc.exit_status
+    except ValueError:  # a stream the caller closed: nothing left to write
+        pass
+    return status
 
 
 def _error(env: Environment, message: str) -> None:
+    line = message if message.startswith("zxmem") else f"zxmem: {message}"
+    # Errors name files and processes: escaped, they stay one line and
+    # inert on a terminal.
+    line = escape_terminal(line)
     try:
-        line = message if message.startswith("zxmem") else f"zxmem: {message}"
         env.stderr.write(line + "\n")
         env.stderr.flush()
-    except (BrokenPipeError, ValueError):
-        pass
+    except (OSError, ValueError, AttributeError):
+        # Nowhere to say it (stderr full, closed): the exit status must do.
+        _quiet(env.stderr, sys.stderr)
 
 
 def _quiet_stdout(env: Environment) -> None:
     # Python flushes stdout again at exit; point it at /dev/null so that
-    # flush cannot raise a second BrokenPipeError (Python docs, "Note on
-    # SIGPIPE").
-    if env.stdout is sys.stdout:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+    # flush cannot raise a second BrokenPipeError or OSError (Python docs,
+    # "Note on SIGPIPE").
+    _quiet(env.stdout, sys.stdout)
+
+
+def _quiet(stream: TextIO | None, real: TextIO | None) -> None:
+    if stream is None or stream is not real:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -29,9 +29,3 @@ class InputError(ZxmemError):
     """A file that cannot be read or parsed (names the offset or record)."""
 
     exit_status = EXIT_FAILURE
-
-
-class OutputError(ZxmemError):
-    """Standard output or an output file could not be written (disk full, EIO)."""
-
-    exit_status = EXIT_FAILURE

@@ -78,7 +78,9 @@ VIEWS = [
 ]
 
 # Commands that read no snapshot (share reads page tables live).
-NOT_FROM = {"share"}
+# share reads the live system only; record writes a store; history lists
+# samples (no names); diff takes two snapshots (its own test below).
+NOT_FROM = {"share", "record", "history", "diff"}
 
 
 def _with_from(args: list[str], path: str) -> list[str]:
@@ -196,6 +198,33 @@ def test_views_escape_every_name(snapshots, monkeypatch, args, kind, names):
         assert text.count("\n") == good.count("\n")
     if names:
         assert escape_terminal(HOSTILE) in text, "a name is missing or spelt otherwise"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("by", ["job", "process", "object"])
+def test_diff_escapes_every_name(snapshots, monkeypatch, tmp_path, fmt, by):
+    """Every hostile process and object appears (diff against no processes)."""
+    from dataclasses import replace
+
+    _, hostile, snapshot = snapshots
+    empty = tmp_path / "empty.json"
+    with open(empty, "w") as f:
+        one = dict(list(snapshot.vmos.items())[:1])  # objects known, but almost none
+        write_memgraph(replace(snapshot, processes=(), vmos=one), f, vmos=True)
+    monkeypatch.setattr(cli_module, "SafeWriter", lambda stream: stream)
+    args = ["diff", "--by", by, str(empty), hostile] + (["--json"] if fmt == "json" else [])
+    status, text, err = _run(args)
+    assert status == 0, err
+    assert UNSAFE.search(err) is None, err
+    if fmt == "json":
+        doc = json.loads(text)
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")  # no lone surrogate
+        if by == "process":
+            assert any(HOSTILE in t for t in _strings(doc)), "names lost"
+        return
+    found = UNSAFE.search(text)
+    assert found is None, text[max(0, found.start() - 60):found.end() + 20]
+    assert text.count("\n") >= 3  # a row was printed (names cut to the width)
 
 
 def test_lone_surrogates_read_from_json_become_byte_escapes(tmp_path, snapshots):

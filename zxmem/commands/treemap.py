@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from zxmem import outfile
 from zxmem.commands import common
 from zxmem.textsafe import escape_terminal
 
@@ -56,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     common.add_from(p)
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the page to FILE (replaced only once complete)")
+                   help="write the page to FILE: a regular file is replaced only once the "
+                   "page is complete; a device, FIFO or link is written through")
     p.add_argument("--open", dest="open_browser", action="store_true",
                    help="open the page in a web browser (written to a temporary file "
                         "unless -o is given)")
@@ -94,11 +96,9 @@ def run(args: argparse.Namespace, env) -> int:
     )
     path = args.output
     if path is None and args.open_browser:
-        path = _temp_page(page)
+        path = outfile.write_temp(page, prefix="zxmem-treemap-", suffix=".html")
     elif path is not None:
-        from zxmem.outfile import write_output
-
-        write_output(path, page)
+        outfile.write_output(path, page)
     else:
         env.stdout.write(page)
         env.stdout.flush()
@@ -197,16 +197,6 @@ def _stdin_has_data(env) -> bool:
         except OSError:
             return st.st_size > 0
     return False
-
-
-def _temp_page(text: str) -> str:
-    import os
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="zxmem-treemap-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
 
 
 def _open(path: str, env) -> None:
