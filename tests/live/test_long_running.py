@@ -11,12 +11,16 @@ import time
 
 import pytest
 
-# Growth of the collector's RSS allowed between the end of the warm-up and
-# the last of 1,000 collections.  Measured: 0.5-2 MB on a quiet machine,
-# up to 7 MB while other programs with many mappings (browsers) come and go
-# (the objects tier's peak depends on them, and freed arenas are not always
-# given back).  A leak of one snapshot per collection would be hundreds of MB.
-RSS_BOUND_BYTES = 8 << 20
+# Growth of the collector's RSS allowed over the second half of 1,000
+# collections (after 600), and over all of them after the first 100.
+# Measured: 0.05-2 MB over the second half; over the whole run a one-time
+# step of up to 10 MB when programs with many mappings (a browser under
+# test) came and went early on -- the objects tier's peak follows the
+# machine, and freed arenas are not always given back.  A leak of even 10 kB
+# per collection would add 5 MB over the second half, and one snapshot per
+# collection hundreds of MB.
+RSS_BOUND_BYTES = 4 << 20
+RSS_STEP_BYTES = 24 << 20
 
 
 class _Churn:
@@ -93,6 +97,7 @@ def test_a_thousand_collections_stay_flat():
     assert churn.started > 200, "the workload did not churn"
     assert out["gc"] and out["interval"]
     marks = {int(k): v for k, v in out["marks"].items()}
-    growth = marks[1099] - marks[99]
-    assert growth <= RSS_BOUND_BYTES, (
-        f"RSS grew {growth / 1024:.0f} KiB over 1,000 collections ({marks})")
+    late = marks[1099] - marks[599]
+    assert late <= RSS_BOUND_BYTES, (
+        f"RSS grew {late / 1024:.0f} KiB over the last 500 collections ({marks})")
+    assert marks[1099] - marks[99] <= RSS_STEP_BYTES, marks
