@@ -21,8 +21,8 @@ The rules the names follow:
 * label values are raw names; ``prometheus_client`` escapes backslashes,
   double quotes and newlines in the exposition formats.
 
-This module imports ``prometheus_client``; only the exporter and metrics
-commands load it.
+The functions import ``prometheus_client`` when called; only the exporter
+and metrics commands call them.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from zxmem.fields import describe
 from zxmem.model import KernelStats, Process, Snapshot
 from zxmem.tasktree import TaskTree
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 GROUP_BY = ("comm", "exe", "cgroup", "user")
 OTHER_GROUP = "(other)"
@@ -186,9 +188,9 @@ def kernel_kinds(stats: KernelStats, processes_pss: int) -> dict[str, int | None
     return {"unmapped_objects": objects, **kinds}
 
 
-def families(snapshot: Snapshot, options: MetricsOptions | None = None,
-             self_stats: SelfStats | None = None) -> list[Metric]:
-    """Every metric family of one sample, in a fixed order."""
+def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[Metric]:
+    """Every metric family of one snapshot, in a fixed order."""
+    from prometheus_client.core import GaugeMetricFamily
     options = options or MetricsOptions()
     out: list[Metric] = []
     tree = TaskTree(snapshot)
@@ -209,7 +211,7 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None,
                             "process: do not sum.", labels=label, unit="bytes")
     swap = GaugeMetricFamily("zxmem_process_swap_pss_bytes",
                              describe("swap_pss_bytes") + by, labels=label, unit="bytes")
-    count = GaugeMetricFamily("zxmem_process_count",
+    count = GaugeMetricFamily("zxmem_processes",
                               "Readable processes in the group." + by, labels=label)
     for key in sorted(groups):
         s = groups[key]
@@ -304,25 +306,30 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None,
                 kern.add_metric([kind], value)
         out.append(kern)
 
-    # -- the exporter itself
-    if self_stats is not None:
-        build = GaugeMetricFamily("zxmem_build_info", "zxmem's version; always 1.",
-                                  labels=["version"])
-        build.add_metric([self_stats.version], 1)
-        out.append(build)
-        if self_stats.duration_seconds is not None:
-            dur = GaugeMetricFamily("zxmem_collection_duration_seconds",
-                                    "How long the last collection took.", unit="seconds")
-            dur.add_metric([], self_stats.duration_seconds)
-            out.append(dur)
-        errors = CounterMetricFamily(
-            "zxmem_collection_errors",
-            "Collections that failed (the previous sample was served again).")
-        errors.add_metric([], self_stats.errors_total)
-        out.append(errors)
-        done = CounterMetricFamily("zxmem_collections", "Collections completed.")
-        done.add_metric([], self_stats.collections_total)
-        out.append(done)
+    return out
+
+
+def self_families(self_stats: SelfStats) -> list[Metric]:
+    """The exporter's own families: build, last duration, counters."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    out: list[Metric] = []
+    build = GaugeMetricFamily("zxmem_build_info", "zxmem's version; always 1.",
+                              labels=["version"])
+    build.add_metric([self_stats.version], 1)
+    out.append(build)
+    if self_stats.duration_seconds is not None:
+        dur = GaugeMetricFamily("zxmem_collection_duration_seconds",
+                                "How long the last collection took.", unit="seconds")
+        dur.add_metric([], self_stats.duration_seconds)
+        out.append(dur)
+    errors = CounterMetricFamily(
+        "zxmem_collection_errors",
+        "Collections that failed (the previous sample was served again).")
+    errors.add_metric([], self_stats.errors_total)
+    out.append(errors)
+    done = CounterMetricFamily("zxmem_collections", "Collections completed.")
+    done.add_metric([], self_stats.collections_total)
+    out.append(done)
     return out
 
 
