@@ -276,3 +276,24 @@ def test_a_thousand_exporter_collections_stay_flat():
     # 5 families x 20 groups + 1 + 3 x 20 cgroups + 1 + 10 PIDs + kernel and self.
     bound = 5 * 20 + 1 + 3 * 20 + 1 + 10 + 2 + 20 + 4
     assert max(out["series"]) <= bound, max(out["series"])
+
+
+def test_readme_fleet_rules_and_config_pass_promtool(tmp_path):
+    """The recording rules and scrape config README shows are valid."""
+    import re
+
+    promtool = _promtool()
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Fleet: Prometheus", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    rules = next(b for b in blocks if b.startswith("groups:"))
+    (tmp_path / "rules.yml").write_text(rules)
+    r = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = "".join(b for b in blocks if not b.startswith("groups:"))
+    config += "rule_files: ['rules.yml']\n"
+    (tmp_path / "prometheus.yml").write_text(config)
+    r = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
