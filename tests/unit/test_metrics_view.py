@@ -322,3 +322,55 @@ def test_listen_and_interval_parsing():
     for bad in ("0s", "fast", "-1s"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_interval(bad)
+
+
+def test_object_families_top_n_hidden_included_and_other():
+    from types import MappingProxyType
+
+    from zxmem.model import Mapping, Vmo
+
+    vmos = {
+        1: Vmo(1, "/usr/lib/libc.so.6", "file", 2 * 4096, 2 * 4096),
+        2: Vmo(2, "[heap]", "anon", 8 * 4096, 8 * 4096),
+        3: Vmo(3, "[heap]", "anon", 4 * 4096, 4 * 4096),
+        4: Vmo(4, "memfd:hidden", "memfd", 16 * 4096, 16 * 4096, num_mappings=0),
+        5: Vmo(5, "/tmp/x", "shmem", 4096, 4096),
+    }
+
+    def mapping(koid: int, pss: int) -> Mapping:
+        return Mapping(0, 4096, "rw-p", 0, 0, 0, "", koid, pss_bytes=pss)
+
+    procs = (
+        Process(10, "a", 1, memory=MemoryCounts(pss_bytes=0),
+                mappings=(mapping(1, 4096), mapping(2, 8 * 4096), mapping(5, 100))),
+        Process(11, "b", 1, memory=MemoryCounts(pss_bytes=0),
+                mappings=(mapping(1, 4096), mapping(3, 4 * 4096))),
+    )
+    snap = Snapshot(Provenance(source="linux"), (Job(1, "/", 0, path="/"),), procs,
+                    vmos=MappingProxyType(vmos), hidden_vmo_koids=(4,))
+    fams = view.object_families(snap, top=2)
+    got = {tuple(s.labels.values()): s.value for f in fams for s in f.samples}
+    # The two [heap] objects merge (12 pages), the hidden memfd has its 16
+    # resident pages; libc (2 pages over two mappings) and /tmp/x are "(other)".
+    assert got == {("memfd", "memfd:hidden"): 16 * 4096, ("anon", "[heap]"): 12 * 4096,
+                   ("other", view.OTHER_GROUP): 2 * 4096 + 100}
+    assert view.object_families(snap, top=10)[0].samples[-1].labels["object"] == "/tmp/x"
+
+
+def test_objects_are_read_every_kth_collection(monkeypatch):
+    plans = []
+    real = _prom.collect
+
+    def recording(plan, root, warn=None):
+        plans.append(plan.objects)
+        return real(dataclasses.replace(plan, objects=False, hidden=False,
+                                        memory_from_objects=False), root, warn)
+
+    monkeypatch.setattr(_prom, "collect", recording)
+    sampler = _prom.Sampler(view.MetricsOptions(objects=3), str(TREES / "cgroup-v2" / "proc"),
+                            lambda: 0.0, objects_every=3)
+    for _ in range(7):
+        assert sampler.step()
+        names = {f.name for f in sampler.collect()}
+        assert "zxmem_object_pss_bytes" in names  # the last objects sample is served between
+    assert plans == [True, False, False, True, False, False, True]

@@ -56,6 +56,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    f"zxmem_cgroups_omitted (default {view.DEFAULT_MAX_CGROUPS})")
     p.add_argument("--per-pid", action="store_true",
                    help="also zxmem_pid_pss_bytes{pid,comm} for the largest processes")
+    p.add_argument("--objects", type=_cap("--objects", 0), default=0, metavar="N",
+                   help="also zxmem_object_pss_bytes{kind,object} for the N largest memory "
+                   "objects, hidden ones (memfd, SysV, tmpfs) included, plus one (other); "
+                   "reads every process's smaps (default 0: off)")
     p.add_argument("--max-pids", type=_cap("--max-pids"), default=view.DEFAULT_MAX_PIDS,
                    metavar="N", help="with --per-pid: how many processes "
                    f"(default {view.DEFAULT_MAX_PIDS})")
@@ -66,12 +70,16 @@ def options_from_args(args: argparse.Namespace) -> view.MetricsOptions:
         raise UsageError("zxmem: --max-pids needs --per-pid")
     return view.MetricsOptions(group_by=args.group_by, max_groups=args.max_groups,
                                max_cgroups=args.max_cgroups, per_pid=args.per_pid,
-                               max_pids=args.max_pids)
+                               max_pids=args.max_pids, objects=args.objects)
 
 
 # What every sample reads: process totals, status (UID, swap), the cgroup
 # tree and the kernel counters.
 PLAN = Plan(status=True, kernel=True)
+# With --objects, every --objects-every'th sample also reads every mapping and
+# the hidden objects (totals then come from the same smaps read).
+OBJECTS_PLAN = Plan(status=True, kernel=True, objects=True, hidden=True,
+                    memory_from_objects=True)
 
 
 class Sampler:
@@ -81,13 +89,16 @@ class Sampler:
 
     def __init__(self, options: view.MetricsOptions, proc_root: str,
                  monotonic: Callable[[], float], plan: Plan = PLAN,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, objects_every: int = 1) -> None:
         self.options = options
         self.proc_root = proc_root
         self.plan = plan
         self.monotonic = monotonic
         self.warn = warn
+        self.objects_every = objects_every
         self._sample: list[Metric] = []  # replaced whole, never changed in place
+        self._objects: list[Metric] = []  # the last objects sample, likewise
+        self._attempts = 0
         self.errors = 0
         self.collections = 0
         self.duration: float | None = None
@@ -98,15 +109,23 @@ class Sampler:
         """One collection; True when it gave a new sample.  A failure is
         counted (zxmem_collection_errors_total) and the old sample stays."""
         start = self.monotonic()
+        with_objects = (self.options.objects > 0
+                        and self._attempts % self.objects_every == 0)
+        self._attempts += 1
         try:
-            snapshot = collect(self.plan, self.proc_root, self._warn_once)
+            plan = OBJECTS_PLAN if with_objects else self.plan
+            snapshot = collect(plan, self.proc_root, self._warn_once)
             sample = view.families(snapshot, self.options)
+            objects = (view.object_families(snapshot, self.options.objects)
+                       if with_objects else self._objects)
         except Exception as exc:  # noqa: BLE001 - a long-running server keeps going
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         self.duration = self.monotonic() - start
-        self._sample = sample  # one reference assignment: atomic for readers
+        # Reference assignments: a scrape sees the old or the new list.
+        self._objects = objects
+        self._sample = sample
         self.collections += 1
         return True
 
@@ -119,7 +138,7 @@ class Sampler:
         sample = self._sample
         stats = view.SelfStats(version=__version__, duration_seconds=self.duration,
                                errors_total=self.errors, collections_total=self.collections)
-        return [*sample, *view.self_families(stats)]
+        return [*sample, *self._objects, *view.self_families(stats)]
 
     def describe(self) -> Iterable[Metric]:
         return []  # families differ per sample: nothing to check at registration

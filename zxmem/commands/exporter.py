@@ -33,14 +33,17 @@ Metrics (bytes, seconds; `zxmem metrics` prints one sample):
       below it (do not sum across cgroups); past --max-cgroups left out
       and counted in zxmem_cgroups_omitted
   zxmem_pid_pss_bytes{{pid,comm}}   with --per-pid: the --max-pids largest
+  zxmem_object_pss_bytes{{kind,object}}   with --objects N: the N largest memory
+      objects (PSS over their mappings; hidden memfd/SysV/tmpfs objects by
+      resident bytes) and one object="(other)" with the rest
   zxmem_memory_total_bytes, zxmem_memory_free_bytes, zxmem_kernel_bytes{{kind}}
       kinds do not overlap: sum(zxmem_kernel_bytes) + free
       + sum(zxmem_process_pss_bytes) = total (MemTotal)
   zxmem_build_info{{version}}, zxmem_collection_duration_seconds,
   zxmem_collection_errors_total, zxmem_collections_total
 
-Series with the defaults: about 5 x groups + 3 x cgroups + 30; at most
-5 x --max-groups + 3 x --max-cgroups + --max-pids + 30.
+Series with the defaults: about 5 x groups + 3 x cgroups + 20; at most
+5 x --max-groups + 3 x --max-cgroups + --max-pids + --objects + 1 + 20.
 """
 
 EPILOG = f"""\
@@ -104,6 +107,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from zxmem.commands import _prom
 
     _prom.add_options(p)
+    p.add_argument("--objects-every", type=_prom._cap("--objects-every"), default=4,
+                   metavar="K", help="with --objects: read the objects every K-th "
+                   "collection (default 4); samples between serve the last ones")
     common.add_proc_root(p)
     p.set_defaults(run=run)
 
@@ -119,7 +125,8 @@ def run(args: argparse.Namespace, env) -> int:
         env.stderr.write(f"zxmem: {line}\n")
         env.stderr.flush()
 
-    sampler = _prom.Sampler(options, root, env.monotonic, warn=warn)
+    sampler = _prom.Sampler(options, root, env.monotonic, warn=warn,
+                            objects_every=args.objects_every)
     host, port = args.listen
     from prometheus_client import CollectorRegistry, start_http_server
 
