@@ -374,3 +374,19 @@ def test_objects_are_read_every_kth_collection(monkeypatch):
         names = {f.name for f in sampler.collect()}
         assert "zxmem_object_pss_bytes" in names  # the last objects sample is served between
     assert plans == [True, False, False, True, False, False, True]
+
+
+def test_ps_and_help_do_not_load_prometheus_client():
+    import subprocess
+    import sys
+
+    code = ("import io, sys\n"
+            "from zxmem.cli import Environment, main\n"
+            "env = Environment(stdout=io.StringIO(), stderr=io.StringIO())\n"
+            f"main(['ps', '--proc-root', {str(TREES / 'cgroup-v2' / 'proc')!r}], env)\n"
+            "main(['--help'], env)\n"
+            "print('prometheus_client' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
