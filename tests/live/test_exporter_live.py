@@ -247,12 +247,12 @@ env = Environment()
 options = view.MetricsOptions(max_groups=20, max_cgroups=20, per_pid=True, max_pids=10)
 sampler = _prom.Sampler(options, env.proc_root, env.monotonic)
 marks, series = {}, []
-for i in range(1100):
+for i in range(1000):
     _prom.run_loop(sampler, 0.0, env.monotonic, env.sleep, threading.Event(), count=1)
     if i % 10 == 0:
         text = view.exposition(sampler.collect()).decode()
         series.append(sum(1 for x in text.splitlines() if x and not x.startswith("#")))
-    if i in (99, 599, 1099):
+    if i in (99, 549, 999):
         gc.collect()
         marks[i] = rss()
 print(json.dumps({"marks": marks, "series": series, "errors": sampler.errors,
@@ -262,6 +262,8 @@ print(json.dumps({"marks": marks, "series": series, "errors": sampler.errors,
 
 @pytest.mark.live
 def test_a_thousand_exporter_collections_stay_flat():
+    # About 30 s on a quiet 2-core machine, 3 min while the churn and other
+    # test runs compete for the CPUs.
     from test_long_running import RSS_BOUND_BYTES, _Churn
 
     with _Churn() as churn:
@@ -270,9 +272,9 @@ def test_a_thousand_exporter_collections_stay_flat():
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     out = json.loads(r.stdout)
     assert churn.started > 200, "the workload did not churn"
-    assert out["errors"] == 0 and out["collections"] == 1100, out["last_error"]
+    assert out["errors"] == 0 and out["collections"] == 1000, out["last_error"]
     marks = {int(k): v for k, v in out["marks"].items()}
-    assert marks[1099] - marks[99] <= RSS_BOUND_BYTES, marks
+    assert marks[999] - marks[99] <= RSS_BOUND_BYTES, marks
     # 5 families x 20 groups + 1 + 3 x 20 cgroups + 1 + 10 PIDs + kernel and self.
     bound = 5 * 20 + 1 + 3 * 20 + 1 + 10 + 2 + 20 + 4
     assert max(out["series"]) <= bound, max(out["series"])
