@@ -78,7 +78,9 @@ VIEWS = [
 ]
 
 # Commands that read no snapshot (share reads page tables live).
-NOT_FROM = {"share"}
+# Live only (no --from); exporter and metrics escape names by the exposition
+# format, checked in test_metrics_view.py and by promtool (tests/live).
+NOT_FROM = {"share", "exporter", "metrics"}
 
 
 def _with_from(args: list[str], path: str) -> list[str]:
