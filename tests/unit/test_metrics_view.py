@@ -390,3 +390,38 @@ def test_ps_and_help_do_not_load_prometheus_client():
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("argv, status, line", [
+    (["exporter", "--listen", "nowhere"], 2, "--listen 'nowhere'"),
+    (["exporter", "--interval", "0s"], 2, "--interval '0s'"),
+    (["exporter", "--group-by", "pid"], 2, "--group-by"),
+    (["metrics", "--max-pids", "5"], 2, "--max-pids needs --per-pid"),
+    (["metrics", "--max-groups", "0"], 2, "--max-groups must be"),
+])
+def test_bad_arguments_are_one_line(argv, status, line):
+    import io
+
+    from zxmem.cli import Environment, main
+
+    err = io.StringIO()
+    assert main(argv, Environment(stdout=io.StringIO(), stderr=err)) == status
+    assert line in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+def test_exporter_on_a_taken_port_is_one_line():
+    import io
+    import socket
+
+    from zxmem.cli import Environment, main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        err = io.StringIO()
+        status = main(["exporter", "--listen", f"127.0.0.1:{port}", "--proc-root",
+                       str(TREES / "cgroup-v2" / "proc")],
+                      Environment(stdout=io.StringIO(), stderr=err))
+    assert status == 1
+    assert err.getvalue() == f"zxmem: --listen 127.0.0.1:{port}: Address already in use\n"
