@@ -78,9 +78,11 @@ VIEWS = [
 ]
 
 # Commands that read no snapshot (share reads page tables live).
-# share reads the live system only; record writes a store; history lists
-# samples (no names); diff takes two snapshots (its own test below).
-NOT_FROM = {"share", "record", "history", "diff"}
+# Live only, no --from: share reads the live system; record writes a store;
+# exporter and metrics escape names by the exposition format (checked in
+# test_metrics_view.py and by promtool in tests/live).  history lists samples
+# (no names); diff takes two snapshots (its own test below).
+NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics"}
 
 
 def _with_from(args: list[str], path: str) -> list[str]:

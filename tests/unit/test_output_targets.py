@@ -59,9 +59,12 @@ def _case(command: str, tmp_path: Path) -> list[str]:
         store = _store(tmp_path)
         return (["history", "--store", store] if command == "history"
                 else ["diff", f"{store}@1", f"{store}@2"])
-    if command == "record":
-        # record prints nothing per sample; its --help is what reaches stdout.
-        return ["record", "--help"]
+    if command in ("record", "exporter"):
+        # They print nothing per sample (a store, a server): --help is what
+        # reaches standard output.
+        return [command, "--help"]
+    if command == "metrics":
+        return ["metrics", "--proc-root", str(FIXTURES / "proc-trees" / "cgroup-v2" / "proc")]
     return {
         "digest": ["digest", "--proc-root", obj],
         "k asd": ["k", "asd", "kernel", "--proc-root", kern],
@@ -100,8 +103,8 @@ def _all_commands() -> set[str]:
     return names | {f"k {name}" for name in ksub.choices}
 
 
-COMMANDS = ["diff", "digest", "history", "k asd", "k ps", "k vmos", "kstats", "mem",
-            "memgraph", "ps", "record", "share", "treemap", "vmaps", "vmos"]
+COMMANDS = ["diff", "digest", "exporter", "history", "k asd", "k ps", "k vmos", "kstats",
+            "mem", "memgraph", "metrics", "ps", "record", "share", "treemap", "vmaps", "vmos"]
 
 
 class FailingStdout(io.StringIO):

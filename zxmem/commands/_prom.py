@@ -1,0 +1,166 @@
+"""What ``zxmem exporter`` and ``zxmem metrics`` share: their options and the
+:class:`Sampler`, which collects and swaps in the families a scrape serves.
+
+Loaded only by those two commands; ``prometheus_client`` itself only when
+they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from zxmem import __version__
+from zxmem.collection import Plan, collect
+from zxmem.errors import UsageError, ZxmemError
+from zxmem.views import metrics as view
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+
+def require_client() -> None:
+    """A one-line error when the ``exporter`` extra is not installed."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ZxmemError("this command needs prometheus_client: "
+                         "pip install 'zxmem[exporter]'") from None
+
+
+def _cap(option: str, low: int = 1) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{option} wants a whole number, not {value!r}") from None
+        if n < low or n > 1_000_000:
+            raise argparse.ArgumentTypeError(f"{option} must be {low}..1000000")
+        return n
+    return parse
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--group-by", choices=view.GROUP_BY, default="comm",
+                   help="what zxmem_process_* series are grouped by: comm (task name, "
+                   "default), exe (argv[0]'s file name), cgroup (path) or user (UID)")
+    p.add_argument("--max-groups", type=_cap("--max-groups"), default=view.DEFAULT_MAX_GROUPS,
+                   metavar="N", help="process groups kept, the largest by PSS; the rest are "
+                   f"summed into group=\"{view.OTHER_GROUP}\" (default {view.DEFAULT_MAX_GROUPS})")
+    p.add_argument("--max-cgroups", type=_cap("--max-cgroups"),
+                   default=view.DEFAULT_MAX_CGROUPS, metavar="N",
+                   help="cgroups exported, the largest by PSS; the number left out is "
+                   f"zxmem_cgroups_omitted (default {view.DEFAULT_MAX_CGROUPS})")
+    p.add_argument("--per-pid", action="store_true",
+                   help="also zxmem_pid_pss_bytes{pid,comm} for the largest processes")
+    p.add_argument("--objects", type=_cap("--objects", 0), default=0, metavar="N",
+                   help="also zxmem_object_pss_bytes{kind,object} for the N largest memory "
+                   "objects, hidden ones (memfd, SysV, tmpfs) included, plus one (other); "
+                   "reads every process's smaps (default 0: off)")
+    p.add_argument("--max-pids", type=_cap("--max-pids"), default=view.DEFAULT_MAX_PIDS,
+                   metavar="N", help="with --per-pid: how many processes "
+                   f"(default {view.DEFAULT_MAX_PIDS})")
+
+
+def options_from_args(args: argparse.Namespace) -> view.MetricsOptions:
+    if args.max_pids != view.DEFAULT_MAX_PIDS and not args.per_pid:
+        raise UsageError("zxmem: --max-pids needs --per-pid")
+    return view.MetricsOptions(group_by=args.group_by, max_groups=args.max_groups,
+                               max_cgroups=args.max_cgroups, per_pid=args.per_pid,
+                               max_pids=args.max_pids, objects=args.objects)
+
+
+# What every sample reads: process totals, status (UID, swap), the cgroup
+# tree and the kernel counters.
+PLAN = Plan(status=True, kernel=True)
+# With --objects, every --objects-every'th sample also reads every mapping and
+# the hidden objects (totals then come from the same smaps read).
+OBJECTS_PLAN = Plan(status=True, kernel=True, objects=True, hidden=True,
+                    memory_from_objects=True)
+
+
+class Sampler:
+    """Collects a sample and swaps it in; :meth:`collect` (the Prometheus
+    collector interface) serves the last complete one and never reads /proc
+    or waits for a collection in progress."""
+
+    def __init__(self, options: view.MetricsOptions, proc_root: str,
+                 monotonic: Callable[[], float], plan: Plan = PLAN,
+                 warn: Callable[[str], None] | None = None, objects_every: int = 1) -> None:
+        self.options = options
+        self.proc_root = proc_root
+        self.plan = plan
+        self.monotonic = monotonic
+        self.warn = warn
+        self.objects_every = objects_every
+        self._sample: list[Metric] = []  # replaced whole, never changed in place
+        self._objects: list[Metric] = []  # the last objects sample, likewise
+        self._attempts = 0
+        self.errors = 0
+        self.collections = 0
+        self.duration: float | None = None
+        self.last_error: str | None = None
+        self._warned: set[str] = set()
+
+    def step(self) -> bool:
+        """One collection; True when it gave a new sample.  A failure is
+        counted (zxmem_collection_errors_total) and the old sample stays."""
+        start = self.monotonic()
+        with_objects = (self.options.objects > 0
+                        and self._attempts % self.objects_every == 0)
+        self._attempts += 1
+        try:
+            plan = OBJECTS_PLAN if with_objects else self.plan
+            snapshot = collect(plan, self.proc_root, self._warn_once)
+            sample = view.families(snapshot, self.options)
+            objects = (view.object_families(snapshot, self.options.objects)
+                       if with_objects else self._objects)
+        except Exception as exc:  # noqa: BLE001 - a long-running server keeps going
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+        self.duration = self.monotonic() - start
+        # Reference assignments: a scrape sees the old or the new list.
+        self._objects = objects
+        self._sample = sample
+        self.collections += 1
+        return True
+
+    def _warn_once(self, line: str) -> None:
+        if self.warn is not None and line not in self._warned and len(self._warned) < 100:
+            self._warned.add(line)
+            self.warn(line)
+
+    def collect(self) -> Iterable[Metric]:
+        sample = self._sample
+        stats = view.SelfStats(version=__version__, duration_seconds=self.duration,
+                               errors_total=self.errors, collections_total=self.collections)
+        return [*sample, *self._objects, *view.self_families(stats)]
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families differ per sample: nothing to check at registration
+
+
+def run_loop(sampler: Sampler, interval: float, monotonic: Callable[[], float],
+             sleep: Callable[[float], None], stop: threading.Event,
+             count: int | None = None) -> None:
+    """Collect every ``interval`` seconds (a late collection starts the next
+    at once, missed ticks are skipped) until ``stop`` is set or ``count``
+    collections were attempted."""
+    done = 0
+    next_at = monotonic()
+    while not stop.is_set():
+        sampler.step()
+        done += 1
+        if count is not None and done >= count:
+            return
+        next_at += interval
+        now = monotonic()
+        if next_at < now:
+            next_at = now
+        wait = next_at - now
+        if wait > 0:
+            sleep(wait)
