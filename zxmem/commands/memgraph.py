@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace, env) -> int:
     # table) is not read (add_objects(memory=True)).
     objects = _objects_module() if args.vmos and args.from_file is None else None
     options = CollectOptions(threads=args.threads, status=True, job_state=True,
+                             cgroup_memory=True,
                              memory=objects is None)
     snapshot = common.snapshot_from_args(args, env, options)
     if args.from_file is None:
