@@ -59,7 +59,7 @@ def _smaps_pss(pid: int) -> dict[str, int]:
     return out
 
 
-_ROW = re.compile(r"^  ([+\-=]) +(-?\d+|-) +\S+  (.+?) {2,}")
+_ROW = re.compile(r"^  ([+\-=]) +(-?\d+|-) +\S+  (.+)$")
 
 
 def _explain(cli, koid: int, *extra: str) -> dict[str, tuple[str, int]]:

@@ -9,9 +9,14 @@ remainder is unknown too.
 
 from __future__ import annotations
 
+import textwrap
+
 from zxmem.charge import Reconciliation
 from zxmem.textsafe import escape_terminal
 from zxmem.units import format_size
+
+# Sources go on their own line under each term's name, so rows fit 80 columns.
+_INDENT = " " * 29
 
 
 def render_explain(rec: Reconciliation, units: str | None = None) -> str:
@@ -24,7 +29,9 @@ def render_explain(rec: Reconciliation, units: str | None = None) -> str:
 
     def row(sign: str, value: int | None, name: str, source: str) -> str:
         b = "-" if value is None else str(value)
-        return (f"  {sign} {b:>14} {format_size(value, units):>8}  {name:<32} {source}")
+        head = f"  {sign} {b:>14} {format_size(value, units):>8}  {name}"
+        return head + "\n" + "\n".join(textwrap.wrap(
+            source, 80, initial_indent=_INDENT, subsequent_indent=_INDENT + "  "))
 
     for t in rec.terms:
         name = t.name
@@ -34,14 +41,16 @@ def render_explain(rec: Reconciliation, units: str | None = None) -> str:
             name = "charged elsewhere (estimate)"
         lines.append(row("+" if t.sign > 0 else "-", t.value_bytes, name, t.source))
     lines.append(row("+", rec.remainder_bytes, "remainder",
-                     "charge minus the terms above: sharing, swap cache, per-CPU batches"))
+                     "the charge minus the terms above: pages shared outside the job, "
+                     "swap cache, per-CPU charge batches"))
     lines.append(row("=", rec.charged_bytes, "charged", charge_src))
     if rec.unknown_processes:
         lines.append(f"  ({rec.unknown_processes} processes below are unreadable: "
                      "their PSS is not in the sum)")
     if cg is None:
         lines.append("  (the cgroup's memory files could not be read)")
-    else:
-        for f, why in cg.missing:
-            lines.append(f"  ({escape_terminal(f)}: {escape_terminal(why)})")
+    elif cg.missing:
+        lines.extend(textwrap.wrap("(not read: " + ", ".join(
+            f"{escape_terminal(f)} {escape_terminal(why)}" for f, why in cg.missing) + ")",
+            80, initial_indent="  ", subsequent_indent="   "))
     return "\n".join(lines) + "\n"

@@ -1,0 +1,185 @@
+"""cgroup memory files: parsers, the directory reader, the JSON object, --explain."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from zxmem import charge
+from zxmem.model import CgroupMemory, Job, MemoryCounts, Process, Provenance, Snapshot
+from zxmem.sources import cgmem
+from zxmem.tasktree import TaskTree
+from zxmem.views.charge import render_explain
+
+# Format of Documentation/admin-guide/cgroup-v2.rst and a 6.18 kernel.
+V2_STAT = b"""anon 67108864
+file 33619968
+kernel 2097152
+kernel_stack 1048576
+pagetables 262144
+sock 8192
+shmem 0
+file_mapped 65536
+file_dirty 0
+slab_reclaimable 100000
+slab_unreclaimable 200000
+pgfault 1234
+"""
+V2_EVENTS = b"low 0\nhigh 3\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n"
+PRESSURE = (b"some avg10=0.00 avg60=0.88 avg300=0.50 total=4517663\n"
+            b"full avg10=0.10 avg60=0.64 avg300=0.37 total=2421745\n")
+
+
+def test_parse_keyed_and_errors():
+    stat = cgmem.parse_keyed(V2_STAT, "memory.stat")
+    assert stat["anon"] == 64 << 20 and stat["sock"] == 8192 and stat["pgfault"] == 1234
+    with pytest.raises(cgmem.CgroupParseError, match=r"memory.stat: line 2"):
+        cgmem.parse_keyed(b"anon 1\nfile x\n", "memory.stat")
+    with pytest.raises(cgmem.CgroupParseError, match="KEY VALUE"):
+        cgmem.parse_keyed(b"anon\n", "memory.stat")
+
+
+def test_parse_pressure():
+    p = cgmem.parse_pressure(PRESSURE, "memory.pressure")
+    assert p["some"] == {"avg10": 0.0, "avg60": 0.88, "avg300": 0.5, "total_us": 4517663}
+    assert p["full"]["total_us"] == 2421745
+    only_some = cgmem.parse_pressure(PRESSURE.split(b"\n")[0], "x")
+    assert "full" not in only_some
+    for bad in (b"", b"most avg10=1", b"some avg10=x avg60=0 avg300=0 total=1",
+                b"some avg10=0 avg60=0 avg300=0"):
+        with pytest.raises(cgmem.CgroupParseError):
+            cgmem.parse_pressure(bad, "memory.pressure")
+
+
+def test_parse_limit():
+    assert cgmem.parse_limit(b"max\n", "memory.max") == "max"
+    assert cgmem.parse_limit(b"67108864\n", "memory.max") == 64 << 20
+    # v1's PAGE_COUNTER_MAX in bytes means no limit.
+    assert cgmem.parse_limit(b"9223372036854771712\n", "memory.limit_in_bytes") == "max"
+    with pytest.raises(cgmem.CgroupParseError):
+        cgmem.parse_limit(b"lots\n", "memory.max")
+
+
+def _write(d, files: dict[str, bytes]) -> None:
+    os.makedirs(d, exist_ok=True)
+    for name, data in files.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+def test_read_v2_directory(tmp_path):
+    _write(tmp_path, {"memory.current": b"103000000\n", "memory.stat": V2_STAT,
+                      "memory.max": b"max\n", "memory.high": b"80000000\n",
+                      "memory.low": b"0\n", "memory.min": b"0\n",
+                      "memory.events": V2_EVENTS, "memory.pressure": PRESSURE})
+    cg = cgmem.read_cgroup_memory(str(tmp_path), "v2")
+    assert cg.charged_bytes == 103000000
+    assert cg.kernel_bytes == 2097152
+    assert cg.limit_bytes == "max" and cg.high_bytes == 80000000 and cg.low_bytes == 0
+    assert cg.events["oom_kill"] == 1 and cg.events["max"] == 7
+    assert cg.pressure["full"]["avg60"] == 0.64
+    # memory.swap.current is not there (no swap controller): unknown, said why.
+    assert cg.swap_bytes is None
+    assert cg.missing == (("memory.swap.current", "ENOENT"),)
+    doc = cgmem.cgroup_to_json(cg)
+    assert json.loads(json.dumps(doc)) == doc
+    assert cgmem.cgroup_from_json(doc) == cg
+
+
+def test_read_v2_older_kernel_sums_kernel_parts(tmp_path):
+    stat = b"anon 4096\nfile 0\nkernel_stack 16384\npagetables 8192\n" \
+           b"slab_reclaimable 100\nslab_unreclaimable 200\npercpu 0\n"
+    _write(tmp_path, {"memory.current": b"40000\n", "memory.stat": stat})
+    cg = cgmem.read_cgroup_memory(str(tmp_path), "v2")
+    assert cg.kernel_bytes == 16384 + 8192 + 300
+
+
+def test_read_v1_directory(tmp_path):
+    _write(tmp_path, {
+        "memory.usage_in_bytes": b"110000000\n",
+        "memory.stat": b"cache 4096\nrss 8192\ntotal_cache 33554432\ntotal_rss 67108864\n"
+                       b"total_mapped_file 0\nhierarchical_memory_limit 9223372036854771712\n",
+        "memory.limit_in_bytes": b"67108864\n",
+        "memory.soft_limit_in_bytes": b"9223372036854771712\n",
+        "memory.kmem.usage_in_bytes": b"3000000\n",
+        "memory.failcnt": b"12\n",
+        "memory.oom_control": b"oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+    })
+    cg = cgmem.read_cgroup_memory(str(tmp_path), "v1")
+    assert cg.version == "v1"
+    assert cg.charged_bytes == 110000000 and cg.kernel_bytes == 3000000
+    assert cg.limit_bytes == 64 << 20 and cg.soft_limit_bytes == "max"
+    assert dict(cg.events) == {"oom_kill": 2, "failcnt": 12}
+    assert cg.stat["total_cache"] == 32 << 20
+    assert cg.pressure is None and cg.high_bytes is None  # v1 has neither: unknown
+    assert cg.missing == ()
+
+
+def test_bad_days(tmp_path):
+    # A cgroup removed during the scan: nothing is known, no error.
+    assert cgmem.read_cgroup_memory(str(tmp_path / "gone"), "v2") is None
+    # A v2 cgroup whose memory controller is not enabled: only PSI files.
+    _write(tmp_path / "nomem", {"memory.pressure": PRESSURE})
+    cg = cgmem.read_cgroup_memory(str(tmp_path / "nomem"), "v2")
+    assert cg.charged_bytes is None and cg.stat is None and cg.events is None
+    assert cg.pressure is not None
+    assert ("memory.current", "ENOENT") in cg.missing
+    # Unreadable (a directory where the file should be) and malformed files.
+    _write(tmp_path / "bad", {"memory.current": b"lots\n", "memory.stat": b"anon\n"})
+    os.mkdir(tmp_path / "bad" / "memory.events")
+    cg = cgmem.read_cgroup_memory(str(tmp_path / "bad"), "v2")
+    assert cg.charged_bytes is None and cg.stat is None and cg.events is None
+    why = dict(cg.missing)
+    assert why["memory.current"].startswith("malformed: memory.current")
+    assert why["memory.events"] == "EISDIR"
+
+
+def _snapshot(cg: CgroupMemory | None, pss=(90 << 20,), file_pss=18 << 20) -> Snapshot:
+    jobs = (Job(1, "root", 0, path="/"), Job(7, "app", 1, path="/app", cgroup=cg))
+    procs = tuple(
+        Process(100 + i, "w", 7, memory=MemoryCounts(pss_bytes=p, pss_file_bytes=file_pss,
+                                                       pss_shmem_bytes=0))
+        for i, p in enumerate(pss))
+    return Snapshot(Provenance("linux"), jobs, procs)
+
+
+def _v2() -> CgroupMemory:
+    stat = cgmem.parse_keyed(V2_STAT, "memory.stat")
+    return CgroupMemory("v2", charged_bytes=104000000, kernel_bytes=2097152, stat=stat)
+
+
+def test_reconciliation_terms_sum_to_the_charge():
+    rec = charge.reconcile(TaskTree(_snapshot(_v2())), 7)
+    terms = {t.name: t.sign * t.value_bytes for t in rec.terms}
+    assert terms["page cache, unmapped"] == 33619968 - 65536
+    assert terms["kernel memory"] == 2097152
+    assert terms["socket buffers"] == 8192
+    assert terms["charged elsewhere"] == -((18 << 20) - 65536)  # the estimate
+    assert rec.estimate
+    assert sum(terms.values()) + rec.remainder_bytes == rec.charged_bytes
+    text = render_explain(rec)
+    assert "charged elsewhere (estimate)" in text
+    total = 0
+    for line in text.splitlines()[1:]:
+        if line[:3] not in ("  +", "  -", "  ="):
+            continue  # a term's source, under its name
+        sign, value = line.split()[:2]
+        if sign in "+-":
+            total += int(value) if sign == "+" else -int(value)
+        elif sign == "=":
+            assert total == int(value)
+    exact = charge.reconcile(TaskTree(_snapshot(_v2())), 7, elsewhere_exact_bytes=1 << 20)
+    assert not exact.estimate and exact.terms[-1].value_bytes == 1 << 20
+
+
+def test_reconciliation_unknowns_stay_unknown():
+    rec = charge.reconcile(TaskTree(_snapshot(None)), 7)
+    assert rec.charged_bytes is None and rec.remainder_bytes is None
+    text = render_explain(rec)
+    assert "could not be read" in text
+    no_stat = CgroupMemory("v2", charged_bytes=5 << 20, missing=(("memory.stat", "EACCES"),))
+    rec = charge.reconcile(TaskTree(_snapshot(no_stat)), 7)
+    assert rec.remainder_bytes is None
+    assert "(not read: memory.stat EACCES)" in render_explain(rec)
