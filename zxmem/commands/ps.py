@@ -99,6 +99,7 @@ def run(args: argparse.Namespace, env) -> int:
         jobs=args.jobs,
         job_state=args.style == "late",
         cgroup_memory=args.cgroup or args.json or args.explain is not None,
+        cgroup_columns_only=not args.json and args.explain is None,
     )
     # --explain --exact keeps smaps' PSS and measures only the charged-
     # elsewhere term page by page (in the same PSS shares).

@@ -41,6 +41,11 @@ V1_FILES = ("memory.usage_in_bytes", "memory.stat", "memory.limit_in_bytes",
             "memory.soft_limit_in_bytes", "memory.kmem.usage_in_bytes", "memory.failcnt",
             "memory.oom_control")
 
+# What the ps --cgroup columns need (CHARGED, LIMIT, FILE, KERNEL).
+V2_COLUMN_FILES = ("memory.current", "memory.stat", "memory.max")
+V1_COLUMN_FILES = ("memory.usage_in_bytes", "memory.stat", "memory.limit_in_bytes",
+                   "memory.kmem.usage_in_bytes")
+
 # /proc/vmstat counters the system-wide view shows.
 VMSTAT_KEYS = ("oom_kill", "pgmajfault", "pswpin", "pswpout")
 
@@ -130,8 +135,13 @@ def _read(path: str) -> bytes:
     # read so a wrong path (a FIFO, a huge file) cannot make it unbounded.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        chunks = []
-        total = 0
+        # A seq_file renders the whole record and returns it in one read when
+        # the buffer is large enough: a short read is the end (no read of 0).
+        data = os.read(fd, 65536)
+        if len(data) < 65536:
+            return data
+        chunks = [data]
+        total = len(data)
         while total < (1 << 20):
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -143,7 +153,8 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-def read_cgroup_memory(directory: str, version: str) -> CgroupMemory | None:
+def read_cgroup_memory(directory: str, version: str,
+                       columns_only: bool = False) -> CgroupMemory | None:
     """Read the memory files of the cgroup at ``directory`` (``"v2"`` or ``"v1"``).
 
     Returns None when the directory itself is gone or unreadable (a cgroup
@@ -151,8 +162,13 @@ def read_cgroup_memory(directory: str, version: str) -> CgroupMemory | None:
     at all is known about its charge.  A single file that is missing,
     unreadable or malformed leaves its field unknown and is named in
     ``missing`` with the reason (``ENOENT``, ``EACCES``, ``malformed: …``).
+    ``columns_only`` reads just what the ``ps --cgroup`` columns show
+    (``*_COLUMN_FILES``); the other fields stay None (not read, not missing).
     """
-    files = V2_FILES if version == "v2" else V1_FILES
+    if columns_only:
+        files = V2_COLUMN_FILES if version == "v2" else V1_COLUMN_FILES
+    else:
+        files = V2_FILES if version == "v2" else V1_FILES
     raw: dict[str, bytes] = {}
     missing: list[tuple[str, str]] = []
     for name in files:
