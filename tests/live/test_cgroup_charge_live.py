@@ -198,3 +198,25 @@ def test_oom_kill_is_counted(cli, launcher, test_cgroup):
     r = cli(["ps", "-J", "--cgroup", f"--job={cg.koid}"])
     assert r.status == 0
     assert " 64M " in r.stdout  # the LIMIT column
+
+
+def test_kstats_pressure_is_the_kernels(cli):
+    import json
+
+    def kernel_psi() -> dict[str, int]:
+        with open("/proc/pressure/memory") as f:
+            return {ln.split()[0]: int(ln.split()[-1].split("=")[1]) for ln in f}
+
+    if not os.path.exists("/proc/pressure/memory"):
+        pytest.skip("no PSI on this kernel")
+    before = kernel_psi()
+    r = cli(["kstats", "--pressure", "-n", "1", "--json"])
+    after = kernel_psi()
+    assert r.status == 0, r.stderr
+    p = json.loads(r.stdout)["pressure"]
+    for kind in ("some", "full"):
+        assert before[kind] <= p["pressure"][kind]["total_us"] <= after[kind]
+    with open("/proc/vmstat") as f:
+        vm = dict(ln.split() for ln in f)
+    assert p["vmstat"]["oom_kill"] <= int(vm["oom_kill"])
+    assert p["vmstat"]["pgmajfault"] <= int(vm["pgmajfault"])

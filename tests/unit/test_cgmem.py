@@ -183,3 +183,27 @@ def test_reconciliation_unknowns_stay_unknown():
     rec = charge.reconcile(TaskTree(_snapshot(no_stat)), 7)
     assert rec.remainder_bytes is None
     assert "(not read: memory.stat EACCES)" in render_explain(rec)
+
+
+def test_system_memory_and_its_kstats_lines(tmp_path):
+    from zxmem.views.kstats import render_pressure
+
+    (tmp_path / "pressure").mkdir()
+    (tmp_path / "pressure" / "memory").write_bytes(PRESSURE)
+    (tmp_path / "vmstat").write_bytes(b"nr_free_pages 5\npgmajfault 5995\noom_kill 3\n")
+    system = cgmem.read_system_memory(str(tmp_path))
+    assert system["pressure"]["some"]["avg60"] == 0.88
+    # pswpin/pswpout not printed (no swap support): absent, shown as '-'.
+    assert system["vmstat"] == {"pgmajfault": 5995, "oom_kill": 3}
+    header, values = render_pressure(system).splitlines()
+    assert header.split() == ["some10", "some60", "some300", "full10", "full60", "full300",
+                              "oomkill", "majflt", "swpin", "swpout"]
+    assert values.split() == ["0.00", "0.88", "0.50", "0.10", "0.64", "0.37", "3", "5995",
+                              "-", "-"]
+    assert len(header) <= 80 and len(values) <= 80
+    # A kernel without PSI (CONFIG_PSI=n or psi=0): unknown, with the reason.
+    (tmp_path / "pressure" / "memory").unlink()
+    system = cgmem.read_system_memory(str(tmp_path))
+    assert system["pressure"] is None
+    assert system["missing"] == [["/proc/pressure/memory", "ENOENT"]]
+    assert render_pressure(system).splitlines()[1].split()[:6] == ["-"] * 6
