@@ -207,3 +207,41 @@ def test_system_memory_and_its_kstats_lines(tmp_path):
     assert system["pressure"] is None
     assert system["missing"] == [["/proc/pressure/memory", "ENOENT"]]
     assert render_pressure(system).splitlines()[1].split()[:6] == ["-"] * 6
+
+
+def _job_rec(koid: int, parent: str, cgroup: dict | None) -> dict:
+    rec = {"id": f"j/{koid}", "type": "j", "koid": koid, "parent": parent, "name": f"j{koid}"}
+    if cgroup is not None:
+        rec["linux"] = {"cgroup": cgroup}
+    return rec
+
+
+def test_treemap_draws_each_jobs_own_unmapped_cache():
+    from zxmem.treemap import CACHE_NAME, tree_from_records, unmapped_cache_bytes
+
+    v1 = {"version": "v1", "stat": {"total_cache": 100 << 20, "total_shmem": 10 << 20,
+                                    "total_mapped_file": 20 << 20}}
+    child = {"version": "v1", "stat": {"total_cache": 40 << 20, "total_shmem": 0,
+                                       "total_mapped_file": 10 << 20}}
+    assert unmapped_cache_bytes(v1) == 70 << 20
+    assert unmapped_cache_bytes({"version": "v2", "stat": {"file": 5}}) is None  # unknown
+    assert unmapped_cache_bytes(None) is None
+    records = [
+        {"id": "kernel/physmem", "type": "kernel", "name": "physmem", "parent": "",
+         "size_bytes": 1 << 30},
+        {"id": "kernel/vmo", "type": "kernel", "name": "vmo", "parent": "kernel/physmem",
+         "size_bytes": 512 << 20},
+        _job_rec(1, "kernel/vmo", v1),
+        _job_rec(2, "j/1", child),
+        _job_rec(3, "j/1", None),  # no cgroup data: no box, nothing subtracted
+        {"id": "p/10", "type": "p", "koid": 10, "parent": "j/2", "name": "w",
+         "private_bytes": 8 << 20, "pss_bytes": 8 << 20},
+    ]
+    tree = tree_from_records(records)
+    j1, j2 = tree.find("j/1"), tree.find("j/2")
+    assert tree.find("j/2/cache").area == 30 << 20 and tree.find("j/2/cache").name == CACHE_NAME
+    assert tree.find("j/1/cache").area == (70 - 30) << 20  # less the sub-job's own
+    assert tree.find("j/3/cache") is None
+    assert j2.area == (30 + 8) << 20 and j1.area == (40 + 30 + 8) << 20
+    # The boxes come out of "unknown", so the VMO node still adds up.
+    assert tree.find("kernel/vmo/unknown").area == (512 - 78) << 20

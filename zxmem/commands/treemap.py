@@ -117,7 +117,8 @@ def _snapshot(args: argparse.Namespace, env):
         # 'true | zxmem treemap', or a cron job's empty file: nothing was
         # sent, so draw the live system rather than fail on "empty input".
         env.stderr.write("zxmem: standard input is empty: drawing the live system\n")
-    snapshot = common.snapshot_from_args(args, env, CollectOptions(status=True))
+    snapshot = common.snapshot_from_args(args, env, CollectOptions(status=True,
+                                                                       cgroup_memory=True))
     snapshot = _add_live_details(snapshot, common.proc_root(args, env))
     if args.exact:
         from zxmem.commands._exact import exact_graph
