@@ -17,6 +17,10 @@ and PRIVATE are the sums over every process below it; SHARED is not summed.
 
 {columns}
 
+With --cgroup, jobs also show what their cgroup's own memory files say:
+
+{cgroup_columns}
+
 Sizes use binary units (k = KiB). Processes whose memory cannot be read are
 left out and counted on stderr; they are never shown as 0.
 """
@@ -26,7 +30,9 @@ def _description() -> str:
     from zxmem import fields
 
     return DESCRIPTION.format(
-        columns=fields.help_block(("pss_bytes", "private_bytes", "shared_bytes", "swap_bytes"))
+        columns=fields.help_block(("pss_bytes", "private_bytes", "shared_bytes", "swap_bytes")),
+        cgroup_columns=fields.help_block(
+            ("charged_bytes", "limit_bytes", "file_bytes", "kernel_bytes")),
     )
 
 
