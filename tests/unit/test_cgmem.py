@@ -245,3 +245,31 @@ def test_treemap_draws_each_jobs_own_unmapped_cache():
     assert j2.area == (30 + 8) << 20 and j1.area == (40 + 30 + 8) << 20
     # The boxes come out of "unknown", so the VMO node still adds up.
     assert tree.find("kernel/vmo/unknown").area == (512 - 78) << 20
+
+
+def test_memgraph_carries_the_cgroup_object_and_reads_it_back(tmp_path):
+    from dataclasses import replace
+
+    from memgraph_samples import sample_snapshot, schema_validator
+
+    from zxmem import memgraph
+    from zxmem.sources.load import load_snapshot
+
+    _write(tmp_path, {"memory.current": b"103000000\n", "memory.stat": V2_STAT,
+                      "memory.max": b"67108864\n", "memory.events": V2_EVENTS,
+                      "memory.pressure": PRESSURE})
+    cg = cgmem.read_cgroup_memory(str(tmp_path), "v2")
+    snap = sample_snapshot()
+    job = snap.jobs[-1]
+    snap = replace(snap, jobs=snap.jobs[:-1] + (replace(job, cgroup=cg,
+                                                        charged_bytes=cg.charged_bytes),))
+    text = memgraph.dumps(snap)
+    rec = next(r for r in json.loads(text) if r.get("id") == f"j/{job.koid}")
+    assert rec["linux"]["cgroup"]["events"]["oom_kill"] == 1
+    assert rec["linux"]["cgroup"]["limit_bytes"] == 64 << 20
+    schema_validator().validate(json.loads(text))
+    path = tmp_path / "snap.json"
+    path.write_text(text)
+    back = load_snapshot(str(path))
+    assert back.job(job.koid).cgroup == cg
+    assert back == snap
