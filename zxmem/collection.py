@@ -42,6 +42,8 @@ class Plan:
     status: bool = False  # /proc/PID/status: UID, swap, page-table bytes
     jobs: str = "cgroup"  # "cgroup", "user" or "none"
     job_state: bool = False  # the cgroup's memory.oom.group (late STATE column)
+    cgroup_memory: bool = False  # each job's cgroup memory files (Job.cgroup)
+    cgroup_columns_only: bool = False  # ... only those the ps --cgroup columns show
     kernel: bool = False  # kernel memory counters
     objects: bool = False  # mappings, regions and memory objects of every process
     hidden: bool = False  # memory no process maps (implies objects)
@@ -76,6 +78,7 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
     options = CollectOptions(
         threads=plan.threads, kernel_threads=plan.kernel_threads, status=plan.status,
         jobs=plan.jobs, job_state=plan.job_state, workers=plan.workers,
+        cgroup_memory=plan.cgroup_memory, cgroup_columns_only=plan.cgroup_columns_only,
         memory=plan.memory and not fill_memory,
     )
     # A snapshot with every mapping is millions of acyclic objects: the

@@ -73,20 +73,48 @@ PROCESS_FIELDS: tuple[FieldSpec, ...] = (
 
 PROCESS_FIELD = {f.name: f for f in PROCESS_FIELDS}
 
+# Job-only columns (``ps --cgroup``): what the job's cgroup itself says.
+JOB_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec(
+        "charged_bytes", "CHARGED", "bytes", "none",
+        "What the cgroup is charged, its descendants included (memory.current; "
+        "v1 memory.usage_in_bytes): what docker stats, systemd-cgtop and "
+        "Kubernetes report.",
+    ),
+    FieldSpec(
+        "limit_bytes", "LIMIT", "bytes", "none",
+        "The cgroup's hard limit (memory.max; v1 memory.limit_in_bytes); 'max' "
+        "when there is none.",
+    ),
+    FieldSpec(
+        "file_bytes", "FILE", "bytes", "none",
+        "Page cache charged to the cgroup, mapped or not (memory.stat file; v1 "
+        "total_cache).",
+    ),
+    FieldSpec(
+        "kernel_bytes", "KERNEL", "bytes", "none",
+        "Kernel memory charged to the cgroup: stacks, page tables, slab "
+        "(memory.stat kernel; v1 memory.kmem.usage_in_bytes).",
+    ),
+)
+
+JOB_FIELD = {f.name: f for f in JOB_FIELDS}
+_FIELD = {**PROCESS_FIELD, **JOB_FIELD}
+
 
 def describe(name: str) -> str:
     """The description of a field, for help texts and schemas."""
-    return PROCESS_FIELD[name].description
+    return _FIELD[name].description
 
 
 def header(name: str) -> str:
     """The column header of a field in text views."""
-    return PROCESS_FIELD[name].header
+    return _FIELD[name].header
 
 
 def schema_property(name: str, nullable: bool = False) -> dict:
     """A JSON Schema property for a field, carrying its description."""
-    spec = PROCESS_FIELD[name]
+    spec = _FIELD[name]
     kind = "integer" if spec.unit in ("bytes", "count", "koid") else "string"
     return {
         "type": [kind, "null"] if nullable else kind,
@@ -100,7 +128,7 @@ def help_block(names: tuple[str, ...], indent: int = 2, width: int = 9) -> str:
 
     lines = []
     for name in names:
-        spec = PROCESS_FIELD[name]
+        spec = _FIELD[name]
         first = " " * indent + spec.header.ljust(width)
         body = textwrap.wrap(spec.description, 78 - len(first))
         lines.append(first + body[0])

@@ -26,7 +26,9 @@ all of it.  Where they go:
   ``kernel/vmo``, which hold the tree together (``size_bytes`` 0 there, and
   ``linux.kernel`` says ``null``).  ``ipc_bytes`` has no record (as in
   Fuchsia) and lives in ``linux.kernel`` only.
-* jobs: ``linux`` = ``path`` (the cgroup), ``state``, ``charged_bytes`` and,
+* jobs: ``linux`` = ``path`` (the cgroup), ``state``, ``charged_bytes``,
+  ``cgroup`` (the cgroup's memory files when read:
+  :func:`zxmem.sources.cgmem.cgroup_to_json`) and,
   for a second root job, its real ``parent_koid`` (only non-default values).
   treemap.py asserts exactly one job hangs under a ``kernel/`` record, so
   every further root job is written under the first one and its own parent
@@ -147,7 +149,7 @@ _VMO_TOP = frozenset(
      "share_count", "committed_bytes")
 )
 _MEMORY_TOP = frozenset(("pss_bytes", "private_bytes", "shared_bytes"))
-_JOB_TOP = frozenset(("koid", "name", "parent_koid"))
+_JOB_TOP = frozenset(("koid", "name", "parent_koid", "cgroup"))
 
 
 # ---------------------------------------------------------------------------
@@ -383,6 +385,10 @@ def _job_record(job: Job, parent_id: str, parent_encoded: bool) -> dict:
         "name": job.name,
     }
     extra = _extras(job, _JOB_TOP)
+    if job.cgroup is not None:
+        from zxmem.sources.cgmem import cgroup_to_json
+
+        extra["cgroup"] = cgroup_to_json(job.cgroup)
     if not parent_encoded:
         extra["parent_koid"] = job.parent_koid
     if extra:
@@ -935,6 +941,10 @@ class _Builder:
                             where)
         known = {"koid": koid, "name": _str(rec, "name", index, where, "<UNKNOWN>"),
                  "parent_koid": parent_koid}
+        if isinstance(linux.get("cgroup"), dict):
+            from zxmem.sources.cgmem import cgroup_from_json
+
+            known["cgroup"] = cgroup_from_json(linux["cgroup"])
         self.jobs[koid] = _build(Job, known, linux)
 
     def _process(self, rec: dict, index: int, where: str | None) -> None:

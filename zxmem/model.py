@@ -224,6 +224,36 @@ class Process:
 
 
 @dataclass(frozen=True, slots=True)
+class CgroupMemory:
+    """What a cgroup's own memory files say (zxmem.sources.cgmem).
+
+    ``version`` is ``"v2"`` or ``"v1"``.  Limits are bytes or ``"max"`` (no
+    limit).  ``stat`` is ``memory.stat`` with the kernel's own keys (v1's
+    names on v1: ``cache``, ``rss``, ``total_cache``…); ``events`` the v2
+    ``memory.events`` counters, or on v1 ``oom_kill`` (``memory.oom_control``)
+    and ``failcnt``; ``pressure`` the PSI of ``memory.pressure``
+    (``some``/``full`` → ``avg10``, ``avg60``, ``avg300``, ``total_us``).
+    ``kernel_bytes``: v2 ``memory.stat`` ``kernel``, v1
+    ``memory.kmem.usage_in_bytes``.  ``missing`` names each file that could
+    not be read, and why; its fields stay None.
+    """
+
+    version: str
+    charged_bytes: int | None = None
+    kernel_bytes: int | None = None
+    swap_bytes: int | None = None
+    limit_bytes: int | str | None = None
+    high_bytes: int | str | None = None
+    low_bytes: int | str | None = None
+    min_bytes: int | str | None = None
+    soft_limit_bytes: int | str | None = None
+    stat: _Mapping[str, int] | None = None
+    events: _Mapping[str, int] | None = None
+    pressure: _Mapping[str, _Mapping[str, float]] | None = None
+    missing: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     koid: int
     name: str
@@ -232,6 +262,8 @@ class Job:
     state: str = ""  # late-era STATE column (e.g. "killoom")
     # Linux extras: what the cgroup itself is charged (memory.current).
     charged_bytes: int | None = None
+    # The cgroup's memory files, when read (ps --cgroup/--json/--explain).
+    cgroup: CgroupMemory | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ the same shape::
     ├── wired, mmu, other               kernel/*
     └── VMOs/processes                  kernel/vmo (vmo_bytes)
         ├── root job ─ jobs ─ processes ─ VMOs (or Private / Proportional shared)
+        │             └─ page cache (unmapped)   Linux: the job's cgroup's, when known
         ├── hidden (unmapped objects)   Linux only: memory no process maps
         └── unknown (kernel & unmapped) vmo_bytes − root job − hidden
 
@@ -134,6 +135,11 @@ class _Builder:
         # Bytes of each VMO koid already attributed to processes, so the
         # hidden branch only shows what no process carries.
         self.attributed: dict[int, int] = {}
+        # Job id -> its cgroup's unmapped page cache, descendants included.
+        self.job_cache: dict[str, int] = {}
+        # Process id -> bytes of its file objects drawn beyond its file PSS
+        # (the VMO estimate counts a file's whole resident cache).
+        self.file_beyond_pss: dict[str, int] = {}
 
     def lookup(self, node_id: str) -> Node:
         node = self.nodes.get(node_id)
@@ -165,6 +171,11 @@ class _Builder:
             node.kind = KIND_JOB
             if parent.startswith("kernel/"):
                 self.root_jobs.append(node)
+            linux = record.get("linux")
+            cache = unmapped_cache_bytes(linux.get("cgroup")) if isinstance(linux, Mapping) \
+                else None
+            if cache is not None:
+                self.job_cache[node_id] = cache
         else:
             node.kind = KIND_PROCESS
             self.populate_process(node, record)
@@ -221,6 +232,7 @@ class _Builder:
                 handled.add(koid)
 
         pss = _mapping_pss(record)
+        file_area = 0
         seen: set[int] = set()
         by_name: dict[str, list[Node]] = {}
         attributed = self.attributed
@@ -245,6 +257,8 @@ class _Builder:
                 if koid in pss and _vmo_kind(vmo) in _PAGE_SHARED_KINDS:
                     area = min(committed, pss[koid])
             attributed[koid] = attributed.get(koid, 0) + area
+            if _vmo_kind(vmo) == "file":
+                file_area += area
             node = Node(f"{pid}/vmo/{koid}", "vmo", name, KIND_VMO, koid, area, defined=True)
             by_name.setdefault(name, []).append(node)
 
@@ -267,6 +281,11 @@ class _Builder:
             children.append(agg)
         proc.children = children
         proc.area = sum(c.area or 0 for c in children)
+        if file_area:
+            linux = record.get("linux")
+            memory = linux.get("memory") if isinstance(linux, Mapping) else None
+            pss_file = _int(memory.get("pss_file_bytes")) if isinstance(memory, Mapping) else None
+            self.file_beyond_pss[pid] = max(0, file_area - (pss_file or 0))
 
 
 # Linux objects whose pages, not the object, are shared: an anonymous VMA
@@ -338,6 +357,46 @@ def _mapping_pss(record: Mapping[str, Any]) -> dict[int, int]:
     return out
 
 
+CACHE_NAME = "page cache (unmapped)"
+
+
+def unmapped_cache_bytes(cgroup: Any) -> int | None:
+    """Page cache a cgroup is charged for that no process maps, descendants
+    included, from a job record's ``linux.cgroup`` (None when unknown).
+
+    ``file - shmem - file_mapped`` (v1: ``total_cache - total_shmem -
+    total_mapped_file``), at least 0: shmem is left out because unmapped
+    shmem objects are the hidden branch's, and the cache is on the LRU lists
+    that ``kernel/vmo`` counts, so the box is carved out of "unknown".
+    """
+    if not isinstance(cgroup, Mapping):
+        return None
+    stat = cgroup.get("stat")
+    if not isinstance(stat, Mapping):
+        return None
+    prefix = "total_" if cgroup.get("version") == "v1" else ""
+    keys = ("cache", "shmem", "mapped_file") if prefix else ("file", "shmem", "file_mapped")
+    values = [_int(stat.get(prefix + k)) for k in keys]
+    if None in values:
+        return None
+    return max(0, values[0] - values[1] - values[2])
+
+
+def _add_cache_boxes(b: _Builder) -> None:
+    """Each job's own unmapped page cache as a box of its own: its cgroup's
+    (hierarchical) number less its sub-jobs' (a cgroup with no process, and
+    so no job, stays in its parent's box), less what its processes' file
+    objects already show beyond their file PSS (with VMO data, a file's area
+    is its whole resident cache, unmapped pages included)."""
+    for node_id, total in b.job_cache.items():
+        node = b.nodes[node_id]
+        own = total - sum(b.job_cache.get(c.id, 0) for c in node.children if c.type == "j")
+        own -= sum(b.file_beyond_pss.get(c.id, 0) for c in node.children if c.type == "p")
+        if own > 0:
+            node.children.append(Node(f"{node_id}/cache", "", CACHE_NAME, KIND_HIDDEN,
+                                      node.koid, own, defined=True))
+
+
 def _sum_areas(node: Node) -> int:
     """Bottom-up areas of nodes without their own (jobs, placeholders)."""
     # Iterative post-order: job trees can be deeper than Python's recursion.
@@ -406,6 +465,7 @@ def tree_from_records(
 
     root.name = ROOT_NAME
     vmo_node.name = VMO_NODE_NAME
+    _add_cache_boxes(b)
     for job in b.root_jobs:
         _sum_areas(job)
     if b.root_jobs:

@@ -29,6 +29,13 @@ Modes (sizes in bytes):
     maps the inherited memfd FD shared and reads all its SIZE bytes; two
     such processes on one memfd each get SIZE/2 of PSS and SIZE of SHARED.
     One reader of a one-page memfd is its baseline.
+``charge ANON CACHE_FILE MAP_FILE THREADS``
+    (cgroup charge tests) ANON bytes of private anonymous memory; every page
+    of CACHE_FILE read with ``pread`` into one small buffer (page cache
+    charged to the reader's cgroup when no one cached it before, mapped by
+    no one); every page of MAP_FILE mapped shared and read (its PSS counts
+    them wherever they are charged); THREADS extra threads blocked on a lock
+    (kernel stacks: kernel memory).  ``-`` skips a file.
 ``zombie``
     forks a child that exits at once and is not reaped until the end.
 ``hold [--comm NAME] [ARG...]``
@@ -101,6 +108,36 @@ def _mode_private(size: int) -> None:
     m = _anonymous(size) if size else None
     if m is not None:
         _write_pages(m, size)
+    _say("ready", os.getpid())
+    _wait_eof()
+
+
+def _mode_charge(size: int, cache_file: str, map_file: str, threads: int) -> None:
+    import mmap
+
+    m = _anonymous(size) if size else None
+    if m is not None:
+        _write_pages(m, size)
+    if cache_file != "-":
+        fd = os.open(cache_file, os.O_RDONLY)
+        buf = bytearray(PAGE)
+        offset = 0
+        while os.preadv(fd, [buf], offset) > 0:
+            offset += PAGE
+        os.close(fd)
+    mapped = None
+    if map_file != "-":
+        fd = os.open(map_file, os.O_RDONLY)
+        mapped = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
+        os.close(fd)
+        _read_pages(mapped)
+    if threads:
+        import _thread
+
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        for _ in range(threads):
+            _thread.start_new_thread(lock.acquire, ())
     _say("ready", os.getpid())
     _wait_eof()
 
@@ -183,6 +220,8 @@ def program(argv: list[str]) -> None:
         _mode_private(int(args[0]))
     elif mode == "cow":
         _mode_cow(int(args[0]))
+    elif mode == "charge":
+        _mode_charge(int(args[0]), args[1], args[2], int(args[3]))
     elif mode == "memfd":
         _mode_memfd(int(args[0]), int(args[1]))
     elif mode == "zombie":

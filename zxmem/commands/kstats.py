@@ -129,6 +129,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "of /proc/meminfo add up to MemTotal (implies -m)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per report (one per line); every size in bytes")
+    p.add_argument("--pressure", action="store_true",
+                   help="after each memory report, memory pressure (/proc/pressure/memory) "
+                   "and the oom_kill, pgmajfault, pswpin, pswpout counters of /proc/vmstat "
+                   "(implies -m; live only)")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
@@ -138,9 +142,11 @@ def run(args: argparse.Namespace, env) -> int:
     from zxmem.sources import kernel
     from zxmem.views import kstats as view
 
-    if args.explain:
+    if args.explain or args.pressure:
         args.memory = True
     if args.from_file is not None:
+        if args.pressure:
+            raise UsageError("kstats: --pressure reads the live /proc (not --from)")
         return _run_saved(args, env)
     if not (args.memory or args.cpu):
         raise UsageError("kstats: no statistics selected: give -m and/or -c")
@@ -168,7 +174,12 @@ def run(args: argparse.Namespace, env) -> int:
             rows = view.cpu_rows(cpu[0], cpu[1], *(prev or (None, None)))
             prev = cpu
         notes = _memory_notes(mem[0], mem[1]) if mem else []
-        _report(args, env, stamp, rows, mem[0] if mem else None, notes, not noted)
+        system = None
+        if args.pressure:
+            from zxmem.sources.cgmem import read_system_memory
+
+            system = read_system_memory(root)
+        _report(args, env, stamp, rows, mem[0] if mem else None, notes, not noted, system)
         noted = noted or bool(notes)
 
         reports += 1
@@ -190,7 +201,7 @@ def _memory_notes(stats, notes) -> list[str]:
 
 
 def _report(args: argparse.Namespace, env, stamp: float | None, rows, stats, notes,
-            say_notes: bool) -> None:
+            say_notes: bool, system: dict | None = None) -> None:
     """One report (CPU table and/or memory lines, or one JSON line), live or saved."""
     import json
 
@@ -203,6 +214,8 @@ def _report(args: argparse.Namespace, env, stamp: float | None, rows, stats, not
         if stats is not None:
             record["memory"] = view.memory_json(stats)
             record["notes"] = notes
+        if system is not None:
+            record["pressure"] = system
         env.stdout.write(json.dumps(record, sort_keys=False) + "\n")
     else:
         parts = []
@@ -212,6 +225,8 @@ def _report(args: argparse.Namespace, env, stamp: float | None, rows, stats, not
             parts.append(view.render_cpu(rows))
         if stats is not None:
             parts.append(view.render_memory(stats, args.style, args.units))
+            if system is not None:
+                parts.append(view.render_pressure(system))
             if args.explain:
                 parts.append("\n" + view.render_explain(stats))
         env.stdout.write("".join(parts))

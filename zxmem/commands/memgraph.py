@@ -103,9 +103,10 @@ def _run(args: argparse.Namespace, env) -> int:
     # give the process totals, and smaps_rollup (a second walk of every
     # page table) is not read.  A reader process reads every smaps while
     # this one parses: nothing else runs here that a fork would leave behind.
+    # cgroup_memory: each job's charge, limits, events and pressure.
     plan = Plan(threads=args.threads, status=True, job_state=True, kernel=True,
                 objects=args.vmos, hidden=args.hidden, handles=args.handles,
-                memory_from_objects=True, reader_process=True)
+                memory_from_objects=True, reader_process=True, cgroup_memory=True)
     snapshot = common.snapshot_from_args(
         args, env, plan, warn=lambda line: env.stderr.write(f"zxmem: memgraph: {line}\n"))
     if args.from_file is None and args.exact:

@@ -18,6 +18,10 @@ and PRIVATE are the sums over every process below it; SHARED is not summed.
 
 {columns}
 
+With --cgroup, jobs also show what their cgroup's own memory files say:
+
+{cgroup_columns}
+
 Sizes use binary units (k = KiB). Processes whose memory cannot be read are
 left out and counted on stderr; they are never shown as 0.
 """
@@ -27,7 +31,9 @@ def _description() -> str:
     from zxmem import fields
 
     return DESCRIPTION.format(
-        columns=fields.help_block(("pss_bytes", "private_bytes", "shared_bytes", "swap_bytes"))
+        columns=fields.help_block(("pss_bytes", "private_bytes", "shared_bytes", "swap_bytes")),
+        cgroup_columns=fields.help_block(
+            ("charged_bytes", "limit_bytes", "file_bytes", "kernel_bytes")),
     )
 
 
@@ -39,6 +45,10 @@ examples:
   zxmem ps --job=35 -T          one cgroup's subtree, with threads
   zxmem ps --jobs=user --swap   group by user, with a swap column
   zxmem ps --json | jq '.tasks[] | select(.type=="p") | .pss_bytes'
+  zxmem ps -J --cgroup          jobs with what each cgroup is charged, its limit,
+                                page cache and kernel memory
+  zxmem ps --explain=35         job 35's charge = its PSS + unmapped cache + kernel
+                                memory - pages charged elsewhere + remainder
 """
 
 
@@ -73,6 +83,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exact", action="store_true",
                    help="page-level counts (root): PRIVATE = pages no other process maps, "
                    "PSS divided by processes, not mappings")
+    p.add_argument("--cgroup", action="store_true",
+                   help="add CHARGED, LIMIT, FILE and KERNEL columns for jobs, read from "
+                   "each cgroup's memory files")
+    p.add_argument("--explain", type=common.koid_arg, metavar="KOID",
+                   help="reconcile job KOID's cgroup charge with its processes' PSS, term "
+                   "by term (with --exact: charged-elsewhere pages from /proc/kpagecgroup)")
     common.add_proc_root(p)
     common.add_from(p)
     p.set_defaults(run=run)
@@ -89,17 +105,24 @@ def run(args: argparse.Namespace, env) -> int:
         status=args.swap or args.json or args.jobs == "user",
         jobs=args.jobs,
         job_state=args.style == "late",
+        cgroup_memory=args.cgroup or args.json or args.explain is not None,
+        cgroup_columns_only=not args.json and args.explain is None,
     )
-    if args.exact:
+    # --explain --exact keeps smaps' PSS and measures only the charged-
+    # elsewhere term page by page (in the same PSS shares).
+    whole_exact = args.exact and args.explain is None
+    if whole_exact:
         from zxmem.commands._exact import exact_options, exact_snapshot
 
         options = exact_options(options, args, env, keep_smaps=args.swap)
     snapshot = common.snapshot_from_args(args, env, options)
-    if args.exact:
+    if whole_exact:
         snapshot = exact_snapshot(snapshot, args, env, options)
     tree = TaskTree(snapshot)
     if args.job is not None and args.job not in tree.jobs:
         raise ZxmemError(f"--job={args.job}: no job with koid {args.job}")
+    if args.explain is not None:
+        return _explain(tree, args, env)
     rows = list(tree.walk(args.job, threads=args.threads, sort=args.sort or "koid"))
 
     if args.json:
@@ -111,6 +134,7 @@ def run(args: argparse.Namespace, env) -> int:
             units=args.units,
             style=args.style,
             swap=args.swap,
+            cgroup=args.cgroup,
             width=env.width(),
         )
         env.stdout.write(view.render(rows, opts))
@@ -132,3 +156,24 @@ def _provenance(snapshot) -> dict:
         "denied": [{"what": w, "why": y} for w, y in p.denied],
         "notes": list(p.notes),
     }
+
+
+def _explain(tree, args: argparse.Namespace, env) -> int:
+    from zxmem.charge import reconcile
+    from zxmem.views.charge import render_explain
+
+    koid = args.explain
+    if koid not in tree.jobs:
+        raise ZxmemError(f"--explain={koid}: no job with koid {koid}")
+    job = tree.jobs[koid]
+    if job.cgroup is None:
+        raise ZxmemError(f"--explain={koid}: the memory files of cgroup {job.path or '-'!r} "
+                         "could not be read (no memory controller, or not a cgroup job)")
+    elsewhere = None
+    if args.exact:
+        from zxmem.commands._charge_exact import charged_elsewhere
+
+        elsewhere = charged_elsewhere(tree, koid, args, env)
+    env.stdout.write(render_explain(reconcile(tree, koid, elsewhere), args.units))
+    env.stdout.flush()
+    return 0

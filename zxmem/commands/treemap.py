@@ -126,9 +126,10 @@ def _snapshot(args: argparse.Namespace, env):
         # sent, so draw the live system rather than fail on "empty input".
         env.stderr.write("zxmem: standard input is empty: drawing the live system\n")
     # Kernel stats (the kernel boxes; a recorded tree without meminfo sums
-    # its processes instead), memory objects (the VMO boxes) and the objects
-    # no process maps (the hidden branch).
-    plan = Plan(status=True, kernel=True, objects=True, hidden=True)
+    # its processes instead), memory objects (the VMO boxes), the objects
+    # no process maps (the hidden branch) and each job's cgroup charge (its
+    # unmapped page cache box).
+    plan = Plan(status=True, kernel=True, objects=True, hidden=True, cgroup_memory=True)
     snapshot = common.snapshot_from_args(args, env, plan)
     if args.exact:
         from zxmem.commands._exact import exact_graph

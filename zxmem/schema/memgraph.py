@@ -22,6 +22,25 @@ from zxmem.model import VMO_KINDS
 _INT = {"type": "integer"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR = {"type": "string"}
+_LIMIT = {"oneOf": [{"type": "integer"}, {"enum": ["max"]}, {"type": "null"}]}
+_PSI = {"type": "object", "properties": {k: {"type": "number"} for k in
+                                          ("avg10", "avg60", "avg300", "total_us")}}
+# A job's cgroup memory files (zxmem.sources.cgmem.cgroup_to_json); null = unknown.
+CGROUP_SCHEMA = {
+    "type": "object",
+    "required": ["version", "charged_bytes"],
+    "properties": {
+        "version": {"enum": ["v1", "v2"]},
+        "charged_bytes": _INT_OR_NULL, "kernel_bytes": _INT_OR_NULL,
+        "swap_bytes": _INT_OR_NULL,
+        "limit_bytes": _LIMIT, "high_bytes": _LIMIT, "low_bytes": _LIMIT, "min_bytes": _LIMIT,
+        "soft_limit_bytes": _LIMIT,
+        "stat": {"type": ["object", "null"], "additionalProperties": {"type": "integer"}},
+        "events": {"type": ["object", "null"], "additionalProperties": {"type": "integer"}},
+        "pressure": {"type": ["object", "null"], "properties": {"some": _PSI, "full": _PSI}},
+        "missing": {"type": "array", "items": {"type": "array", "items": _STR}},
+    },
+}
 _STR_OR_NULL = {"type": ["string", "null"]}
 
 
@@ -157,7 +176,7 @@ def memgraph_schema() -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "path": _STR, "state": _STR, "charged_bytes": _INT_OR_NULL,
-                            "parent_koid": _INT,
+                            "parent_koid": _INT, "cgroup": CGROUP_SCHEMA,
                         },
                     },
                 },

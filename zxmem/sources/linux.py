@@ -84,6 +84,8 @@ class CollectOptions:
     job_state: bool = False  # read memory.oom.group for the late STATE column
     workers: int = 0  # reader threads; 0 picks from the CPU count
     memory: bool = True  # smaps_rollup; False leaves memory None (--exact fills it)
+    cgroup_memory: bool = False  # each job's cgroup memory files (Job.cgroup)
+    cgroup_columns_only: bool = False  # ... only those the ps --cgroup columns show
 
 
 class _Gone(Exception):
@@ -557,7 +559,36 @@ def _assign_jobs(proc: str, records: list[_Record], options: CollectOptions):
     jobs, koids = cgroups.build_jobs(
         (path_of(r[11]) for r in records), ids.koid, state_of
     )
+    if options.cgroup_memory:
+        jobs = _with_cgroup_memory(jobs, ids, fs_root, mode, options.cgroup_columns_only)
     return jobs, (lambda uid, cg: koids[path_of(cg)]), mode
+
+
+def _with_cgroup_memory(jobs, ids: cgroups.CgroupIds, fs_root: str, mode: str,
+                        columns_only: bool = False):
+    """``jobs`` with ``cgroup`` (and ``charged_bytes``) read from their directories.
+
+    Only the memory controller's files are charges: on the v1 systemd name
+    tree there are none, and jobs keep ``cgroup`` None.
+    """
+    import dataclasses
+
+    from zxmem.sources import cgmem
+
+    version = {cgroups.MODE_V2: "v2", cgroups.MODE_V1_MEMORY: "v1"}.get(mode)
+    if version is None:
+        return jobs
+    out = []
+    for job in jobs:
+        directory = ids.directory(job.path)
+        cg = None
+        if directory is not None:
+            cg = cgmem.read_cgroup_memory(fs_root.rstrip("/") + directory, version,
+                                          columns_only)
+        if cg is not None:
+            job = dataclasses.replace(job, cgroup=cg, charged_bytes=cg.charged_bytes)
+        out.append(job)
+    return tuple(out)
 
 
 def _user_names(uids: list[int]) -> dict[int, str]:

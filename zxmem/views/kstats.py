@@ -81,6 +81,33 @@ def render_memory(stats: KernelStats, style: str = "classic", unit: str = "M") -
     return f"{header}\n{line}\n"
 
 
+PRESSURE_LABELS = ("some10", "some60", "some300", "full10", "full60", "full300",
+                   "oomkill", "majflt", "swpin", "swpout")
+
+
+def render_pressure(system: dict) -> str:
+    """The two ``--pressure`` lines (header and values, 80 columns).
+
+    ``someN``/``fullN``: PSI of ``/proc/pressure/memory``, the percentage of
+    time some / all non-idle tasks stalled on memory over the last 10, 60 and
+    300 s; ``oomkill majflt swpin swpout``: ``/proc/vmstat`` ``oom_kill``,
+    ``pgmajfault``, ``pswpin``, ``pswpout`` since boot.  ``-`` where the
+    kernel gave none.  ``system``: :func:`zxmem.sources.cgmem.read_system_memory`.
+    """
+    psi = system.get("pressure") or {}
+    vm = system.get("vmstat") or {}
+    values: list[str] = []
+    for kind in ("some", "full"):
+        rec = psi.get(kind)
+        for k in ("avg10", "avg60", "avg300"):
+            values.append("-" if rec is None else f"{rec[k]:.2f}")
+    for k in ("oom_kill", "pgmajfault", "pswpin", "pswpout"):
+        values.append(str(vm[k]) if k in vm else "-")
+    header = " ".join(f"{label:>7}" for label in PRESSURE_LABELS)
+    line = " ".join(f"{v:>7}" for v in values)
+    return f"{header}\n{line}\n"
+
+
 # --------------------------------------------------------------------------
 # --explain
 

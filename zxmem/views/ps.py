@@ -35,6 +35,7 @@ class PsOptions:
     units: str | None = None  # --units letter; None = natural
     style: str = "classic"  # "classic" (the seed's) or "late"
     swap: bool = False  # --swap
+    cgroup: bool = False  # --cgroup: CHARGED LIMIT FILE KERNEL for jobs
     width: int | None = None  # terminal columns to fit NAME into; None = whole
     # format_size rounding: True = the 2020+ exact rule (default); False = the
     # classic rule the seed's sample table was printed with (spec §1.2, V1).
@@ -48,9 +49,28 @@ def _columns(opts: PsOptions) -> list[str]:
         cols.append(fields.header("shared_bytes"))
     if opts.swap:
         cols.append(fields.header("swap_bytes"))
+    if opts.cgroup:
+        cols.extend(fields.header(n) for n in _CGROUP_COLUMNS)
     if opts.style == "late" or opts.threads:
         cols.append("STATE")
     return cols
+
+
+# ``--cgroup`` columns, from the job's cgroup files (blank for processes).
+_CGROUP_COLUMNS = ("charged_bytes", "limit_bytes", "file_bytes", "kernel_bytes")
+_CGROUP_HEADERS = {fields.header(n): n for n in _CGROUP_COLUMNS}
+
+
+def cgroup_value(job, name: str) -> int | str | None:
+    """A ``--cgroup`` column's value for ``job``: bytes, "max", or None (unknown)."""
+    cg = job.cgroup if job is not None else None
+    if cg is None:
+        return None
+    if name == "file_bytes":
+        if cg.stat is None:
+            return None
+        return cg.stat.get("total_cache" if cg.version == "v1" else "file")
+    return getattr(cg, name)
 
 
 def task_cell(row: TaskRow, style: str) -> str:
@@ -103,6 +123,11 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
                 v = _size(r.shared_bytes, r.kind, units, upper_k, fmt) if r.kind == "p" else ""
             elif c == "SWAP":
                 v = _size(r.swap_bytes, r.kind, units, upper_k, fmt)
+            elif c in _CGROUP_HEADERS:
+                v = ""
+                if r.kind == "j":
+                    cv = cgroup_value(r.job, _CGROUP_HEADERS[c])
+                    v = cv if isinstance(cv, str) else fmt(cv, units, upper_k)
             else:  # STATE
                 v = r.state
             values.append(f"{v:>7}")
@@ -127,7 +152,8 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
     ``type``, ``parent``, ``name``; jobs carry their totals.  Every number is
     bytes; unknown is ``null``.  Linux extras: ``depth``, ``swap_bytes``,
     ``rss_bytes``, ``cmdline``, ``comm``, ``ppid``, ``uid``, ``state``,
-    ``path`` (cgroup) and ``unknown_processes``.
+    ``path`` (cgroup) and ``unknown_processes``; a job whose cgroup memory
+    files were read has ``cgroup`` (:func:`zxmem.sources.cgmem.cgroup_to_json`).
     """
     out: list[dict] = []
     for r in rows:
@@ -143,6 +169,10 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
             rec["path"] = job.path if job else ""
             rec["state"] = r.state
             rec["unknown_processes"] = r.unknown_processes
+            if job is not None and job.cgroup is not None:
+                from zxmem.sources.cgmem import cgroup_to_json
+
+                rec["cgroup"] = cgroup_to_json(job.cgroup)
         elif r.kind == "p":
             p = r.process
             rec["parent"] = f"j/{r.parent_koid}"
