@@ -425,3 +425,30 @@ def test_exporter_on_a_taken_port_is_one_line():
                       Environment(stdout=io.StringIO(), stderr=err))
     assert status == 1
     assert err.getvalue() == f"zxmem: --listen 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_cgroup_files_become_series(tmp_path):
+    """A recorded v1 tree with the memory controller's files: the charge and
+    the events are exported as the files say; an unlimited cgroup has no
+    limit series (v1's 'no limit' number is not a limit), and v1 has no
+    pressure series (no per-cgroup memory.pressure)."""
+    import io
+
+    from zxmem.cli import Environment, main
+
+    src = Path(__file__).resolve().parents[2] / "tests/fixtures/proc-trees/cgroup-v1-charge"
+    tree = tmp_path / "tree"
+    shutil.copytree(src, tree, symlinks=True)
+    app = tree / "sys/fs/cgroup/memory/zxmem-fixture-charge/app"
+    (app / "memory.limit_in_bytes").write_text("67108864\n")
+    out = io.StringIO()
+    env = Environment(stdout=out, stderr=io.StringIO(), stdout_isatty=False)
+    assert main(["metrics", "--proc-root", str(tree / "proc")], env) == 0
+    series = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for fam in text_string_to_metric_families(out.getvalue()) for s in fam.samples}
+    path = (("cgroup", "/zxmem-fixture-charge/app"),)
+    assert series[("zxmem_cgroup_charged_bytes", path)] == 105881600
+    assert series[("zxmem_cgroup_limit_bytes", path)] == 64 << 20
+    assert ("zxmem_cgroup_limit_bytes", (("cgroup", "/zxmem-fixture-charge"),)) not in series
+    assert series[("zxmem_cgroup_memory_events_total", path + (("event", "oom_kill"),))] == 0
+    assert not [k for k in series if k[0].startswith("zxmem_cgroup_pressure")]

@@ -75,10 +75,10 @@ def options_from_args(args: argparse.Namespace) -> view.MetricsOptions:
 
 # What every sample reads: process totals, status (UID, swap), the cgroup
 # tree and the kernel counters.
-PLAN = Plan(status=True, kernel=True)
+PLAN = Plan(status=True, kernel=True, cgroup_memory=True)
 # With --objects, every --objects-every'th sample also reads every mapping and
 # the hidden objects (totals then come from the same smaps read).
-OBJECTS_PLAN = Plan(status=True, kernel=True, objects=True, hidden=True,
+OBJECTS_PLAN = Plan(status=True, kernel=True, objects=True, hidden=True, cgroup_memory=True,
                     memory_from_objects=True)
 
 

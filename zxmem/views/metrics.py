@@ -270,13 +270,7 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
         if r.swap_bytes is not None and r.unknown_processes == 0:
             cg_swap.add_metric([path], r.swap_bytes)
     out += [cg_pss, cg_uss, cg_swap]
-    # HOOK(cgroup model, Job.cgroup): when the job model carries the
-    # cgroup's own files, add here, labelled by cgroup like the above:
-    #   zxmem_cgroup_charged_bytes            memory.current
-    #   zxmem_cgroup_limit_bytes              memory.max (left out when "max")
-    #   zxmem_cgroup_memory_events_total{event}   memory.events (counters)
-    #   zxmem_cgroup_pressure_memory_waiting_seconds_total  memory.pressure some total
-    #   zxmem_cgroup_pressure_memory_stalled_seconds_total  memory.pressure full total
+    out += _cgroup_file_families(r.job for r in kept_rows)  # type: ignore[misc]
     omitted = GaugeMetricFamily(
         "zxmem_cgroups_omitted",
         f"Cgroups left out past the cap (--max-cgroups {options.max_cgroups}, "
@@ -391,3 +385,48 @@ def exposition(metric_families: Iterable[Metric], openmetrics: bool = False) -> 
     from prometheus_client.exposition import generate_latest
 
     return generate_latest(registry)
+
+
+def _cgroup_file_families(jobs) -> list:
+    """What each cgroup's own memory files say (Job.cgroup, zxmem.sources.cgmem):
+    its charge, limit, events and pressure.  A file the kernel did not give
+    (no memory controller, v1 has no pressure) leaves its series out."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    charged = GaugeMetricFamily(
+        "zxmem_cgroup_charged_bytes",
+        "What the cgroup is charged, descendants included (memory.current; v1 "
+        "memory.usage_in_bytes): page cache and kernel memory too, not PSS.",
+        labels=["cgroup"], unit="bytes")
+    limit = GaugeMetricFamily(
+        "zxmem_cgroup_limit_bytes",
+        "The cgroup's hard limit (memory.max; v1 memory.limit_in_bytes); no series "
+        "when there is none.", labels=["cgroup"], unit="bytes")
+    events = CounterMetricFamily(
+        "zxmem_cgroup_memory_events",
+        "memory.events counters (low, high, max, oom, oom_kill, oom_group_kill; v1: "
+        "oom_kill from memory.oom_control, failcnt).", labels=["cgroup", "event"])
+    waiting = CounterMetricFamily(
+        "zxmem_cgroup_pressure_memory_waiting_seconds",
+        "Time some of the cgroup's tasks stalled on memory (memory.pressure some total).",
+        labels=["cgroup"], unit="seconds")
+    stalled = CounterMetricFamily(
+        "zxmem_cgroup_pressure_memory_stalled_seconds",
+        "Time all of the cgroup's non-idle tasks stalled on memory (memory.pressure "
+        "full total).", labels=["cgroup"], unit="seconds")
+    for job in sorted(jobs, key=lambda j: j.path):
+        cg = job.cgroup
+        if cg is None:
+            continue
+        if cg.charged_bytes is not None:
+            charged.add_metric([job.path], cg.charged_bytes)
+        if isinstance(cg.limit_bytes, int):
+            limit.add_metric([job.path], cg.limit_bytes)
+        for name, value in sorted((cg.events or {}).items()):
+            events.add_metric([job.path, name], value)
+        pressure = cg.pressure or {}
+        for family, kind in ((waiting, "some"), (stalled, "full")):
+            total = (pressure.get(kind) or {}).get("total_us")
+            if total is not None:
+                family.add_metric([job.path], total / 1e6)
+    return [charged, limit, events, waiting, stalled]
