@@ -108,7 +108,8 @@ def add_from(parser: argparse.ArgumentParser) -> None:
         dest="from_file",
         metavar="FILE",
         help="read a saved snapshot instead of /proc: zxmem's or Fuchsia's memgraph JSON, "
-        "or a Fuchsia memory-monitor capture; '-' reads stdin",
+        "or a Fuchsia memory-monitor capture; '-' reads stdin; at most 1 GiB "
+        "($ZXMEM_MAX_INPUT_BYTES sets another limit)",
     )
 
 
