@@ -13,22 +13,18 @@ import json
 from pathlib import Path
 
 import pytest
+from bad_input_seeds import zxmem_graph
 from fixture_paths import CAPTURE, REPO
 
 from zxmem.sources.load import load_snapshot
 
-PROC = REPO / "tests" / "fixtures" / "proc-trees" / "no-smaps-rollup" / "proc"
 COMMANDS = (["ps"], ["ps", "--json"], ["mem"], ["memgraph"], ["digest"])
 
 
 @pytest.fixture(scope="module")
-def graph(request) -> list:
+def graph() -> list:
     """zxmem memgraph -v of a recorded tree: mappings, regions, VMOs."""
-    from conftest import run_cli
-
-    r = run_cli(["memgraph", "-v", "--proc-root", str(PROC)])
-    assert r.status == 0, r.stderr
-    return json.loads(r.stdout)
+    return zxmem_graph()
 
 
 def _write(tmp_path: Path, doc, name: str = "bad.json") -> str:
