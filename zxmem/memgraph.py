@@ -879,6 +879,7 @@ class _Builder:
         self.processes: dict[int, Process] = {}
         self.process_index: dict[int, int] = {}  # koid -> record index
         self.job_index: dict[int, int] = {}
+        self.thread_index: dict[int, int] = {}  # process koid -> its first thread's record
         self.kernel_index = 0
         self.threads: dict[int, list[Thread]] = {}
         self.vmos: dict[int, Vmo] = {}
@@ -1050,6 +1051,7 @@ class _Builder:
         key = _STATE_KEYS.get(state, "???") if isinstance(state, str) else "???"
         name = _str(rec, "name", index, where, "<UNKNOWN>")
         self.threads.setdefault(pid, []).append(Thread(koid, name, key))
+        self.thread_index.setdefault(pid, index)
 
     def _kernel_stats(self) -> KernelStats | None:
         if self.kernel_linux is not None:
@@ -1073,6 +1075,29 @@ class _Builder:
             mmu_overhead_bytes=g("mmu"),
             other_bytes=g("other"),
         )
+
+    def _check_tree(self) -> None:
+        """Every process's job and every thread's process is in the file, and
+        job parents do not go round in a cycle: otherwise the views, which
+        walk the tree from its roots, would leave those tasks out without a
+        word.  (A job whose parent is missing is a root of its own.)"""
+        for koid, job in self.jobs.items():
+            seen = {koid}
+            k = job.parent_koid
+            while k != 0 and k in self.jobs:
+                if k in seen:
+                    raise _fail(self.job_index[koid], f"job parents form a cycle through job "
+                                                      f"{k}", f"j/{koid}")
+                seen.add(k)
+                k = self.jobs[k].parent_koid
+        for koid, proc in self.processes.items():
+            if proc.job_koid not in self.jobs:
+                raise _fail(self.process_index[koid], f"job {proc.job_koid} is not in the file",
+                            f"p/{koid}")
+        for pid, threads in self.threads.items():
+            if pid not in self.processes:
+                raise _fail(self.thread_index[pid], f"process {pid} is not in the file",
+                            f"t/{threads[0].koid}")
 
     def snapshot(self, notes: Iterable[str] = ()) -> Snapshot:
         try:
@@ -1126,6 +1151,7 @@ class _Builder:
                 holders[int(k)] = checked.value("tuple[int, ...]", v,
                                                 f"linux.vmo_holders.{k}")
 
+        self._check_tree()
         processes = []
         for koid in sorted(self.processes):
             p = self.processes[koid]

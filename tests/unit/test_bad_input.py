@@ -294,3 +294,18 @@ def test_capture_duplicate_and_out_of_range_koids(cli, tmp_path, capture):
         rows[-1][0] = -3
     doc = change(capture, "Processes", negative)
     _one_error(cli, _write(tmp_path, doc, "n.json"), "capture Processes[", "found [-3,")
+
+
+def test_process_of_a_missing_job_is_not_dropped_silently(cli, tmp_path, graph):
+    p = _first(graph, "p")
+    doc = [r for r in graph if not (r.get("type") == "j" and f"j/{r['koid']}" == p["parent"])]
+    _one_error(cli, _write(tmp_path, doc),
+               f"memgraph record {doc.index(p)} ({p['id']}): job {p['parent'][2:]} is not in "
+               "the file")
+
+
+def test_job_parents_in_a_cycle(cli, tmp_path, graph):
+    doc = copy.deepcopy(graph)
+    jobs = [r for r in doc if r.get("type") == "j"]
+    jobs[0]["parent"] = jobs[-1]["id"]  # the root now hangs under its own descendant
+    _one_error(cli, _write(tmp_path, doc), "job parents form a cycle")
