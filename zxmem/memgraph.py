@@ -993,9 +993,11 @@ class _Builder:
         refs = rec.get("vmo_refs")
         unsized = linux.get("unsized_vmos") if linux is not None else None
         if unsized is not None:
-            vmos, refs = _with_unsized(vmos, refs, unsized, index, where)
+            vmos, refs, labels = _with_unsized(vmos, refs, unsized, index, where)
+        else:
+            labels = None
         if vmos is not None or refs is not None:
-            known["vmo_refs"] = self._refs(vmos, refs, index, where)
+            known["vmo_refs"] = self._refs(vmos, refs, index, where, labels)
         hs = rec.get("handle_stats")
         if isinstance(hs, dict):
             known["handle_stats"] = _from_json("Mapping", hs)
@@ -1006,39 +1008,43 @@ class _Builder:
         self.process_index[koid] = index
         self.processes[koid] = proc
 
-    def _refs(self, vmos: Any, refs: Any, index: int, where: str | None) -> tuple[VmoRef, ...]:
+    def _refs(self, vmos: Any, refs: Any, index: int, where: str | None,
+              labels: list[tuple[str, str]] | None = None) -> tuple[VmoRef, ...]:
+        """``labels[i]`` names the i-th VMO and reference in errors (where the
+        file has them: ``linux.unsized_vmos`` entries are merged in)."""
         if vmos is None:
             vmos = []
         if not isinstance(vmos, list) or not isinstance(refs if refs is not None else [], list):
             raise _fail(index, "'vmos' and 'vmo_refs' must be arrays", where)
         for i, entry in enumerate(vmos):
-            if not isinstance(entry, dict) or _int(entry, "koid", index, where, False) is None:
-                raise _fail(index, f"vmos[{i}]: expected an object with an integer 'koid'",
-                            where)
-            koid = entry["koid"]
-            if koid not in self.vmos:  # first occurrence wins (§11)
-                vmo = _vmo_from_entry(entry, index, where, f"vmos[{i}]")
-                if vmo is not None:
-                    self.vmos[koid] = vmo
+            label = labels[i][0] if labels else f"vmos[{i}]"
+            if not isinstance(entry, dict):
+                raise _fail(index, f"{label}: expected an object with an integer 'koid'", where)
+            koid = checked.u64(entry.get("koid"), f"{label}.koid")
+            # Every entry is checked; the first occurrence of a koid wins (§11).
+            vmo = _vmo_from_entry(entry, index, where, label)
+            if vmo is not None and koid not in self.vmos:
+                self.vmos[koid] = vmo
         if refs is None:
             # No vmo_refs: how each VMO is reached is unknown.
             return tuple(VmoRef(e["koid"], ()) for e in vmos)
         out = []
         for i, ref in enumerate(refs):
-            if not isinstance(ref, dict) or _int(ref, "vmo_koid", index, where, False) is None:
-                raise _fail(index, f"vmo_refs[{i}]: expected an object with an integer "
-                                   "'vmo_koid'", where)
+            label = labels[i][1] if labels else f"vmo_refs[{i}]"
+            if not isinstance(ref, dict):
+                raise _fail(index, f"{label}: expected an object with an integer 'vmo_koid'",
+                            where)
+            checked.u64(ref.get("vmo_koid"), f"{label}.vmo_koid")
             via = ref.get("via") or []
             rights = ref.get("handle_rights") or []
             if not isinstance(via, list) or not isinstance(rights, list):
-                raise _fail(index, f"vmo_refs[{i}]: 'via' and 'handle_rights' must be arrays",
-                            where)
+                raise _fail(index, f"{label}: 'via' and 'handle_rights' must be arrays", where)
             linux = _linux(ref)
             if linux is not None and "via" in linux and linux["via"] is None:
                 via = []  # written for treemap.py; the real kind is unknown
             known = {"vmo_koid": ref["vmo_koid"], "via": tuple(via),
                      "handle_rights": tuple(rights)}
-            out.append(_build(VmoRef, known, linux, f"vmo_refs[{i}]."))
+            out.append(_build(VmoRef, known, linux, f"{label}."))
         return tuple(out)
 
     def _thread(self, rec: dict, index: int, where: str | None) -> None:
@@ -1173,8 +1179,9 @@ class _Builder:
 
 
 def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
-                  where: str | None) -> tuple[list, list]:
-    """``vmos`` and ``vmo_refs`` with ``linux.unsized_vmos`` put back in place."""
+                  where: str | None) -> tuple[list, list, list[tuple[str, str]]]:
+    """``vmos`` and ``vmo_refs`` with ``linux.unsized_vmos`` put back in place,
+    and for each pair the names the file gives its VMO and reference."""
     vmos = list(vmos) if isinstance(vmos, list) else [] if vmos is None else vmos
     refs = list(refs) if isinstance(refs, list) else [] if refs is None else refs
     if not isinstance(unsized, list) or not isinstance(vmos, list) \
@@ -1183,6 +1190,7 @@ def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
     if len(vmos) != len(refs):
         raise _fail(index, f"'vmos' has {len(vmos)} entries and 'vmo_refs' {len(refs)}: "
                            "with linux.unsized_vmos they go in pairs", where)
+    labels = [(f"vmos[{i}]", f"vmo_refs[{i}]") for i in range(len(vmos))]
     for i, item in enumerate(unsized):
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
                 and not isinstance(item[0], bool) and 0 <= item[0] <= len(refs)):
@@ -1190,7 +1198,8 @@ def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
                                f"with a position from 0 to {len(refs)}", where)
         vmos.insert(item[0], item[1])
         refs.insert(item[0], item[2])
-    return vmos, refs
+        labels.insert(item[0], (f"linux.unsized_vmos[{i}][1]", f"linux.unsized_vmos[{i}][2]"))
+    return vmos, refs, labels
 
 
 def _mappings(linux: dict, index: int, where: str | None) -> tuple[MappingRecord, ...]:

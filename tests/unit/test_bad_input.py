@@ -157,8 +157,16 @@ def test_committed_bytes_of_the_wrong_type(cli, tmp_path, graph, bad, shown):
     doc = _mutated(graph, lambda d: _first_sized_vmo(_proc_with(d, "vmos")).update(
         committed_bytes=bad))
     p = _proc_with(doc, "vmos")
-    _one_error(cli, _write(tmp_path, doc), f"memgraph record {doc.index(p)} ({p['id']})",
-               "committed_bytes", shown, "2**64 - 1")
+    i = next(i for i, v in enumerate(p["vmos"]) if v.get("committed_bytes") is bad)
+    _one_error(cli, _write(tmp_path, doc), f"memgraph record {doc.index(p)} ({p['id']}): "
+               f"vmos[{i}]", "committed_bytes", shown, "2**64 - 1")
+
+
+def test_unsized_vmo_is_named_where_the_file_has_it(cli, tmp_path, graph):
+    doc = _mutated(graph, lambda d: _proc_with(d, "unsized_vmos")["linux"]["unsized_vmos"][1][
+        1].update(size_bytes="big"))
+    _one_error(cli, _write(tmp_path, doc),
+               "linux.unsized_vmos[1][1].size_bytes: expected an integer")
 
 
 def test_region_without_mapping_indices(cli, tmp_path, graph):
