@@ -109,9 +109,11 @@ def _check(args: list[str], json_output: bool) -> None:
 
 def _commands(pid: int, buckets_path: str | None) -> list[tuple[list[str], bool]]:
     digest = ["digest"] + (["--buckets", buckets_path] if buckets_path else [])
-    return [(["ps"], False), (["ps", "--json"], True), (["vmos", str(pid)], False),
-            (["mem"], False), (digest, False), (digest + ["--json"], True),
-            (["memgraph"], True)]
+    return [(["ps"], False), (["ps", "--json"], True), (["ps", "-T"], False),
+            (["vmos", str(pid)], False), (["vmaps", str(pid)], False),
+            (["mem"], False), (["mem", "--json"], True), (digest, False),
+            (digest + ["--json"], True), (["memgraph"], True), (["kstats", "-m"], False),
+            (["k", "vmos", "all"], False), (["treemap"], False)]
 
 
 def _write(tmp_path, doc, name: str = "in.json") -> str:
@@ -126,11 +128,13 @@ def _fuzz(tmp_path_factory, seed: list | dict, pid: int, buckets_needed: bool) -
     commands = _commands(pid, bucket_file)
 
     @SETTINGS
-    @given(doc=mutated(seed), which=st.integers(min_value=0, max_value=len(commands) - 1))
+    @given(doc=mutated(seed), which=st.lists(st.integers(min_value=0, max_value=len(commands) - 1),
+                                             min_size=2, max_size=2, unique=True))
     def check(doc, which):
         path = _write(tmp, doc)
-        args, json_output = commands[which]
-        _check(args + ["--from", path], json_output)
+        for i in which:
+            args, json_output = commands[i]
+            _check(args + ["--from", path], json_output)
 
     check()
 
