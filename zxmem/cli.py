@@ -27,7 +27,7 @@ from typing import TextIO
 
 from zxmem import __version__
 from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
-from zxmem.textsafe import SafeWriter
+from zxmem.textsafe import SafeWriter, escape_terminal
 
 # Modules of zxmem/commands that are not commands.
 _NOT_COMMANDS = frozenset(("__init__", "common"))
@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 
 def _error(env: Environment, message: str) -> None:
+    # One line, always: a message may quote a name or key from a damaged
+    # file, and its newlines and controls are escaped with the rest.
+    message = escape_terminal(message)
     try:
         line = message if message.startswith("zxmem") else f"zxmem: {message}"
         env.stderr.write(line + "\n")

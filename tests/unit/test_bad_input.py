@@ -317,3 +317,9 @@ def test_job_parents_in_a_cycle(cli, tmp_path, graph):
     jobs = [r for r in doc if r.get("type") == "j"]
     jobs[0]["parent"] = jobs[-1]["id"]  # the root now hangs under its own descendant
     _one_error(cli, _write(tmp_path, doc), "job parents form a cycle")
+
+
+def test_error_quoting_a_name_with_a_newline_is_one_line(cli, tmp_path, graph):
+    doc = _mutated(graph, lambda d: d[0].update(id="x\nzxmem: forged", type="kernel"))
+    path = _write(tmp_path, doc)
+    _one_error(cli, path, "(x\\nzxmem: forged)", commands=[["ps"]])

@@ -109,40 +109,83 @@ def value(annotation: str, v: Any, path: str) -> Any:
     JSON arrays become tuples, objects read-only mappings; a model object
     built by the loader passes as it is.
     """
+    return checker(annotation)(v, path)
+
+
+def _fail(base: str, v: Any, path: str) -> FieldError:
+    return FieldError(f"{path}: expected {_wanted(base)}, found {describe(v)}")
+
+
+@cache
+def checker(annotation: str):
+    """A function ``(value, path) -> value`` for ``annotation`` (see :func:`value`),
+    made once per annotation: loading checks a million values."""
     alternatives = _split(annotation)
-    if v is None:
-        if "None" in alternatives:
-            return None
-        raise FieldError(f"{path}: expected {_wanted(alternatives[0])}, found null")
-    base = next(a for a in alternatives if a != "None")
+    optional = "None" in alternatives
+    base = next((a for a in alternatives if a != "None"), "None")
+
+    def none(v: Any, path: str) -> Any:
+        raise FieldError(f"{path}: expected {_wanted(base)}, found null")
+
     if base == "int":
-        if type(v) is int and 0 <= v < U64:
-            return v
-    elif base == "str":
-        if isinstance(v, str):
-            return v
-    elif base == "bool":
-        if isinstance(v, bool):
-            return v
-    elif base.startswith("tuple["):
-        if isinstance(v, (list, tuple)):
-            inner = _args(base)[0]
-            return tuple(value(inner, x, f"{path}[{i}]") for i, x in enumerate(v))
-    elif base.startswith(("_Mapping[", "Mapping[")):
-        if isinstance(v, Mapping):
-            _key, val = _args(base)
+        def check(v: Any, path: str) -> Any:
+            if type(v) is int and 0 <= v < U64:
+                return v
+            if v is None and optional:
+                return None
+            raise _fail(base, v, path)
+        return check
+    if base == "str":
+        def check(v: Any, path: str) -> Any:
+            if type(v) is str or (v is None and optional) or isinstance(v, str):
+                return v
+            raise _fail(base, v, path)
+        return check
+    if base == "bool":
+        def check(v: Any, path: str) -> Any:
+            if type(v) is bool or (v is None and optional):
+                return v
+            raise _fail(base, v, path)
+        return check
+    if base.startswith("tuple["):
+        inner = checker(_args(base)[0])
+
+        def check(v: Any, path: str) -> Any:
+            if isinstance(v, (list, tuple)):
+                return tuple(inner(x, f"{path}[{i}]") for i, x in enumerate(v))
+            if v is None and optional:
+                return None
+            raise _fail(base, v, path)
+        return check
+    if base.startswith(("_Mapping[", "Mapping[")):
+        _key, val = _args(base)
+        counters = val in ("int", "int | None")
+        inner = checker(val)
+        nullable = val != "int"
+
+        def check(v: Any, path: str) -> Any:
+            if v is None and optional:
+                return None
+            if not isinstance(v, Mapping):
+                raise _fail(base, v, path)
             out = {}
             for k, x in v.items():
-                if val in ("int", "int | None"):
+                if counters:
                     # Named counters: signed 64-bit.
-                    if not (x is None and val != "int") and not (
+                    if not (x is None and nullable) and not (
                             type(x) is int and -_S64 <= x < U64):
                         raise FieldError(f"{path}.{k}: expected an integer, found {describe(x)}")
                     out[k] = x
                 else:
-                    out[k] = value(val, x, f"{path}.{k}")
+                    out[k] = inner(x, f"{path}.{k}")
             return MappingProxyType(out)
-    else:
+        return check
+
+    def check(v: Any, path: str) -> Any:
+        if v is None:
+            if optional:
+                return None
+            return none(v, path)
         if not _CLASSES:
             _CLASSES.update(_classes())
         cls = _CLASSES.get(base)
@@ -151,7 +194,8 @@ def value(annotation: str, v: Any, path: str) -> Any:
         if base == "Denied" and isinstance(v, (list, tuple)) and len(v) == 2 \
                 and all(isinstance(x, str) for x in v):
             return cls(*v)
-    raise FieldError(f"{path}: expected {_wanted(base)}, found {describe(v)}")
+        raise _fail(base, v, path)
+    return check
 
 
 def _wanted(base: str) -> str:
@@ -168,18 +212,23 @@ def _wanted(base: str) -> str:
     return f"a {base}"
 
 
-# cls -> [(name, annotation, required)]
-_FIELDS: dict[type, list[tuple[str, str, bool]]] = {}
+# cls -> [(name, annotation, required, checker)]
+_FIELDS: dict[type, list[tuple[str, str, bool, Any]]] = {}
+
+
+def _field_info(cls: type) -> list[tuple[str, str, bool, Any]]:
+    info = _FIELDS.get(cls)
+    if info is None:
+        info = _FIELDS[cls] = [
+            (f.name, str(f.type), f.default is MISSING and f.default_factory is MISSING,
+             checker(str(f.type)))
+            for f in fields(cls)]
+    return info
 
 
 def field_types(cls: type) -> list[tuple[str, str, bool]]:
     """``(name, annotation, required)`` of each field of dataclass ``cls``."""
-    info = _FIELDS.get(cls)
-    if info is None:
-        info = _FIELDS[cls] = [
-            (f.name, str(f.type), f.default is MISSING and f.default_factory is MISSING)
-            for f in fields(cls)]
-    return info
+    return [(n, a, r) for n, a, r, _c in _field_info(cls)]
 
 
 def build(cls: type, values: Mapping[str, Any], path: str = "",
@@ -191,12 +240,12 @@ def build(cls: type, values: Mapping[str, Any], path: str = "",
     ``extras_path`` (default ``path + "linux."``) those of ``extras``.
     """
     kwargs = {}
-    for name, annotation, required in field_types(cls):
+    for name, _annotation, required, check in _field_info(cls):
         if name in values:
-            kwargs[name] = value(annotation, values[name], path + name)
+            kwargs[name] = check(values[name], path + name)
         elif extras and name in extras:
             where = path + "linux." if extras_path is None else extras_path
-            kwargs[name] = value(annotation, extras[name], where + name)
+            kwargs[name] = check(extras[name], where + name)
         elif required:
             raise FieldError(f"{path}{name}: missing")
     return cls(**kwargs)
