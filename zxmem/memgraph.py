@@ -868,6 +868,9 @@ def _vmo_from_entry(entry: dict, index: int, where: str | None, label: str) -> V
                   f"{label}.")
 
 
+_STRINGS = checked.checker("tuple[str, ...]")
+
+
 class _Builder:
     """Collects records (any order) and builds the Snapshot at the end."""
 
@@ -880,6 +883,7 @@ class _Builder:
         self.process_index: dict[int, int] = {}  # koid -> record index
         self.job_index: dict[int, int] = {}
         self.thread_index: dict[int, int] = {}  # process koid -> its first thread's record
+        self.vmo_entries: dict[int, dict] = {}  # koid -> the vmos entry self.vmos came from
         self.kernel_index = 0
         self.threads: dict[int, list[Thread]] = {}
         self.vmos: dict[int, Vmo] = {}
@@ -1021,10 +1025,16 @@ class _Builder:
             if not isinstance(entry, dict):
                 raise _fail(index, f"{label}: expected an object with an integer 'koid'", where)
             koid = checked.u64(entry.get("koid"), f"{label}.koid")
-            # Every entry is checked; the first occurrence of a koid wins (§11).
+            # Every entry is checked (an identical repeat of a VMO another
+            # process lists was, with the first); the first occurrence of a
+            # koid wins (§11).
+            first = self.vmo_entries.get(koid)
+            if first is not None and first == entry:
+                continue
             vmo = _vmo_from_entry(entry, index, where, label)
             if vmo is not None and koid not in self.vmos:
                 self.vmos[koid] = vmo
+                self.vmo_entries[koid] = entry
         if refs is None:
             # No vmo_refs: how each VMO is reached is unknown.
             return tuple(VmoRef(e["koid"], ()) for e in vmos)
@@ -1042,6 +1052,10 @@ class _Builder:
             linux = _linux(ref)
             if linux is not None and "via" in linux and linux["via"] is None:
                 via = []  # written for treemap.py; the real kind is unknown
+            if linux is None:  # the common case, without the general builder
+                out.append(VmoRef(ref["vmo_koid"], _STRINGS(via, f"{label}.via"),
+                                  _STRINGS(rights, f"{label}.handle_rights")))
+                continue
             known = {"vmo_koid": ref["vmo_koid"], "via": tuple(via),
                      "handle_rights": tuple(rights)}
             out.append(_build(VmoRef, known, linux, f"{label}."))

@@ -148,10 +148,24 @@ def checker(annotation: str):
             raise _fail(base, v, path)
         return check
     if base.startswith("tuple["):
-        inner = checker(_args(base)[0])
+        element = _args(base)[0]
+        inner = checker(element)
+        plain = {"str": {str}, "int": {int}}.get(element)
 
         def check(v: Any, path: str) -> Any:
+            nonlocal plain
             if isinstance(v, (list, tuple)):
+                if not v:
+                    return ()
+                if plain is None and element not in ("Denied", "None"):
+                    if not _CLASSES:
+                        _CLASSES.update(_classes())
+                    plain = {_CLASSES[element]} if element in _CLASSES else set()
+                if plain and set(map(type, v)) <= plain and (
+                        element != "int" or (min(v) >= 0 and max(v) < U64)):
+                    # Checked in C: most arrays are of plain values, or of
+                    # model objects the loader built.
+                    return v if type(v) is tuple else tuple(v)
                 return tuple(inner(x, f"{path}[{i}]") for i, x in enumerate(v))
             if v is None and optional:
                 return None
