@@ -176,8 +176,8 @@ def _finish_stdout(env: Environment, guarded: Environment, status: int) -> int:
 
 def _error(env: Environment, message: str) -> None:
     line = message if message.startswith("zxmem") else f"zxmem: {message}"
-    # Errors name files and processes: escaped, they stay one line and
-    # inert on a terminal.
+    # One line, always: errors name files, processes and keys from damaged
+    # files; their newlines and controls are escaped with the rest.
     line = escape_terminal(line)
     try:
         env.stderr.write(line + "\n")

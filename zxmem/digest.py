@@ -189,14 +189,26 @@ def load_buckets(data: bytes | str, source: str = "buckets") -> tuple[BucketSpec
         from zxmem.sources.load import nesting_error
 
         raise ZxmemError(nesting_error(source, text)) from None
+    except ValueError as exc:
+        # An integer past Python's int-string conversion limit (4,300 digits).
+        raise ZxmemError(f"{source}: invalid JSON ({str(exc).splitlines()[0][:100]})") from None
     return parse_buckets(doc, source)
 
 
+# Bucket files are a few kB (Fuchsia's largest is under 100 kB): a file
+# past this is not one (``--buckets /dev/zero``); $ZXMEM_MAX_INPUT_BYTES
+# overrides it.
+BUCKET_FILE_LIMIT = 16 << 20
+
+
 def read_bucket_file(path: str) -> tuple[BucketSpec, ...]:
-    """Read and parse a bucket file; a file that cannot be read is an error."""
+    """Read and parse a bucket file; a file that cannot be read, or is larger
+    than :data:`BUCKET_FILE_LIMIT` bytes, is an error."""
+    from zxmem.sources.load import input_limit, read_limited
+
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = read_limited(f, path, input_limit(BUCKET_FILE_LIMIT))
     except OSError as exc:
         raise ZxmemError(f"{path}: {exc.strerror}") from None
     return load_buckets(data, path)

@@ -101,6 +101,7 @@ from zxmem.model import (
     VmoRef,
 )
 from zxmem.model import Mapping as MappingRecord
+from zxmem.sources import checked
 
 FORMAT = "zxmem-memgraph/1"
 
@@ -247,17 +248,11 @@ def _field_kinds(cls: type) -> dict[str, str | None]:
     return kinds
 
 
-def _build(cls: type, known: dict, extras: Mapping | None) -> Any:
-    """``cls(**known, **extras)``, ignoring extras the model does not have."""
-    if not extras:
-        return cls(**known)
-    kinds = _field_kinds(cls)
-    kwargs = dict(known)
-    for name, value in extras.items():
-        if name in kinds and name not in kwargs:
-            ann = kinds[name]
-            kwargs[name] = value if ann is None or value is None else _from_json(ann, value)
-    return cls(**kwargs)
+def _build(cls: type, known: dict, extras: Mapping | None, path: str = "",
+           extras_path: str | None = None) -> Any:
+    """``cls(**known, **extras)``, every value checked against the model's
+    annotation (:mod:`zxmem.sources.checked`), extras the model lacks ignored."""
+    return checked.build(cls, known, path, extras, extras_path)
 
 
 # ---------------------------------------------------------------------------
@@ -798,7 +793,10 @@ def _int(rec: dict, key: str, index: int, where: str | None, required: bool = Tr
             raise _fail(index, f"expected an integer {key!r}", where)
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(index, f"expected an integer {key!r}, found {type(value).__name__}", where)
+        raise _fail(index, f"expected an integer {key!r}, found {checked.describe(value)}", where)
+    if not 0 <= value < checked.U64:
+        raise _fail(index, f"{key!r} is {value}: expected an integer from 0 to 2**64 - 1",
+                    where)
     return value
 
 
@@ -872,7 +870,11 @@ def _vmo_from_entry(entry: dict, index: int, where: str | None, label: str) -> V
         "num_mappings": entry.get("num_mappings"),
         "share_count": entry.get("share_count") or 0,
     }
-    return _build(Vmo, known, {k: v for k, v in (linux or {}).items() if k != "kind"})
+    return _build(Vmo, known, {k: v for k, v in (linux or {}).items() if k != "kind"},
+                  f"{label}.")
+
+
+_STRINGS = checked.checker("tuple[str, ...]")
 
 
 class _Builder:
@@ -884,6 +886,11 @@ class _Builder:
         self.kernel_linux: dict | None = None
         self.jobs: dict[int, Job] = {}
         self.processes: dict[int, Process] = {}
+        self.process_index: dict[int, int] = {}  # koid -> record index
+        self.job_index: dict[int, int] = {}
+        self.thread_index: dict[int, int] = {}  # process koid -> its first thread's record
+        self.vmo_entries: dict[int, dict] = {}  # koid -> the vmos entry self.vmos came from
+        self.kernel_index = 0
         self.threads: dict[int, list[Thread]] = {}
         self.vmos: dict[int, Vmo] = {}
         self.meta: dict | None = None
@@ -901,19 +908,25 @@ class _Builder:
             raise _fail(index, "not a memgraph record: expected a string 'type' (kernel, j, p, "
                                f"t or __META), found keys {keys}")
         where = rec.get("id") if isinstance(rec.get("id"), str) else None
-        if rtype == "kernel":
-            self._kernel(rec, index, where)
-        elif rtype == "j":
-            self._job(rec, index, where)
-        elif rtype == "p":
-            self._process(rec, index, where)
-        elif rtype == "t":
-            self._thread(rec, index, where)
-        elif rtype == "__META":
-            self.meta = rec
-            self.meta_index = index
-        else:
-            self.ignored += 1  # other "__" records and unknown types: skipped, as treemap does
+        try:
+            if rtype == "kernel":
+                self._kernel(rec, index, where)
+            elif rtype == "j":
+                self._job(rec, index, where)
+            elif rtype == "p":
+                self._process(rec, index, where)
+            elif rtype == "t":
+                self._thread(rec, index, where)
+            elif rtype == "__META":
+                if self.meta is not None:
+                    raise _fail(index, f"a second __META record (the first is record "
+                                       f"{self.meta_index})", where)
+                self.meta = rec
+                self.meta_index = index
+            else:
+                self.ignored += 1  # other "__" records and unknown types: skipped, as treemap
+        except checked.FieldError as exc:
+            raise _fail(index, str(exc), where) from None
 
     def _kernel(self, rec: dict, index: int, where: str | None) -> None:
         rid = _str(rec, "id", index, where)
@@ -925,13 +938,15 @@ class _Builder:
         if linux is not None and isinstance(linux.get("kernel"), dict):
             _check_bytes(linux["kernel"], index, where, "linux.kernel.")
             self.kernel_linux = linux
+            self.kernel_index = index
+            self._kernel_stats()  # checks its fields now, naming this record
 
     def _job(self, rec: dict, index: int, where: str | None) -> None:
         koid = _int(rec, "koid", index, where)
         parent = rec.get("parent")
         linux = _linux(rec) or {}
         if "parent_koid" in linux:
-            parent_koid = linux["parent_koid"]
+            parent_koid = checked.u64(linux["parent_koid"], "linux.parent_koid")
         elif isinstance(parent, str) and (parent.startswith("kernel/") or parent == ""):
             parent_koid = 0
         else:
@@ -941,6 +956,10 @@ class _Builder:
                             where)
         known = {"koid": koid, "name": _str(rec, "name", index, where, "<UNKNOWN>"),
                  "parent_koid": parent_koid}
+        if koid in self.jobs:
+            raise _fail(index, f"job koid {koid} appears twice (also record "
+                               f"{self.job_index[koid]})", where)
+        self.job_index[koid] = index
         if isinstance(linux.get("cgroup"), dict):
             from zxmem.sources.cgmem import cgroup_from_json
 
@@ -966,11 +985,15 @@ class _Builder:
             if mem is None and "memory" in linux:
                 known["memory"] = None
             else:
-                known["memory"] = _build(MemoryCounts, sizes, mem if isinstance(mem, dict) else {})
-            if isinstance(linux.get("mappings"), list):
+                if mem is not None and not isinstance(mem, dict):
+                    raise _fail(index, "linux.memory: expected an object or null, found "
+                                       f"{checked.describe(mem)}", where)
+                known["memory"] = _build(MemoryCounts, sizes, mem or {}, "",
+                                         "linux.memory.")
+            if linux.get("mappings") is not None:
                 known["mappings"] = _mappings(linux, index, where)
-            if isinstance(linux.get("regions"), list):
-                known["regions"] = tuple(_build(Region, {}, r) for r in linux["regions"])
+            if linux.get("regions") is not None:
+                known["regions"] = _regions(linux["regions"], known.get("mappings"))
             extras = {k: v for k, v in linux.items()
                       if k not in ("memory", "mappings", "mapping_fields", "regions")}
         else:
@@ -984,48 +1007,68 @@ class _Builder:
         refs = rec.get("vmo_refs")
         unsized = linux.get("unsized_vmos") if linux is not None else None
         if unsized is not None:
-            vmos, refs = _with_unsized(vmos, refs, unsized, index, where)
+            vmos, refs, labels = _with_unsized(vmos, refs, unsized, index, where)
+        else:
+            labels = None
         if vmos is not None or refs is not None:
-            known["vmo_refs"] = self._refs(vmos, refs, index, where)
+            known["vmo_refs"] = self._refs(vmos, refs, index, where, labels)
         hs = rec.get("handle_stats")
         if isinstance(hs, dict):
             known["handle_stats"] = _from_json("Mapping", hs)
         proc = _build(Process, known, extras)
+        if koid in self.processes:
+            raise _fail(index, f"process koid {koid} appears twice (also record "
+                               f"{self.process_index[koid]})", where)
+        self.process_index[koid] = index
         self.processes[koid] = proc
 
-    def _refs(self, vmos: Any, refs: Any, index: int, where: str | None) -> tuple[VmoRef, ...]:
+    def _refs(self, vmos: Any, refs: Any, index: int, where: str | None,
+              labels: list[tuple[str, str]] | None = None) -> tuple[VmoRef, ...]:
+        """``labels[i]`` names the i-th VMO and reference in errors (where the
+        file has them: ``linux.unsized_vmos`` entries are merged in)."""
         if vmos is None:
             vmos = []
         if not isinstance(vmos, list) or not isinstance(refs if refs is not None else [], list):
             raise _fail(index, "'vmos' and 'vmo_refs' must be arrays", where)
         for i, entry in enumerate(vmos):
-            if not isinstance(entry, dict) or _int(entry, "koid", index, where, False) is None:
-                raise _fail(index, f"vmos[{i}]: expected an object with an integer 'koid'",
-                            where)
-            koid = entry["koid"]
-            if koid not in self.vmos:  # first occurrence wins (§11)
-                vmo = _vmo_from_entry(entry, index, where, f"vmos[{i}]")
-                if vmo is not None:
-                    self.vmos[koid] = vmo
+            label = labels[i][0] if labels else f"vmos[{i}]"
+            if not isinstance(entry, dict):
+                raise _fail(index, f"{label}: expected an object with an integer 'koid'", where)
+            koid = checked.u64(entry.get("koid"), f"{label}.koid")
+            # Every entry is checked (an identical repeat of a VMO another
+            # process lists was, with the first); the first occurrence of a
+            # koid wins (§11).
+            first = self.vmo_entries.get(koid)
+            if first is not None and first == entry:
+                continue
+            vmo = _vmo_from_entry(entry, index, where, label)
+            if vmo is not None and koid not in self.vmos:
+                self.vmos[koid] = vmo
+                self.vmo_entries[koid] = entry
         if refs is None:
             # No vmo_refs: how each VMO is reached is unknown.
             return tuple(VmoRef(e["koid"], ()) for e in vmos)
         out = []
         for i, ref in enumerate(refs):
-            if not isinstance(ref, dict) or _int(ref, "vmo_koid", index, where, False) is None:
-                raise _fail(index, f"vmo_refs[{i}]: expected an object with an integer "
-                                   "'vmo_koid'", where)
+            label = labels[i][1] if labels else f"vmo_refs[{i}]"
+            if not isinstance(ref, dict):
+                raise _fail(index, f"{label}: expected an object with an integer 'vmo_koid'",
+                            where)
+            checked.u64(ref.get("vmo_koid"), f"{label}.vmo_koid")
             via = ref.get("via") or []
             rights = ref.get("handle_rights") or []
             if not isinstance(via, list) or not isinstance(rights, list):
-                raise _fail(index, f"vmo_refs[{i}]: 'via' and 'handle_rights' must be arrays",
-                            where)
+                raise _fail(index, f"{label}: 'via' and 'handle_rights' must be arrays", where)
             linux = _linux(ref)
             if linux is not None and "via" in linux and linux["via"] is None:
                 via = []  # written for treemap.py; the real kind is unknown
+            if linux is None:  # the common case, without the general builder
+                out.append(VmoRef(ref["vmo_koid"], _STRINGS(via, f"{label}.via"),
+                                  _STRINGS(rights, f"{label}.handle_rights")))
+                continue
             known = {"vmo_koid": ref["vmo_koid"], "via": tuple(via),
                      "handle_rights": tuple(rights)}
-            out.append(_build(VmoRef, known, linux))
+            out.append(_build(VmoRef, known, linux, f"{label}."))
         return tuple(out)
 
     def _thread(self, rec: dict, index: int, where: str | None) -> None:
@@ -1038,12 +1081,14 @@ class _Builder:
         key = _STATE_KEYS.get(state, "???") if isinstance(state, str) else "???"
         name = _str(rec, "name", index, where, "<UNKNOWN>")
         self.threads.setdefault(pid, []).append(Thread(koid, name, key))
+        self.thread_index.setdefault(pid, index)
 
     def _kernel_stats(self) -> KernelStats | None:
         if self.kernel_linux is not None:
             linux = self.kernel_linux
             cols = {c: linux["kernel"].get(c) for c in _KSTAT_COLUMNS}
-            return _build(KernelStats, cols, {k: v for k, v in linux.items() if k != "kernel"})
+            return _build(KernelStats, cols, {k: v for k, v in linux.items() if k != "kernel"},
+                          "linux.kernel.", "linux.")
         if not self.kernel_sizes:
             return None
         g = self.kernel_sizes.get
@@ -1061,7 +1106,36 @@ class _Builder:
             other_bytes=g("other"),
         )
 
+    def _check_tree(self) -> None:
+        """Every process's job and every thread's process is in the file, and
+        job parents do not go round in a cycle: otherwise the views, which
+        walk the tree from its roots, would leave those tasks out without a
+        word.  (A job whose parent is missing is a root of its own.)"""
+        for koid, job in self.jobs.items():
+            seen = {koid}
+            k = job.parent_koid
+            while k != 0 and k in self.jobs:
+                if k in seen:
+                    raise _fail(self.job_index[koid], f"job parents form a cycle through job "
+                                                      f"{k}", f"j/{koid}")
+                seen.add(k)
+                k = self.jobs[k].parent_koid
+        for koid, proc in self.processes.items():
+            if proc.job_koid not in self.jobs:
+                raise _fail(self.process_index[koid], f"job {proc.job_koid} is not in the file",
+                            f"p/{koid}")
+        for pid, threads in self.threads.items():
+            if pid not in self.processes:
+                raise _fail(self.thread_index[pid], f"process {pid} is not in the file",
+                            f"t/{threads[0].koid}")
+
     def snapshot(self, notes: Iterable[str] = ()) -> Snapshot:
+        try:
+            return self._snapshot(notes)
+        except checked.FieldError as exc:
+            raise _fail(self.meta_index, str(exc), "__META") from None
+
+    def _snapshot(self, notes: Iterable[str]) -> Snapshot:
         meta = self.meta or {}
         linux = _linux(meta)
         timestamp = meta.get("timestamp") if isinstance(meta.get("timestamp"), str) else None
@@ -1071,7 +1145,8 @@ class _Builder:
         if linux is not None and "source" in linux:
             prov = _build(Provenance, {"timestamp": timestamp},
                           {k: v for k, v in linux.items()
-                           if k not in ("format", "vmos", "hidden_vmo_koids", "vmo_holders")})
+                           if k not in ("format", "vmos", "hidden_vmo_koids", "vmo_holders")},
+                          "", "linux.")
             if extra_notes:
                 prov = replace(prov, notes=prov.notes + tuple(extra_notes))
         else:
@@ -1081,15 +1156,32 @@ class _Builder:
         hidden: tuple[int, ...] = ()
         holders: dict[int, tuple[int, ...]] = {}
         if linux is not None:
-            for i, entry in enumerate(linux.get("vmos") or ()):
-                if isinstance(entry, dict) and isinstance(entry.get("koid"), int):
-                    vmo = _vmo_from_entry(entry, self.meta_index, "__META",
-                                          f"linux.vmos[{i}]")
-                    if vmo is not None:
-                        vmos.setdefault(vmo.koid, vmo)
-            hidden = tuple(linux.get("hidden_vmo_koids") or ())
-            holders = {int(k): tuple(v) for k, v in (linux.get("vmo_holders") or {}).items()}
+            listed = linux.get("vmos") or []
+            if not isinstance(listed, list):
+                raise checked.FieldError(f"linux.vmos: expected an array, found "
+                                         f"{checked.describe(listed)}")
+            for i, entry in enumerate(listed):
+                if not isinstance(entry, dict):
+                    raise checked.FieldError(f"linux.vmos[{i}]: expected an object, found "
+                                             f"{checked.describe(entry)}")
+                checked.u64(entry.get("koid"), f"linux.vmos[{i}].koid")
+                vmo = _vmo_from_entry(entry, self.meta_index, "__META", f"linux.vmos[{i}]")
+                if vmo is not None:
+                    vmos.setdefault(vmo.koid, vmo)
+            hidden = checked.value("tuple[int, ...]", linux.get("hidden_vmo_koids") or [],
+                                   "linux.hidden_vmo_koids")
+            raw = linux.get("vmo_holders") or {}
+            if not isinstance(raw, dict):
+                raise checked.FieldError(f"linux.vmo_holders: expected an object, found "
+                                         f"{checked.describe(raw)}")
+            for k, v in raw.items():
+                if not (k.isascii() and k.isdigit() and int(k) < checked.U64):
+                    raise checked.FieldError(f"linux.vmo_holders: key {checked.describe(k)} "
+                                             "is not a VMO koid")
+                holders[int(k)] = checked.value("tuple[int, ...]", v,
+                                                f"linux.vmo_holders.{k}")
 
+        self._check_tree()
         processes = []
         for koid in sorted(self.processes):
             p = self.processes[koid]
@@ -1111,8 +1203,9 @@ class _Builder:
 
 
 def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
-                  where: str | None) -> tuple[list, list]:
-    """``vmos`` and ``vmo_refs`` with ``linux.unsized_vmos`` put back in place."""
+                  where: str | None) -> tuple[list, list, list[tuple[str, str]]]:
+    """``vmos`` and ``vmo_refs`` with ``linux.unsized_vmos`` put back in place,
+    and for each pair the names the file gives its VMO and reference."""
     vmos = list(vmos) if isinstance(vmos, list) else [] if vmos is None else vmos
     refs = list(refs) if isinstance(refs, list) else [] if refs is None else refs
     if not isinstance(unsized, list) or not isinstance(vmos, list) \
@@ -1121,6 +1214,7 @@ def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
     if len(vmos) != len(refs):
         raise _fail(index, f"'vmos' has {len(vmos)} entries and 'vmo_refs' {len(refs)}: "
                            "with linux.unsized_vmos they go in pairs", where)
+    labels = [(f"vmos[{i}]", f"vmo_refs[{i}]") for i in range(len(vmos))]
     for i, item in enumerate(unsized):
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
                 and not isinstance(item[0], bool) and 0 <= item[0] <= len(refs)):
@@ -1128,34 +1222,97 @@ def _with_unsized(vmos: Any, refs: Any, unsized: Any, index: int,
                                f"with a position from 0 to {len(refs)}", where)
         vmos.insert(item[0], item[1])
         refs.insert(item[0], item[2])
-    return vmos, refs
+        labels.insert(item[0], (f"linux.unsized_vmos[{i}][1]", f"linux.unsized_vmos[{i}][2]"))
+    return vmos, refs, labels
 
 
 def _mappings(linux: dict, index: int, where: str | None) -> tuple[MappingRecord, ...]:
-    """Mappings from ``linux.mappings`` rows (or objects, keyed by field name)."""
+    """Mappings from ``linux.mappings`` rows (or objects, keyed by field name).
+
+    Every value is checked (:mod:`zxmem.sources.checked`); rows written by
+    this version are checked a column at a time, which costs little even
+    for 60,000 mappings.
+    """
+    rows = linux["mappings"]
+    if not isinstance(rows, list):
+        raise checked.FieldError(f"linux.mappings: expected an array, found "
+                                 f"{checked.describe(rows)}")
     names = linux.get("mapping_fields") or MAPPING_FIELDS
-    if tuple(names) == MAPPING_FIELDS:
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise checked.FieldError("linux.mapping_fields: expected an array of field names")
+    n = len(names)
+    if tuple(names) == MAPPING_FIELDS and all(type(r) is list and len(r) == n for r in rows):
         # Written by this version: rows are the constructor's arguments.
-        n = len(names)
-        try:
-            if all(isinstance(r, list) and len(r) == n for r in linux["mappings"]):
-                return tuple(MappingRecord(*r) for r in linux["mappings"])
-        except TypeError:
-            pass  # fall through to the checked path for the message
-    model = set(MAPPING_FIELDS)
-    cols = [(i, n) for i, n in enumerate(names) if n in model]
+        if rows and not _columns_valid(rows):
+            for i, row in enumerate(rows):  # find the first bad value to name it
+                checked.build(MappingRecord, dict(zip(names, row, strict=True)),
+                              f"linux.mappings[{i}].")
+                _check_span(row[0], row[1], f"linux.mappings[{i}]")
+        return tuple(MappingRecord(*r) for r in rows)
     out = []
-    for i, row in enumerate(linux["mappings"]):
+    for i, row in enumerate(rows):
         if isinstance(row, dict):
-            out.append(_build(MappingRecord, {}, row))
-            continue
-        if not isinstance(row, list) or len(row) < len(names):
-            raise _fail(index, f"linux.mappings[{i}]: expected an array of "
-                               f"{len(names)} values", where)
-        try:
-            out.append(MappingRecord(**{n: row[c] for c, n in cols}))
-        except TypeError:
-            raise _fail(index, f"linux.mappings[{i}]: missing fields", where) from None
+            values = row
+        elif isinstance(row, list) and len(row) >= n:
+            values = dict(zip(names, row, strict=False))
+        else:
+            raise checked.FieldError(f"linux.mappings[{i}]: expected an array of {n} values, "
+                                     f"found {checked.describe(row)}")
+        m = checked.build(MappingRecord, values, f"linux.mappings[{i}].")
+        _check_span(m.start, m.end, f"linux.mappings[{i}]")
+        out.append(m)
+    return tuple(out)
+
+
+# (column, annotation) of MappingRecord, for the column-at-a-time check.
+_MAPPING_TYPES = tuple((i, a) for i, (_n, a, _r) in
+                       enumerate(checked.field_types(MappingRecord)))
+
+
+def _columns_valid(rows: list) -> bool:
+    """True when every value of every row fits its Mapping field (C-speed passes)."""
+    cols = list(zip(*rows, strict=True))
+    for i, ann in _MAPPING_TYPES:
+        col = cols[i]
+        types = set(map(type, col))
+        if ann in ("int", "int | None"):
+            allowed = {int} if ann == "int" else {int, type(None)}
+            if not types <= allowed:
+                return False
+            nums = col if type(None) not in types else [v for v in col if v is not None]
+            if nums and (min(nums) < 0 or max(nums) >= checked.U64):
+                return False
+        elif ann in ("str", "str | None"):
+            if not types <= ({str} if ann == "str" else {str, type(None)}):
+                return False
+        else:
+            return False  # a field type this check does not know: check row by row
+    return all(s <= e for s, e in zip(cols[0], cols[1], strict=True))
+
+
+def _check_span(start: int, end: int, path: str) -> None:
+    if end < start:
+        raise checked.FieldError(f"{path}: end {end:#x} is below start {start:#x}")
+
+
+def _regions(raw: Any, mappings: tuple[MappingRecord, ...] | None) -> tuple[Region, ...]:
+    """``linux.regions``, each checked; mapping indices must name a mapping."""
+    if not isinstance(raw, list):
+        raise checked.FieldError(f"linux.regions: expected an array, found "
+                                 f"{checked.describe(raw)}")
+    out = []
+    count = len(mappings) if mappings is not None else 0
+    for i, r in enumerate(raw):
+        path = f"linux.regions[{i}]"
+        if not isinstance(r, dict):
+            raise checked.FieldError(f"{path}: expected an object, found {checked.describe(r)}")
+        region = checked.build(Region, r, path + ".")
+        _check_span(region.start, region.end, path)
+        for j in region.mapping_indices:
+            if j >= count:
+                raise checked.FieldError(f"{path}.mapping_indices: {j} is not the index of one "
+                                         f"of the process's {count} mappings")
+        out.append(region)
     return tuple(out)
 
 

@@ -111,7 +111,7 @@ def add_from(parser: argparse.ArgumentParser) -> None:
         "a Fuchsia memory-monitor capture, `ffx profile memory --machine json` output, "
         "or a sample of a history store (zxmem record): "
         "STORE (the newest) or STORE@WHEN (@first, @last, @N, @-2h, @2026-12-03T10:00); "
-        "'-' reads stdin",
+        "'-' reads stdin; at most 1 GiB ($ZXMEM_MAX_INPUT_BYTES sets another limit)",
     )
 
 

@@ -77,7 +77,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--buckets", metavar="FILE", action="append",
-                   help="a bucket file (JSON array of {name, process, vmo}); may be repeated")
+                   help="a bucket file (JSON array of {name, process, vmo}); may be repeated; "
+                   "at most 16 MiB ($ZXMEM_MAX_INPUT_BYTES sets another limit)")
     p.add_argument("--no-default-buckets", action="store_true",
                    help="do not use zxmem's Linux bucket file")
     out = p.add_mutually_exclusive_group()

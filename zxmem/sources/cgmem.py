@@ -24,6 +24,7 @@ A limit is bytes, or the string ``"max"`` when there is none (v2 writes
 from __future__ import annotations
 
 import errno
+import math
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -308,11 +309,14 @@ def cgroup_from_json(obj) -> CgroupMemory | None:
     if isinstance(pressure, dict):
         pressure = MappingProxyType({
             str(k): MappingProxyType({str(a): b for a, b in v.items()
-                                      if isinstance(b, int | float) and not isinstance(b, bool)})
+                                      if isinstance(b, int | float) and not isinstance(b, bool)
+                                      and math.isfinite(b)})
             for k, v in pressure.items() if isinstance(v, dict)})
     else:
         pressure = None
-    missing = tuple((str(m[0]), str(m[1])) for m in obj.get("missing") or ()
+    raw_missing = obj.get("missing")
+    missing = tuple((str(m[0]), str(m[1])) for m in
+                    (raw_missing if isinstance(raw_missing, list) else ())
                     if isinstance(m, list) and len(m) == 2)
     return CgroupMemory(
         version=str(obj.get("version") or ""),

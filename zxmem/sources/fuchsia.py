@@ -59,6 +59,7 @@ from typing import Any
 
 from zxmem.errors import InputError
 from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
+from zxmem.sources.checked import is_u64
 from zxmem.textsafe import decode_name
 
 CAPTURE_ROOT_JOB_KOID = 1
@@ -253,18 +254,27 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
     notes = ["one root job: a capture records no job tree",
              "process PSS/PRIVATE/SHARED from VMO attribution (committed bytes, "
              "charged with ancestors, shared by process count)"]
-    if _is_int(cap.get("Time")):
-        notes.append(f"capture time {cap['Time']} ns (monotonic)")
-    buckets = None
-    if wrapped and doc.get("Buckets"):
+    time = cap.get("Time")
+    if time is not None and not is_u64(time):
+        raise InputError(f"capture Time: expected nanoseconds (an integer from 0 to 2**64 - 1), "
+                         f"found {_short(time)}")
+    if time is not None:
+        notes.append(f"capture time {time} ns (monotonic)")
+    buckets = doc.get("Buckets") if wrapped else None
+    if buckets is not None and not isinstance(buckets, list):
+        raise InputError(f"capture Buckets: expected an array of bucket definitions, "
+                         f"found {_short(buckets)}")
+    if buckets:
         from zxmem.digest import parse_buckets
         from zxmem.errors import ZxmemError
 
         try:
-            buckets = parse_buckets(doc["Buckets"], "capture Buckets")
+            buckets = parse_buckets(buckets, "capture Buckets")
         except ZxmemError as exc:
             raise InputError(str(exc)) from None
         notes.append(f"{len(buckets)} bucket definitions (digest uses them unless --buckets)")
+    else:
+        buckets = None
     kernel = _kernel(cap.get("Kernel"))
     if isinstance(cap.get("kmem_stats_compression"), dict) and kernel is not None:
         from dataclasses import replace
@@ -344,7 +354,7 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
         )
     return Snapshot(
         provenance=Provenance(source="fuchsia-capture", notes=tuple(notes), job_mode="none",
-                              capture_time_ns=cap["Time"] if _is_int(cap.get("Time")) else None),
+                              capture_time_ns=time),
         jobs=(Job(CAPTURE_ROOT_JOB_KOID, "root", 0),),
         processes=tuple(processes),
         kernel=kernel,
@@ -358,17 +368,22 @@ def _processes(rows: Any) -> dict[int, tuple[str, list[int]]]:
     out: dict[int, tuple[str, list[int]]] = {}
     ik, iname, ivmos = idx["koid"], idx["name"], idx["vmos"]
     width = max(ik, iname, ivmos) + 1
+    seen: dict[int, int] = {}  # koid -> row
     for i in range(first, len(rows)):
         row = rows[i]
         if not isinstance(row, list) or len(row) < width:
             raise InputError(f"capture Processes[{i}]: expected [koid, name, [vmo koids]], "
                              f"found {_short(row)}")
         koid, name, vmo_koids = row[ik], row[iname], row[ivmos]
-        if not _is_int(koid) or not isinstance(name, str) or not isinstance(vmo_koids, list) \
-                or not all(_is_int(k) for k in vmo_koids):
-            raise InputError(f"capture Processes[{i}]: expected [koid, name, [vmo koids]], "
-                             f"found {_short(row)}")
-        out.setdefault(koid, (name, vmo_koids))
+        if not is_u64(koid) or not isinstance(name, str) or not isinstance(vmo_koids, list) \
+                or not all(is_u64(k) for k in vmo_koids):
+            raise InputError(f"capture Processes[{i}]: expected [koid, name, [vmo koids]] "
+                             f"(koids from 0 to 2**64 - 1), found {_short(row)}")
+        if koid in out:
+            raise InputError(f"capture Processes[{i}]: process koid {koid} appears twice "
+                             f"(also Processes[{seen[koid]}])")
+        seen[koid] = i
+        out[koid] = (name, vmo_koids)
     return out
 
 
@@ -377,6 +392,7 @@ def _vmos(rows: Any, names: list, notes: list[str]) -> dict[int, dict]:
     cols = [idx[c] for c in _VMO_FIELDS]
     width = max(cols) + 1
     out: dict[int, dict] = {}
+    seen: dict[int, int] = {}  # koid -> row
     populated = "populated_bytes" in idx
     for i in range(first, len(rows)):
         row = rows[i]
@@ -393,14 +409,19 @@ def _vmos(rows: Any, names: list, notes: list[str]) -> dict[int, dict]:
         else:
             raise InputError(f"capture Vmos[{i}]: name index {_short(name)} is not in "
                              f"VmoNames (0..{len(names) - 1})")
-        if not all(_is_int(v) for v in (koid, parent)) or not all(
+        if not all(is_u64(v) for v in (koid, parent)) or not all(
             v is None or _is_int(v) for v in (committed, allocated)
         ):
-            raise InputError(f"capture Vmos[{i}]: expected integers, found {_short(row)}")
+            raise InputError(f"capture Vmos[{i}]: expected integers (koids from 0 to "
+                             f"2**64 - 1), found {_short(row)}")
         _check_bytes(committed, f"capture Vmos[{i}]", "committed_bytes")
         _check_bytes(allocated, f"capture Vmos[{i}]", "allocated_bytes")
-        out.setdefault(koid, {"name": name, "parent_koid": parent,
-                              "committed_bytes": committed, "allocated_bytes": allocated})
+        if koid in out:
+            raise InputError(f"capture Vmos[{i}]: VMO koid {koid} appears twice "
+                             f"(also Vmos[{seen[koid]}])")
+        seen[koid] = i
+        out[koid] = {"name": name, "parent_koid": parent,
+                     "committed_bytes": committed, "allocated_bytes": allocated}
     if populated:
         notes.append("populated_bytes (zram) column not imported")
     return out

@@ -37,16 +37,60 @@ from zxmem.model import Snapshot
 _CHUNK = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 
+# Every input has a size limit, so a device such as /dev/zero or an endless
+# pipe is a one-line error instead of a process the kernel kills.  zxmem's
+# memgraph -v of a large machine is hundreds of MB; the environment
+# variable raises (or lowers) the limit.
+LIMIT_VARIABLE = "ZXMEM_MAX_INPUT_BYTES"
+DEFAULT_LIMIT = 1 << 30  # 1 GiB
+
+
+def input_limit(default: int = DEFAULT_LIMIT) -> int:
+    """The most bytes zxmem reads from one input: ``$ZXMEM_MAX_INPUT_BYTES``,
+    else ``default``.  A value that is not a positive integer is an error."""
+    text = os.environ.get(LIMIT_VARIABLE)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"{LIMIT_VARIABLE}={text[:40]!r}: expected a positive number of bytes")
+    return value
+
+
+def too_large(name: str, limit: int) -> InputError:
+    """The error for an input past ``limit`` bytes."""
+    return InputError(f"{name}: larger than {limit} bytes, zxmem's input limit (set "
+                      f"{LIMIT_VARIABLE} to a larger number of bytes to read it)")
+
+
+def read_limited(stream: IO, name: str, limit: int) -> bytes:
+    """All of ``stream`` (binary), or :func:`too_large` past ``limit`` bytes."""
+    parts = []
+    total = 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(parts)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(name, limit)
+        parts.append(chunk)
+
 
 class _Input:
     """A binary reader over a file or a (text or binary) stream, with offsets."""
 
-    def __init__(self, stream: IO, name: str) -> None:
+    def __init__(self, stream: IO, name: str, limit: int | None = None) -> None:
         self.stream = stream
         self.name = name
         self.buf = b""
         self.offset = 0  # file offset of buf[0]
         self.eof = False
+        self.limit = input_limit() if limit is None else limit
+        self.total = 0  # bytes read so far
 
     def _read_chunk(self) -> bytes:
         if self.eof:
@@ -57,6 +101,9 @@ class _Input:
             return b""
         if isinstance(chunk, str):
             chunk = chunk.encode("utf-8", "surrogateescape")
+        self.total += len(chunk)
+        if self.total > self.limit:
+            raise too_large(self.name, self.limit)
         return chunk
 
     def _fill(self) -> bool:
@@ -151,7 +198,8 @@ def _json_error(
         return InputError(nesting_error(name, data, base))
     if isinstance(exc, UnicodeDecodeError):
         return _error(name, f"invalid UTF-8 at byte {base + exc.start}: expected JSON text")
-    assert isinstance(exc, json.JSONDecodeError)
+    if not isinstance(exc, json.JSONDecodeError):
+        return _error(name, _value_error_text(data, base, exc))
     byte = len(exc.doc[: exc.pos].encode("utf-8", "surrogatepass"))
     if to_input is not None:
         byte = to_input(byte)
@@ -165,6 +213,19 @@ def _json_error(
     else:
         what = f"invalid JSON at byte {base + byte} ({exc.msg.lower()})"
     return _error(name, what)
+
+
+_LONG_NUMBER = re.compile(rb"-?[0-9]{4000,}")
+
+
+def _value_error_text(data: bytes, base: int, exc: ValueError) -> str:
+    """What the JSON parser refused besides syntax: an integer longer than
+    Python's int-string conversion limit (4,300 digits) is the one known."""
+    m = _LONG_NUMBER.search(data)
+    if m is not None:
+        return (f"number at byte {base + m.start()} has {len(m.group().lstrip(b'-'))} digits: "
+                "too large for any memory count")
+    return f"invalid JSON ({str(exc).splitlines()[0][:100]})"
 
 
 class _TooDeep(ValueError):
@@ -285,13 +346,15 @@ def _memgraph_records(inp: _Input, notes: list[str]) -> Iterator[Any]:
         expect_more = more
 
 
-def load_snapshot(src: str | os.PathLike | IO) -> Snapshot:
-    """Read a zxmem memgraph, a Fuchsia memgraph, a Fuchsia capture, or a
-    sample of a history store (``STORE`` or ``STORE@WHEN``, :mod:`zxmem.store`).
+def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None) -> Snapshot:
+    """Read a zxmem memgraph, a Fuchsia memgraph, a Fuchsia capture, ffx
+    profile memory output, or a sample of a history store (``STORE`` or
+    ``STORE@WHEN``, :mod:`zxmem.store`).
 
     ``src`` is a path or an open stream (binary, or text such as stdin).
     Raises :class:`InputError` (exit 1) with the file name, the byte offset
-    or record index, and what was expected.
+    or record index, and what was expected; also for an input longer than
+    ``limit`` bytes (default :func:`input_limit`).
     """
     if isinstance(src, (str, os.PathLike)):
         name = os.fsdecode(src)
@@ -305,10 +368,10 @@ def load_snapshot(src: str | os.PathLike | IO) -> Snapshot:
         except OSError as exc:
             raise InputError(f"{name}: {exc.strerror}") from None
         with f:
-            return _load(_Input(f, name))
+            return _load(_Input(f, name, limit))
     stream = getattr(src, "buffer", src)
     name = getattr(src, "name", None)
-    return _load(_Input(stream, name if isinstance(name, str) else "<stream>"))
+    return _load(_Input(stream, name if isinstance(name, str) else "<stream>", limit))
 
 
 def _load(inp: _Input) -> Snapshot:
