@@ -139,6 +139,62 @@ def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None) -> Snapsh
         raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
 
 
+def objects_snapshot(args: argparse.Namespace, env, detail_pids=None):
+    """(snapshot with memory objects and kernel counters, capture time in ns
+    or None, notes) for ``digest`` and ``mem``.
+
+    ``--from FILE`` reads a saved snapshot (an error naming what is missing
+    when it holds no memory objects); live, every process's mappings and
+    descriptors are read (``smaps`` only for ``detail_pids``; all when None),
+    and the kernel counters.  The live time is the monotonic clock's, as
+    Fuchsia's captures record it.
+    """
+    path = getattr(args, "from_file", None)
+    if path is not None:
+        snapshot = from_snapshot(args, env)
+        if snapshot.source_summary is not None:
+            pass  # ffx's own numbers stand in for the VMOs it does not list
+        elif not snapshot.vmos and all(p.vmo_refs is None for p in snapshot.processes):
+            # memgraph without -v: every byte would land in Orphaned, so say
+            # what is missing instead (the same error as vmos --from).
+            tool = "Fuchsia's `memgraph -v`" \
+                if snapshot.provenance.source == "fuchsia-memgraph" else "`zxmem memgraph -v`"
+            raise lacks(args, f"the snapshot has no memory objects: record it with {tool}")
+        return snapshot, snapshot.provenance.capture_time_ns, ()
+    from zxmem.collection import Plan
+
+    time_ns = int(env.monotonic() * 1_000_000_000)
+    unread: list[str] = []
+    # No process totals (smaps_rollup) and no job tree: the objects are
+    # the whole story for a digest.
+    plan = Plan(memory=False, jobs="none", kernel=True, objects=True, regions=False,
+                detail_pids=None if detail_pids is None else tuple(detail_pids))
+    snapshot = snapshot_from_args(args, env, plan, warn=unread.append)
+    notes = [f"{line}: no Kernel or Orphaned row" for line in unread]
+    denied = snapshot.provenance.denied_pids("maps")
+    if denied:
+        n = len(denied)
+        hint = ": run as root" if os.geteuid() != 0 else ""
+        notes.append(f"{n} {'process' if n == 1 else 'processes'} not readable, "
+                     f"their memory objects are missing{hint}")
+    return snapshot, time_ns, tuple(notes)
+
+
+def unknown_note(snapshot: Snapshot, n: int, size_bytes: int, unsized: int) -> str:
+    """The stderr line for ``n`` VMOs left out of the sums (unknown committed
+    bytes), with their size where known and what would make them known."""
+    size = ""
+    if size_bytes:
+        from zxmem.units import format_size_mem
+
+        size = f" (size {format_size_mem(size_bytes)}"
+        size += f", {unsized} more of unknown size)" if unsized else ")"
+    hint = ": run as root" if snapshot.provenance.source == "linux" and os.geteuid() != 0 \
+        else ""
+    return (f"{n} VMOs whose committed (resident) bytes are unknown{size} are left out "
+            f"of the sums, marked (+N unknown){hint}")
+
+
 # --------------------------------------------------------------------------
 # Views of one saved snapshot (--from FILE)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from zxmem.commands import common
 from zxmem.textsafe import escape_terminal
@@ -104,70 +103,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _monotonic_ns(env) -> int:
-    return int(env.monotonic() * 1_000_000_000)
-
-
-def capture_time_ns(snapshot) -> int | None:
-    """The capture time a saved snapshot recorded, if any (nanoseconds)."""
-    return snapshot.provenance.capture_time_ns
-
-
-def vmo_snapshot(args: argparse.Namespace, env, detail_pids=None):
-    """(snapshot with VMOs and kernel stats, monotonic time in ns or None, notes).
-
-    ``--from FILE`` reads a saved snapshot; live, every process's mappings
-    and descriptors are read (``smaps`` for ``detail_pids``, all when None)
-    and the kernel counters of ``/proc/meminfo`` and friends.
-    """
-    from dataclasses import replace
-
-    from zxmem.errors import ZxmemError
-
-    path = getattr(args, "from_file", None)
-    if path is not None:
-        from zxmem.sources.load import load_snapshot
-
-        snapshot = load_snapshot(env.stdin if path == "-" else path)
-        if snapshot.source_summary is not None:
-            pass  # ffx's own numbers stand in for the VMOs it does not list
-        elif not snapshot.vmos and all(p.vmo_refs is None for p in snapshot.processes):
-            # memgraph without -v: every byte would land in Orphaned, so say
-            # what is missing instead (the same error as vmos --from).
-            tool = "Fuchsia's `memgraph -v`" \
-                if snapshot.provenance.source == "fuchsia-memgraph" else "`zxmem memgraph -v`"
-            raise common.lacks(args, f"the snapshot has no memory objects: record it "
-                                     f"with {tool}")
-        return snapshot, capture_time_ns(snapshot), ()
-    root = common.proc_root(args, env)
-    try:
-        from zxmem.sources import objects
-    except ImportError as exc:  # pragma: no cover - a broken installation
-        raise ZxmemError(f"live memory objects are not available: {exc}") from None
-    time_ns = _monotonic_ns(env)
-    try:
-        base = objects.light_snapshot(root)
-        snapshot = objects.add_objects(base, root, detail_pids=detail_pids, regions=False)
-    except OSError as exc:
-        raise ZxmemError(f"cannot read {root}: {exc.strerror}") from None
-    notes: list[str] = []
-    from zxmem.sources import kernel as kernel_source
-
-    try:
-        kstats = kernel_source.read_kernel_stats(root)
-    except (OSError, ValueError) as exc:
-        notes.append(f"kernel counters not readable ({exc}): no Kernel or Orphaned row")
-        kstats = None
-    snapshot = replace(snapshot, kernel=kstats)
-    denied = snapshot.provenance.denied_pids("maps")
-    if denied:
-        n = len(denied)
-        hint = ": run as root" if os.geteuid() != 0 else ""
-        notes.append(f"{n} {'process' if n == 1 else 'processes'} not readable, "
-                     f"their memory objects are missing{hint}")
-    return snapshot, time_ns, tuple(notes)
-
-
 def run(args: argparse.Namespace, env) -> int:
     from zxmem import digest as dg
     from zxmem.errors import UsageError
@@ -177,7 +112,7 @@ def run(args: argparse.Namespace, env) -> int:
     user: list = []
     for path in args.buckets or ():
         user.extend(dg.read_bucket_file(path))
-    snapshot, _time_ns, notes = vmo_snapshot(args, env)
+    snapshot, _time_ns, notes = common.objects_snapshot(args, env)
     notes = list(notes)
     linux = snapshot.provenance.source == "linux"
     specs = tuple(user)
@@ -216,9 +151,8 @@ def run(args: argparse.Namespace, env) -> int:
     else:
         digest = dg.compute_digest(snapshot, specs)
     if digest.unknown_vmos or digest.orphaned_unknown:
-        from zxmem.commands.mem import unknown_note
 
-        notes.append(unknown_note(snapshot, digest.unknown_vmos, digest.unknown_size_bytes,
+        notes.append(common.unknown_note(snapshot, digest.unknown_vmos, digest.unknown_size_bytes,
                                   digest.unknown_unsized).replace(
                                       "marked (+N unknown)", "Orphaned unknown"))
 

@@ -54,27 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def unknown_note(snapshot, n: int, size_bytes: int, unsized: int) -> str:
-    """The stderr line for ``n`` VMOs left out of the sums (unknown committed
-    bytes), with their size where known and what would make them known."""
-    import os
-
-    size = ""
-    if size_bytes:
-        from zxmem.units import format_size_mem
-
-        size = f" (size {format_size_mem(size_bytes)}"
-        size += f", {unsized} more of unknown size)" if unsized else ")"
-    hint = ": run as root" if snapshot.provenance.source == "linux" and os.geteuid() != 0 \
-        else ""
-    return (f"{n} VMOs whose committed (resident) bytes are unknown{size} are left out "
-            f"of the sums, marked (+N unknown){hint}")
-
-
 def run(args: argparse.Namespace, env) -> int:
     import json
 
-    from zxmem.commands.digest import vmo_snapshot
     from zxmem.errors import ZxmemError
     from zxmem.summary import summarize
     from zxmem.views import mem as view
@@ -82,7 +64,7 @@ def run(args: argparse.Namespace, env) -> int:
     # One process: smaps (page counts) for it alone; the others' maps still
     # give the share counts.
     detail = None if args.pid is None or args.from_file else [args.pid]
-    snapshot, time_ns, notes = vmo_snapshot(args, env, detail_pids=detail)
+    snapshot, time_ns, notes = common.objects_snapshot(args, env, detail_pids=detail)
     # ffx's ComponentDigest/ProcessDigest list no VMOs: their own numbers.
     summary = snapshot.source_summary or summarize(snapshot)
     notes = list(notes)
@@ -98,7 +80,7 @@ def run(args: argparse.Namespace, env) -> int:
         unknown, size, unsized = (summary.unknown_vmos, summary.unknown_size_bytes,
                                   summary.unknown_unsized)
     if unknown:
-        notes.append(unknown_note(snapshot, unknown, size, unsized))
+        notes.append(common.unknown_note(snapshot, unknown, size, unsized))
 
     if args.json:
         doc = {
