@@ -102,6 +102,7 @@ from zxmem.model import (
 )
 from zxmem.model import Mapping as MappingRecord
 from zxmem.sources import checked
+from zxmem.tasktree import canonical_jobs
 
 FORMAT = "zxmem-memgraph/1"
 
@@ -1193,7 +1194,7 @@ class _Builder:
 
         return Snapshot(
             provenance=prov,
-            jobs=_canonical_jobs(self.jobs),
+            jobs=canonical_jobs(self.jobs),
             processes=tuple(processes),
             kernel=self._kernel_stats(),
             vmos=MappingProxyType(vmos),
@@ -1314,25 +1315,6 @@ def _regions(raw: Any, mappings: tuple[MappingRecord, ...] | None) -> tuple[Regi
                                          f"of the process's {count} mappings")
         out.append(region)
     return tuple(out)
-
-
-def _canonical_jobs(jobs: dict[int, Job]) -> tuple[Job, ...]:
-    """Jobs parents first, by depth then koid (the live collector's order)."""
-    depth: dict[int, int] = {}
-
-    def depth_of(koid: int) -> int:
-        seen = []
-        k = koid
-        while k in jobs and k not in depth and k not in seen:
-            seen.append(k)
-            k = jobs[k].parent_koid
-        d = depth.get(k, -1) if k in jobs else -1
-        for s in reversed(seen):
-            d += 1
-            depth[s] = d
-        return depth[koid]
-
-    return tuple(sorted(jobs.values(), key=lambda j: (depth_of(j.koid), j.koid)))
 
 
 def _kind(value: Any) -> str:

@@ -196,3 +196,22 @@ def _sorted_processes(procs: Iterable[Process], sort: str) -> list[Process]:
     if sort == "name":
         return sorted(procs, key=lambda p: (p.display_name, p.koid))
     return sorted(procs, key=lambda p: p.koid)
+
+
+def canonical_jobs(jobs: dict[int, Job]) -> tuple[Job, ...]:
+    """Jobs, parents first, by depth then koid (the live collector's order)."""
+    depth: dict[int, int] = {}
+
+    def depth_of(koid: int) -> int:
+        seen = []
+        k = koid
+        while k in jobs and k not in depth and k not in seen:
+            seen.append(k)
+            k = jobs[k].parent_koid
+        d = depth.get(k, -1) if k in jobs else -1
+        for s in reversed(seen):
+            d += 1
+            depth[s] = d
+        return depth[koid]
+
+    return tuple(sorted(jobs.values(), key=lambda j: (depth_of(j.koid), j.koid)))

@@ -36,6 +36,7 @@ from zxmem.store.writer import (
     u64,
     unpack,
 )
+from zxmem.tasktree import canonical_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,29 +205,10 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
         holders = {k: tuple(v) for k, v in e["holders"]}
     # Snapshots order their VMOs as the collector built them; a mapping's
     # order is not part of its value, but keep koid order for stable output.
-    return Snapshot(provenance=prov, jobs=_canonical_jobs(job_list),
+    return Snapshot(provenance=prov, jobs=canonical_jobs(job_list),
                     processes=tuple(processes), kernel=kernel,
                     vmos=MappingProxyType(dict(sorted(vmos.items()))),
                     hidden_vmo_koids=hidden, vmo_holders=MappingProxyType(holders))
-
-
-def _canonical_jobs(jobs: dict[int, Job]) -> tuple[Job, ...]:
-    """Parents first, by depth then koid (the live collector's order)."""
-    depth: dict[int, int] = {}
-
-    def depth_of(koid: int) -> int:
-        chain = []
-        k = koid
-        while k in jobs and k not in depth and k not in chain:
-            chain.append(k)
-            k = jobs[k].parent_koid
-        d = depth.get(k, -1) if k in jobs else -1
-        for c in reversed(chain):
-            d += 1
-            depth[c] = d
-        return depth[koid]
-
-    return tuple(sorted(jobs.values(), key=lambda j: (depth_of(j.koid), j.koid)))
 
 
 # --------------------------------------------------------------------------
