@@ -295,7 +295,7 @@ class _Builder:
 # pages in every process, so for them the process's share is the PSS of its
 # mappings (smaps ``Pss``: each page divided by the number of processes
 # mapping it; Documentation/filesystems/proc.rst), capped at committed.
-# With ``--exact`` objects (zxmem.commands._exact._exact_objects) the cap
+# With ``--exact`` objects (zxmem.exact_views.exact_objects_view) the cap
 # never binds: such an object's committed bytes are the pages only its
 # process maps, which its mapping's PSS counts in full, and the pages it
 # shares are objects of their own (never a mapping's object) with the

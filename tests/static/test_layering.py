@@ -64,6 +64,7 @@ def test_sources_import_no_views():
 
 def test_views_and_derived_models_read_nothing_live():
     derived = ("zxmem.views", "zxmem.tasktree", "zxmem.regions", "zxmem.exact",
+               "zxmem.exact_views",
                "zxmem.summary", "zxmem.digest", "zxmem.treemap", "zxmem.memgraph")
     assert _violations(derived, _READERS) == []
 

@@ -196,7 +196,7 @@ def fuchsia_area(rec: dict) -> int:
 
 def test_snapshot_objects_give_fuchsia_and_zxmem_treemaps_the_pss():
     from zxmem import memgraph
-    from zxmem.commands._exact import _exact_objects
+    from zxmem.exact_views import exact_objects_view as _exact_objects
     from zxmem.treemap import tree_from_records
 
     scan = Scan(census())
@@ -241,7 +241,7 @@ def test_mappings_gone_before_the_scan_add_nothing():
     from dataclasses import replace
 
     from zxmem import memgraph
-    from zxmem.commands._exact import _exact_objects
+    from zxmem.exact_views import exact_objects_view as _exact_objects
 
     other = inode_koid(0x803, 78)
     snap = snapshot()

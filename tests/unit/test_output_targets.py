@@ -34,10 +34,16 @@ STDOUT_LINE = "zxmem: cannot write to standard output: "
 
 
 def _share_tree(tmp_path: Path) -> str:
-    """A /proc with one process and its smaps_rollup (no page tables): share
-    falls back to the rollup numbers and prints them."""
+    """A /proc with one process and its smaps_rollup, whose kernel counts no
+    pages per page (CONFIG_NO_PAGE_MAPCOUNT): share falls back to the rollup
+    numbers and prints them."""
+    import gzip
+
     proc = tmp_path / "share-proc"
     (proc / "42").mkdir(parents=True)
+    (proc / "kpagecount").write_bytes(b"")
+    (proc / "kpageflags").write_bytes(b"")
+    (proc / "config.gz").write_bytes(gzip.compress(b"CONFIG_NO_PAGE_MAPCOUNT=y\n"))
     (proc / "42" / "smaps_rollup").write_text(
         "00400000-7fff0000 ---p 00000000 00:00 0    [rollup]\n"
         "Rss:                 100 kB\nPss:                  60 kB\n"

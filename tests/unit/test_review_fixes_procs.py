@@ -252,9 +252,15 @@ def test_user_mode_top_job_is_users(tmp_path):
 
 
 def test_share_fallback_reads_a_live_thread(cli, tmp_path):
-    # A recorded tree has no kpagecount: share falls back to smaps_rollup,
-    # which for a process whose main thread exited is a live thread's.
+    # A kernel whose kpagecount is a folio's average (CONFIG_NO_PAGE_MAPCOUNT):
+    # share falls back to smaps_rollup, which for a process whose main
+    # thread exited is a live thread's.
+    import gzip
+
     root = _tree(tmp_path)
+    (root / "kpagecount").write_bytes(b"")
+    (root / "kpageflags").write_bytes(b"")
+    (root / "config.gz").write_bytes(gzip.compress(b"CONFIG_NO_PAGE_MAPCOUNT=y\n"))
     r = cli(["share", "--json", "--proc-root", str(root), "100"])
     assert r.status == 0, r.stderr
     import json

@@ -104,39 +104,22 @@ def _run_k(args: argparse.Namespace, env) -> int:
     return 2
 
 
-def _machine(proc_root: str) -> str | None:
-    """The architecture the tree was read on: ``sys/kernel/arch`` of the
-    ``/proc`` root (Linux ≥ 2.6.?, present on 6.x), else this machine's."""
-    import os
-
-    try:
-        with open(os.path.join(proc_root, "sys", "kernel", "arch"), "rb") as f:
-            return f.read().decode("ascii", "replace").strip() or None
-    except OSError:
-        return os.uname().machine
-
-
 def _live_ps(args: argparse.Namespace, env) -> tuple[list, tuple[str, ...], dict, int | None]:
     """(rows, notes, meminfo, stack size) read from /proc."""
+    from zxmem import collection
     from zxmem.sources import kernel
 
     root = common.proc_root(args, env)
-    stack = args.stack_size or kernel.thread_size(_machine(root) or "")
+    stack = args.stack_size or kernel.thread_size(collection.machine(root) or "")
     try:
-        rows, notes = kernel.read_process_kernel_usage(
+        rows, notes = collection.process_kernel_usage(
             root, kernel_threads=args.kernel_threads, stack_size=stack
         )
     except OSError as exc:
         raise ZxmemError(f"cannot read {root}: {exc.strerror or exc}") from None
     if stack is None:
         notes = (*notes, "use --stack-size to give it")
-    meminfo: dict[str, int] = {}
-    try:
-        with open(f"{root.rstrip('/')}/meminfo", "rb") as f:
-            meminfo = kernel.parse_meminfo(f.read())[0]
-    except (OSError, kernel.ParseError):
-        pass
-    return rows, notes, meminfo, stack
+    return rows, notes, collection.meminfo(root), stack
 
 
 # How memgraph -H names a descriptor kind (zxmem.sources.handles.fd_kind)
@@ -364,32 +347,19 @@ def run_vmos(args: argparse.Namespace, env) -> int:
 
 def _live_vmos(args: argparse.Namespace, env, target: str | int):
     """(snapshot, process or None) read from /proc for ``k vmos TARGET``."""
-    from zxmem.sources import hidden, objects
+    from zxmem.collection import collect_hidden, collect_process
 
     root = common.proc_root(args, env)
     if isinstance(target, int):
-        from zxmem.commands.vmaps import load_process
-
-        base = objects.light_snapshot(root)
-        snapshot, process = load_process(
-            root, target, "objects", base=_with_pid(base, root, target),
-            pids=None, detail_pids=[target],
-        )
-        snapshot = hidden.add_sysv_alloc(snapshot, root)
-        return snapshot, snapshot.process(target) or process
+        return collect_process(target, root, what="objects", whole_system=True,
+                               sysv_alloc=True)
     try:
-        base = objects.light_snapshot(root)
         # hidden: every process's maps (what is mapped) and descriptors
         # (who holds what) are enough; all: smaps too, for anonymous alloc.
-        snapshot = objects.add_objects(
-            base, root, detail_pids=None if target == "all" else (), regions=False
-        )
+        snapshot = collect_hidden(root, every_object=target == "all",
+                                  walk_limit=args.walk_limit)
     except OSError as exc:
         raise ZxmemError(f"cannot read {root}: {exc.strerror or exc}") from None
-    limit = hidden.DEFAULT_WALK_LIMIT if args.walk_limit is None else args.walk_limit
-    snapshot = hidden.add_hidden(
-        snapshot, root, walk_limit=limit, walk_tmpfs=None if limit else False
-    )
     return snapshot, None
 
 
@@ -409,7 +379,7 @@ def _saved_vmos(args: argparse.Namespace, env, target: str | int):
                                      "holds by descriptor and which it maps (a Fuchsia "
                                      "capture lists VMOs only: zxmem vmos --from FILE PID)")
         return snapshot, process
-    from zxmem.sources.hidden import REMAINDER_KOID
+    from zxmem.model import REMAINDER_KOID
 
     snapshot = common.from_snapshot(args, env)
     if REMAINDER_KOID not in snapshot.vmos and not snapshot.hidden_vmo_koids:
@@ -417,21 +387,6 @@ def _saved_vmos(args: argparse.Namespace, env, target: str | int):
                                  "segments, tmpfs files, dma-bufs no process maps, and the "
                                  f"Shmem remainder): 'k vmos {target}' needs them")
     return snapshot, None
-
-
-def _with_pid(base, root: str, pid: int):
-    """``base`` with ``pid`` in it even when the light scan left it out."""
-    if base.process(pid) is not None:
-        return base
-    from dataclasses import replace
-
-    from zxmem.sources import objects
-
-    try:
-        extra = objects.read_process(root, pid)
-    except objects.ProcessError:
-        return base
-    return replace(base, processes=base.processes + (extra,))
 
 
 def _is_root() -> bool:
@@ -490,15 +445,6 @@ def _add_asd(ksub) -> None:
     p.set_defaults(run=run_asd)
 
 
-def _read_optional(path: str):
-    """(bytes, None) or (None, OSError)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(), None
-    except OSError as exc:
-        return None, exc
-
-
 def run_asd(args: argparse.Namespace, env) -> int:
     target = args.target
     if not target or not "kernel".startswith(target):
@@ -508,15 +454,16 @@ def run_asd(args: argparse.Namespace, env) -> int:
         raise UsageError(f"k asd: dunno '{target}': use 'kernel'")
     import errno
 
+    from zxmem import collection
     from zxmem.sources import kernel
     from zxmem.views import asd as view
 
-    root = common.proc_root(args, env).rstrip("/") or "/"
+    root = common.proc_root(args, env)
     notes: list[str] = []
     root_hint = "" if _is_root() else ": run as root"
 
     def load(name: str, parse):
-        raw, exc = _read_optional(f"{root}/{name}")
+        raw, exc = collection.kernel_file(root, name)
         if raw is None:
             if exc is not None and exc.errno in (errno.EACCES, errno.EPERM):
                 notes.append(f"/proc/{name} is readable only by root{root_hint}")
@@ -535,13 +482,7 @@ def run_asd(args: argparse.Namespace, env) -> int:
     if areas is None and modules is None and ranges is None:
         _notes(env, "k asd", notes)
         raise ZxmemError("k asd: none of vmallocinfo, modules, iomem could be read")
-    vmalloc_used = None
-    raw, _ = _read_optional(f"{root}/meminfo")
-    if raw is not None:
-        try:
-            vmalloc_used = kernel.parse_meminfo(raw)[0].get("VmallocUsed")
-        except kernel.ParseError:
-            pass
+    vmalloc_used = collection.meminfo(root).get("VmallocUsed")
 
     out = []
     if areas is not None:

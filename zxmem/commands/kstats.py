@@ -139,6 +139,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, env) -> int:
+    from zxmem.collection import sample_kernel
     from zxmem.sources import kernel
     from zxmem.views import kstats as view
 
@@ -160,8 +161,8 @@ def run(args: argparse.Namespace, env) -> int:
     while True:
         stamp = env.wall_clock()
         try:
-            cpu = kernel.read_cpu_counters(root) if args.cpu else None
-            mem = kernel.read_kernel_stats_with_notes(root) if args.memory else None
+            sample = sample_kernel(root, cpu=args.cpu, memory=args.memory,
+                                   pressure=args.pressure)
         except OSError as exc:
             raise ZxmemError(
                 f"cannot read {exc.filename or root}: {exc.strerror or exc}"
@@ -169,17 +170,14 @@ def run(args: argparse.Namespace, env) -> int:
         except kernel.ParseError as exc:
             raise ZxmemError(f"{root}: {exc}") from None
 
+        cpu, mem = sample.cpu, sample.memory
         rows = None
         if cpu is not None:
             rows = view.cpu_rows(cpu[0], cpu[1], *(prev or (None, None)))
             prev = cpu
         notes = _memory_notes(mem[0], mem[1]) if mem else []
-        system = None
-        if args.pressure:
-            from zxmem.sources.cgmem import read_system_memory
-
-            system = read_system_memory(root)
-        _report(args, env, stamp, rows, mem[0] if mem else None, notes, not noted, system)
+        _report(args, env, stamp, rows, mem[0] if mem else None, notes, not noted,
+                sample.pressure)
         noted = noted or bool(notes)
 
         reports += 1

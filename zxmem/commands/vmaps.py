@@ -95,85 +95,6 @@ def parse_pid(value: str | None, usage: str) -> int | None:
     return pid
 
 
-def load_process(root: str, pid: int, what: str, **kwargs):
-    """Snapshot with ``pid``'s mappings (and more with kwargs); errors name the PID."""
-    from zxmem.sources import objects
-
-    try:
-        proc = objects.read_process(root, pid)
-    except objects.ProcessError as exc:
-        if exc.reason == "no such process":
-            raise ZxmemError(f"couldn't find process with pid {pid}") from None
-        raise ZxmemError(f"couldn't read process with pid {pid}: {exc.reason}") from None
-    from zxmem.sources.linux import thread_group
-
-    tgid = thread_group(root, pid)
-    if tgid is not None and tgid != pid:
-        raise ZxmemError(f"{pid} is a thread of process {tgid}")
-    if proc.kernel_thread:
-        raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
-    snapshot = kwargs.pop("base", None)
-    read_root, read_pid = root, pid
-    if proc.state in ("Z", "X", "x"):
-        from zxmem.sources.linux import live_task_dir
-
-        task = live_task_dir(root, pid) if (proc.num_threads or 0) > 1 else None
-        if task is None:
-            raise ZxmemError(f"pid {pid} has exited (zombie): it has no address space")
-        if snapshot is not None:
-            # Every process's maps are read under one root: the leader's
-            # are empty and a thread's directory is under another one.
-            raise ZxmemError(f"pid {pid}'s main thread has exited: its {what} can be "
-                             f"listed only by 'zxmem vmaps {pid}'")
-        # The main thread has exited, others run: the leader has no mm, a
-        # live thread's task/TID/ shows the process's maps.  Read the
-        # thread as if task/ were the /proc root, then name it by the PID.
-        read_root = f"{root.rstrip('/') or '/'}/{pid}/task"
-        read_pid = int(task.rstrip("/").rsplit("/", 1)[1])
-        kwargs = {**kwargs, "pids": [read_pid], "detail_pids": [read_pid]}
-    if snapshot is None:
-        snapshot = objects.light_snapshot(read_root, [read_pid])
-    snapshot = objects.add_objects(snapshot, read_root, **kwargs)
-    if read_pid != pid:
-        from dataclasses import replace
-
-        snapshot = replace(snapshot, processes=tuple(
-            replace(p, koid=pid, name=proc.name, ppid=proc.ppid) if p.koid == read_pid else p
-            for p in snapshot.processes
-        ), provenance=replace(snapshot.provenance, denied=tuple(
-            (f"maps:{pid}", why) if what == f"maps:{read_pid}" else (what, why)
-            for what, why in snapshot.provenance.denied
-        )))
-    process = snapshot.process(pid)
-    if process is None:
-        raise ZxmemError(f"pid {pid} exited while its {what} were being read")
-    if process.mappings is None:
-        why = dict(snapshot.provenance.denied).get(f"maps:{pid}", "denied")
-        hint = ""
-        if why in ("EACCES", "EPERM"):
-            import os
-
-            hint = " (run as root)" if os.geteuid() != 0 else " (denied even to root)"
-        raise ZxmemError(f"cannot read the memory maps of pid {pid}: {why}{hint}")
-    if not process.mappings:
-        # Only a process without an mm has no mappings: it exited meanwhile.
-        try:
-            gone = objects.read_process(read_root, read_pid).state in ("Z", "X", "x")
-        except objects.ProcessError:
-            gone = True
-        if gone:
-            raise ZxmemError(f"pid {pid} exited while its {what} were being read")
-    return snapshot, process
-
-
-def _min_addr(root: str) -> int:
-    try:
-        with open(f"{root}/sys/vm/mmap_min_addr", "rb") as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0x10000
-
-
 def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     """(snapshot, process) of ``--from FILE`` for a view of one process.
 
@@ -237,7 +158,9 @@ def run(args: argparse.Namespace, env) -> int:
         min_addr = view.VmapsOptions().min_addr
     else:
         snapshot, process = _live(args, env, pid, extra)
-        min_addr = _min_addr(common.proc_root(args, env))
+        from zxmem.collection import mmap_min_addr
+
+        min_addr = mmap_min_addr(common.proc_root(args, env))
     opts = view.VmapsOptions(extra=extra, min_addr=min_addr)
     if args.json:
         env.stdout.write(view.render_json(process, snapshot, opts))
@@ -249,10 +172,11 @@ def run(args: argparse.Namespace, env) -> int:
 
 def _live(args: argparse.Namespace, env, pid: int, extra: tuple[str, ...]):
     """(snapshot, process) read from /proc: only what vmaps prints."""
-    from zxmem.sources import objects
+    from zxmem.collection import collect_process
+    from zxmem.sources.smaps import SMAPS_FIELDS, VMAPS_KEYS
 
     root = common.proc_root(args, env)
-    keys = objects.VMAPS_KEYS
+    keys = VMAPS_KEYS
     if "pss" in extra:
         keys += ("Pss",)
     if "private" in extra:
@@ -261,10 +185,8 @@ def _live(args: argparse.Namespace, env, pid: int, extra: tuple[str, ...]):
     if "swap" in extra:
         keys += ("Swap",)
     if args.json:
-        keys = objects.smaps.SMAPS_FIELDS
-    snapshot, process = load_process(
-        root, pid, "maps", pids=[pid], detail_pids=[pid], vmos=False, keys=keys
-    )
+        keys = SMAPS_FIELDS
+    snapshot, process = collect_process(pid, root, what="maps", keys=keys, objects=False)
     if args.exact:
         from zxmem.commands._exact import exact_vmaps
 

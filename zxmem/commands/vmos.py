@@ -124,25 +124,12 @@ def run(args: argparse.Namespace, env) -> int:
 
 def _live(args: argparse.Namespace, env, pid: int):
     """(snapshot, process) read from /proc: every process's maps, pid's smaps."""
-    from zxmem.commands.vmaps import load_process
-    from zxmem.sources import objects
+    from zxmem.collection import collect_process
 
-    root = common.proc_root(args, env)
     # Every process's maps, so #map and #shr count the whole system; smaps
     # (page counts) only for this one.
-    base = objects.light_snapshot(root)
-    if base.process(pid) is None:
-        from dataclasses import replace
-
-        try:
-            extra = objects.read_process(root, pid)
-        except objects.ProcessError:
-            extra = None
-        if extra is not None:
-            base = replace(base, processes=base.processes + (extra,))
-    snapshot, process = load_process(
-        root, pid, "objects", base=base, pids=None, detail_pids=[pid]
-    )
+    snapshot, process = collect_process(pid, common.proc_root(args, env), what="objects",
+                                        whole_system=True)
     if args.exact:
         from zxmem.commands._exact import exact_vmos
 

@@ -409,6 +409,44 @@ def thread_group(proc_root: str, pid: int) -> int | None:
         return None
 
 
+def read_sysctl(proc_root: str, name: str) -> str | None:
+    """``PROC/sys/NAME`` (e.g. ``kernel/osrelease``) as text, or None."""
+    try:
+        raw = _read_record(f"{proc_root.rstrip('/') or '/'}/sys/{name}")
+    except OSError:
+        return None
+    return raw.decode("ascii", "replace").strip()
+
+
+def read_mmap_min_addr(proc_root: str) -> int | None:
+    """``vm.mmap_min_addr`` (0 when empty), or None when unreadable."""
+    text = read_sysctl(proc_root, "vm/mmap_min_addr")
+    try:
+        return None if text is None else int(text or 0)
+    except ValueError:
+        return None
+
+
+def read_label(proc_root: str, pid: int) -> str:
+    """The command line, else ``[comm]``, else ``?`` (raw; escape to print)."""
+    base = f"{proc_root.rstrip('/') or '/'}/{pid}/"
+    try:
+        raw = _read_record(base + "cmdline")[:4096]
+        if raw:
+            return " ".join(decode_name(a) for a in raw.rstrip(b"\0").split(b"\0"))
+        comm = _read_record(base + "comm").rstrip(b"\n")
+        return f"[{decode_name(comm)}]"
+    except OSError:
+        return "?"
+
+
+def read_rollup(proc_root: str, pid: int) -> dict[bytes, int]:
+    """``smaps_rollup``'s fields (bytes) of ``pid``; of a live thread when the
+    main thread has exited (its own has no mm).  Raises :class:`OSError`."""
+    base = live_task_dir(proc_root, pid) or f"{proc_root.rstrip('/') or '/'}/{pid}/"
+    return procfs.parse_smaps_rollup(_read_record(f"{base}smaps_rollup"))
+
+
 def list_pids(proc_root: str) -> list[int]:
     """Numeric entries of the ``/proc`` root, ascending."""
     return sorted(int(name) for name in os.listdir(proc_root) if name.isdigit())

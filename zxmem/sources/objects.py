@@ -1483,7 +1483,7 @@ def _add(*columns: list) -> list:
 
 # smaps keys needed when only mappings are wanted (vmaps without extras):
 # Rss for :res, Anonymous to tell copy-on-write clones.
-VMAPS_KEYS = ("Rss", "Anonymous")
+VMAPS_KEYS = smaps.VMAPS_KEYS
 
 
 def add_objects(

@@ -25,6 +25,7 @@ import errno
 import gzip
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 
 from zxmem.model import PAGE_SIZE
@@ -611,4 +612,105 @@ def scan(
         return out
     out.census = census
     out.results = census.results()
+    return out
+
+
+def recorded_tree(proc_root: str) -> bool:
+    """Whether ``proc_root`` is a recorded tree (a copy of /proc's files):
+    not /proc itself, and no ``kpagecount`` in it (the live kernel's is
+    there even to a user who cannot read it)."""
+    proc = proc_root.rstrip("/") or "/"
+    return proc != "/proc" and not os.path.lexists(f"{proc}/kpagecount")
+
+
+# ---------------------------------------------------------------------------
+# ps --explain --exact: the page frames of a job's processes
+
+_PRESENT = PM_PRESENT
+_ZERO_PAGE_BIT = 1 << 24  # kpageflags KPF_ZERO_PAGE
+
+
+@dataclass
+class ChargePages:
+    """Page frames mapped by each process read (one list a process, a frame
+    once per page mapped) and, per frame, kpagecount, kpagecgroup (the
+    memory cgroup's inode) and kpageflags."""
+
+    frames: list[list[int]] = field(default_factory=list)
+    count: dict[int, int] = field(default_factory=dict)
+    memcg: dict[int, int] = field(default_factory=dict)
+    flags: dict[int, int] = field(default_factory=dict)
+
+
+def _read_words(fd: int, pfns: list[int]) -> dict[int, int]:
+    """8-byte words at ``pfn * 8`` for sorted, unique ``pfns``, read in runs."""
+    out: dict[int, int] = {}
+    i = 0
+    while i < len(pfns):
+        j = i
+        while j + 1 < len(pfns) and pfns[j + 1] == pfns[j] + 1 and j - i < 4095:
+            j += 1
+        data = os.pread(fd, 8 * (j - i + 1), pfns[i] * 8)
+        for k, (w,) in enumerate(struct.iter_unpack("<Q", data[: 8 * (len(data) // 8)])):
+            out[pfns[i] + k] = w
+        i = j + 1
+    return out
+
+
+def _process_frames(root: str, pid: int) -> list[int] | None:
+    """The PFNs of ``pid``'s present pages (None: it exited).  Raises
+    :class:`ZxmemError` when its page tables cannot be read or hide PFNs."""
+    from zxmem.errors import ZxmemError
+
+    try:
+        ranges = vma_ranges(_read(f"{root}/{pid}/maps"))
+        fd = os.open(f"{root}/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # exited since the scan: its PSS is gone from the sum too
+    except OSError as exc:
+        raise ZxmemError(f"--exact: cannot read {root}/{pid}/pagemap: "
+                         f"{exc.strerror}") from None
+    pfns: list[int] = []
+    hidden = 0
+    try:
+        for start, end in ranges:
+            data = os.pread(fd, 8 * ((end - start) // PAGE_SIZE), 8 * (start // PAGE_SIZE))
+            for (e,) in struct.iter_unpack("<Q", data):
+                if e & _PRESENT:
+                    pfn = e & PM_PFN_MASK
+                    if pfn:
+                        pfns.append(pfn)
+                    else:
+                        hidden += 1
+    except OSError:
+        pass  # a range unmapped while read: its pages are no longer mapped
+    finally:
+        os.close(fd)
+    if hidden and not pfns:
+        raise ZxmemError("--exact: pagemap hides page frame numbers (needs root)")
+    return pfns
+
+
+def read_charge_pages(proc_root: str, pids) -> ChargePages:
+    """:class:`ChargePages` of ``pids`` (those that exited are left out).
+    Raises :class:`ZxmemError` when a page table or kpage file is unreadable."""
+    from zxmem.errors import ZxmemError
+
+    out = ChargePages()
+    for pid in pids:
+        frames = _process_frames(proc_root, pid)
+        if frames is not None:
+            out.frames.append(frames)
+    wanted = sorted({p for pfns in out.frames for p in pfns})
+    try:
+        for name, words in (("kpagecount", out.count), ("kpagecgroup", out.memcg),
+                            ("kpageflags", out.flags)):
+            fd = os.open(f"{proc_root}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                words.update(_read_words(fd, wanted))
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise ZxmemError(f"--exact: cannot read {proc_root}/kpagecgroup: "
+                         f"{exc.strerror}") from None
     return out

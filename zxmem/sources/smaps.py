@@ -54,6 +54,9 @@ SMAPS_FIELDS = (
     "Shared_Hugetlb",
 )
 
+# The smaps fields vmaps prints by default (:res and the object split).
+VMAPS_KEYS = ("Rss", "Anonymous")
+
 
 class SmapsError(ValueError):
     """A maps/smaps text that does not have the expected shape."""
