@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from zxmem.errors import ZxmemError
-from zxmem.model import Process, Snapshot
+from zxmem.model import Denied, Process, Snapshot
 
 if TYPE_CHECKING:
     from zxmem.sources.pagemap import ChargePages, ExactScan
@@ -224,7 +224,7 @@ def _renamed(snapshot: Snapshot, read_pid: int, proc: Process) -> Snapshot:
         replace(p, koid=pid, name=proc.name, ppid=proc.ppid) if p.koid == read_pid else p
         for p in snapshot.processes
     ), provenance=replace(snapshot.provenance, denied=tuple(
-        (f"maps:{pid}", why) if what == f"maps:{read_pid}" else (what, why)
+        Denied(f"maps:{pid}", why) if what == f"maps:{read_pid}" else Denied(what, why)
         for what, why in snapshot.provenance.denied
     )))
 
@@ -455,7 +455,8 @@ def share_pages(pid: int, proc_root: str = "/proc") -> SharePages:
             raise ZxmemError(f"PID {pid}: its main thread has exited, so its page tables "
                              "cannot be read by PID (zxmem ps and vmaps read a live thread)")
         raise ZxmemError(f"PID {pid}: no such process (or it has no address space)")
-    sharers = set(scan.census.overlap(pid)) | set(scan.census.shared_swap(pid))
+    census: Any = scan.census
+    sharers = set(census.overlap(pid)) | set(census.shared_swap(pid))
     names = {p: linux.read_label(proc, p) for p in sorted(sharers | {pid})}
     return SharePages(pid, scan, names)
 

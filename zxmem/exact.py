@@ -57,6 +57,7 @@ from zxmem.model import PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+    from numpy import ndarray
 
 # kpageflags bits (include/uapi/linux/kernel-page-flags.h).
 KPF_ANON = 12
@@ -129,16 +130,16 @@ class PageCensus:
         self.distinct = np.zeros(self.max_pfn, dtype=self._count_dtype)
         self.status = np.zeros(self.max_pfn, dtype=np.uint8)
         self._pfn_dtype = np.uint32 if self.max_pfn <= (1 << 32) else np.uint64
-        self.pfns: dict[object, np.ndarray] = {}
-        self.swap: dict[object, np.ndarray] = {}
-        self.tags: dict[object, np.ndarray] = {}
+        self.pfns: dict[object, ndarray] = {}
+        self.swap: dict[object, ndarray] = {}
+        self.tags: dict[object, ndarray] = {}
         self.non_ram: dict[object, int] = {}
         # Set when some anonymous pages could not be told apart (KSM):
         # then every page needs its kpageflags.
         self.all_flags = False
-        self._extra: list[np.ndarray] = []
-        self._extra_pfns = None
-        self._extra_counts = None
+        self._extra: list[ndarray] = []
+        self._extra_pfns: ndarray | None = None
+        self._extra_counts: ndarray | None = None
         self._counted = False
 
     def _ram(self, key: object, pfns, tags):
@@ -242,6 +243,7 @@ class PageCensus:
                 self._extra_pfns = np.zeros(0, dtype=self._pfn_dtype)
                 self._extra_counts = np.zeros(0, dtype=np.int64)
         xp, xc = self._extra_pfns, self._extra_counts
+        assert xc is not None  # set with the PFNs
         if len(xp):
             i = np.searchsorted(xp, pfns)
             i[i >= len(xp)] = 0
@@ -663,6 +665,7 @@ def exact_objects(
             sig[ci] ^= prints[j]
         if not len(group_ci):
             break
+        assert n_of is not None  # there are groups
         r, s = ref[group_ci], sig[group_ci]
         order = np.lexsort((n_of, s, r))
         rs, ss, ns = r[order], s[order], n_of[order]
@@ -754,7 +757,8 @@ def exact_objects(
     for key in tagged:
         ft = {new_index[g]: tg for g, tg in first_tag.get(key, {}).items()}
         tags_out[key] = ft
-        refs[key] = sorted(ft, key=lambda gi, ft=ft: (ft[gi], gi))
+        # Sorted at once: ``ft`` is this key's.
+        refs[key] = sorted(ft, key=lambda gi: (ft[gi], gi))  # noqa: B023
     own_parent = {obj: new_index[g] for obj, (g, _c) in own_votes.items()}
     mapped: dict = {}
     for s in shared:

@@ -184,7 +184,10 @@ def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
     cow = ("anon", "clone")
 
     def own_object(koid) -> bool:
-        return koid in vmos and vmos[koid].kind in cow and vmos[koid].num_mappings <= 1
+        if koid not in vmos or vmos[koid].kind not in cow:
+            return False
+        n = vmos[koid].num_mappings
+        return n is not None and n <= 1
 
     tag_objects: dict = {}
     mapping_tag: dict = {}
@@ -199,7 +202,8 @@ def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
     # A process's own objects whose VMA the scan no longer found (unmapped
     # between the two reads of its maps): no pages at the time of the scan.
     gone = {m.vmo_koid for p in snapshot.processes if p.koid in tag_objects
-            for m in p.mappings if own_object(m.vmo_koid) and m.start not in mapping_tag[p.koid]}
+            for m in p.mappings or ()
+            if own_object(m.vmo_koid) and m.start not in mapping_tag[p.koid]}
     file_of = {k: vmos[k].parent_koid for k in own
                if vmos[k].kind == "clone" and vmos[k].parent_koid in vmos}
     found = exact_objects(scan.census, tag_objects, own, file_of)
@@ -258,7 +262,7 @@ def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
                 if r.vmo_koid in split and "MAPPING" in r.via:
                     r = replace(r, via=("HANDLE",))
                 refs.append(r)
-        for m in p.mappings:
+        for m in p.mappings or ():
             # A shared object's mapping is its groups now; one the scan no
             # longer found maps nothing (an own object's stays, alloc 0).
             if m.vmo_koid not in split and (m.start in tags or m.vmo_koid in gone):

@@ -328,6 +328,7 @@ def run_vmos(args: argparse.Namespace, env) -> int:
             env.stdout.write(view.render_process(process, snapshot, args.units))
         _notes(env, "k vmos", snapshot.provenance.notes)
         return 0
+    assert isinstance(target, str)  # a PID has its process: shown above
     if args.json:
         env.stdout.write(view.render_json(target, snapshot))
     elif target == "hidden":

@@ -176,7 +176,7 @@ def _live(args: argparse.Namespace, env, pid: int, extra: tuple[str, ...]):
     from zxmem.sources.smaps import SMAPS_FIELDS, VMAPS_KEYS
 
     root = common.proc_root(args, env)
-    keys = VMAPS_KEYS
+    keys: tuple[str, ...] = VMAPS_KEYS
     if "pss" in extra:
         keys += ("Pss",)
     if "private" in extra:

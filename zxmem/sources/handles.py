@@ -39,7 +39,7 @@ import re
 from dataclasses import replace
 from types import MappingProxyType
 
-from zxmem.model import Provenance, Snapshot
+from zxmem.model import Denied, Provenance, Snapshot
 from zxmem.textsafe import decode_name
 
 _BAD = re.compile(r"[^a-z0-9_]+")
@@ -110,14 +110,14 @@ def add_handle_stats(snapshot: Snapshot, proc_root: str = "/proc") -> Snapshot:
     the provenance as ``("fd:PID", "EACCES")``; one that has exited keeps
     ``None`` silently.
     """
-    denied = []
+    denied: list[Denied] = []
     procs = []
     for p in snapshot.processes:
         try:
             stats = read_handle_stats(proc_root, p.koid)
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ESRCH):
-                denied.append((f"fd:{p.koid}", errno.errorcode.get(exc.errno or 0, "EIO")))
+                denied.append(Denied(f"fd:{p.koid}", errno.errorcode.get(exc.errno or 0, "EIO")))
             procs.append(p)
             continue
         procs.append(replace(p, handle_stats=MappingProxyType(stats)))

@@ -179,7 +179,7 @@ class _Reader:
         self.proc = proc_root.rstrip("/") or "/"
         self.options = options
         self.lock = threading.Lock()
-        self.denied: list[tuple[str, str]] = []
+        self.denied: list[Denied] = []
         self.notes: set[str] = set()
         self.results: dict[int, _Record] = {}
         self.cgroup_mode: str | None = None
@@ -191,7 +191,7 @@ class _Reader:
 
     def note_denied(self, what: str, why: str) -> None:
         with self.lock:
-            self.denied.append((what, why))
+            self.denied.append(Denied(what, why))
 
     def _cgroup(self, data: bytes) -> tuple[str, str] | None:
         try:
@@ -557,9 +557,8 @@ def _assign_jobs(proc: str, records: list[_Record], options: CollectOptions):
         names = _user_names(uids)
         # Not "root": that is the name of uid 0's job, listed just below it.
         root = Job(cgroups.USER_ROOT_JOB_KOID, "users", 0, path="")
-        jobs = [root] + [Job(uid, names.get(uid, str(uid)), root.koid, path="") for uid in uids]
         return (
-            tuple(jobs),
+            (root, *(Job(uid, names.get(uid, str(uid)), root.koid, path="") for uid in uids)),
             (lambda uid, cg: uid if uid is not None else root.koid),
             "user",
         )
@@ -574,7 +573,7 @@ def _assign_jobs(proc: str, records: list[_Record], options: CollectOptions):
         root = Job(cgroups.ROOT_JOB_KOID, "root", 0, path="/")
         return (root,), (lambda uid, cg: root.koid), "none"
 
-    mounts = ()
+    mounts: tuple[procfs.MountInfo, ...] = ()
     try:
         mounts = procfs.parse_mountinfo(_read(f"{proc}/self/mountinfo"))
     except (OSError, procfs.ParseError):

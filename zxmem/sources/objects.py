@@ -118,15 +118,17 @@ import stat as stat_mod
 import threading
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields, replace
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
+from typing import Any
 
 from zxmem.model import (
     INODE_KOID_BASE,
     PAGE_SIZE,
+    Denied,
     Job,
     Mapping,
     MemoryCounts,
@@ -595,7 +597,8 @@ _PHYS = _PhysFlags()
 _IS_SPECIAL = SYSTEM_SPECIAL.__contains__
 
 
-def _anon_alloc(rss: list, pss: list, shared: list) -> list:
+def _anon_alloc(rss: Sequence[int], pss: Sequence[int | None],
+                shared: Sequence[int]) -> list[int | None]:
     """alloc of anonymous VMAs: ``Rss``, or ``Pss`` when some pages are shared.
 
     After ``fork`` the pages written before it stay shared copy-on-write
@@ -624,7 +627,7 @@ class _Collector:
         self.next_koid = next_koid
         self.objs: dict[int, _Obj] = {}
         self.special: dict[tuple[str, int], int] = {}  # (name, length) → koid
-        self.denied: list[tuple[str, str]] = []
+        self.denied: list[Denied] = []
         self.notes: set[str] = set()
         self.mount_devs: dict[str, dict[int, str]] = {}
         # Anonymous and clone objects, one per VMA: parallel columns in Vmo
@@ -1426,7 +1429,7 @@ def _build_records(cls: type, slots: tuple, *columns) -> list:
     n = len(columns[0])
     pause_gc()  # no cyclic garbage is made here; skip the collector's passes
     try:
-        objs = list(map(object.__new__, repeat(cls, n)))
+        objs: list[Any] = list(map(object.__new__, repeat(cls, n)))
         for slot, column in zip(slots, columns, strict=True):
             if len(column) != n:
                 raise ValueError(f"{cls.__name__}: columns of different lengths")
@@ -1564,13 +1567,13 @@ def add_objects(
                 gone.add(pid)
                 continue
             if r.why is not None:
-                collector.denied.append((f"maps:{pid}", r.why))
+                collector.denied.append(Denied(f"maps:{pid}", r.why))
             if r.memory is not None:
                 counts[pid] = r.memory
             elif collector.memory and is_detail:
-                collector.denied.append((f"smaps:{pid}", r.why or "malformed"))
+                collector.denied.append(Denied(f"smaps:{pid}", r.why or "malformed"))
             if r.fd_why is not None:
-                collector.denied.append((f"fd:{pid}", r.fd_why))
+                collector.denied.append(Denied(f"fd:{pid}", r.fd_why))
             if r.fds is not None:
                 raw_fds[pid] = r.fds
             if r.table is None:
@@ -1582,7 +1585,7 @@ def add_objects(
         if vmos:
             for pid, raw in raw_fds.items():
                 refs[pid] = collector.handles(pid, raw, read.get(pid) or ())
-            only = None
+            only: set[int] | None = None
             if detail is not None:
                 # Sizes only for what the detail processes reach: stat and
                 # cachestat of every file on the system is not needed to show one.
@@ -1629,11 +1632,11 @@ def add_objects(
             denied=prov.denied + tuple(collector.denied),
             notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
         )
-        result = {"processes": tuple(processes), "provenance": prov}
+        snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
         if vmos:
             table = dict(snapshot.vmos)
             table.update(collector.vmos())
-            result["vmos"] = MappingProxyType(table)
-        return replace(snapshot, **result)
+            snapshot = replace(snapshot, vmos=MappingProxyType(table))
+        return snapshot
     finally:
         resume_gc()

@@ -302,7 +302,7 @@ class PagemapReader:
             else:
                 got = self._scan_ranges(fd) if self.use_scan else None
                 if got is not None:
-                    ranges = zip(got[0].tolist(), got[1].tolist(), strict=True)
+                    ranges = list(zip(got[0].tolist(), got[1].tolist(), strict=True))
                 else:
                     ranges = merge_ranges(vma_ranges(_read(base + "maps")))
             return self._read_ranges(fd, ranges, tagged)

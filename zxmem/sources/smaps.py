@@ -248,9 +248,9 @@ def _parse_smaps_lines(lines: list[bytes], keys: tuple[str, ...]) -> VmaTable:
     while stride < len(lines) and not _is_header(lines[stride]):
         stride += 1
     if len(lines) % stride == 0:
-        t = _columns(lines, stride, keys)
-        if t is not None:
-            return t
+        fast = _columns(lines, stride, keys)
+        if fast is not None:
+            return fast
     return _slow(lines, keys)
 
 
@@ -272,15 +272,15 @@ def _columns(lines: list[bytes], stride: int, keys: tuple[str, ...]) -> VmaTable
         if b"\n".join(flag_lines).count(b"VmFlags:") != n:
             return None
     t = parse_headers(headers)
-    for key in keys:
-        at = position.get(key.encode())
+    for name in keys:
+        at = position.get(name.encode())
         if at is None:
             continue
         tokens = b" ".join(lines[at::stride]).split()
-        if len(tokens) != 3 * n or tokens[0::3].count(key.encode() + b":") != n:
+        if len(tokens) != 3 * n or tokens[0::3].count(name.encode() + b":") != n:
             return None
         try:
-            t.fields[key] = list(map(mul, map(int, tokens[1::3]), repeat(KIB)))
+            t.fields[name] = list(map(mul, map(int, tokens[1::3]), repeat(KIB)))
         except ValueError:
             return None
     if flags_at is not None:
