@@ -17,7 +17,7 @@ COMMANDS = Path(__file__).resolve().parents[2] / "zxmem" / "commands"
 # The modules that read the live system; only zxmem.collection may use them.
 READERS = ("zxmem.sources.linux", "zxmem.sources.objects", "zxmem.sources.hidden",
            "zxmem.sources.handles", "zxmem.sources.pagemap", "zxmem.sources.readfile",
-           "zxmem.sources.cgroups")
+           "zxmem.sources.cgroups", "zxmem.sources.objects_read")
 # module.function calls that touch the file system.
 _FILE_CALLS = {("os", "open"), ("io", "open"), ("gzip", "open"), ("os", "listdir"),
                ("os", "readlink"), ("os", "pread"), ("os", "read")}

@@ -17,7 +17,7 @@ _CLI = ("zxmem.cli", "zxmem.commands", "zxmem._entry", "zxmem.__main__")
 # The readers of the live system: only collection and commands start a read.
 _READERS = ("zxmem.sources.linux", "zxmem.sources.objects", "zxmem.sources.hidden",
             "zxmem.sources.handles", "zxmem.sources.pagemap", "zxmem.sources.readfile",
-            "zxmem.sources.cgroups", "zxmem.collection")
+            "zxmem.sources.cgroups", "zxmem.sources.objects_read", "zxmem.collection")
 
 
 def _modules() -> dict[str, set[str]]:

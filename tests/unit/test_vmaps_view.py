@@ -171,10 +171,10 @@ def test_smaps_missing_from_a_recorded_tree(cli, tmp_path):
 
 
 def test_exits_mid_read(cli, tmp_path, monkeypatch):
-    from zxmem.sources import objects
+    from zxmem.sources import objects, objects_read
 
     root, d = make_proc(tmp_path)
-    real = objects._read_parse_smaps.__globals__["read_smaps"]
+    real = objects_read.read_smaps
 
     def vanish(path, keys):
         # The process exits between its stat and its smaps: /proc/PID goes.
@@ -183,7 +183,9 @@ def test_exits_mid_read(cli, tmp_path, monkeypatch):
         d.rmdir()
         return real(path, keys)
 
+    # Read by the collector (objects) and by the reader threads (objects_read).
     monkeypatch.setattr(objects, "read_smaps", vanish)
+    monkeypatch.setattr(objects_read, "read_smaps", vanish)
     r = cli(["vmaps", "--proc-root", str(root), "123"])
     assert r.status == 1
     assert r.stderr == "zxmem: pid 123 exited while its maps were being read\n"
