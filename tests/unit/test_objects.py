@@ -309,3 +309,25 @@ def test_reader_process_gives_the_same_snapshot_as_threads(tmp_path, monkeypatch
     monkeypatch.setattr(os, "fork", fork_and_die)
     again = objects.add_objects(base, str(root), memory=True, reader_process=True)
     assert again.processes == threads.processes and dict(again.vmos) == dict(threads.vmos)
+
+
+# --------------------------------------------------------------------------
+# Which mounted file systems hold memory objects (one definition with hidden)
+
+
+def test_files_on_tmpfs_and_devtmpfs_are_shmem_hugetlbfs_files_are_not(tmp_path):
+    # Shmem counts tmpfs (devtmpfs is one) pages, not HugeTLB pages: a
+    # hugetlbfs file is not a shmem object (its pages would be taken off the
+    # Shmem remainder that they are not in).
+    root = tmp_path / "proc"
+    smaps = (_vma(0x10000, 0x11000, "rw-s", "00:2a", 7, "/dev/shm/a", Rss=4)
+             + _vma(0x20000, 0x21000, "rw-s", "00:05", 8, "/dev/b", Rss=4)
+             + _vma(0x40000000, 0x40200000, "rw-s", "00:2c", 9, "/mnt/huge/c", Rss=2048))
+    d = _proc(root, 10, smaps)
+    (d / "mountinfo").write_text(
+        "30 1 0:42 / /dev/shm rw - tmpfs tmpfs rw\n"
+        "31 1 0:5 / /dev rw - devtmpfs devtmpfs rw\n"
+        "32 1 0:44 / /mnt/huge rw - hugetlbfs hugetlbfs rw,pagesize=2M\n")
+    snap = _snapshot(root)
+    kinds = {m.path: snap.vmos[m.vmo_koid].kind for m in snap.process(10).mappings}
+    assert kinds == {"/dev/shm/a": "shmem", "/dev/b": "shmem", "/mnt/huge/c": "file"}

@@ -40,6 +40,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from zxmem.model import Denied, Provenance, Snapshot
+from zxmem.sources.readfile import errname
 from zxmem.textsafe import decode_name
 
 _BAD = re.compile(r"[^a-z0-9_]+")
@@ -117,7 +118,7 @@ def add_handle_stats(snapshot: Snapshot, proc_root: str = "/proc") -> Snapshot:
             stats = read_handle_stats(proc_root, p.koid)
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ESRCH):
-                denied.append(Denied(f"fd:{p.koid}", errno.errorcode.get(exc.errno or 0, "EIO")))
+                denied.append(Denied(f"fd:{p.koid}", errname(exc)))
             procs.append(p)
             continue
         procs.append(replace(p, handle_stats=MappingProxyType(stats)))

@@ -63,14 +63,11 @@ from zxmem.model import (  # noqa: F401 - REMAINDER_* and largest_first are re-e
     inode_koid,
     largest_first,
 )
+from zxmem.sources import procfs
 from zxmem.textsafe import decode_name, fs_text
 
-# The kernel-internal shm mount (memfd, SysV, shared anonymous): dev 00:01.
-SHM_DEV = os.makedev(0, 1)
-
-# File systems whose files are shmem/ramfs pages (tmpfs.rst).  devtmpfs is
-# a tmpfs instance (drivers/base/devtmpfs.c) when CONFIG_TMPFS is set.
-MEMORY_FS_TYPES = frozenset(("tmpfs", "ramfs", "devtmpfs"))
+SHM_DEV = procfs.SHM_DEV
+MEMORY_FS_TYPES = procfs.MEMORY_FS_TYPES
 
 # Directory entries the tmpfs walk looks at in all, before it stops.
 DEFAULT_WALK_LIMIT = 100_000
@@ -228,34 +225,20 @@ def _unescape(raw: bytes) -> str:
     The result is a path to walk, so it keeps every byte (``surrogateescape``
     round-trips through ``os``); what is shown of it goes through
     :func:`zxmem.textsafe.fs_text`."""
-    if b"\\" in raw:
-        out = bytearray()
-        i = 0
-        while i < len(raw):
-            if raw[i : i + 1] == b"\\" and raw[i + 1 : i + 4].isdigit():
-                out.append(int(raw[i + 1 : i + 4], 8) & 0xFF)
-                i += 4
-            else:
-                out.append(raw[i])
-                i += 1
-        raw = bytes(out)
-    return raw.decode("utf-8", "surrogateescape")
+    return procfs.unescape_mount(raw).decode("utf-8", "surrogateescape")
 
 
 def parse_mountinfo(data: bytes) -> tuple[Mount, ...]:
     """Every mount of a ``mountinfo`` file; malformed lines are skipped."""
     out = []
-    for line in data.split(b"\n"):
-        fields = line.split(b" ")
-        if len(fields) < 10:
+    for _line, fields, sep in procfs.mountinfo_lines(data, 10):
+        if sep < 0:
             continue
         try:
-            sep = fields.index(b"-", 6)
-            major, _, minor = fields[2].partition(b":")
             out.append(
                 Mount(
                     mount_id=int(fields[0]),
-                    dev=os.makedev(int(major), int(minor)),
+                    dev=procfs.mount_dev(fields),
                     root=_unescape(fields[3]),
                     mount_point=_unescape(fields[4]),
                     fstype=fields[sep + 1].decode("ascii", "replace"),

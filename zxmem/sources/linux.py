@@ -45,10 +45,11 @@ from zxmem.model import (
 )
 from zxmem.runtime import pause_gc, resume_gc
 from zxmem.sources import cgroups, procfs
+from zxmem.sources.readfile import errname as _errname
 from zxmem.sources.readfile import read_file
+from zxmem.sources.readfile import read_record as _read_record
+from zxmem.sources.readfile import vanished as _gone
 from zxmem.textsafe import decode_name
-
-_READ_SIZE = 1 << 16
 
 # PIDs a worker takes at a time: small enough that the last chunks even out
 # the workers' finishing times, large enough that taking one is rare.
@@ -93,40 +94,6 @@ class _Gone(Exception):
 
 
 _read = read_file
-
-
-def _read_record(path: str) -> bytes:
-    """A /proc file printed as one record, usually in one ``read``.
-
-    ``stat``, ``status``, ``cgroup`` and ``smaps_rollup`` are ``single_open``
-    seq_files (fs/proc/base.c, fs/proc/task_mmu.c): the kernel renders the
-    whole record, then copies as much as the buffer holds, so a read that
-    returns less than was asked for has reached the end.  ``cmdline``
-    (``proc_pid_cmdline_read``) likewise loops until the buffer is full or
-    the arguments end.  Skipping the read that would return 0 saves one
-    system call, and one hand-over of the GIL, per file.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, _READ_SIZE)
-        if len(data) < _READ_SIZE:
-            return data
-        chunks = [data]
-        while True:
-            chunk = os.read(fd, _READ_SIZE)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-
-
-def _gone(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOENT, errno.ESRCH)
-
-
-def _errname(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 def memory_from_fields(fields: dict[bytes, int], status: dict[bytes, bytes] | None) -> MemoryCounts:

@@ -145,9 +145,7 @@ from zxmem.sources.objects_read import (
     _DEFER_MAX,
     ProcessError,
     _CacheStat,
-    _errname,
     _Gone,
-    _gone,
     _read,
     _read_all,
     _read_forked,
@@ -158,6 +156,8 @@ from zxmem.sources.objects_read import (
     read_process,
     read_smaps,
 )
+from zxmem.sources.readfile import errname as _errname
+from zxmem.sources.readfile import vanished as _gone
 from zxmem.textsafe import decode_name
 
 # Public names of the memory-object source, wherever they are defined.
@@ -168,11 +168,11 @@ __all__ = ["MEMORY_NOTE", "SHM_DEV", "SYSTEM_SPECIAL", "VMAPS_KEYS", "ProcessErr
 
 _FORK_MIN = 64  # processes below which a reader process is not worth its start
 
-SHM_DEV = os.makedev(0, 1)
+SHM_DEV = procfs.SHM_DEV
 _READ_SIZE = 1 << 18
 
-# Filesystems whose files are memory (tmpfs.rst): their files are objects.
-_MEMORY_FS = frozenset(("tmpfs", "ramfs", "shmem", "hugetlbfs"))
+# Filesystems whose files are memory: their files are objects.
+_MEMORY_FS = procfs.MEMORY_FS_TYPES
 
 # ---------------------------------------------------------------------------
 # The collector

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from zxmem.sources import procfs
+
 # ---------------------------------------------------------------------------
 # Pure helpers
 
@@ -17,27 +19,20 @@ def parse_mountinfo_devs(data: bytes) -> dict[int, str]:
     separator (proc.rst §3.5).
     """
     out: dict[int, str] = {}
-    for line in data.split(b"\n"):
-        fields = line.split(b" ")
-        if len(fields) < 8:
+    for _line, fields, sep in procfs.mountinfo_lines(data, 8):
+        if sep < 0:
             continue
         try:
-            major, _, minor = fields[2].partition(b":")
-            sep = fields.index(b"-", 6)
-            out[os.makedev(int(major), int(minor))] = fields[sep + 1].decode("ascii", "replace")
+            out[procfs.mount_dev(fields)] = fields[sep + 1].decode("ascii", "replace")
         except (ValueError, IndexError):
             continue
     return out
 
 
 def parse_fdinfo(data: bytes) -> dict[bytes, bytes]:
-    """``/proc/PID/fdinfo/N`` as ``{key: value}`` (``flags`` is octal text)."""
-    out: dict[bytes, bytes] = {}
-    for line in data.split(b"\n"):
-        key, sep, value = line.partition(b":")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
+    """``/proc/PID/fdinfo/N`` as ``{key: value}`` (``flags`` is octal text):
+    ``Key:\tvalue`` lines, as ``status`` (fs/proc/fd.c ``seq_show``)."""
+    return procfs.parse_status(data)
 
 
 def rights_from_flags(flags: int) -> tuple[str, ...]:

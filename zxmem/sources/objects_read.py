@@ -38,6 +38,9 @@ from zxmem.model import (
 )
 from zxmem.runtime import switch_interval
 from zxmem.sources import procfs, smaps
+from zxmem.sources.readfile import errname as _errname
+from zxmem.sources.readfile import read_file
+from zxmem.sources.readfile import vanished as _gone
 
 if TYPE_CHECKING:  # pragma: no cover
     from zxmem.sources.objects import _Collector
@@ -63,17 +66,7 @@ class ProcessError(Exception):
 
 
 def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, _READ_SIZE)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_file(path, _READ_SIZE)
 
 
 def read_smaps(path: str, keys: tuple[str, ...] = smaps.SMAPS_FIELDS) -> smaps.VmaTable:
@@ -209,14 +202,6 @@ def read_maps_resident(proc: str, pid: int) -> smaps.VmaTable:
             os.close(fd)
     attribute_runs(table, runs)
     return table
-
-
-def _gone(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOENT, errno.ESRCH)
-
-
-def _errname(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 def read_process(proc_root: str, pid: int) -> Process:

@@ -29,6 +29,7 @@ import struct
 from dataclasses import dataclass, field
 
 from zxmem.model import PAGE_SIZE
+from zxmem.sources.readfile import errname as _errname
 from zxmem.sources.readfile import read_file
 
 PM_PFN_MASK = (1 << 55) - 1  # also the swap (type, offset) when swapped
@@ -465,10 +466,6 @@ class ExactScan:
     unavailable: str | None = None
     notes: list = field(default_factory=list)
     vmas: dict = field(default_factory=dict)  # pid -> [Vma] for tagged pids
-
-
-def _errname(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 def availability(proc_root: str, release: str | None) -> tuple[str | None, list[str]]:

@@ -13,6 +13,7 @@ Kernel references: ``Documentation/filesystems/proc.rst`` (Tables 1-2 to 1-4),
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from zxmem.textsafe import decode_name
@@ -22,6 +23,16 @@ KIB = 1024
 # /proc/PID/stat field 9 (flags): PF_KTHREAD, include/linux/sched.h (stable
 # since 2.6.x).  A task with this flag has no user address space.
 PF_KTHREAD = 0x00200000
+
+# The kernel-internal shm mount (memfd, SysV, shared anonymous mappings):
+# the device 00:01 of their maps lines and descriptors.
+SHM_DEV = os.makedev(0, 1)
+
+# File systems whose files are shmem pages (Documentation/filesystems/tmpfs.rst;
+# devtmpfs is a tmpfs instance when CONFIG_TMPFS is set, drivers/base/devtmpfs.c)
+# or ramfs pages: their files are memory objects, not page cache of a disk.
+# hugetlbfs is not one: its pages are HugeTLB, outside meminfo Shmem.
+MEMORY_FS_TYPES = frozenset(("tmpfs", "ramfs", "devtmpfs"))
 
 
 class ParseError(ValueError):
@@ -231,10 +242,11 @@ class MountInfo:
     super_options: str
 
 
-def _unescape_mount(field: bytes) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+def unescape_mount(field: bytes) -> bytes:
+    """A mountinfo path field: space, tab, newline and backslash are
+    escaped as ``\\ooo`` octal (``mangle`` in fs/proc_namespace.c)."""
     if b"\\" not in field:
-        return decode_name(field)
+        return field
     out = bytearray()
     i = 0
     while i < len(field):
@@ -244,22 +256,50 @@ def _unescape_mount(field: bytes) -> str:
         else:
             out.append(field[i])
             i += 1
-    return decode_name(bytes(out))
+    return bytes(out)
 
 
-def parse_mountinfo(data: bytes) -> tuple[MountInfo, ...]:
-    """Parse ``/proc/PID/mountinfo`` (proc.rst §3.5).
+def _unescape_mount(field: bytes) -> str:
+    return decode_name(unescape_mount(field))
+
+
+def mountinfo_lines(data: bytes, min_fields: int = 1,
+                    ) -> Iterator[tuple[bytes, list[bytes], int]]:
+    """``(line, fields, sep)`` of each line of ``/proc/PID/mountinfo`` with
+    at least ``min_fields`` fields: ``sep`` is the index of the ``-`` that
+    ends the optional fields (proc.rst §3.5), or -1 when there is none.
 
     Fields: id, parent id, major:minor, root, mount point, options, optional
     fields ending with ``-``, then fs type, source, super options.
     """
-    mounts = []
-    for raw in data.split(b"\n"):
-        if not raw:
+    for line in data.split(b"\n"):
+        if not line:
             continue
-        fields = raw.split(b" ")
+        fields = line.split(b" ")
+        if len(fields) < min_fields:
+            continue
         try:
             sep = fields.index(b"-", 6)
+        except ValueError:
+            sep = -1
+        yield line, fields, sep
+
+
+def mount_dev(fields: list[bytes]) -> int:
+    """``st_dev`` of a mountinfo line's ``major:minor`` field (decimal);
+    raises :class:`ValueError`."""
+    major, _, minor = fields[2].partition(b":")
+    return os.makedev(int(major), int(minor))
+
+
+def parse_mountinfo(data: bytes) -> tuple[MountInfo, ...]:
+    """Parse ``/proc/PID/mountinfo`` (proc.rst §3.5); a malformed line
+    raises :class:`ParseError`."""
+    mounts = []
+    for raw, fields, sep in mountinfo_lines(data):
+        try:
+            if sep < 0:
+                raise ValueError("no separator")
             mounts.append(
                 MountInfo(
                     mount_point=_unescape_mount(fields[4]),
