@@ -210,6 +210,37 @@ def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
 
     next_koid = 1 + max((k for k in vmos if k < INODE_KOID_BASE), default=0)
     group_koids = list(range(next_koid, next_koid + len(found.shared)))
+    _add_groups(vmos, found, group_koids)
+    for obj, pages in found.own_pages.items():
+        gi = found.own_parent.get(obj)
+        fields: dict[str, Any] = {"committed_bytes": pages * PAGE_SIZE, "share_count": 1}
+        if gi is not None:
+            fields["parent_koid"] = group_koids[gi]
+        vmos[obj] = replace(vmos[obj], **fields)
+    for obj in gone - own:
+        vmos[obj] = replace(vmos[obj], committed_bytes=0, share_count=1)
+    # Shared objects the tagged processes map: their mapped pages are in
+    # the groups, so processes no longer list them by mapping.
+    split = {k for ks in tag_objects.values() for k in ks
+             if k is not None and k in vmos and k not in own and vmos[k].kind != "phys"}
+    for obj, pages in found.mapped_pages.items():
+        committed = vmos[obj].committed_bytes
+        if committed is not None:
+            vmos[obj] = replace(vmos[obj], committed_bytes=max(0, committed - pages * PAGE_SIZE))
+    procs = [
+        _split_refs(p, found, group_koids, mapping_tag[p.koid], split, gone)
+        if p.koid in tag_objects and p.vmo_refs is not None else p
+        for p in snapshot.processes
+    ]
+    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes)
+                   + (EXACT_OBJECTS_NOTE,))
+    return replace(snapshot, processes=tuple(procs), vmos=MappingProxyType(vmos),
+                   provenance=prov)
+
+
+def _add_groups(vmos: dict[int, Vmo], found: Any, group_koids: list[int]) -> None:
+    """One object in ``vmos`` per group of pages :func:`exact_objects` found
+    shared, named and typed as its owner, holding those pages."""
     children: dict[int, int] = {}
     for gi in found.own_parent.values():
         children[gi] = children.get(gi, 0) + 1
@@ -229,53 +260,33 @@ def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
             inode=owner.inode if owner is not None else None,
             path=owner.path if owner is not None else None,
         )
-    for obj, pages in found.own_pages.items():
-        gi = found.own_parent.get(obj)
-        fields = {"committed_bytes": pages * PAGE_SIZE, "share_count": 1}
-        if gi is not None:
-            fields["parent_koid"] = group_koids[gi]
-        vmos[obj] = replace(vmos[obj], **fields)
-    for obj in gone - own:
-        vmos[obj] = replace(vmos[obj], committed_bytes=0, share_count=1)
-    # Shared objects the tagged processes map: their mapped pages are in
-    # the groups, so processes no longer list them by mapping.
-    split = {k for ks in tag_objects.values() for k in ks
-             if k is not None and k in vmos and k not in own and vmos[k].kind != "phys"}
-    for obj, pages in found.mapped_pages.items():
-        committed = vmos[obj].committed_bytes
-        if committed is not None:
-            vmos[obj] = replace(vmos[obj], committed_bytes=max(0, committed - pages * PAGE_SIZE))
 
-    procs = []
-    for p in snapshot.processes:
-        if p.koid not in tag_objects or p.vmo_refs is None:
-            procs.append(p)
-            continue
-        by_tag: dict[int, list[int]] = {}
-        for gi in found.refs.get(p.koid, ()):
-            by_tag.setdefault(found.first_tag[p.koid][gi], []).append(gi)
-        tags = mapping_tag[p.koid]
-        refs = []
-        placed: set[int] = set()
-        for r in p.vmo_refs:
-            if "HANDLE" in r.via:
-                if r.vmo_koid in split and "MAPPING" in r.via:
-                    r = replace(r, via=("HANDLE",))
-                refs.append(r)
-        for m in p.mappings or ():
-            # A shared object's mapping is its groups now; one the scan no
-            # longer found maps nothing (an own object's stays, alloc 0).
-            if m.vmo_koid not in split and (m.start in tags or m.vmo_koid in gone):
-                refs.append(VmoRef(m.vmo_koid, ("MAPPING",)))
-            for gi in by_tag.get(tags.get(m.start, -1), ()):
-                if gi not in placed:
-                    placed.add(gi)
-                    refs.append(VmoRef(group_koids[gi], ("MAPPING",)))
-        for gi in found.refs.get(p.koid, ()):
+
+def _split_refs(p: Process, found: Any, group_koids: list[int], tags: dict[int, int],
+                split: set[int], gone: set[int]) -> Process:
+    """``p`` whose references list its groups of shared pages (after the
+    mapping where it first meets them) instead of the shared objects split
+    into them; descriptors stay."""
+    by_tag: dict[int, list[int]] = {}
+    for gi in found.refs.get(p.koid, ()):
+        by_tag.setdefault(found.first_tag[p.koid][gi], []).append(gi)
+    refs = []
+    placed: set[int] = set()
+    for r in p.vmo_refs or ():
+        if "HANDLE" in r.via:
+            if r.vmo_koid in split and "MAPPING" in r.via:
+                r = replace(r, via=("HANDLE",))
+            refs.append(r)
+    for m in p.mappings or ():
+        # A shared object's mapping is its groups now; one the scan no
+        # longer found maps nothing (an own object's stays, alloc 0).
+        if m.vmo_koid not in split and (m.start in tags or m.vmo_koid in gone):
+            refs.append(VmoRef(m.vmo_koid, ("MAPPING",)))
+        for gi in by_tag.get(tags.get(m.start, -1), ()):
             if gi not in placed:
+                placed.add(gi)
                 refs.append(VmoRef(group_koids[gi], ("MAPPING",)))
-        procs.append(replace(p, vmo_refs=tuple(refs)))
-    prov = replace(snapshot.provenance, notes=tuple(snapshot.provenance.notes)
-                   + (EXACT_OBJECTS_NOTE,))
-    return replace(snapshot, processes=tuple(procs), vmos=MappingProxyType(vmos),
-                   provenance=prov)
+    for gi in found.refs.get(p.koid, ()):
+        if gi not in placed:
+            refs.append(VmoRef(group_koids[gi], ("MAPPING",)))
+    return replace(p, vmo_refs=tuple(refs))

@@ -115,7 +115,7 @@ import re
 import stat as stat_mod
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
@@ -126,6 +126,7 @@ from zxmem.model import (
     Denied,
     Mapping,
     MemoryCounts,
+    Process,
     Snapshot,
     Vmo,
     VmoRef,
@@ -1002,26 +1003,8 @@ def add_objects(
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
-    counts: dict[int, MemoryCounts] = {}
-
-    read: dict[int, tuple[Mapping, ...] | None] = {}
-    raw_fds: dict[int, list] = {}
-    gone: set[int] = set()
-    # Detail processes first: their anonymous koids are then 1, 2, ... in
-    # address order whatever else is read, so `vmaps PID` and `vmos PID`
-    # print the same koids for the same mappings.
-    order = sorted(
-        snapshot.processes, key=lambda p: 0 if detail is None or p.koid in detail else 1
-    )
-    items = []
-    for p in order:
-        if want is not None and p.koid not in want:
-            continue
-        if p.kernel_thread:
-            read[p.koid] = ()
-            continue
-        items.append((p.koid, detail is None or p.koid in detail))
-
+    got = _Gathered()
+    items = _work_items(snapshot, want, detail, got)
     # Reading makes many small acyclic objects; collector passes triggered
     # by them would free nothing and stall every reader thread.
     pause_gc()
@@ -1030,69 +1013,13 @@ def add_objects(
         if reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
             read_all = _read_forked
         for pid, is_detail, r in read_all(collector, items, keys, vmos, workers):
-            if r.gone:
-                gone.add(pid)
-                continue
-            if r.why is not None:
-                collector.denied.append(Denied(f"maps:{pid}", r.why))
-            if r.memory is not None:
-                counts[pid] = r.memory
-            elif collector.memory and is_detail:
-                collector.denied.append(Denied(f"smaps:{pid}", r.why or "malformed"))
-            if r.fd_why is not None:
-                collector.denied.append(Denied(f"fd:{pid}", r.fd_why))
-            if r.fds is not None:
-                raw_fds[pid] = r.fds
-            if r.table is None:
-                read[pid] = None
-                continue
-            read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
-
+            _take(collector, got, pid, is_detail, r, vmos)
         refs: dict[int, list[VmoRef]] = {}
         if vmos:
-            for pid, raw in raw_fds.items():
-                refs[pid] = collector.handles(pid, raw, read.get(pid) or ())
-            only: set[int] | None = None
-            if detail is not None:
-                # Sizes only for what the detail processes reach: stat and
-                # cachestat of every file on the system is not needed to show one.
-                only = set()
-                for pid in detail:
-                    only.update(r.vmo_koid for r in refs.get(pid, ()))
-                    only.update(m.vmo_koid for m in read.get(pid) or ())
-                only.update(
-                    [collector.objs[k].parent_koid for k in list(only) if k in collector.objs]
-                )
-            cachestat = _CacheStat()
-            collector.sizes(cachestat, only)
-            if cachestat.failure:
-                collector.notes.add(cachestat.failure)
-
-        if counts:
+            refs = _handle_refs(collector, got, detail)
+        if got.counts:
             collector.notes.add(MEMORY_NOTE)
-        processes = []
-        for p in snapshot.processes:
-            if p.koid in gone:
-                continue
-            if p.koid in counts:
-                p = replace(p, memory=counts[p.koid])
-            if p.koid not in read:
-                processes.append(p)
-                continue
-            maps = read[p.koid]
-            if maps is None:
-                changes: dict = {"mappings": None, "regions": None}
-                if vmos:
-                    changes["vmo_refs"] = tuple(refs.get(p.koid, ())) or None
-                processes.append(replace(p, **changes))
-                continue
-            changes = {"mappings": maps}
-            if regions:
-                changes["regions"] = find_regions(maps)
-            if vmos:
-                changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + tuple(mapping_refs(maps))
-            processes.append(replace(p, **changes))
-
+        processes = _with_objects(snapshot.processes, got, refs, regions, vmos)
         prov = snapshot.provenance
         prov = replace(
             prov,
@@ -1107,3 +1034,107 @@ def add_objects(
         return snapshot
     finally:
         resume_gc()
+
+
+@dataclass
+class _Gathered:
+    """What :func:`add_objects` has read, by PID: mappings (None: unreadable),
+    raw descriptors, memory counts, and the processes that exited."""
+
+    read: dict[int, tuple[Mapping, ...] | None] = field(default_factory=dict)
+    raw_fds: dict[int, list[Any]] = field(default_factory=dict)
+    counts: dict[int, MemoryCounts] = field(default_factory=dict)
+    gone: set[int] = field(default_factory=set)
+
+
+def _work_items(snapshot: Snapshot, want: set[int] | None, detail: set[int] | None,
+                got: _Gathered) -> list[tuple[int, bool]]:
+    """``(pid, detail)`` of every process to read, detail processes first:
+    their anonymous koids are then 1, 2, ... in address order whatever else
+    is read, so `vmaps PID` and `vmos PID` print the same koids for the same
+    mappings.  Kernel threads are recorded as mapping nothing."""
+    order = sorted(
+        snapshot.processes, key=lambda p: 0 if detail is None or p.koid in detail else 1
+    )
+    items = []
+    for p in order:
+        if want is not None and p.koid not in want:
+            continue
+        if p.kernel_thread:
+            got.read[p.koid] = ()
+            continue
+        items.append((p.koid, detail is None or p.koid in detail))
+    return items
+
+
+def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _Read,
+          vmos: bool) -> None:
+    """One process's reading, into ``got`` (what failed into the collector)."""
+    if r.gone:
+        got.gone.add(pid)
+        return
+    if r.why is not None:
+        collector.denied.append(Denied(f"maps:{pid}", r.why))
+    if r.memory is not None:
+        got.counts[pid] = r.memory
+    elif collector.memory and is_detail:
+        collector.denied.append(Denied(f"smaps:{pid}", r.why or "malformed"))
+    if r.fd_why is not None:
+        collector.denied.append(Denied(f"fd:{pid}", r.fd_why))
+    if r.fds is not None:
+        got.raw_fds[pid] = r.fds
+    if r.table is None:
+        got.read[pid] = None
+        return
+    got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
+
+
+def _handle_refs(collector: _Collector, got: _Gathered,
+                 detail: set[int] | None) -> dict[int, list[VmoRef]]:
+    """Every process's descriptor references; then the sizes (stat,
+    cachestat) of the objects the detail processes reach (all: ``detail``
+    None) -- stat and cachestat of every file on the system is not needed
+    to show one process."""
+    refs = {pid: collector.handles(pid, raw, got.read.get(pid) or ())
+            for pid, raw in got.raw_fds.items()}
+    only: set[int] | None = None
+    if detail is not None:
+        only = set()
+        for pid in detail:
+            only.update(r.vmo_koid for r in refs.get(pid, ()))
+            only.update(m.vmo_koid for m in got.read.get(pid) or ())
+        only.update([collector.objs[k].parent_koid for k in list(only) if k in collector.objs])
+    cachestat = _CacheStat()
+    collector.sizes(cachestat, only)
+    if cachestat.failure:
+        collector.notes.add(cachestat.failure)
+    return refs
+
+
+def _with_objects(processes: tuple[Process, ...], got: _Gathered,
+                  refs: dict[int, list[VmoRef]], regions: bool, vmos: bool) -> list[Process]:
+    """``processes`` with what was read: memory, mappings, regions and
+    references; those that exited meanwhile left out."""
+    out = []
+    for p in processes:
+        if p.koid in got.gone:
+            continue
+        if p.koid in got.counts:
+            p = replace(p, memory=got.counts[p.koid])
+        if p.koid not in got.read:
+            out.append(p)
+            continue
+        maps = got.read[p.koid]
+        if maps is None:
+            changes: dict[str, Any] = {"mappings": None, "regions": None}
+            if vmos:
+                changes["vmo_refs"] = tuple(refs.get(p.koid, ())) or None
+            out.append(replace(p, **changes))
+            continue
+        changes = {"mappings": maps}
+        if regions:
+            changes["regions"] = find_regions(maps)
+        if vmos:
+            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + tuple(mapping_refs(maps))
+        out.append(replace(p, **changes))
+    return out
