@@ -17,6 +17,16 @@ The plan names the parts, cheapest first:
 What could not be read is in the snapshot's provenance (denied entries and
 notes), never raised, except that an unreadable ``/proc`` root itself raises
 :class:`OSError`.
+
+Narrower reads for one command each, so that no command opens ``/proc``
+itself (tests/static/test_commands_read_nothing.py): one process's address
+space (:func:`collect_process`: vmaps, vmos, k vmos PID), the objects no
+process maps (:func:`collect_hidden`), facts of the system
+(:func:`mmap_min_addr`, :func:`kernel_release`, :func:`machine`,
+:func:`meminfo`, :func:`kernel_file`), ``k ps``'s per-process kernel usage,
+one ``kstats`` sample (:func:`sample_kernel`, called again and again), and
+the page-level reads (:func:`exact_scan`, :func:`share_pages`,
+:func:`charge_pages`).
 """
 
 from __future__ import annotations
