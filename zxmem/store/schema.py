@@ -18,6 +18,10 @@ what changed or went away.
 ``proc_mem``       versioned: memory counts, state letter, threads, PTEs
 ``job_ids``        job identities (cgroup id, path)
 ``job_info``       versioned: name, parent, state, charged bytes
+``job_values``     versioned: one value of a job's cgroup memory files
+                   (charge, limits, a memory.stat or memory.events counter,
+                   a pressure figure), keyed by job and value name; and the
+                   job's "shape" (version, unreadable files, key order)
 ``kernel_values``  versioned: one kernel counter (column, meminfo or extra)
 ``vmos``           versioned, objects tier only: one memory object by koid
                    (file-backed objects, whose koid is stable)
@@ -44,8 +48,9 @@ import sqlite3
 from zxmem.errors import ZxmemError
 
 # 1: the first layout.  2: samples carry their process count and total PSS
-# (``zxmem history`` reads them without visiting every row).
-VERSION = 2
+# (``zxmem history`` reads them without visiting every row).  3: the jobs'
+# cgroup memory files (``job_values``).
+VERSION = 3
 
 APPLICATION_ID = 0x7A786D68  # "zxmh"
 
@@ -103,6 +108,7 @@ VERSIONED: dict[str, tuple[str, ...]] = {
     "proc_mem": ("known", "pss", "private", "shared", "rss", "swap", "swap_pss", "pss_anon",
                  "pss_file", "pss_shmem", "hugetlb", "state", "threads", "pte"),
     "job_info": ("name", "parent", "state", "charged"),
+    "job_values": ("value",),
     "kernel_values": ("value",),
     "vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings", "shares",
              "dev", "inode", "path", "swap"),
@@ -113,8 +119,13 @@ VERSIONED: dict[str, tuple[str, ...]] = {
 }
 
 
-def _indexes(conn: sqlite3.Connection) -> None:
-    for table in VERSIONED:
+# The versioned tables of layout 1 (later ones are made by their migration).
+_V1_VERSIONED = ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
+                 "vmo_base", "vmo_refs")
+
+
+def _indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> None:
+    for table in tables:
         # The open rows (the writer's state), a small partial index; and
         # rows by first sample: a sample's rows start within SPAN samples
         # before it, so replay and retention are bounded range scans.
@@ -146,7 +157,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
     newest = conn.execute("SELECT coalesce(max(n), 0) FROM samples").fetchone()[0]
     longest = SPAN
-    for table in VERSIONED:
+    for table in _V1_VERSIONED:
         row = conn.execute(f"SELECT max(coalesce(last, ?) - first + 1) FROM {table}",
                            (newest,)).fetchone()
         longest = max(longest, row[0] or 0)
@@ -159,7 +170,19 @@ def read_span(conn: sqlite3.Connection) -> int:
     return max(SPAN, int(row[0])) if row else SPAN
 
 
-MIGRATIONS = {1: _migrate_1_to_2}
+# job_values' entity: the job entity << JOB_KEY_BITS | the string id of the
+# value's name ("charged_bytes", "stat:anon", "pressure:some:avg10", "shape").
+JOB_KEY_BITS = 32
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    # Older samples have no cgroup data: their jobs read back without it.
+    conn.execute("CREATE TABLE job_values ("
+                 "ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, value)")
+    _indexes(conn, ("job_values",))
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 class StoreError(ZxmemError):
@@ -247,7 +270,7 @@ def _upgrade(conn: sqlite3.Connection, version: int, path: str) -> None:
                 for stmt in _V1.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
-                _indexes(conn)
+                _indexes(conn, _V1_VERSIONED)
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute("PRAGMA user_version=1")
             conn.execute("COMMIT")
