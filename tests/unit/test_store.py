@@ -407,22 +407,26 @@ def test_no_row_outlives_the_span_and_every_sample_still_reads_back(tmp_path, mo
     from zxmem.store import schema
 
     monkeypatch.setattr(schema, "SPAN", 3)
+    monkeypatch.setattr(schema, "OBJECTS_SPAN_FACTOR", 2)
     conn = open_store(str(tmp_path / "s.db"), create=True)
     w = Writer(conn)
-    snaps = [made_up(pss=(1 + i // 4) << 20) for i in range(10)]
+    snaps = [made_up(pss=(1 + i // 4) << 20) for i in range(10)] * 2
     for i, s in enumerate(snaps):
         w.write(s, OBJECTS if i % 2 == 0 else TOTALS, T0 + i)
     assert schema.read_span(conn) == 3
-    for table in ("proc_info", "proc_mem", "kernel_values"):
-        longest = conn.execute(f"SELECT max(coalesce(last, 10) - first + 1) FROM {table}"
+    for table in ("proc_info", "proc_mem", "kernel_values", "job_values"):
+        longest = conn.execute(f"SELECT max(coalesce(last, 20) - first + 1) FROM {table}"
                                ).fetchone()[0]
         assert longest == 3, table
     # Objects rows are read at objects samples only: there, every valid row
-    # started less than SPAN samples before.
+    # started less than their (longer) span before.
     for table in ("vmos", "anon_vmos", "vmo_refs"):
-        for n in (1, 3, 5, 7, 9):
+        assert schema.span_of(table, 3) == 6
+        copies = conn.execute(f"SELECT count(DISTINCT first) FROM {table}").fetchone()[0]
+        assert copies > 2, table  # re-opened along the 20 samples
+        for n in range(1, 21, 2):
             assert conn.execute(f"SELECT count(*) FROM {table} WHERE first <= ?1 AND "
-                                "(last IS NULL OR last >= ?1) AND first <= ?1 - 3",
+                                "(last IS NULL OR last >= ?1) AND first <= ?1 - 6",
                                 (n,)).fetchone()[0] == 0
     for i, s in enumerate(snaps):
         assert read_sample(conn, i + 1) == stored_form(s, OBJECTS if i % 2 == 0 else TOTALS)

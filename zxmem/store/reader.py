@@ -28,7 +28,7 @@ from zxmem.model import (
     Vmo,
     VmoRef,
 )
-from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, read_span
+from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, read_span, span_of
 from zxmem.store.writer import (
     CGROUP_MAPS,
     CGROUP_SCALARS,
@@ -77,10 +77,11 @@ def samples(conn: sqlite3.Connection) -> list[SampleInfo]:
 
 
 def _valid(conn: sqlite3.Connection, table: str, cols: str, n: int, span: int) -> list[tuple]:
-    # One range of the index on first: no row is valid for more than span samples.
+    # One range of the index on first: no row is valid for more than its
+    # table's span.
     return conn.execute(
         f"SELECT {cols} FROM {table} WHERE first > ?2 AND first <= ?1 "
-        "AND (last IS NULL OR last >= ?1)", (n, n - span)).fetchall()
+        "AND (last IS NULL OR last >= ?1)", (n, n - span_of(table, span))).fetchall()
 
 
 class _Strings:

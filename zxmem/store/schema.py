@@ -142,6 +142,20 @@ def _indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> None:
 SPAN = 720
 
 
+# Objects rows are compared (and so re-opened) at objects samples only, and
+# are many (one per memory object): re-opening them every SPAN samples cost
+# a copy of the whole object graph every 2 hours (about 4.7 MB for 51,000
+# objects).  They live OBJECTS_SPAN_FACTOR times longer: a copy every 12
+# hours, for a longer (bounded) range to scan when an objects sample is read.
+OBJECTS_SPAN_FACTOR = 6
+OBJECT_TABLES = frozenset(("vmos", "anon_vmos", "vmo_base", "vmo_refs"))
+
+
+def span_of(table: str, span: int) -> int:
+    """The span of ``table`` when the store's span is ``span``."""
+    return span * OBJECTS_SPAN_FACTOR if table in OBJECT_TABLES else span
+
+
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE samples ADD COLUMN nproc INTEGER")
     conn.execute("ALTER TABLE samples ADD COLUMN pss_bytes INTEGER")

@@ -357,7 +357,8 @@ class Writer:
         (and again for unchanged ones SPAN samples old)."""
         c = self.conn
         old = self.open[table]
-        oldest = n - schema.SPAN  # a row that started here or before is opened again
+        # A row that started here or before is opened again.
+        oldest = n - schema.span_of(table, schema.SPAN)
         closing = [(n - 1, rowid) for ent, (rowid, first, vals) in old.items()
                    if first <= oldest or new.get(ent, _MISSING) != vals]
         if closing:
