@@ -333,6 +333,9 @@ def test_an_older_schema_is_migrated(store, cli):
     conn.execute("ALTER TABLE samples DROP COLUMN pss_bytes")
     conn.execute("DROP TABLE meta")
     conn.execute("DROP TABLE job_values")
+    for table in ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
+                  "vmo_base", "vmo_refs"):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN reserve")
     conn.execute("PRAGMA user_version=1")
     conn.close()
     r = cli(["history", "--store", path, "--json"])
@@ -668,3 +671,35 @@ def test_a_version_2_store_is_migrated_and_reads_back(tmp_path, cli):
         == cgroup()
     assert read_sample(conn, 2).process(2).memory.pss_bytes == 2 << 20
     conn.close()
+
+
+def test_a_reopened_writer_finds_open_objects_rows_older_than_the_span(tmp_path, monkeypatch):
+    """The writer finds its open rows by the index on first: objects rows
+    within their span before the newest *objects* sample, however many
+    totals samples came after it."""
+    from zxmem.store import schema
+
+    monkeypatch.setattr(schema, "SPAN", 3)
+    monkeypatch.setattr(schema, "OBJECTS_SPAN_FACTOR", 2)
+    path = str(tmp_path / "s.db")
+    conn = open_store(path, create=True)
+    w = Writer(conn)
+    w.write(made_up(), OBJECTS, T0)
+    for i in range(10):
+        w.write(made_up(), TOTALS, T0 + 1 + i)
+    conn.close()
+    conn = open_store(path, create=True)
+    n = Writer(conn).write(made_up(), OBJECTS, T0 + 20)
+    for table in VERSIONED_TABLES:
+        assert conn.execute(f"SELECT count(*) - count(DISTINCT ent) FROM {table} "
+                            "WHERE last IS NULL").fetchone()[0] == 0, table
+        # Open rows hold the reserve their closing clears (the row never grows).
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE (last IS NULL) != "
+                            "(reserve IS NOT NULL)").fetchone()[0] == 0, table
+    assert read_sample(conn, n) == stored_form(made_up(), OBJECTS)
+    assert read_sample(conn, 1) == stored_form(made_up(), OBJECTS)
+    conn.close()
+
+
+VERSIONED_TABLES = ("proc_info", "proc_mem", "job_info", "job_values", "kernel_values", "vmos",
+                    "anon_vmos", "vmo_base", "vmo_refs")

@@ -49,7 +49,8 @@ from zxmem.errors import ZxmemError
 
 # 1: the first layout.  2: samples carry their process count and total PSS
 # (``zxmem history`` reads them without visiting every row).  3: the jobs'
-# cgroup memory files (``job_values``).
+# cgroup memory files (``job_values``); every versioned table's ``reserve``
+# (see RESERVE) and no index of open rows.
 VERSION = 3
 
 APPLICATION_ID = 0x7A786D68  # "zxmh"
@@ -126,12 +127,19 @@ _V1_VERSIONED = ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "
 
 def _indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> None:
     for table in tables:
-        # The open rows (the writer's state), a small partial index; and
-        # rows by first sample: a sample's rows start within SPAN samples
-        # before it, so replay and retention are bounded range scans.
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_open ON {table}(ent) "
-                     "WHERE last IS NULL")
+        # Rows by first sample: a sample's rows start within its table's span
+        # before it, so replay, retention and the writer's open rows
+        # (``last IS NULL``) are bounded range scans of this one index.
         conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_first ON {table}(first)")
+
+
+# An open row (``last`` NULL) holds this in ``reserve``; closing it sets
+# ``last`` and clears ``reserve`` in the same UPDATE, so the row does not
+# grow (a sample number below 2**24 takes 3 bytes at most, as this does).
+# Rows that grew when closed split their full pages: the rows of a process
+# that exits are side by side, and closing them cost about a page per
+# process (half of an objects sample's bytes).
+RESERVE = (1 << 24) - 1
 
 
 # No row is valid for more than SPAN samples: the writer opens a row again
@@ -191,9 +199,14 @@ JOB_KEY_BITS = 32
 
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     # Older samples have no cgroup data: their jobs read back without it.
-    conn.execute("CREATE TABLE job_values ("
-                 "ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, value)")
+    conn.execute("CREATE TABLE job_values (ent INTEGER NOT NULL, first INTEGER NOT NULL, "
+                 "last INTEGER, value, reserve INTEGER)")
     _indexes(conn, ("job_values",))
+    for table in _V1_VERSIONED:
+        # Open rows of older stores have no reserve: they may grow once, when closed.
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN reserve INTEGER")
+        # The writer finds open rows by the index on first.
+        conn.execute(f"DROP INDEX IF EXISTS {table}_open")
 
 
 MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}

@@ -1,9 +1,10 @@
 """Writing samples: only what changed since the previous sample.
 
 :class:`Writer` keeps, in memory, the rows valid at the newest sample (the
-"open" rows, ``last IS NULL``).  A new sample is compared with them: a value
-that is the same adds nothing, a changed or vanished one closes its row at
-the previous sample, a changed or new one opens a row.  Each sample is one
+"open" rows, ``last IS NULL``; each holds a ``reserve`` its closing clears).
+A new sample is compared with them: a value that is the same adds nothing, a
+changed or vanished one closes its row at the previous sample, a changed or
+new one opens a row.  Each sample is one
 transaction, so a recorder killed at any point loses at most that sample;
 after a failed write (disk full) the in-memory state is reloaded from the
 store, which still holds the last sample that committed.
@@ -164,9 +165,17 @@ class Writer:
         self._strings: dict[str, int] = {}
         # table -> entity -> (rowid, first sample, values)
         self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
+        span = schema.read_span(c)
+        newest = c.execute("SELECT max(n) FROM samples").fetchone()[0] or 0
+        newest_objects = c.execute("SELECT max(n) FROM samples WHERE tier = ?",
+                                   (OBJECTS,)).fetchone()[0] or 0
         for table, cols in VERSIONED.items():
+            # Open rows started within their span before the newest sample
+            # that wrote their table (objects tables: the newest objects sample).
+            at = newest_objects if table in schema.OBJECT_TABLES else newest
             rows = c.execute(f"SELECT rowid, ent, first, {', '.join(cols)} FROM {table} "
-                             "WHERE last IS NULL")
+                             "WHERE first > ? AND last IS NULL",
+                             (at - schema.span_of(table, span),))
             self.open[table] = {r[1]: (r[0], r[2], tuple(r[3:])) for r in rows}
         self.procs: dict[tuple[int | None, int, int | None], int] = {
             (b, p, s): i for i, b, p, s in
@@ -362,10 +371,11 @@ class Writer:
         closing = [(n - 1, rowid) for ent, (rowid, first, vals) in old.items()
                    if first <= oldest or new.get(ent, _MISSING) != vals]
         if closing:
-            c.executemany(f"UPDATE {table} SET last = ? WHERE rowid = ?", closing)
+            c.executemany(f"UPDATE {table} SET last = ?, reserve = NULL WHERE rowid = ?",
+                          closing)
         cols = VERSIONED[table]
-        sql = (f"INSERT INTO {table}(ent, first, {', '.join(cols)}) "
-               f"VALUES (?, ?{', ?' * len(cols)})")
+        sql = (f"INSERT INTO {table}(ent, first, reserve, {', '.join(cols)}) "
+               f"VALUES (?, ?, {schema.RESERVE}{', ?' * len(cols)})")
         out: dict[int, tuple[int, int, tuple]] = {}
         for ent, vals in new.items():
             prev = old.get(ent)
