@@ -5,9 +5,11 @@
 Prints, with ``uptime`` before and after:
 
 * CPU: the ``zxmem ps`` and ``zxmem memgraph -v`` commands (child processes,
-  user + system, start-up included), beside what one recorder sample costs
-  (collection + write, in the running recorder) of each tier: the ratios are
-  the issue's goals (totals <= 1.0x ps, objects <= 1.2x memgraph -v);
+  user + system, start-up included), each run alternately with what one
+  recorder sample costs (collection + write, in the running recorder) of the
+  tier it is compared with: the ratios are the issue's goals (totals <= 1.0x
+  ps, objects <= 1.2x memgraph -v); ``--workload 1000`` runs the 1,000-process
+  bench workload (bench/workload.py) meanwhile;
 * bytes per sample on disk (the store's used pages, page_count - freelist,
   after a WAL checkpoint, divided by the samples that added them) for:
 
@@ -139,31 +141,59 @@ def main_() -> None:
     ap.add_argument("--synthetic-samples", type=int, default=100)
     ap.add_argument("--object-samples", type=int, default=6,
                     help="synthetic objects samples (1%% replaced each)")
+    ap.add_argument("--workload", type=int, default=0, metavar="N",
+                    help="run bench/workload.py with N processes meanwhile (the issue's "
+                    "1,000-process workload: --workload 1000)")
     args = ap.parse_args()
     top = tempfile.mkdtemp(prefix="zxmem-hbench-")
     out = [f"start: {uptime()}"]
 
-    # -- CPU: the commands, then the recorder's samples ---------------------
-    ps_cpu = command_cpu(["ps"], 3)
-    mg_cpu = command_cpu(["memgraph", "-v"], 1)
-    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=False)
-    c0 = cpu()
-    for _ in range(3):
-        main(["ps"], env)
-    ps_inproc = (cpu() - c0) / 3
+    wl = None
+    if args.workload:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from ps_bench import start_workload, wait_ready
 
+        wl = start_workload(args.workload)
+        wait_ready(wl)
+        out.append(f"bench/workload.py --procs {args.workload} running: {uptime()}")
+    try:
+        _run(args, top, out)
+    finally:
+        if wl is not None:
+            from ps_bench import stop_workload
+
+            stop_workload(wl)
+        import shutil
+
+        shutil.rmtree(top, ignore_errors=True)
+    out.append(f"end: {uptime()}")
+    print("\n".join(out))
+
+
+def _run(args: argparse.Namespace, top: str, out: list[str]) -> None:
+    # -- CPU: each command and the recorder's sample it is compared with,
+    # alternately, so that both see the same machine.
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=False)
     live: list[Snapshot] = []
-    c0 = cpu()
+    ps_cpu = ps_inproc = collect_cpu = 0.0
     for _ in range(args.samples):
+        ps_cpu += command_cpu(["ps"], 1)
+        c0 = cpu()
+        main(["ps"], env)
+        ps_inproc += cpu() - c0
+        c0 = cpu()
         live.append(zxmem.collect(plan_for(TOTALS)))
+        collect_cpu += cpu() - c0
         time.sleep(0.5)
-    collect_cpu = (cpu() - c0) / len(live)
+    ps_cpu, ps_inproc, collect_cpu = (x / len(live) for x in (ps_cpu, ps_inproc, collect_cpu))
     objs: list[Snapshot] = []
-    c0 = cpu()
+    mg_cpu = collect_obj_cpu = 0.0
     for _ in range(3):
+        mg_cpu += command_cpu(["memgraph", "-v"], 1)
+        c0 = cpu()
         objs.append(zxmem.collect(plan_for(OBJECTS)))
-        time.sleep(0.5)
-    collect_obj_cpu = (cpu() - c0) / len(objs)
+        collect_obj_cpu += cpu() - c0
+    mg_cpu, collect_obj_cpu = mg_cpu / len(objs), collect_obj_cpu / len(objs)
 
     path = os.path.join(top, "live.db")
     with Recorder(path, print) as rec:
@@ -259,11 +289,6 @@ def main_() -> None:
                f"{b_t:,.0f} B + {week_obj:,} objects x {b_o:,.0f} B + open rows copied "
                f"every {SPAN}/{span_of('anon_vmos', SPAN)} samples {respan / 1e6:.0f} MB): "
                f"{week / 1e6:.0f} MB")
-    out.append(f"end: {uptime()}")
-    print("\n".join(out))
-    import shutil
-
-    shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":
