@@ -135,7 +135,8 @@ def _indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> None:
 
 # An open row (``last`` NULL) holds this in ``reserve``; closing it sets
 # ``last`` and clears ``reserve`` in the same UPDATE, so the row does not
-# grow (a sample number below 2**24 takes 3 bytes at most, as this does).
+# grow (this takes SQLite's 4-byte integer; a sample number below 2**31 takes
+# at most that).
 # Rows that grew when closed split their full pages: the rows of a process
 # that exits are side by side, and closing them cost about a page per
 # process (half of an objects sample's bytes).
