@@ -13,6 +13,7 @@ from fixture_paths import REPO
 import zxmem
 from zxmem import memgraph
 from zxmem.model import (
+    CgroupMemory,
     Job,
     KernelStats,
     MemoryCounts,
@@ -38,13 +39,37 @@ def tree(name: str) -> str:
     return str(TREES / name / "proc")
 
 
-def made_up(pss: int = 1 << 20, extra_pid: int | None = None, start: int = 500) -> Snapshot:
+def cgroup(charged: int = 3 << 20, anon: int = 1 << 20, avg10: float = 0.25) -> CgroupMemory:
+    """A v2 cgroup's memory files, every kind of value: bytes, "max", a
+    counter map in the kernel's (not sorted) order, pressure floats, an
+    unreadable file."""
+    return CgroupMemory(
+        version="v2", charged_bytes=charged, kernel_bytes=123, swap_bytes=0,
+        limit_bytes="max", high_bytes=1 << 30, low_bytes=0, min_bytes="max",
+        stat=MappingProxyType({"anon": anon, "file": 1 << 21, "kernel": 123, "pgfault": 99}),
+        events=MappingProxyType({"low": 0, "high": 2, "max": 0, "oom": 0, "oom_kill": 1}),
+        pressure=MappingProxyType({
+            "some": MappingProxyType({"avg10": avg10, "avg60": 0.1, "avg300": 0.0,
+                                      "total_us": 12345}),
+            "full": MappingProxyType({"avg10": 0.0, "avg60": 1e-300, "avg300": 0.0,
+                                      "total_us": 7})}),
+        missing=(("memory.min", "EACCES"),))
+
+
+def made_up(pss: int = 1 << 20, extra_pid: int | None = None, start: int = 500,
+            cg: CgroupMemory | None = None) -> Snapshot:
     """A small snapshot with every kind of field, kernel and objects included."""
     prov = Provenance(source="linux", host="h", kernel="6.1", timestamp="2026-12-03T10:00:00.000Z",
                       denied=(("smaps_rollup:7", "EACCES"),), notes=("a note",),
                       job_mode="cgroup2", boot_id="b00t", capture_time_ns=123,
                       clock_ticks_per_second=100)
-    jobs = (Job(1, "root", 0, "/", "", None), Job(5, "svc\x1b[31m", 1, "/svc", "killoom", 4096))
+    cg = cgroup() if cg is None else cg
+    v1 = CgroupMemory(version="v1", charged_bytes=None, limit_bytes="max", soft_limit_bytes=7,
+                      events=MappingProxyType({"oom_kill": 0}),
+                      missing=(("memory.usage_in_bytes", "malformed: x"),))
+    jobs = (Job(1, "root", 0, "/", "", None),
+            Job(5, "svc\x1b[31m", 1, "/svc", "killoom", cg.charged_bytes, cgroup=cg),
+            Job(6, "old", 1, "/old", "", None, cgroup=v1))
     big = (1 << 63) + 5  # a koid past SQLite's signed range
     vmos = {big: Vmo(big, "libc.so", "file", 8192, 4096, dev=(1 << 63) + 1, inode=9,
                      path="/lib/libc.so", num_mappings=2, share_count=2),
@@ -80,7 +105,8 @@ def store(tmp_path):
 
 def rows(conn: sqlite3.Connection) -> dict[str, int]:
     return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
+            for t in ("proc_info", "proc_mem", "job_info", "job_values", "kernel_values", "vmos",
+                      "anon_vmos",
                       "vmo_refs",
                       "strings", "procs")}
 
@@ -306,6 +332,10 @@ def test_an_older_schema_is_migrated(store, cli):
     conn.execute("ALTER TABLE samples DROP COLUMN nproc")
     conn.execute("ALTER TABLE samples DROP COLUMN pss_bytes")
     conn.execute("DROP TABLE meta")
+    conn.execute("DROP TABLE job_values")
+    for table in ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
+                  "vmo_base", "vmo_refs"):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN reserve")
     conn.execute("PRAGMA user_version=1")
     conn.close()
     r = cli(["history", "--store", path, "--json"])
@@ -380,22 +410,26 @@ def test_no_row_outlives_the_span_and_every_sample_still_reads_back(tmp_path, mo
     from zxmem.store import schema
 
     monkeypatch.setattr(schema, "SPAN", 3)
+    monkeypatch.setattr(schema, "OBJECTS_SPAN_FACTOR", 2)
     conn = open_store(str(tmp_path / "s.db"), create=True)
     w = Writer(conn)
-    snaps = [made_up(pss=(1 + i // 4) << 20) for i in range(10)]
+    snaps = [made_up(pss=(1 + i // 4) << 20) for i in range(10)] * 2
     for i, s in enumerate(snaps):
         w.write(s, OBJECTS if i % 2 == 0 else TOTALS, T0 + i)
     assert schema.read_span(conn) == 3
-    for table in ("proc_info", "proc_mem", "kernel_values"):
-        longest = conn.execute(f"SELECT max(coalesce(last, 10) - first + 1) FROM {table}"
+    for table in ("proc_info", "proc_mem", "kernel_values", "job_values"):
+        longest = conn.execute(f"SELECT max(coalesce(last, 20) - first + 1) FROM {table}"
                                ).fetchone()[0]
         assert longest == 3, table
     # Objects rows are read at objects samples only: there, every valid row
-    # started less than SPAN samples before.
+    # started less than their (longer) span before.
     for table in ("vmos", "anon_vmos", "vmo_refs"):
-        for n in (1, 3, 5, 7, 9):
+        assert schema.span_of(table, 3) == 6
+        copies = conn.execute(f"SELECT count(DISTINCT first) FROM {table}").fetchone()[0]
+        assert copies > 2, table  # re-opened along the 20 samples
+        for n in range(1, 21, 2):
             assert conn.execute(f"SELECT count(*) FROM {table} WHERE first <= ?1 AND "
-                                "(last IS NULL OR last >= ?1) AND first <= ?1 - 3",
+                                "(last IS NULL OR last >= ?1) AND first <= ?1 - 6",
                                 (n,)).fetchone()[0] == 0
     for i, s in enumerate(snaps):
         assert read_sample(conn, i + 1) == stored_form(s, OBJECTS if i % 2 == 0 else TOTALS)
@@ -461,3 +495,211 @@ def test_a_pipe_is_not_sniffed(tmp_path, cli):
     r = result["r"]
     assert r.status == 0, r.stderr
     assert "19940" in r.stdout
+
+
+# ---------------------------------------------------------------------------
+# The jobs' cgroup memory files
+
+
+def test_cgroup_memory_reads_back_exactly(store):
+    _, conn, w = store
+    n = w.write(made_up(), TOTALS, T0)
+    back = read_sample(conn, n)
+    jobs = {j.koid: j for j in back.jobs}
+    assert jobs[5].cgroup == cgroup() and jobs[1].cgroup is None
+    # The kernel's key order, not sorted; floats bit for bit; unknown stays None.
+    assert list(jobs[5].cgroup.stat) == ["anon", "file", "kernel", "pgfault"]
+    assert list(jobs[5].cgroup.pressure) == ["some", "full"]
+    assert jobs[5].cgroup.pressure["full"]["avg60"] == 1e-300
+    assert jobs[5].cgroup.limit_bytes == "max" and jobs[5].cgroup.soft_limit_bytes is None
+    assert jobs[6].cgroup.charged_bytes is None and jobs[6].cgroup.stat is None
+    assert jobs[6].cgroup.missing == (("memory.usage_in_bytes", "malformed: x"),)
+
+
+def test_a_changed_cgroup_counter_adds_one_row(store):
+    _, conn, w = store
+    w.write(made_up(cg=cgroup()), TOTALS, T0)
+    before = rows(conn)
+    w.write(made_up(cg=cgroup(anon=2 << 20)), TOTALS, T0 + 1)
+    assert rows(conn) == {**before, "job_values": before["job_values"] + 1}
+    w.write(made_up(cg=cgroup(anon=2 << 20, charged=4 << 20, avg10=0.5)), TOTALS, T0 + 2)
+    after = rows(conn)
+    # memory.current is the job's charge too (job_info); the average one row.
+    assert after["job_values"] == before["job_values"] + 3
+    assert after["job_info"] == before["job_info"] + 1
+    for n, charged, anon in ((1, 3 << 20, 1 << 20), (2, 3 << 20, 2 << 20),
+                             (3, 4 << 20, 2 << 20)):
+        cg = next(j for j in read_sample(conn, n).jobs if j.koid == 5).cgroup
+        assert (cg.charged_bytes, cg.stat["anon"]) == (charged, anon)
+
+
+def _charge_tree(tmp_path):
+    """The recorded v1 tree with the memory controller's files (a limit on app)."""
+    import shutil
+
+    src = REPO / "tests" / "fixtures" / "proc-trees" / "cgroup-v1-charge"
+    top = tmp_path / "tree"
+    shutil.copytree(src, top, symlinks=True)
+    app = top / "sys/fs/cgroup/memory/zxmem-fixture-charge/app"
+    (app / "memory.limit_in_bytes").write_text("67108864\n")
+    return top / "proc"
+
+
+def test_ps_cgroup_of_a_replayed_sample_is_the_live_view(tmp_path, cli):
+    """record, then ps --cgroup/--json/--explain --from STORE@WHEN print what
+    they print on the (recorded, so unchanging) machine itself."""
+    proc = _charge_tree(tmp_path)
+    store = str(tmp_path / "h.db")
+    r = cli(["record", "--count", "2", "--interval", "0.01", "--store", store,
+             "--proc-root", str(proc)])
+    assert r.status == 0, r.stderr
+    live_json = json.loads(cli(["ps", "--json", "--proc-root", str(proc)]).stdout)
+    app = next(j for j in live_json["tasks"] if j.get("path") == "/zxmem-fixture-charge/app")
+    assert app["cgroup"]["charged_bytes"] == 105881600  # the fixture's memory.usage_in_bytes
+    assert app["cgroup"]["limit_bytes"] == 64 << 20
+    assert app["cgroup"]["stat"] and app["cgroup"]["events"] == {"oom_kill": 0, "failcnt": 0}
+
+    def timeless(text: str) -> str:
+        # The moment of each collection differs, of course; and the recorder
+        # reads more than ps (the kernel's totals: the tree has no maps
+        # files or kernel records), so its provenance says more about what
+        # it could not read.  Every job, process and cgroup value is compared.
+        if text.startswith("{"):
+            doc = json.loads(text)
+            for key in ("timestamp", "denied", "notes"):
+                del doc["provenance"][key]
+            return json.dumps(doc)
+        return text
+
+    for args in (["ps", "-J", "--cgroup"], ["ps", "--cgroup"], ["ps", "--json"],
+                 ["ps", f"--explain={app['koid']}"]):
+        live = cli([*args, "--proc-root", str(proc)])
+        assert live.status == 0, live.stderr
+        for at in ("@1", "@last"):
+            replayed = cli([*args, "--from", store + at])
+            assert replayed.status == 0, replayed.stderr
+            assert timeless(replayed.stdout) == timeless(live.stdout), (args, at)
+    assert " 64M " in cli(["ps", "-J", "--cgroup", "--from", store]).stdout
+
+
+# A store of schema version 2 (before the cgroup values), as that zxmem made it.
+V2_DDL = """
+CREATE TABLE strings (id INTEGER PRIMARY KEY, s BLOB NOT NULL UNIQUE);
+CREATE TABLE samples (
+    n INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, timestamp TEXT, capture_ns INTEGER,
+    tier INTEGER NOT NULL, prov INTEGER NOT NULL, has_kernel INTEGER NOT NULL,
+    extra INTEGER, nproc INTEGER, pss_bytes INTEGER);
+CREATE INDEX samples_time ON samples(time_ns);
+CREATE TABLE procs (id INTEGER PRIMARY KEY, boot INTEGER, pid INTEGER NOT NULL, start INTEGER);
+CREATE TABLE proc_info (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, job INTEGER NOT NULL, ppid INTEGER, uid INTEGER,
+    cmdline INTEGER, kthread INTEGER NOT NULL);
+CREATE TABLE proc_mem (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    known INTEGER NOT NULL, pss INTEGER, private INTEGER, shared INTEGER,
+    rss INTEGER, swap INTEGER, swap_pss INTEGER, pss_anon INTEGER,
+    pss_file INTEGER, pss_shmem INTEGER, hugetlb INTEGER,
+    state TEXT, threads INTEGER, pte INTEGER);
+CREATE TABLE job_ids (id INTEGER PRIMARY KEY, koid INTEGER NOT NULL, path INTEGER NOT NULL);
+CREATE TABLE job_info (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, parent INTEGER NOT NULL, state INTEGER NOT NULL, charged INTEGER);
+CREATE TABLE kernel_values (ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER, value);
+CREATE TABLE vmos (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, kind INTEGER, size INTEGER, committed INTEGER,
+    parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER,
+    shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE anon_vmos (
+    ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+    name INTEGER NOT NULL, kind INTEGER, size INTEGER, committed INTEGER,
+    parent INTEGER NOT NULL, children INTEGER NOT NULL, mappings INTEGER,
+    shares INTEGER NOT NULL, dev INTEGER, inode INTEGER, path INTEGER, swap INTEGER);
+CREATE TABLE vmo_base (ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+                       layout BLOB NOT NULL);
+CREATE TABLE vmo_refs (ent INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER,
+                       refs BLOB NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+INSERT INTO meta VALUES ('span', 720);
+"""
+
+
+def test_a_version_2_store_is_migrated_and_reads_back(tmp_path, cli):
+    """A store made with the version 2 layout (no cgroup values), two
+    samples: migrated on first use, its samples read back as they were
+    written (jobs without cgroup data), and recording goes on in it."""
+    path = str(tmp_path / "v2.db")
+    c = sqlite3.connect(path, isolation_level=None)
+    c.executescript(V2_DDL)
+    prov = ('{"boot_id":"b00t","clock_ticks_per_second":100,"denied":[],"host":"h",'
+            '"job_mode":"cgroup2","kernel":"6.1","notes":[],"source":"linux"}')
+    for i, text in enumerate([prov, "/", "root", "", "/svc", "svc", "init", "b00t"], 1):
+        c.execute("INSERT INTO strings VALUES (?, ?)", (i, text.encode()))
+    for n in (1, 2):
+        c.execute("INSERT INTO samples VALUES (?, ?, NULL, NULL, 0, 1, 0, NULL, 1, ?)",
+                  (n, T0 + n, n << 20))
+    c.execute("INSERT INTO procs VALUES (1, 8, 2, 500)")
+    c.execute("INSERT INTO proc_info VALUES (1, 1, NULL, 7, 5, 0, 0, NULL, 0)")
+    c.execute("INSERT INTO proc_mem VALUES (1, 1, 1, 1, 1048576, 2, 3, 4, 5, 6, 7, 8, 9, 10, "
+              "'S', 1, 4096)")
+    c.execute("INSERT INTO proc_mem VALUES (1, 2, NULL, 1, 2097152, 2, 3, 4, 5, 6, 7, 8, 9, "
+              "10, 'S', 1, 4096)")
+    c.execute("INSERT INTO job_ids VALUES (1, 1, 2), (2, 5, 5)")
+    c.execute("INSERT INTO job_info VALUES (1, 1, NULL, 3, 0, 4, NULL), "
+              "(2, 1, NULL, 6, 1, 4, 8192)")
+    c.execute(f"PRAGMA application_id={0x7A786D68}")
+    c.execute("PRAGMA user_version=2")
+    c.close()
+
+    r = cli(["ps", "--json", "--from", path + "@1"])
+    assert r.status == 0, r.stderr
+    c = sqlite3.connect(path)
+    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 3
+    assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for n, pss in ((1, 1 << 20), (2, 2 << 20)):
+        snap = read_sample(c, n)
+        assert [(p.koid, p.name, p.memory.pss_bytes) for p in snap.processes] == [
+            (2, "init", pss)]
+        assert {(j.koid, j.path, j.charged_bytes, j.cgroup) for j in snap.jobs} == {
+            (1, "/", None, None), (5, "/svc", 8192, None)}
+    c.close()
+    # A recorder continues it, now with cgroup values.
+    conn = open_store(path, create=True)
+    n = Writer(conn).write(made_up(), TOTALS, T0 + 3)
+    assert n == 3 and next(j for j in read_sample(conn, 3).jobs if j.koid == 5).cgroup \
+        == cgroup()
+    assert read_sample(conn, 2).process(2).memory.pss_bytes == 2 << 20
+    conn.close()
+
+
+def test_a_reopened_writer_finds_open_objects_rows_older_than_the_span(tmp_path, monkeypatch):
+    """The writer finds its open rows by the index on first: objects rows
+    within their span before the newest *objects* sample, however many
+    totals samples came after it."""
+    from zxmem.store import schema
+
+    monkeypatch.setattr(schema, "SPAN", 3)
+    monkeypatch.setattr(schema, "OBJECTS_SPAN_FACTOR", 2)
+    path = str(tmp_path / "s.db")
+    conn = open_store(path, create=True)
+    w = Writer(conn)
+    w.write(made_up(), OBJECTS, T0)
+    for i in range(10):
+        w.write(made_up(), TOTALS, T0 + 1 + i)
+    conn.close()
+    conn = open_store(path, create=True)
+    n = Writer(conn).write(made_up(), OBJECTS, T0 + 20)
+    for table in VERSIONED_TABLES:
+        assert conn.execute(f"SELECT count(*) - count(DISTINCT ent) FROM {table} "
+                            "WHERE last IS NULL").fetchone()[0] == 0, table
+        # Open rows hold the reserve their closing clears (the row never grows).
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE (last IS NULL) != "
+                            "(reserve IS NOT NULL)").fetchone()[0] == 0, table
+    assert read_sample(conn, n) == stored_form(made_up(), OBJECTS)
+    assert read_sample(conn, 1) == stored_form(made_up(), OBJECTS)
+    conn.close()
+
+
+VERSIONED_TABLES = ("proc_info", "proc_mem", "job_info", "job_values", "kernel_values", "vmos",
+                    "anon_vmos", "vmo_base", "vmo_refs")

@@ -335,3 +335,27 @@ def test_diff_of_two_memgraph_files(tmp_path, cli):
     assert sorted((p["key"], p["status"], p["change_bytes"]) for p in doc["processes"]) == \
         sorted([(f"p:{gone.koid}", "gone", -gone.memory.pss_bytes),
                 (f"p:{grown.koid}", "grew", 1 << 20)])
+
+
+def test_diff_by_job_shows_the_charge_change_beside_pss(tmp_path, cli):
+    from test_store import cgroup
+
+    a = made_up(pss=1 << 20, extra_pid=30, cg=cgroup(charged=3 << 20))
+    b = made_up(pss=2 << 20, extra_pid=30, cg=cgroup(charged=7 << 20))
+    path = _store_with(tmp_path, (a, TOTALS), (b, TOTALS))
+    r = cli(["diff", path + "@1", path + "@2", "--by", "job", "--json"])
+    assert r.status == 0, r.stderr
+    jobs = {j["key"]: j for j in json.loads(r.stdout)["jobs"]}
+    # Root holds init, whose PSS grew by 1 MiB; /svc's PSS (process 30's
+    # one byte) did not move but its cgroup's charge grew by 4 MiB: it is
+    # listed for that.
+    assert jobs["j:1"]["change_bytes"] == 1 << 20
+    assert jobs["j:1"]["charged_change_bytes"] is None  # the root's charge is unknown
+    assert jobs["j:5"]["change_bytes"] == 0
+    assert (jobs["j:5"]["before_charged_bytes"], jobs["j:5"]["after_charged_bytes"],
+            jobs["j:5"]["charged_change_bytes"]) == (3 << 20, 7 << 20, 4 << 20)
+    text = cli(["diff", path + "@1", path + "@2", "--by", "job"]).stdout.splitlines()
+    assert text[1].split()[:4] == ["CHANGE", "BEFORE", "AFTER", "CHARGED"]
+    row = next(line for line in text if "j:5" in line)
+    assert row.split()[3] == "+4M"
+    assert next(line for line in text if "j:1" in line).split()[3] == "-"

@@ -16,7 +16,9 @@ Compare two snapshots: memgraph or capture files, or samples of a history
 store (STORE@WHEN, e.g. h.db@-1h and h.db@last).  Largest change first.
 
   jobs       matched by cgroup id and path; the size is the PSS of every
-             process below the job (as ps shows it)
+             process below the job (as ps shows it); beside it, the change of
+             what the cgroup is charged (CHARGED: memory.current or v1's
+             usage_in_bytes), when both snapshots know it
   processes  matched by identity: boot, PID and start time, so a PID reused
              by another program is one process gone and one new; size PSS
   objects    memory objects (both snapshots need them: memgraph -v files or
@@ -60,6 +62,16 @@ class Change:
     name: str  # raw; escaped when printed
     before_bytes: int | None  # None: not in A
     after_bytes: int | None  # None: not in B
+    # Jobs: what the cgroup is charged in A and B (None: not known there).
+    before_charged_bytes: int | None = None
+    after_charged_bytes: int | None = None
+
+    @property
+    def charged_change_bytes(self) -> int | None:
+        """The change of the charge, None unless both snapshots know it."""
+        if self.before_charged_bytes is None or self.after_charged_bytes is None:
+            return None
+        return self.after_charged_bytes - self.before_charged_bytes
 
     @property
     def change_bytes(self) -> int:
@@ -83,12 +95,15 @@ def _jobs(snapshot) -> dict:
         row = tree.job_row(job, 0)
         if row.pss_bytes is not None:
             label = job.path or job.name
-            out[(job.koid, job.path)] = (f"j:{job.koid}", label, row.pss_bytes)
+            charged = job.charged_bytes
+            if charged is None and job.cgroup is not None:
+                charged = job.cgroup.charged_bytes
+            out[(job.koid, job.path)] = (f"j:{job.koid}", label, row.pss_bytes, charged)
     return out
 
 
 def _processes(snapshot) -> dict:
-    out = {}
+    out: dict = {}
     for p in snapshot.processes:
         m = p.memory
         if m is not None and m.pss_bytes is not None:
@@ -99,7 +114,7 @@ def _processes(snapshot) -> dict:
 def _objects(snapshot) -> dict:
     from zxmem.model import INODE_KOID_BASE
 
-    owner = {}
+    owner: dict = {}
     for p in snapshot.processes:
         for ref in p.vmo_refs or ():
             owner.setdefault(ref.vmo_koid, p)
@@ -127,10 +142,14 @@ def changes(a, b, kind: str, minimum: int = 0) -> list[Change]:
     out = []
     for key in before.keys() | after.keys():
         x, y = before.get(key), after.get(key)
-        label, name = (y or x)[0], (y or x)[1]
-        c = Change(kind, label, name, x[2] if x else None, y[2] if y else None)
-        delta = abs(c.change_bytes)
-        if c.status == "same" or delta < minimum:
+        either = y or x
+        if either is None:
+            continue
+        label, name = either[0], either[1]
+        c = Change(kind, label, name, x[2] if x else None, y[2] if y else None,
+                   x[3] if x and len(x) > 3 else None, y[3] if y and len(y) > 3 else None)
+        delta = max(abs(c.change_bytes), abs(c.charged_change_bytes or 0))
+        if (c.status == "same" and not c.charged_change_bytes) or delta < minimum:
             continue
         out.append(c)
     out.sort(key=lambda c: (-abs(c.change_bytes), c.key, c.name))
@@ -150,11 +169,19 @@ def run(args: argparse.Namespace, env) -> int:
     kinds = [args.by] if args.by else ["job", "process"] + (["object"] if has_objects else [])
     result = {k: changes(a, b, k, args.min) for k in kinds}
     if args.json:
-        doc = {"a": _source(args.a, a), "b": _source(args.b, b)}
+        doc: dict[str, object] = {"a": _source(args.a, a), "b": _source(args.b, b)}
         for k, rows in result.items():
-            doc[_PLURAL[k]] = [{"key": c.key, "name": c.name, "status": c.status,
-                             "before_bytes": c.before_bytes, "after_bytes": c.after_bytes,
-                             "change_bytes": c.change_bytes} for c in rows]
+            recs: list[dict] = []
+            for c in rows:
+                rec = {"key": c.key, "name": c.name, "status": c.status,
+                       "before_bytes": c.before_bytes, "after_bytes": c.after_bytes,
+                       "change_bytes": c.change_bytes}
+                if k == "job":
+                    rec.update(before_charged_bytes=c.before_charged_bytes,
+                               after_charged_bytes=c.after_charged_bytes,
+                               charged_change_bytes=c.charged_change_bytes)
+                recs.append(rec)
+            doc[_PLURAL[k]] = recs
         env.stdout.write(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")
         return 0
     width = env.width() or 80
@@ -176,7 +203,7 @@ def _text(result: dict[str, list[Change]], width: int) -> str:
     from zxmem.units import format_size
 
     width = max(width, 60)
-    lines = []
+    lines: list[str] = []
     for kind, rows in result.items():
         if lines:
             lines.append("")
@@ -184,11 +211,20 @@ def _text(result: dict[str, list[Change]], width: int) -> str:
         if not rows:
             continue
         keys = min(22, max(len(escape_terminal(c.key)) for c in rows))
-        lines.append(f"{'CHANGE':>8} {'BEFORE':>8} {'AFTER':>8} {'':6} {'KEY':<{keys}} NAME")
+        # Jobs: the change of the cgroup's charge beside that of PSS.
+        charged = kind == "job" and any(c.charged_change_bytes is not None for c in rows)
+        extra = f" {'CHARGED':>8}" if charged else ""
+        lines.append(f"{'CHANGE':>8} {'BEFORE':>8} {'AFTER':>8}{extra} {'':6} "
+                     f"{'KEY':<{keys}} NAME")
         for c in rows:
             sign = "+" if c.change_bytes > 0 else ""
             head = (f"{sign + format_size(c.change_bytes):>8} {format_size(c.before_bytes):>8} "
-                    f"{format_size(c.after_bytes):>8} {c.status:<6} ")
+                    f"{format_size(c.after_bytes):>8} ")
+            if charged:
+                cc = c.charged_change_bytes
+                text = "-" if cc is None else ("+" if cc > 0 else "") + format_size(cc)
+                head += f"{text:>8} "
+            head += f"{c.status:<6} "
             key = f"{escape_terminal(c.key):<{keys}}"
             room = width - len(head) - len(key) - 1
             lines.append(head + key + " " + truncate_to_width(escape_terminal(c.name), room))

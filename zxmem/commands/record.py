@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
 from zxmem.commands import common
 from zxmem.errors import UsageError
+
+if TYPE_CHECKING:
+    from zxmem.collection import Plan
 
 HELP = "record samples of the machine into a history store (see history, diff, --from)"
 
@@ -14,10 +18,12 @@ DESCRIPTION = """\
 Sample the machine every --interval into a history store (one SQLite file),
 keeping only what changed since the previous sample.
 
-Every sample holds the kernel's totals, the jobs (cgroups) and every process's
-identity and memory totals (for ps, kstats, treemap); every --objects-every-th
-sample also holds the memory objects and which process reaches each one (for
-vmos, digest, mem, memgraph -v, diff by object).  No sample holds mappings
+Every sample holds the kernel's totals, the jobs (cgroups, with what their
+memory files say: charge, limits, memory.stat, memory.events, pressure) and
+every process's identity and memory totals (for ps, ps --cgroup, kstats,
+treemap); every --objects-every-th sample also holds the memory objects and
+which process reaches each one (for vmos, digest, mem, memgraph -v, diff by
+object).  No sample holds mappings
 (vmaps), threads or descriptor counts.  Read a sample back with any view's
 --from STORE@WHEN, list them with 'zxmem history', compare two with
 'zxmem diff'.
@@ -102,7 +108,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def plan_for(tier: int):
+def plan_for(tier: int) -> Plan:
     from zxmem.collection import Plan
     from zxmem.store.writer import OBJECTS
 
@@ -110,9 +116,12 @@ def plan_for(tier: int):
     # smaps (memory_from_objects) round PSS per mapping and lack the
     # Pss_Anon/File/Shmem split, so every objects sample would show a step
     # in each process's series and rewrite its row twice.
+    # Every tier keeps each job's cgroup memory files (charge, limits,
+    # memory.stat, memory.events, pressure): ps --cgroup/--json/--explain of
+    # a replayed sample show what they showed live.
     if tier == OBJECTS:
-        return Plan(status=True, kernel=True, objects=True, regions=False)
-    return Plan(status=True, kernel=True)
+        return Plan(status=True, kernel=True, objects=True, regions=False, cgroup_memory=True)
+    return Plan(status=True, kernel=True, cgroup_memory=True)
 
 
 def run(args: argparse.Namespace, env) -> int:

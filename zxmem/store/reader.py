@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 
 from zxmem.model import (
+    CgroupMemory,
     Denied,
     Job,
     KernelStats,
@@ -26,10 +28,13 @@ from zxmem.model import (
     Vmo,
     VmoRef,
 )
-from zxmem.store.schema import VERSIONED, StoreError, read_span
+from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, read_span, span_of
 from zxmem.store.writer import (
+    CGROUP_MAPS,
+    CGROUP_SCALARS,
     OBJECTS,
     OWNER_SHIFT,
+    SHAPE,
     TIER_NAMES,
     TOTALS,
     decode_text,
@@ -72,10 +77,11 @@ def samples(conn: sqlite3.Connection) -> list[SampleInfo]:
 
 
 def _valid(conn: sqlite3.Connection, table: str, cols: str, n: int, span: int) -> list[tuple]:
-    # One range of the index on first: no row is valid for more than span samples.
+    # One range of the index on first: no row is valid for more than its
+    # table's span.
     return conn.execute(
         f"SELECT {cols} FROM {table} WHERE first > ?2 AND first <= ?1 "
-        "AND (last IS NULL OR last >= ?1)", (n, n - span)).fetchall()
+        "AND (last IS NULL OR last >= ?1)", (n, n - span_of(table, span))).fetchall()
 
 
 class _Strings:
@@ -83,7 +89,7 @@ class _Strings:
         self.conn = conn
         self.cache: dict[int, str] = {}
 
-    def fill(self, ids) -> None:
+    def fill(self, ids: Iterable[int | None]) -> None:
         want = [i for i in set(ids) if i is not None and i not in self.cache]
         for start in range(0, len(want), 500):
             chunk = want[start:start + 500]
@@ -93,6 +99,10 @@ class _Strings:
 
     def __call__(self, i: int | None) -> str | None:
         return None if i is None else self.cache[i]
+
+    def text(self, i: int) -> str:
+        """A string that is never NULL (a name, a path)."""
+        return self.cache[i]
 
 
 def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapshot:
@@ -109,6 +119,9 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
     mem = {r[0]: r[1:] for r in _valid(
         conn, "proc_mem", "ent, " + ", ".join(VERSIONED["proc_mem"]), n, span)}
     jobs = _valid(conn, "job_info", "ent, " + ", ".join(VERSIONED["job_info"]), n, span)
+    jvals: dict[int, dict[int, object]] = {}  # job entity -> name id -> value
+    for ent, value in _valid(conn, "job_values", "ent, value", n, span):
+        jvals.setdefault(ent >> JOB_KEY_BITS, {})[ent & _KEY_MASK] = value
     kvals = _valid(conn, "kernel_values", "ent, value", n, span) if has_kernel else []
     vmo_rows: list[tuple] = []
     refs: dict[int, bytes] = {}
@@ -131,6 +144,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
         refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
     ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
     ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
+    ids += [k for values in jvals.values() for k in values]
     ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]
     proc_keys = {}
     if info:
@@ -145,7 +159,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
         ids += [p for _k, p in job_keys.values()]
     s.fill(ids)
 
-    pd = json.loads(s(prov_id))
+    pd = json.loads(s.text(prov_id))
     pd["denied"] = tuple(Denied(*d) for d in pd.get("denied", ()))
     pd["notes"] = tuple(pd.get("notes", ()))
     known = {f.name for f in fields(Provenance)}
@@ -153,7 +167,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
                       **{k: v for k, v in pd.items() if k in known})
 
     processes = []
-    for ent, name, job, ppid, uid, cmd, kthread in info:
+    for ent, name_id, job, ppid, uid, cmd, kthread in info:
         pid, start = proc_keys[ent]
         m = mem[ent]
         counts = MemoryCounts(*m[1:11]) if m[0] else None
@@ -165,42 +179,45 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
                                  r[3])
                           for r in unpack(blob))
         processes.append(Process(
-            koid=pid, name=s(name), job_koid=u64(job), ppid=ppid, uid=uid,
-            cmdline=None if cmd is None else tuple(json.loads(s(cmd))),
+            koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
+            cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
             state=m[11], kernel_thread=bool(kthread), memory=counts, num_threads=m[12],
             vm_pte_bytes=m[13], start_time_ticks=start, vmo_refs=vrefs))
     processes.sort(key=lambda p: p.koid)
 
-    job_list = {}
-    for ent, name, parent, state, charged in jobs:
+    job_list: dict[int, Job] = {}
+    for ent, name_id, parent, state, charged in jobs:
         koid, path = job_keys[ent]
-        job_list[u64(koid)] = Job(koid=u64(koid), name=s(name), parent_koid=u64(parent),
-                                  path=s(path), state=s(state), charged_bytes=charged)
+        job_list[_u64(koid)] = Job(koid=_u64(koid), name=s.text(name_id), parent_koid=_u64(parent),
+                                   path=s.text(path), state=s.text(state), charged_bytes=charged,
+                                  cgroup=_cgroup(jvals.get(ent), s))
 
     kernel = None
     if has_kernel:
-        cols: dict = {}
-        maps: dict[str, dict] = {}
+        kcols: dict[str, object] = {}
         for key_id, value in kvals:
-            group, _, key = s(key_id).partition(":")
+            group, _, key = s.text(key_id).partition(":")
             if group == "col":
-                cols[key] = value
+                kcols[key] = value
             else:
-                maps.setdefault(group, {})[key] = value
-        kernel = KernelStats(**cols, **{g: MappingProxyType(d) for g, d in maps.items()})
+                kmaps = kcols.setdefault(group, {})
+                if isinstance(kmaps, dict):
+                    kmaps[key] = value
+        kernel = KernelStats(**{k: MappingProxyType(v) if isinstance(v, dict) else v
+                                for k, v in kcols.items()})  # type: ignore[arg-type]
 
     vmos = {}
-    for (koid, name, kind, size, committed, parent, children, mappings, shares, dev, inode,
+    for (koid, name_id, kind, size, committed, parent, children, mappings, shares, dev, inode,
          path, swap) in vmo_rows:
-        vmos[koid] = Vmo(koid=koid, name=s(name), kind=s(kind), size_bytes=size,
-                              committed_bytes=committed, parent_koid=u64(parent),
+        vmos[koid] = Vmo(koid=koid, name=s.text(name_id), kind=s(kind), size_bytes=size,
+                              committed_bytes=committed, parent_koid=_u64(parent),
                               num_children=children, num_mappings=mappings,
                               share_count=shares, dev=u64(dev), inode=u64(inode),
                               path=s(path), swap_bytes=swap)
     hidden: tuple[int, ...] = ()
     holders: dict[int, tuple[int, ...]] = {}
     if extra_id is not None:
-        e = json.loads(s(extra_id))
+        e = json.loads(s.text(extra_id))
         hidden = tuple(e["hidden"])
         holders = {k: tuple(v) for k, v in e["holders"]}
     # Snapshots order their VMOs as the collector built them; a mapping's
@@ -209,6 +226,38 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
                     processes=tuple(processes), kernel=kernel,
                     vmos=MappingProxyType(dict(sorted(vmos.items()))),
                     hidden_vmo_koids=hidden, vmo_holders=MappingProxyType(holders))
+
+
+_KEY_MASK = (1 << JOB_KEY_BITS) - 1
+
+
+def _u64(value: int) -> int:
+    """:func:`u64` of a column that is never NULL."""
+    return value + (1 << 64) if value < 0 else value
+
+
+def _cgroup(values: dict[int, object] | None, s: _Strings) -> CgroupMemory | None:
+    """A job's CgroupMemory from its job_values rows (None: none recorded)."""
+    if not values:
+        return None
+    named = {s.text(k): v for k, v in values.items()}
+    shape_text = named.pop(SHAPE, None)
+    if not isinstance(shape_text, str):
+        raise StoreError(f"a job's cgroup values have no {SHAPE!r} row")
+    shape = json.loads(shape_text)
+    order = shape["order"]
+    scalars = {name: named[name] for name in CGROUP_SCALARS if name in named}
+    maps: dict[str, Mapping] = {}
+    for group in CGROUP_MAPS:
+        if group in order:
+            maps[group] = MappingProxyType({k: named[f"{group}:{k}"] for k in order[group]})
+    if "pressure" in order:
+        maps["pressure"] = MappingProxyType({
+            kind: MappingProxyType({k: named[f"pressure:{kind}:{k}"] for k in keys})
+            for kind, keys in order["pressure"]})
+    return CgroupMemory(version=shape["version"],
+                        missing=tuple((str(f), str(why)) for f, why in shape["missing"]),
+                        **scalars, **maps)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable
 
 from zxmem.model import Snapshot
-from zxmem.store.schema import VERSIONED, StoreError, open_store
+from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, open_store
 from zxmem.store.writer import Writer
 
 # The WAL is truncated to this after each checkpoint.
@@ -39,7 +39,7 @@ class Recorder:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {directory}: {exc.strerror}") from None
-        self._lock_fd = self._lock(path + ".lock")
+        self._lock_fd: int | None = self._lock(path + ".lock")
         try:
             self.conn = open_store(path, create=True)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -164,14 +164,16 @@ class Recorder:
                       "AND id NOT IN (SELECT ent FROM vmo_refs) "
                       "AND id NOT IN (SELECT ent FROM vmo_base) "
                       "AND id NOT IN (SELECT ent >> 40 FROM anon_vmos)")
-            c.execute("DELETE FROM job_ids WHERE id NOT IN (SELECT ent FROM job_info)")
-            c.execute("""
+            c.execute("DELETE FROM job_ids WHERE id NOT IN (SELECT ent FROM job_info) "
+                      f"AND id NOT IN (SELECT ent >> {JOB_KEY_BITS} FROM job_values)")
+            c.execute(f"""
                 DELETE FROM strings WHERE id NOT IN (SELECT x FROM (
                   SELECT prov AS x FROM samples UNION SELECT extra FROM samples
                   UNION SELECT name FROM proc_info UNION SELECT cmdline FROM proc_info
                   UNION SELECT boot FROM procs UNION SELECT path FROM job_ids
                   UNION SELECT name FROM job_info UNION SELECT state FROM job_info
                   UNION SELECT ent FROM kernel_values
+                  UNION SELECT ent & {(1 << JOB_KEY_BITS) - 1} FROM job_values
                   UNION SELECT name FROM vmos UNION SELECT kind FROM vmos
                   UNION SELECT path FROM vmos
                   UNION SELECT name FROM anon_vmos UNION SELECT kind FROM anon_vmos

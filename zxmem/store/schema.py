@@ -18,6 +18,10 @@ what changed or went away.
 ``proc_mem``       versioned: memory counts, state letter, threads, PTEs
 ``job_ids``        job identities (cgroup id, path)
 ``job_info``       versioned: name, parent, state, charged bytes
+``job_values``     versioned: one value of a job's cgroup memory files
+                   (charge, limits, a memory.stat or memory.events counter,
+                   a pressure figure), keyed by job and value name; and the
+                   job's "shape" (version, unreadable files, key order)
 ``kernel_values``  versioned: one kernel counter (column, meminfo or extra)
 ``vmos``           versioned, objects tier only: one memory object by koid
                    (file-backed objects, whose koid is stable)
@@ -44,8 +48,10 @@ import sqlite3
 from zxmem.errors import ZxmemError
 
 # 1: the first layout.  2: samples carry their process count and total PSS
-# (``zxmem history`` reads them without visiting every row).
-VERSION = 2
+# (``zxmem history`` reads them without visiting every row).  3: the jobs'
+# cgroup memory files (``job_values``); every versioned table's ``reserve``
+# (see RESERVE) and no index of open rows.
+VERSION = 3
 
 APPLICATION_ID = 0x7A786D68  # "zxmh"
 
@@ -103,6 +109,7 @@ VERSIONED: dict[str, tuple[str, ...]] = {
     "proc_mem": ("known", "pss", "private", "shared", "rss", "swap", "swap_pss", "pss_anon",
                  "pss_file", "pss_shmem", "hugetlb", "state", "threads", "pte"),
     "job_info": ("name", "parent", "state", "charged"),
+    "job_values": ("value",),
     "kernel_values": ("value",),
     "vmos": ("name", "kind", "size", "committed", "parent", "children", "mappings", "shares",
              "dev", "inode", "path", "swap"),
@@ -113,14 +120,27 @@ VERSIONED: dict[str, tuple[str, ...]] = {
 }
 
 
-def _indexes(conn: sqlite3.Connection) -> None:
-    for table in VERSIONED:
-        # The open rows (the writer's state), a small partial index; and
-        # rows by first sample: a sample's rows start within SPAN samples
-        # before it, so replay and retention are bounded range scans.
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_open ON {table}(ent) "
-                     "WHERE last IS NULL")
+# The versioned tables of layout 1 (later ones are made by their migration).
+_V1_VERSIONED = ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
+                 "vmo_base", "vmo_refs")
+
+
+def _indexes(conn: sqlite3.Connection, tables: tuple[str, ...]) -> None:
+    for table in tables:
+        # Rows by first sample: a sample's rows start within its table's span
+        # before it, so replay, retention and the writer's open rows
+        # (``last IS NULL``) are bounded range scans of this one index.
         conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_first ON {table}(first)")
+
+
+# An open row (``last`` NULL) holds this in ``reserve``; closing it sets
+# ``last`` and clears ``reserve`` in the same UPDATE, so the row does not
+# grow (this takes SQLite's 4-byte integer; a sample number below 2**31 takes
+# at most that).
+# Rows that grew when closed split their full pages: the rows of a process
+# that exits are side by side, and closing them cost about a page per
+# process (half of an objects sample's bytes).
+RESERVE = (1 << 24) - 1
 
 
 # No row is valid for more than SPAN samples: the writer opens a row again
@@ -129,6 +149,20 @@ def _indexes(conn: sqlite3.Connection) -> None:
 # (2 hours at 10 s) and keeps the replay of any sample of a long history as
 # fast as the newest.
 SPAN = 720
+
+
+# Objects rows are compared (and so re-opened) at objects samples only, and
+# are many (one per memory object): re-opening them every SPAN samples cost
+# a copy of the whole object graph every 2 hours (about 4.7 MB for 51,000
+# objects).  They live OBJECTS_SPAN_FACTOR times longer: a copy every 12
+# hours, for a longer (bounded) range to scan when an objects sample is read.
+OBJECTS_SPAN_FACTOR = 6
+OBJECT_TABLES = frozenset(("vmos", "anon_vmos", "vmo_base", "vmo_refs"))
+
+
+def span_of(table: str, span: int) -> int:
+    """The span of ``table`` when the store's span is ``span``."""
+    return span * OBJECTS_SPAN_FACTOR if table in OBJECT_TABLES else span
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
@@ -146,7 +180,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
     newest = conn.execute("SELECT coalesce(max(n), 0) FROM samples").fetchone()[0]
     longest = SPAN
-    for table in VERSIONED:
+    for table in _V1_VERSIONED:
         row = conn.execute(f"SELECT max(coalesce(last, ?) - first + 1) FROM {table}",
                            (newest,)).fetchone()
         longest = max(longest, row[0] or 0)
@@ -159,7 +193,24 @@ def read_span(conn: sqlite3.Connection) -> int:
     return max(SPAN, int(row[0])) if row else SPAN
 
 
-MIGRATIONS = {1: _migrate_1_to_2}
+# job_values' entity: the job entity << JOB_KEY_BITS | the string id of the
+# value's name ("charged_bytes", "stat:anon", "pressure:some:avg10", "shape").
+JOB_KEY_BITS = 32
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    # Older samples have no cgroup data: their jobs read back without it.
+    conn.execute("CREATE TABLE job_values (ent INTEGER NOT NULL, first INTEGER NOT NULL, "
+                 "last INTEGER, value, reserve INTEGER)")
+    _indexes(conn, ("job_values",))
+    for table in _V1_VERSIONED:
+        # Open rows of older stores have no reserve: they may grow once, when closed.
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN reserve INTEGER")
+        # The writer finds open rows by the index on first.
+        conn.execute(f"DROP INDEX IF EXISTS {table}_open")
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 class StoreError(ZxmemError):
@@ -247,7 +298,7 @@ def _upgrade(conn: sqlite3.Connection, version: int, path: str) -> None:
                 for stmt in _V1.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
-                _indexes(conn)
+                _indexes(conn, _V1_VERSIONED)
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute("PRAGMA user_version=1")
             conn.execute("COMMIT")

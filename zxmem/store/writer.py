@@ -1,9 +1,10 @@
 """Writing samples: only what changed since the previous sample.
 
 :class:`Writer` keeps, in memory, the rows valid at the newest sample (the
-"open" rows, ``last IS NULL``).  A new sample is compared with them: a value
-that is the same adds nothing, a changed or vanished one closes its row at
-the previous sample, a changed or new one opens a row.  Each sample is one
+"open" rows, ``last IS NULL``; each holds a ``reserve`` its closing clears).
+A new sample is compared with them: a value that is the same adds nothing, a
+changed or vanished one closes its row at the previous sample, a changed or
+new one opens a row.  Each sample is one
 transaction, so a recorder killed at any point loses at most that sample;
 after a failed write (disk full) the in-memory state is reloaded from the
 store, which still holds the last sample that committed.
@@ -17,9 +18,9 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import fields
 
-from zxmem.model import INODE_KOID_BASE, Provenance, Snapshot
+from zxmem.model import INODE_KOID_BASE, CgroupMemory, Provenance, Snapshot
 from zxmem.store import schema
-from zxmem.store.schema import VERSIONED
+from zxmem.store.schema import JOB_KEY_BITS, VERSIONED
 
 TOTALS = 0
 OBJECTS = 1
@@ -38,6 +39,11 @@ def s64(value: int | None) -> int | None:
     if value is not None and value >= _S63:
         return value - _U64
     return value
+
+
+def s64_(value: int) -> int:
+    """:func:`s64` of a value that is never None."""
+    return value - _U64 if value >= _S63 else value
 
 
 def u64(value: int | None) -> int | None:
@@ -102,6 +108,39 @@ def refs_blob(refs, base: int | None) -> bytes:
     return pack(rows)
 
 
+# CgroupMemory's single values, each kept as its own job_values row.
+CGROUP_SCALARS = ("charged_bytes", "kernel_bytes", "swap_bytes", "limit_bytes", "high_bytes",
+                  "low_bytes", "min_bytes", "soft_limit_bytes")
+CGROUP_MAPS = ("stat", "events")
+SHAPE = "shape"
+
+
+def cgroup_values(cg: CgroupMemory) -> list[tuple[str, int | float | str]]:
+    """A job's cgroup memory as (name, value) pairs: one per known value
+    (an unknown one has no pair), and ``shape``: the JSON of what is not a
+    number (version, unreadable files) and the order of each map's keys, so
+    the maps read back in the kernel's order.  Limits are bytes or the
+    text ``max``; pressure averages are floats (SQLite keeps them exactly)."""
+    out: list[tuple[str, int | float | str]] = []
+    for name in CGROUP_SCALARS:
+        value = getattr(cg, name)
+        if value is not None:
+            out.append((name, value))
+    order: dict[str, object] = {}
+    for group in CGROUP_MAPS:
+        mapping = getattr(cg, group)
+        if mapping is not None:
+            order[group] = list(mapping)
+            out.extend((f"{group}:{k}", v) for k, v in mapping.items())
+    if cg.pressure is not None:
+        order["pressure"] = [[kind, list(values)] for kind, values in cg.pressure.items()]
+        out.extend((f"pressure:{kind}:{k}", v)
+                   for kind, values in cg.pressure.items() for k, v in values.items())
+    shape = {"version": cg.version, "missing": [list(m) for m in cg.missing], "order": order}
+    out.append((SHAPE, json.dumps(shape, separators=(",", ":"))))
+    return out
+
+
 def _counts(memory) -> tuple:
     if memory is None:
         return (0,) + (None,) * 10
@@ -126,11 +165,20 @@ class Writer:
         self._strings: dict[str, int] = {}
         # table -> entity -> (rowid, first sample, values)
         self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
+        span = schema.read_span(c)
+        newest = c.execute("SELECT max(n) FROM samples").fetchone()[0] or 0
+        newest_objects = c.execute("SELECT max(n) FROM samples WHERE tier = ?",
+                                   (OBJECTS,)).fetchone()[0] or 0
         for table, cols in VERSIONED.items():
+            # Open rows started within their span before the newest sample
+            # that wrote their table (objects tables: the newest objects sample).
+            at = newest_objects if table in schema.OBJECT_TABLES else newest
             rows = c.execute(f"SELECT rowid, ent, first, {', '.join(cols)} FROM {table} "
-                             "WHERE last IS NULL")
+                             "WHERE first > ? AND last IS NULL",
+                             (at - schema.span_of(table, span),))
             self.open[table] = {r[1]: (r[0], r[2], tuple(r[3:])) for r in rows}
-        self.procs = {(b, p, s): i for i, b, p, s in
+        self.procs: dict[tuple[int | None, int, int | None], int] = {
+            (b, p, s): i for i, b, p, s in
                       c.execute("SELECT id, boot, pid, start FROM procs")}
         self.job_ids = {(k, p): i for i, k, p in c.execute("SELECT id, koid, path FROM job_ids")}
         self.last_n = c.execute("SELECT max(n) FROM samples").fetchone()[0]
@@ -143,13 +191,20 @@ class Writer:
         raw = encode_text(text)
         row = self.conn.execute("SELECT id FROM strings WHERE s = ?", (raw,)).fetchone()
         if row is None:
-            i = self.conn.execute("INSERT INTO strings(s) VALUES (?)", (raw,)).lastrowid
+            i = self._insert("INSERT INTO strings(s) VALUES (?)", (raw,))
         else:
             i = row[0]
         if len(self._strings) > 200_000:  # bounded: names churn over days
             self._strings.clear()
         self._strings[text] = i
         return i
+
+    def _insert(self, sql: str, params: tuple) -> int:
+        """Insert one row; its rowid."""
+        rowid = self.conn.execute(sql, params).lastrowid
+        if rowid is None:  # not after an INSERT
+            raise sqlite3.DatabaseError(f"no rowid from {sql.split('(')[0]}")
+        return rowid
 
     def _osid(self, text: str | None) -> int | None:
         return None if text is None else self.sid(text)
@@ -191,11 +246,10 @@ class Writer:
         ents: dict[int, int] = {}  # pid -> proc entity
         pss_total = None
         for p in snap.processes:
-            key = (boot, p.koid, p.start_time_ticks)
+            key: tuple[int | None, int, int | None] = (boot, p.koid, p.start_time_ticks)
             ent = self.procs.get(key)
             if ent is None:
-                ent = c.execute("INSERT INTO procs(boot, pid, start) VALUES (?,?,?)",
-                                key).lastrowid
+                ent = self._insert("INSERT INTO procs(boot, pid, start) VALUES (?,?,?)", key)
                 self.procs[key] = ent
             ents[p.koid] = ent
             cmd = None if p.cmdline is None else self.sid(
@@ -207,13 +261,19 @@ class Writer:
                 pss_total = (pss_total or 0) + p.memory.pss_bytes
 
         jobs: dict[int, tuple] = {}
+        jvals: dict[int, tuple] = {}
         for j in snap.jobs:
-            key = (s64(j.koid), self.sid(j.path))
-            ent = self.job_ids.get(key)
-            if ent is None:
-                ent = c.execute("INSERT INTO job_ids(koid, path) VALUES (?,?)", key).lastrowid
-                self.job_ids[key] = ent
-            jobs[ent] = (self.sid(j.name), s64(j.parent_koid), self.sid(j.state), j.charged_bytes)
+            jkey = (s64_(j.koid), self.sid(j.path))
+            jent = self.job_ids.get(jkey)
+            if jent is None:
+                jent = self._insert("INSERT INTO job_ids(koid, path) VALUES (?,?)", jkey)
+                self.job_ids[jkey] = jent
+            jobs[jent] = (self.sid(j.name), s64(j.parent_koid), self.sid(j.state),
+                          j.charged_bytes)
+            if j.cgroup is not None:
+                high = jent << JOB_KEY_BITS
+                for name, value in cgroup_values(j.cgroup):
+                    jvals[high | self.sid(name)] = (value,)
 
         kvals: dict[int, tuple] = {}
         k = snap.kernel
@@ -240,7 +300,7 @@ class Writer:
              len(snap.processes), pss_total))
 
         pending = [("proc_info", info), ("proc_mem", mem), ("job_info", jobs),
-                   ("kernel_values", kvals)]
+                   ("job_values", jvals), ("kernel_values", kvals)]
         if tier == OBJECTS:
             pending += self._objects(snap, ents)
         new_open = {}
@@ -286,7 +346,7 @@ class Writer:
                 seen[values[0]] = ordinal + 1
                 key = anon_key(ent, values[0], ordinal)
                 if key is None:
-                    vmos[s64(k)] = values
+                    vmos[s64_(k)] = values
                 else:
                     anon[key] = values
                     keyed.append((key, k - base))
@@ -294,7 +354,7 @@ class Writer:
             layouts[ent] = (pack([base, [offset for _key, offset in keyed]]),)
         for koid, v in snap.vmos.items():
             if koid not in owner:
-                vmos[s64(koid)] = row(v)
+                vmos[s64_(koid)] = row(v)
         refs = {ents[p.koid]: (refs_blob(p.vmo_refs, bases.get(ents[p.koid])),)
                 for p in snap.processes if p.vmo_refs is not None}
         return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", layouts),
@@ -306,19 +366,21 @@ class Writer:
         (and again for unchanged ones SPAN samples old)."""
         c = self.conn
         old = self.open[table]
-        oldest = n - schema.SPAN  # a row that started here or before is opened again
+        # A row that started here or before is opened again.
+        oldest = n - schema.span_of(table, schema.SPAN)
         closing = [(n - 1, rowid) for ent, (rowid, first, vals) in old.items()
                    if first <= oldest or new.get(ent, _MISSING) != vals]
         if closing:
-            c.executemany(f"UPDATE {table} SET last = ? WHERE rowid = ?", closing)
+            c.executemany(f"UPDATE {table} SET last = ?, reserve = NULL WHERE rowid = ?",
+                          closing)
         cols = VERSIONED[table]
-        sql = (f"INSERT INTO {table}(ent, first, {', '.join(cols)}) "
-               f"VALUES (?, ?{', ?' * len(cols)})")
+        sql = (f"INSERT INTO {table}(ent, first, reserve, {', '.join(cols)}) "
+               f"VALUES (?, ?, {schema.RESERVE}{', ?' * len(cols)})")
         out: dict[int, tuple[int, int, tuple]] = {}
         for ent, vals in new.items():
             prev = old.get(ent)
             if prev is not None and prev[2] == vals and prev[1] > oldest:
                 out[ent] = prev
             else:
-                out[ent] = (c.execute(sql, (ent, n) + vals).lastrowid, n, vals)
+                out[ent] = (self._insert(sql, (ent, n) + vals), n, vals)
         return out
