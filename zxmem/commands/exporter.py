@@ -7,9 +7,13 @@ import argparse
 import re
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from zxmem.commands import common
 from zxmem.errors import ZxmemError
+
+if TYPE_CHECKING:
+    from zxmem.cli import Environment
 
 HELP = "serve memory metrics for Prometheus on /metrics, collected on a timer"
 
@@ -95,7 +99,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("exporter", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", DEFAULT_PORT),
@@ -114,7 +118,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, env) -> int:
+def run(args: argparse.Namespace, env: Environment) -> int:
     from zxmem.commands import _prom
 
     _prom.require_client()
@@ -136,9 +140,11 @@ def run(args: argparse.Namespace, env) -> int:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise ZxmemError(f"--listen {host}:{port}: {exc.strerror or exc}") from None
-    bound = server.server_address
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    env.stderr.write(f"zxmem: serving http://{shown}:{bound[1]}/metrics "
+    bound_host, bound_port = server.server_address[:2]
+    if isinstance(bound_host, bytes):  # an AF_UNIX-style address: not from start_http_server
+        bound_host = bound_host.decode("utf-8", "replace")
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    env.stderr.write(f"zxmem: serving http://{shown}:{bound_port}/metrics "
                      f"every {args.interval:g} s\n")
     env.stderr.flush()
     stop = threading.Event()

@@ -525,7 +525,8 @@ def compute_kernel_stats(
         notes.append("wired unknown: no System RAM addresses in /proc/iomem (root only)")
 
     other = None
-    if None not in (total, free, vmo, heap, mmu):
+    if total is not None and free is not None and vmo is not None and heap is not None \
+            and mmu is not None:
         other = (
             total - free - vmo - heap - stack_apart - mmu
             - m("Zswap", 0) - m("Balloon", 0) - m("Unaccepted", 0)
