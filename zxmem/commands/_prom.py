@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from zxmem import __version__
@@ -104,6 +105,9 @@ class Sampler:
         self.duration: float | None = None
         self.last_error: str | None = None
         self._warned: set[str] = set()
+        # Whether thread stacks are vmalloc'ed: fixed for a boot, learnt from
+        # the first collection, so later ones skip /proc/vmallocinfo.
+        self._stacks_in_vmalloc: bool | None = None
 
     def step(self) -> bool:
         """One collection; True when it gave a new sample.  A failure is
@@ -114,6 +118,8 @@ class Sampler:
         self._attempts += 1
         try:
             plan = OBJECTS_PLAN if with_objects else self.plan
+            if self._stacks_in_vmalloc is not None:
+                plan = replace(plan, kernel_stacks_in_vmalloc=self._stacks_in_vmalloc)
             snapshot = collect(plan, self.proc_root, self._warn_once)
             sample = view.families(snapshot, self.options)
             objects = (view.object_families(snapshot, self.options.objects)
@@ -123,6 +129,10 @@ class Sampler:
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         self.duration = self.monotonic() - start
+        if snapshot.kernel is not None and self._stacks_in_vmalloc is None:
+            known = snapshot.kernel.extra.get("kernel_stack_in_vmalloc")
+            if known is not None:
+                self._stacks_in_vmalloc = bool(known)
         # Reference assignments: a scrape sees the old or the new list.
         self._objects = objects
         self._sample = sample
