@@ -5,6 +5,7 @@ collections in a process of their own."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -72,6 +73,38 @@ def test_promtool_accepts_the_output_with_hostile_names(launcher, group_by):
     assert 'q"\\n\n\\xff{x="1"}' in comms
     om = _zxmem("metrics", "--group-by", group_by, "--openmetrics")
     assert om.returncode == 0 and om.stdout.endswith(b"# EOF\n")
+
+
+@pytest.mark.live
+def test_promtool_accepts_hostile_cgroup_names(launcher, test_cgroup):
+    # cgroupfs refuses a newline in a name (EINVAL); quotes, backslashes,
+    # braces and invalid UTF-8 it takes.
+    promtool = _promtool()
+    cg, reason = test_cgroup
+    if cg is None:
+        pytest.skip(reason)
+    hostile = cg.child(os.fsdecode(b'q"\\nx\xff{a="b"} 1'))
+    launcher.start("private", str(4 * MIB), cgroup=hostile)
+    r = _zxmem("metrics", "--group-by", "cgroup")
+    assert r.returncode == 0, r.stderr
+    check = subprocess.run([promtool, "check", "metrics"], input=r.stdout,
+                           capture_output=True, timeout=60)
+    assert check.returncode == 0, (check.stdout + check.stderr).decode()
+    got = _samples(r.stdout.decode())
+    want = cg.path + '/q"\\nx\\xff{a="b"} 1'  # invalid UTF-8 shown as \xff
+    assert got[("zxmem_process_pss_bytes", (("group", want),))] >= 4 * MIB
+    assert got[("zxmem_cgroup_pss_bytes", (("cgroup", want),))] >= 4 * MIB
+    om = _zxmem("metrics", "--group-by", "cgroup", "--openmetrics")
+    assert om.returncode == 0 and om.stdout.endswith(b"# EOF\n")
+    parsed = {s.labels.get("cgroup") for fam in om_families(om.stdout.decode())
+              for s in fam.samples}
+    assert want in parsed
+
+
+def om_families(text: str) -> list:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+
+    return list(om(text))
 
 
 @pytest.mark.live
@@ -168,11 +201,16 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 @pytest.mark.live
-def test_prometheus_scrapes_the_exporter(launcher, cli):
+def test_prometheus_scrapes_the_exporter(launcher, cli, test_cgroup):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus not installed (Debian package prometheus; CI installs it)")
-    w = launcher.start("private", str(64 * MIB), argv0="zxmem-e2e-private")
+    cg, reason = test_cgroup
+    if cg is None:
+        pytest.skip(reason)
+    # The workload alone in a cgroup of its own: its cgroup's PSS is its own.
+    w = launcher.start("private", str(64 * MIB), argv0="zxmem-e2e-private", cgroup=cg)
+    cg_label = cg.path
     exporter = server = None
     with tempfile.TemporaryDirectory(prefix="zxmem-prom-") as tmp:
         try:
@@ -196,7 +234,10 @@ def test_prometheus_scrapes_the_exporter(launcher, cli):
                     if targets and targets[0]["health"] == "up":
                         pss_series = _query(
                             base, 'zxmem_process_pss_bytes{group="zxmem-e2e-private"}')
-                        if pss_series and _query(base, "rate(zxmem_collections_total[1m])"):
+                        cg_series = _query(
+                            base, f'zxmem_cgroup_pss_bytes{{cgroup="{cg_label}"}}')
+                        if pss_series and cg_series and _query(
+                                base, "rate(zxmem_collections_total[1m])"):
                             break
                 except OSError:
                     pass
@@ -204,13 +245,19 @@ def test_prometheus_scrapes_the_exporter(launcher, cli):
             else:
                 log = (Path(tmp) / "prom.log").read_text()[-2000:]
                 pytest.fail(f"Prometheus did not scrape the exporter in 60 s: {log}")
-            # The workload's group: its PSS within 2% of zxmem ps --json's.
+            # The workload's process group and its cgroup: their PSS within
+            # 2% of zxmem ps --json's (the process's, and the job's).
             doc = json.loads(cli(["ps", "--json"]).stdout)
             ps_pss = next(t["pss_bytes"] for t in doc["tasks"]
                           if t["type"] == "p" and t["koid"] == w.pid)
+            job_pss = next(t["pss_bytes"] for t in doc["tasks"]
+                           if t["type"] == "j" and t["koid"] == cg.koid)
             prom_pss = float(pss_series[0]["value"][1])
             assert abs(prom_pss - ps_pss) <= 0.02 * ps_pss, (prom_pss, ps_pss)
             assert prom_pss >= 64 * MIB
+            prom_cg_pss = float(cg_series[0]["value"][1])
+            assert abs(prom_cg_pss - job_pss) <= 0.02 * job_pss, (prom_cg_pss, job_pss)
+            assert prom_cg_pss >= 64 * MIB
             # The kinds, free memory and the processes are MemTotal, in PromQL.
             diff = _query(base, "sum(zxmem_kernel_bytes) + sum(zxmem_memory_free_bytes)"
                           " + sum(zxmem_process_pss_bytes) - sum(zxmem_memory_total_bytes)")
@@ -226,6 +273,30 @@ def test_prometheus_scrapes_the_exporter(launcher, cli):
             _stop(server)
             _stop(exporter)
     assert exporter.returncode is not None
+
+
+@pytest.mark.live
+def test_groups_and_cgroups_that_vanish_are_dropped(launcher, test_cgroup):
+    cg, reason = test_cgroup
+    if cg is None:
+        pytest.skip(reason)
+    child = cg.child("vanishing")
+    name = f"zxmem-vanish-{time.monotonic_ns()}"
+    w = launcher.start("private", str(8 * MIB), argv0=name, cgroup=child)
+    sampler = _prom.Sampler(view.MetricsOptions(group_by="exe"), "/proc", time.monotonic)
+    assert sampler.step()
+    got = _samples(view.exposition(sampler.collect()).decode())
+    group = ("zxmem_process_pss_bytes", (("group", name),))
+    assert got[group] >= 8 * MIB
+    assert got[("zxmem_cgroup_pss_bytes", (("cgroup", child.path),))] >= 8 * MIB
+    w.stop()
+    cg.children.remove(child)
+    child.remove()
+    assert sampler.step()
+    got = _samples(view.exposition(sampler.collect()).decode())
+    assert group not in got
+    assert not any(dict(labels).get("cgroup") == child.path for (_n, labels) in got)
+    assert any(n == "zxmem_cgroup_pss_bytes" for (n, _l) in got)  # the others stay
 
 
 # The exporter's collect-and-swap step 1,000 times (plus exposition, as a
