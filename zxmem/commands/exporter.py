@@ -46,8 +46,11 @@ Metrics (bytes, seconds; `zxmem metrics` prints one sample):
   zxmem_build_info{{version}}, zxmem_collection_duration_seconds,
   zxmem_collection_errors_total, zxmem_collections_total
 
-Series with the defaults: about 5 x groups + 3 x cgroups + 20; at most
-5 x --max-groups + 3 x --max-cgroups + --max-pids + --objects + 1 + 20.
+Series: 5 per process group, 3 per cgroup plus what its memory files give
+(charged, limit, memory.events: 2 counters on cgroup v1, 6 on v2; pressure:
+2 on v2), and at most 30 more.  At most 5 x --max-groups + 13 x --max-cgroups
++ 30: 3,130 with the defaults; --per-pid adds --max-pids, --objects N adds
+N + 1.
 """
 
 EPILOG = f"""\
