@@ -8,9 +8,11 @@ they run.
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from zxmem import __version__
@@ -20,6 +22,7 @@ from zxmem.views import metrics as view
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 
 def require_client() -> None:
@@ -156,14 +159,17 @@ class Sampler:
 
 def run_loop(sampler: Sampler, interval: float, monotonic: Callable[[], float],
              sleep: Callable[[float], None], stop: threading.Event,
-             count: int | None = None) -> None:
+             count: int | None = None,
+             after_step: Callable[[], None] | None = None) -> None:
     """Collect every ``interval`` seconds (a late collection starts the next
     at once, missed ticks are skipped) until ``stop`` is set or ``count``
-    collections were attempted."""
+    collections were attempted; ``after_step`` runs after each."""
     done = 0
     next_at = monotonic()
     while not stop.is_set():
         sampler.step()
+        if after_step is not None:
+            after_step()
         done += 1
         if count is not None and done >= count:
             return
@@ -174,3 +180,70 @@ def run_loop(sampler: Sampler, interval: float, monotonic: Callable[[], float],
         wait = next_at - now
         if wait > 0:
             sleep(wait)
+
+
+class Rendered:
+    """The last sample as bytes, per content type a scraper asked for.
+
+    :meth:`refresh` (the collector thread, after each collection) renders
+    the sample once for every content type asked for so far, so that a
+    scrape only writes bytes: no formatting competes for the interpreter
+    with the next collection.  A content type not seen before is rendered
+    on its scrape and then kept up to date (at most :attr:`MAX_TYPES`).
+    """
+
+    MAX_TYPES = 4
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._encoders: dict[str, Callable[[CollectorRegistry], bytes]] = {}
+        self._bodies: dict[str, bytes] = {}  # replaced whole
+
+    def refresh(self) -> None:
+        with self._lock:
+            encoders = dict(self._encoders)
+        self._bodies = {ctype: enc(self.registry) for ctype, enc in encoders.items()}
+
+    def body(self, accept: str | None) -> tuple[str, bytes]:
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, ctype = choose_encoder(accept or "")
+        body = self._bodies.get(ctype)
+        if body is None:
+            body = encoder(self.registry)
+            with self._lock:
+                if len(self._encoders) < self.MAX_TYPES:
+                    self._encoders[ctype] = encoder
+        return ctype, body
+
+
+def serve(rendered: Rendered, host: str, port: int) -> ThreadingHTTPServer:
+    """An HTTP server answering ``GET /metrics`` (and ``/``) from
+    ``rendered`` in threads of its own; the caller shuts it down."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "zxmem"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            if path not in ("/metrics", "/"):
+                self.send_error(404, "only /metrics is served")
+                return
+            ctype, body = rendered.body(self.headers.get("Accept"))
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # no line per scrape on stderr
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = Server((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="zxmem-http", daemon=True).start()
+    return server

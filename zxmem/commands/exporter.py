@@ -135,12 +135,13 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     sampler = _prom.Sampler(options, root, env.monotonic, warn=warn,
                             objects_every=args.objects_every)
     host, port = args.listen
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(sampler)
+    rendered = _prom.Rendered(registry)
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = _prom.serve(rendered, host, port)
     except OSError as exc:
         raise ZxmemError(f"--listen {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = server.server_address[:2]
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     sleep = stop.wait if env.sleep is time.sleep else env.sleep
     collector = threading.Thread(
         target=_prom.run_loop, name="zxmem-collector", daemon=True,
-        args=(sampler, args.interval, env.monotonic, sleep, stop))
+        args=(sampler, args.interval, env.monotonic, sleep, stop),
+        kwargs={"after_step": rendered.refresh})
     collector.start()
     try:
         while collector.is_alive():
