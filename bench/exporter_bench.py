@@ -20,7 +20,9 @@ of ~35 MiB resident each; 1,000 by default), then:
      it and its children (GNU time), interpreter start included, as a user
      runs it;
    * ``exporter --objects``: K collections of the objects tier (every
-     mapping and the hidden objects, ``--objects 20 --objects-every 1``);
+     mapping and the hidden objects, ``--objects 20 --objects-every 1``),
+     each in a short-lived child as the exporter runs it (the child's CPU
+     counted);
    * ``zxmem memgraph -v``: the command, likewise;
    * ``ps in-process``, ``memgraph -v in-process``: the same commands run
      K times in the helper (``zxmem.cli.main``, output discarded), i.e.
@@ -36,7 +38,8 @@ of ~35 MiB resident each; 1,000 by default), then:
    land during collections: scrape latency (median, 95th percentile, max;
    target ≤ 50 ms), the series in a scrape, the collection duration it
    reports, and its RSS (VmRSS, VmHWM; target ≤ 60 MB).  Then the same
-   with ``--objects 20`` (every 4th collection reads the objects).
+   with ``--objects 20`` (every 4th collection reads the objects, in a
+   child whose peak RSS is reported apart).
 
 The workload and the exporters are removed at the end, also on Ctrl-C.
 Run as root (every process's smaps).
@@ -79,7 +82,7 @@ def cpu():
 samplers = {
     "totals": _prom.Sampler(view.MetricsOptions(), "/proc", time.monotonic),
     "objects": _prom.Sampler(view.MetricsOptions(objects=20), "/proc", time.monotonic,
-                             objects_every=1),
+                             objects_every=1, objects_in_child=True),
 }
 
 class InProcess:
@@ -110,8 +113,9 @@ for line in sys.stdin:
     else:
         text = view.exposition(s.collect())
         series = sum(1 for x in text.splitlines() if x and not x.startswith(b"#"))
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         print(json.dumps({"cpu": (cpu() - c0) / int(k), "wall": (time.perf_counter() - w0)
-                          / int(k), "series": series}), flush=True)
+                          / int(k), "series": series, "child_peak": peak}), flush=True)
 """
 
 
@@ -257,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU, {args.rounds} rounds of {args.steps} collections per exporter tier:")
         cpu = cpu_rounds(zxmem, helper, args.rounds, args.steps)
         series_helper = helper.steps("totals", 1)["series"]
+        child_peak = helper.steps("objects", 1)["child_peak"]
         helper.close()
         helper = None
         print(f"serving, {args.scrapes} scrapes 0.1 s apart:")
@@ -305,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{verdict(s['hwm'] <= RSS_TARGET_BYTES)}); "
               f"{s['collections']:.0f} collections, {s['errors']:.0f} errors")
     print(f"\nseries in one sample (helper, defaults): {series_helper}")
+    print(f"peak RSS of the objects tier's child (largest over the run): "
+          f"{child_peak / 1e6:.1f} MB")
     print(f"load average at the end: {ps_bench.load_average()}")
     return 0
 

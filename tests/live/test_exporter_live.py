@@ -299,6 +299,36 @@ def test_groups_and_cgroups_that_vanish_are_dropped(launcher, test_cgroup):
     assert any(n == "zxmem_cgroup_pss_bytes" for (n, _l) in got)  # the others stay
 
 
+@pytest.mark.live
+def test_the_objects_tier_in_a_child_process():
+    """The exporter reads the objects in a short-lived child: the families
+    it sends back are this machine's, a failing child is a counted error."""
+    import mmap
+
+    name = f"zxmem-exporter-child-{os.getpid()}"
+    size = 24 * MIB
+    fd = os.memfd_create(name)
+    try:
+        os.ftruncate(fd, size)
+        m = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        m.write(b"x" * size)  # every page resident, mapped by this process only
+        options = view.MetricsOptions(objects=10_000)
+        sampler = _prom.Sampler(options, "/proc", time.monotonic, objects_in_child=True)
+        assert sampler.step(), sampler.last_error
+        got = _samples(view.exposition(sampler.collect()).decode())
+        pss = got[("zxmem_object_pss_bytes", (("kind", "memfd"), ("object", f"memfd:{name}")))]
+        assert pss == size
+        # The totals came from the same child: this process is among them.
+        assert got[("zxmem_processes_unreadable", ())] >= 0
+        assert sum(v for (n, _l), v in got.items() if n == "zxmem_process_pss_bytes") >= size
+        m.close()
+    finally:
+        os.close(fd)
+    broken = _prom.Sampler(options, "/nonexistent-proc", time.monotonic, objects_in_child=True)
+    assert not broken.step()
+    assert broken.errors == 1 and "objects collection exited" in (broken.last_error or "")
+
+
 # The exporter's collect-and-swap step 1,000 times (plus exposition, as a
 # scrape would), in a process of its own, on the clock a cli Environment
 # gives: RSS flat, series bounded, no traceback.
@@ -318,8 +348,9 @@ env = Environment()
 options = view.MetricsOptions(max_groups=20, max_cgroups=20, per_pid=True, max_pids=10,
                               objects=5)
 # Every 50th collection also reads the objects (the churn's memfds among
-# them): that tier's state must stay bounded too.
-sampler = _prom.Sampler(options, env.proc_root, env.monotonic, objects_every=50)
+# them) in a child, as the exporter does: what comes back must stay bounded.
+sampler = _prom.Sampler(options, env.proc_root, env.monotonic, objects_every=50,
+                        objects_in_child=True)
 marks, series = {}, []
 for i in range(1000):
     _prom.run_loop(sampler, 0.0, env.monotonic, env.sleep, threading.Event(), count=1)

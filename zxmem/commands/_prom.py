@@ -93,13 +93,19 @@ class Sampler:
 
     def __init__(self, options: view.MetricsOptions, proc_root: str,
                  monotonic: Callable[[], float], plan: Plan = PLAN,
-                 warn: Callable[[str], None] | None = None, objects_every: int = 1) -> None:
+                 warn: Callable[[str], None] | None = None, objects_every: int = 1,
+                 objects_in_child: bool = False) -> None:
         self.options = options
         self.proc_root = proc_root
         self.plan = plan
         self.monotonic = monotonic
         self.warn = warn
         self.objects_every = objects_every
+        # The objects tier holds every mapping of every process at once:
+        # collected in a short-lived child, its peak memory is given back
+        # when the child exits, and its Python work does not hold this
+        # process's interpreter (scrapes) meanwhile.
+        self.objects_in_child = objects_in_child
         self._sample: list[Metric] = []  # replaced whole, never changed in place
         self._objects: list[Metric] = []  # the last objects sample, likewise
         self._attempts = 0
@@ -123,19 +129,23 @@ class Sampler:
             plan = OBJECTS_PLAN if with_objects else self.plan
             if self._stacks_in_vmalloc is not None:
                 plan = replace(plan, kernel_stacks_in_vmalloc=self._stacks_in_vmalloc)
-            snapshot = collect(plan, self.proc_root, self._warn_once)
-            sample = view.families(snapshot, self.options)
-            objects = (view.object_families(snapshot, self.options.objects)
-                       if with_objects else self._objects)
+            if with_objects and self.objects_in_child:
+                sample, objects, warnings, stacks = _collect_in_child(
+                    plan, self.proc_root, self.options)
+                for line in warnings:
+                    self._warn_once(line)
+            else:
+                sample, objects, stacks = _collect_families(
+                    plan, self.proc_root, self.options, with_objects, self._warn_once)
+                if not with_objects:
+                    objects = self._objects
         except Exception as exc:  # noqa: BLE001 - a long-running server keeps going
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         self.duration = self.monotonic() - start
-        if snapshot.kernel is not None and self._stacks_in_vmalloc is None:
-            known = snapshot.kernel.extra.get("kernel_stack_in_vmalloc")
-            if known is not None:
-                self._stacks_in_vmalloc = bool(known)
+        if self._stacks_in_vmalloc is None:
+            self._stacks_in_vmalloc = stacks
         # Reference assignments: a scrape sees the old or the new list.
         self._objects = objects
         self._sample = sample
@@ -155,6 +165,67 @@ class Sampler:
 
     def describe(self) -> Iterable[Metric]:
         return []  # families differ per sample: nothing to check at registration
+
+
+def _collect_families(plan: Plan, proc_root: str, options: view.MetricsOptions,
+                      with_objects: bool, warn: Callable[[str], None] | None,
+                      ) -> tuple[list[Metric], list[Metric], bool | None]:
+    """One collection's families, its object families (empty without
+    ``with_objects``), and whether thread stacks are vmalloc'ed (None:
+    unknown)."""
+    snapshot = collect(plan, proc_root, warn)
+    sample = view.families(snapshot, options)
+    objects = view.object_families(snapshot, options.objects) if with_objects else []
+    stacks = None
+    if snapshot.kernel is not None:
+        known = snapshot.kernel.extra.get("kernel_stack_in_vmalloc")
+        stacks = None if known is None else bool(known)
+    return sample, objects, stacks
+
+
+# Seconds an objects collection in a child may take before it is abandoned
+# (counted as a failed collection).
+CHILD_TIMEOUT_S = 600.0
+
+
+def _collect_in_child(plan: Plan, proc_root: str, options: view.MetricsOptions,
+                      ) -> tuple[list[Metric], list[Metric], list[str], bool | None]:
+    """:func:`_collect_families` with the objects, in a new interpreter
+    (:func:`child_main`); its warnings come back as lines."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    import zxmem
+
+    env = dict(os.environ)
+    # The zxmem this process runs, whatever the child's working directory.
+    top = os.path.dirname(os.path.dirname(os.path.abspath(zxmem.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (top, env.get("PYTHONPATH"))))
+    r = subprocess.run(
+        [sys.executable, "-c", "from zxmem.commands._prom import child_main; child_main()"],
+        input=pickle.dumps((plan, proc_root, options)), capture_output=True, env=env,
+        timeout=CHILD_TIMEOUT_S, check=False)
+    if r.returncode != 0:
+        lines = r.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+        raise ZxmemError(f"objects collection exited {r.returncode}: {lines[-1][:300]}")
+    sample, objects, warnings, stacks = pickle.loads(r.stdout)  # our own child's output
+    return sample, objects, warnings, stacks
+
+
+def child_main() -> None:
+    """The child of :func:`_collect_in_child`: a pickled (plan, proc_root,
+    options) on stdin, the pickled families on stdout."""
+    import pickle
+    import sys
+
+    plan, proc_root, options = pickle.loads(sys.stdin.buffer.read())
+    warnings: list[str] = []
+    sample, objects, stacks = _collect_families(plan, proc_root, options, True,
+                                                warnings.append)
+    sys.stdout.buffer.write(pickle.dumps((sample, objects, warnings, stacks)))
+    sys.stdout.buffer.flush()
 
 
 def run_loop(sampler: Sampler, interval: float, monotonic: Callable[[], float],

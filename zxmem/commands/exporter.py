@@ -133,7 +133,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         env.stderr.flush()
 
     sampler = _prom.Sampler(options, root, env.monotonic, warn=warn,
-                            objects_every=args.objects_every)
+                            objects_every=args.objects_every, objects_in_child=True)
     host, port = args.listen
     from prometheus_client import CollectorRegistry
 
