@@ -280,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(pyc, ignore_errors=True)
 
     med = {n: statistics.median(v) for n, v in cpu.items()}
-    ratio = statistics.median(e / p for e, p in zip(cpu["exporter"], cpu["zxmem ps"]))
+    ratio = statistics.median(e / p for e, p in zip(cpu["exporter"], cpu["zxmem ps"], strict=True))
     ratio_obj = statistics.median(
-        e / p for e, p in zip(cpu["exporter --objects"], cpu["zxmem memgraph -v"]))
-    ratio_in = statistics.median(e / p for e, p in zip(cpu["exporter"], cpu["ps in-process"]))
+        e / p for e, p in zip(cpu["exporter --objects"], cpu["zxmem memgraph -v"], strict=True))
+    ratio_in = statistics.median(e / p for e, p in zip(cpu["exporter"], cpu["ps in-process"], strict=True))
     ratio_obj_in = statistics.median(
-        e / p for e, p in zip(cpu["exporter --objects"], cpu["memgraph -v in-process"]))
+        e / p for e, p in zip(cpu["exporter --objects"], cpu["memgraph -v in-process"], strict=True))
 
     def verdict(ok: bool) -> str:
         return "OK" if ok else "over"
