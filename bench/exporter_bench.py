@@ -283,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio = statistics.median(e / p for e, p in zip(cpu["exporter"], cpu["zxmem ps"], strict=True))
     ratio_obj = statistics.median(
         e / p for e, p in zip(cpu["exporter --objects"], cpu["zxmem memgraph -v"], strict=True))
-    ratio_in = statistics.median(e / p for e, p in zip(cpu["exporter"], cpu["ps in-process"], strict=True))
+    ratio_in = statistics.median(
+        e / p for e, p in zip(cpu["exporter"], cpu["ps in-process"], strict=True))
     ratio_obj_in = statistics.median(
-        e / p for e, p in zip(cpu["exporter --objects"], cpu["memgraph -v in-process"], strict=True))
+        e / p
+        for e, p in zip(cpu["exporter --objects"], cpu["memgraph -v in-process"], strict=True))
 
     def verdict(ok: bool) -> str:
         return "OK" if ok else "over"

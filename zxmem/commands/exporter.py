@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -62,6 +63,7 @@ examples:
 """
 
 MIN_INTERVAL_S = 0.1
+SWITCH_INTERVAL_S = 0.001
 MAX_INTERVAL_S = 86400.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _SCALE = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}
@@ -151,6 +153,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
     env.stderr.write(f"zxmem: serving http://{shown}:{bound_port}/metrics "
                      f"every {args.interval:g} s\n")
     env.stderr.flush()
+    # A scrape's thread waits for the interpreter while the collector runs
+    # Python; each wait lasts up to the switch interval (5 ms by default)
+    # and a scrape needs several.  This process is a server of its own: a
+    # 1 ms interval keeps a scrape's waits short.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     stop = threading.Event()
     sleep = stop.wait if env.sleep is time.sleep else env.sleep
     collector = threading.Thread(
