@@ -111,6 +111,10 @@ def om_families(text: str) -> list:
 def test_kernel_kinds_free_and_processes_are_memtotal():
     sampler = _prom.Sampler(view.MetricsOptions(), "/proc", time.monotonic)
     assert sampler.step()
+    # The second collection knows whether stacks are vmalloc'ed and skips
+    # /proc/vmallocinfo: the kinds must still add up.
+    assert sampler._stacks_in_vmalloc is not None
+    assert sampler.step()
     got = _samples(view.exposition(sampler.collect()).decode())
     with open("/proc/meminfo") as f:
         mem_total = next(int(x.split()[1]) * 1024 for x in f if x.startswith("MemTotal:"))

@@ -324,6 +324,34 @@ def test_vmallocused_zero_uses_vmallocinfo(tmp_path):
     assert any("vmallocinfo" in n for n in notes)
 
 
+def test_known_stacks_skip_vmallocinfo(tmp_path):
+    # 6.18: VmallocUsed is printed, so with what an earlier read found about
+    # thread stacks the file is not read again (a broken one is not noticed)
+    # and every counter is the same.
+    for name in ("meminfo", "vmallocinfo"):
+        (tmp_path / name).write_bytes(fixture("linux-6.18", name))
+    first, _ = kernel.read_kernel_stats_with_notes(str(tmp_path))
+    assert first.extra["kernel_stack_in_vmalloc"] == 1
+    (tmp_path / "vmallocinfo").write_bytes(b"not vmallocinfo\n")
+    again, notes = kernel.read_kernel_stats_with_notes(str(tmp_path), stacks_in_vmalloc=True)
+    assert not any("vmallocinfo" in n for n in notes)
+    assert again.extra["vmallocinfo_pages_bytes"] is None
+    assert again.extra["kernel_stack_vmalloc_bytes"] is None
+    skipped = {"vmallocinfo_pages_bytes", "kernel_stack_vmalloc_bytes"}
+    assert {k: v for k, v in again.extra.items() if k not in skipped} == {
+        k: v for k, v in first.extra.items() if k not in skipped}
+    assert (again.total_heap_bytes, again.other_bytes) == (first.total_heap_bytes,
+                                                           first.other_bytes)
+
+
+def test_known_stacks_still_read_vmallocinfo_when_vmallocused_is_zero(tmp_path):
+    # 4.4-5.2 print VmallocUsed 0: the file's sum is still needed.
+    (tmp_path / "meminfo").write_bytes(fixture("linux-4.14-user", "meminfo"))
+    (tmp_path / "vmallocinfo").write_bytes(fixture("linux-3.10", "vmallocinfo"))
+    stats, _ = kernel.read_kernel_stats_with_notes(str(tmp_path), stacks_in_vmalloc=False)
+    assert stats.extra["vmalloc_used_bytes"] == (512 + 2048 + 8 + 800) * 4096
+
+
 def test_read_kernel_stats_needs_meminfo(tmp_path):
     with pytest.raises(OSError):
         kernel.read_kernel_stats(str(tmp_path))

@@ -37,10 +37,17 @@ Metrics (bytes, seconds; `zxmem metrics` prints one sample):
   zxmem_cgroup_{{pss,uss,swap}}_bytes{{cgroup}}   per cgroup, including the cgroups
       below it (do not sum across cgroups); past --max-cgroups left out
       and counted in zxmem_cgroups_omitted
+  zxmem_cgroup_{{charged,limit}}_bytes{{cgroup}},
+  zxmem_cgroup_memory_events_total{{cgroup,event}},
+  zxmem_cgroup_pressure_memory_{{waiting,stalled}}_seconds_total{{cgroup}}
+      what each exported cgroup's own memory files say (no series for a
+      file the kernel does not give: no limit, no pressure on v1)
   zxmem_pid_pss_bytes{{pid,comm}}   with --per-pid: the --max-pids largest
   zxmem_object_pss_bytes{{kind,object}}   with --objects N: the N largest memory
       objects (PSS over their mappings; hidden memfd/SysV/tmpfs objects by
-      resident bytes) and one object="(other)" with the rest
+      resident bytes) and one object="(other)" with the rest; read every
+      --objects-every'th collection in a short-lived child process, which
+      gives its memory back when it exits
   zxmem_memory_total_bytes, zxmem_memory_free_bytes, zxmem_kernel_bytes{{kind}}
       kinds do not overlap: sum(zxmem_kernel_bytes) + free
       + sum(zxmem_process_pss_bytes) = total (MemTotal)
