@@ -60,6 +60,9 @@ class Plan:
     cgroup_memory: bool = False  # each job's cgroup memory files (Job.cgroup)
     cgroup_columns_only: bool = False  # ... only those the ps --cgroup columns show
     kernel: bool = False  # kernel memory counters
+    # What an earlier collection of this boot found (KernelStats.extra
+    # "kernel_stack_in_vmalloc"): lets the counters skip /proc/vmallocinfo.
+    kernel_stacks_in_vmalloc: bool | None = None
     objects: bool = False  # mappings, regions and memory objects of every process
     hidden: bool = False  # memory no process maps (implies objects)
     handles: bool = False  # descriptor counts by kind
@@ -101,7 +104,7 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
     with paused_gc():
         snapshot = collect_processes(proc_root, options)
         if plan.kernel:
-            snapshot = _add_kernel(snapshot, proc_root, warn)
+            snapshot = _add_kernel(snapshot, proc_root, warn, plan.kernel_stacks_in_vmalloc)
         if objects:
             from zxmem.sources.objects import add_objects
 
@@ -123,12 +126,14 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
     return snapshot
 
 
-def _add_kernel(snapshot: Snapshot, proc_root: str, warn: Warn | None) -> Snapshot:
+def _add_kernel(snapshot: Snapshot, proc_root: str, warn: Warn | None,
+                stacks_in_vmalloc: bool | None = None) -> Snapshot:
     from zxmem.sources import kernel as kernel_source
 
     prov = snapshot.provenance
     try:
-        kstats, notes = kernel_source.read_kernel_stats_with_notes(proc_root)
+        kstats, notes = kernel_source.read_kernel_stats_with_notes(
+            proc_root, stacks_in_vmalloc=stacks_in_vmalloc)
     except (OSError, ValueError) as exc:
         # No meminfo (a recorded tree without it): no kernel records.
         why = getattr(exc, "strerror", None) or str(exc)

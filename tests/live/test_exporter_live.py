@@ -5,6 +5,7 @@ collections in a process of their own."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -75,8 +76,44 @@ def test_promtool_accepts_the_output_with_hostile_names(launcher, group_by):
 
 
 @pytest.mark.live
+def test_promtool_accepts_hostile_cgroup_names(launcher, test_cgroup):
+    # cgroupfs refuses a newline in a name (EINVAL); quotes, backslashes,
+    # braces and invalid UTF-8 it takes.
+    promtool = _promtool()
+    cg, reason = test_cgroup
+    if cg is None:
+        pytest.skip(reason)
+    hostile = cg.child(os.fsdecode(b'q"\\nx\xff{a="b"} 1'))
+    launcher.start("private", str(4 * MIB), cgroup=hostile)
+    r = _zxmem("metrics", "--group-by", "cgroup")
+    assert r.returncode == 0, r.stderr
+    check = subprocess.run([promtool, "check", "metrics"], input=r.stdout,
+                           capture_output=True, timeout=60)
+    assert check.returncode == 0, (check.stdout + check.stderr).decode()
+    got = _samples(r.stdout.decode())
+    want = cg.path + '/q"\\nx\\xff{a="b"} 1'  # invalid UTF-8 shown as \xff
+    assert got[("zxmem_process_pss_bytes", (("group", want),))] >= 4 * MIB
+    assert got[("zxmem_cgroup_pss_bytes", (("cgroup", want),))] >= 4 * MIB
+    om = _zxmem("metrics", "--group-by", "cgroup", "--openmetrics")
+    assert om.returncode == 0 and om.stdout.endswith(b"# EOF\n")
+    parsed = {s.labels.get("cgroup") for fam in om_families(om.stdout.decode())
+              for s in fam.samples}
+    assert want in parsed
+
+
+def om_families(text: str) -> list:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+
+    return list(om(text))
+
+
+@pytest.mark.live
 def test_kernel_kinds_free_and_processes_are_memtotal():
     sampler = _prom.Sampler(view.MetricsOptions(), "/proc", time.monotonic)
+    assert sampler.step()
+    # The second collection knows whether stacks are vmalloc'ed and skips
+    # /proc/vmallocinfo: the kinds must still add up.
+    assert sampler._stacks_in_vmalloc is not None
     assert sampler.step()
     got = _samples(view.exposition(sampler.collect()).decode())
     with open("/proc/meminfo") as f:
@@ -168,11 +205,16 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 @pytest.mark.live
-def test_prometheus_scrapes_the_exporter(launcher, cli):
+def test_prometheus_scrapes_the_exporter(launcher, cli, test_cgroup):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.skip("prometheus not installed (Debian package prometheus; CI installs it)")
-    w = launcher.start("private", str(64 * MIB), argv0="zxmem-e2e-private")
+    cg, reason = test_cgroup
+    if cg is None:
+        pytest.skip(reason)
+    # The workload alone in a cgroup of its own: its cgroup's PSS is its own.
+    w = launcher.start("private", str(64 * MIB), argv0="zxmem-e2e-private", cgroup=cg)
+    cg_label = cg.path
     exporter = server = None
     with tempfile.TemporaryDirectory(prefix="zxmem-prom-") as tmp:
         try:
@@ -196,7 +238,10 @@ def test_prometheus_scrapes_the_exporter(launcher, cli):
                     if targets and targets[0]["health"] == "up":
                         pss_series = _query(
                             base, 'zxmem_process_pss_bytes{group="zxmem-e2e-private"}')
-                        if pss_series and _query(base, "rate(zxmem_collections_total[1m])"):
+                        cg_series = _query(
+                            base, f'zxmem_cgroup_pss_bytes{{cgroup="{cg_label}"}}')
+                        if pss_series and cg_series and _query(
+                                base, "rate(zxmem_collections_total[1m])"):
                             break
                 except OSError:
                     pass
@@ -204,13 +249,19 @@ def test_prometheus_scrapes_the_exporter(launcher, cli):
             else:
                 log = (Path(tmp) / "prom.log").read_text()[-2000:]
                 pytest.fail(f"Prometheus did not scrape the exporter in 60 s: {log}")
-            # The workload's group: its PSS within 2% of zxmem ps --json's.
+            # The workload's process group and its cgroup: their PSS within
+            # 2% of zxmem ps --json's (the process's, and the job's).
             doc = json.loads(cli(["ps", "--json"]).stdout)
             ps_pss = next(t["pss_bytes"] for t in doc["tasks"]
                           if t["type"] == "p" and t["koid"] == w.pid)
+            job_pss = next(t["pss_bytes"] for t in doc["tasks"]
+                           if t["type"] == "j" and t["koid"] == cg.koid)
             prom_pss = float(pss_series[0]["value"][1])
             assert abs(prom_pss - ps_pss) <= 0.02 * ps_pss, (prom_pss, ps_pss)
             assert prom_pss >= 64 * MIB
+            prom_cg_pss = float(cg_series[0]["value"][1])
+            assert abs(prom_cg_pss - job_pss) <= 0.02 * job_pss, (prom_cg_pss, job_pss)
+            assert prom_cg_pss >= 64 * MIB
             # The kinds, free memory and the processes are MemTotal, in PromQL.
             diff = _query(base, "sum(zxmem_kernel_bytes) + sum(zxmem_memory_free_bytes)"
                           " + sum(zxmem_process_pss_bytes) - sum(zxmem_memory_total_bytes)")
@@ -226,6 +277,60 @@ def test_prometheus_scrapes_the_exporter(launcher, cli):
             _stop(server)
             _stop(exporter)
     assert exporter.returncode is not None
+
+
+@pytest.mark.live
+def test_groups_and_cgroups_that_vanish_are_dropped(launcher, test_cgroup):
+    cg, reason = test_cgroup
+    if cg is None:
+        pytest.skip(reason)
+    child = cg.child("vanishing")
+    name = f"zxmem-vanish-{time.monotonic_ns()}"
+    w = launcher.start("private", str(8 * MIB), argv0=name, cgroup=child)
+    sampler = _prom.Sampler(view.MetricsOptions(group_by="exe"), "/proc", time.monotonic)
+    assert sampler.step()
+    got = _samples(view.exposition(sampler.collect()).decode())
+    group = ("zxmem_process_pss_bytes", (("group", name),))
+    assert got[group] >= 8 * MIB
+    assert got[("zxmem_cgroup_pss_bytes", (("cgroup", child.path),))] >= 8 * MIB
+    w.stop()
+    cg.children.remove(child)
+    child.remove()
+    assert sampler.step()
+    got = _samples(view.exposition(sampler.collect()).decode())
+    assert group not in got
+    assert not any(dict(labels).get("cgroup") == child.path for (_n, labels) in got)
+    assert any(n == "zxmem_cgroup_pss_bytes" for (n, _l) in got)  # the others stay
+
+
+@pytest.mark.live
+def test_the_objects_tier_in_a_child_process():
+    """The exporter reads the objects in a short-lived child: the families
+    it sends back are this machine's, a failing child is a counted error."""
+    import mmap
+
+    name = f"zxmem-exporter-child-{os.getpid()}"
+    size = 24 * MIB
+    fd = os.memfd_create(name)
+    try:
+        os.ftruncate(fd, size)
+        m = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        m.write(b"x" * size)  # every page resident, mapped by this process only
+        options = view.MetricsOptions(objects=10_000)
+        sampler = _prom.Sampler(options, "/proc", time.monotonic, objects_in_child=True)
+        assert sampler.step(), sampler.last_error
+        got = _samples(view.exposition(sampler.collect()).decode())
+        pss = got[("zxmem_object_pss_bytes", (("kind", "memfd"), ("object", f"memfd:{name}")))]
+        assert pss == size
+        # The totals came from the same child: this process is among them.
+        assert got[("zxmem_processes_unreadable", ())] >= 0
+        assert sum(v for (n, _l), v in got.items() if n == "zxmem_process_pss_bytes") >= size
+        m.close()
+    finally:
+        os.close(fd)
+    broken = _prom.Sampler(options, "/nonexistent-proc", time.monotonic, objects_in_child=True)
+    assert not broken.step()
+    assert broken.errors == 1 and "objects collection exited" in (broken.last_error or "")
 
 
 # The exporter's collect-and-swap step 1,000 times (plus exposition, as a
@@ -244,8 +349,12 @@ def rss():
                 return int(line.split()[1]) * 1024
 
 env = Environment()
-options = view.MetricsOptions(max_groups=20, max_cgroups=20, per_pid=True, max_pids=10)
-sampler = _prom.Sampler(options, env.proc_root, env.monotonic)
+options = view.MetricsOptions(max_groups=20, max_cgroups=20, per_pid=True, max_pids=10,
+                              objects=5)
+# Every 100th collection also reads the objects (the churn's memfds among
+# them) in a child, as the exporter does: what comes back must stay bounded.
+sampler = _prom.Sampler(options, env.proc_root, env.monotonic, objects_every=100,
+                        objects_in_child=True)
 marks, series = {}, []
 for i in range(1000):
     _prom.run_loop(sampler, 0.0, env.monotonic, env.sleep, threading.Event(), count=1)
@@ -268,15 +377,18 @@ def test_a_thousand_exporter_collections_stay_flat():
 
     with _Churn() as churn:
         r = subprocess.run([sys.executable, "-c", _LOOP], capture_output=True, text=True,
-                           timeout=600, cwd=REPO)
+                           timeout=900, cwd=REPO)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     out = json.loads(r.stdout)
     assert churn.started > 200, "the workload did not churn"
     assert out["errors"] == 0 and out["collections"] == 1000, out["last_error"]
     marks = {int(k): v for k, v in out["marks"].items()}
     assert marks[999] - marks[99] <= RSS_BOUND_BYTES, marks
-    # 5 families x 20 groups + 1 + 3 x 20 cgroups + 1 + 10 PIDs + kernel and self.
-    bound = 5 * 20 + 1 + 3 * 20 + 1 + 10 + 2 + 20 + 4
+    # 5 families x 20 groups + unreadable; per cgroup at most 13 (PSS, USS,
+    # swap, charged, limit, 6 memory.events counters, 2 pressure totals) x 20
+    # + omitted; 10 PIDs; total, free and at most 20 kernel kinds; 4 of the
+    # exporter's own; 5 objects and (other).
+    bound = 5 * 20 + 1 + 13 * 20 + 1 + 10 + 2 + 20 + 4 + 6
     assert max(out["series"]) <= bound, max(out["series"])
 
 

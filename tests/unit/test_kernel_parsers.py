@@ -132,6 +132,82 @@ def test_vmallocinfo_malformed():
         kernel.parse_vmallocinfo(b"zz-yy 12 foo\n")
 
 
+
+_SHAPES = (
+    b"0x000000002365baf9-0x00000000cd9de806   20480 irq_init_percpu_irqstack+0xca/0x100 vmap\n"
+    b"0x00000000cd9de806-0x00000000b3893c30    8192 acpi_os_map_iomem+0x1bc/0x1e0 "
+    b"phys=0x00000000000a0000 ioremap\n"
+    b"0x00000000e3bc4a60-0x000000005027505b   20480 kernel_clone+0x94/0x3e0 "
+    b"pages=4 vmalloc N0=4\n"
+    b"0x0000000011111111-0x0000000022222222 8392704 alloc_large_system_hash+0x171/0x239 "
+    b"pages=2048 vmalloc vpages N0=2048\n"
+    b"0x0000000077777777-0x0000000088888888   20480 copy_process+0x1/0x2 [mod] "
+    b"pages=4 vmalloc N1=4\n"
+    b"0x0000000033333333-0x0000000044444444  266240 unpurged vm_area\n"
+    b"0x0000000055555555-0x0000000066666666   16384 vm_map_ram\n"
+)
+
+
+@pytest.mark.parametrize("data", [
+    _SHAPES,
+    _SHAPES.rstrip(b"\n"),  # no final newline
+    b"\n\n" + _SHAPES.replace(b"\n", b"\n\n\n"),  # blank lines
+    _SHAPES.replace(b"   20480", b"\t20480"),  # tabs
+    _SHAPES.replace(b"0x0000000077777777", b"0X77777777"),
+    b"",
+    b"0x1-0x2 4096 pages=1 vmalloc\n",  # no caller
+    b"0x1-0x2 4096 kernel_clone pages=3 vmalloc\n",  # caller without an offset
+    b"0x1-0x2 4096 dup_task_struct+0x1/0x2 pages=3 vmap\n",  # not a vmalloc area
+    # pages= lines of other shapes: read by the full parser's line parser
+    _SHAPES + b"0x1-0x2 4096 kernel_clone+0x1/0x2 pages=5 phys=0x10 vmalloc\n",
+    _SHAPES + b"0x1-0x2 4096 kernel_clone+0x1/0x2 pages=5 vmalloc unpurged vm_area\n",
+    _SHAPES + b"0x1-0x2 4096 vmalloc kernel_clone+1 pages=6 vmalloc\n",
+    _SHAPES + b"0x1-0x2 4096 kernel_clone [a=b] pages=6 vmalloc\n",
+    _SHAPES + b"0x1-0x2 4096 kernel_clone pages=6 pages=7 vmalloc\n",
+])
+def test_vmallocinfo_sums_are_the_full_parsers(data):
+    areas = kernel.parse_vmallocinfo(data)
+    got = kernel.vmallocinfo_sums(data)
+    assert got == kernel.VmallocSums(kernel.vmalloc_pages_bytes(areas),
+                                     kernel.stack_vmalloc_bytes(areas))
+
+
+def test_vmallocinfo_sums_by_hand():
+    # pages= of every area; the stacks are kernel_clone's and copy_process's.
+    assert kernel.vmallocinfo_sums(_SHAPES) == kernel.VmallocSums(
+        (4 + 2048 + 4) * 4096, (4 + 4) * 4096)
+    assert kernel.vmallocinfo_sums(_SHAPES, page_size=16384).stack_bytes == 8 * 16384
+
+
+@pytest.mark.parametrize("name", ["linux-6.18", "linux-3.10"])
+def test_vmallocinfo_sums_of_recorded_kernels(name):
+    data = fixture(name, "vmallocinfo")
+    areas = kernel.parse_vmallocinfo(data)
+    got = kernel.vmallocinfo_sums(data)
+    assert got.pages_bytes == kernel.vmalloc_pages_bytes(areas)
+    assert got.stack_bytes == kernel.stack_vmalloc_bytes(areas)
+    if name == "linux-6.18":  # the kernel's own total (B.5)
+        assert got.pages_bytes == meminfo_kb(name)["VmallocUsed"] * KIB
+
+
+@pytest.mark.parametrize("data", [
+    b"zz-yy 12 foo\n",
+    _SHAPES + b"0x1-0x2 twelve foo pages=1 vmalloc\n",
+    b" " + _SHAPES,  # a line of another shape: the full parser's verdict
+    _SHAPES + b"0x1-0x2 4096 foo pages=many vmalloc\n",
+    _SHAPES + b"0x1-0x2\n",
+])
+def test_vmallocinfo_sums_malformed(data):
+    try:
+        kernel.parse_vmallocinfo(data)
+    except ParseError as exc:
+        with pytest.raises(ParseError) as got:
+            kernel.vmallocinfo_sums(data)
+        assert str(got.value) == str(exc)
+    else:  # leading blanks are whitespace to split(): both accept them
+        areas = kernel.parse_vmallocinfo(data)
+        assert kernel.vmallocinfo_sums(data).pages_bytes == kernel.vmalloc_pages_bytes(areas)
+
 # --------------------------------------------------------------------------
 # sockstat, iomem, config
 
@@ -246,6 +322,34 @@ def test_vmallocused_zero_uses_vmallocinfo(tmp_path):
     stats, notes = kernel.read_kernel_stats_with_notes(str(tmp_path))
     assert stats.extra["vmalloc_used_bytes"] == (512 + 2048 + 8 + 800) * 4096
     assert any("vmallocinfo" in n for n in notes)
+
+
+def test_known_stacks_skip_vmallocinfo(tmp_path):
+    # 6.18: VmallocUsed is printed, so with what an earlier read found about
+    # thread stacks the file is not read again (a broken one is not noticed)
+    # and every counter is the same.
+    for name in ("meminfo", "vmallocinfo"):
+        (tmp_path / name).write_bytes(fixture("linux-6.18", name))
+    first, _ = kernel.read_kernel_stats_with_notes(str(tmp_path))
+    assert first.extra["kernel_stack_in_vmalloc"] == 1
+    (tmp_path / "vmallocinfo").write_bytes(b"not vmallocinfo\n")
+    again, notes = kernel.read_kernel_stats_with_notes(str(tmp_path), stacks_in_vmalloc=True)
+    assert not any("vmallocinfo" in n for n in notes)
+    assert again.extra["vmallocinfo_pages_bytes"] is None
+    assert again.extra["kernel_stack_vmalloc_bytes"] is None
+    skipped = {"vmallocinfo_pages_bytes", "kernel_stack_vmalloc_bytes"}
+    assert {k: v for k, v in again.extra.items() if k not in skipped} == {
+        k: v for k, v in first.extra.items() if k not in skipped}
+    assert (again.total_heap_bytes, again.other_bytes) == (first.total_heap_bytes,
+                                                           first.other_bytes)
+
+
+def test_known_stacks_still_read_vmallocinfo_when_vmallocused_is_zero(tmp_path):
+    # 4.4-5.2 print VmallocUsed 0: the file's sum is still needed.
+    (tmp_path / "meminfo").write_bytes(fixture("linux-4.14-user", "meminfo"))
+    (tmp_path / "vmallocinfo").write_bytes(fixture("linux-3.10", "vmallocinfo"))
+    stats, _ = kernel.read_kernel_stats_with_notes(str(tmp_path), stacks_in_vmalloc=False)
+    assert stats.extra["vmalloc_used_bytes"] == (512 + 2048 + 8 + 800) * 4096
 
 
 def test_read_kernel_stats_needs_meminfo(tmp_path):

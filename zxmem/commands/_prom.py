@@ -8,8 +8,11 @@ they run.
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from zxmem import __version__
@@ -19,6 +22,7 @@ from zxmem.views import metrics as view
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 
 def require_client() -> None:
@@ -89,13 +93,19 @@ class Sampler:
 
     def __init__(self, options: view.MetricsOptions, proc_root: str,
                  monotonic: Callable[[], float], plan: Plan = PLAN,
-                 warn: Callable[[str], None] | None = None, objects_every: int = 1) -> None:
+                 warn: Callable[[str], None] | None = None, objects_every: int = 1,
+                 objects_in_child: bool = False) -> None:
         self.options = options
         self.proc_root = proc_root
         self.plan = plan
         self.monotonic = monotonic
         self.warn = warn
         self.objects_every = objects_every
+        # The objects tier holds every mapping of every process at once:
+        # collected in a short-lived child, its peak memory is given back
+        # when the child exits, and its Python work does not hold this
+        # process's interpreter (scrapes) meanwhile.
+        self.objects_in_child = objects_in_child
         self._sample: list[Metric] = []  # replaced whole, never changed in place
         self._objects: list[Metric] = []  # the last objects sample, likewise
         self._attempts = 0
@@ -104,6 +114,9 @@ class Sampler:
         self.duration: float | None = None
         self.last_error: str | None = None
         self._warned: set[str] = set()
+        # Whether thread stacks are vmalloc'ed: fixed for a boot, learnt from
+        # the first collection, so later ones skip /proc/vmallocinfo.
+        self._stacks_in_vmalloc: bool | None = None
 
     def step(self) -> bool:
         """One collection; True when it gave a new sample.  A failure is
@@ -114,15 +127,25 @@ class Sampler:
         self._attempts += 1
         try:
             plan = OBJECTS_PLAN if with_objects else self.plan
-            snapshot = collect(plan, self.proc_root, self._warn_once)
-            sample = view.families(snapshot, self.options)
-            objects = (view.object_families(snapshot, self.options.objects)
-                       if with_objects else self._objects)
+            if self._stacks_in_vmalloc is not None:
+                plan = replace(plan, kernel_stacks_in_vmalloc=self._stacks_in_vmalloc)
+            if with_objects and self.objects_in_child:
+                sample, objects, warnings, stacks = _collect_in_child(
+                    plan, self.proc_root, self.options)
+                for line in warnings:
+                    self._warn_once(line)
+            else:
+                sample, objects, stacks = _collect_families(
+                    plan, self.proc_root, self.options, with_objects, self._warn_once)
+                if not with_objects:
+                    objects = self._objects
         except Exception as exc:  # noqa: BLE001 - a long-running server keeps going
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             return False
         self.duration = self.monotonic() - start
+        if self._stacks_in_vmalloc is None:
+            self._stacks_in_vmalloc = stacks
         # Reference assignments: a scrape sees the old or the new list.
         self._objects = objects
         self._sample = sample
@@ -144,16 +167,80 @@ class Sampler:
         return []  # families differ per sample: nothing to check at registration
 
 
+def _collect_families(plan: Plan, proc_root: str, options: view.MetricsOptions,
+                      with_objects: bool, warn: Callable[[str], None] | None,
+                      ) -> tuple[list[Metric], list[Metric], bool | None]:
+    """One collection's families, its object families (empty without
+    ``with_objects``), and whether thread stacks are vmalloc'ed (None:
+    unknown)."""
+    snapshot = collect(plan, proc_root, warn)
+    sample = view.families(snapshot, options)
+    objects = view.object_families(snapshot, options.objects) if with_objects else []
+    stacks = None
+    if snapshot.kernel is not None:
+        known = snapshot.kernel.extra.get("kernel_stack_in_vmalloc")
+        stacks = None if known is None else bool(known)
+    return sample, objects, stacks
+
+
+# Seconds an objects collection in a child may take before it is abandoned
+# (counted as a failed collection).
+CHILD_TIMEOUT_S = 600.0
+
+
+def _collect_in_child(plan: Plan, proc_root: str, options: view.MetricsOptions,
+                      ) -> tuple[list[Metric], list[Metric], list[str], bool | None]:
+    """:func:`_collect_families` with the objects, in a new interpreter
+    (:func:`child_main`); its warnings come back as lines."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    import zxmem
+
+    env = dict(os.environ)
+    # The zxmem this process runs, whatever the child's working directory.
+    top = os.path.dirname(os.path.dirname(os.path.abspath(zxmem.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (top, env.get("PYTHONPATH"))))
+    r = subprocess.run(
+        [sys.executable, "-c", "from zxmem.commands._prom import child_main; child_main()"],
+        input=pickle.dumps((plan, proc_root, options)), capture_output=True, env=env,
+        timeout=CHILD_TIMEOUT_S, check=False)
+    if r.returncode != 0:
+        lines = r.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+        raise ZxmemError(f"objects collection exited {r.returncode}: {lines[-1][:300]}")
+    sample, objects, warnings, stacks = pickle.loads(r.stdout)  # our own child's output
+    return sample, objects, warnings, stacks
+
+
+def child_main() -> None:
+    """The child of :func:`_collect_in_child`: a pickled (plan, proc_root,
+    options) on stdin, the pickled families on stdout."""
+    import pickle
+    import sys
+
+    plan, proc_root, options = pickle.loads(sys.stdin.buffer.read())
+    warnings: list[str] = []
+    sample, objects, stacks = _collect_families(plan, proc_root, options, True,
+                                                warnings.append)
+    sys.stdout.buffer.write(pickle.dumps((sample, objects, warnings, stacks)))
+    sys.stdout.buffer.flush()
+
+
 def run_loop(sampler: Sampler, interval: float, monotonic: Callable[[], float],
              sleep: Callable[[float], None], stop: threading.Event,
-             count: int | None = None) -> None:
+             count: int | None = None,
+             after_step: Callable[[], None] | None = None) -> None:
     """Collect every ``interval`` seconds (a late collection starts the next
     at once, missed ticks are skipped) until ``stop`` is set or ``count``
-    collections were attempted."""
+    collections were attempted; ``after_step`` runs after each."""
     done = 0
     next_at = monotonic()
     while not stop.is_set():
         sampler.step()
+        if after_step is not None:
+            after_step()
         done += 1
         if count is not None and done >= count:
             return
@@ -164,3 +251,70 @@ def run_loop(sampler: Sampler, interval: float, monotonic: Callable[[], float],
         wait = next_at - now
         if wait > 0:
             sleep(wait)
+
+
+class Rendered:
+    """The last sample as bytes, per content type a scraper asked for.
+
+    :meth:`refresh` (the collector thread, after each collection) renders
+    the sample once for every content type asked for so far, so that a
+    scrape only writes bytes: no formatting competes for the interpreter
+    with the next collection.  A content type not seen before is rendered
+    on its scrape and then kept up to date (at most :attr:`MAX_TYPES`).
+    """
+
+    MAX_TYPES = 4
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._encoders: dict[str, Callable[[CollectorRegistry], bytes]] = {}
+        self._bodies: dict[str, bytes] = {}  # replaced whole
+
+    def refresh(self) -> None:
+        with self._lock:
+            encoders = dict(self._encoders)
+        self._bodies = {ctype: enc(self.registry) for ctype, enc in encoders.items()}
+
+    def body(self, accept: str | None) -> tuple[str, bytes]:
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, ctype = choose_encoder(accept or "")
+        body = self._bodies.get(ctype)
+        if body is None:
+            body = encoder(self.registry)
+            with self._lock:
+                if len(self._encoders) < self.MAX_TYPES:
+                    self._encoders[ctype] = encoder
+        return ctype, body
+
+
+def serve(rendered: Rendered, host: str, port: int) -> ThreadingHTTPServer:
+    """An HTTP server answering ``GET /metrics`` (and ``/``) from
+    ``rendered`` in threads of its own; the caller shuts it down."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "zxmem"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            if path not in ("/metrics", "/"):
+                self.send_error(404, "only /metrics is served")
+                return
+            ctype, body = rendered.body(self.headers.get("Accept"))
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # no line per scrape on stderr
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = Server((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="zxmem-http", daemon=True).start()
+    return server

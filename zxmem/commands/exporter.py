@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from zxmem.commands import common
 from zxmem.errors import ZxmemError
+
+if TYPE_CHECKING:
+    from zxmem.cli import Environment
 
 HELP = "serve memory metrics for Prometheus on /metrics, collected on a timer"
 
@@ -32,18 +37,28 @@ Metrics (bytes, seconds; `zxmem metrics` prints one sample):
   zxmem_cgroup_{{pss,uss,swap}}_bytes{{cgroup}}   per cgroup, including the cgroups
       below it (do not sum across cgroups); past --max-cgroups left out
       and counted in zxmem_cgroups_omitted
+  zxmem_cgroup_{{charged,limit}}_bytes{{cgroup}},
+  zxmem_cgroup_memory_events_total{{cgroup,event}},
+  zxmem_cgroup_pressure_memory_{{waiting,stalled}}_seconds_total{{cgroup}}
+      what each exported cgroup's own memory files say (no series for a
+      file the kernel does not give: no limit, no pressure on v1)
   zxmem_pid_pss_bytes{{pid,comm}}   with --per-pid: the --max-pids largest
   zxmem_object_pss_bytes{{kind,object}}   with --objects N: the N largest memory
       objects (PSS over their mappings; hidden memfd/SysV/tmpfs objects by
-      resident bytes) and one object="(other)" with the rest
+      resident bytes) and one object="(other)" with the rest; read every
+      --objects-every'th collection in a short-lived child process, which
+      gives its memory back when it exits
   zxmem_memory_total_bytes, zxmem_memory_free_bytes, zxmem_kernel_bytes{{kind}}
       kinds do not overlap: sum(zxmem_kernel_bytes) + free
       + sum(zxmem_process_pss_bytes) = total (MemTotal)
   zxmem_build_info{{version}}, zxmem_collection_duration_seconds,
   zxmem_collection_errors_total, zxmem_collections_total
 
-Series with the defaults: about 5 x groups + 3 x cgroups + 20; at most
-5 x --max-groups + 3 x --max-cgroups + --max-pids + --objects + 1 + 20.
+Series: 5 per process group, 3 per cgroup plus what its memory files give
+(charged, limit, memory.events: 2 counters on cgroup v1, 6 on v2; pressure:
+2 on v2), and at most 30 more.  At most 5 x --max-groups + 13 x --max-cgroups
++ 30: 3,130 with the defaults; --per-pid adds --max-pids, --objects N adds
+N + 1.
 """
 
 EPILOG = f"""\
@@ -55,6 +70,7 @@ examples:
 """
 
 MIN_INTERVAL_S = 0.1
+SWITCH_INTERVAL_S = 0.001
 MAX_INTERVAL_S = 86400.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _SCALE = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}
@@ -95,7 +111,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("exporter", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", DEFAULT_PORT),
@@ -114,7 +130,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, env) -> int:
+def run(args: argparse.Namespace, env: Environment) -> int:
     from zxmem.commands import _prom
 
     _prom.require_client()
@@ -126,26 +142,35 @@ def run(args: argparse.Namespace, env) -> int:
         env.stderr.flush()
 
     sampler = _prom.Sampler(options, root, env.monotonic, warn=warn,
-                            objects_every=args.objects_every)
+                            objects_every=args.objects_every, objects_in_child=True)
     host, port = args.listen
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(sampler)
+    rendered = _prom.Rendered(registry)
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = _prom.serve(rendered, host, port)
     except OSError as exc:
         raise ZxmemError(f"--listen {host}:{port}: {exc.strerror or exc}") from None
-    bound = server.server_address
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    env.stderr.write(f"zxmem: serving http://{shown}:{bound[1]}/metrics "
+    bound_host, bound_port = server.server_address[:2]
+    if isinstance(bound_host, bytes):  # an AF_UNIX-style address: not from start_http_server
+        bound_host = bound_host.decode("utf-8", "replace")
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    env.stderr.write(f"zxmem: serving http://{shown}:{bound_port}/metrics "
                      f"every {args.interval:g} s\n")
     env.stderr.flush()
+    # A scrape's thread waits for the interpreter while the collector runs
+    # Python; each wait lasts up to the switch interval (5 ms by default)
+    # and a scrape needs several.  This process is a server of its own: a
+    # 1 ms interval keeps a scrape's waits short.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     stop = threading.Event()
     sleep = stop.wait if env.sleep is time.sleep else env.sleep
     collector = threading.Thread(
         target=_prom.run_loop, name="zxmem-collector", daemon=True,
-        args=(sampler, args.interval, env.monotonic, sleep, stop))
+        args=(sampler, args.interval, env.monotonic, sleep, stop),
+        kwargs={"after_step": rendered.refresh})
     collector.start()
     try:
         while collector.is_alive():

@@ -4,8 +4,13 @@ atomically for node_exporter's textfile collector."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from zxmem.commands import _prom, common
+from zxmem.errors import ZxmemError
+
+if TYPE_CHECKING:
+    from zxmem.cli import Environment
 
 HELP = "print one sample of the exporter's Prometheus metrics (or write it with -o)"
 
@@ -25,7 +30,7 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("metrics", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", metavar="FILE",
@@ -37,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, env) -> int:
+def run(args: argparse.Namespace, env: Environment) -> int:
     from zxmem.views import metrics as view
 
     _prom.require_client()
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace, env) -> int:
 
     sampler = _prom.Sampler(options, root, env.monotonic, warn=warn)
     if not sampler.step():
-        raise _prom.ZxmemError(f"cannot collect from {root}: {sampler.last_error}")
+        raise ZxmemError(f"cannot collect from {root}: {sampler.last_error}")
     text = view.exposition(sampler.collect(), openmetrics=args.openmetrics)
     if args.output:
         from zxmem.outfile import write_output

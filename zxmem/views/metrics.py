@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zxmem.fields import describe
-from zxmem.model import KernelStats, Process, Snapshot
+from zxmem.model import Job, KernelStats, Process, Snapshot
 from zxmem.tasktree import TaskTree
 
 if TYPE_CHECKING:
@@ -234,22 +234,22 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
 
     # -- per PID (opt in, capped)
     if options.per_pid:
-        ranked = sorted(
-            (p for p in snapshot.processes
-             if not p.kernel_thread and p.memory is not None and p.memory.pss_bytes is not None),
-            key=lambda p: (-(p.memory.pss_bytes or 0), p.koid))  # type: ignore[union-attr]
+        known = [(p.memory.pss_bytes, p) for p in snapshot.processes
+                 if not p.kernel_thread and p.memory is not None
+                 and p.memory.pss_bytes is not None]
+        ranked = sorted(known, key=lambda vp: (-vp[0], vp[1].koid))
         pid_pss = GaugeMetricFamily(
             "zxmem_pid_pss_bytes",
             describe("pss_bytes") + f" The {options.max_pids} largest processes only.",
             labels=["pid", "comm"], unit="bytes")
-        for p in ranked[: options.max_pids]:
-            pid_pss.add_metric([str(p.koid), p.name], p.memory.pss_bytes)  # type: ignore[union-attr]
+        for value, p in ranked[: options.max_pids]:
+            pid_pss.add_metric([str(p.koid), p.name], value)
         out.append(pid_pss)
 
     # -- cgroups (jobs), totals of the cgroup and every cgroup below it
-    rows = [tree.job_row(j, 0) for j in snapshot.jobs if j.path]
-    rows.sort(key=lambda r: (-(r.pss_bytes or 0), r.job.path))  # type: ignore[union-attr]
-    kept_rows = rows[: options.max_cgroups]
+    rows = [(j, tree.job_row(j, 0)) for j in snapshot.jobs if j.path]
+    rows.sort(key=lambda jr: (-(jr[1].pss_bytes or 0), jr[0].path))
+    kept_rows = sorted(rows[: options.max_cgroups], key=lambda jr: jr[0].path)
     hier = " Includes every cgroup below; do not sum across cgroups."
     cg_pss = GaugeMetricFamily("zxmem_cgroup_pss_bytes",
                                "PSS of the cgroup's processes. " + describe("pss_bytes") + hier,
@@ -261,8 +261,8 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
     cg_swap = GaugeMetricFamily("zxmem_cgroup_swap_bytes",
                                 "Swap of the cgroup's processes. " + describe("swap_bytes")
                                 + hier, labels=["cgroup"], unit="bytes")
-    for r in sorted(kept_rows, key=lambda r: r.job.path):  # type: ignore[union-attr]
-        path = r.job.path  # type: ignore[union-attr]
+    for job, r in kept_rows:
+        path = job.path
         if r.pss_bytes is not None and r.unknown_processes == 0:
             cg_pss.add_metric([path], r.pss_bytes)
             if r.private_bytes is not None:
@@ -270,7 +270,7 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
         if r.swap_bytes is not None and r.unknown_processes == 0:
             cg_swap.add_metric([path], r.swap_bytes)
     out += [cg_pss, cg_uss, cg_swap]
-    out += _cgroup_file_families(r.job for r in kept_rows)  # type: ignore[misc]
+    out += _cgroup_file_families([job for job, _r in kept_rows])
     omitted = GaugeMetricFamily(
         "zxmem_cgroups_omitted",
         f"Cgroups left out past the cap (--max-cgroups {options.max_cgroups}, "
@@ -296,9 +296,9 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
             out.append(free)
         kern = GaugeMetricFamily("zxmem_kernel_bytes", KERNEL_KIND_HELP, labels=["kind"],
                                  unit="bytes")
-        for kind, value in kernel_kinds(k, processes_pss).items():
-            if value is not None:
-                kern.add_metric([kind], value)
+        for kind, kind_bytes in kernel_kinds(k, processes_pss).items():
+            if kind_bytes is not None:
+                kern.add_metric([kind], kind_bytes)
         out.append(kern)
 
     return out
@@ -387,7 +387,7 @@ def exposition(metric_families: Iterable[Metric], openmetrics: bool = False) -> 
     return generate_latest(registry)
 
 
-def _cgroup_file_families(jobs) -> list:
+def _cgroup_file_families(jobs: list[Job]) -> list[Metric]:
     """What each cgroup's own memory files say (Job.cgroup, zxmem.sources.cgmem):
     its charge, limit, events and pressure.  A file the kernel did not give
     (no memory controller, v1 has no pressure) leaves its series out."""
@@ -414,7 +414,7 @@ def _cgroup_file_families(jobs) -> list:
         "zxmem_cgroup_pressure_memory_stalled_seconds",
         "Time all of the cgroup's non-idle tasks stalled on memory (memory.pressure "
         "full total).", labels=["cgroup"], unit="seconds")
-    for job in sorted(jobs, key=lambda j: j.path):
+    for job in jobs:  # in path order
         cg = job.cgroup
         if cg is None:
             continue
