@@ -55,8 +55,10 @@ def _case(command: str, tmp_path: Path) -> list[str]:
     obj, kern = str(OBJECTS), str(KERNEL)
     if command == "share":
         return ["share", "--proc-root", _share_tree(tmp_path), "42"]
-    if command in ("history", "diff"):
+    if command in ("history", "diff", "report"):
         store = _store(tmp_path)
+        if command == "report":
+            return ["report", "--from", store]
         return (["history", "--store", store] if command == "history"
                 else ["diff", f"{store}@1", f"{store}@2"])
     if command in ("record", "exporter"):
@@ -104,7 +106,8 @@ def _all_commands() -> set[str]:
 
 
 COMMANDS = ["diff", "digest", "exporter", "history", "k asd", "k ps", "k vmos", "kstats",
-            "mem", "memgraph", "metrics", "ps", "record", "share", "treemap", "vmaps", "vmos"]
+            "mem", "memgraph", "metrics", "ps", "record", "report", "share", "treemap", "vmaps",
+            "vmos"]
 
 
 class FailingStdout(io.StringIO):
