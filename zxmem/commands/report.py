@@ -104,7 +104,6 @@ def read_rows(conn: sqlite3.Connection, since_ns: int | None = None):
     """The store's rows :func:`zxmem.views.report_data.build` needs, and the
     samples' tiers (n -> tier)."""
     from zxmem.store.writer import decode_text, u64
-    from zxmem.textsafe import clean_text
     from zxmem.views.report_data import KERNEL_KEYS, StoreRows
 
     where = "" if since_ns is None else " WHERE time_ns >= ?"
@@ -127,7 +126,7 @@ def read_rows(conn: sqlite3.Connection, since_ns: int | None = None):
         chunk = want[start:start + 500]
         q = ",".join("?" * len(chunk))
         for i, s in conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})", chunk):
-            names[i] = clean_text(decode_text(s))
+            names[i] = decode_text(s)
     info = [(ent, first, last, names[name], u64(job) or 0)
             for ent, first, last, name, job in info_raw]
     pids = dict(conn.execute("SELECT id, pid FROM procs"))
@@ -139,7 +138,7 @@ def read_rows(conn: sqlite3.Connection, since_ns: int | None = None):
         k = u64(koid) or 0
         if first >= newest.get(k, -1):
             newest[k] = first
-            label = clean_text(decode_text(path)) or clean_text(decode_text(name))
+            label = decode_text(path) or decode_text(name)
             jobs[k] = label
     kernel: dict[str, list[tuple[int, int | None, int | None]]] = {}
     q = ",".join("?" * len(KERNEL_KEYS))

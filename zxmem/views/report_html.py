@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from zxmem.textsafe import escape_terminal
 from zxmem.views.treemap_html import _csp_hash, _data_file, json_for_script
 
 UPLOT_JS = "uPlot.iife.min.js"
@@ -60,7 +61,14 @@ def format_binary(nbytes: int | None) -> str:
 def render_html(payload: Mapping[str, Any], trees: Sequence[Mapping[str, Any]] = ()) -> str:
     """The page: ``payload`` is the report's JSON (chart series, moments,
     diffs, growth, notes, meta; see :func:`zxmem.commands.report.build_page`),
-    ``trees`` one :func:`~zxmem.views.treemap_html.tree_payload` per moment."""
+    ``trees`` one :func:`~zxmem.views.treemap_html.tree_payload` per moment.
+
+    Every string of both is shown as :func:`zxmem.textsafe.escape_terminal`
+    spells it (controls as ``\\e``, ``\\n``, ``\\xNN``; an undecodable byte
+    as ``\\xNN``), the rule every other view follows, so a name reads the
+    same here as in ``zxmem ps``."""
+    payload = _escaped(payload)
+    trees = [_escaped(t) for t in trees]
     script = "\n".join((_data_file(UPLOT_JS), _data_file(D3_JS), _APP_JS))
     css = _data_file(UPLOT_CSS) + "\n" + _CSS
     policy = (
@@ -85,6 +93,17 @@ def render_html(payload: Mapping[str, Any], trees: Sequence[Mapping[str, Any]] =
         "SCRIPT": script,
     }
     return re.sub(r"@@([A-Z]+)@@", lambda m: parts[m.group(1)], _TEMPLATE)
+
+
+def _escaped(doc: Any) -> Any:
+    """``doc`` with :func:`escape_terminal` applied to every string value."""
+    if isinstance(doc, str):
+        return escape_terminal(doc)
+    if isinstance(doc, Mapping):
+        return {k: _escaped(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_escaped(v) for v in doc]
+    return doc
 
 
 _CSS = """
@@ -288,9 +307,9 @@ _APP_JS = r"""
     }
     var div = document.getElementById(target);
     var u = new uPlot(opts, data, div);
-    u.over.addEventListener("click", function () {
-      var idx = u.cursor.idx;
-      if (idx !== null && idx !== undefined) pickNearest(X[idx]);
+    u.over.addEventListener("click", function (ev) {
+      var r = u.over.getBoundingClientRect();
+      pickNearest(u.posToVal(ev.clientX - r.left, "x"));
     });
     charts.push(u);
     return u;
