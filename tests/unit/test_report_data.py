@@ -272,3 +272,44 @@ def test_command_writes_the_page(synth, tmp_path):
     assert text == ""
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and "uPlot" in page
+
+
+def _records(procs: int, objects: int) -> list[dict]:
+    recs: list[dict] = [{"id": "j/1", "type": "j", "koid": 1, "parent": "", "name": "root"}]
+    koid = 10
+    for p in range(procs):
+        vmos = []
+        for o in range(objects):
+            koid += 1
+            vmos.append({"koid": koid, "name": f"obj-{o}", "size_bytes": 0,
+                         "committed_bytes": (1 + (koid * 37) % 101) * 4096, "share_count": 1})
+        recs.append({"id": f"p/{p}", "type": "p", "koid": 100 + p, "parent": "j/1",
+                     "name": f"p{p}", "vmos": vmos,
+                     "vmo_refs": [{"vmo_koid": v["koid"], "via": ["MAPPING"]} for v in vmos]})
+    return recs
+
+
+def test_prune_tree_keeps_the_largest_objects_and_every_area():
+    from zxmem.treemap import tree_from_records
+    from zxmem.views.report_data import SMALLER_OBJECTS, prune_tree
+
+    tree = tree_from_records(_records(30, 40))
+    before = {n.id: n.area for _, n in tree.walk() if n.kind in ("process", "job")}
+    objects = sorted((n.area for _, n in tree.walk() if n.kind == "vmo"), reverse=True)
+    total = tree.area
+    assert sum(1 for _ in tree.walk()) > 1200
+    folded = prune_tree(tree, 400)
+    nodes = [n for _, n in tree.walk()]
+    assert len(nodes) <= 400 + 30  # at most one folded box per process on top
+    assert tree.area == total
+    assert {n.id: n.area for n in nodes if n.kind in ("process", "job")} == before
+    kept = sorted((n.area for n in nodes if n.kind == "vmo"), reverse=True)
+    assert folded == len(objects) - len(kept) > 0
+    assert kept == objects[:len(kept)]  # the largest, wherever they are
+    boxes = [n for n in nodes if n.name.startswith(SMALLER_OBJECTS)]
+    assert sum(n.count for n in boxes) == folded
+    for p in (n for n in nodes if n.kind == "process"):
+        assert sum(c.area for c in p.children) == p.area
+    # A small tree is left alone.
+    small = tree_from_records(_records(2, 3))
+    assert prune_tree(small, 400) == 0

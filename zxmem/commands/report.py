@@ -43,6 +43,7 @@ examples:
 """
 
 MAX_MOMENTS = 24
+TREE_NODES = 5000  # boxes kept per moment's treemap (the smallest objects are folded)
 DIFF_ROWS = 50  # changes per kind kept for each pair of moments
 
 
@@ -204,7 +205,7 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     from zxmem.store.reader import format_time, read_sample
     from zxmem.store.writer import TIER_NAMES
     from zxmem.treemap import tree_from_snapshot
-    from zxmem.views.report_data import build
+    from zxmem.views.report_data import SMALLER_OBJECTS, build, prune_tree
     from zxmem.views.report_html import render_html
     from zxmem.views.treemap_html import tree_payload
 
@@ -217,8 +218,10 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     times = {s[0]: s[1] for s in rows.samples}
     moment_meta = []
     trees = []
+    folded = 0
     for n, snap in zip(chosen, snaps, strict=True):
         tree = tree_from_snapshot(snap)
+        folded += prune_tree(tree, TREE_NODES)
         trees.append(tree_payload(tree))
         moment_meta.append({"sample": n, "time_s": times[n] / 1e9,
                             "time": format_time(times[n]),
@@ -227,6 +230,10 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     diffs = {f"{i}-{j}": _diff_rows(snaps[i], snaps[j])
              for i in range(len(snaps)) for j in range(i + 1, len(snaps))}
     notes = list(data.notes)
+    if folded:
+        notes.append(f"each treemap keeps its {TREE_NODES} largest boxes: {folded} smaller "
+                     f"memory objects are drawn as one '{SMALLER_OBJECTS}[n]' box per "
+                     "process (sizes unchanged)")
     if growth_rows is None:
         growth_rows, why = _growth(path, since_ns, now_ns)
         if why:

@@ -36,6 +36,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from zxmem import treemap as tm
+
 # Kernel counters (kernel_values keys, "group:name") the page marks on the
 # time axis when a store holds them.  OOM: a cumulative count of OOM kills
 # (/proc/vmstat oom_kill); pressure: cumulative microseconds some task
@@ -162,7 +164,9 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
     size = index.size
     notes: list[str] = []
 
-    # Each process's job over time, by entity: (first, last, job koid), in order.
+    # Each process's job over time, by entity: segments [a, b) of sample
+    # positions with their job, in order; rows reopened unchanged (every
+    # SPAN samples) merge into one segment.
     info_by_ent: dict[int, list[tuple[int, int | None, int]]] = {}
     name_of: dict[int, tuple[int, str]] = {}  # ent -> (first, newest name)
     for ent, first, last, name, job in rows.proc_info:
@@ -170,57 +174,64 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
         prev = name_of.get(ent)
         if prev is None or first >= prev[0]:
             name_of[ent] = (first, name)
-    for spans in info_by_ent.values():
-        spans.sort()
+    segments: dict[int, tuple[list[int], list[tuple[int, int, int]]]] = {}
+    for ent, spans in info_by_ent.items():
+        segs: list[tuple[int, int, int]] = []
+        for first, last, job in sorted(spans, key=lambda r: r[0]):
+            a, b = index.span(first, last)
+            if a >= b:
+                continue
+            if segs and segs[-1][2] == job and segs[-1][1] >= a:
+                segs[-1] = (segs[-1][0], max(b, segs[-1][1]), job)
+            else:
+                segs.append((a, b, job))
+        segments[ent] = ([sg[1] for sg in segs], segs)
 
-    # Difference arrays: by process and by job.
-    by_proc: dict[int, list[int]] = {}
+    # The rows as sample positions; each process's peak.
+    spans_of: list[tuple[int, int, int, int]] = []  # (ent, lo, hi, pss)
     peak: dict[int, int] = {}
-    by_job: dict[int | None, list[int]] = {}
     for ent, first, last, pss in rows.proc_mem:
         if pss is None:
             continue  # unknown: left out, as the sample's total leaves it out
         lo, hi = index.span(first, last)
         if lo >= hi:
             continue
-        d = by_proc.get(ent)
-        if d is None:
-            d = by_proc[ent] = [0] * (size + 1)
-        _add(d, lo, hi, pss)
+        spans_of.append((ent, lo, hi, pss))
         if pss > peak.get(ent, -1):
             peak[ent] = pss
-        # The job(s) the process was in while this row held.
-        covered = lo
-        for ifirst, ilast, job in info_by_ent.get(ent, ()):
-            a, b = index.span(ifirst, ilast)
-            a, b = max(a, lo), min(b, hi)
-            if a >= b:
-                continue
-            jd = by_job.get(job)
-            if jd is None:
-                jd = by_job[job] = [0] * (size + 1)
-            _add(jd, a, b, pss)
-            covered += b - a
-        if covered < hi:  # no info row for part of it (a damaged store)
-            jd = by_job.get(None)
-            if jd is None:
-                jd = by_job[None] = [0] * (size + 1)
-            # What the info rows did not cover: the whole row less each covered part.
-            _add(jd, lo, hi, pss)
-            for ifirst, ilast, _job in info_by_ent.get(ent, ()):
-                a, b = index.span(ifirst, ilast)
-                a, b = max(a, lo), min(b, hi)
-                if a < b:
-                    _add(jd, a, b, -pss)
 
-    # Processes: the largest peaks, then the rest folded.
-    ranked = sorted(by_proc, key=lambda e: (-peak[e], e))
+    # Processes: the largest peaks, then the rest folded into one series.
+    ranked = sorted(peak, key=lambda e: (-peak[e], e))
     top = ranked[:max(0, top_processes)]
+    by_proc: dict[int, list[int]] = {ent: [0] * (size + 1) for ent in top}
     other_proc = [0] * (size + 1)
-    for ent in ranked[len(top):]:
-        d = by_proc[ent]
-        for i in range(size + 1):
-            other_proc[i] += d[i]
+    by_job: dict[int | None, list[int]] = {}
+
+    def job_diff(job: int | None) -> list[int]:
+        jd = by_job.get(job)
+        if jd is None:
+            jd = by_job[job] = [0] * (size + 1)
+        return jd
+
+    for ent, lo, hi, pss in spans_of:
+        _add(by_proc.get(ent, other_proc), lo, hi, pss)
+        # The job(s) the process was in while this row held; a part no info
+        # row covers (a damaged store) goes to no job.
+        ends, segs = segments.get(ent, ([], []))
+        pos = lo
+        for k in range(bisect.bisect_right(ends, lo), len(segs)):
+            a, b, job = segs[k]
+            if a >= hi:
+                break
+            a = max(a, lo)
+            if a > pos:
+                _add(job_diff(None), pos, a, pss)
+            b = min(b, hi)
+            _add(job_diff(job), a, b, pss)
+            pos = b
+        if pos < hi:
+            _add(job_diff(None), pos, hi, pss)
+
     proc_series = []
     for ent in top:
         pid = rows.pids.get(ent)
@@ -382,3 +393,55 @@ def _pressure(rows: StoreRows, index: _Index, samples: Sequence[tuple[int, int, 
         # Percent of the interval some task stalled on memory.
         out[i] = round(100 * (b - a) / dt_us, 3)
     return Series("memory pressure: % of the time some task stalled on memory", out)
+
+
+SMALLER_OBJECTS = "smaller objects"
+
+
+def prune_tree(root: tm.Node, max_nodes: int) -> int:
+    """Fold the smallest memory objects of a treemap tree (:mod:`zxmem.treemap`)
+    so it has at most about ``max_nodes`` nodes; how many objects were folded.
+
+    The objects kept are the largest over the whole tree; the others of each
+    parent (a process, the hidden branch) become one box ``smaller
+    objects[k]`` of their summed area, so every process and job keeps its
+    area and the tree its totals.
+    """
+    leaf_kinds = (tm.KIND_VMO, tm.KIND_AGGREGATE, tm.KIND_HIDDEN, tm.KIND_ESTIMATE)
+
+    def is_object(node: tm.Node) -> bool:
+        return node.kind in leaf_kinds and node.id != "kernel/vmo/hidden"
+
+    count = 0
+    candidates: list[tuple[int, int, tm.Node, tm.Node]] = []  # (-area, order, parent, child)
+    for _depth, node in root.walk():
+        count += 1
+        if is_object(node):
+            continue  # inside an object: counted, never a parent of candidates
+        for child in node.children:
+            if is_object(child):
+                candidates.append((-(child.area or 0), len(candidates), node, child))
+    if count <= max_nodes:
+        return 0
+    sizes = {id(c): sum(1 for _ in c.walk()) for _a, _o, _p, c in candidates}
+    budget = max(0, max_nodes - (count - sum(sizes.values())))
+    candidates.sort(key=lambda t: (t[0], t[1]))
+    dropped: dict[int, tuple[tm.Node, list[tm.Node]]] = {}
+    used = 0
+    for _a, _o, parent, child in candidates:
+        n = sizes[id(child)]
+        if used + n + 1 <= budget:  # +1: room for a parent's folded box
+            used += n
+            continue
+        dropped.setdefault(id(parent), (parent, []))[1].append(child)
+    folded = 0
+    for parent, children in dropped.values():
+        gone = {id(c) for c in children}
+        parent.children = [c for c in parent.children if id(c) not in gone]
+        parent.children.append(tm.Node(
+            f"{parent.id}/smaller", "vmo", f"{SMALLER_OBJECTS}[{len(children)}]",
+            tm.KIND_AGGREGATE, area=sum(c.area or 0 for c in children), count=len(children),
+            defined=True))
+        parent.children.sort(key=lambda n: (-(n.area or 0), n.name, n.id))
+        folded += len(children)
+    return folded
