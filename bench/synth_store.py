@@ -21,7 +21,8 @@ store holds:
   at each sample of ``oom_at`` and, with ``pressure``, a memory-pressure
   counter (``extra.pressure_some_total_us``);
 * every ``objects_every``-th sample (0: none) is an objects sample: each
-  process maps a ``[heap]`` object of its whole PSS and shares ``libc.so.6``.
+  process maps ``vmos_per_process - 1`` objects ``anon-J`` of 16 KiB and a
+  ``[heap]`` object of the rest of its PSS, and shares ``libc.so.6``.
 
 Writing takes about 15 ms a sample for 1,000 processes without command lines
 (``cmdlines=False``; the writer encodes each one as JSON every sample), so a
@@ -81,7 +82,8 @@ def synth_store(path: str, *, samples: int = 100, processes: int = 50, jobs: int
                 total_bytes: int = 256 << 30, kernel_bytes: int = 3 << 30,
                 cache_bytes: int = 10 << 30, oom_at: tuple[int, ...] = (),
                 pressure: bool = False, names: dict[int, str] | None = None,
-                cmdlines: bool = True, seed: int = 1, keep_shape: bool = True) -> Shape:
+                cmdlines: bool = True, vmos_per_process: int = 1, seed: int = 1,
+                keep_shape: bool = True) -> Shape:
     rng = random.Random(seed)
     names = names or {}
     shape = Shape(path, total_bytes=total_bytes, kernel_bytes=kernel_bytes,
@@ -136,12 +138,19 @@ def synth_store(path: str, *, samples: int = 100, processes: int = 50, jobs: int
                                  num_mappings=processes, share_count=processes,
                                  dev=0, inode=777, path="/usr/lib/libc.so.6")
                 ps = []
+                small = 4 * PAGE
                 for i, p in enumerate(procs):
-                    k = 10 + i
-                    vmos[k] = Vmo(koid=k, name="[heap]", kind="anon", size_bytes=pss[i],
-                                  committed_bytes=pss[i], num_mappings=1, share_count=1)
-                    ps.append(replace(p, vmo_refs=(VmoRef(k, ("MAPPING",)),
-                                                   VmoRef(LIBC, ("MAPPING",)))))
+                    k = 10 + i * vmos_per_process
+                    heap = pss[i] - (vmos_per_process - 1) * small
+                    vmos[k] = Vmo(koid=k, name="[heap]", kind="anon", size_bytes=heap,
+                                  committed_bytes=heap, num_mappings=1, share_count=1)
+                    refs = [VmoRef(k, ("MAPPING",)), VmoRef(LIBC, ("MAPPING",))]
+                    for j in range(1, vmos_per_process):
+                        vmos[k + j] = Vmo(koid=k + j, name=f"anon-{j}", kind="anon",
+                                          size_bytes=small, committed_bytes=small,
+                                          num_mappings=1, share_count=1)
+                        refs.append(VmoRef(k + j, ("MAPPING",)))
+                    ps.append(replace(p, vmo_refs=tuple(refs)))
             snap = Snapshot(
                 provenance=Provenance(source="linux", host="synthetic", boot_id="boot-1",
                                       timestamp=None, capture_time_ns=t),

@@ -239,6 +239,9 @@ _APP_JS = r"""
   var X = C.times_s;
   var moments = D.moments || [];
 
+  // Time axes in UTC, as the legend and the moments table.
+  function utc(ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); }
+  function fromZero(u, min, max) { return [0, max > 0 ? max * 1.05 : 1]; }
   function width() { return Math.max(400, Math.min(1280, document.body.clientWidth - 8)); }
 
   // Markers on every time axis: OOM kills (red) and the moments (grey ticks).
@@ -279,8 +282,8 @@ _APP_JS = r"""
       cum.push(col);
     }
     var data = [X], opts = {
-      title: title, width: width(), height: 320,
-      scales: {x: {time: true}},
+      title: title, width: width(), height: 320, tzDate: utc,
+      scales: {x: {time: true}, y: {range: fromZero}},
       axes: [{}, {size: 80, incrs: byteIncrs,
                   values: function (u, vals) { return vals.map(fmtBytes); }}],
       series: [{label: "time (UTC)", value: function (u, v) { return fmtTime(v); }}],
@@ -331,7 +334,7 @@ _APP_JS = r"""
   if (C.pressure) {
     var pv = C.pressure.values;
     charts.push(new uPlot({
-      title: C.pressure.label, width: width(), height: 160,
+      title: C.pressure.label, width: width(), height: 160, tzDate: utc,
       scales: {x: {time: true}, y: {range: [0, 100]}},
       axes: [{}, {size: 80, values: function (u, vals) {
         return vals.map(function (v) { return v + " %"; }); }}],
