@@ -65,6 +65,7 @@ class Shape:
     path: str
     times_ns: list[int] = field(default_factory=list)
     pss: list[dict[int, int]] = field(default_factory=list)  # sample -> pid -> PSS
+    names: dict[int, str] = field(default_factory=dict)  # pid -> name
     total_bytes: int = 0
     kernel_bytes: int = 0
     cache_bytes: int = 0
@@ -87,7 +88,8 @@ def synth_store(path: str, *, samples: int = 100, processes: int = 50, jobs: int
     rng = random.Random(seed)
     names = names or {}
     shape = Shape(path, total_bytes=total_bytes, kernel_bytes=kernel_bytes,
-                  cache_bytes=cache_bytes, jobs=jobs)
+                  cache_bytes=cache_bytes, jobs=jobs,
+                  names={1000 + i: names.get(i, f"proc-{i}") for i in range(processes)})
     job_list = [Job(koid=1, name="/", parent_koid=0, path="/")]
     job_list += [Job(koid=100 + j, name=f"svc-{j}.service", parent_koid=1,
                      path=f"/zxmem.slice/svc-{j}.service") for j in range(jobs)]

@@ -45,6 +45,7 @@ examples:
 MAX_MOMENTS = 24
 TREE_NODES = 5000  # boxes kept per moment's treemap (the smallest objects are folded)
 DIFF_ROWS = 50  # changes per kind kept for each pair of moments
+GROWTH_ROWS = 25  # growth suspects per kind (process, job)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -186,15 +187,18 @@ def _diff_rows(a, b) -> dict[str, Any]:
 
 
 def _growth(path: str, since_ns: int | None, now_ns: int) -> tuple[list[dict] | None, str]:
-    """The growth table (zxmem growth's suspects), or None and why not."""
+    """The growth table (what ``zxmem growth`` ranks: processes, then jobs,
+    each leaks first then fastest first, at most GROWTH_ROWS of each), or
+    None and why not."""
     try:
-        from zxmem import growth  # type: ignore[attr-defined]
+        from zxmem.growth import analyse
+        from zxmem.growth_source import load_series  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None, "growth analysis is not available in this zxmem"
     rows: list[dict] = []
     for by in ("process", "job"):
-        series = growth.load_series(path, since_ns=since_ns, by=by)
-        rows.extend(s.to_json() for s in growth.analyse(series, now_ns=now_ns))
+        series = load_series(path, since_ns=since_ns, by=by)
+        rows.extend(s.to_json() for s in analyse(series, now_ns=now_ns)[:GROWTH_ROWS])
     return rows, ""
 
 

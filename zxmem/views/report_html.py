@@ -122,7 +122,7 @@ table.rows td.num { text-align: right; font-family: monospace; }
 table.rows td.name { max-width: 50em; overflow: hidden; text-overflow: ellipsis; }
 table.rows tbody tr:nth-child(even) { background: #f4f4f4; }
 tr.picked td { background: #ffe08a !important; }
-.grew { color: #a00; } .shrank { color: #070; }
+.grew { color: #a00; } .shrank { color: #070; } td.leak { color: #a00; font-weight: bold; }
 #moments button { font: inherit; }
 #treemap { position: relative; width: 100%; height: 480px; border: 1px solid #888;
   background: #fafafa; overflow: hidden; cursor: pointer; user-select: none; }
@@ -354,11 +354,13 @@ _APP_JS = r"""
   } else if (!G.length) {
     gnote.textContent = "Nothing grew.";
   } else {
-    gnote.textContent = "What grew, fastest first (zxmem growth): the rate is a " +
-      "least-squares fit; R\u00b2 says how well a straight line fits; steady: it grew " +
-      "without falling back (a leak's shape, not a cache's or a garbage collector's).";
-    var heads = ["kind", "key", "name", "rate / hour", "R\u00b2", "steady", "leak",
-                 "growth since (UTC)", "high water", "at (UTC)", "first", "last", "signal",
+    gnote.textContent = "What grew (zxmem growth): processes then jobs, leaks first, then " +
+      "fastest first.  The rate is the median slope between samples (Theil-Sen); R\u00b2 " +
+      "says how close to a straight line it grew; steady: the lowest values kept rising " +
+      "(a leak's shape, not a cache filling once or a garbage collector's sawtooth).  " +
+      "The signal is USS (private memory) for a process.";
+    var heads = ["kind", "key", "name", "signal", "rate / hour", "R\u00b2", "steady",
+                 "verdict", "growth since (UTC)", "high water", "at (UTC)", "first", "last",
                  "objects that grew"];
     var htr = el("tr");
     heads.forEach(function (h) { htr.appendChild(el("th", h)); });
@@ -367,16 +369,17 @@ _APP_JS = r"""
       var tr = el("tr");
       function td(t, cls) { tr.appendChild(el("td", t, cls)); }
       td(s.kind); td(s.key); td(s.name, "name");
+      td(s.signal === null || s.signal === undefined ? "" : String(s.signal));
       td(s.rate_bytes_per_hour === null || s.rate_bytes_per_hour === undefined ? "-"
          : (s.rate_bytes_per_hour >= 0 ? "+" : "") + fmtBytes(Math.round(s.rate_bytes_per_hour)),
          "num");
       td(s.fit_r2 === null || s.fit_r2 === undefined ? "-" : s.fit_r2.toFixed(3), "num");
-      td(s.steady ? "yes" : "no"); td(s.leak ? "LEAK" : "");
+      td(s.steady ? "yes" : "no");
+      td((s.leak ? "LEAK" : "not a leak") + (s.why ? ": " + s.why : ""), s.leak ? "leak" : "");
       td(s.growth_start_ns ? fmtTime(s.growth_start_ns / 1e9) : "-");
       td(fmtBytes(s.high_water_bytes), "num");
       td(s.high_water_ns ? fmtTime(s.high_water_ns / 1e9) : "-");
       td(fmtBytes(s.first_bytes), "num"); td(fmtBytes(s.last_bytes), "num");
-      td(s.signal === null || s.signal === undefined ? "" : String(s.signal));
       var objs = (s.objects || []).map(function (o) {
         if (o && typeof o === "object") {
           var r = o.rate_bytes_per_hour;
