@@ -91,7 +91,11 @@ def main() -> None:
             ctx.route("**/*", lambda r: r.continue_() if r.request.url == url else r.abort())
             p = ctx.new_page()
             errors: list[str] = []
-            p.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+
+            def on_error(e: object, errors: list[str] = errors) -> None:
+                errors.append(str(e))
+
+            p.on("pageerror", on_error)
             p.goto(url)
             p.wait_for_selector("html[data-ready]", timeout=60_000)
             assert not errors, errors

@@ -264,6 +264,16 @@ def test_command_errors_are_one_line(tmp_path):
     assert status == 2 and "at most 24" in err
 
 
+def test_an_empty_store_or_period_is_one_line(synth, tmp_path):
+    empty = str(tmp_path / "e.db")
+    open_store(empty, create=True).close()
+    status, _, err = _run(["report", "--from", empty])
+    assert status == 1 and err == f"zxmem: {empty}: the store holds no samples yet\n"
+    path, _ = synth  # its samples are from 2026-05-28: none in the last hour
+    status, _, err = _run(["report", "--from", path, "--since", "1h"])
+    assert status == 1 and err.startswith(f"zxmem: {path}: no sample since ")
+
+
 def test_command_writes_the_page(synth, tmp_path):
     path, _ = synth
     out = tmp_path / "r.html"

@@ -207,6 +207,7 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
                now_ns: int | None = None, growth_rows: list[dict] | None = None) -> str:
     """The report page for the store open on ``conn`` (at ``path``)."""
     from zxmem.store.reader import format_time, read_sample
+    from zxmem.store.schema import StoreError
     from zxmem.store.writer import TIER_NAMES
     from zxmem.treemap import tree_from_snapshot
     from zxmem.views.report_data import SMALLER_OBJECTS, build, prune_tree
@@ -215,6 +216,10 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
 
     now_ns = time.time_ns() if now_ns is None else now_ns
     rows, tiers = read_rows(conn, since_ns)
+    if not rows.samples:
+        if since_ns is None:
+            raise StoreError(f"{path}: the store holds no samples yet")
+        raise StoreError(f"{path}: no sample since {format_time(since_ns)}")
     data = build(rows, top_jobs=top, top_processes=top, max_points=points)
     ns = [s[0] for s in rows.samples]
     chosen = pick_moments(ns, tiers, moments)
