@@ -113,6 +113,7 @@ h2 { font-size: 1.15em; margin: 22px 0 4px; border-bottom: 1px solid #ccc; }
 #meta, .hint, #notes { color: #555; margin: 2px 0; }
 #notes li { margin: 1px 0; }
 .chart { margin: 4px 0 8px; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .u-legend { font-size: 12px; text-align: left; }
 .u-legend .u-value { font-family: monospace; }
 table.rows { border-collapse: collapse; margin: 6px 0; }
@@ -167,7 +168,7 @@ treemap of the nearest moment below.  Sizes are binary: 1 KiB = 1024 bytes.</p>
 <div id="chart-pressure" class="chart"></div>
 <h2>Growth</h2>
 <p id="growth-note" class="hint"></p>
-<table id="growth" class="rows"><thead></thead><tbody></tbody></table>
+<div class="scroll"><table id="growth" class="rows"><thead></thead><tbody></tbody></table></div>
 <h2>Moments</h2>
 <p class="hint">Pick a moment to see its treemap; pick two (A and B) to see what changed
 between them.</p>
@@ -178,7 +179,7 @@ between them.</p>
 <div id="treemap" role="img" aria-label="Treemap of the picked moment"></div>
 <div id="tip" role="tooltip"></div>
 <h2 id="diff-title">Changes between two moments</h2>
-<div id="diff"></div>
+<div id="diff" class="scroll"></div>
 <footer>Made by zxmem. Charts: uPlot 1.6.32 (MIT licence); treemap layout: d3-hierarchy
 (ISC licence); both licences are included in this file.</footer>
 <!--
