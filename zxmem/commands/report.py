@@ -171,13 +171,16 @@ def pick_moments(ns: list[int], tiers: dict[int, int], count: int) -> list[int]:
     return sorted(picked)
 
 
-def _diff_rows(a, b) -> dict[str, Any]:
-    from zxmem.views.diff import changes
+def _diff_rows(indexes: dict[str, list[dict | None]], a: int, b: int) -> dict[str, Any]:
+    """The diff of moments ``a`` and ``b`` (indexes: kind -> one index per moment)."""
+    from zxmem.views.diff import compare
 
-    kinds = ["job", "process"] + (["object"] if a.vmos and b.vmos else [])
     out: dict[str, Any] = {}
-    for kind in kinds:
-        rows = changes(a, b, kind)
+    for kind, per_moment in indexes.items():
+        before, after = per_moment[a], per_moment[b]
+        if before is None or after is None:
+            continue  # objects: one of the two holds none
+        rows = compare(before, after, kind)
         out[kind] = {
             "count": len(rows),
             "rows": [[c.key, c.name, c.status, c.before_bytes, c.after_bytes, c.change_bytes]
@@ -210,6 +213,7 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     from zxmem.store.schema import StoreError
     from zxmem.store.writer import TIER_NAMES
     from zxmem.treemap import tree_from_snapshot
+    from zxmem.views.diff import index
     from zxmem.views.report_data import SMALLER_OBJECTS, build, prune_tree
     from zxmem.views.report_html import render_html
     from zxmem.views.treemap_html import tree_payload
@@ -236,7 +240,10 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
                             "time": format_time(times[n]),
                             "tier": TIER_NAMES.get(tiers[n], str(tiers[n])),
                             "total_bytes": tree.area})
-    diffs = {f"{i}-{j}": _diff_rows(snaps[i], snaps[j])
+    # Each moment indexed once (as zxmem diff indexes a snapshot), then every pair.
+    indexes = {kind: [index(s, kind) if kind != "object" or s.vmos else None for s in snaps]
+               for kind in ("job", "process", "object")}
+    diffs = {f"{i}-{j}": _diff_rows(indexes, i, j)
              for i in range(len(snaps)) for j in range(i + 1, len(snaps))}
     notes = list(data.notes)
     if folded:

@@ -79,10 +79,13 @@ def _objects(snapshot) -> dict:
     return out
 
 
-def changes(a, b, kind: str, minimum: int = 0) -> list[Change]:
-    """The changes of one kind between snapshots ``a`` and ``b``, largest first."""
-    index = {"job": _jobs, "process": _processes, "object": _objects}[kind]
-    before, after = index(a), index(b)
+def index(snapshot, kind: str) -> dict:
+    """What :func:`compare` compares of one snapshot: key -> (label, name, bytes)."""
+    return {"job": _jobs, "process": _processes, "object": _objects}[kind](snapshot)
+
+
+def compare(before: dict, after: dict, kind: str, minimum: int = 0) -> list[Change]:
+    """The changes between two :func:`index` results of ``kind``, largest first."""
     out = []
     for key in before.keys() | after.keys():
         x, y = before.get(key), after.get(key)
@@ -96,3 +99,8 @@ def changes(a, b, kind: str, minimum: int = 0) -> list[Change]:
         out.append(c)
     out.sort(key=lambda c: (-abs(c.change_bytes), c.key, c.name))
     return out
+
+
+def changes(a, b, kind: str, minimum: int = 0) -> list[Change]:
+    """The changes of one kind between snapshots ``a`` and ``b``, largest first."""
+    return compare(index(a, kind), index(b, kind), kind, minimum)
