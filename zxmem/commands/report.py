@@ -198,11 +198,17 @@ def _growth(path: str, since_ns: int | None, now_ns: int) -> tuple[list[dict] | 
         from zxmem.growth_source import load_series  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None, "growth analysis is not available in this zxmem"
-    rows: list[dict] = []
-    for by in ("process", "job"):
-        series = load_series(path, since_ns=since_ns, by=by)
-        rows.extend(s.to_json() for s in analyse(series, now_ns=now_ns)[:GROWTH_ROWS])
-    return rows, ""
+    import inspect
+
+    procs = load_series(path, since_ns=since_ns, by="process")
+    suspects = analyse(procs, now_ns=now_ns)[:GROWTH_ROWS]
+    # The leaking processes' objects that grew (as zxmem growth shows them).
+    leaks = [s.key for s in suspects if s.leak]
+    if leaks and "objects_of" in inspect.signature(load_series).parameters:
+        procs = load_series(path, since_ns=since_ns, by="process", objects_of=leaks)
+        suspects = analyse(procs, now_ns=now_ns)[:GROWTH_ROWS]
+    jobs = analyse(load_series(path, since_ns=since_ns, by="job"), now_ns=now_ns)
+    return [s.to_json() for s in suspects] + [s.to_json() for s in jobs[:GROWTH_ROWS]], ""
 
 
 def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = None,
