@@ -323,3 +323,21 @@ def test_prune_tree_keeps_the_largest_objects_and_every_area():
     # A small tree is left alone.
     small = tree_from_records(_records(2, 3))
     assert prune_tree(small, 400) == 0
+
+
+def test_a_store_without_objects_samples_uses_totals_moments(tmp_path):
+    import json
+    import re
+
+    path = str(tmp_path / "h.db")
+    synth_store(path, samples=20, processes=5, objects_every=0)
+    conn = open_store(path, create=False, readonly=True)
+    try:
+        page = build_page(conn, path, moments=2, growth_rows=[])
+    finally:
+        conn.close()
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page).group(1))
+    assert [(m["sample"], m["tier"]) for m in data["moments"]] == [(1, "totals"), (20, "totals")]
+    assert set(data["diffs"]["0-1"]) == {"job", "process"}
+    tree = json.loads(re.search(r'id="tree-1">(.*?)</script>', page).group(1))
+    assert "Private" in tree["strings"]  # processes drawn from their totals
