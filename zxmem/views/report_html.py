@@ -135,6 +135,10 @@ tr.picked td { background: #ffe08a !important; }
 .k-K { background: #d4d4d4; } .k-F { background: #f3f3f3; } .k-U { background: #f5deb0; }
 .k-J { background: #f5d3bd; } .k-P { background: #bcd9ef; } .k-V { background: #bfe8da; }
 .k-A { background: #93d6bf; } .k-E { background: #d3ebf9; } .k-H { background: #efd0e1; }
+#treemap-legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap;
+  gap: 4px 18px; }
+#treemap-legend .sw { display: inline-block; width: 12px; height: 12px; margin-right: 5px;
+  border: 1px solid #666; vertical-align: -2px; }
 #crumbs button { font: inherit; border: 0; background: none; color: #0050a0;
   text-decoration: underline; cursor: pointer; padding: 0; }
 #tip { position: fixed; display: none; pointer-events: none; z-index: 10; max-width: 440px;
@@ -177,6 +181,17 @@ between them.</p>
 <h2 id="treemap-title">Treemap</h2>
 <nav id="crumbs" aria-label="Zoom path"></nav>
 <div id="treemap" role="img" aria-label="Treemap of the picked moment"></div>
+<ul id="treemap-legend">
+<li><span class="sw k-K"></span>K kernel memory</li><li><span class="sw k-F"></span>free</li>
+<li><span class="sw k-J"></span>J job (cgroup)</li><li><span class="sw k-P"></span>P process</li>
+<li><span class="sw k-V"></span>V memory object</li>
+<li><span class="sw k-A"></span>name[n]: n objects of one process</li>
+<li><span class="sw k-E"></span>private / proportional shared (no object data)</li>
+<li><span class="sw k-H"></span>hidden: objects no process maps</li>
+<li><span class="sw k-U"></span>unknown (kernel &amp; unmapped)</li>
+</ul>
+<p class="hint">Boxes are sized as zxmem treemap sizes them (click a box to zoom in, a name
+in the path above to zoom out; hover for its size).</p>
 <div id="tip" role="tooltip"></div>
 <h2 id="diff-title">Changes between two moments</h2>
 <div id="diff" class="scroll"></div>
