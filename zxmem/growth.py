@@ -55,6 +55,10 @@ STEADY_LATE = 0.5
 # A leak must have grown at least this much over the series (one page of
 # allocator noise is not a leak).
 MIN_GROWTH_BYTES = 1 << 20
+# ... and have been seen for at least this fraction of the period: a process
+# that lived ten seconds of an hour grew while it started, which says
+# nothing about a leak.
+MIN_COVERAGE = 0.25
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,8 @@ def _known(times: Sequence[int], values: Sequence[int | None]
 
 
 def _rate(times: Sequence[int], values: Sequence[int | None]) -> tuple[float | None, int | None]:
+    if not values:
+        return None, None
     ts, ys = _known(times, values)
     if len(ts) < 2:
         return None, (ys[-1] if ys else None)
@@ -376,6 +382,7 @@ def analyse(series: Iterable[Series], *, now_ns: int | None = None,
     end = now_ns
     if end is None:
         end = max((s.times_ns[-1] for s in series if s.times_ns), default=0)
+    begin = min((s.times_ns[0] for s in series if s.times_ns), default=0)
     for s in series:
         if s.kind not in KINDS:
             raise ValueError(f"unknown series kind {s.kind!r}")
@@ -389,6 +396,8 @@ def analyse(series: Iterable[Series], *, now_ns: int | None = None,
         # Gone for more than a tenth of the period: it no longer holds the memory.
         if leak and end - f.last_ns > 0.1 * max(1, end - f.first_ns):
             leak, why = False, "gone: its last sample is older than the period's end"
+        elif leak and f.last_ns - f.first_ns < MIN_COVERAGE * max(1, end - begin):
+            leak, why = False, "too short to tell: seen for under a quarter of the period"
         pss_rate, pss_last = _rate(s.times_ns, s.pss) if signal != "pss" else (f.rate, f.last)
         ch_rate, ch_last = (_rate(s.times_ns, s.charge) if signal != "charge"
                             else (f.rate, f.last))
