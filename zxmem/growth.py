@@ -55,6 +55,8 @@ STEADY_LATE = 0.5
 # A leak must have grown at least this much over the series (one page of
 # allocator noise is not a leak).
 MIN_GROWTH_BYTES = 1 << 20
+# Growth (rate over the series) below this is allocator noise: "flat", not listed.
+NOISE_BYTES = 64 << 10
 # ... and have been seen for at least this fraction of the period: a process
 # that lived ten seconds of an hour grew while it started, which says
 # nothing about a leak.
@@ -155,6 +157,10 @@ class Suspect:
     identity: dict[str, Any] = field(default_factory=dict)
     objects: tuple[GrownObject, ...] = ()
     why: str = ""  # one phrase: why it is (not) a leak
+    # One word: leak, small (steady, grew too little), short (seen too
+    # briefly), gone (ended before the period), sawtooth, plateau, step,
+    # irregular.
+    pattern: str = ""
 
     @property
     def rate_bytes_per_hour(self) -> float:
@@ -171,7 +177,8 @@ class Suspect:
         return {
             "kind": self.kind, "key": self.key, "name": self.name,
             "identity": dict(self.identity), "signal": self.signal,
-            "leak": self.leak, "steady": self.steady, "why": self.why,
+            "leak": self.leak, "steady": self.steady, "pattern": self.pattern,
+            "why": self.why,
             "rate_bytes_per_second": r(self.rate_bytes_per_second),
             "rate_bytes_per_hour": round(self.rate_bytes_per_hour),
             "fit_r2": None if self.fit_r2 is None else round(self.fit_r2, 4),
@@ -277,6 +284,7 @@ class _Fit:
     last_ns: int
     points: int
     why: str
+    pattern: str
 
 
 def _fit(times: Sequence[int], values: Sequence[int | None],
@@ -318,25 +326,30 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
         if v is not None and v > high:
             high, high_ns = v, t
 
-    if rate <= 0:
-        steady, why = False, "not growing"
-    elif rising < STEADY_RISING:
-        steady = False
-        why = ("sawtooth or step: the lowest values do not rise window after window"
-               if envelope <= 0.25 * rate else
-               "irregular: the lowest values rise in only some windows")
+    rises = [x for x in steps if x > 0]
+    if rate * ts[-1] < NOISE_BYTES:
+        steady, pattern, why = False, "flat", "not growing"
+    elif rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
+        steady, pattern, why = False, "step", "step: the lowest values rose at one time only"
     elif late < STEADY_LATE * rate:
-        steady, why = False, "plateau: the growth stopped in the second half"
+        steady, pattern, why = False, "plateau", "plateau: the growth stopped in the second half"
+    elif rising < STEADY_RISING and envelope <= 0.25 * rate:
+        steady, pattern, why = False, "sawtooth", "sawtooth: the lowest values do not rise"
+    elif rising < STEADY_RISING:
+        steady, pattern = False, "irregular"
+        why = "irregular: the lowest values rise in only some windows"
     elif envelope < STEADY_LATE * rate:
-        steady, why = False, "sawtooth: the lowest values grow slower than the rate"
+        steady, pattern = False, "sawtooth"
+        why = "sawtooth: the lowest values grow slower than the rate"
     else:
-        steady, why = True, "steady growth"
+        steady, pattern, why = True, "leak", "steady growth"
     grown_fit = rate * ts[-1]
     if steady and grown_fit < min_growth:
-        why = "steady but small"
+        pattern, why = "small", "steady but small"
     return _Fit(rate=rate, r2=r2, steady=steady, rising=rising, envelope=envelope, late=late,
                 start_ns=ts_ns[start], high=high, high_ns=high_ns, first=ys[0], last=ys[-1],
-                first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=why)
+                first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=why,
+                pattern=pattern)
 
 
 def _pick_signal(s: Series) -> tuple[str, Sequence[int | None]]:
@@ -389,15 +402,17 @@ def analyse(series: Iterable[Series], *, now_ns: int | None = None,
         signal, values = _pick_signal(s)
         highs = s.uss_high if signal in ("uss", "committed") else ()
         f = _fit(s.times_ns, values, highs, min_growth_bytes)
-        if f is None or f.rate <= 0 or f.rate < min_rate:
+        if f is None or f.pattern == "flat" or f.rate < min_rate:
             continue
-        leak = f.steady and f.rate * (f.last_ns - f.first_ns) / 1e9 >= min_growth_bytes
-        why = f.why
+        leak = f.pattern == "leak"
+        why, pattern = f.why, f.pattern
         # Gone for more than a tenth of the period: it no longer holds the memory.
         if leak and end - f.last_ns > 0.1 * max(1, end - f.first_ns):
-            leak, why = False, "gone: its last sample is older than the period's end"
+            leak, pattern = False, "gone"
+            why = "gone: its last sample is older than the period's end"
         elif leak and f.last_ns - f.first_ns < MIN_COVERAGE * max(1, end - begin):
-            leak, why = False, "too short to tell: seen for under a quarter of the period"
+            leak, pattern = False, "short"
+            why = "too short to tell: seen for under a quarter of the period"
         pss_rate, pss_last = _rate(s.times_ns, s.pss) if signal != "pss" else (f.rate, f.last)
         ch_rate, ch_last = (_rate(s.times_ns, s.charge) if signal != "charge"
                             else (f.rate, f.last))
@@ -413,6 +428,6 @@ def analyse(series: Iterable[Series], *, now_ns: int | None = None,
             pss_last_bytes=pss_last if s.pss else None,
             charge_rate_bytes_per_second=ch_rate if s.charge else None,
             charge_last_bytes=ch_last if s.charge else None,
-            identity=dict(s.identity), objects=objs, why=why))
+            identity=dict(s.identity), objects=objs, why=why, pattern=pattern))
     out.sort(key=lambda x: (not x.leak, -x.rate_bytes_per_second, x.key))
     return out

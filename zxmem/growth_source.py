@@ -451,6 +451,10 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[
     meta = {r[0]: r[2:] for r in rows}
     strings = _Strings(conn)
     strings.fill(x for m in meta.values() for x in m[:3])
+    owner_pid: dict[int, int] = {}
+    if table == "anon_vmos":
+        qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in ents)
+        owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
     times = _object_times(op)
     for ent, pts in per.items():
         name_id, kind_id, path_id, mappings = meta.get(ent, (None, None, None, None))
@@ -459,6 +463,8 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[
         ident: dict[str, object] = {}
         if koid is not None:
             ident["koid"] = koid
+        if table == "anon_vmos":
+            ident["owner_pid"] = owner_pid.get(ent >> OWNER_SHIFT)
         if path_id is not None:
             ident["path"] = strings.get(path_id)
         out[ent] = Series(
@@ -544,4 +550,23 @@ def describe_period(store_path: str, since_ns: int | None) -> tuple[int, int, in
     return None if not row[0] else (row[0], row[1], row[2])
 
 
-__all__ = ["BY", "load_series", "describe_period", "format_time", "proc_key"]
+
+
+def load_objects(store_path: str, processes: Sequence[Series], *, since_ns: int | None = None,
+                 max_points: int = DEFAULT_MAX_POINTS) -> dict[str, list[Series]]:
+    """Process key -> the series of the memory objects it owns or reaches by
+    descriptor, for the process series given (from :func:`load_series`)."""
+    procs = [s for s in processes if s.kind == "process"]
+    if not procs:
+        return {}
+    conn = open_read(store_path)
+    try:
+        p = period(conn, since_ns, max_points)
+        return {} if p is None else _objects(conn, p, procs, max_points)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{store_path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+
+
+__all__ = ["BY", "load_series", "load_objects", "describe_period", "format_time", "proc_key"]
