@@ -287,17 +287,23 @@ class _Fit:
     pattern: str
 
 
-def _fit(times: Sequence[int], values: Sequence[int | None],
-         highs: Sequence[int | None], min_growth: int) -> _Fit | None:
-    ts_ns, ys = _known(times, values)
-    n = len(ts_ns)
-    if n < MIN_POINTS or ts_ns[-1] <= ts_ns[0]:
-        return None
-    t0 = ts_ns[0]
-    ts = [(t - t0) / 1e9 for t in ts_ns]
+@dataclass(frozen=True)
+class _Judged:
+    rate: float
+    r2: float | None
+    steady: bool
+    rising: float
+    envelope: float
+    late: float
+    pattern: str
+    why: str
+
+
+def _judge(ts: list[float], ys: list[int], min_growth: int) -> _Judged:
+    """The rate and the verdict of points (times in seconds from the first)."""
+    n = len(ts)
     rate = theil_sen(ts, ys)
     r2 = _r2(ts, ys, rate)
-
     # The lower envelope: each window's minimum, at its time.
     mins_t: list[float] = []
     mins_y: list[float] = []
@@ -310,24 +316,9 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
     envelope = theil_sen(mins_t, mins_y)
     half = n // 2
     late = theil_sen(ts[half:], ys[half:])
-
-    # Growth start: the last point still at the starting level (the first
-    # window's minimum, plus 2 % of the growth to the last window's minimum).
-    base = mins_y[0]
-    grown = mins_y[-1] - base
-    tol = base + 0.02 * grown if grown > 0 else base
-    start = 0
-    for i, y in enumerate(ys):
-        if y <= tol:
-            start = i
-    high, high_ns = ys[0], ts_ns[0]
-    hv = highs if len(highs) == len(times) else values
-    for t, v in zip(times, hv, strict=True):
-        if v is not None and v > high:
-            high, high_ns = v, t
-
     rises = [x for x in steps if x > 0]
-    if rate * ts[-1] < NOISE_BYTES:
+    grown = rate * (ts[-1] - ts[0])
+    if grown < NOISE_BYTES:
         steady, pattern, why = False, "flat", "not growing"
     elif rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
         steady, pattern, why = False, "step", "step: the lowest values rose at one time only"
@@ -343,13 +334,56 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
         why = "sawtooth: the lowest values grow slower than the rate"
     else:
         steady, pattern, why = True, "leak", "steady growth"
-    grown_fit = rate * ts[-1]
-    if steady and grown_fit < min_growth:
+    if steady and grown < min_growth:
         pattern, why = "small", "steady but small"
-    return _Fit(rate=rate, r2=r2, steady=steady, rising=rising, envelope=envelope, late=late,
-                start_ns=ts_ns[start], high=high, high_ns=high_ns, first=ys[0], last=ys[-1],
-                first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=why,
-                pattern=pattern)
+    return _Judged(rate=rate, r2=r2, steady=steady, rising=rising, envelope=envelope,
+                   late=late, pattern=pattern, why=why)
+
+
+def _mad(xs: Sequence[float]) -> float:
+    m = _median(list(xs))
+    return _median([abs(x - m) for x in xs])
+
+
+def _fit(times: Sequence[int], values: Sequence[int | None],
+         highs: Sequence[int | None], min_growth: int) -> _Fit | None:
+    ts_ns, ys = _known(times, values)
+    n = len(ts_ns)
+    if n < MIN_POINTS or ts_ns[-1] <= ts_ns[0]:
+        return None
+    t0 = ts_ns[0]
+    ts = [(t - t0) / 1e9 for t in ts_ns]
+    j = _judge(ts, ys, min_growth)
+
+    # Growth start: the last point still at the starting level, the first
+    # window's minimum plus a tolerance for noise: twice the smaller of the
+    # points' median distance from the line (0 for a clean line, which
+    # starts at its first point) and the spread of the first window (0 for
+    # a flat start, which ends where the growth starts).
+    w0 = _windows(n)[0]
+    base = min(ys[w0[0]:w0[1]])
+    intercept = _median([y - j.rate * t for t, y in zip(ts, ys, strict=True)])
+    noise = _median([abs(y - (intercept + j.rate * t)) for t, y in zip(ts, ys, strict=True)])
+    tol = base + 2 * min(noise, _mad(ys[w0[0]:w0[1]]))
+    start = 0
+    for i, y in enumerate(ys):
+        if y <= tol:
+            start = i
+    # Growth that started late in the period: judge it from its start (a
+    # leak that began an hour ago is a leak, however flat the hours before).
+    if j.pattern != "leak" and 0 < start and n - start >= max(MIN_POINTS, n // 4):
+        tail = _judge(ts[start:], ys[start:], min_growth)
+        if tail.pattern == "leak":
+            j = tail
+    high, high_ns = ys[0], ts_ns[0]
+    hv = highs if len(highs) == len(times) else values
+    for t, v in zip(times, hv, strict=True):
+        if v is not None and v > high:
+            high, high_ns = v, t
+    return _Fit(rate=j.rate, r2=j.r2, steady=j.steady, rising=j.rising, envelope=j.envelope,
+                late=j.late, start_ns=ts_ns[start], high=high, high_ns=high_ns, first=ys[0],
+                last=ys[-1], first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=j.why,
+                pattern=j.pattern)
 
 
 def _pick_signal(s: Series) -> tuple[str, Sequence[int | None]]:
