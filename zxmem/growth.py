@@ -38,6 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 KINDS = ("process", "job", "object")
 
 # Fewer known points than this cannot tell a trend from noise.
@@ -202,40 +204,57 @@ class Suspect:
 # Robust statistics (pure Python on small inputs: at most TS_POINTS points).
 
 
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    mid = n // 2
-    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2.0
+def _median(xs: Sequence[float] | np.ndarray) -> float:
+    """The median (np.median's overhead is most of the cost on small arrays)."""
+    a = np.asarray(xs, dtype=np.float64)
+    n = len(a)
+    if n % 2:
+        return float(np.partition(a, n // 2)[n // 2])
+    p = np.partition(a, (n // 2 - 1, n // 2))
+    return float(p[n // 2 - 1] + p[n // 2]) / 2.0
 
 
-def _thin(ts: Sequence[float], ys: Sequence[float], most: int) -> tuple[list[float], list[float]]:
-    n = len(ts)
+def _thin(ts: Sequence[float], ys: Sequence[float], most: int) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(ts, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    n = len(t)
     if n <= most:
-        return list(ts), list(ys)
-    idx = [round(i * (n - 1) / (most - 1)) for i in range(most)]
-    return [ts[i] for i in idx], [ys[i] for i in idx]
+        return t, y
+    idx = np.round(np.arange(most) * (n - 1) / (most - 1)).astype(np.int64)
+    return t[idx], y[idx]
+
+
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def theil_sen(ts: Sequence[float], ys: Sequence[float]) -> float:
     """The median of the slopes between all pairs of points with distinct times
     (over at most TS_POINTS evenly spaced points); 0.0 for fewer than two."""
     t, y = _thin(ts, ys, TS_POINTS)
-    slopes = [(y[j] - y[i]) / (t[j] - t[i])
-              for i in range(len(t)) for j in range(i + 1, len(t)) if t[j] != t[i]]
-    return _median(slopes) if slopes else 0.0
+    n = len(t)
+    if n < 2:
+        return 0.0
+    pairs = _PAIRS.get(n)
+    if pairs is None:
+        pairs = _PAIRS[n] = np.triu_indices(n, 1)
+    i, j = pairs
+    dt = t[j] - t[i]
+    keep = dt != 0
+    if not keep.any():
+        return 0.0
+    return _median((y[j] - y[i])[keep] / dt[keep])
 
 
 def _r2(ts: Sequence[float], ys: Sequence[float], slope: float) -> float | None:
     """The fraction of the variance of ``ys`` the line (``slope``, through the
     median residual) explains; None if ``ys`` is constant."""
-    n = len(ys)
-    mean = sum(ys) / n
-    total = sum((y - mean) ** 2 for y in ys)
+    t = np.asarray(ts, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    total = float(((y - y.mean()) ** 2).sum())
     if total == 0:
         return None
-    b = _median([y - slope * t for t, y in zip(ts, ys, strict=True)])
-    resid = sum((y - (b + slope * t)) ** 2 for t, y in zip(ts, ys, strict=True))
+    b = _median(y - slope * t)
+    resid = float(((y - (b + slope * t)) ** 2).sum())
     return max(0.0, 1.0 - resid / total)
 
 
@@ -362,8 +381,10 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
     # a flat start, which ends where the growth starts).
     w0 = _windows(n)[0]
     base = min(ys[w0[0]:w0[1]])
-    intercept = _median([y - j.rate * t for t, y in zip(ts, ys, strict=True)])
-    noise = _median([abs(y - (intercept + j.rate * t)) for t, y in zip(ts, ys, strict=True)])
+    ta = np.asarray(ts, dtype=np.float64)
+    ya = np.asarray(ys, dtype=np.float64)
+    intercept = _median(ya - j.rate * ta)
+    noise = _median(np.abs(ya - (intercept + j.rate * ta)))
     tol = base + 2 * min(noise, _mad(ys[w0[0]:w0[1]]))
     start = 0
     for i, y in enumerate(ys):

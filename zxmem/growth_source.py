@@ -34,6 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from zlib import error as zlib_error
 
+import numpy as np
+
 from zxmem.growth import Series
 from zxmem.model import INODE_KOID_BASE
 from zxmem.store.reader import format_time
@@ -41,7 +43,7 @@ from zxmem.store.schema import StoreError, open_store, read_span
 from zxmem.store.writer import OBJECTS, OWNER_SHIFT, decode_text, s64, u64, unpack
 
 BY = ("process", "job", "object")
-DEFAULT_MAX_POINTS = 240
+DEFAULT_MAX_POINTS = 120
 
 
 @dataclass(frozen=True)
@@ -116,32 +118,78 @@ def _merge(acc: list[int | None], values: Sequence[int | None]) -> None:
             acc[2 * k + 1] = v
 
 
+@dataclass(frozen=True)
+class Dense:
+    """Bucketed values of many entities: ``lo``/``hi`` of shape (entities,
+    buckets, columns), NaN where unknown; ``present`` where the entity has a
+    row (known or not)."""
+
+    ents: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    present: np.ndarray
+
+    def points(self, i: int) -> tuple[list[int], list[list[int | None]], list[list[int | None]]]:
+        """Entity i's buckets, and per column its lows and highs."""
+        where = np.nonzero(self.present[i])[0]
+        lows = [_ints(self.lo[i, where, k]) for k in range(self.lo.shape[2])]
+        highs = [_ints(self.hi[i, where, k]) for k in range(self.hi.shape[2])]
+        return where.tolist(), lows, highs
+
+
+def _ints(a: np.ndarray) -> list[int | None]:
+    return [None if x != x else int(x) for x in a.tolist()]
+
+
 def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
-              span: int, where: str = "", args: Sequence[object] = ()) -> _Acc:
-    """(entity, bucket) -> [lo, hi] per column, over the rows of ``table``
-    valid at some sample of the period (``where`` narrows them)."""
+              span: int) -> Dense:
+    """The lowest and highest value of each column per (entity, bucket),
+    over the rows of ``table`` valid at some sample of the period.
+
+    Query 1 groups the rows by entity and the bucket of their first sample
+    in the period; query 2 lists the rows that last beyond that bucket (at
+    most one per entity and bucket: an entity's rows follow each other),
+    whose value also holds in each later bucket they reach.  Unknown (NULL)
+    values come back as -1 (no size is negative) and become NaN."""
     nb, size = p.buckets, p.size
-    window = (f"first > ?1 - ?5 AND first <= ?2 AND (last IS NULL OR last >= ?1) {where}")
+    window = "first > ?1 - ?5 AND first <= ?2 AND (last IS NULL OR last >= ?1)"
     start_b = "((max(first, ?1) - ?1) * ?3 / ?4)"
     end_b = "((min(coalesce(last, ?2), ?2) - ?1) * ?3 / ?4)"
-    aggs = ", ".join(f"min({c}), max({c})" for c in cols)
-    params = (p.n0, p.n1, nb, size, span, *args)
-    acc: _Acc = {}
-    for row in conn.execute(f"SELECT ent, {start_b} AS b, {aggs} FROM {table} "
-                            f"WHERE {window} GROUP BY ent, b", params):
-        acc[(row[0], row[1])] = list(row[2:])
-    vals = ", ".join(cols)
-    for row in conn.execute(f"SELECT ent, {start_b}, {end_b}, {vals} FROM {table} "
-                            f"WHERE {window} AND {end_b} > {start_b}", params):
-        ent, b0, b1 = row[0], row[1], row[2]
-        v = row[3:]
-        for b in range(b0 + 1, b1 + 1):
-            a = acc.get((ent, b))
-            if a is None:
-                acc[(ent, b)] = [x for x in v for _ in (0, 1)]
-            else:
-                _merge(a, v)
-    return acc
+    aggs = ", ".join(f"coalesce(min({c}), -1), coalesce(max({c}), -1)" for c in cols)
+    params = (p.n0, p.n1, nb, size, span)
+    nc = len(cols)
+    q1 = np.array(conn.execute(f"SELECT ent, {start_b} AS b, {aggs} FROM {table} "
+                               f"WHERE {window} GROUP BY ent, b", params).fetchall(),
+                  dtype=np.float64).reshape(-1, 2 + 2 * nc)
+    vals = ", ".join(f"coalesce({c}, -1)" for c in cols)
+    q2 = np.array(conn.execute(f"SELECT ent, {start_b}, {end_b}, {vals} FROM {table} "
+                               f"WHERE {window} AND {end_b} > {start_b}", params).fetchall(),
+                  dtype=np.float64).reshape(-1, 3 + nc)
+    ents = np.unique(q1[:, 0]).astype(np.int64)
+    lo = np.full((len(ents), nb, nc), np.nan)
+    hi = np.full((len(ents), nb, nc), np.nan)
+    present = np.zeros((len(ents), nb), dtype=bool)
+    if len(ents):
+        e = np.searchsorted(ents, q1[:, 0].astype(np.int64))
+        b = q1[:, 1].astype(np.int64)
+        present[e, b] = True
+        for k in range(nc):
+            lo[e, b, k] = np.where(q1[:, 2 + 2 * k] < 0, np.nan, q1[:, 2 + 2 * k])
+            hi[e, b, k] = np.where(q1[:, 3 + 2 * k] < 0, np.nan, q1[:, 3 + 2 * k])
+    if len(q2) and len(ents):
+        b0 = q2[:, 1].astype(np.int64)
+        lengths = q2[:, 2].astype(np.int64) - b0
+        rep = np.repeat(np.arange(len(q2)), lengths)
+        offs = np.arange(len(rep)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        bb = b0[rep] + 1 + offs
+        ee = np.searchsorted(ents, q2[rep, 0].astype(np.int64))
+        present[ee, bb] = True
+        for k in range(nc):
+            v = q2[rep, 3 + k]
+            v = np.where(v < 0, np.nan, v)
+            np.fmin.at(lo[:, :, k], (ee, bb), v)
+            np.fmax.at(hi[:, :, k], (ee, bb), v)
+    return Dense(ents=ents, lo=lo, hi=hi, present=present)
 
 
 def _per_entity(acc: _Acc) -> dict[int, list[tuple[int, list[int | None]]]]:
@@ -202,7 +250,7 @@ def _proc_names(conn: sqlite3.Connection, p: Period, span: int
 
 def _processes(conn: sqlite3.Connection, p: Period) -> list[Series]:
     span = read_span(conn)
-    acc = _bucketed(conn, "proc_mem", ("private", "pss"), p, span)
+    dense = _bucketed(conn, "proc_mem", ("private", "pss"), p, span)
     info = _proc_names(conn, p, span)
     strings = _Strings(conn)
     strings.fill(v[0] for v in info.values())
@@ -211,15 +259,15 @@ def _processes(conn: sqlite3.Connection, p: Period) -> list[Series]:
     times = p.bucket_times()
     held = _held(conn, p, span)
     out = []
-    for ent, pts in _per_entity(acc).items():
+    for i, ent in enumerate(dense.ents.tolist()):
+        buckets, lows, highs = dense.points(i)
         name_id, job, _ = info.get(ent, (None, None, None))
         pid, start = pids.get(ent, (None, None))
-        uss = [a[0] for _, a in pts]
-        high = [a[1] for _, a in pts]
+        uss, high = lows[0], highs[0]
         h = held.get(ent)
         if h is not None:
             # Before its first objects sample what it holds is unknown.
-            add = [h.get(b, _UNKNOWN) for b, _ in pts]
+            add = [h.get(b, _UNKNOWN) for b in buckets]
             uss = [None if x is None or y is None else x + y for x, y in zip(uss, add, strict=True)]
             high = [None if x is None or y is None else x + y
                     for x, y in zip(high, add, strict=True)]
@@ -227,8 +275,7 @@ def _processes(conn: sqlite3.Connection, p: Period) -> list[Series]:
             key=proc_key(ent), kind="process", name=strings.get(name_id),
             identity={"pid": pid, "start_ticks": start,
                       "job_koid": u64(job) if job is not None else None},
-            times_ns=[times[b] for b, _ in pts], uss=uss, uss_high=high,
-            pss=[a[2] for _, a in pts]))
+            times_ns=[times[b] for b in buckets], uss=uss, uss_high=high, pss=lows[1]))
     return out
 
 
@@ -312,6 +359,11 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
     private bytes and PSS (None at a sample where one of them is unknown)."""
     span = read_span(conn)
     charge = _bucketed(conn, "job_info", ("charged",), p, span)
+    per_charge: dict[int, list[tuple[int, list[int | None]]]] = {}
+    for i, ent in enumerate(charge.ents.tolist()):
+        buckets, lows, highs = charge.points(i)
+        per_charge[ent] = [(b, [x, y]) for b, x, y in zip(buckets, lows[0], highs[0],
+                                                          strict=True)]
     # Sum per sample: each process row adds its value at max(first, n0) and
     # takes it away after last; a running sum over the samples then gives the
     # job's total at every sample (unknown rows count in `unknown`).
@@ -344,7 +396,6 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
     strings.fill(list(names.values()) + [path for _i, path in jobs.values()])
     koid_of = {i: (k, path) for k, (i, path) in jobs.items()}
     times = p.bucket_times()
-    per_charge = _per_entity(charge)
     out = []
     for ent in sorted(set(per_charge) | set(deltas)):
         lo_hi: dict[int, list[int | None]] = {b: [None] * 6 for b in range(p.buckets)}
