@@ -38,6 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 KINDS = ("process", "job", "object")
 
 # Fewer known points than this cannot tell a trend from noise.
@@ -55,6 +57,12 @@ STEADY_LATE = 0.5
 # A leak must have grown at least this much over the series (one page of
 # allocator noise is not a leak).
 MIN_GROWTH_BYTES = 1 << 20
+# Growth (rate over the series) below this is allocator noise: "flat", not listed.
+NOISE_BYTES = 64 << 10
+# ... and have been seen for at least this fraction of the period: a process
+# that lived ten seconds of an hour grew while it started, which says
+# nothing about a leak.
+MIN_COVERAGE = 0.25
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,10 @@ class Suspect:
     identity: dict[str, Any] = field(default_factory=dict)
     objects: tuple[GrownObject, ...] = ()
     why: str = ""  # one phrase: why it is (not) a leak
+    # One word: leak, small (steady, grew too little), short (seen too
+    # briefly), gone (ended before the period), sawtooth, plateau, step,
+    # irregular.
+    pattern: str = ""
 
     @property
     def rate_bytes_per_hour(self) -> float:
@@ -167,7 +179,8 @@ class Suspect:
         return {
             "kind": self.kind, "key": self.key, "name": self.name,
             "identity": dict(self.identity), "signal": self.signal,
-            "leak": self.leak, "steady": self.steady, "why": self.why,
+            "leak": self.leak, "steady": self.steady, "pattern": self.pattern,
+            "why": self.why,
             "rate_bytes_per_second": r(self.rate_bytes_per_second),
             "rate_bytes_per_hour": round(self.rate_bytes_per_hour),
             "fit_r2": None if self.fit_r2 is None else round(self.fit_r2, 4),
@@ -191,40 +204,57 @@ class Suspect:
 # Robust statistics (pure Python on small inputs: at most TS_POINTS points).
 
 
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    mid = n // 2
-    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2.0
+def _median(xs: Sequence[float] | np.ndarray) -> float:
+    """The median (np.median's overhead is most of the cost on small arrays)."""
+    a = np.asarray(xs, dtype=np.float64)
+    n = len(a)
+    if n % 2:
+        return float(np.partition(a, n // 2)[n // 2])
+    p = np.partition(a, (n // 2 - 1, n // 2))
+    return float(p[n // 2 - 1] + p[n // 2]) / 2.0
 
 
-def _thin(ts: Sequence[float], ys: Sequence[float], most: int) -> tuple[list[float], list[float]]:
-    n = len(ts)
+def _thin(ts: Sequence[float], ys: Sequence[float], most: int) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(ts, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    n = len(t)
     if n <= most:
-        return list(ts), list(ys)
-    idx = [round(i * (n - 1) / (most - 1)) for i in range(most)]
-    return [ts[i] for i in idx], [ys[i] for i in idx]
+        return t, y
+    idx = np.round(np.arange(most) * (n - 1) / (most - 1)).astype(np.int64)
+    return t[idx], y[idx]
+
+
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def theil_sen(ts: Sequence[float], ys: Sequence[float]) -> float:
     """The median of the slopes between all pairs of points with distinct times
     (over at most TS_POINTS evenly spaced points); 0.0 for fewer than two."""
     t, y = _thin(ts, ys, TS_POINTS)
-    slopes = [(y[j] - y[i]) / (t[j] - t[i])
-              for i in range(len(t)) for j in range(i + 1, len(t)) if t[j] != t[i]]
-    return _median(slopes) if slopes else 0.0
+    n = len(t)
+    if n < 2:
+        return 0.0
+    pairs = _PAIRS.get(n)
+    if pairs is None:
+        pairs = _PAIRS[n] = np.triu_indices(n, 1)
+    i, j = pairs
+    dt = t[j] - t[i]
+    keep = dt != 0
+    if not keep.any():
+        return 0.0
+    return _median((y[j] - y[i])[keep] / dt[keep])
 
 
 def _r2(ts: Sequence[float], ys: Sequence[float], slope: float) -> float | None:
     """The fraction of the variance of ``ys`` the line (``slope``, through the
     median residual) explains; None if ``ys`` is constant."""
-    n = len(ys)
-    mean = sum(ys) / n
-    total = sum((y - mean) ** 2 for y in ys)
+    t = np.asarray(ts, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    total = float(((y - y.mean()) ** 2).sum())
     if total == 0:
         return None
-    b = _median([y - slope * t for t, y in zip(ts, ys, strict=True)])
-    resid = sum((y - (b + slope * t)) ** 2 for t, y in zip(ts, ys, strict=True))
+    b = _median(y - slope * t)
+    resid = float(((y - (b + slope * t)) ** 2).sum())
     return max(0.0, 1.0 - resid / total)
 
 
@@ -247,6 +277,8 @@ def _known(times: Sequence[int], values: Sequence[int | None]
 
 
 def _rate(times: Sequence[int], values: Sequence[int | None]) -> tuple[float | None, int | None]:
+    if not values:
+        return None, None
     ts, ys = _known(times, values)
     if len(ts) < 2:
         return None, (ys[-1] if ys else None)
@@ -271,19 +303,26 @@ class _Fit:
     last_ns: int
     points: int
     why: str
+    pattern: str
 
 
-def _fit(times: Sequence[int], values: Sequence[int | None],
-         highs: Sequence[int | None], min_growth: int) -> _Fit | None:
-    ts_ns, ys = _known(times, values)
-    n = len(ts_ns)
-    if n < MIN_POINTS or ts_ns[-1] <= ts_ns[0]:
-        return None
-    t0 = ts_ns[0]
-    ts = [(t - t0) / 1e9 for t in ts_ns]
+@dataclass(frozen=True)
+class _Judged:
+    rate: float
+    r2: float | None
+    steady: bool
+    rising: float
+    envelope: float
+    late: float
+    pattern: str
+    why: str
+
+
+def _judge(ts: list[float], ys: list[int], min_growth: int) -> _Judged:
+    """The rate and the verdict of points (times in seconds from the first)."""
+    n = len(ts)
     rate = theil_sen(ts, ys)
     r2 = _r2(ts, ys, rate)
-
     # The lower envelope: each window's minimum, at its time.
     mins_t: list[float] = []
     mins_y: list[float] = []
@@ -296,41 +335,76 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
     envelope = theil_sen(mins_t, mins_y)
     half = n // 2
     late = theil_sen(ts[half:], ys[half:])
+    rises = [x for x in steps if x > 0]
+    grown = rate * (ts[-1] - ts[0])
+    if grown < NOISE_BYTES:
+        steady, pattern, why = False, "flat", "not growing"
+    elif rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
+        steady, pattern, why = False, "step", "step: the lowest values rose at one time only"
+    elif late < STEADY_LATE * rate:
+        steady, pattern, why = False, "plateau", "plateau: the growth stopped in the second half"
+    elif rising < STEADY_RISING and envelope <= 0.25 * rate:
+        steady, pattern, why = False, "sawtooth", "sawtooth: the lowest values do not rise"
+    elif rising < STEADY_RISING:
+        steady, pattern = False, "irregular"
+        why = "irregular: the lowest values rise in only some windows"
+    elif envelope < STEADY_LATE * rate:
+        steady, pattern = False, "sawtooth"
+        why = "sawtooth: the lowest values grow slower than the rate"
+    else:
+        steady, pattern, why = True, "leak", "steady growth"
+    if steady and grown < min_growth:
+        pattern, why = "small", "steady but small"
+    return _Judged(rate=rate, r2=r2, steady=steady, rising=rising, envelope=envelope,
+                   late=late, pattern=pattern, why=why)
 
-    # Growth start: the last point still at the starting level (the first
-    # window's minimum, plus 2 % of the growth to the last window's minimum).
-    base = mins_y[0]
-    grown = mins_y[-1] - base
-    tol = base + 0.02 * grown if grown > 0 else base
+
+def _mad(xs: Sequence[float]) -> float:
+    m = _median(list(xs))
+    return _median([abs(x - m) for x in xs])
+
+
+def _fit(times: Sequence[int], values: Sequence[int | None],
+         highs: Sequence[int | None], min_growth: int) -> _Fit | None:
+    ts_ns, ys = _known(times, values)
+    n = len(ts_ns)
+    if n < MIN_POINTS or ts_ns[-1] <= ts_ns[0]:
+        return None
+    t0 = ts_ns[0]
+    ts = [(t - t0) / 1e9 for t in ts_ns]
+    j = _judge(ts, ys, min_growth)
+
+    # Growth start: the last point still at the starting level, the first
+    # window's minimum plus a tolerance for noise: twice the smaller of the
+    # points' median distance from the line (0 for a clean line, which
+    # starts at its first point) and the spread of the first window (0 for
+    # a flat start, which ends where the growth starts).
+    w0 = _windows(n)[0]
+    base = min(ys[w0[0]:w0[1]])
+    ta = np.asarray(ts, dtype=np.float64)
+    ya = np.asarray(ys, dtype=np.float64)
+    intercept = _median(ya - j.rate * ta)
+    noise = _median(np.abs(ya - (intercept + j.rate * ta)))
+    tol = base + 2 * min(noise, _mad(ys[w0[0]:w0[1]]))
     start = 0
     for i, y in enumerate(ys):
         if y <= tol:
             start = i
+    # Growth that started late in the period: judge it from its start (a
+    # leak that began an hour ago is a leak, however flat the hours before).
+    if j.pattern != "leak" and 0 < start and n - start >= max(MIN_POINTS, n // 4):
+        tail = _judge(ts[start:], ys[start:], min_growth)
+        if tail.pattern == "leak":
+            j = tail
     high, high_ns = ys[0], ts_ns[0]
     hv = highs if len(highs) == len(times) else values
     for t, v in zip(times, hv, strict=True):
         if v is not None and v > high:
             high, high_ns = v, t
-
-    if rate <= 0:
-        steady, why = False, "not growing"
-    elif rising < STEADY_RISING:
-        steady = False
-        why = ("sawtooth or step: the lowest values do not rise window after window"
-               if envelope <= 0.25 * rate else
-               "irregular: the lowest values rise in only some windows")
-    elif late < STEADY_LATE * rate:
-        steady, why = False, "plateau: the growth stopped in the second half"
-    elif envelope < STEADY_LATE * rate:
-        steady, why = False, "sawtooth: the lowest values grow slower than the rate"
-    else:
-        steady, why = True, "steady growth"
-    grown_fit = rate * ts[-1]
-    if steady and grown_fit < min_growth:
-        why = "steady but small"
-    return _Fit(rate=rate, r2=r2, steady=steady, rising=rising, envelope=envelope, late=late,
-                start_ns=ts_ns[start], high=high, high_ns=high_ns, first=ys[0], last=ys[-1],
-                first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=why)
+    return _Fit(rate=j.rate, r2=j.r2, steady=j.steady, rising=j.rising, envelope=j.envelope,
+                late=j.late, start_ns=ts_ns[start], high=high, high_ns=high_ns, first=ys[0],
+                last=ys[-1], first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=j.why,
+                pattern=j.pattern)
 
 
 def _pick_signal(s: Series) -> tuple[str, Sequence[int | None]]:
@@ -376,19 +450,24 @@ def analyse(series: Iterable[Series], *, now_ns: int | None = None,
     end = now_ns
     if end is None:
         end = max((s.times_ns[-1] for s in series if s.times_ns), default=0)
+    begin = min((s.times_ns[0] for s in series if s.times_ns), default=0)
     for s in series:
         if s.kind not in KINDS:
             raise ValueError(f"unknown series kind {s.kind!r}")
         signal, values = _pick_signal(s)
         highs = s.uss_high if signal in ("uss", "committed") else ()
         f = _fit(s.times_ns, values, highs, min_growth_bytes)
-        if f is None or f.rate <= 0 or f.rate < min_rate:
+        if f is None or f.pattern == "flat" or f.rate < min_rate:
             continue
-        leak = f.steady and f.rate * (f.last_ns - f.first_ns) / 1e9 >= min_growth_bytes
-        why = f.why
+        leak = f.pattern == "leak"
+        why, pattern = f.why, f.pattern
         # Gone for more than a tenth of the period: it no longer holds the memory.
         if leak and end - f.last_ns > 0.1 * max(1, end - f.first_ns):
-            leak, why = False, "gone: its last sample is older than the period's end"
+            leak, pattern = False, "gone"
+            why = "gone: its last sample is older than the period's end"
+        elif leak and f.last_ns - f.first_ns < MIN_COVERAGE * max(1, end - begin):
+            leak, pattern = False, "short"
+            why = "too short to tell: seen for under a quarter of the period"
         pss_rate, pss_last = _rate(s.times_ns, s.pss) if signal != "pss" else (f.rate, f.last)
         ch_rate, ch_last = (_rate(s.times_ns, s.charge) if signal != "charge"
                             else (f.rate, f.last))
@@ -404,6 +483,6 @@ def analyse(series: Iterable[Series], *, now_ns: int | None = None,
             pss_last_bytes=pss_last if s.pss else None,
             charge_rate_bytes_per_second=ch_rate if s.charge else None,
             charge_last_bytes=ch_last if s.charge else None,
-            identity=dict(s.identity), objects=objs, why=why))
+            identity=dict(s.identity), objects=objs, why=why, pattern=pattern))
     out.sort(key=lambda x: (not x.leak, -x.rate_bytes_per_second, x.key))
     return out
