@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import time
 from typing import Any
 
 from zxmem import outfile
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace, env) -> int:
     try:
         try:
             page = build_page(conn, path, since_ns=since_ns, moments=args.moments,
-                              points=args.points, top=args.top, now_ns=now_ns)
+                              points=args.points, top=args.top)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot read the store: {exc}") from None
     finally:
@@ -189,10 +188,11 @@ def _diff_rows(indexes: dict[str, list[dict | None]], a: int, b: int) -> dict[st
     return out
 
 
-def _growth(path: str, since_ns: int | None, now_ns: int) -> tuple[list[dict] | None, str]:
+def _growth(path: str, since_ns: int | None) -> tuple[list[dict] | None, str]:
     """The growth table (what ``zxmem growth`` ranks: processes, then jobs,
     each leaks first then fastest first, at most GROWTH_ROWS of each), or
-    None and why not."""
+    None and why not.  The period ends at the store's newest sample (a store
+    whose recorder stopped is judged on what it holds)."""
     try:
         from zxmem.growth import analyse
         from zxmem.growth_source import load_series  # type: ignore[import-not-found,unused-ignore]
@@ -201,19 +201,19 @@ def _growth(path: str, since_ns: int | None, now_ns: int) -> tuple[list[dict] | 
     import inspect
 
     procs = load_series(path, since_ns=since_ns, by="process")
-    suspects = analyse(procs, now_ns=now_ns)[:GROWTH_ROWS]
+    suspects = analyse(procs)[:GROWTH_ROWS]
     # The leaking processes' objects that grew (as zxmem growth shows them).
     leaks = [s.key for s in suspects if s.leak]
     if leaks and "objects_of" in inspect.signature(load_series).parameters:
         procs = load_series(path, since_ns=since_ns, by="process", objects_of=leaks)
-        suspects = analyse(procs, now_ns=now_ns)[:GROWTH_ROWS]
-    jobs = analyse(load_series(path, since_ns=since_ns, by="job"), now_ns=now_ns)
+        suspects = analyse(procs)[:GROWTH_ROWS]
+    jobs = analyse(load_series(path, since_ns=since_ns, by="job"))
     return [s.to_json() for s in suspects] + [s.to_json() for s in jobs[:GROWTH_ROWS]], ""
 
 
 def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = None,
                moments: int = 6, points: int = 2000, top: int = 12,
-               now_ns: int | None = None, growth_rows: list[dict] | None = None) -> str:
+               growth_rows: list[dict] | None = None) -> str:
     """The report page for the store open on ``conn`` (at ``path``)."""
     from zxmem.store.reader import format_time, read_sample
     from zxmem.store.schema import StoreError
@@ -224,7 +224,6 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     from zxmem.views.report_html import render_html
     from zxmem.views.treemap_html import tree_payload
 
-    now_ns = time.time_ns() if now_ns is None else now_ns
     rows, tiers = read_rows(conn, since_ns)
     if not rows.samples:
         if since_ns is None:
@@ -257,7 +256,7 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
                      f"memory objects are drawn as one '{SMALLER_OBJECTS}[n]' box per "
                      "process (sizes unchanged)")
     if growth_rows is None:
-        growth_rows, why = _growth(path, since_ns, now_ns)
+        growth_rows, why = _growth(path, since_ns)
         if why:
             notes.append(why)
     host = snaps[-1].provenance.host if snaps else None
