@@ -82,7 +82,9 @@ VIEWS = [
 # exporter and metrics escape names by the exposition format (checked in
 # test_metrics_view.py and by promtool in tests/live).  history lists samples
 # (no names); diff takes two snapshots (its own test below).
-NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics"}
+# report and growth read a store, not a snapshot: report's names are checked
+# in the browser (tests/browser/test_report_page.py).
+NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics", "report", "growth"}
 
 
 def _with_from(args: list[str], path: str) -> list[str]:

@@ -61,10 +61,14 @@ def _case(command: str, tmp_path: Path) -> list[str]:
     obj, kern = str(OBJECTS), str(KERNEL)
     if command == "share":
         return ["share", "--proc-root", _share_tree(tmp_path), "42"]
-    if command in ("history", "diff"):
+    if command in ("history", "diff", "report"):
         store = _store(tmp_path)
+        if command == "report":
+            return ["report", "--from", store]
         return (["history", "--store", store] if command == "history"
                 else ["diff", f"{store}@1", f"{store}@2"])
+    if command == "growth":
+        return ["growth", "--from", _store(tmp_path)]
     if command in ("record", "exporter"):
         # They print nothing per sample (a store, a server): --help is what
         # reaches standard output.
@@ -109,8 +113,9 @@ def _all_commands() -> set[str]:
     return names | {f"k {name}" for name in ksub.choices}
 
 
-COMMANDS = ["diff", "digest", "exporter", "history", "k asd", "k ps", "k vmos", "kstats",
-            "mem", "memgraph", "metrics", "ps", "record", "share", "treemap", "vmaps", "vmos"]
+COMMANDS = ["diff", "digest", "exporter", "growth", "history", "k asd", "k ps", "k vmos",
+            "kstats", "mem", "memgraph", "metrics", "ps", "record", "report", "share", "treemap",
+            "vmaps", "vmos"]
 
 
 class FailingStdout(io.StringIO):

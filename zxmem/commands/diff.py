@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from typing import Any
 
 from zxmem.commands.record import size_arg
 from zxmem.errors import UsageError
+from zxmem.views.diff import Change, changes
 
 HELP = "compare two snapshots (files or STORE@WHEN): what grew, shrank, appeared, vanished"
 
@@ -55,107 +56,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    kind: str  # "job", "process", "object"
-    key: str  # what identifies it, as text (j:KOID, p:PID, o:KOID, PID:NAME)
-    name: str  # raw; escaped when printed
-    before_bytes: int | None  # None: not in A
-    after_bytes: int | None  # None: not in B
-    # Jobs: what the cgroup is charged in A and B (None: not known there).
-    before_charged_bytes: int | None = None
-    after_charged_bytes: int | None = None
-
-    @property
-    def charged_change_bytes(self) -> int | None:
-        """The change of the charge, None unless both snapshots know it."""
-        if self.before_charged_bytes is None or self.after_charged_bytes is None:
-            return None
-        return self.after_charged_bytes - self.before_charged_bytes
-
-    @property
-    def change_bytes(self) -> int:
-        return (self.after_bytes or 0) - (self.before_bytes or 0)
-
-    @property
-    def status(self) -> str:
-        if self.before_bytes is None:
-            return "new"
-        if self.after_bytes is None:
-            return "gone"
-        return "grew" if self.change_bytes > 0 else "shrank" if self.change_bytes else "same"
-
-
-def _jobs(snapshot) -> dict:
-    from zxmem.tasktree import TaskTree
-
-    tree = TaskTree(snapshot)
-    out = {}
-    for job in snapshot.jobs:
-        row = tree.job_row(job, 0)
-        if row.pss_bytes is not None:
-            label = job.path or job.name
-            charged = job.charged_bytes
-            if charged is None and job.cgroup is not None:
-                charged = job.cgroup.charged_bytes
-            out[(job.koid, job.path)] = (f"j:{job.koid}", label, row.pss_bytes, charged)
-    return out
-
-
-def _processes(snapshot) -> dict:
-    out: dict = {}
-    for p in snapshot.processes:
-        m = p.memory
-        if m is not None and m.pss_bytes is not None:
-            out[snapshot.identity(p)] = (f"p:{p.koid}", p.display_name, m.pss_bytes)
-    return out
-
-
-def _objects(snapshot) -> dict:
-    from zxmem.model import INODE_KOID_BASE
-
-    owner: dict = {}
-    for p in snapshot.processes:
-        for ref in p.vmo_refs or ():
-            owner.setdefault(ref.vmo_koid, p)
-    out: dict = {}
-    for koid, v in snapshot.vmos.items():
-        if v.committed_bytes is None:
-            continue
-        if koid >= INODE_KOID_BASE:
-            out[("koid", koid)] = (f"o:{koid}", v.path or v.name, v.committed_bytes)
-            continue
-        p = owner.get(koid)
-        ident = snapshot.identity(p) if p is not None else None
-        key = ("anon", ident, v.kind, v.name)
-        label = f"p:{p.koid}" if p is not None else "-"
-        prev = out.get(key)
-        total = v.committed_bytes + (prev[2] if prev else 0)
-        out[key] = (label, v.name, total)
-    return out
-
-
-def changes(a, b, kind: str, minimum: int = 0) -> list[Change]:
-    """The changes of one kind between snapshots ``a`` and ``b``, largest first."""
-    index = {"job": _jobs, "process": _processes, "object": _objects}[kind]
-    before, after = index(a), index(b)
-    out = []
-    for key in before.keys() | after.keys():
-        x, y = before.get(key), after.get(key)
-        either = y or x
-        if either is None:
-            continue
-        label, name = either[0], either[1]
-        c = Change(kind, label, name, x[2] if x else None, y[2] if y else None,
-                   x[3] if x and len(x) > 3 else None, y[3] if y and len(y) > 3 else None)
-        delta = max(abs(c.change_bytes), abs(c.charged_change_bytes or 0))
-        if (c.status == "same" and not c.charged_change_bytes) or delta < minimum:
-            continue
-        out.append(c)
-    out.sort(key=lambda c: (-abs(c.change_bytes), c.key, c.name))
-    return out
-
-
 def run(args: argparse.Namespace, env) -> int:
     from zxmem.sources.load import load_snapshot
 
@@ -169,7 +69,7 @@ def run(args: argparse.Namespace, env) -> int:
     kinds = [args.by] if args.by else ["job", "process"] + (["object"] if has_objects else [])
     result = {k: changes(a, b, k, args.min) for k in kinds}
     if args.json:
-        doc: dict[str, object] = {"a": _source(args.a, a), "b": _source(args.b, b)}
+        doc: dict[str, Any] = {"a": _source(args.a, a), "b": _source(args.b, b)}
         for k, rows in result.items():
             recs: list[dict] = []
             for c in rows:

@@ -1,0 +1,623 @@
+"""Series for :mod:`zxmem.growth` from the history store (all of growth's SQL).
+
+The store keeps *versioned rows* (:mod:`zxmem.store.schema`): a row holds a
+value from sample ``first`` to ``last``.  A day of 10 s samples is 8,640
+samples; a series is at most ``max_points`` points, each a *bucket* of
+consecutive samples, computed in SQL without expanding a row into its
+samples:
+
+* query 1 groups the rows by (entity, the bucket their first sample in the
+  period falls in): the lowest and highest value that *starts* there;
+* query 2 lists the rows that last beyond their first bucket (at most one per
+  entity and bucket, since an entity's rows follow each other): their value
+  also holds in every later bucket they reach.
+
+A point's value is the lowest value of its bucket (``Series.uss``; a leak
+shows in the lowest values) and the highest in ``Series.uss_high`` (the
+high-water mark); its time is the mean time of the bucket's samples.  With no
+more samples than ``max_points`` a bucket is one sample and the points are
+the samples.
+
+Object series (memory objects of a process) exist only at objects-tier
+samples and are read only for the processes asked for
+(:func:`load_objects`): a process's anonymous objects are keyed by the store
+by owner, name and ordinal; the file-backed ones (memfd, shmem, tmpfs and
+regular files) it reaches are found through its references.
+
+Everything here reads SQL; the store's layout is :mod:`zxmem.store.schema`'s.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from zlib import error as zlib_error
+
+import numpy as np
+
+from zxmem.growth import Series
+from zxmem.model import INODE_KOID_BASE
+from zxmem.store.reader import format_time
+from zxmem.store.schema import StoreError, open_store, read_span
+from zxmem.store.writer import OBJECTS, OWNER_SHIFT, decode_text, s64, u64, unpack
+
+BY = ("process", "job", "object")
+DEFAULT_MAX_POINTS = 120
+
+
+@dataclass(frozen=True)
+class Period:
+    """The samples looked at: numbers ``n0``..``n1``, their times, buckets."""
+
+    n0: int
+    n1: int
+    times_ns: tuple[int, ...]  # of samples n0..n1 (missing numbers left out)
+    numbers: tuple[int, ...]
+    buckets: int
+
+    @property
+    def size(self) -> int:
+        return self.n1 - self.n0 + 1
+
+    def bucket(self, n: int) -> int:
+        return (n - self.n0) * self.buckets // self.size
+
+    def bucket_times(self) -> list[int]:
+        sums = [0] * self.buckets
+        counts = [0] * self.buckets
+        for n, t in zip(self.numbers, self.times_ns, strict=True):
+            b = self.bucket(n)
+            sums[b] += t
+            counts[b] += 1
+        return [s // c if c else -1 for s, c in zip(sums, counts, strict=True)]
+
+
+def period(conn: sqlite3.Connection, since_ns: int | None, max_points: int) -> Period | None:
+    rows = conn.execute("SELECT n, time_ns FROM samples WHERE time_ns >= ? ORDER BY n",
+                        (since_ns if since_ns is not None else -(1 << 62),)).fetchall()
+    if not rows:
+        return None
+    n0, n1 = rows[0][0], rows[-1][0]
+    return Period(n0=n0, n1=n1, numbers=tuple(r[0] for r in rows),
+                  times_ns=tuple(r[1] for r in rows),
+                  buckets=max(1, min(max_points, n1 - n0 + 1)))
+
+
+class _Strings:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.cache: dict[int, str] = {}
+
+    def fill(self, ids: Iterable[int | None]) -> None:
+        want = sorted({i for i in ids if i is not None and i not in self.cache})
+        for a in range(0, len(want), 500):
+            chunk = want[a:a + 500]
+            q = ",".join("?" * len(chunk))
+            for i, s in self.conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})",
+                                          chunk):
+                self.cache[i] = decode_text(s)
+
+    def get(self, i: int | None, default: str = "") -> str:
+        return default if i is None else self.cache.get(i, default)
+
+
+# One bucket of one entity: [lo, hi] of each value column.
+_Acc = dict[tuple[int, int], list[int | None]]
+
+
+def _merge(acc: list[int | None], values: Sequence[int | None]) -> None:
+    # acc = [lo0, hi0, lo1, hi1, ...]
+    for k, v in enumerate(values):
+        if v is None:
+            continue
+        lo, hi = acc[2 * k], acc[2 * k + 1]
+        if lo is None or v < lo:
+            acc[2 * k] = v
+        if hi is None or v > hi:
+            acc[2 * k + 1] = v
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Bucketed values of many entities: ``lo``/``hi`` of shape (entities,
+    buckets, columns), NaN where unknown; ``present`` where the entity has a
+    row (known or not)."""
+
+    ents: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    present: np.ndarray
+
+    def points(self, i: int) -> tuple[list[int], list[list[int | None]], list[list[int | None]]]:
+        """Entity i's buckets, and per column its lows and highs."""
+        where = np.nonzero(self.present[i])[0]
+        lows = [_ints(self.lo[i, where, k]) for k in range(self.lo.shape[2])]
+        highs = [_ints(self.hi[i, where, k]) for k in range(self.hi.shape[2])]
+        return where.tolist(), lows, highs
+
+
+def _ints(a: np.ndarray) -> list[int | None]:
+    return [None if x != x else int(x) for x in a.tolist()]
+
+
+def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
+              span: int) -> Dense:
+    """The lowest and highest value of each column per (entity, bucket),
+    over the rows of ``table`` valid at some sample of the period.
+
+    Query 1 groups the rows by entity and the bucket of their first sample
+    in the period; query 2 lists the rows that last beyond that bucket (at
+    most one per entity and bucket: an entity's rows follow each other),
+    whose value also holds in each later bucket they reach.  Unknown (NULL)
+    values come back as -1 (no size is negative) and become NaN."""
+    nb, size = p.buckets, p.size
+    window = "first > ?1 - ?5 AND first <= ?2 AND (last IS NULL OR last >= ?1)"
+    start_b = "((max(first, ?1) - ?1) * ?3 / ?4)"
+    end_b = "((min(coalesce(last, ?2), ?2) - ?1) * ?3 / ?4)"
+    aggs = ", ".join(f"coalesce(min({c}), -1), coalesce(max({c}), -1)" for c in cols)
+    params = (p.n0, p.n1, nb, size, span)
+    nc = len(cols)
+    q1 = np.array(conn.execute(f"SELECT ent, {start_b} AS b, {aggs} FROM {table} "
+                               f"WHERE {window} GROUP BY ent, b", params).fetchall(),
+                  dtype=np.float64).reshape(-1, 2 + 2 * nc)
+    vals = ", ".join(f"coalesce({c}, -1)" for c in cols)
+    q2 = np.array(conn.execute(f"SELECT ent, {start_b}, {end_b}, {vals} FROM {table} "
+                               f"WHERE {window} AND {end_b} > {start_b}", params).fetchall(),
+                  dtype=np.float64).reshape(-1, 3 + nc)
+    ents = np.unique(q1[:, 0]).astype(np.int64)
+    lo = np.full((len(ents), nb, nc), np.nan)
+    hi = np.full((len(ents), nb, nc), np.nan)
+    present = np.zeros((len(ents), nb), dtype=bool)
+    if len(ents):
+        e = np.searchsorted(ents, q1[:, 0].astype(np.int64))
+        b = q1[:, 1].astype(np.int64)
+        present[e, b] = True
+        for k in range(nc):
+            lo[e, b, k] = np.where(q1[:, 2 + 2 * k] < 0, np.nan, q1[:, 2 + 2 * k])
+            hi[e, b, k] = np.where(q1[:, 3 + 2 * k] < 0, np.nan, q1[:, 3 + 2 * k])
+    if len(q2) and len(ents):
+        b0 = q2[:, 1].astype(np.int64)
+        lengths = q2[:, 2].astype(np.int64) - b0
+        rep = np.repeat(np.arange(len(q2)), lengths)
+        offs = np.arange(len(rep)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        bb = b0[rep] + 1 + offs
+        ee = np.searchsorted(ents, q2[rep, 0].astype(np.int64))
+        present[ee, bb] = True
+        for k in range(nc):
+            v = q2[rep, 3 + k]
+            v = np.where(v < 0, np.nan, v)
+            np.fmin.at(lo[:, :, k], (ee, bb), v)
+            np.fmax.at(hi[:, :, k], (ee, bb), v)
+    return Dense(ents=ents, lo=lo, hi=hi, present=present)
+
+
+def _per_entity(acc: _Acc) -> dict[int, list[tuple[int, list[int | None]]]]:
+    out: dict[int, list[tuple[int, list[int | None]]]] = {}
+    for (ent, b), a in sorted(acc.items()):
+        out.setdefault(ent, []).append((b, a))
+    return out
+
+
+def open_read(store_path: str) -> sqlite3.Connection:
+    return open_store(store_path, create=False, readonly=True)
+
+
+def load_series(store_path: str, *, since_ns: int | None = None, by: str = "process",
+                max_points: int = DEFAULT_MAX_POINTS, objects_of: Iterable[str] = ()
+                ) -> list[Series]:
+    """The series of every process (``by='process'``), job or memory object
+    with a sample at or after ``since_ns`` (None: every sample).  Processes
+    whose key is in ``objects_of`` come with the series of their objects.
+    A :class:`StoreError` (one line) for a store that cannot be read."""
+    if by not in BY:
+        raise ValueError(f"by must be one of {', '.join(BY)}")
+    conn = open_read(store_path)
+    try:
+        p = period(conn, since_ns, max_points)
+        if p is None:
+            return []
+        if by == "process":
+            out = _processes(conn, p)
+            want = set(objects_of)
+            if want:
+                objs = _objects(conn, p, [s for s in out if s.key in want], max_points)
+                out = [replace(s, objects=tuple(objs.get(s.key, ()))) if s.key in want else s
+                       for s in out]
+            return out
+        if by == "job":
+            return _jobs(conn, p)
+        return _all_objects(conn, p, max_points)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{store_path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+
+
+def proc_key(ent: int) -> str:
+    return f"process:{ent}"
+
+
+def _proc_names(conn: sqlite3.Connection, p: Period, span: int
+                ) -> dict[int, tuple[int, int, int | None]]:
+    """ent -> (name id, job koid, start ticks) from its newest info row."""
+    rows = conn.execute(
+        "SELECT ent, max(first), name, job FROM proc_info "
+        "WHERE first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) GROUP BY ent",
+        (p.n0, p.n1, span)).fetchall()
+    return {r[0]: (r[2], r[3], None) for r in rows}
+
+
+def _processes(conn: sqlite3.Connection, p: Period) -> list[Series]:
+    span = read_span(conn)
+    dense = _bucketed(conn, "proc_mem", ("private", "pss"), p, span)
+    info = _proc_names(conn, p, span)
+    strings = _Strings(conn)
+    strings.fill(v[0] for v in info.values())
+    pids = dict(((i, (pid, start)) for i, pid, start in conn.execute(
+        "SELECT id, pid, start FROM procs")))
+    times = p.bucket_times()
+    held = _held(conn, p, span)
+    out = []
+    for i, ent in enumerate(dense.ents.tolist()):
+        buckets, lows, highs = dense.points(i)
+        name_id, job, _ = info.get(ent, (None, None, None))
+        pid, start = pids.get(ent, (None, None))
+        uss, high = lows[0], highs[0]
+        h = held.get(ent)
+        if h is not None:
+            # Before its first objects sample what it holds is unknown.
+            add = [h.get(b, _UNKNOWN) for b in buckets]
+            uss = [None if x is None or y is None else x + y for x, y in zip(uss, add, strict=True)]
+            high = [None if x is None or y is None else x + y
+                    for x, y in zip(high, add, strict=True)]
+        out.append(Series(
+            key=proc_key(ent), kind="process", name=strings.get(name_id),
+            identity={"pid": pid, "start_ticks": start,
+                      "job_koid": u64(job) if job is not None else None},
+            times_ns=[times[b] for b in buckets], uss=uss, uss_high=high, pss=lows[1]))
+    return out
+
+
+_UNKNOWN: None = None
+
+
+HIDDEN_KINDS = ("memfd", "shmem", "sysv", "dmabuf")
+
+
+def _held(conn: sqlite3.Connection, p: Period, span: int) -> dict[int, dict[int, int | None]]:
+    """Process entity -> bucket -> bytes of the hidden objects (mapped by no
+    process: a memfd, shmem file or dma-buf kept alive by a descriptor) that
+    only its descriptors hold: memory only it keeps alive, which its USS does
+    not count.  Known at objects samples; a bucket takes the value of its
+    newest objects sample, a bucket without one that of the previous objects
+    sample (the descriptor is still held)."""
+    obj = [n for (n,) in conn.execute("SELECT n FROM samples WHERE n >= ? AND n <= ? "
+                                      "AND tier = ? ORDER BY n", (p.n0, p.n1, OBJECTS))]
+    if not obj:
+        return {}
+    q = ",".join("?" * len(HIDDEN_KINDS))
+    kinds = [i for (i,) in conn.execute(f"SELECT id FROM strings WHERE s IN ({q})",
+                                        [k.encode() for k in HIDDEN_KINDS])]
+    if not kinds:
+        return {}
+    qk = ",".join(str(int(k)) for k in kinds)
+    objs = conn.execute(
+        f"SELECT ent, first, last, committed FROM vmos WHERE kind IN ({qk}) AND mappings = 0 "
+        "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
+        (p.n0, p.n1, span)).fetchall()
+    if not objs:
+        return {}
+    koids = {u64(r[0]) for r in objs}
+    # Who holds them: the processes whose references reach them by descriptor.
+    holds: list[tuple[int, int, int, int]] = []  # (process ent, first, last, koid)
+    for ent, first, last, blob in conn.execute(
+            "SELECT ent, first, last, refs FROM vmo_refs WHERE first > ?1 - ?3 AND first <= ?2 "
+            "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)):
+        try:
+            refs = unpack(blob)
+        except (ValueError, TypeError, zlib_error):
+            continue
+        for r in refs:
+            if (len(r) == 4 and r[0] in koids and isinstance(r[1], list)
+                    and "HANDLE" in r[1]):
+                holds.append((ent, first, p.n1 if last is None else last, r[0]))
+    at: list[tuple[int, dict[int, int | None]]] = []
+    for n in obj:
+        holders: dict[int, set[int]] = {}
+        for ent, a, b, koid in holds:
+            if a <= n <= b:
+                holders.setdefault(koid, set()).add(ent)
+        per_ent: dict[int, int | None] = {}
+        for k, a, b, v in objs:
+            if a <= n and (b is None or b >= n):
+                who = holders.get(u64(k) or 0, set())
+                if len(who) == 1:
+                    ent = next(iter(who))
+                    total = per_ent.get(ent, 0)
+                    per_ent[ent] = None if v is None or total is None else total + v
+        at.append((p.bucket(n), per_ent))
+    owners = {ent for _b, per in at for ent in per}
+    out: dict[int, dict[int, int | None]] = {ent: {} for ent in owners}
+    for b, per in at:
+        for ent in owners:
+            out[ent][b] = per.get(ent, 0)
+    # Carry each value forward into the buckets after it until the next.
+    for series in out.values():
+        cur: int | None = None
+        started = False
+        for b in range(p.buckets):
+            if b in series:
+                cur, started = series[b], True
+            elif started:
+                series[b] = cur
+    return out
+
+
+def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
+    """A job's series: its cgroup charge, and the sum of its processes'
+    private bytes and PSS (None at a sample where one of them is unknown)."""
+    span = read_span(conn)
+    charge = _bucketed(conn, "job_info", ("charged",), p, span)
+    per_charge: dict[int, list[tuple[int, list[int | None]]]] = {}
+    for i, ent in enumerate(charge.ents.tolist()):
+        buckets, lows, highs = charge.points(i)
+        per_charge[ent] = [(b, [x, y]) for b, x, y in zip(buckets, lows[0], highs[0],
+                                                          strict=True)]
+    # Sum per sample: each process row adds its value at max(first, n0) and
+    # takes it away after last; a running sum over the samples then gives the
+    # job's total at every sample (unknown rows count in `unknown`).
+    jobs = {s64(k): (i, path) for i, k, path in conn.execute("SELECT id, koid, path FROM job_ids")}
+    info = _proc_names(conn, p, span)
+    rows = conn.execute(
+        "SELECT ent, max(first, ?1), min(coalesce(last, ?2), ?2), known, private, pss "
+        "FROM proc_mem WHERE first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
+        (p.n0, p.n1, span)).fetchall()
+    size = p.size
+    deltas: dict[int, list[list[int]]] = {}
+    for ent, a, b, known, priv, pss in rows:
+        job = info.get(ent, (None, None, None))[1]
+        if job not in jobs:
+            continue
+        d = deltas.get(jobs[job][0])
+        if d is None:
+            d = deltas[jobs[job][0]] = [[0] * (size + 1) for _ in range(4)]
+        for k, v in enumerate((priv, pss)):
+            if known and v is not None:
+                d[k][a - p.n0] += v
+                d[k][b - p.n0 + 1] -= v
+            else:
+                d[2 + k][a - p.n0] += 1
+                d[2 + k][b - p.n0 + 1] -= 1
+    names = dict(conn.execute(
+        "SELECT ent, name FROM job_info WHERE first > ?1 - ?3 AND first <= ?2 "
+        "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)).fetchall())
+    strings = _Strings(conn)
+    strings.fill(list(names.values()) + [path for _i, path in jobs.values()])
+    koid_of = {i: (k, path) for k, (i, path) in jobs.items()}
+    times = p.bucket_times()
+    out = []
+    for ent in sorted(set(per_charge) | set(deltas)):
+        lo_hi: dict[int, list[int | None]] = {b: [None] * 6 for b in range(p.buckets)}
+        present = set()
+        for b, a in per_charge.get(ent, ()):
+            lo_hi[b][4], lo_hi[b][5] = a[0], a[1]
+            present.add(b)
+        d = deltas.get(ent)
+        if d is not None:
+            run = [0, 0, 0, 0]
+            numbers = set(p.numbers)
+            for i in range(size):
+                for k in range(4):
+                    run[k] += d[k][i]
+                if p.n0 + i not in numbers:
+                    continue
+                b = p.bucket(p.n0 + i)
+                vals: list[int | None] = [run[0] if not run[2] else None,
+                                          run[1] if not run[3] else None]
+                acc = lo_hi[b]
+                if b not in present:
+                    present.add(b)
+                _merge(acc, vals + [None])
+        koid, path = koid_of.get(ent, (None, None))
+        pts = sorted(present)
+        out.append(Series(
+            key=f"job:{ent}", kind="job", name=strings.get(names.get(ent)),
+            identity={"koid": u64(koid), "path": strings.get(path)},
+            times_ns=[times[b] for b in pts], uss=[lo_hi[b][0] for b in pts],
+            uss_high=[lo_hi[b][1] for b in pts], pss=[lo_hi[b][2] for b in pts],
+            charge=[lo_hi[b][4] for b in pts]))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Objects (objects-tier samples only)
+
+def _object_period(conn: sqlite3.Connection, p: Period, max_points: int) -> Period | None:
+    rows = conn.execute("SELECT n, time_ns FROM samples WHERE n >= ? AND n <= ? AND tier = ? "
+                        "ORDER BY n", (p.n0, p.n1, OBJECTS)).fetchall()
+    if not rows:
+        return None
+    return Period(n0=rows[0][0], n1=rows[-1][0], numbers=tuple(r[0] for r in rows),
+                  times_ns=tuple(r[1] for r in rows),
+                  buckets=max(1, min(max_points, len(rows))))
+
+
+def _object_points(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int
+                   ) -> dict[int, list[tuple[int, list[int | None]]]]:
+    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples.
+
+    Object rows exist only at objects samples, and a row closes at the sample
+    before a change (a totals sample): a row's value holds at the objects
+    samples between its first and last, found by bisection; buckets are runs
+    of consecutive objects samples (not of sample numbers)."""
+    from bisect import bisect_left, bisect_right
+
+    numbers = op.numbers
+    count = len(numbers)
+    acc: _Acc = {}
+    for ent, first, last, v in conn.execute(
+            f"SELECT ent, first, last, committed FROM {table} WHERE first > ?1 - ?3 "
+            f"AND first <= ?2 AND (last IS NULL OR last >= ?1) {where}",
+            (op.n0, op.n1, span)):
+        a = bisect_left(numbers, first)
+        b = count if last is None else bisect_right(numbers, last)
+        bk = -1
+        for i in range(a, b):
+            nb = i * op.buckets // count
+            if nb == bk:
+                continue
+            bk = nb
+            cur = acc.get((ent, nb))
+            if cur is None:
+                acc[(ent, nb)] = [v, v]
+            else:
+                _merge(cur, (v,))
+    return _per_entity(acc)
+
+
+def _object_times(op: Period) -> list[int]:
+    sums = [0] * op.buckets
+    counts = [0] * op.buckets
+    count = len(op.numbers)
+    for i, t in enumerate(op.times_ns):
+        b = i * op.buckets // count
+        sums[b] += t
+        counts[b] += 1
+    return [s // c if c else -1 for s, c in zip(sums, counts, strict=True)]
+
+
+def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[int, str],
+                   span: int) -> dict[int, Series]:
+    """ent -> Series of the objects in ``ents`` (ent -> key) of ``table``."""
+    if not ents:
+        return {}
+    out: dict[int, Series] = {}
+    q = ",".join(str(int(e)) for e in ents)
+    per = _object_points(conn, op, table, f"AND ent IN ({q})", span)
+    rows = conn.execute(
+        f"SELECT ent, max(first), name, kind, path, mappings FROM {table} WHERE ent IN ({q}) "
+        "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) GROUP BY ent",
+        (op.n0, op.n1, span)).fetchall()
+    meta = {r[0]: r[2:] for r in rows}
+    strings = _Strings(conn)
+    strings.fill(x for m in meta.values() for x in m[:3])
+    owner_pid: dict[int, int] = {}
+    if table == "anon_vmos":
+        qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in ents)
+        owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
+    times = _object_times(op)
+    for ent, pts in per.items():
+        name_id, kind_id, path_id, mappings = meta.get(ent, (None, None, None, None))
+        kind = strings.get(kind_id) or None
+        koid = u64(ent) if table == "vmos" else None
+        ident: dict[str, object] = {}
+        if koid is not None:
+            ident["koid"] = koid
+        if table == "anon_vmos":
+            ident["owner_pid"] = owner_pid.get(ent >> OWNER_SHIFT)
+        if path_id is not None:
+            ident["path"] = strings.get(path_id)
+        out[ent] = Series(
+            key=ents[ent], kind="object", name=strings.get(name_id),
+            identity=ident, times_ns=[times[b] for b, _ in pts],
+            uss=[a[0] for _, a in pts], uss_high=[a[1] for _, a in pts],
+            object_kind=kind,
+            # Mapped by no process (at its newest objects sample): only a
+            # descriptor keeps it.
+            hidden=kind in HIDDEN_KINDS and mappings == 0)
+    return out
+
+
+def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_points: int
+             ) -> dict[str, list[Series]]:
+    """process key -> the series of the objects it owns (anonymous ones) or
+    reaches (memfd, shmem, files: through its references)."""
+    op = _object_period(conn, p, max_points)
+    if op is None or not procs:
+        return {}
+    span = read_span(conn)
+    owners = {int(s.key.split(":")[1]): s.key for s in procs}
+    q = ",".join(str(o) for o in owners)
+    anon_ents = {}
+    for (ent,) in conn.execute(
+            f"SELECT DISTINCT ent FROM anon_vmos WHERE (ent >> {OWNER_SHIFT}) IN ({q}) "
+            "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
+            (op.n0, op.n1, span)):
+        anon_ents[ent] = f"object:anon:{ent}"
+    # File-backed objects through the references (absolute koids).
+    reached: dict[int, set[int]] = {}
+    for ent, blob in conn.execute(
+            f"SELECT ent, refs FROM vmo_refs WHERE ent IN ({q}) "
+            "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
+            (op.n0, op.n1, span)):
+        try:
+            refs = unpack(blob)
+        except (ValueError, TypeError):
+            continue
+        for r in refs:
+            if len(r) == 4 and isinstance(r[0], int) and r[0] >= INODE_KOID_BASE:
+                reached.setdefault(ent, set()).add(s64(r[0]) or 0)
+    file_ents = {k: f"object:koid:{u64(k)}" for ks in reached.values() for k in ks}
+    anon = _object_series(conn, op, "anon_vmos", anon_ents, span)
+    files = _object_series(conn, op, "vmos", file_ents, span)
+    out: dict[str, list[Series]] = {}
+    for ent, s in anon.items():
+        out.setdefault(owners[ent >> OWNER_SHIFT], []).append(s)
+    for owner, ks in reached.items():
+        for k in sorted(ks):
+            if k in files:
+                out.setdefault(owners[owner], []).append(files[k])
+    return out
+
+
+def _all_objects(conn: sqlite3.Connection, p: Period, max_points: int) -> list[Series]:
+    op = _object_period(conn, p, max_points)
+    if op is None:
+        return []
+    span = read_span(conn)
+    window = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
+              (op.n0, op.n1, span))
+    anon_ents = {e: f"object:anon:{e}" for (e,) in conn.execute(
+        f"SELECT DISTINCT ent FROM anon_vmos WHERE {window[0]}", window[1])}
+    file_ents = {e: f"object:koid:{u64(e)}" for (e,) in conn.execute(
+        f"SELECT DISTINCT ent FROM vmos WHERE {window[0]}", window[1])}
+    out = list(_object_series(conn, op, "anon_vmos", anon_ents, span).values())
+    out += _object_series(conn, op, "vmos", file_ents, span).values()
+    return out
+
+
+def describe_period(store_path: str, since_ns: int | None) -> tuple[int, int, int] | None:
+    """(samples, first time, last time) of the period, or None if empty."""
+    conn = open_read(store_path)
+    try:
+        row = conn.execute("SELECT count(*), min(time_ns), max(time_ns) FROM samples "
+                           "WHERE time_ns >= ?", (since_ns if since_ns is not None
+                                                  else -(1 << 62),)).fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{store_path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+    return None if not row[0] else (row[0], row[1], row[2])
+
+
+
+
+def load_objects(store_path: str, processes: Sequence[Series], *, since_ns: int | None = None,
+                 max_points: int = DEFAULT_MAX_POINTS) -> dict[str, list[Series]]:
+    """Process key -> the series of the memory objects it owns or reaches by
+    descriptor, for the process series given (from :func:`load_series`)."""
+    procs = [s for s in processes if s.kind == "process"]
+    if not procs:
+        return {}
+    conn = open_read(store_path)
+    try:
+        p = period(conn, since_ns, max_points)
+        return {} if p is None else _objects(conn, p, procs, max_points)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{store_path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+
+
+__all__ = ["BY", "load_series", "load_objects", "describe_period", "format_time", "proc_key"]

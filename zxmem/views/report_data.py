@@ -1,0 +1,447 @@
+"""The report page's time series: a pure function of a history store's rows.
+
+:class:`StoreRows` holds the rows of the store (``zxmem.store.schema``)
+that the charts need, already read: the samples, each process's versioned
+PSS and job, the jobs' names, and a few kernel counters.  :func:`build`
+turns them into the series the page draws:
+
+* ``jobs``: each sample's PSS summed by the job (cgroup) each process was in
+  at that sample; the ``top_jobs`` largest (by their peak) are series of their
+  own, every other job is folded into one "other jobs" series;
+* ``processes``: the ``top_processes`` processes with the largest peak PSS
+  (a process is an identity, boot + PID + start time: a reused PID is another
+  process) and one "other processes" series for the rest;
+* ``system``: the kernel's totals split into four parts that add up to its
+  total (MemTotal): free, processes (the sum of their PSS), page cache and
+  other memory objects no process's PSS counts (the kernel's VMO total, LRU
+  plus hugetlb pages, less the processes' PSS), and the kernel (the rest);
+* ``events``: OOM kills and memory pressure, from the kernel counters
+  :data:`OOM_KEYS` and :data:`PRESSURE_KEYS` when the store has them.
+
+In both stacks the series of a sample add up to that sample's total PSS
+(``samples.pss_bytes``: the sum over the processes whose PSS was read).  A
+process whose PSS was unknown at a sample adds nothing there (unknown is
+never 0: the total leaves it out as well).
+
+Long stores are drawn with at most ``max_points`` points: the samples are cut
+into runs of ``ceil(samples / max_points)`` consecutive samples and each run
+is drawn as its sample with the largest total PSS, so every point is a real
+sample (its stacks still add up to its total) and peaks are kept.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from zxmem import treemap as tm
+
+# Kernel counters (kernel_values keys, "group:name") the page marks on the
+# time axis when a store holds them.  OOM: a cumulative count of OOM kills
+# (/proc/vmstat oom_kill); pressure: cumulative microseconds some task
+# stalled on memory (/proc/pressure/memory "some total=").
+OOM_KEYS = ("extra:oom_kill", "vmstat:oom_kill", "extra:vmstat_oom_kill")
+PRESSURE_KEYS = ("extra:pressure_some_total_us", "pressure:some_total_us",
+                 "extra:psi_memory_some_total_us")
+# The kernel totals the "system" stack is made from.
+TOTAL_KEY, FREE_KEY, VMO_KEY = "col:total_bytes", "col:free_bytes", "col:vmo_bytes"
+KERNEL_KEYS = (TOTAL_KEY, FREE_KEY, VMO_KEY) + OOM_KEYS + PRESSURE_KEYS
+
+OTHER_JOBS = "other jobs"
+OTHER_PROCESSES = "other processes"
+NO_JOB = "(no job)"
+
+
+@dataclass(frozen=True)
+class StoreRows:
+    """The rows :func:`build` reads (see :mod:`zxmem.store.schema`).
+
+    Versioned rows are valid from sample ``first`` to ``last`` inclusive
+    (``last`` None: to the newest sample).
+    """
+
+    # (n, time_ns, pss_bytes): every sample, in order of n.
+    samples: Sequence[tuple[int, int, int | None]]
+    # (process entity, first, last, pss_bytes or None)
+    proc_mem: Sequence[tuple[int, int, int | None, int | None]]
+    # (process entity, first, last, name, job koid)
+    proc_info: Sequence[tuple[int, int, int | None, str, int]]
+    # process entity -> PID
+    pids: Mapping[int, int]
+    # job koid -> its label (cgroup path, or name)
+    jobs: Mapping[int, str]
+    # kernel counter key ("col:total_bytes") -> (first, last, value) rows
+    kernel: Mapping[str, Sequence[tuple[int, int | None, int | None]]] = field(
+        default_factory=dict)
+
+
+@dataclass
+class Series:
+    label: str
+    values: Sequence[float | None]  # bytes (integers), or a percentage for pressure
+    key: str = ""  # "p:PID", "j:KOID", or "" for folded/system series
+
+
+@dataclass
+class ReportData:
+    times_ns: list[int]  # the drawn samples' times
+    sample_ns: list[int]  # the drawn samples' numbers
+    totals: list[int | None]  # each drawn sample's total PSS (samples.pss_bytes)
+    jobs: list[Series]
+    processes: list[Series]
+    system: list[Series]  # free, processes, cache & objects, kernel (empty: no kernel data)
+    oom_events: list[tuple[int, int, int]]  # (time_ns, sample n, kills since last sample)
+    pressure: Series | None  # % of time some task stalled on memory, per interval
+    notes: list[str]
+    sample_count: int
+    step: int  # consecutive samples per drawn point (1: every sample)
+
+    def to_json(self) -> dict:
+        def ser(s: Series) -> dict:
+            return {"label": s.label, "key": s.key, "values": s.values}
+
+        return {
+            "times_s": [t / 1e9 for t in self.times_ns],
+            "samples": self.sample_ns,
+            "totals": self.totals,
+            "jobs": [ser(s) for s in self.jobs],
+            "processes": [ser(s) for s in self.processes],
+            "system": [ser(s) for s in self.system],
+            "oom": [{"time_s": t / 1e9, "sample": n, "kills": k} for t, n, k in self.oom_events],
+            "pressure": None if self.pressure is None else ser(self.pressure),
+            "notes": self.notes,
+            "sample_count": self.sample_count,
+            "step": self.step,
+        }
+
+
+class _Index:
+    """Sample numbers -> positions 0..N-1 (numbers may have gaps)."""
+
+    def __init__(self, ns: Sequence[int]) -> None:
+        self.ns = list(ns)
+        self.size = len(self.ns)
+
+    def span(self, first: int, last: int | None) -> tuple[int, int]:
+        """Positions [lo, hi) of the samples a row from first to last covers."""
+        lo = bisect.bisect_left(self.ns, first)
+        hi = self.size if last is None else bisect.bisect_right(self.ns, last)
+        return lo, hi
+
+
+def _add(diff: list[int], lo: int, hi: int, value: int) -> None:
+    diff[lo] += value
+    diff[hi] -= value
+
+
+def _running(diff: list[int], size: int) -> list[int]:
+    out = [0] * size
+    acc = 0
+    for i in range(size):
+        acc += diff[i]
+        out[i] = acc
+    return out
+
+
+def _expand(rows: Sequence[tuple[int, int | None, int | None]], index: _Index
+            ) -> list[int | None]:
+    """A kernel counter's value at each sample (None where it has none)."""
+    out: list[int | None] = [None] * index.size
+    for first, last, value in rows:
+        lo, hi = index.span(first, last)
+        for i in range(lo, hi):
+            out[i] = value
+    return out
+
+
+def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
+          max_points: int = 2000) -> ReportData:
+    """The page's series from the store's rows (see the module's doc)."""
+    samples = list(rows.samples)
+    index = _Index([s[0] for s in samples])
+    size = index.size
+    notes: list[str] = []
+
+    # Each process's job over time, by entity: segments [a, b) of sample
+    # positions with their job, in order; rows reopened unchanged (every
+    # SPAN samples) merge into one segment.
+    info_by_ent: dict[int, list[tuple[int, int | None, int]]] = {}
+    name_of: dict[int, tuple[int, str]] = {}  # ent -> (first, newest name)
+    for ent, first, last, name, job in rows.proc_info:
+        info_by_ent.setdefault(ent, []).append((first, last, job))
+        prev = name_of.get(ent)
+        if prev is None or first >= prev[0]:
+            name_of[ent] = (first, name)
+    segments: dict[int, tuple[list[int], list[tuple[int, int, int]]]] = {}
+    for ent, spans in info_by_ent.items():
+        segs: list[tuple[int, int, int]] = []
+        for first, last, job in sorted(spans, key=lambda r: r[0]):
+            a, b = index.span(first, last)
+            if a >= b:
+                continue
+            if segs and segs[-1][2] == job and segs[-1][1] >= a:
+                segs[-1] = (segs[-1][0], max(b, segs[-1][1]), job)
+            else:
+                segs.append((a, b, job))
+        segments[ent] = ([sg[1] for sg in segs], segs)
+
+    # The rows as sample positions; each process's peak.
+    spans_of: list[tuple[int, int, int, int]] = []  # (ent, lo, hi, pss)
+    peak: dict[int, int] = {}
+    for ent, first, last, pss in rows.proc_mem:
+        if pss is None:
+            continue  # unknown: left out, as the sample's total leaves it out
+        lo, hi = index.span(first, last)
+        if lo >= hi:
+            continue
+        spans_of.append((ent, lo, hi, pss))
+        if pss > peak.get(ent, -1):
+            peak[ent] = pss
+
+    # Processes: the largest peaks, then the rest folded into one series.
+    ranked = sorted(peak, key=lambda e: (-peak[e], e))
+    top = ranked[:max(0, top_processes)]
+    by_proc: dict[int, list[int]] = {ent: [0] * (size + 1) for ent in top}
+    other_proc = [0] * (size + 1)
+    by_job: dict[int | None, list[int]] = {}
+
+    def job_diff(job: int | None) -> list[int]:
+        jd = by_job.get(job)
+        if jd is None:
+            jd = by_job[job] = [0] * (size + 1)
+        return jd
+
+    for ent, lo, hi, pss in spans_of:
+        _add(by_proc.get(ent, other_proc), lo, hi, pss)
+        # The job(s) the process was in while this row held; a part no info
+        # row covers (a damaged store) goes to no job.
+        ends, segs = segments.get(ent, ([], []))
+        pos = lo
+        for k in range(bisect.bisect_right(ends, lo), len(segs)):
+            a, b, job = segs[k]
+            if a >= hi:
+                break
+            a = max(a, lo)
+            if a > pos:
+                _add(job_diff(None), pos, a, pss)
+            b = min(b, hi)
+            _add(job_diff(job), a, b, pss)
+            pos = b
+        if pos < hi:
+            _add(job_diff(None), pos, hi, pss)
+
+    proc_series = []
+    for ent in top:
+        pid = rows.pids.get(ent)
+        name = name_of.get(ent, (0, "?"))[1]
+        proc_series.append(Series(f"{name} ({pid})", _running(by_proc[ent], size),
+                                  f"p:{pid}"))
+    if len(ranked) > len(top):
+        proc_series.append(Series(f"{OTHER_PROCESSES} ({len(ranked) - len(top)})",
+                                  _running(other_proc, size)))
+
+    # Jobs: the largest peaks of their sums, then the rest folded.
+    job_values = {job: _running(d, size) for job, d in by_job.items()}
+    job_rank = sorted(job_values, key=lambda j: (-max(job_values[j], default=0),
+                                                 -1 if j is None else j))
+    top_j = [j for j in job_rank if j is not None][:max(0, top_jobs)]
+    rest = [j for j in job_rank if j not in top_j]
+    job_series = [Series(rows.jobs.get(j, f"job {j}"), job_values[j], f"j:{j}") for j in top_j]
+    if rest:
+        folded = [0] * size
+        for j in rest:
+            v = job_values[j]
+            for i in range(size):
+                folded[i] += v[i]
+        label = OTHER_JOBS if None not in rest else f"{OTHER_JOBS} and {NO_JOB}"
+        job_series.append(Series(f"{label} ({len(rest)})", folded))
+
+    totals = [s[2] for s in samples]
+    proc_total = [0] * size
+    for ps in proc_series:
+        for i, val in enumerate(ps.values):
+            proc_total[i] += int(val or 0)
+
+    system = _system(rows, index, proc_total, notes)
+    oom = _oom(rows, index, samples, notes)
+    pressure = _pressure(rows, index, samples, notes)
+
+    # Downsampling: each run of `step` samples drawn as its largest total.
+    step = max(1, math.ceil(size / max_points)) if max_points > 0 else 1
+    if step > 1:
+        keep = []
+        for start in range(0, size, step):
+            run = range(start, min(size, start + step))
+            keep.append(max(run, key=lambda i: (totals[i] if totals[i] is not None else -1,
+                                                -i)))
+        notes.append(
+            f"{size} samples drawn as {len(keep)} points: each point is the sample with the "
+            f"largest total PSS of {step} consecutive samples (values are that sample's own)")
+
+        def pick(values: Sequence) -> list:
+            return [values[i] for i in keep]
+    else:
+        keep = list(range(size))
+
+        def pick(values: Sequence) -> list:
+            return list(values)
+
+    def picked(series: list[Series]) -> list[Series]:
+        return [Series(s.label, pick(s.values), s.key) for s in series]
+
+    return ReportData(
+        times_ns=pick([s[1] for s in samples]),
+        sample_ns=pick([s[0] for s in samples]),
+        totals=pick(totals),
+        jobs=picked(job_series),
+        processes=picked(proc_series),
+        system=picked(system),
+        oom_events=oom,
+        pressure=None if pressure is None else Series(pressure.label, pick(pressure.values)),
+        notes=notes,
+        sample_count=size,
+        step=step,
+    )
+
+
+def _system(rows: StoreRows, index: _Index, proc_total: list[int], notes: list[str]
+            ) -> list[Series]:
+    size = index.size
+    total = _expand(rows.kernel.get(TOTAL_KEY, ()), index)
+    free = _expand(rows.kernel.get(FREE_KEY, ()), index)
+    vmo = _expand(rows.kernel.get(VMO_KEY, ()), index)
+    if all(t is None for t in total):
+        notes.append("no kernel totals in this store: the kernel / processes / free chart "
+                     "is left out")
+        return []
+    s_free: list[int | None] = [None] * size
+    s_proc: list[int | None] = [None] * size
+    s_cache: list[int | None] = [None] * size
+    s_kernel: list[int | None] = [None] * size
+    clamped = 0
+    for i in range(size):
+        t, f = total[i], free[i]
+        if t is None or f is None:
+            continue
+        p = proc_total[i]
+        v = vmo[i]
+        cache = 0 if v is None else v - p
+        kernel = t - f - p - max(cache, 0)
+        if cache < 0 or kernel < 0:
+            clamped += 1
+        cache = max(cache, 0)
+        kernel = t - f - p - cache
+        if kernel < 0:
+            kernel = 0
+        s_free[i], s_proc[i], s_cache[i], s_kernel[i] = f, p, cache, kernel
+    if clamped:
+        notes.append(f"at {clamped} samples the processes' PSS was more than the kernel's "
+                     "VMO total (or than total - free): that part is drawn as 0")
+    if all(v is None for v in vmo):
+        notes.append("no VMO total in this store: page cache is counted with the kernel")
+    return [
+        Series("kernel (slab, page tables, stacks, other)", s_kernel),
+        Series("page cache & objects no PSS counts", s_cache),
+        Series("processes (PSS)", s_proc),
+        Series("free", s_free),
+    ]
+
+
+def _counter(rows: StoreRows, keys: Sequence[str], index: _Index
+             ) -> tuple[str, list[int | None]] | None:
+    for key in keys:
+        got = rows.kernel.get(key)
+        if got:
+            return key, _expand(got, index)
+    return None
+
+
+def _oom(rows: StoreRows, index: _Index, samples: Sequence[tuple[int, int, int | None]],
+         notes: list[str]) -> list[tuple[int, int, int]]:
+    found = _counter(rows, OOM_KEYS, index)
+    if found is None:
+        notes.append("this store has no OOM-kill counter (recorded without /proc/vmstat "
+                     "oom_kill): no OOM events are marked")
+        return []
+    _key, values = found
+    out = []
+    prev: int | None = None
+    for i, v in enumerate(values):
+        if v is not None and prev is not None and v > prev:
+            out.append((samples[i][1], samples[i][0], v - prev))
+        if v is not None:
+            prev = v
+    return out
+
+
+def _pressure(rows: StoreRows, index: _Index, samples: Sequence[tuple[int, int, int | None]],
+              notes: list[str]) -> Series | None:
+    found = _counter(rows, PRESSURE_KEYS, index)
+    if found is None:
+        notes.append("this store has no memory pressure counter (recorded without "
+                     "/proc/pressure/memory): no pressure is marked")
+        return None
+    _key, values = found
+    out: list[float | None] = [None] * index.size
+    for i in range(1, index.size):
+        a, b = values[i - 1], values[i]
+        dt_us = (samples[i][1] - samples[i - 1][1]) / 1000
+        if a is None or b is None or dt_us <= 0 or b < a:
+            continue
+        # Percent of the interval some task stalled on memory.
+        out[i] = round(100 * (b - a) / dt_us, 3)
+    return Series("memory pressure: % of the time some task stalled on memory", out)
+
+
+SMALLER_OBJECTS = "smaller objects"
+
+
+def prune_tree(root: tm.Node, max_nodes: int) -> int:
+    """Fold the smallest memory objects of a treemap tree (:mod:`zxmem.treemap`)
+    so it has at most about ``max_nodes`` nodes; how many objects were folded.
+
+    The objects kept are the largest over the whole tree; the others of each
+    parent (a process, the hidden branch) become one box ``smaller
+    objects[k]`` of their summed area, so every process and job keeps its
+    area and the tree its totals.
+    """
+    leaf_kinds = (tm.KIND_VMO, tm.KIND_AGGREGATE, tm.KIND_HIDDEN, tm.KIND_ESTIMATE)
+
+    def is_object(node: tm.Node) -> bool:
+        return node.kind in leaf_kinds and node.id != "kernel/vmo/hidden"
+
+    count = 0
+    candidates: list[tuple[int, int, tm.Node, tm.Node]] = []  # (-area, order, parent, child)
+    for _depth, node in root.walk():
+        count += 1
+        if is_object(node):
+            continue  # inside an object: counted, never a parent of candidates
+        for child in node.children:
+            if is_object(child):
+                candidates.append((-(child.area or 0), len(candidates), node, child))
+    if count <= max_nodes:
+        return 0
+    sizes = {id(c): sum(1 for _ in c.walk()) for _a, _o, _p, c in candidates}
+    budget = max(0, max_nodes - (count - sum(sizes.values())))
+    candidates.sort(key=lambda t: (t[0], t[1]))
+    dropped: dict[int, tuple[tm.Node, list[tm.Node]]] = {}
+    used = 0
+    for _a, _o, parent, child in candidates:
+        n = sizes[id(child)]
+        if used + n + 1 <= budget:  # +1: room for a parent's folded box
+            used += n
+            continue
+        dropped.setdefault(id(parent), (parent, []))[1].append(child)
+    folded = 0
+    for parent, children in dropped.values():
+        gone = {id(c) for c in children}
+        parent.children = [c for c in parent.children if id(c) not in gone]
+        parent.children.append(tm.Node(
+            f"{parent.id}/smaller", "vmo", f"{SMALLER_OBJECTS}[{len(children)}]",
+            tm.KIND_AGGREGATE, area=sum(c.area or 0 for c in children), count=len(children),
+            defined=True))
+        parent.children.sort(key=lambda n: (-(n.area or 0), n.name, n.id))
+        folded += len(children)
+    return folded
