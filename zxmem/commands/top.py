@@ -131,7 +131,8 @@ class Detail:
         self.vmaps = vmaps
 
 
-def _detail_text(snapshot: Snapshot, process: Process | None, pid: int) -> Detail:
+def _detail_text(snapshot: Snapshot, process: Process | None, pid: int,
+                 stored: bool = False) -> Detail:
     from zxmem.textsafe import escape_terminal
     from zxmem.views import vmaps, vmos
 
@@ -139,14 +140,15 @@ def _detail_text(snapshot: Snapshot, process: Process | None, pid: int) -> Detai
         return Detail(f"pid {pid}", f"process {pid} is gone", "")
     title = f"pid {pid}  {escape_terminal(process.display_name)}"
     if process.vmo_refs is None:
-        why = common.denied_why(snapshot, f"maps:{pid}") or "not recorded"
+        why = common.denied_why(snapshot, f"maps:{pid}") or (
+            "not recorded (this sample is of the totals tier: zxmem record keeps objects "
+            "every --objects-every samples)" if stored else "not readable")
         objs = f"memory objects of {pid}: {why}\n"
     else:
         objs = vmos.render(process, snapshot)
     if process.mappings is None:
         why = common.denied_why(snapshot, f"maps:{pid}") or (
-            "not recorded (a history store keeps no mappings)"
-            if snapshot.provenance.source != "linux" else "not readable")
+            "not recorded (a history store keeps no mappings)" if stored else "not readable")
         maps = f"mappings of {pid}: {why}\n"
     else:
         maps = vmaps.render(process, snapshot)
@@ -252,7 +254,7 @@ class StoreSource:
 
     def detail(self, pid: int) -> Detail:
         snapshot = self.sample(self.index)
-        return _detail_text(snapshot, snapshot.process(pid), pid)
+        return _detail_text(snapshot, snapshot.process(pid), pid, stored=True)
 
     def close(self) -> None:
         self.conn.close()

@@ -116,6 +116,7 @@ class TopTable(DataTable[Text]):
 
 class TopApp(App[int]):
     TITLE = "zxmem top"
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     #header { height: auto; background: $boost; }
     #table { height: 1fr; }
@@ -147,7 +148,7 @@ class TopApp(App[int]):
         self.source = source
         self.opts = opts
         self.delay = delay
-        self.auto_refresh = auto_refresh
+        self.refreshing = auto_refresh
         self.history = view.History()
         self.frame: view.Frame | None = None
         self.paused = False
@@ -170,11 +171,12 @@ class TopApp(App[int]):
     def on_mount(self) -> None:
         table = self.query_one("#table", DataTable)
         for key, title, width in COLUMNS:
-            table.add_column(title, key=key, width=width or self._name_width())
+            label = Text(title, justify="right") if width else Text(title)
+            table.add_column(label, key=key, width=width or self._name_width())
         table.focus()
         if self.source.live:
             self.refresh_live()
-            if self.auto_refresh:
+            if self.refreshing:
                 self.set_interval(self.delay, self.refresh_live)
         else:
             self.show_store()

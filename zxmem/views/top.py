@@ -334,23 +334,23 @@ def pct_text(value: float | None) -> str:
 
 
 def header_lines(h: Header, source: str = "") -> list[str]:
-    """The header, two or three lines (plain text, every name escaped)."""
+    """The header, each line under 80 columns (plain text, names escaped):
+    where and when, memory, pressure and processes, and the unreadable."""
     s = size_text
-    first = (f"mem total {s(h.total_bytes)}  used {s(h.used_bytes)}  free {s(h.free_bytes)}  "
-             f"avail {s(h.available_bytes)}  kernel {s(h.kernel_bytes)}  "
-             f"swap {s(h.swap_used_bytes)}/{s(h.swap_total_bytes)}")
+    lines = []
+    if source or h.time:
+        lines.append(f"{escape_terminal(source)}  {h.time or ''}".strip())
+    lines.append(f"mem {s(h.total_bytes)}  used {s(h.used_bytes)}  free {s(h.free_bytes)}  "
+                 f"avail {s(h.available_bytes)}  kernel {s(h.kernel_bytes)}  "
+                 f"swap {s(h.swap_used_bytes)}/{s(h.swap_total_bytes)}")
     oom = "-" if h.oom_kills_since_start is None else str(h.oom_kills_since_start)
-    second = (f"pressure some {pct_text(h.psi_some_avg10)}% full {pct_text(h.psi_full_avg10)}%"
-              f" (avg10)  oom kills {oom}  processes {h.processes}"
-              f" (+{h.new} -{h.exited})  PSS {s(h.pss_bytes)}")
-    lines = [first, second]
+    lines.append(f"psi some {pct_text(h.psi_some_avg10)}% full {pct_text(h.psi_full_avg10)}%"
+                 f"  oom kills {oom}  procs {h.processes} (+{h.new} -{h.exited})"
+                 f"  PSS {s(h.pss_bytes)}")
     if h.unreadable:
         noun = "process" if h.unreadable == 1 else "processes"
-        lines.append(f"{h.unreadable} {noun} not readable (another user's, or gone): "
-                     "not in the table or the PSS sum")
-    if source or h.time:
-        lines[0] = f"{escape_terminal(source)}{' ' if source else ''}{h.time or ''}".strip() \
-            + "  " + lines[0]
+        lines.append(f"{h.unreadable} {noun} not readable (another user's): "
+                     "not shown, not in PSS")
     return lines
 
 
