@@ -98,6 +98,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-t", "--tree", action="store_true",
                    help="a tree of jobs (cgroups) and their processes")
     p.add_argument("-J", dest="jobs_only", action="store_true", help="jobs only")
+    p.add_argument("--units", type=common.units_arg, metavar="X",
+                   help="fix the table's sizes to unit X, one of B k M G T P E")
     p.add_argument("--filter", default="", metavar="TEXT",
                    help="only rows whose name, command line or cgroup holds TEXT")
     p.add_argument("--from", dest="from_file", metavar="STORE",
@@ -291,7 +293,7 @@ def run(args: argparse.Namespace, env) -> int:
         # -n/-l/--json describe batch output: ask for it rather than guess.
         raise UsageError("top: -n, -l and --json are for batch mode: add -b")
     opts = TopOptions(sort=args.sort, tree=args.tree, jobs_only=args.jobs_only,
-                      filter=args.filter)
+                      filter=args.filter, units=args.units)
     source = open_source(args, env)
     try:
         if args.batch or not env.is_terminal():

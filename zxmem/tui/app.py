@@ -256,7 +256,7 @@ class TopApp(App[int]):
         cells = []
         keys = []
         for r in self.shown:
-            c = view.row_cells(r, self.opts.tree)
+            c = view.row_cells(r, self.opts.tree, self.opts.units)
             row: list[Text] = [Text(v, justify="right") for v in c[:-1]]
             row.append(Text(truncate_to_width(c[-1], name_width), no_wrap=True))
             cells.append(row)

@@ -99,6 +99,7 @@ class TopOptions:
     tree: bool = False
     jobs_only: bool = False
     filter: str = ""  # case-insensitive substring of name, command line or cgroup
+    units: str | None = None  # a fixed unit letter for the table's sizes (None: natural)
 
 
 def _pss(p: Process) -> int | None:
@@ -313,11 +314,11 @@ def rows(frame: Frame, opts: TopOptions) -> list[Row]:
 # Formatting (the batch output and the app's cells)
 
 
-def size_text(value: int | None) -> str:
-    return "-" if value is None else format_size(value)
+def size_text(value: int | None, units: str | None = None) -> str:
+    return "-" if value is None else format_size(value, units)
 
 
-def delta_text(value: int | None, new: bool = False) -> str:
+def delta_text(value: int | None, new: bool = False, units: str | None = None) -> str:
     """``+1.5M``, ``-12k``, ``0``; ``-`` unknown; ``new`` for a process
     that was not there at the last refresh."""
     if new:
@@ -326,7 +327,7 @@ def delta_text(value: int | None, new: bool = False) -> str:
         return "-"
     if value == 0:
         return "0"
-    return ("+" if value > 0 else "-") + format_size(abs(value))
+    return ("+" if value > 0 else "-") + format_size(abs(value), units)
 
 
 def pct_text(value: float | None) -> str:
@@ -358,22 +359,24 @@ COLUMNS = ("PID", "PSS", "USS", "SWAP", "ΔLAST", "ΔSTART", "NAME")
 _WIDTHS = (8, 7, 7, 7, 7, 7)
 
 
-def row_cells(r: Row, tree: bool = False) -> list[str]:
+def row_cells(r: Row, tree: bool = False, units: str | None = None) -> list[str]:
     """A row's cells as text, its name escaped (and indented in the tree)."""
     ident = f"j:{r.koid}" if r.kind == "j" else str(r.koid)
     name = escape_terminal(r.name)
     if tree:
         name = "  " * r.depth + name
-    return [ident, size_text(r.pss_bytes), size_text(r.uss_bytes), size_text(r.swap_bytes),
-            delta_text(r.delta_bytes, r.new), delta_text(r.delta_start_bytes), name]
+    u = units
+    return [ident, size_text(r.pss_bytes, u), size_text(r.uss_bytes, u),
+            size_text(r.swap_bytes, u), delta_text(r.delta_bytes, r.new, u),
+            delta_text(r.delta_start_bytes, units=u), name]
 
 
 def render_table(table: Sequence[Row], width: int | None, tree: bool = False,
-                 limit: int | None = None) -> str:
+                 limit: int | None = None, units: str | None = None) -> str:
     heads = [f"{c:>{w}}" for c, w in zip(COLUMNS, _WIDTHS, strict=False)] + [COLUMNS[-1]]
     lines = [" ".join(heads)]
     for r in table[:limit]:
-        cells = row_cells(r, tree)
+        cells = row_cells(r, tree, units)
         line = " ".join(f"{c:>{w}}" for c, w in zip(cells, _WIDTHS, strict=False))
         line += " " + cells[-1]
         lines.append(truncate_to_width(line, width) if width else line)
@@ -384,7 +387,8 @@ def render_text(frame: Frame, opts: TopOptions, width: int | None = None,
                 limit: int | None = None, source: str = "") -> str:
     """One batch refresh as plain text: the header, a blank line, the table."""
     head = "\n".join(header_lines(frame.header, source))
-    return head + "\n\n" + render_table(rows(frame, opts), width, opts.tree, limit)
+    return head + "\n\n" + render_table(rows(frame, opts), width, opts.tree, limit,
+                                     opts.units)
 
 
 def _row_json(r: Row) -> dict:
