@@ -79,6 +79,10 @@ def test_job_totals_and_changes():
     assert jobs[1].pss_bytes == 53 * MIB and jobs[1].delta_bytes == 7 * MIB
     assert jobs[3].pss_bytes == 34 * MIB and jobs[3].delta_bytes == 3 * MIB
     assert jobs[3].unknown_processes == 0 and jobs[2].unknown_processes == 1  # sshd
+    assert jobs[3].swap_bytes == 2 * MIB and jobs[2].swap_bytes == 0
+    assert (jobs[3].charged_bytes, jobs[3].limit_bytes) == (40 * MIB, 1024 * MIB)
+    assert view.row_cells(jobs[3])[-1] == "/user.slice  (charged 40M of 1G)"
+    assert jobs[2].charged_bytes is None and view.row_cells(jobs[2])[-1] == "/system.slice"
 
 
 @pytest.mark.parametrize("sort, order", [

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from zxmem.model import Denied, Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot
+from zxmem.model import (
+    CgroupMemory,
+    Denied,
+    Job,
+    KernelStats,
+    MemoryCounts,
+    Process,
+    Provenance,
+    Snapshot,
+)
 
 MIB = 1 << 20
 BOOT = "boot-1"
@@ -27,7 +36,8 @@ def proc(pid: int, name: str, job: int, pss_mib: float | None, start: int = 1000
                               private_bytes=int((private_mib if private_mib is not None
                                                  else pss_mib) * MIB),
                               shared_bytes=0, rss_bytes=int(pss_mib * MIB),
-                              swap_bytes=int(swap_mib * MIB))
+                              swap_bytes=int(swap_mib * MIB),
+                              swap_pss_bytes=int(swap_mib * MIB))
     return Process(koid=pid, name=name[:15], job_koid=job, ppid=1, uid=1000,
                    cmdline=(name,), state="S", memory=memory, num_threads=1,
                    start_time_ticks=start)
@@ -36,7 +46,8 @@ def proc(pid: int, name: str, job: int, pss_mib: float | None, start: int = 1000
 JOBS = (
     Job(koid=1, name="/", parent_koid=0, path="/"),
     Job(koid=2, name="system.slice", parent_koid=1, path="/system.slice"),
-    Job(koid=3, name="user.slice", parent_koid=1, path="/user.slice"),
+    Job(koid=3, name="user.slice", parent_koid=1, path="/user.slice",
+        cgroup=CgroupMemory(version="v2", charged_bytes=40 * MIB, limit_bytes=1024 * MIB)),
 )
 
 

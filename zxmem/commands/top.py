@@ -25,9 +25,11 @@ header  total / used (total - MemAvailable) / free / available / kernel
         swap used/total; memory pressure (PSI some/full avg10, percent of
         the last 10 s); OOM kills since top started; processes, new (+) and
         exited (-) since the last refresh, and their PSS.
-table   PID (j:KOID for a job), PSS, USS (PRIVATE), SWAP, the change of PSS
-        since the last refresh (new: the process was not there) and since
-        the start (a process started since counts from 0), NAME.
+table   PID (j:KOID for a job), PSS, USS (PRIVATE), SWAP (SwapPss: swapped
+        out anonymous memory, shared pages divided as PSS divides them), the
+        change of PSS since the last refresh (new: the process was not
+        there) and since the start (a process started since counts from 0),
+        NAME; a job's name is followed by its cgroup's charge and limit.
 
 A process is its PID and start time: a reused PID is a new process.  Not
 root: other users' processes cannot be read; they are counted in the header
@@ -115,12 +117,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def refresh_plan() -> Plan:
-    """What each refresh reads: process totals (with status, for swap),
-    the job tree with each cgroup's charge, the kernel totals with PSI and
-    the OOM counter."""
+    """What each refresh reads: process totals (smaps_rollup; SWAP is its
+    SwapPss, so no status file is read), the job tree with each cgroup's
+    charge and limit, the kernel totals with PSI and the OOM counter."""
     from zxmem.collection import Plan
 
-    return Plan(status=True, jobs="cgroup", cgroup_memory=True, cgroup_columns_only=True,
+    return Plan(jobs="cgroup", cgroup_memory=True, cgroup_columns_only=True,
                 kernel=True, pressure=True)
 
 

@@ -79,6 +79,8 @@ class Row:
     delta_start_bytes: int | None  # since the first
     new: bool = False  # not there at the last refresh
     unknown_processes: int = 0  # jobs: processes below whose memory is unknown
+    charged_bytes: int | None = None  # jobs: what the cgroup is charged (memory.current)
+    limit_bytes: int | None = None  # jobs: its limit (None: none, or unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,7 @@ class History:
                 kind="p", koid=p.koid, depth=0, name=p.display_name,
                 job_name=names.get(p.job_koid, ""),
                 pss_bytes=pss, uss_bytes=m.private_bytes if m else None,
-                swap_bytes=m.swap_bytes if m else None,
+                swap_bytes=m.swap_pss_bytes if m else None,
                 delta_bytes=_sub(pss, base_last) if not first else 0 if pss is not None else None,
                 delta_start_bytes=_sub(pss, base_first),
                 new=is_new,
@@ -181,17 +183,22 @@ class History:
         for koid, job in tree.jobs.items():
             r = tree.job_row(job, 0)
             key = _job_key(job)
+            cg = job.cgroup
+            charged = cg.charged_bytes if cg is not None else job.charged_bytes
+            limit = cg.limit_bytes if cg is not None else None
             jnow[key] = r.pss_bytes
             if first:
                 self.first_jobs[key] = r.pss_bytes
             seen = key in self.last_jobs
             jobs[koid] = Row(
                 kind="j", koid=koid, depth=0, name=names[koid], job_name=names[koid],
-                pss_bytes=r.pss_bytes, uss_bytes=r.private_bytes, swap_bytes=r.swap_bytes,
+                pss_bytes=r.pss_bytes, uss_bytes=r.private_bytes,
+                swap_bytes=_job_swap(tree, job),
                 delta_bytes=(0 if r.pss_bytes is not None else None) if first
                 else _sub(r.pss_bytes, self.last_jobs.get(key) if seen else 0),
                 delta_start_bytes=_sub(r.pss_bytes, self.first_jobs.get(key, 0)),
                 new=not first and not seen, unknown_processes=r.unknown_processes,
+                charged_bytes=charged, limit_bytes=limit if isinstance(limit, int) else None,
             )
         self.first_jobs = {k: v for k, v in self.first_jobs.items() if k in jnow}
         self.last_jobs = jnow
@@ -203,6 +210,21 @@ class History:
                          new, exited, pss_sum)
         return Frame(snapshot=snapshot, header=header, processes=tuple(rows), jobs=jobs,
                      tree=tree, number=self.count)
+
+
+def _job_swap(tree: TaskTree, job: Job) -> int | None:
+    """SwapPss summed over the job's processes and sub-jobs (None when no
+    process below it gives one)."""
+    total, known = 0, False
+    stack = [job]
+    while stack:
+        j = stack.pop()
+        for p in tree.job_processes.get(j.koid, ()):
+            if p.memory is not None and p.memory.swap_pss_bytes is not None:
+                total += p.memory.swap_pss_bytes
+                known = True
+        stack.extend(tree.child_jobs.get(j.koid, ()))
+    return total if known else None
 
 
 def _header(snapshot: Snapshot, oom: int | None, first_oom: int | None, nprocs: int,
@@ -363,6 +385,9 @@ def row_cells(r: Row, tree: bool = False, units: str | None = None) -> list[str]
     """A row's cells as text, its name escaped (and indented in the tree)."""
     ident = f"j:{r.koid}" if r.kind == "j" else str(r.koid)
     name = escape_terminal(r.name)
+    if r.kind == "j" and r.charged_bytes is not None:
+        name += f"  (charged {size_text(r.charged_bytes, units)}"
+        name += f" of {size_text(r.limit_bytes, units)})" if r.limit_bytes is not None else ")"
     if tree:
         name = "  " * r.depth + name
     u = units
@@ -395,7 +420,9 @@ def _row_json(r: Row) -> dict:
     return {"type": r.kind, "koid": r.koid, "depth": r.depth, "name": r.name,
             "job": r.job_name, "pss_bytes": r.pss_bytes, "uss_bytes": r.uss_bytes,
             "swap_bytes": r.swap_bytes, "delta_bytes": r.delta_bytes,
-            "delta_start_bytes": r.delta_start_bytes, "new": r.new}
+            "delta_start_bytes": r.delta_start_bytes, "new": r.new,
+            **({"charged_bytes": r.charged_bytes, "limit_bytes": r.limit_bytes,
+                "unknown_processes": r.unknown_processes} if r.kind == "j" else {})}
 
 
 def frame_json(frame: Frame, opts: TopOptions, limit: int | None = None) -> str:
