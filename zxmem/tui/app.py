@@ -11,16 +11,22 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.geometry import Size
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from zxmem.errors import ZxmemError
-from zxmem.textsafe import escape_terminal, truncate_to_width
+from zxmem.textsafe import display_width, escape_terminal, truncate_to_width
 from zxmem.views import top as view
 
 if TYPE_CHECKING:
@@ -29,10 +35,9 @@ if TYPE_CHECKING:
 # Columns: key, title, width (the name takes what is left).
 COLUMNS = (("pid", "PID", 8), ("pss", "PSS", 7), ("uss", "USS", 7), ("swap", "SWAP", 7),
            ("delta", "ΔLAST", 7), ("delta_start", "ΔSTART", 7), ("name", "NAME", 0))
-_FIXED = sum(w for _, _, w in COLUMNS)
-# DataTable puts one column of padding either side of every cell, and the
-# vertical scroll bar takes two.
-_CHROME = 2 * len(COLUMNS) + 2
+_FIXED = sum(w for _, _, w in COLUMNS) + len(COLUMNS) - 1  # the cells and a space between
+# The vertical scroll bar takes two columns.
+_CHROME = 2
 
 HELP_TEXT = """\
 zxmem top: processes and jobs ranked by PSS
@@ -107,11 +112,128 @@ class DetailScreen(Screen[None]):
         self.app.pop_screen()
 
 
-class TopTable(DataTable[Text]):
-    """The table, with ← → stepping through samples instead of scrolling."""
+def format_line(cells: list[str], name_width: int) -> str:
+    """One row of the table: the sized cells right-aligned, the name cut to
+    ``name_width`` columns (it is already escaped)."""
+    head = " ".join(f"{c:>{w}}" for c, (_, _, w) in zip(cells, COLUMNS[:-1], strict=False))
+    return f"{head} {truncate_to_width(cells[-1], name_width)}"
 
-    BINDINGS = [Binding("left", "app.step(-1)", "prev", show=False),
-                Binding("right", "app.step(1)", "next", show=False)]
+
+class ColumnTitles(Static):
+    """The column titles; a click on one sorts by it."""
+
+    class Clicked(Message):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    def on_mount(self) -> None:
+        self.update(Text(format_line([t for _, t, _ in COLUMNS], 4), style="bold",
+                         no_wrap=True))
+
+    def on_click(self, event: events.Click) -> None:
+        x = 0
+        for key, _, width in COLUMNS:
+            if event.x < x + width + 1 or not width:
+                self.post_message(self.Clicked(key))
+                return
+            x += width + 1
+
+
+class RowsView(ScrollView, can_focus=True):
+    """The table's rows, drawn a screen line at a time (the line API): a
+    redraw formats only the rows in view, so a thousand rows cost what a
+    screenful does."""
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", show=False), Binding("down", "cursor(1)", show=False),
+        Binding("pageup", "page(-1)", show=False), Binding("pagedown", "page(1)", show=False),
+        Binding("home", "jump(0)", show=False), Binding("end", "jump(-1)", show=False),
+        Binding("left", "app.step(-1)", "prev", show=False),
+        Binding("right", "app.step(1)", "next", show=False),
+        Binding("enter", "app.details", "details"),
+    ]
+    DEFAULT_CSS = "RowsView { overflow-x: hidden; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows: list[view.Row] = []
+        self.cursor = 0
+        self.tree_mode = False
+        self.units: str | None = None
+        self._lines: dict[int, str] = {}
+
+    def set_rows(self, rows: list[view.Row], tree: bool, units: str | None,
+                 keep: str | None) -> None:
+        self.rows, self.tree_mode, self.units = rows, tree, units
+        self._lines = {}
+        keys = [f"{r.kind}:{r.koid}" for r in rows]
+        if keep is not None and keep in keys:
+            self.cursor = keys.index(keep)
+        self.cursor = max(0, min(self.cursor, len(rows) - 1))
+        self.virtual_size = Size(self.size.width, len(rows))
+        self._follow()
+        self.refresh()
+
+    def line_text(self, index: int) -> str:
+        """Row ``index`` as drawn (cached until the rows change)."""
+        text = self._lines.get(index)
+        if text is None:
+            cells = view.row_cells(self.rows[index], self.tree_mode, self.units)
+            name_width = max(8, self.size.width - _FIXED - _CHROME)
+            text = format_line(cells, name_width)
+            self._lines[index] = text
+        return text
+
+    def on_resize(self) -> None:
+        self._lines = {}
+        self.virtual_size = Size(self.size.width, len(self.rows))
+
+    def render_line(self, y: int) -> Strip:
+        index = int(self.scroll_offset.y) + y
+        width = self.size.width
+        if index >= len(self.rows):
+            return Strip.blank(width)
+        text = self.line_text(index)
+        text = text + " " * max(0, width - display_width(text))
+        style = Style(reverse=True) if index == self.cursor and self.has_focus else (
+            Style(underline=True) if index == self.cursor else Style())
+        if self.rows[index].kind == "j":
+            style += Style(bold=True)
+        return Strip([Segment(text, style)], display_width(text)).crop(0, width)
+
+    def _follow(self) -> None:
+        top = int(self.scroll_offset.y)
+        height = max(1, self.size.height)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False)
+
+    def move(self, row: int) -> None:
+        self.cursor = max(0, min(row, len(self.rows) - 1))
+        self._follow()
+        self.refresh()
+
+    def action_cursor(self, delta: int) -> None:
+        self.move(self.cursor + delta)
+
+    def action_page(self, delta: int) -> None:
+        self.move(self.cursor + delta * max(1, self.size.height - 1))
+
+    def action_jump(self, row: int) -> None:
+        self.move(row if row >= 0 else len(self.rows) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        self.move(int(self.scroll_offset.y) + event.y)
+        if event.chain == 2:
+            self.app.run_action("details")
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
 
 
 class TopApp(App[int]):
@@ -119,6 +241,7 @@ class TopApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     CSS = """
     #header { height: auto; background: $boost; }
+    #columns { height: 1; }
     #table { height: 1fr; }
     .prompt { dock: bottom; display: none; }
     .prompt.shown { display: block; }
@@ -161,7 +284,8 @@ class TopApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static(Text("reading..."), id="header")
-        yield TopTable(id="table", cursor_type="row")
+        yield ColumnTitles(id="columns")
+        yield RowsView(id="table")
         yield Input(placeholder="filter: name, command line or cgroup (Enter: keep, "
                     "Esc: clear)", id="filter", classes="prompt")
         yield Input(placeholder="go to sample: N, first, last, -2h, 2026-12-03T10:00",
@@ -169,11 +293,7 @@ class TopApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#table", DataTable)
-        for key, title, width in COLUMNS:
-            label = Text(title, justify="right") if width else Text(title)
-            table.add_column(label, key=key, width=width or self._name_width())
-        table.focus()
+        self.query_one("#table", RowsView).focus()
         if self.source.live:
             self.refresh_live()
             if self.refreshing:
@@ -181,15 +301,8 @@ class TopApp(App[int]):
         else:
             self.show_store()
 
-    def _name_width(self) -> int:
-        return max(8, self.size.width - _FIXED - _CHROME)
-
     def on_resize(self) -> None:
-        table = self.query_one("#table", DataTable)
-        for key, column in table.columns.items():
-            if key.value == "name":
-                column.width = self._name_width()
-        self.redraw()
+        self.query_one("#header", Static).update(self.header_text())
 
     # -- data
 
@@ -248,39 +361,25 @@ class TopApp(App[int]):
         self.query_one("#header", Static).update(self.header_text())
         if self.frame is None:
             return
-        table = self.query_one("#table", DataTable)
-        selected = self.selected_key()
+        table = self.query_one("#table", RowsView)
+        keep = self.selected_key()
         self.shown = view.rows(self.frame, self.opts)
-        name_width = self._name_width()
-        table.clear()
-        cells = []
-        keys = []
-        for r in self.shown:
-            c = view.row_cells(r, self.opts.tree, self.opts.units)
-            row: list[Text] = [Text(v, justify="right") for v in c[:-1]]
-            row.append(Text(truncate_to_width(c[-1], name_width), no_wrap=True))
-            cells.append(row)
-            keys.append(f"{r.kind}:{r.koid}")
-        for row, key in zip(cells, keys, strict=True):
-            table.add_row(*row, key=key)
-        if selected is not None and selected in keys:
-            table.move_cursor(row=keys.index(selected), animate=False)
+        table.set_rows(self.shown, self.opts.tree, self.opts.units, keep)
         self.redraws += 1
 
+    def table_lines(self) -> list[str]:
+        """Every row as the table draws it (for tests)."""
+        table = self.query_one("#table", RowsView)
+        return [table.line_text(i) for i in range(len(table.rows))]
+
     def selected_key(self) -> str | None:
-        table = self.query_one("#table", DataTable)
-        if not self.shown or table.row_count == 0:
-            return None
-        row = table.cursor_row
-        if 0 <= row < len(self.shown):
-            r = self.shown[row]
-            return f"{r.kind}:{r.koid}"
-        return None
+        r = self.selected_row()
+        return None if r is None else f"{r.kind}:{r.koid}"
 
     def selected_row(self) -> view.Row | None:
-        table = self.query_one("#table", DataTable)
-        row = table.cursor_row
-        return self.shown[row] if 0 <= row < len(self.shown) else None
+        table = self.query_one("#table", RowsView)
+        row = table.cursor
+        return table.rows[row] if 0 <= row < len(table.rows) else None
 
     # -- actions
 
@@ -294,9 +393,8 @@ class TopApp(App[int]):
         self.opts = replace(self.opts, sort=key)
         self.redraw()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        key = str(event.column_key.value)
-        self.action_sort(key)
+    def on_column_titles_clicked(self, event: ColumnTitles.Clicked) -> None:
+        self.action_sort(event.key)
 
     def action_tree(self) -> None:
         self.opts = replace(self.opts, tree=not self.opts.tree)
@@ -319,7 +417,7 @@ class TopApp(App[int]):
     def action_clear_filter(self) -> None:
         for box in self.query(".prompt").results(Input):
             box.remove_class("shown")
-        self.query_one("#table", DataTable).focus()
+        self.query_one("#table", RowsView).focus()
         if self.opts.filter:
             self.opts = replace(self.opts, filter="")
             self.redraw()
@@ -331,7 +429,7 @@ class TopApp(App[int]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.remove_class("shown")
-        self.query_one("#table", DataTable).focus()
+        self.query_one("#table", RowsView).focus()
         if event.input.id == "goto":
             self.goto(event.value.strip())
 
@@ -367,9 +465,6 @@ class TopApp(App[int]):
 
         if isinstance(self.source, StoreSource) and self.source.step(delta):
             self.show_store()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_details()
 
     def action_details(self) -> None:
         r = self.selected_row()
