@@ -227,7 +227,7 @@ class RowsView(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         self.move(int(self.scroll_offset.y) + event.y)
         if event.chain == 2:
-            self.app.run_action("details")
+            self.app.call_later(self.app.run_action, "details")
 
     def on_focus(self) -> None:
         self.refresh()
