@@ -32,7 +32,7 @@ import ps_bench  # noqa: E402
 
 _HEADLESS = r"""
 import asyncio, json, resource, sys, time
-from zxmem.commands.top import LiveSource
+from zxmem.tui.sources import LiveSource
 from zxmem.tui.app import TopApp
 from zxmem.views.top import TopOptions
 

@@ -23,9 +23,9 @@ pytest.importorskip("textual")
 
 from textual.widgets import Input, Static  # noqa: E402
 
-from zxmem.commands.top import Detail, StoreSource  # noqa: E402
 from zxmem.textsafe import display_width  # noqa: E402
 from zxmem.tui.app import DetailScreen, HelpScreen, RowsView, TopApp  # noqa: E402
+from zxmem.tui.sources import Detail, StoreSource  # noqa: E402
 from zxmem.views.top import TopOptions  # noqa: E402
 
 MIB = top_samples.MIB

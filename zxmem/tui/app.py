@@ -30,7 +30,7 @@ from zxmem.textsafe import display_width, escape_terminal, truncate_to_width
 from zxmem.views import top as view
 
 if TYPE_CHECKING:
-    from zxmem.commands.top import Detail, LiveSource, StoreSource
+    from zxmem.tui.sources import Detail, LiveSource, StoreSource
 
 # Columns: key, title, width (the name takes what is left).
 COLUMNS = (("pid", "PID", 8), ("pss", "PSS", 7), ("uss", "USS", 7), ("swap", "SWAP", 7),
@@ -327,7 +327,7 @@ class TopApp(App[int]):
         self.exit(1)
 
     def show_store(self) -> None:
-        from zxmem.commands.top import StoreSource, history_frame
+        from zxmem.tui.sources import StoreSource, history_frame
 
         assert isinstance(self.source, StoreSource)
         try:
@@ -440,7 +440,7 @@ class TopApp(App[int]):
             event.stop()
 
     def goto(self, selector: str) -> None:
-        from zxmem.commands.top import StoreSource
+        from zxmem.tui.sources import StoreSource
 
         if not isinstance(self.source, StoreSource) or not selector:
             return
@@ -461,7 +461,7 @@ class TopApp(App[int]):
         box.focus()
 
     def action_step(self, delta: int) -> None:
-        from zxmem.commands.top import StoreSource
+        from zxmem.tui.sources import StoreSource
 
         if isinstance(self.source, StoreSource) and self.source.step(delta):
             self.show_store()
