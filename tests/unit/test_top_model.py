@@ -214,6 +214,25 @@ def test_batch_live_against_a_recorded_proc_tree(cli):
     assert {row["koid"] for row in docs[0]["rows"]} >= {19901, 19940, 19945, 19948}
 
 
+def test_batch_on_a_recorded_tree_of_hostile_names(cli):
+    from fixture_paths import REPO
+
+    root = str(REPO / "tests" / "fixtures" / "proc-trees" / "hostile-names" / "proc")
+    r = cli(["top", "-b", "-n", "1", "--proc-root", root], stdout_isatty=True,
+            terminal_width=80)
+    assert r.status == 0, r.stderr
+    assert not any(ord(ch) < 0x20 and ch != "\n" for ch in r.stdout)
+    assert "\u202e" not in r.stdout and "\x9b" not in r.stdout
+    lines = r.stdout.splitlines()
+    table = lines[lines.index("") + 1:]
+    assert len(table) == 3  # the title and two processes: no name split a row
+    assert all(len(line) <= 80 for line in table)
+    assert "\\e[2J\\e[Hevil \\rfake\\nj:1" in table[1]
+    # No meminfo in the recorded tree: unknown, never 0.
+    assert lines[1].startswith("mem -  used -  free -")
+    assert "psi some - full -" in lines[2]
+
+
 def test_other_commands_do_not_import_textual():
     code = ("import sys\nfrom zxmem.cli import main\nimport io\n"
             "from zxmem.cli import Environment\n"

@@ -353,7 +353,7 @@ def delta_text(value: int | None, new: bool = False, units: str | None = None) -
 
 
 def pct_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    return "-" if value is None else f"{value:.2f}%"
 
 
 def header_lines(h: Header, source: str = "") -> list[str]:
@@ -367,7 +367,7 @@ def header_lines(h: Header, source: str = "") -> list[str]:
                  f"avail {s(h.available_bytes)}  kernel {s(h.kernel_bytes)}  "
                  f"swap {s(h.swap_used_bytes)}/{s(h.swap_total_bytes)}")
     oom = "-" if h.oom_kills_since_start is None else str(h.oom_kills_since_start)
-    lines.append(f"psi some {pct_text(h.psi_some_avg10)}% full {pct_text(h.psi_full_avg10)}%"
+    lines.append(f"psi some {pct_text(h.psi_some_avg10)} full {pct_text(h.psi_full_avg10)}"
                  f"  oom kills {oom}  procs {h.processes} (+{h.new} -{h.exited})"
                  f"  PSS {s(h.pss_bytes)}")
     if h.unreadable:
