@@ -312,7 +312,7 @@ class TopApp(App[int]):
         self.busy = True
         self._collect()
 
-    @work(thread=True, exclusive=True, group="collect")
+    @work(thread=True, group="collect")
     def _collect(self) -> None:
         try:
             snapshot = self.source.next()  # type: ignore[union-attr]
