@@ -131,6 +131,7 @@ def test_drill_down_and_back(store):
         await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()
+        await pilot.pause()
         screen = app.screen
         assert isinstance(screen, DetailScreen) and screen.pid == 100
         text = str(screen.query_one("#vmaps-text", Static).render())

@@ -103,7 +103,20 @@ class DetailScreen(Screen[None]):
                     yield Static(Text("reading..."), id="vmaps-text")
         yield Footer()
 
+    detail: Detail | None = None
+
     def show(self, detail: Detail) -> None:
+        """Shows ``detail`` now, or once the screen is mounted (the reading
+        thread may finish first)."""
+        self.detail = detail
+        if self.is_mounted:
+            self._apply(detail)
+
+    def on_mount(self) -> None:
+        if self.detail is not None:
+            self._apply(self.detail)
+
+    def _apply(self, detail: Detail) -> None:
         self.query_one("#title", Static).update(Text(detail.title))
         self.query_one("#vmos-text", Static).update(Text(detail.vmos, no_wrap=True))
         self.query_one("#vmaps-text", Static).update(Text(detail.vmaps, no_wrap=True))
