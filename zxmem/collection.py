@@ -63,6 +63,9 @@ class Plan:
     # What an earlier collection of this boot found (KernelStats.extra
     # "kernel_stack_in_vmalloc"): lets the counters skip /proc/vmallocinfo.
     kernel_stacks_in_vmalloc: bool | None = None
+    # With kernel: system memory pressure (PSI avg10 of /proc/pressure/memory,
+    # in hundredths of a percent) and /proc/vmstat oom_kill, in kernel.extra.
+    pressure: bool = False
     objects: bool = False  # mappings, regions and memory objects of every process
     hidden: bool = False  # memory no process maps (implies objects)
     handles: bool = False  # descriptor counts by kind
@@ -104,7 +107,8 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
     with paused_gc():
         snapshot = collect_processes(proc_root, options)
         if plan.kernel:
-            snapshot = _add_kernel(snapshot, proc_root, warn, plan.kernel_stacks_in_vmalloc)
+            snapshot = _add_kernel(snapshot, proc_root, warn, plan.pressure,
+                                   plan.kernel_stacks_in_vmalloc)
         if objects:
             from zxmem.sources.objects import add_objects
 
@@ -126,7 +130,29 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
     return snapshot
 
 
+# The kernel.extra keys a Plan with ``pressure`` adds (absent when the
+# kernel gives none): PSI avg10 in hundredths of a percent, as the kernel
+# prints it with two decimals, and the OOM kills since boot.
+PRESSURE_KEYS = ("psi_some_avg10_centipct", "psi_full_avg10_centipct", "oom_kill")
+
+
+def _pressure_extra(proc_root: str) -> tuple[dict[str, int], tuple[str, ...]]:
+    from zxmem.sources.cgmem import read_system_memory
+
+    system = read_system_memory(proc_root)
+    out: dict[str, int] = {}
+    for kind in ("some", "full"):
+        rec = (system.get("pressure") or {}).get(kind)
+        if rec is not None and "avg10" in rec:
+            out[f"psi_{kind}_avg10_centipct"] = round(float(rec["avg10"]) * 100)
+    if "oom_kill" in system["vmstat"]:
+        out["oom_kill"] = int(system["vmstat"]["oom_kill"])
+    notes = tuple(f"{what}: {why}" for what, why in system["missing"])
+    return out, notes
+
+
 def _add_kernel(snapshot: Snapshot, proc_root: str, warn: Warn | None,
+                pressure: bool = False,
                 stacks_in_vmalloc: bool | None = None) -> Snapshot:
     from zxmem.sources import kernel as kernel_source
 
@@ -141,6 +167,12 @@ def _add_kernel(snapshot: Snapshot, proc_root: str, warn: Warn | None,
             warn(f"kernel records left out: {why}")
         return replace(snapshot, provenance=replace(
             prov, notes=prov.notes + (f"kernel records omitted: {why}",)))
+    if pressure:
+        from types import MappingProxyType
+
+        extra, more = _pressure_extra(proc_root)
+        kstats = replace(kstats, extra=MappingProxyType({**kstats.extra, **extra}))
+        notes = tuple(notes) + more
     return replace(snapshot, kernel=kstats,
                    provenance=replace(prov, notes=prov.notes + tuple(notes)))
 

@@ -83,8 +83,10 @@ VIEWS = [
 # test_metrics_view.py and by promtool in tests/live).  history lists samples
 # (no names); diff takes two snapshots (its own test below).
 # report and growth read a store, not a snapshot: report's names are checked
-# in the browser (tests/browser/test_report_page.py).
-NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics", "report", "growth"}
+# in the browser (tests/browser/test_report_page.py); top's --from reads only a
+# history store (tests/tui, tests/unit/test_top_model.py).
+NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics", "report", "growth",
+            "top"}
 
 
 def _with_from(args: list[str], path: str) -> list[str]:

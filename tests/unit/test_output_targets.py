@@ -75,6 +75,9 @@ def _case(command: str, tmp_path: Path) -> list[str]:
         return [command, "--help"]
     if command == "metrics":
         return ["metrics", "--proc-root", str(FIXTURES / "proc-trees" / "cgroup-v2" / "proc")]
+    if command == "top":  # batch mode (standard output is not a terminal)
+        return ["top", "-n", "1", "--proc-root",
+                str(FIXTURES / "proc-trees" / "cgroup-v2" / "proc")]
     return {
         "digest": ["digest", "--proc-root", obj],
         "k asd": ["k", "asd", "kernel", "--proc-root", kern],
@@ -114,8 +117,8 @@ def _all_commands() -> set[str]:
 
 
 COMMANDS = ["diff", "digest", "exporter", "growth", "history", "k asd", "k ps", "k vmos",
-            "kstats", "mem", "memgraph", "metrics", "ps", "record", "report", "share", "treemap",
-            "vmaps", "vmos"]
+            "kstats", "mem", "memgraph", "metrics", "ps", "record", "report", "share", "top",
+            "treemap", "vmaps", "vmos"]
 
 
 class FailingStdout(io.StringIO):

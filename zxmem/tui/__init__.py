@@ -1,0 +1,1 @@
+"""The ``zxmem top`` terminal app (Textual) and its snapshot sources."""
