@@ -56,10 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ps",
         help=HELP,
-        description=_description(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Built only for --help (zxmem.cli._Parser): it loads the field table.
+    p.lazy_description = _description
     p.add_argument("-J", dest="jobs_only", action="store_true", help="only show jobs")
     p.add_argument("-T", dest="threads", action="store_true", help="include threads")
     p.add_argument(

@@ -17,15 +17,17 @@ escaped for the terminal and, when a width is given, cut to fit it.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zxmem import fields
 from zxmem.tasktree import TaskRow
 from zxmem.textsafe import clean_text, escape_terminal, truncate_to_width
 from zxmem.units import format_size
+
+if TYPE_CHECKING:
+    import re
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +208,13 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
 # inside JSON strings, where ``\uXXXX`` is an equivalent spelling.  A lone
 # surrogate (which the model should never hold) is written as the text
 # clean_text gives it, so the JSON never carries one.
-_JSON_UNSAFE = re.compile(
-    "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
-)
+# Compiled on first use: ``zxmem ps`` without --json never needs it.
+_JSON_UNSAFE_CLASS = "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
 
 
 def _json_escape(m: re.Match[str]) -> str:
+    import json
+
     ch = m.group(0)
     if "\ud800" <= ch <= "\udfff":
         return json.dumps(clean_text(ch))[1:-1]
@@ -219,6 +222,9 @@ def _json_escape(m: re.Match[str]) -> str:
 
 
 def render_json(rows: Iterable[TaskRow], provenance: dict) -> str:
+    import json
+    import re
+
     doc = {"zxmem": "ps", "provenance": provenance, "tasks": to_records(rows)}
     text = json.dumps(doc, indent=1, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(_json_escape, text) + "\n"
+    return re.sub(_JSON_UNSAFE_CLASS, _json_escape, text) + "\n"
