@@ -134,11 +134,23 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
                 v = r.state
             values.append(f"{v:>7}")
         name = escape_terminal(r.name)
+        mark = partial_mark(r)
         if opts.width is not None:
-            name = truncate_to_width(name, max(8, opts.width - prefix_len))
+            name = truncate_to_width(name, max(8, opts.width - prefix_len - len(mark)))
+        name += mark
         lines.append(cell.ljust(id_w) + " " + " ".join(values) + " " + name)
     lines.append(header)
     return "\n".join(lines) + "\n"
+
+
+def partial_mark(row: TaskRow) -> str:
+    """What a job row says when its totals leave out unreadable processes."""
+    if row.kind != "j" or not row.unknown_processes:
+        return ""
+    n = row.unknown_processes
+    if row.pss_bytes is None:
+        return f" [unknown: {n} unreadable]"
+    return f" [partial: {n} unreadable]"
 
 
 def _size(value: int | None, kind: str, units, upper_k, fmt) -> str:
