@@ -35,7 +35,7 @@ class PsOptions:
     jobs_only: bool = False  # -J
     threads: bool = False  # -T
     units: str | None = None  # --units letter; None = natural
-    style: str = "classic"  # "classic" (the seed's) or "late"
+    style: str = "classic"  # "classic" (Fuchsia's classic layout) or "late"
     swap: bool = False  # --swap
     cgroup: bool = False  # --cgroup: CHARGED LIMIT FILE KERNEL for jobs
     width: int | None = None  # terminal columns to fit NAME into; None = whole
@@ -75,9 +75,19 @@ def cgroup_value(job, name: str) -> int | str | None:
     return getattr(cg, name)
 
 
+# The job --jobs=user puts above the users' jobs (zxmem.sources.cgroups
+# USER_ROOT_JOB_KOID, 2**32 - 1, a koid no UID has): printed as "j:*", its
+# name says "users"; --json keeps the number.
+USER_ROOT_JOB_KOID = 0xFFFFFFFF
+
+
 def task_cell(row: TaskRow, style: str) -> str:
     sep = ": " if style == "late" else ":"
-    return f"{'  ' * row.depth}{row.kind}{sep}{row.koid}"
+    koid: int | str = row.koid
+    if row.kind == "j" and row.koid == USER_ROOT_JOB_KOID and row.job is not None \
+            and not row.job.path and not row.job.parent_koid:
+        koid = "*"
+    return f"{'  ' * row.depth}{row.kind}{sep}{koid}"
 
 
 def visible_rows(rows: Iterable[TaskRow], opts: PsOptions) -> list[TaskRow]:
