@@ -7,7 +7,9 @@ Usage::
 What it does, in order:
 
 1. Idle: times the installed ``zxmem ps`` against ``python3 -c pass`` (the
-   interpreter that ``zxmem``'s launcher runs), alternating, ``K`` rounds.
+   interpreter that ``zxmem``'s launcher runs), ``ps_mem`` and ``smem``,
+   alternating, ``K`` rounds.  The goal (issue 17): zxmem no slower than
+   ps_mem and at most 3x ``python3 -c pass``.
 2. Starts ``bench/workload.py``: one parent forks N children of ~35 MiB
    resident each (private, copy-on-write, file and memfd shared).
 3. Times, alternating in each of ``R`` rounds (the order rotates every
@@ -152,13 +154,20 @@ def tools(zxmem: str | None) -> list[Tool]:
         out.append(Tool("psutil memory_full_info", [sys.executable, "-c", PSUTIL_SCRIPT]))
     except ImportError:
         out.append(Tool("psutil memory_full_info", None, "pip install psutil"))
-    ps_mem = _which("ps_mem")
-    out.append(
-        Tool("ps_mem", [ps_mem]) if ps_mem else Tool("ps_mem", None, "pip install ps_mem")
-    )
-    smem = shutil.which("smem")
-    out.append(Tool("smem", [smem]) if smem else Tool("smem", None, "apt-get install -y smem"))
+    out.extend(peers())
     return out
+
+
+def peers() -> list[Tool]:
+    """ps_mem (PyPI, the ``bench`` extra) and smem (Debian's ``smem`` package,
+    one Python script: ``apt-get install -y smem``, or the script from
+    ``apt-get download smem`` copied next to this interpreter)."""
+    ps_mem = _which("ps_mem")
+    smem = _which("smem")
+    return [
+        Tool("ps_mem", [ps_mem]) if ps_mem else Tool("ps_mem", None, "pip install ps_mem"),
+        Tool("smem", [smem]) if smem else Tool("smem", None, "apt-get install -y smem"),
+    ]
 
 
 def measure(tool_list: list[Tool], rounds: int, label: str) -> None:
@@ -460,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                 Tool("python3 -c pass", [sys.executable, "-c", "pass"]),
                 Tool("zxmem ps (idle)", [zxmem, "ps"]),
             ]
+            idle += [t for t in peers() if t.argv and t.key not in skip]
             idle_procs = sum(1 for n in os.listdir("/proc") if n.isdigit())
             print(f"\nidle machine ({idle_procs} processes), {args.idle_rounds} rounds:")
             measure(idle, args.idle_rounds, "idle")

@@ -20,12 +20,11 @@ import contextlib
 import dataclasses
 import importlib
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TextIO, cast
 
 from zxmem import __version__
 from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
@@ -82,11 +81,26 @@ class Environment:
             return None
         if self.terminal_width is not None:
             return self.terminal_width
+        import shutil
+
         return shutil.get_terminal_size((80, 24)).columns
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting."""
+    """argparse that raises UsageError instead of exiting.
+
+    A command may set ``lazy_description`` (a function returning the text)
+    instead of ``description``: it is built only when help is printed, so a
+    long help text costs nothing at start-up.
+    """
+
+    lazy_description: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.lazy_description is not None:
+            self.description = self.lazy_description()
+            self.lazy_description = None
+        return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
@@ -120,8 +134,10 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     # EIO) into a one-line StdoutError, and through SafeWriter: a control
     # character a view forgot to escape still never reaches a terminal raw.
     # The caller's env is left as it was.
-    guarded = dataclasses.replace(env, stdout=SafeWriter(GuardedStream(env.stdout)),
-                                  stderr=SafeWriter(env.stderr))
+    # Both wrappers are file-like (write, flush, isatty) without being TextIO.
+    out = cast(TextIO, SafeWriter(cast(TextIO, GuardedStream(env.stdout))))
+    guarded = dataclasses.replace(env, stdout=out,
+                                  stderr=cast(TextIO, SafeWriter(env.stderr)))
     try:
         status = _run(argv, guarded)
     except StdoutError as exc:

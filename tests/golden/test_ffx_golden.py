@@ -41,16 +41,17 @@ def golden(name: str, text: str) -> None:
 
 
 CASES = [
-    ("complete-digest", ["ps"], "ps"),
+    ("complete-digest", ["ps", "--sort=koid"], "ps"),
+    ("complete-digest", ["ps"], "ps-biggest"),
     ("complete-digest", ["mem"], "mem"),
     ("complete-digest", ["mem", "--csv"], "mem.csv"),
     ("complete-digest", ["digest"], "digest"),
     ("complete-digest", ["digest", "--csv"], "digest.csv"),
     ("complete-digest", ["digest", "-v"], "digest-v"),
     ("complete-digest", ["digest", "-vv"], "digest-vv"),
-    ("process-digest", ["ps"], "ps"),
+    ("process-digest", ["ps", "--sort=koid"], "ps"),
     ("process-digest", ["mem"], "mem"),
-    ("component-digest", ["ps"], "ps"),
+    ("component-digest", ["ps", "--sort=koid"], "ps"),
     ("component-digest", ["mem"], "mem"),
     ("component-digest", ["digest"], "digest"),
     ("component-digest", ["digest", "--csv"], "digest.csv"),

@@ -44,23 +44,33 @@ TREES = (
     "hostile-names",
 )
 
+# Fuchsia's order (--sort=koid): these reproduce the layout of Fuchsia's ps,
+# walk order included.  The default order, biggest first, has its own files.
 VARIANTS = {
-    "default": [],
-    "J": ["-J"],
-    "T": ["-T"],
-    "late": ["--style=late"],
-    "units-k": ["--units=k"],
-    "swap": ["--swap"],
-    "json": ["--json"],
+    "default": ["--sort=koid"],
+    "J": ["--sort=koid", "-J"],
+    "T": ["--sort=koid", "-T"],
+    "late": ["--sort=koid", "--style=late"],
+    "units-k": ["--sort=koid", "--units=k"],
+    "swap": ["--sort=koid", "--swap"],
+    "json": ["--sort=koid", "--json"],
+    "biggest": [],
+    "biggest-T": ["-T"],
 }
 
 EXTRA = {
-    ("kthread-zombie", "all"): ["-a"],
-    ("kthread-zombie", "all-T"): ["-a", "-T"],
+    ("kthread-zombie", "all"): ["--sort=koid", "-a"],
+    ("kthread-zombie", "all-T"): ["--sort=koid", "-a", "-T"],
     ("cgroup-v1-hybrid", "sort-pss"): ["--sort=pss"],
-    ("cgroup-v1-hybrid", "units-M-late-J"): ["--units=M", "--style=late", "-J"],
+    ("cgroup-v1-hybrid", "units-M-late-J"): ["--sort=koid", "--units=M", "--style=late", "-J"],
     ("cgroup-v2", "sort-name-T"): ["--sort=name", "-T"],
-    ("hostile-names", "late-T"): ["--style=late", "-T"],
+    ("hostile-names", "late-T"): ["--sort=koid", "--style=late", "-T"],
+    ("cgroup-v2", "top-3"): ["--top", "3"],
+    ("cgroup-v2", "match"): ["--match", "worker|replica"],
+    ("cgroup-v2", "pid"): ["--pid", "19945,19901", "--sort=koid"],
+    ("cgroup-v2", "job-name"): ["--job=web"],
+    ("cgroup-v2", "job-path-J"): ["--job=/zxmem-fixture/db", "-J"],
+    ("cgroup-v1-hybrid", "biggest-J"): ["-J"],
 }
 
 CASES = [(t, v, a) for t in TREES for v, a in VARIANTS.items()] + [

@@ -92,7 +92,7 @@ def test_verbose_lists_every_area_and_callers_are_largest_first():
 def test_modules_and_iomem_hidden_for_non_root():
     mods = kernel.parse_modules(b"a 4096 0 - Live 0x0000000000000000\n")
     assert asd.module_address_mode(mods) == "hidden"
-    assert "map [hidden] sz 0x1000 ref 0 state Live 'a'" in asd.render_modules(mods, "hidden")
+    assert "map [hidden] sz 0x1000 (4k) ref 0 state Live 'a'" in asd.render_modules(mods, "hidden")
     ranges = kernel.parse_iomem(b"00000000-00000000 : System RAM\n")
     assert asd.render_iomem(ranges) == "phys [hidden] 'System RAM'\n"
     assert asd.render_totals(None, None, None, ranges) == ""

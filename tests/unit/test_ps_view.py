@@ -65,9 +65,9 @@ def test_classic_default_layout():
     # (four whole digits at most; not a whole number of KiB).
     assert render(rows(SNAP), PsOptions()) == (
         "TASK           PSS PRIVATE  SHARED NAME\n"
-        "j:1        2076.0k   2068k         root\n"
+        "j:1        2076.0k   2068k         root [partial: 1 unreadable]\n"
         "  p:7          28k     20k      8k /sbin/init\n"
-        "  j:35        2.0M      2M         box\n"
+        "  j:35        2.0M      2M         box [partial: 1 unreadable]\n"
         "    p:4000    2.0M      2M    512k python3 app.py\n"
         "    p:4003      0B      0B      0B [kworker]\n"
         "TASK           PSS PRIVATE  SHARED NAME\n"
@@ -84,8 +84,8 @@ def test_unreadable_process_hidden_but_counted_in_job():
 def test_jobs_only_drops_shared_column():
     assert render(rows(SNAP), PsOptions(jobs_only=True)) == (
         "TASK       PSS PRIVATE NAME\n"
-        "j:1    2076.0k   2068k root\n"
-        "  j:35    2.0M      2M box\n"
+        "j:1    2076.0k   2068k root [partial: 1 unreadable]\n"
+        "  j:35    2.0M      2M box [partial: 1 unreadable]\n"
         "TASK       PSS PRIVATE NAME\n"
     )
 
@@ -94,9 +94,9 @@ def test_threads_layout():
     out = render(rows(SNAP, threads=True), PsOptions(threads=True))
     assert out == (
         "TASK             PSS PRIVATE  SHARED   STATE NAME\n"
-        "j:1          2076.0k   2068k                 root\n"
+        "j:1          2076.0k   2068k                 root [partial: 1 unreadable]\n"
         "  p:7            28k     20k      8k         /sbin/init\n"
-        "  j:35          2.0M      2M                 box\n"
+        "  j:35          2.0M      2M                 box [partial: 1 unreadable]\n"
         "    p:4000      2.0M      2M    512k         python3 app.py\n"
         "      t:4000                         running python3\n"
         "      t:4001                         blocked worker\n"
@@ -118,7 +118,7 @@ def test_swap_column():
     out = render(rows(SNAP), PsOptions(swap=True))
     lines = out.split("\n")
     assert lines[0] == "TASK           PSS PRIVATE  SHARED    SWAP NAME"
-    assert lines[1] == "j:1        2076.0k   2068k              4k root"
+    assert lines[1] == "j:1        2076.0k   2068k              4k root [partial: 1 unreadable]"
     assert lines[2] == "  p:7          28k     20k      8k      0B /sbin/init"
     # Unknown swap is "-", never 0.
     assert lines[5] == "    p:4003      0B      0B      0B       - [kworker]"
@@ -129,8 +129,8 @@ def test_job_with_only_unreadable_processes_prints_dash():
                     (Process(9, "x", 2, memory=None),))
     out = render(rows(snap), PsOptions())
     assert out.split("\n")[1:3] == [
-        "j:1         -       -         root",
-        "  j:2       -       -         locked",
+        "j:1         -       -         root [unknown: 1 unreadable]",
+        "  j:2       -       -         locked [unknown: 1 unreadable]",
     ]
 
 

@@ -452,7 +452,9 @@ def run_asd(args: argparse.Namespace, env) -> int:
         if target.isdigit():
             raise UsageError(f"k asd {target}: a process's address space is "
                              f"'zxmem vmaps {target}'")
-        raise UsageError(f"k asd: dunno '{target}': use 'kernel'")
+        raise UsageError(f"k asd: dunno '{escape_terminal(target)}': the one valid word is "
+                         "'kernel' (or a prefix of it: k, ke, ...), the kernel's address "
+                         "space; a process's is 'zxmem vmaps PID'")
     import errno
 
     from zxmem import collection

@@ -62,7 +62,7 @@ system and are usage errors with --from.
 
 EPILOG = """\
 examples:
-  zxmem kstats -m -n 1            one report in the seed's layout
+  zxmem kstats -m -n 1            one report in Fuchsia's classic layout
   zxmem kstats -m -t              a timestamped report every second (Ctrl-C stops)
   zxmem kstats -m --style=late    nine columns, with ipc and other
   zxmem kstats -m --explain -n 1  how the columns add up to MemTotal
@@ -110,7 +110,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-m", dest="memory", action="store_true", help="memory statistics")
+    p.add_argument("-m", dest="memory", action="store_true",
+                   help="memory statistics (the default when -c is not given)")
     p.add_argument("-c", dest="cpu", action="store_true", help="per-CPU statistics")
     p.add_argument("-t", dest="timestamp", action="store_true",
                    help="an empty line and '--- YYYY-MM-DDTHH:MM:SS.mmmZ ---' (UTC) "
@@ -120,7 +121,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", dest="count", type=_count, metavar="COUNT",
                    help="stop after COUNT reports (default: until Ctrl-C)")
     p.add_argument("--style", choices=("classic", "late"), default="classic",
-                   help="classic: the seed's seven columns (default); late: nine "
+                   help="classic: Fuchsia's classic seven columns (default); late: nine "
                    "columns with ipc and other")
     p.add_argument("--units", type=common.units_arg, default="M", metavar="X",
                    help="unit of the memory values (default M)")
@@ -143,14 +144,13 @@ def run(args: argparse.Namespace, env) -> int:
     from zxmem.sources import kernel
     from zxmem.views import kstats as view
 
-    if args.explain or args.pressure:
+    # No flag means -m: memory is what a Linux user asks kstats about.
+    if args.explain or args.pressure or not args.cpu:
         args.memory = True
     if args.from_file is not None:
         if args.pressure:
             raise UsageError("kstats: --pressure reads the live /proc (not --from)")
         return _run_saved(args, env)
-    if not (args.memory or args.cpu):
-        raise UsageError("kstats: no statistics selected: give -m and/or -c")
     root = common.proc_root(args, env)
     delay = 1.0 if args.delay is None else args.delay
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from zxmem.commands import common
-from zxmem.errors import ZxmemError
+from zxmem.errors import UsageError, ZxmemError
 from zxmem.textsafe import escape_terminal
 
 HELP = "list jobs (cgroups) and processes with PSS, PRIVATE and SHARED"
@@ -39,10 +40,16 @@ def _description() -> str:
 
 EPILOG = """\
 examples:
-  zxmem ps                      the whole tree, the seed's layout
+  zxmem ps                      the whole tree, biggest first within each job
+  zxmem ps --sort=koid          Fuchsia's classic layout and order
+  zxmem ps --top 10             the 10 largest processes, flat
+  zxmem ps --match 'fire|chrom' processes whose name or command line matches
+  zxmem ps --pid 1,812          just these processes
   zxmem ps -J                   jobs (cgroups) only
-  zxmem ps --units=M --sort=pss sizes in MiB, largest first within each job
-  zxmem ps --job=35 -T          one cgroup's subtree, with threads
+  zxmem ps --units=M            sizes in MiB
+  zxmem ps --job=35 -T          one cgroup's subtree (koid, name or path), with threads
+  zxmem ps --job=system.slice   the same, by the cgroup's name
+  zxmem ps -d 2 -n 5            five tables, two seconds apart
   zxmem ps --jobs=user --swap   group by user, with a swap column
   zxmem ps --json | jq '.tasks[] | select(.type=="p") | .pss_bytes'
   zxmem ps -J --cgroup          jobs with what each cgroup is charged, its limit,
@@ -56,10 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ps",
         help=HELP,
-        description=_description(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Built only for --help (zxmem.cli._Parser): it loads the field table.
+    p.lazy_description = _description
     p.add_argument("-J", dest="jobs_only", action="store_true", help="only show jobs")
     p.add_argument("-T", dest="threads", action="store_true", help="include threads")
     p.add_argument(
@@ -68,13 +76,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         help="fix all sizes to unit X, one of B k M G T P E (K for upper-case k)",
     )
-    p.add_argument("--job", type=common.koid_arg, metavar="KOID",
-                   help="show the given job and its sub-jobs")
+    p.add_argument("--job", type=_job_arg, metavar="JOB",
+                   help="show the given job and its sub-jobs: its koid, cgroup name "
+                   "(system.slice) or cgroup path (/system.slice/cron.service)")
     p.add_argument("--style", choices=("classic", "late"), default="classic",
-                   help="classic: the seed's layout (default); late: STATE column and 'j: KOID'")
+                   help="classic: Fuchsia's classic layout (default); late: STATE column "
+                   "and 'j: KOID'")
     p.add_argument("--swap", action="store_true", help="add a SWAP column (Linux)")
-    p.add_argument("--sort", choices=("pss", "private", "name"),
-                   help="order processes and sub-jobs within each job (default: koid)")
+    p.add_argument("--sort", choices=("pss", "private", "name", "koid"), default="pss",
+                   help="order processes and sub-jobs within each job: biggest PSS first "
+                   "(default), PRIVATE, name, or koid (Fuchsia's order)")
+    p.add_argument("--top", type=_positive_int, metavar="N",
+                   help="only the N largest processes (by --sort), flat, without jobs")
+    p.add_argument("--match", type=_pattern_arg, metavar="REGEX",
+                   help="only processes whose name or command line matches REGEX "
+                   f"(Python syntax, at most {MAX_PATTERN} characters), flat")
+    p.add_argument("--pid", type=_pid_list, metavar="LIST",
+                   help="only these processes (comma-separated PIDs), flat")
+    p.add_argument("-d", dest="delay", type=_delay_arg, metavar="SECONDS",
+                   help="print a new table every SECONDS seconds (Ctrl-C ends)")
+    p.add_argument("-n", dest="count", type=_positive_int, metavar="COUNT",
+                   help="with -d: stop after COUNT tables")
     p.add_argument("--json", action="store_true", help="JSON records; every number in bytes")
     p.add_argument("-a", "--all", dest="kernel_threads", action="store_true",
                    help="include kernel threads")
@@ -94,7 +116,161 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+# --match: a pattern longer than this is refused, and each command line is
+# matched on its first MAX_SUBJECT characters only, so one --match cannot run
+# for long whatever the processes' command lines hold.
+MAX_PATTERN = 200
+MAX_SUBJECT = 4096
+# The unreadable note names the processes when there are at most this many.
+NAME_UNREADABLE = 5
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value!r}")
+    return n
+
+
+def _delay_arg(value: str) -> float:
+    try:
+        d = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0.1 <= d <= 86400:
+        raise argparse.ArgumentTypeError(f"between 0.1 and 86400 seconds: {value!r}")
+    return d
+
+
+def _pattern_arg(value: str) -> re.Pattern[str]:
+    if len(value) > MAX_PATTERN:
+        raise argparse.ArgumentTypeError(
+            f"pattern longer than {MAX_PATTERN} characters")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"bad pattern {value!r}: {exc}") from None
+
+
+def _job_arg(value: str) -> str:
+    """``--job``: a koid, a cgroup name or a path, but never a number typed
+    oddly (``' 35'``, ``1_000``, non-ASCII digits): that is a typo, not a name."""
+    digits = value.replace("_", "")
+    if value != value.strip() or not value or (
+            digits.isdigit() and not (value.isascii() and value.isdigit())):
+        raise argparse.ArgumentTypeError(f"not a koid, cgroup name or path: {value!r}")
+    return value
+
+
+def _pid_list(value: str) -> frozenset[int]:
+    pids = set()
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        try:
+            pids.add(common.parse_koid(part.strip()))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a PID: {part!r}") from None
+    if not pids:
+        raise argparse.ArgumentTypeError("no PID given")
+    return frozenset(pids)
+
+
+def resolve_job(tree, value: str) -> int:
+    """``--job``'s koid: a koid, else a cgroup path, else a cgroup name (unique)."""
+    try:
+        koid = common.parse_koid(value)
+    except ValueError:
+        koid = None
+    if koid is not None and koid in tree.jobs:
+        return koid
+    by_path = [j for j in tree.jobs.values() if j.path and j.path == value]
+    if not by_path and value.startswith("/"):
+        by_path = [j for j in tree.jobs.values() if j.path == value.rstrip("/")]
+    if by_path:
+        return int(min(by_path, key=lambda j: j.koid).koid)
+    by_name = sorted((j for j in tree.jobs.values() if j.name == value), key=lambda j: j.koid)
+    if len(by_name) == 1:
+        return int(by_name[0].koid)
+    shown = escape_terminal(value)
+    if by_name:
+        paths = ", ".join(f"{j.koid} ({escape_terminal(j.path or j.name)})" for j in by_name[:5])
+        more = f" and {len(by_name) - 5} more" if len(by_name) > 5 else ""
+        raise ZxmemError(f"--job={shown}: {len(by_name)} jobs have that name: {paths}{more}; "
+                         "give the koid or the path")
+    raise ZxmemError(f"--job={shown}: no job with that koid, cgroup path or name")
+
+
+def _selects(args: argparse.Namespace) -> bool:
+    return args.top is not None or args.match is not None or args.pid is not None
+
+
+def selected_processes(tree, args: argparse.Namespace, root_koid: int | None) -> list:
+    """Process rows (flat, depth 0) for --top, --match and --pid, in --sort order."""
+    from zxmem.tasktree import process_row
+
+    rows = []
+    for r in tree.walk(root_koid, sort=args.sort, processes=True):
+        if r.kind != "p" or r.process is None:
+            continue
+        p = r.process
+        if args.pid is not None and p.koid not in args.pid:
+            continue
+        if args.match is not None and not _matches(args.match, p):
+            continue
+        rows.append(process_row(p, 0))
+    rows.sort(key=_flat_key(args.sort))
+    if args.top is not None:
+        # The N largest readable processes: unreadable ones are not "large".
+        rows = [r for r in rows if r.pss_bytes is not None][: args.top]
+    return rows
+
+
+def _flat_key(sort: str):
+    if sort == "koid":
+        return lambda r: r.koid
+    if sort == "name":
+        return lambda r: (r.name, r.koid)
+    attr = "private_bytes" if sort == "private" else "pss_bytes"
+
+    def key(r):
+        v = getattr(r, attr)
+        return (-(v if v is not None else -1), r.koid)
+    return key
+
+
+def _matches(pattern: re.Pattern[str], p) -> bool:
+    if pattern.search(p.name[:MAX_SUBJECT]):
+        return True
+    if p.cmdline:
+        return pattern.search(" ".join(p.cmdline)[:MAX_SUBJECT]) is not None
+    return False
+
+
 def run(args: argparse.Namespace, env) -> int:
+    if args.count is not None and args.delay is None:
+        raise UsageError("zxmem ps: -n COUNT needs -d SECONDS")
+    if args.delay is not None and (args.json or args.explain is not None):
+        raise UsageError("zxmem ps: -d cannot be used with --json or --explain")
+    if args.delay is None:
+        return _run_once(args, env)
+    n = 0
+    deadline = env.monotonic()
+    while True:
+        if n:
+            env.stdout.write("\n")
+        _run_once(args, env, heading=True)
+        n += 1
+        if args.count is not None and n >= args.count:
+            return 0
+        deadline += args.delay
+        env.sleep(max(0.0, deadline - env.monotonic()))
+
+
+def _run_once(args: argparse.Namespace, env, heading: bool = False) -> int:
     from zxmem.collection import Plan
     from zxmem.tasktree import TaskTree
     from zxmem.views import ps as view
@@ -119,11 +295,18 @@ def run(args: argparse.Namespace, env) -> int:
     if whole_exact:
         snapshot = exact_snapshot(snapshot, args, env, options)
     tree = TaskTree(snapshot)
-    if args.job is not None and args.job not in tree.jobs:
-        raise ZxmemError(f"--job={args.job}: no job with koid {args.job}")
+    job = resolve_job(tree, args.job) if args.job is not None else None
     if args.explain is not None:
         return _explain(tree, args, env)
-    rows = list(tree.walk(args.job, threads=args.threads, sort=args.sort or "koid"))
+    if _selects(args):
+        rows = selected_processes(tree, args, job)
+    else:
+        rows = list(tree.walk(job, threads=args.threads, sort=args.sort))
+    if heading:
+        import time
+
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(env.wall_clock()))
+        env.stdout.write(f"{stamp}\n")
 
     if args.json:
         env.stdout.write(view.render_json(rows, _provenance(snapshot)))
@@ -139,10 +322,28 @@ def run(args: argparse.Namespace, env) -> int:
         )
         env.stdout.write(view.render(rows, opts))
     env.stdout.flush()
-    note = common.unreadable_note(snapshot)
+    note = unreadable_note(snapshot)
     if note:
         env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
     return 0
+
+
+def unreadable_note(snapshot) -> str | None:
+    """The stderr line about processes whose memory could not be read.
+
+    Names them (command name and PID) when there are at most
+    NAME_UNREADABLE, and says how to see them all otherwise.
+    """
+    note = common.unreadable_note(snapshot)
+    if note is None:
+        return None
+    denied = sorted(snapshot.provenance.denied_pids("smaps_rollup", "smaps"))
+    names = {p.koid: p.name for p in snapshot.processes}
+    if len(denied) <= NAME_UNREADABLE:
+        listed = ", ".join(f"{names.get(pid, '?')} {pid}" for pid in denied)
+        return note.replace("not readable", f"not readable ({listed})", 1)
+    return (f"{note}; to list them: zxmem ps --json | "
+            "jq '.tasks[] | select(.type==\"p\" and .pss_bytes==null)'")
 
 
 def _provenance(snapshot) -> dict:

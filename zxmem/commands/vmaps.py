@@ -46,7 +46,7 @@ starts at the kernel's default 0x10000 (or at the first mapping, if lower).
 
 EPILOG = """\
 examples:
-  zxmem vmaps 1234              the seed's layout
+  zxmem vmaps 1234              Fuchsia's classic layout
   zxmem vmaps --pss --swap 1234 with proportional and swapped sizes
   zxmem vmaps --json 1234 | jq '.entries[] | select(.type=="mapping") | .rss_bytes'
   zxmem vmaps help              the column legend

@@ -4,7 +4,8 @@ Zircon dumps the kernel's VMAR/mapping tree with two spaces of indentation
 per level.  Linux's nearest equivalents are ``/proc/vmallocinfo`` (the
 vmalloc/vmap/ioremap areas and who made them), ``/proc/modules`` (module
 core sections) and ``/proc/iomem`` (the physical map).  Line shapes, one
-node per line, the name last in quotes as in Zircon::
+node per line, the name last in quotes as in Zircon; each ``sz <hex>`` is
+followed by the size in binary units, ``(57.2M)``, for the reader::
 
     as [<start> <end>] sz <hex> areas <n> pages <n> 'kernel'
       vmar [<start> <end>] sz <hex> areas <n> pages <n> '<kind>'
@@ -83,17 +84,22 @@ def _quote(name: str) -> str:
     return "'" + escape_terminal(name) + "'"
 
 
+def _sz(size_bytes: int) -> str:
+    """``sz <hex> (<human>)``: Zircon's hex, with the size a reader can take in."""
+    return f"sz {size_bytes:#x} ({format_size(size_bytes)})"
+
+
 def _group_line(indent: int, word: str, areas: list[VmallocArea], mode: str, name: str) -> str:
     start = min(a.start for a in areas)
     end = max(a.end for a in areas)
     size = sum(a.size_bytes for a in areas)
     pages = sum(a.pages or 0 for a in areas)
-    return (f"{'  ' * indent}{word} {_span(start, end, mode)} sz {size:#x} "
+    return (f"{'  ' * indent}{word} {_span(start, end, mode)} {_sz(size)} "
             f"areas {len(areas)} pages {pages} {_quote(name)}\n")
 
 
 def _area_line(indent: int, a: VmallocArea, mode: str) -> str:
-    parts = [f"{'  ' * indent}map {_span(a.start, a.end, mode)} sz {a.size_bytes:#x}"]
+    parts = [f"{'  ' * indent}map {_span(a.start, a.end, mode)} {_sz(a.size_bytes)}"]
     if a.pages is not None:
         parts.append(f"pages {a.pages}")
     if a.phys is not None:
@@ -150,12 +156,12 @@ def render_modules(modules: Sequence[KernelModule], mode: str) -> str:
         span = _span(lo, hi, mode)
     else:
         span = _span(0, 0, "hidden")
-    lines = [f"  vmar {span} sz {size:#x} areas {len(modules)} 'modules'\n"]
+    lines = [f"  vmar {span} {_sz(size)} areas {len(modules)} 'modules'\n"]
     for m in sorted(modules, key=lambda m: (m.address or 0, m.name)):
         span = _span(m.address or 0, (m.address or 0) + m.size_bytes,
                      mode if m.address else "hidden")
         ref = "-" if m.refcount is None else str(m.refcount)
-        lines.append(f"    map {span} sz {m.size_bytes:#x} ref {ref} state "
+        lines.append(f"    map {span} {_sz(m.size_bytes)} ref {ref} state "
                      f"{escape_terminal(m.state)} {_quote(m.name)}\n")
     return "".join(lines)
 
@@ -170,7 +176,7 @@ def render_iomem(ranges: Sequence[IomemRange]) -> str:
     lines = []
     for r in ranges:
         span = "[hidden]" if hidden else f"[{r.start:#x} {r.end:#x}]"
-        size = "" if hidden else f" sz {r.size_bytes:#x}"
+        size = "" if hidden else " " + _sz(r.size_bytes)
         lines.append(f"{'  ' * r.depth}phys {span}{size} {_quote(r.name)}\n")
     return "".join(lines)
 

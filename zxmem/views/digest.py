@@ -146,15 +146,18 @@ def render_human(
             out.writelines(_bucket_detail(digest, snapshot, name))
     mark = ""
     if digest.unknown_vmos:
-        size = format_size_digest(digest.unknown_size_bytes)
-        mark = " (" + _left_out(digest).format(size=size) + ")"
+        left = format_size_digest(digest.unknown_size_bytes)
+        mark = " (" + _left_out(digest).format(size=left) + ")"
     out.write(f"\nTotal: {format_size_digest(total)}{mark}\n")
+    note = orphaned_note(digest, snapshot)
+    if note:
+        out.write(f"\n{note}\n")
     if digest.undigested:
         out.write(f"\n{UNDIGESTED}:\n")
         for pool in digest.undigested:
             label = escape_terminal(pool_label(digest, pool.process_koids))
             out.write(f"\t{label}: {format_size_digest(pool.size_bytes)}\n")
-            if detail:
+            if detail and snapshot is not None:
                 out.writelines(_pool_detail(digest, snapshot, pool, verbose))
     if undigested_summary is not None:
         from zxmem.views.mem import render_processes
@@ -164,6 +167,26 @@ def render_human(
         out.write(f"{len(undigested_summary.processes)} Process summaries\n")
         out.write(render_processes(undigested_summary))
     return out.getvalue()
+
+
+# What "Orphaned" is on Linux, where Fuchsia's word means nothing: the
+# kernel's VMOs are its LRU pages (spec linux-kernel B.5), so what no process
+# maps is mostly page cache of files read or written earlier, plus shmem and
+# tmpfs files no process maps.
+ORPHANED_LINUX = (
+    "Orphaned, on Linux: page cache no process maps (files read or written\n"
+    "earlier, kept in memory and dropped by the kernel when memory is needed),\n"
+    "plus shmem and tmpfs files no process maps (zxmem k vmos hidden lists them)."
+)
+
+
+def orphaned_note(digest: Digest, snapshot: Snapshot | None) -> str | None:
+    """The line explaining a positive ``Orphaned`` row of a Linux snapshot."""
+    if snapshot is None or snapshot.provenance.source != "linux":
+        return None
+    if digest.orphaned_bytes is None or digest.orphaned_bytes <= 0:
+        return None
+    return ORPHANED_LINUX
 
 
 def _csv_field(text: str) -> str:

@@ -4,7 +4,7 @@ their JSON form.  Pure functions of already read counters; no I/O.
 
 Layouts (spec fuchsia-tools §7):
 
-* classic (the seed's, default): seven labels ``total free VMOs kheap kfree
+* classic (Fuchsia's classic layout, default): seven labels ``total free VMOs kheap kfree
   wired mmu``, each right-aligned in ``80 // 7 − 1 = 10`` columns and
   separated by one space; the values line has the same shape.
 * late (``--style=late``): nine labels starting with ``mem total`` and

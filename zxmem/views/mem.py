@@ -70,11 +70,45 @@ def unknown_csv_line(rows: str, n: int, size_bytes: int, unsized: int) -> str:
             f"(size {size_bytes} bytes{more})\n")
 
 
-def header(snapshot: Snapshot, time_ns: int | None) -> str:
+def wall_time(snapshot: Snapshot, time_ns: int | None) -> float | None:
+    """``time_ns`` (the capture's clock: on Linux nanoseconds since boot) as
+    seconds since the epoch, or None when the snapshot cannot say.
+
+    The snapshot's provenance holds both clocks of one moment: its UTC
+    ``timestamp`` and ``capture_time_ns`` on the boot clock; ``time_ns`` is
+    placed relative to that moment.  Fuchsia captures record no wall time.
+    """
+    p = snapshot.provenance
+    if time_ns is None or p.timestamp is None or p.capture_time_ns is None:
+        return None
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(p.timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        return None
+    return at.timestamp() - (p.capture_time_ns - time_ns) / 1e9
+
+
+def header(snapshot: Snapshot, time_ns: int | None, tz=None) -> str:
+    """``Time: ... VMO: ... Free: ...``.  Where the wall-clock time of
+    ``time_ns`` is known (:func:`wall_time`), it is printed as a local date
+    and time (``tz``: a tzinfo, default the machine's zone) with the boot
+    clock's seconds beside it; otherwise Fuchsia's raw nanoseconds."""
     k = snapshot.kernel
     vmo = None if k is None else k.vmo_bytes
     free = None if k is None else k.free_bytes
-    t = "-" if time_ns is None else str(time_ns)
+    wall = wall_time(snapshot, time_ns)
+    if wall is not None and time_ns is not None:
+        from datetime import datetime
+
+        local = datetime.fromtimestamp(wall, tz).astimezone(tz)
+        t = (f"{local.strftime('%Y-%m-%d %H:%M:%S %Z').rstrip()} "
+             f"({time_ns / 1e9:.0f}s after boot)")
+    else:
+        t = "-" if time_ns is None else str(time_ns)
     return f"Time: {t} VMO: {_size(vmo)} Free: {_size(free)}\n"
 
 

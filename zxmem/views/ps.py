@@ -17,15 +17,17 @@ escaped for the terminal and, when a width is given, cut to fit it.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zxmem import fields
 from zxmem.tasktree import TaskRow
 from zxmem.textsafe import clean_text, escape_terminal, truncate_to_width
 from zxmem.units import format_size
+
+if TYPE_CHECKING:
+    import re
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class PsOptions:
     jobs_only: bool = False  # -J
     threads: bool = False  # -T
     units: str | None = None  # --units letter; None = natural
-    style: str = "classic"  # "classic" (the seed's) or "late"
+    style: str = "classic"  # "classic" (Fuchsia's classic layout) or "late"
     swap: bool = False  # --swap
     cgroup: bool = False  # --cgroup: CHARGED LIMIT FILE KERNEL for jobs
     width: int | None = None  # terminal columns to fit NAME into; None = whole
@@ -73,9 +75,19 @@ def cgroup_value(job, name: str) -> int | str | None:
     return getattr(cg, name)
 
 
+# The job --jobs=user puts above the users' jobs (zxmem.sources.cgroups
+# USER_ROOT_JOB_KOID, 2**32 - 1, a koid no UID has): printed as "j:*", its
+# name says "users"; --json keeps the number.
+USER_ROOT_JOB_KOID = 0xFFFFFFFF
+
+
 def task_cell(row: TaskRow, style: str) -> str:
     sep = ": " if style == "late" else ":"
-    return f"{'  ' * row.depth}{row.kind}{sep}{row.koid}"
+    koid: int | str = row.koid
+    if row.kind == "j" and row.koid == USER_ROOT_JOB_KOID and row.job is not None \
+            and not row.job.path and not row.job.parent_koid:
+        koid = "*"
+    return f"{'  ' * row.depth}{row.kind}{sep}{koid}"
 
 
 def visible_rows(rows: Iterable[TaskRow], opts: PsOptions) -> list[TaskRow]:
@@ -132,11 +144,23 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
                 v = r.state
             values.append(f"{v:>7}")
         name = escape_terminal(r.name)
+        mark = partial_mark(r)
         if opts.width is not None:
-            name = truncate_to_width(name, max(8, opts.width - prefix_len))
+            name = truncate_to_width(name, max(8, opts.width - prefix_len - len(mark)))
+        name += mark
         lines.append(cell.ljust(id_w) + " " + " ".join(values) + " " + name)
     lines.append(header)
     return "\n".join(lines) + "\n"
+
+
+def partial_mark(row: TaskRow) -> str:
+    """What a job row says when its totals leave out unreadable processes."""
+    if row.kind != "j" or not row.unknown_processes:
+        return ""
+    n = row.unknown_processes
+    if row.pss_bytes is None:
+        return f" [unknown: {n} unreadable]"
+    return f" [partial: {n} unreadable]"
 
 
 def _size(value: int | None, kind: str, units, upper_k, fmt) -> str:
@@ -206,12 +230,13 @@ def to_records(rows: Iterable[TaskRow]) -> list[dict]:
 # inside JSON strings, where ``\uXXXX`` is an equivalent spelling.  A lone
 # surrogate (which the model should never hold) is written as the text
 # clean_text gives it, so the JSON never carries one.
-_JSON_UNSAFE = re.compile(
-    "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
-)
+# Compiled on first use: ``zxmem ps`` without --json never needs it.
+_JSON_UNSAFE_CLASS = "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
 
 
 def _json_escape(m: re.Match[str]) -> str:
+    import json
+
     ch = m.group(0)
     if "\ud800" <= ch <= "\udfff":
         return json.dumps(clean_text(ch))[1:-1]
@@ -219,6 +244,9 @@ def _json_escape(m: re.Match[str]) -> str:
 
 
 def render_json(rows: Iterable[TaskRow], provenance: dict) -> str:
+    import json
+    import re
+
     doc = {"zxmem": "ps", "provenance": provenance, "tasks": to_records(rows)}
     text = json.dumps(doc, indent=1, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(_json_escape, text) + "\n"
+    return re.sub(_JSON_UNSAFE_CLASS, _json_escape, text) + "\n"
