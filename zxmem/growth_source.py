@@ -39,7 +39,7 @@ import numpy as np
 from zxmem.growth import Series
 from zxmem.model import INODE_KOID_BASE
 from zxmem.store.reader import format_time
-from zxmem.store.schema import StoreError, open_store, read_span
+from zxmem.store.schema import StoreError, open_store, read_span, span_of
 from zxmem.store.writer import OBJECTS, OWNER_SHIFT, decode_text, s64, u64, unpack
 
 BY = ("process", "job", "object")
@@ -296,6 +296,7 @@ def _held(conn: sqlite3.Connection, p: Period, span: int) -> dict[int, dict[int,
                                       "AND tier = ? ORDER BY n", (p.n0, p.n1, OBJECTS))]
     if not obj:
         return {}
+    span = span_of("vmos", span)  # vmos and vmo_refs are objects tables
     q = ",".join("?" * len(HIDDEN_KINDS))
     kinds = [i for (i,) in conn.execute(f"SELECT id FROM strings WHERE s IN ({q})",
                                         [k.encode() for k in HIDDEN_KINDS])]
@@ -536,7 +537,8 @@ def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_p
     op = _object_period(conn, p, max_points)
     if op is None or not procs:
         return {}
-    span = read_span(conn)
+    # Objects rows stay open longer than totals rows (store/schema.py span_of).
+    span = span_of("vmos", read_span(conn))
     owners = {int(s.key.split(":")[1]): s.key for s in procs}
     q = ",".join(str(o) for o in owners)
     anon_ents = {}
@@ -575,7 +577,7 @@ def _all_objects(conn: sqlite3.Connection, p: Period, max_points: int) -> list[S
     op = _object_period(conn, p, max_points)
     if op is None:
         return []
-    span = read_span(conn)
+    span = span_of("vmos", read_span(conn))
     window = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
               (op.n0, op.n1, span))
     anon_ents = {e: f"object:anon:{e}" for (e,) in conn.execute(
