@@ -126,11 +126,17 @@ def test_ctrl_c_exits_130_quietly(cli):
     assert r.stdout.count("total") == 1
 
 
-@pytest.mark.parametrize("args", [["-d", "0"], ["-d", "x"], ["-n", "0"], ["-n", "-1"], []])
+@pytest.mark.parametrize("args", [["-d", "0"], ["-d", "x"], ["-n", "0"], ["-n", "-1"]])
 def test_bad_arguments_are_usage_errors(cli, args):
-    r = run(cli, ["kstats", *(["-m"] if args else []), *args])
+    r = run(cli, ["kstats", "-m", *args])
     assert r.status == 2
     assert r.stderr.count("\n") == 1
+
+
+def test_no_flag_means_memory(cli):
+    # `kstats` alone is `kstats -m` (a Linux user's first try); same bad-flag rules.
+    r = run(cli, ["kstats", "-n", "0"])
+    assert r.status == 2 and r.stderr.count("\n") == 1
 
 
 def test_unreadable_meminfo_is_one_line_error(cli, tmp_path):
