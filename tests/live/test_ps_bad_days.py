@@ -35,8 +35,8 @@ TASK_LINE = re.compile(r"^(?:TASK|(?:  )*[jpt]: ?\d+) ")
 PROCESS_ROW = re.compile(r"^ *p: ?(\d+) ")
 SIZE_CELL = re.compile(r"^(?:\d+(?:\.\d+)?[BkKMGTPE])$")
 NOTE = re.compile(
-    r"^zxmem: (\d+) process(?:es)? not readable"
-    r"(?:: run as root for PSS| \(denied even to root\))$"
+    r"^zxmem: (\d+) process(?:es)? not readable(?: \(.*?\))?"
+    r"(?:: run as root for PSS| \(denied even to root\))(?:; to list them: .*)?$"
 )
 # What must never reach a terminal: C0 and C1 controls, DEL, and the
 # Unicode characters that reorder or hide text.
@@ -103,7 +103,8 @@ def test_unprivileged_run_counts_what_it_cannot_read(launcher):
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
-    m = re.fullmatch(r"zxmem: (\d+) process(?:es)? not readable: run as root for PSS", lines[0])
+    m = re.fullmatch(r"zxmem: (\d+) process(?:es)? not readable(?: \(.*?\))?"
+                     r": run as root for PSS(?:; to list them: .*)?", lines[0])
     assert m, lines[0]
     n = int(m.group(1))
     assert n > 0

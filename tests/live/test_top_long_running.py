@@ -47,9 +47,12 @@ async def main():
         while app.history.count < 1000 and app.error is None:
             await asyncio.sleep(0.005)
             n = app.history.count
-            if n in (100, 600) and n not in marks:
-                gc.collect()
-                marks[n] = rss()
+            # The count may step past a mark between two polls: take the
+            # first poll at or after it.
+            for mark in (100, 600):
+                if n >= mark and mark not in marks:
+                    gc.collect()
+                    marks[mark] = rss()
             if n // 50 > pressed:
                 pressed = n // 50
                 await pilot.press(keys[pressed % len(keys)])
