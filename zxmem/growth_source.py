@@ -366,29 +366,50 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
                                                           strict=True)]
     # Sum per sample: each process row adds its value at max(first, n0) and
     # takes it away after last; a running sum over the samples then gives the
-    # job's total at every sample (unknown rows count in `unknown`).
+    # job's total at every sample.  SQL sums the changes per (job, sample);
+    # unknown values are counted (a sample with one is unknown).
     jobs = {s64(k): (i, path) for i, k, path in conn.execute("SELECT id, koid, path FROM job_ids")}
     info = _proc_names(conn, p, span)
-    rows = conn.execute(
-        "SELECT ent, max(first, ?1), min(coalesce(last, ?2), ?2), known, private, pss "
-        "FROM proc_mem WHERE first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
-        (p.n0, p.n1, span)).fetchall()
+    member = [(ent, jobs[v[1]][0]) for ent, v in info.items() if v[1] in jobs]
     size = p.size
-    deltas: dict[int, list[list[int]]] = {}
-    for ent, a, b, known, priv, pss in rows:
-        job = info.get(ent, (None, None, None))[1]
-        if job not in jobs:
-            continue
-        d = deltas.get(jobs[job][0])
-        if d is None:
-            d = deltas[jobs[job][0]] = [[0] * (size + 1) for _ in range(4)]
-        for k, v in enumerate((priv, pss)):
-            if known and v is not None:
-                d[k][a - p.n0] += v
-                d[k][b - p.n0 + 1] -= v
-            else:
-                d[2 + k][a - p.n0] += 1
-                d[2 + k][b - p.n0 + 1] -= 1
+    job_ents = sorted({j for _e, j in member})
+    d = np.zeros((len(job_ents), size + 1, 4))
+    if member:
+        values = ",".join(f"({int(e)},{int(j)})" for e, j in member)
+        known = "(r.known AND r.{0} IS NOT NULL)"
+        sums = ", ".join(f"sum(CASE WHEN {known.format(c)} THEN r.{c} ELSE 0 END), "
+                         f"sum(CASE WHEN {known.format(c)} THEN 0 ELSE 1 END)"
+                         for c in ("private", "pss"))
+        window = ("r.first > ?1 - ?3 AND r.first <= ?2 AND (r.last IS NULL OR r.last >= ?1)")
+        for at, sign, extra in (("max(r.first, ?1) - ?1", 1.0, ""),
+                                ("r.last + 1 - ?1", -1.0, "AND r.last < ?2")):
+            rows = np.array(conn.execute(
+                f"WITH m(ent, job) AS (VALUES {values}) "
+                f"SELECT m.job, {at} AS i, {sums} FROM proc_mem r JOIN m ON m.ent = r.ent "
+                f"WHERE {window} {extra} GROUP BY m.job, i", (p.n0, p.n1, span)).fetchall(),
+                dtype=np.float64).reshape(-1, 6)
+            if len(rows):
+                jj = np.searchsorted(job_ents, rows[:, 0].astype(np.int64))
+                ii = rows[:, 1].astype(np.int64)
+                # columns: private sum, private unknown, pss sum, pss unknown
+                np.add.at(d, (jj, ii), sign * rows[:, 2:6])
+    run = np.cumsum(d[:, :size, :], axis=1)
+    # The samples that exist, and their buckets.
+    idx = np.asarray(p.numbers, dtype=np.int64) - p.n0
+    bucket_of = (idx * p.buckets) // size
+    totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for k, (col, unknown) in enumerate(((0, 1), (2, 3))):
+        v = np.where(run[:, idx, unknown] > 0.5, np.nan, run[:, idx, col])
+        lo = np.full((len(job_ents), p.buckets), np.nan)
+        hi = np.full((len(job_ents), p.buckets), np.nan)
+        for b in range(p.buckets):
+            sel = v[:, bucket_of == b]
+            if sel.shape[1]:
+                with np.errstate(all="ignore"):
+                    lo[:, b] = np.fmin.reduce(sel, axis=1)
+                    hi[:, b] = np.fmax.reduce(sel, axis=1)
+        totals[k] = (lo, hi)
+    deltas = {j: n for n, j in enumerate(job_ents)}
     names = dict(conn.execute(
         "SELECT ent, name FROM job_info WHERE first > ?1 - ?3 AND first <= ?2 "
         "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)).fetchall())
@@ -403,22 +424,15 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
         for b, a in per_charge.get(ent, ()):
             lo_hi[b][4], lo_hi[b][5] = a[0], a[1]
             present.add(b)
-        d = deltas.get(ent)
-        if d is not None:
-            run = [0, 0, 0, 0]
-            numbers = set(p.numbers)
-            for i in range(size):
-                for k in range(4):
-                    run[k] += d[k][i]
-                if p.n0 + i not in numbers:
-                    continue
-                b = p.bucket(p.n0 + i)
-                vals: list[int | None] = [run[0] if not run[2] else None,
-                                          run[1] if not run[3] else None]
-                acc = lo_hi[b]
-                if b not in present:
-                    present.add(b)
-                _merge(acc, vals + [None])
+        row = deltas.get(ent)
+        if row is not None:
+            present.update(range(p.buckets))
+            for b in range(p.buckets):
+                for k in (0, 1):
+                    lo, hi = totals[k]
+                    x, y = lo[row, b], hi[row, b]
+                    lo_hi[b][2 * k] = None if x != x else int(x)
+                    lo_hi[b][2 * k + 1] = None if y != y else int(y)
         koid, path = koid_of.get(ent, (None, None))
         pts = sorted(present)
         out.append(Series(
