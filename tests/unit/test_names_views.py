@@ -82,7 +82,7 @@ VIEWS = [
 # exporter and metrics escape names by the exposition format (checked in
 # test_metrics_view.py and by promtool in tests/live).  history lists samples
 # (no names); diff takes two snapshots (its own test below).
-NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics"}
+NOT_FROM = {"share", "record", "history", "diff", "exporter", "metrics", "growth"}
 
 
 def _with_from(args: list[str], path: str) -> list[str]:
