@@ -375,7 +375,13 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
     job_ents = sorted({j for _e, j in member})
     d = np.zeros((len(job_ents), size + 1, 4))
     if member:
-        values = ",".join(f"({int(e)},{int(j)})" for e, j in member)
+        # The membership as a keyed temporary table (a VALUES list joined
+        # 1.7 million times is a scan each time); a read-only store still has
+        # a writable temp database.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS growth_member "
+                     "(ent INTEGER PRIMARY KEY, job INTEGER NOT NULL)")
+        conn.execute("DELETE FROM temp.growth_member")
+        conn.executemany("INSERT INTO temp.growth_member VALUES (?, ?)", member)
         known = "(r.known AND r.{0} IS NOT NULL)"
         sums = ", ".join(f"sum(CASE WHEN {known.format(c)} THEN r.{c} ELSE 0 END), "
                          f"sum(CASE WHEN {known.format(c)} THEN 0 ELSE 1 END)"
@@ -384,8 +390,8 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
         for at, sign, extra in (("max(r.first, ?1) - ?1", 1.0, ""),
                                 ("r.last + 1 - ?1", -1.0, "AND r.last < ?2")):
             rows = np.array(conn.execute(
-                f"WITH m(ent, job) AS (VALUES {values}) "
-                f"SELECT m.job, {at} AS i, {sums} FROM proc_mem r JOIN m ON m.ent = r.ent "
+                f"SELECT m.job, {at} AS i, {sums} FROM proc_mem r "
+                "JOIN temp.growth_member m ON m.ent = r.ent "
                 f"WHERE {window} {extra} GROUP BY m.job, i", (p.n0, p.n1, span)).fetchall(),
                 dtype=np.float64).reshape(-1, 6)
             if len(rows):
