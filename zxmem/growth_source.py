@@ -158,9 +158,20 @@ def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Peri
     aggs = ", ".join(f"coalesce(min({c}), -1), coalesce(max({c}), -1)" for c in cols)
     params = (p.n0, p.n1, nb, size, span)
     nc = len(cols)
-    q1 = np.array(conn.execute(f"SELECT ent, {start_b} AS b, {aggs} FROM {table} "
-                               f"WHERE {window} GROUP BY ent, b", params).fetchall(),
-                  dtype=np.float64).reshape(-1, 2 + 2 * nc)
+    # One query per bucket (a range of the index on first): each groups a
+    # few thousand rows in memory, where one GROUP BY over a day's rows
+    # sorts them all (a third slower, measured).
+    parts = []
+    for b in range(nb):
+        lo_n = p.n0 + -(-b * size // nb)  # the first sample number of bucket b
+        hi_n = p.n0 + -(-(b + 1) * size // nb)
+        if b == 0:
+            lo_n = p.n0 - span + 1  # rows that started before the period
+        rows = conn.execute(f"SELECT ent, {b}, {aggs} FROM {table} WHERE first >= ?6 "
+                            f"AND first < ?7 AND {window} GROUP BY ent",
+                            (*params, lo_n, hi_n)).fetchall()
+        parts.append(np.array(rows, dtype=np.float64).reshape(-1, 2 + 2 * nc))
+    q1 = np.concatenate(parts) if parts else np.zeros((0, 2 + 2 * nc))
     vals = ", ".join(f"coalesce({c}, -1)" for c in cols)
     q2 = np.array(conn.execute(f"SELECT ent, {start_b}, {end_b}, {vals} FROM {table} "
                                f"WHERE {window} AND {end_b} > {start_b}", params).fetchall(),
