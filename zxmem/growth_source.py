@@ -182,11 +182,11 @@ def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Peri
     present = np.zeros((len(ents), nb), dtype=bool)
     if len(ents):
         e = np.searchsorted(ents, q1[:, 0].astype(np.int64))
-        b = q1[:, 1].astype(np.int64)
-        present[e, b] = True
+        bk = q1[:, 1].astype(np.int64)
+        present[e, bk] = True
         for k in range(nc):
-            lo[e, b, k] = np.where(q1[:, 2 + 2 * k] < 0, np.nan, q1[:, 2 + 2 * k])
-            hi[e, b, k] = np.where(q1[:, 3 + 2 * k] < 0, np.nan, q1[:, 3 + 2 * k])
+            lo[e, bk, k] = np.where(q1[:, 2 + 2 * k] < 0, np.nan, q1[:, 2 + 2 * k])
+            hi[e, bk, k] = np.where(q1[:, 3 + 2 * k] < 0, np.nan, q1[:, 3 + 2 * k])
     if len(q2) and len(ents):
         b0 = q2[:, 1].astype(np.int64)
         lengths = q2[:, 2].astype(np.int64) - b0
