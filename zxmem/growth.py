@@ -26,7 +26,10 @@ Why these methods (and not a least-squares line over the samples):
 * **Steady** growth needs the window minima to rise step after step (the
   fraction of rising steps), not once (a step: one rising window, the rest
   flat), and to still rise in the second half of the series (a plateau: the
-  first half rises, the second does not).
+  first half rises, the second does not).  The minima's steps must also
+  average well above zero for their spread (a t statistic): a random walk
+  rises in most windows now and then, by chance.
+* Growth that starts late in the period is judged from where it started.
 * ``fit_r2`` (how much of the variance the line explains) is reported to say
   how *regular* the growth is; it is not the verdict, because a leak under a
   sawtooth has a poor r2 and is still a leak.
