@@ -26,7 +26,10 @@ Why these methods (and not a least-squares line over the samples):
 * **Steady** growth needs the window minima to rise step after step (the
   fraction of rising steps), not once (a step: one rising window, the rest
   flat), and to still rise in the second half of the series (a plateau: the
-  first half rises, the second does not).
+  first half rises, the second does not).  The minima's steps must also
+  average well above zero for their spread (a t statistic): a random walk
+  rises in most windows now and then, by chance.
+* Growth that starts late in the period is judged from where it started.
 * ``fit_r2`` (how much of the variance the line explains) is reported to say
   how *regular* the growth is; it is not the verdict, because a leak under a
   sawtooth has a poor r2 and is still a leak.
@@ -48,12 +51,17 @@ MIN_POINTS = 6
 # pairwise slopes is stable long before every pair is used; cost is n^2).
 TS_POINTS = 48
 # The lower envelope: at most this many windows, each at least WINDOW_MIN points.
-MAX_WINDOWS = 10
+MAX_WINDOWS = 20
 WINDOW_MIN = 5
 # Steady: at least this fraction of the window-minimum steps rise ...
 STEADY_RISING = 0.75
 # ... and the second half still grows at least this fraction of the whole rate.
 STEADY_LATE = 0.5
+# ... and the window-minimum steps have a mean this many standard errors above
+# 0: a random walk (a process whose size drifts up and down by chance) rises
+# in three quarters of its windows now and then, but its steps average about
+# zero; a leak's steps are all of one sign.
+STEADY_T = 4.0
 # A leak must have grown at least this much over the series (one page of
 # allocator noise is not a leak).
 MIN_GROWTH_BYTES = 1 << 20
@@ -337,6 +345,11 @@ def _judge(ts: list[float], ys: list[int], min_growth: int) -> _Judged:
     late = theil_sen(ts[half:], ys[half:])
     rises = [x for x in steps if x > 0]
     grown = rate * (ts[-1] - ts[0])
+    st = np.asarray(steps, dtype=np.float64)
+    spread = float(st.std(ddof=1)) if len(st) > 1 else 0.0
+    mean = float(st.mean()) if len(st) else 0.0
+    trend_t = (mean / (spread / len(st) ** 0.5) if spread > 0
+               else (float("inf") if mean > 0 else 0.0))
     if grown < NOISE_BYTES:
         steady, pattern, why = False, "flat", "not growing"
     elif rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
@@ -345,9 +358,9 @@ def _judge(ts: list[float], ys: list[int], min_growth: int) -> _Judged:
         steady, pattern, why = False, "plateau", "plateau: the growth stopped in the second half"
     elif rising < STEADY_RISING and envelope <= 0.25 * rate:
         steady, pattern, why = False, "sawtooth", "sawtooth: the lowest values do not rise"
-    elif rising < STEADY_RISING:
+    elif rising < STEADY_RISING or trend_t < STEADY_T:
         steady, pattern = False, "irregular"
-        why = "irregular: the lowest values rise in only some windows"
+        why = "irregular: the lowest values rise in only some windows, or by chance"
     elif envelope < STEADY_LATE * rate:
         steady, pattern = False, "sawtooth"
         why = "sawtooth: the lowest values grow slower than the rate"

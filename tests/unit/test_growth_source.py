@@ -223,3 +223,27 @@ def test_bad_input_is_one_line(store, tmp_path):
 def test_a_store_that_cannot_be_read_is_a_store_error(tmp_path):
     with pytest.raises(StoreError):
         load_series(str(tmp_path / "missing.db"))
+
+
+def test_hostile_names_are_inert(tmp_path):
+    path = str(tmp_path / "hostile.db")
+    conn = open_store(path, create=True)
+    w = Writer(conn)
+    evil = "evil\x1b[2J\x07\udcff\u202e"
+    for i in range(12):
+        snap = snapshot(i)
+        procs = tuple(Process(p.koid, evil if p.koid == 10 else p.name, p.job_koid,
+                              memory=p.memory, start_time_ticks=p.start_time_ticks)
+                      for p in snap.processes)
+        w.write(Snapshot(snap.provenance, snap.jobs, procs, None, MappingProxyType({})),
+                TOTALS, T0 + i * STEP)
+    conn.close()
+    status, out, err = run("--from", path)
+    assert status == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "evil\\e[2J" in out
+    status, out, err = run("--from", path, "--json")
+    doc = json.loads(out)
+    names = [s["name"] for s in doc["suspects"]]
+    assert any(n.startswith("evil\x1b[2J\x07") for n in names)  # JSON escapes it
+    assert "\\u001b" in out and "\udcff" not in json.dumps(doc, ensure_ascii=False)

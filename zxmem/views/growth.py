@@ -8,9 +8,12 @@ their rate, size, kind (``hidden``: held only by a descriptor) and name.
 ``RATE`` is the Theil–Sen slope of the signal (USS, plus the hidden objects
 only the process holds; a job's sum of its processes' USS, else PSS, else
 charge; an object's committed bytes), ``FIT`` the r² of that line,
-``RISING`` the fraction of time windows whose lowest value rose, ``SINCE``
+``RISE`` the fraction of time windows whose lowest value rose, ``SINCE``
 the start of the growth, ``HIGH``/``AT`` the high-water mark and when,
-``PSS/h``/``CHARGE/h`` the same slope of PSS and of the cgroup charge.
+``LAST`` the newest value, ``PSS/h``/``CHG/h`` the same slope of PSS and of
+the cgroup charge (``-``: not known or not applicable), ``ID`` the PID (a
+job's or a file object's koid, an anonymous object's owner PID).  Times are
+UTC, ``HH:MM:SS`` when the period is within one day.
 Verdicts: ``LEAK`` (steady growth), else the pattern that rules a leak out
 (``sawtooth``, ``plateau``, ``step``, ``irregular``, ``small``: steady but
 grew less than the threshold, ``short``: seen too briefly, ``gone``: ended
