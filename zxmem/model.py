@@ -24,11 +24,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Mapping as _Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple
+
+from zxmem.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _DeniedTuple(NamedTuple):
+        what: str
+        why: str
+else:  # typing costs start-up; collections is loaded already
+    from collections import namedtuple
+
+    _DeniedTuple = namedtuple("Denied", ("what", "why"))
 
 PAGE_SIZE = 4096
+
+# The default of mapping fields: one shared, read-only empty mapping.
+_EMPTY: _Mapping = MappingProxyType({})
 
 # First koid that an inode-backed VMO can have; sequence koids stay below it.
 INODE_KOID_BASE = 1 << 32
@@ -70,15 +85,13 @@ THREAD_STATES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Thread:
+class Thread(Record):
     koid: int
     name: str
     state: str  # a key of THREAD_STATES
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryCounts:
+class MemoryCounts(Record):
     """Per-process memory numbers (from smaps_rollup or summed smaps).
 
     ``pss_bytes``/``private_bytes``/``shared_bytes`` follow DESIGN.md:
@@ -98,8 +111,7 @@ class MemoryCounts:
     hugetlb_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Mapping:
+class Mapping(Record):
     """One mapping (a VMA, one ``smaps`` entry)."""
 
     start: int
@@ -125,8 +137,7 @@ class Mapping:
         return self.end - self.start
 
 
-@dataclass(frozen=True, slots=True)
-class Region:
+class Region(Record):
     """A group of mappings that belong together (a VMAR, ``R`` in vmaps).
 
     ``kind`` is one of ``"elf"`` (one loaded object's text/rodata/data/bss),
@@ -146,8 +157,7 @@ class Region:
 VMO_KINDS = ("file", "shmem", "memfd", "sysv", "dmabuf", "anon", "clone", "phys")
 
 
-@dataclass(frozen=True, slots=True)
-class Vmo:
+class Vmo(Record):
     koid: int
     name: str
     kind: str | None  # one of VMO_KINDS; None = unknown (a Fuchsia VMO)
@@ -180,8 +190,7 @@ def largest_first(vmos: Iterable[Vmo]) -> list[Vmo]:
     return sorted(vmos, key=key)
 
 
-@dataclass(frozen=True, slots=True)
-class VmoRef:
+class VmoRef(Record):
     """How a process reaches a VMO: through a handle (fd) and/or a mapping."""
 
     vmo_koid: int
@@ -190,8 +199,7 @@ class VmoRef:
     fd: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Process:
+class Process(Record):
     koid: int
     name: str  # Linux comm (≤ 15 bytes), escaped at display time
     job_koid: int
@@ -223,8 +231,7 @@ class Process:
         return f"[{self.name}]"
 
 
-@dataclass(frozen=True, slots=True)
-class CgroupMemory:
+class CgroupMemory(Record):
     """What a cgroup's own memory files say (zxmem.sources.cgmem).
 
     ``version`` is ``"v2"`` or ``"v1"``.  Limits are bytes or ``"max"`` (no
@@ -253,8 +260,7 @@ class CgroupMemory:
     missing: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(Record):
     koid: int
     name: str
     parent_koid: int  # 0 for the root job
@@ -266,8 +272,7 @@ class Job:
     cgroup: CgroupMemory | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class KernelStats:
+class KernelStats(Record):
     """Zircon's ``zx_info_kmem_stats`` as mapped onto Linux (spec B.5)."""
 
     total_bytes: int | None = None
@@ -280,17 +285,17 @@ class KernelStats:
     ipc_bytes: int | None = None
     other_bytes: int | None = None
     # Raw inputs (meminfo keys to bytes), so every column can be explained.
-    meminfo: _Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    extra: _Mapping[str, int | None] = field(default_factory=lambda: MappingProxyType({}))
+    meminfo: _Mapping[str, int] = _EMPTY
+    extra: _Mapping[str, int | None] = _EMPTY
 
 
-class Denied(NamedTuple):
+class Denied(_DeniedTuple):
     """Something that could not be read: ``what`` is ``"FILE:PID"`` (e.g.
     ``"smaps_rollup:1234"``) or a path; ``why`` the errno name (``EACCES``)
-    or ``"malformed"``.  A 2-tuple, so it is written as a JSON pair."""
+    or ``"malformed"``.  A 2-tuple (a named tuple of ``what`` and ``why``), so
+    it is written as a JSON pair."""
 
-    what: str
-    why: str
+    __slots__ = ()
 
     @property
     def kind(self) -> str:
@@ -304,8 +309,7 @@ class Denied(NamedTuple):
         return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
-@dataclass(frozen=True, slots=True)
-class Provenance:
+class Provenance(Record):
     source: str  # "linux", "memgraph", "fuchsia-capture"
     host: str | None = None
     kernel: str | None = None
@@ -335,21 +339,18 @@ class Provenance:
                          if d.pid is not None and (not kinds or d.kind in kinds))
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(Record):
     provenance: Provenance
     jobs: tuple[Job, ...]
     processes: tuple[Process, ...]
     kernel: KernelStats | None = None
-    vmos: _Mapping[int, Vmo] = field(default_factory=lambda: MappingProxyType({}))
+    vmos: _Mapping[int, Vmo] = _EMPTY
     # VMO koids no process maps (memfds held only by fds, SysV with no
     # attach, tmpfs files, dma-bufs, the Shmem remainder): filled by the
     # kernel-memory collector when asked.
     hidden_vmo_koids: tuple[int, ...] = ()
     # Who holds each hidden VMO: koid -> process koids holding a descriptor.
-    vmo_holders: _Mapping[int, tuple[int, ...]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    vmo_holders: _Mapping[int, tuple[int, ...]] = _EMPTY
     # Buckets the source carried (a memory-monitor capture wrapped with its
     # "Buckets", or the assignment `ffx profile memory --buckets` made):
     # zxmem.digest.BucketSpec objects, used by `digest` when no --buckets is

@@ -51,7 +51,10 @@ def _violations(importers, forbidden: tuple[str, ...]) -> list[str]:
 
 
 def test_the_model_imports_no_other_part():
-    assert sorted(_modules()["zxmem.model"]) == []
+    # zxmem.record (the cheap dataclass stand-in) is below the model and
+    # imports nothing of zxmem itself.
+    assert sorted(_modules()["zxmem.model"]) == ["zxmem.record", "zxmem.record.Record"]
+    assert sorted(_modules()["zxmem.record"]) == []
 
 
 def test_only_the_command_line_imports_the_command_line():

@@ -1,0 +1,209 @@
+"""Immutable record classes that are cheap to define: dataclasses for start-up.
+
+``@dataclass(frozen=True, slots=True)`` costs ``zxmem ps`` dearly at start-up:
+importing :mod:`dataclasses` imports :mod:`inspect` (and with it ``ast``,
+``dis``, ``tokenize``), and each decorated class compiles half a dozen
+generated methods and is then created a second time for its slots.  The
+model's dozen classes took more time than everything ``ps`` reads on an idle
+machine.
+
+A :class:`Record` subclass is declared like a dataclass (annotated fields,
+defaults after the fields without one)::
+
+    class Thread(Record):
+        koid: int
+        name: str
+        state: str = "new"
+
+and behaves like a frozen, slotted dataclass: keyword or positional
+``__init__`` (calling ``__post_init__`` when the class has one), ``__eq__``
+between instances of the same class, ``__hash__``, ``__repr__``,
+``__match_args__``, pickling and copying, and assignment raising
+:class:`dataclasses.FrozenInstanceError`.  ``class Node(Record,
+frozen=False)`` makes a mutable one (unhashable, as a dataclass with
+``eq=True``).  Only ``__init__`` is generated (one small ``exec`` per class);
+the other methods are shared.
+
+:func:`dataclasses.replace`, :func:`dataclasses.fields`,
+:func:`dataclasses.asdict` and :func:`dataclasses.is_dataclass` work on
+records: the class's ``__dataclass_fields__`` is built on first use (that is
+when :mod:`dataclasses` is imported), from a dataclass of the same fields.
+Type checkers see records as dataclasses (``dataclass_transform``).
+Mutable defaults are not guarded against: use immutable ones
+(``MappingProxyType({})``, tuples).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_options):
+        return lambda obj: obj
+
+_NO_DEFAULT = object()
+
+
+def _annotations(ns: dict[str, Any]) -> dict[str, Any]:
+    found = ns.get("__annotations__")
+    if found is not None:
+        return dict(found)
+    annotate = ns.get("__annotate__")  # Python 3.14 without the __future__ import
+    if annotate is None:
+        return {}
+    import annotationlib  # type: ignore[import-not-found,unused-ignore]
+
+    return dict(annotationlib.call_annotate_function(annotate, annotationlib.Format.FORWARDREF))
+
+
+def _is_classvar(annotation: Any) -> bool:
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return text.startswith(("ClassVar", "typing.ClassVar"))
+
+
+@dataclass_transform(frozen_default=True)
+class RecordMeta(type):
+    """Turns annotated fields into slots and a generated ``__init__``."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any],
+                frozen: bool = True, **kwargs: Any) -> RecordMeta:
+        if not any(isinstance(b, RecordMeta) for b in bases):  # Record itself
+            ns.update(__record_fields__=(), __record_defaults__={}, __record_types__={})
+            return super().__new__(mcs, name, bases, ns, **kwargs)
+        inherited: tuple[str, ...] = ()
+        defaults: dict[str, Any] = {}
+        types: dict[str, Any] = {}
+        for base in reversed(bases):
+            if isinstance(base, RecordMeta):
+                inherited += base.__record_fields__  # type: ignore[attr-defined]
+                defaults.update(base.__record_defaults__)  # type: ignore[attr-defined]
+                types.update(base.__record_types__)  # type: ignore[attr-defined]
+        own = {n: t for n, t in _annotations(ns).items() if not _is_classvar(t)}
+        for field_name in own:
+            if field_name in ns:
+                defaults[field_name] = ns.pop(field_name)
+            else:
+                defaults.pop(field_name, None)
+        types.update(own)
+        names = inherited + tuple(n for n in own if n not in inherited)
+        ns["__slots__"] = tuple(n for n in own if n not in inherited)
+        ns["__record_fields__"] = names
+        ns["__record_defaults__"] = defaults
+        ns["__record_types__"] = types
+        ns["__record_frozen__"] = frozen
+        ns["__match_args__"] = names
+        ns["__init__"] = _make_init(name, names, defaults, frozen,
+                                    "__post_init__" in ns or any(
+                                        hasattr(b, "__post_init__") for b in bases))
+        if not frozen:
+            ns["__setattr__"] = object.__setattr__
+            ns["__delattr__"] = object.__delattr__
+            ns["__hash__"] = None
+        return super().__new__(mcs, name, bases, ns, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        if name != "__dataclass_fields__" or "__record_frozen__" not in cls.__dict__:
+            raise AttributeError(name)
+        built = _dataclass_fields(cls)
+        type.__setattr__(cls, "__dataclass_fields__", built)
+        return built
+
+
+def _make_init(cls_name: str, names: tuple[str, ...], defaults: dict[str, Any],
+               frozen: bool, post_init: bool) -> Any:
+    params = []
+    for i, field_name in enumerate(names):
+        if field_name in defaults:
+            params.append(f"{field_name}=_d{i}")
+        else:
+            params.append(field_name)
+    assign = "_set(self, {0!r}, {0})" if frozen else "self.{0} = {0}"
+    body = [assign.format(n) for n in names] or ["pass"]
+    if post_init:
+        body.append("self.__post_init__()")
+    source = (f"def __init__(self, {', '.join(params)}):\n    "
+              + "\n    ".join(body) + "\n") if names else \
+        ("def __init__(self):\n    " + "\n    ".join(body) + "\n")
+    scope: dict[str, Any] = {"_set": object.__setattr__}
+    for i, field_name in enumerate(names):
+        if field_name in defaults:
+            scope[f"_d{i}"] = defaults[field_name]
+    exec(source, scope)  # noqa: S102 - our own field names, checked identifiers
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls_name}.__init__"
+    return init
+
+
+def _constant(value: Any) -> Any:
+    return lambda: value
+
+
+def _dataclass_fields(cls: type) -> dict[str, Any]:
+    """``__dataclass_fields__`` for ``cls``: those of a dataclass with the same
+    fields, types and defaults (so every :mod:`dataclasses` function works)."""
+    import dataclasses
+
+    spec: list[Any] = []
+    defaults = cls.__record_defaults__  # type: ignore[attr-defined]
+    for field_name in cls.__record_fields__:  # type: ignore[attr-defined]
+        kind = cls.__record_types__[field_name]  # type: ignore[attr-defined]
+        if field_name not in defaults:
+            spec.append((field_name, kind))
+            continue
+        value = defaults[field_name]
+        if type(value).__hash__ is None:  # dataclasses refuses those as defaults
+            spec.append((field_name, kind, dataclasses.field(default_factory=_constant(value))))
+        else:
+            spec.append((field_name, kind, dataclasses.field(default=value)))
+    shadow = dataclasses.make_dataclass(
+        cls.__name__, spec, frozen=cls.__record_frozen__)  # type: ignore[attr-defined]
+    return dict(shadow.__dataclass_fields__)  # type: ignore[attr-defined]
+
+
+class Record(metaclass=RecordMeta):
+    """Base of record classes; see the module's documentation."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple([getattr(self, n) for n in self.__record_fields__])  # type: ignore[attr-defined]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}"
+                          for n in self.__record_fields__)  # type: ignore[attr-defined]
+        return f"{type(self).__qualname__}({inner})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup failed: an instance asked for the
+        # dataclass fields before its class was (dataclasses.fields(obj)).
+        if name == "__dataclass_fields__":
+            return getattr(type(self), name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._values()
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for field_name, value in zip(self.__record_fields__, state, strict=True):  # type: ignore[attr-defined]
+            object.__setattr__(self, field_name, value)
