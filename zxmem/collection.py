@@ -32,11 +32,11 @@ the page-level reads (:func:`exact_scan`, :func:`share_pages`,
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from zxmem.errors import ZxmemError
 from zxmem.model import Denied, Process, Snapshot
+from zxmem.record import Record, field, replace
 
 if TYPE_CHECKING:
     from zxmem.sources.pagemap import ChargePages, ExactScan
@@ -44,8 +44,7 @@ if TYPE_CHECKING:
 Warn = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(Record):
     """What :func:`collect` reads.  The defaults give ``zxmem ps``'s snapshot."""
 
     memory: bool = True  # process totals (smaps_rollup)
@@ -385,8 +384,7 @@ def process_kernel_usage(proc_root: str = "/proc", *, kernel_threads: bool = Fal
                                             stack_size=stack_size)
 
 
-@dataclass(frozen=True, slots=True)
-class KernelSample:
+class KernelSample(Record):
     """One reading of ``kstats``: CPU counters, memory statistics (with the
     notes on what could not be read) and the system's memory pressure;
     None for each part not asked for."""
@@ -448,8 +446,7 @@ def exact_scan(proc_root: str = "/proc", pids: Collection[int] | None = None, *,
                         tag_pids=tag_pids)
 
 
-@dataclass(frozen=True, slots=True)
-class SharePages:
+class SharePages(Record):
     """What ``zxmem share PID`` reads: the page scan and the names of PID
     and its sharers; or, where pages cannot be counted (``scan.unavailable``),
     PID's ``smaps_rollup`` fields."""

@@ -7,11 +7,10 @@ everywhere it appears.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from zxmem.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
+class FieldSpec(Record):
     name: str  # attribute / JSON key (bytes fields end in _bytes)
     header: str  # column header in text views
     unit: str  # "bytes", "count", "koid", "text"

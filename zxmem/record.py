@@ -37,14 +37,38 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
 
     from typing_extensions import dataclass_transform
+
+    _R = TypeVar("_R", bound="Record")
 else:
     def dataclass_transform(**_options):
         return lambda obj: obj
 
-_NO_DEFAULT = object()
+
+class _Factory:
+    """A field default made afresh for each instance (:func:`field`)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], Any]) -> Any:
+    """A field whose default is ``default_factory()``, called for each
+    instance (as :func:`dataclasses.field` with ``default_factory``)."""
+    return _Factory(default_factory)
+
+
+def replace(obj: _R, /, **changes: Any) -> _R:
+    """A copy of the record ``obj`` with ``changes`` (as
+    :func:`dataclasses.replace`, without importing :mod:`dataclasses`)."""
+    values = {n: getattr(obj, n) for n in obj.__record_fields__  # type: ignore[attr-defined]
+              if n not in changes}
+    return obj.__class__(**values, **changes)
 
 
 def _annotations(ns: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +88,7 @@ def _is_classvar(annotation: Any) -> bool:
     return text.startswith(("ClassVar", "typing.ClassVar"))
 
 
-@dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
 class RecordMeta(type):
     """Turns annotated fields into slots and a generated ``__init__``."""
 
@@ -121,7 +145,12 @@ def _make_init(cls_name: str, names: tuple[str, ...], defaults: dict[str, Any],
         else:
             params.append(field_name)
     assign = "_set(self, {0!r}, {0})" if frozen else "self.{0} = {0}"
-    body = [assign.format(n) for n in names] or ["pass"]
+    body = []
+    for i, field_name in enumerate(names):
+        if isinstance(defaults.get(field_name), _Factory):
+            body.append(f"if {field_name} is _d{i}: {field_name} = _d{i}.make()")
+        body.append(assign.format(field_name))
+    body = body or ["pass"]
     if post_init:
         body.append("self.__post_init__()")
     source = (f"def __init__(self, {', '.join(params)}):\n    "
@@ -154,7 +183,9 @@ def _dataclass_fields(cls: type) -> dict[str, Any]:
             spec.append((field_name, kind))
             continue
         value = defaults[field_name]
-        if type(value).__hash__ is None:  # dataclasses refuses those as defaults
+        if isinstance(value, _Factory):
+            spec.append((field_name, kind, dataclasses.field(default_factory=value.make)))
+        elif type(value).__hash__ is None:  # dataclasses refuses those as defaults
             spec.append((field_name, kind, dataclasses.field(default_factory=_constant(value))))
         else:
             spec.append((field_name, kind, dataclasses.field(default=value)))

@@ -14,15 +14,14 @@ whose processes is known has ``None`` totals, never 0.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from zxmem.model import Job, Process, Snapshot, Thread
+from zxmem.record import Record
 
 SORT_KEYS = ("koid", "pss", "private", "name")
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRow:
+class TaskRow(Record):
     kind: str  # "j", "p" or "t"
     depth: int
     koid: int
@@ -40,8 +39,7 @@ class TaskRow:
     thread: Thread | None = None
 
 
-@dataclass(slots=True)
-class _Totals:
+class _Totals(Record, frozen=False):
     pss: int = 0
     private: int = 0
     swap: int = 0

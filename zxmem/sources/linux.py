@@ -33,7 +33,6 @@ import errno
 import os
 import threading
 import time
-from dataclasses import dataclass
 
 from zxmem.model import (
     Denied,
@@ -43,6 +42,7 @@ from zxmem.model import (
     Snapshot,
     Thread,
 )
+from zxmem.record import Record
 from zxmem.runtime import pause_gc, resume_gc
 from zxmem.sources import cgroups, procfs
 from zxmem.sources.readfile import errname as _errname
@@ -74,8 +74,7 @@ _THREAD_STATE = {
 JOB_MODES = ("cgroup", "user", "none")
 
 
-@dataclass(frozen=True, slots=True)
-class CollectOptions:
+class CollectOptions(Record):
     """What to read beyond the defaults."""
 
     threads: bool = False  # task/*/stat for every process

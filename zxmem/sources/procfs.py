@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from zxmem.record import Record
 from zxmem.textsafe import decode_name
 
 KIB = 1024
@@ -39,8 +39,7 @@ class ParseError(ValueError):
     """A ``/proc`` file whose contents do not have the expected shape."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskStat:
+class TaskStat(Record):
     """The fields zxmem uses from ``/proc/PID/stat`` (or ``task/TID/stat``)."""
 
     pid: int
@@ -203,8 +202,7 @@ def status_uid(status: dict[bytes, bytes]) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class CgroupLine:
+class CgroupLine(Record):
     hierarchy_id: int
     controllers: tuple[str, ...]  # () for the v2 line "0::/path"
     path: str
@@ -234,8 +232,7 @@ def parse_cgroup(data: bytes) -> tuple[CgroupLine, ...]:
     return tuple(lines)
 
 
-@dataclass(frozen=True, slots=True)
-class MountInfo:
+class MountInfo(Record):
     mount_point: str
     fs_type: str
     root: str

@@ -18,10 +18,10 @@ escaped for the terminal and, when a width is given, cut to fit it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zxmem import fields
+from zxmem.record import Record
 from zxmem.tasktree import TaskRow
 from zxmem.textsafe import clean_text, escape_terminal, truncate_to_width
 from zxmem.units import format_size
@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     import re
 
 
-@dataclass(frozen=True, slots=True)
-class PsOptions:
+class PsOptions(Record):
     jobs_only: bool = False  # -J
     threads: bool = False  # -T
     units: str | None = None  # --units letter; None = natural
