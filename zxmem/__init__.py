@@ -22,12 +22,13 @@ Names are imported on first use, so ``zxmem ps`` starts without them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 __all__ = ["Plan", "Snapshot", "collect", "load", "__version__"]
 
+TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from zxmem.collection import Plan, collect, load
     from zxmem.model import Snapshot
 

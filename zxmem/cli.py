@@ -17,19 +17,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TextIO, cast
 
 from zxmem import __version__
 from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
 from zxmem.outfile import GuardedStream, StdoutError
+from zxmem.record import Record, field, replace
 from zxmem.textsafe import SafeWriter, escape_terminal
+
+TYPE_CHECKING = False  # typing itself costs start-up
+if TYPE_CHECKING:
+    from typing import TextIO, cast
+else:
+    def cast(_type, value):  # typing.cast
+        return value
 
 # Modules of zxmem/commands that are not commands.
 _NOT_COMMANDS = frozenset(("__init__", "common"))
@@ -49,8 +54,7 @@ def command_modules() -> list[str]:
     return sorted(names)
 
 
-@dataclass
-class Environment:
+class Environment(Record, frozen=False):
     """What a command may use of the world outside it."""
 
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
@@ -135,9 +139,9 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     # character a view forgot to escape still never reaches a terminal raw.
     # The caller's env is left as it was.
     # Both wrappers are file-like (write, flush, isatty) without being TextIO.
-    out = cast(TextIO, SafeWriter(cast(TextIO, GuardedStream(env.stdout))))
-    guarded = dataclasses.replace(env, stdout=out,
-                                  stderr=cast(TextIO, SafeWriter(env.stderr)))
+    out = cast("TextIO", SafeWriter(cast("TextIO", GuardedStream(env.stdout))))
+    guarded = replace(env, stdout=out,
+                      stderr=cast("TextIO", SafeWriter(env.stderr)))
     try:
         status = _run(argv, guarded)
     except StdoutError as exc:

@@ -32,13 +32,15 @@ the page-level reads (:func:`exact_scan`, :func:`share_pages`,
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
 
 from zxmem.errors import ZxmemError
 from zxmem.model import Denied, Process, Snapshot
 from zxmem.record import Record, field, replace
 
+TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from zxmem.sources.pagemap import ChargePages, ExactScan
 
 Warn = Callable[[str], None]

@@ -42,10 +42,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TextIO
 
 from zxmem.errors import ZxmemError
 from zxmem.textsafe import escape_terminal
+
+TYPE_CHECKING = False  # typing itself costs start-up
+if TYPE_CHECKING:
+    from typing import TextIO
 
 STDOUT_NAME = "standard output"
 

@@ -26,7 +26,10 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # typing itself costs start-up
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def decode_name(raw: bytes) -> str:

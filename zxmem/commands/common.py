@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
 
 from zxmem.errors import UsageError, ZxmemError
 from zxmem.units import UNITS, unit_index
 
+TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:  # zxmem.model only for hints: every --help imports this module
     from zxmem.model import Snapshot
 

@@ -18,7 +18,6 @@ escaped for the terminal and, when a width is given, cut to fit it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from zxmem import fields
 from zxmem.record import Record
@@ -26,6 +25,7 @@ from zxmem.tasktree import TaskRow
 from zxmem.textsafe import clean_text, escape_terminal, truncate_to_width
 from zxmem.units import format_size
 
+TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:
     import re
 
