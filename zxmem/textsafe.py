@@ -37,9 +37,32 @@ def decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+class _LazyPattern:
+    """A regular expression compiled on first use: these character classes
+    take about 2 ms to compile, and most runs (plain ASCII names) never need
+    them thanks to the ``isascii`` checks below."""
+
+    __slots__ = ("_source", "_compiled")
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    def _get(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source)
+        return self._compiled
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self._get().search(text)
+
+    def sub(self, repl: Any, text: str) -> str:
+        return self._get().sub(repl, text)
+
+
 # Lone surrogates: U+DC80..U+DCFF is how ``surrogateescape`` holds an
 # undecodable byte; any other lone surrogate has no byte behind it.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = _LazyPattern("[\ud800-\udfff]")
 
 
 def _surrogate_text(ch: str) -> str:
@@ -55,7 +78,7 @@ def clean_text(text: str) -> str:
 
     For strings the OS decoded (``os.listdir``/``os.readlink``/``scandir`` on
     ``str`` paths) and strings read from JSON (``"\\udcff"``)."""
-    if _SURROGATE.search(text) is None:
+    if text.isascii() or _SURROGATE.search(text) is None:
         return text
     return _SURROGATE.sub(lambda m: _surrogate_text(m.group(0)), text)
 
@@ -100,10 +123,10 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 # C0 controls, DEL, C1 controls, and Unicode format characters that reorder
 # or hide text (bidi overrides, zero-width characters, line/paragraph seps).
 _UNSAFE_CLASS = "\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff"
-_UNSAFE = re.compile(f"[\x00-\x1f{_UNSAFE_CLASS}]")
+_UNSAFE = _LazyPattern(f"[\x00-\x1f{_UNSAFE_CLASS}]")
 # What SafeWriter escapes: all of the above but the newline and tab that
 # views print between rows and cells.
-_UNSAFE_IN_OUTPUT = re.compile(f"[\x00-\x08\x0b-\x1f{_UNSAFE_CLASS}]")
+_UNSAFE_IN_OUTPUT = _LazyPattern(f"[\x00-\x08\x0b-\x1f{_UNSAFE_CLASS}]")
 # The ASCII characters it keeps.
 _ASCII_OK = b"\t\n" + bytes(range(0x20, 0x7F))
 
@@ -123,6 +146,8 @@ def _escape_char(m: re.Match[str]) -> str:
 
 def escape_terminal(text: str) -> str:
     """Escape every character that could change what a terminal shows."""
+    if text.isascii() and text.isprintable():  # no control, no DEL
+        return text
     if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(_escape_char, text)

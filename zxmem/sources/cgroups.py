@@ -22,7 +22,6 @@ hash of the path with bit 32 set, so it never collides with a real inode.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -100,6 +99,8 @@ class CgroupIds:
         meta = os.path.join(fs_root, RECORDING_META)
         try:
             with open(meta, "rb") as f:
+                import json  # only a recorded tree has the file: not at start-up
+
                 self._recorded = {k: int(v) for k, v in json.load(f)["cgroup_ids"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self._recorded = None
