@@ -15,7 +15,6 @@ device"); 2 usage error; 130 Ctrl-C; a closed output pipe ends quietly with
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import os
@@ -31,7 +30,8 @@ from zxmem.textsafe import SafeWriter, escape_terminal
 
 TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:
-    from typing import TextIO, cast
+    import argparse
+    from typing import Any, TextIO, cast
 else:
     def cast(_type, value):  # typing.cast
         return value
@@ -90,24 +90,46 @@ class Environment(Record, frozen=False):
         return shutil.get_terminal_size((80, 24)).columns
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting.
+_PARSER_CLASS: type[argparse.ArgumentParser] | None = None
 
-    A command may set ``lazy_description`` (a function returning the text)
-    instead of ``description``: it is built only when help is printed, so a
-    long help text costs nothing at start-up.
-    """
 
-    lazy_description: Callable[[], str] | None = None
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """The parser class, made on first use: argparse is imported only when
+    arguments are to be parsed (``zxmem ps`` alone needs no parser; see
+    :mod:`zxmem.commands._defaults`)."""
+    global _PARSER_CLASS
+    if _PARSER_CLASS is not None:
+        return _PARSER_CLASS
+    import argparse
 
-    def format_help(self) -> str:
-        if self.lazy_description is not None:
-            self.description = self.lazy_description()
-            self.lazy_description = None
-        return super().format_help()
+    class _Parser(argparse.ArgumentParser):
+        """argparse that raises UsageError instead of exiting.
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        A command may set ``lazy_description`` (a function returning the text)
+        instead of ``description``: it is built only when help is printed, so a
+        long help text costs nothing at start-up.
+        """
+
+        lazy_description: Callable[[], str] | None = None
+
+        def __init__(self, *args: Any, raw_description: bool = False, **kw: Any) -> None:
+            # raw_description: the description and epilog keep their line
+            # breaks (a command module need not import argparse to ask).
+            if raw_description:
+                kw["formatter_class"] = argparse.RawDescriptionHelpFormatter
+            super().__init__(*args, **kw)
+
+        def format_help(self) -> str:
+            if self.lazy_description is not None:
+                self.description = self.lazy_description()
+                self.lazy_description = None
+            return super().format_help()
+
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"{self.prog}: {message}")
+
+    _PARSER_CLASS = _Parser
+    return _Parser
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -116,14 +138,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Loading one command module instead of all keeps ``zxmem ps`` start-up
     short; ``zxmem --help`` loads them all to list them.
     """
-    parser = _Parser(
+    parser_class = _parser_class()
+    parser = parser_class(
         prog="zxmem",
         description="Fuchsia's Zircon memory tools for Linux: which processes and "
         "containers hold the memory, and why.",
         epilog="Run 'zxmem COMMAND --help' for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"zxmem {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     names = command_modules()
     for name in [only] if only in names else names:
         module = importlib.import_module(f"zxmem.commands.{name}")
@@ -160,6 +183,14 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 
 def _run(argv: list[str], env: Environment) -> int:
+    if len(argv) == 1 and argv[0] in command_modules():
+        # A command with no option (``zxmem ps``): its defaults, without argparse.
+        from zxmem.commands._defaults import bare_command_args
+
+        bare = bare_command_args(argv[0])
+        if bare is not None:
+            status = bare.run(bare, env)
+            return status if status is not None else EXIT_OK
     parser = build_parser(argv[0] if argv else None)
     try:
         with contextlib.redirect_stdout(env.stdout):  # type: ignore[type-var]

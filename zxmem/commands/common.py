@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from zxmem.errors import UsageError, ZxmemError
@@ -10,7 +9,11 @@ from zxmem.units import UNITS, unit_index
 
 TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:  # zxmem.model only for hints: every --help imports this module
+    import argparse
+
     from zxmem.model import Snapshot
+else:  # argparse on first use: `zxmem ps` alone does not parse
+    from zxmem.commands._lazy import argparse
 
 
 def units_arg(value: str) -> str:

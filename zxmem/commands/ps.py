@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from zxmem.commands import common
 from zxmem.errors import UsageError, ZxmemError
 from zxmem.textsafe import escape_terminal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+else:  # argparse on first use: `zxmem ps` alone does not parse
+    from zxmem.commands._lazy import argparse
 
 HELP = "list jobs (cgroups) and processes with PSS, PRIVATE and SHARED"
 
@@ -64,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "ps",
         help=HELP,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        raw_description=True,  # zxmem.cli's parser: RawDescriptionHelpFormatter
     )
     # Built only for --help (zxmem.cli._Parser): it loads the field table.
     p.lazy_description = _description
