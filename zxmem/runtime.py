@@ -8,9 +8,9 @@ last holder to leave restores what was there before the first came in.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading
 import gc
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 # for a process that reads smaps for days while temporary files come and go.
 CACHE_LIMIT = 1 << 14
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _gc_holders = 0
 _gc_was_enabled = False
 _interval_holders = 0
