@@ -15,7 +15,6 @@ device"); 2 usage error; 130 Ctrl-C; a closed output pipe ends quietly with
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import sys
@@ -191,6 +190,8 @@ def _run(argv: list[str], env: Environment) -> int:
         if bare is not None:
             status = bare.run(bare, env)
             return status if status is not None else EXIT_OK
+    import contextlib
+
     parser = build_parser(argv[0] if argv else None)
     try:
         with contextlib.redirect_stdout(env.stdout):  # type: ignore[type-var]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import _thread  # threading's Lock, without importing threading
 import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
 
 # Entries a decoding cache (paths, permissions, devices) keeps before it
 # starts again: far more than one machine's libraries and files, and a bound
@@ -50,31 +52,40 @@ def resume_gc() -> None:
             gc.enable()
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cycle-collector passes while the block runs (:func:`pause_gc`)."""
-    pause_gc()
-    try:
-        yield
-    finally:
+class paused_gc:  # noqa: N801 - used as a function: `with paused_gc():`
+    """No cycle-collector passes while the block runs (:func:`pause_gc`).
+
+    A class rather than a ``contextlib.contextmanager``: contextlib is not
+    imported at ``zxmem ps``'s start-up."""
+
+    def __enter__(self) -> None:
+        pause_gc()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         resume_gc()
 
 
-@contextmanager
-def switch_interval(seconds: float) -> Iterator[None]:
+class switch_interval:  # noqa: N801 - used as a function: `with switch_interval(s):`
     """``sys.setswitchinterval(seconds)`` while the block runs (the smallest
     interval asked for by any holder wins; the first holder's value comes
     back when the last one leaves)."""
-    global _interval_holders, _interval_before
-    with _lock:
-        if _interval_holders == 0:
-            _interval_before = sys.getswitchinterval()
-        _interval_holders += 1
-        if seconds < sys.getswitchinterval():
-            sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        global _interval_holders, _interval_before
+        with _lock:
+            if _interval_holders == 0:
+                _interval_before = sys.getswitchinterval()
+            _interval_holders += 1
+            if self.seconds < sys.getswitchinterval():
+                sys.setswitchinterval(self.seconds)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        global _interval_holders
         with _lock:
             _interval_holders -= 1
             if _interval_holders == 0:

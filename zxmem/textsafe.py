@@ -24,11 +24,11 @@ every name cell themselves, and the unit tests check each view).
 from __future__ import annotations
 
 import os
-import re
 import unicodedata
 
 TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:
+    import re
     from typing import Any, TextIO
 
 
@@ -50,6 +50,8 @@ class _LazyPattern:
 
     def _get(self) -> re.Pattern[str]:
         if self._compiled is None:
+            import re  # not at start-up: a plain install's site does not load it
+
             self._compiled = re.compile(self._source)
         return self._compiled
 
@@ -146,7 +148,10 @@ def _escape_char(m: re.Match[str]) -> str:
 
 def escape_terminal(text: str) -> str:
     """Escape every character that could change what a terminal shows."""
-    if text.isascii() and text.isprintable():  # no control, no DEL
+    if text.isprintable():
+        # Every character escaped is unprintable to Python (Cc, Cf, Cs, Zl,
+        # Zp or unassigned): a printable text has none, and no regular
+        # expression is compiled or run for it.
         return text
     if _UNSAFE.search(text) is None:
         return text
@@ -167,6 +172,8 @@ class SafeWriter:
             # 1 ns a character; a regular expression takes ten times longer.
             if not text.encode("ascii").translate(None, _ASCII_OK):
                 return self._stream.write(text)
+        elif text.replace("\n", "").replace("\t", "").isprintable():
+            return self._stream.write(text)  # as escape_terminal's first check
         if _UNSAFE_IN_OUTPUT.search(text) is not None:
             text = _UNSAFE_IN_OUTPUT.sub(_escape_char, text)
         return self._stream.write(text)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from zxmem.commands import common
 from zxmem.errors import UsageError, ZxmemError
 from zxmem.textsafe import escape_terminal
@@ -11,6 +9,7 @@ from zxmem.textsafe import escape_terminal
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    import re
 else:  # argparse on first use: `zxmem ps` alone does not parse
     from zxmem.commands._lazy import argparse
 
@@ -151,6 +150,8 @@ def _delay_arg(value: str) -> float:
 
 
 def _pattern_arg(value: str) -> re.Pattern[str]:
+    import re
+
     if len(value) > MAX_PATTERN:
         raise argparse.ArgumentTypeError(
             f"pattern longer than {MAX_PATTERN} characters")
