@@ -24,7 +24,6 @@ every name cell themselves, and the unit tests check each view).
 from __future__ import annotations
 
 import os
-import unicodedata
 
 TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:
@@ -190,6 +189,8 @@ def display_width(text: str) -> int:
     """Terminal columns taken by ``text`` (wide East Asian characters count 2)."""
     if text.isascii():
         return len(text)
+    import unicodedata  # not at start-up: ASCII text never needs it
+
     width = 0
     for ch in text:
         if unicodedata.combining(ch):
@@ -204,6 +205,8 @@ def truncate_to_width(text: str, width: int) -> str:
         return ""
     if text.isascii():
         return text if len(text) <= width else text[:width]
+    import unicodedata
+
     out = []
     used = 0
     for ch in text:

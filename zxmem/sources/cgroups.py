@@ -23,7 +23,6 @@ hash of the path with bit 32 set, so it never collides with a real inode.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 
 from zxmem.model import Job
@@ -79,6 +78,8 @@ def mount_for_mode(mounts: Iterable[MountInfo], mode: str) -> MountInfo | None:
 
 def synthetic_koid(path: str) -> int:
     """Stable koid for a cgroup whose directory cannot be found."""
+    import zlib  # rarely needed: not at start-up
+
     return (1 << 32) | zlib.crc32(path.encode("utf-8", "surrogateescape"))
 
 
