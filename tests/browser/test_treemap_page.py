@@ -214,7 +214,7 @@ def test_click_zooms_in_and_breadcrumb_zooms_out(browser, tmp_path):
     page = o.page
     try:
         before = box_labels(page)
-        assert any(label.startswith("K free") for label in before)
+        assert not any(label.startswith("K free") for label in before)  # used memory only
         click_box(page, "VMOs/processes")
         assert page.inner_text("#crumbs [aria-current]").startswith("VMOs/processes")
         after = box_labels(page)
@@ -273,12 +273,105 @@ def test_search_highlights_matching_processes(browser, tmp_path):
         assert hits.count() == 1
         assert "bin/netstack" in hits.first.inner_text()
         assert page.locator("#tree tbody tr.hit").count() == 1
-        assert page.locator("#map .box.hit-in").count() >= 2  # its job and ancestors
+        assert page.locator("#map .box.hit-in").count() >= 1  # its job, zoomed to
         page.fill("#search", "s")  # sshd, postgres, system...: processes only
         assert page.inner_text("#search-status") == "4 matching processes"
         page.fill("#search", "")
         assert page.locator("#map .box.hit").count() == 0
         assert page.inner_text("#search-status") == ""
+    finally:
+        page.context.close()
+
+
+def _box_share(page, label: str) -> float:
+    """The share of the map's area taken by the first box labelled ``label``."""
+    return page.evaluate("""label => {
+        const map = document.getElementById('map');
+        const box = Array.from(map.querySelectorAll('.box')).find(
+            b => b.querySelector('.lbl') && b.querySelector('.lbl').textContent.startsWith(label));
+        return box.offsetWidth * box.offsetHeight / (map.clientWidth * map.clientHeight);
+    }""", label)
+
+
+def test_opens_on_used_memory_with_free_in_the_legend(browser, tmp_path):
+    o = open_page(browser, tmp_path)
+    page = o.page
+    try:
+        free = node(o.tree, "free")
+        assert free.area == 60 * MIB
+        # Not drawn; the legend gives its size and share of all memory.
+        assert not any(label.startswith("K free") for label in box_labels(page))
+        legend = page.inner_text("#legend")
+        share = f"{100 * free.area / o.tree.area:.3f}%"
+        assert f"free memory: {format_size(free.area, exact=False)} ({share} of all" in legend
+        # The used part fills the map: VMOs/processes (400M) of the 452M used,
+        # less padding and labels.
+        used = o.tree.area - free.area
+        vmo = node(o.tree, "VMOs/processes").area
+        assert 0.8 * vmo / used < _box_share(page, "K VMOs/processes") <= vmo / used
+        # The check box draws free memory, in proportion to all memory.
+        page.check("#show-free")
+        assert any(label.startswith("K free") for label in box_labels(page))
+        assert 0.8 * free.area / o.tree.area < _box_share(page, "K free") \
+            <= free.area / o.tree.area
+        assert _box_share(page, "K VMOs/processes") <= vmo / o.tree.area
+        page.uncheck("#show-free")
+        assert not any(label.startswith("K free") for label in box_labels(page))
+        # The table lists it either way.
+        names = page.eval_on_selector_all("#tree tbody tr .nm",
+                                          "els => els.map(e => e.textContent)")
+        assert "K free" in names
+        assert o.errors == [] and o.requests == [o.url]
+    finally:
+        page.context.close()
+
+
+def test_search_zooms_to_what_it_finds(browser, tmp_path):
+    o = open_page(browser, tmp_path)
+    page = o.page
+    try:
+        def here() -> str:
+            return page.inner_text("#crumbs [aria-current]")
+
+        click_box(page, "VMOs/processes")
+        start = here()
+        # One match: shown inside its job, highlighted among its neighbours.
+        page.fill("#search", "netstack")
+        assert here().startswith("user.slice")
+        assert page.locator("#map .box.hit").count() == 1
+        # Matches in two jobs: the smallest box holding both jobs.
+        page.fill("#search", "s")  # postgres, bin/netstack (user), sshd, redis (system)
+        assert page.inner_text("#search-status") == "4 matching processes"
+        root_job = next(n for _, n in o.tree.walk()
+                        if node(o.tree, "system.slice") in n.children)
+        assert here().startswith(root_job.name)
+        assert page.locator("#map .box.hit").count() == 4
+        # Matches within one job: that job.
+        page.fill("#search", "sshd")
+        assert here().startswith("system.slice")
+        # Nothing matches, or the search is cleared: back where it began.
+        page.fill("#search", "no such process")
+        assert here() == start
+        page.fill("#search", "sshd")
+        page.fill("#search", "")
+        assert here() == start
+        assert o.errors == []
+    finally:
+        page.context.close()
+
+
+def test_search_zoom_keeps_hostile_names_text(browser, tmp_path):
+    o = open_page(browser, tmp_path, hostile=True)
+    page = o.page
+    try:
+        page.fill("#search", "inside")  # the one process of the hostile job
+        assert page.inner_text("#crumbs [aria-current]").startswith(HOSTILE[1])
+        page.fill("#search", "<svg")
+        assert page.inner_text("#search-status") == "1 matching process"
+        assert o.dialogs == [] and o.errors == [] and o.requests == [o.url]
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("img, svg, iframe, object, embed").count() == 0
+        assert page.locator("script").count() == 2
     finally:
         page.context.close()
 

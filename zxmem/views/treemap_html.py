@@ -17,8 +17,22 @@ What the page shows, after Fuchsia's ``treemap.py``: the zoomable map (click
 a box to zoom in, a breadcrumb or the outermost box to zoom out), a tooltip
 with the name, ``format_size`` and exact bytes and the shares of parent and
 total, a legend of node kinds, a search box that highlights matching
-processes, and the size table of §6.4 (one row per node, children by size,
+processes and zooms to them, and the size table of §6.4 (one row per node, children by size,
 sortable, with collapsible rows so a thousand processes' VMOs stay cheap).
+
+Two choices of zxmem's own (issue 17), where an idle Linux machine's map
+would otherwise be mostly one box:
+
+* The map opens on *used* memory: the system's free memory (the root's
+  ``free`` child, Linux's MemFree) is not drawn; the legend gives it as a
+  figure (size and share of all physical memory) with a check box that
+  draws it.  The table lists it either way, and shares stay shares of all
+  physical memory.  The kernel heap's own ``free`` part is drawn as before.
+* A search zooms the map to the smallest box that holds every match: the
+  deepest node whose subtree contains all matching processes, or, for a
+  single match, that process's parent (so the match is seen highlighted
+  among its neighbours).  Clearing the search, or a search that matches
+  nothing, returns to where the map was before the search began.
 """
 
 from __future__ import annotations
@@ -189,6 +203,12 @@ _LEGEND_HTML = {
     )
     for kind, text in LEGEND.items()
 }
+# Free memory is not drawn at first: the legend gives its size (filled in by
+# the page's script) and a check box that draws it.
+_LEGEND_HTML[tm.KIND_FREE] += (
+    '<span id="free-size"></span> <label id="free-toggle"><input type="checkbox"'
+    ' id="show-free"> show in the map</label>'
+)
 
 _CSS = """
 body { font: 13px/1.4 sans-serif; margin: 16px; color: #111; }
@@ -227,6 +247,7 @@ h1 { font-size: 1.5em; margin: 0 0 4px; }
   box-shadow: 2px 2px 6px rgba(0, 0, 0, 0.25); overflow-wrap: anywhere; }
 #tip div + div { color: #333; }
 #legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 4px 18px; }
+#free-toggle { margin-left: 8px; color: #333; }
 #legend .sw { display: inline-block; width: 12px; height: 12px; margin-right: 5px;
   border: 1px solid #666; vertical-align: -2px; }
 table#tree { border-collapse: collapse; margin-top: 8px; }
@@ -264,7 +285,9 @@ _TEMPLATE = """<!DOCTYPE html>
 <h1>Memory usage</h1>
 <p id="meta"></p>
 <p class="hint">Click on a box to zoom in. Click on the outermost box or a name in the
-path to zoom out (Esc zooms out one level). Hover over a box for its size.</p>
+path to zoom out (Esc zooms out one level). Hover over a box for its size. The map shows
+used memory; free memory is in the legend. A search zooms to the smallest box holding
+every match.</p>
 <div id="bar">
 <nav id="crumbs" aria-label="Zoom path"></nav>
 <input id="search" type="search" placeholder="Search processes" aria-label="Search processes"
@@ -368,6 +391,16 @@ _APP_JS = r"""
   var root = nodes[0];
   var total = root.area || 0;
 
+  // Free memory (the root's "free" children) is left out of the map unless
+  // asked for: laid out, it would fill most of an idle machine's map.
+  var showFree = false;
+  var freeArea = 0, freeValue = 0;
+  root.children.forEach(function (c) {
+    if (c.kind === "free") { freeArea += Math.max(c.area || 0, 0); freeValue += c.value; }
+  });
+  function drawn(nd) { return showFree || nd.kind !== "free" || nd.parent !== root; }
+  function laidOut(nd) { return nd === root && !showFree ? nd.value - freeValue : nd.value; }
+
   var mapEl = document.getElementById("map");
   var tip = document.getElementById("tip");
   var crumbs = document.getElementById("crumbs");
@@ -409,10 +442,11 @@ _APP_JS = r"""
     // Only descend into nodes big enough to show children: a node below
     // MIN_SPLIT square pixels is laid out as one box of its whole size.
     // This keeps d3's work to the few thousand boxes that can be seen.
-    var scale = top.value > 0 ? (W * H) / top.value : 0;
-    function split(d) { return d.children.length > 0 && d.value * scale >= MIN_SPLIT; }
-    var h = d3.hierarchy(top, function (d) { return split(d) ? d.children : null; })
-      .sum(function (d) { return split(d) ? d.self : d.value; });
+    var scale = laidOut(top) > 0 ? (W * H) / laidOut(top) : 0;
+    function split(d) { return d.children.length > 0 && laidOut(d) * scale >= MIN_SPLIT; }
+    var h = d3.hierarchy(top, function (d) {
+      return split(d) ? d.children.filter(drawn) : null;
+    }).sum(function (d) { return split(d) ? d.self : laidOut(d); });
     d3.treemap()
       .tile(d3.treemapSquarify)
       .size([W, H])
@@ -558,9 +592,23 @@ _APP_JS = r"""
   // Search: mark matching processes and the boxes that contain them.
   var search = document.getElementById("search");
   var status = document.getElementById("search-status");
+  var beforeSearch = null;  // where the map was when the search began
+  // The smallest box holding every match: the deepest common ancestor of
+  // the matching nodes; a single match is shown inside its parent.
+  function holding(found) {
+    var common = found[0];
+    for (var k = 1; k < found.length; k++) {
+      var seen = [];
+      for (var a = found[k]; a; a = a.parent) seen.push(a);
+      while (seen.indexOf(common) < 0) common = common.parent;
+    }
+    if (common.hit && common.parent) common = common.parent;
+    if (!drawn(common)) common = root;
+    return common;
+  }
   function runSearch() {
     var q = search.value.trim().toLowerCase();
-    var hits = 0;
+    var hits = 0, found = [];
     for (var j = 0; j < n; j++) { nodes[j].hit = false; nodes[j].hitIn = false; }
     if (q) {
       for (j = 0; j < n; j++) {
@@ -569,6 +617,7 @@ _APP_JS = r"""
         if (nd.name.toLowerCase().indexOf(q) >= 0 || String(nd.koid) === q) {
           nd.hit = true;
           hits++;
+          found.push(nd);
           for (var a = nd.parent; a && !a.hitIn; a = a.parent) a.hitIn = true;
         }
       }
@@ -576,6 +625,14 @@ _APP_JS = r"""
     } else {
       status.textContent = "";
     }
+    if (found.length) {
+      if (beforeSearch === null) beforeSearch = current;
+      current = holding(found);
+    } else if (beforeSearch !== null) {
+      current = beforeSearch;
+      beforeSearch = null;
+    }
+    hideTip();
     draw();
     drawTable();
   }
@@ -728,6 +785,22 @@ _APP_JS = r"""
       drawTable();
     });
   });
+
+  // The legend's free-memory figure and the check box that draws it.
+  var freeSize = document.getElementById("free-size");
+  var showFreeBox = document.getElementById("show-free");
+  if (freeSize) {
+    freeSize.textContent = ": " + formatSize(freeArea) + " (" + pct(freeArea, total) +
+      " of all physical memory)";
+  }
+  if (showFreeBox) {
+    showFreeBox.checked = false;
+    showFreeBox.addEventListener("change", function () {
+      showFree = showFreeBox.checked;
+      if (!drawn(current)) current = root;
+      draw();
+    });
+  }
 
   var meta = data.meta || {};
   var parts = [];
