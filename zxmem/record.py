@@ -137,7 +137,7 @@ class RecordMeta(type):
 
 
 # Instances made by the generic __init__ before a class gets a compiled one.
-_COMPILE_AFTER = 64
+_COMPILE_AFTER = 256
 
 
 def _first_init(cls: type, names: tuple[str, ...], defaults: dict[str, Any],
