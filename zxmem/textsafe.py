@@ -157,13 +157,39 @@ def escape_terminal(text: str) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
+# Colour: the only escape sequences zxmem itself prints.  SGR (Select
+# Graphic Rendition) codes by name; :func:`colored` wraps zxmem's own text
+# (numbers) in one of them and the reset.  Untrusted strings never get
+# here: they go through escape_terminal, which turns every ESC into ``\e``.
+SGR_CODES = {"dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36",
+             "bold red": "1;31"}
+SGR_RESET = "\x1b[0m"
+_SGR_ALLOWED = re.compile(
+    "(" + "|".join(re.escape(f"\x1b[{c}m") for c in (*SGR_CODES.values(), "0")) + ")")
+
+
+def colored(text: str, color: str | None) -> str:
+    """``text`` (zxmem's own, never an untrusted string) in ``color`` (a key
+    of :data:`SGR_CODES`); unchanged when ``color`` is None."""
+    if color is None or not text:
+        return text
+    if _UNSAFE.search(text) is not None:
+        raise ValueError("colored() is for zxmem's own text")
+    return f"\x1b[{SGR_CODES[color]}m{text}{SGR_RESET}"
+
+
 class SafeWriter:
     """A text stream that escapes, as :func:`escape_terminal` does, every
     character of a write that could act on a terminal, keeping newlines and
-    tabs; everything else is passed to the wrapped stream."""
+    tabs; everything else is passed to the wrapped stream.
+
+    With ``allow_color`` set (a command that decided to colour its output
+    sets it), the exact colour sequences of :data:`SGR_CODES` and the reset
+    pass through; every other escape is still escaped."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self.allow_color = False
 
     def write(self, text: str) -> int:
         if text.isascii():
@@ -174,7 +200,14 @@ class SafeWriter:
         elif text.replace("\n", "").replace("\t", "").isprintable():
             return self._stream.write(text)  # as escape_terminal's first check
         if _UNSAFE_IN_OUTPUT.search(text) is not None:
-            text = _UNSAFE_IN_OUTPUT.sub(_escape_char, text)
+            if self.allow_color and "\x1b" in text:
+                parts = _SGR_ALLOWED.split(text)
+                # Odd items are the allowed sequences the split kept.
+                text = "".join(
+                    part if i % 2 else _UNSAFE_IN_OUTPUT.sub(_escape_char, part)
+                    for i, part in enumerate(parts))
+            else:
+                text = _UNSAFE_IN_OUTPUT.sub(_escape_char, text)
         return self._stream.write(text)
 
     def writelines(self, lines: Any) -> None:
@@ -218,3 +251,37 @@ def truncate_to_width(text: str, width: int) -> str:
         out.append(ch)
         used += w
     return "".join(out)
+
+
+ELLIPSIS = "..."
+
+
+def shorten_middle(text: str, width: int, keep_tail: bool = True) -> str:
+    """``text`` (already escaped) in at most ``width`` terminal columns, cut
+    in the middle with ``...``.
+
+    A path keeps its file name (after the last ``/``) whole when it fits
+    with the ``...`` and at least one leading character; otherwise head and
+    tail share the room.  ``keep_tail`` False cuts only at the end (no
+    ``...``), as for a command line, whose start says most.
+    """
+    if display_width(text) <= width:
+        return text
+    if width <= len(ELLIPSIS) or not keep_tail:
+        return truncate_to_width(text, width)
+    room = width - len(ELLIPSIS)
+    slash = text.rfind("/")
+    if 0 < slash < len(text) - 1:
+        tail = text[slash:]
+        tail_w = display_width(tail)
+        if tail_w + 1 <= room:
+            return truncate_to_width(text, room - tail_w) + ELLIPSIS + tail
+    head_w = (room + 1) // 2
+    head = truncate_to_width(text, head_w)
+    tail_w = room - display_width(head)
+    return head + ELLIPSIS + _last_columns(text, tail_w)
+
+
+def _last_columns(text: str, width: int) -> str:
+    """The end of ``text`` in at most ``width`` columns."""
+    return truncate_to_width(text[::-1], width)[::-1] if width > 0 else ""

@@ -241,3 +241,50 @@ def live_only(*given: str) -> None:
     if given:
         verb = "needs" if len(given) == 1 else "need"
         raise UsageError(f"{', '.join(given)} {verb} the live system: not with --from")
+
+
+# --------------------------------------------------------------------------
+# Terminal layout: width and colour, decided here at the edge; views take
+# them as plain parameters.
+
+COLOR_HELP = ("colour sizes by magnitude: auto (default: on a terminal, unless NO_COLOR "
+              "is set), always, or never")
+
+
+def add_color(parser: argparse.ArgumentParser) -> None:
+    """``--color=auto|always|never``."""
+    parser.add_argument("--color", "--colour", dest="color", default="auto",
+                        choices=("auto", "always", "never"), help=COLOR_HELP)
+
+
+def add_wide(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--wide``: on a terminal too, every line whole (as when piped)."""
+    parser.add_argument("-w", "--wide", action="store_true",
+                        help=f"on a terminal too, print {what} whole, as when piped")
+
+
+def use_color(args: argparse.Namespace, env) -> bool:
+    """Whether to colour: ``--color=always``; or ``auto`` on a terminal
+    when NO_COLOR (https://no-color.org) is unset or empty and TERM is not
+    ``dumb``.  When it is on, the output stream lets zxmem's colour
+    sequences through (:class:`zxmem.textsafe.SafeWriter`)."""
+    mode = getattr(args, "color", "auto")
+    if mode == "never":
+        return False
+    if mode == "auto":
+        if not env.is_terminal() or os.environ.get("NO_COLOR") \
+                or os.environ.get("TERM") == "dumb":
+            return False
+    from zxmem.textsafe import SafeWriter
+
+    if isinstance(env.stdout, SafeWriter):
+        env.stdout.allow_color = True
+    return True
+
+
+def fit_width(args: argparse.Namespace, env) -> int | None:
+    """Columns to fit lines into: the terminal's, or None (whole lines)
+    when not a terminal or with ``--wide``."""
+    if getattr(args, "wide", False):
+        return None
+    return env.width()

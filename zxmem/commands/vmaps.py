@@ -38,6 +38,22 @@ anonymous mapping and each copy-on-write 'data:' clone a small koid.
 Linux extras (opt-in, after :res): --pss (:pss, smaps Pss), --private (:prv,
 Private_Clean + Private_Dirty), --swap (:swp, Swap), or --extra for all three.
 
+On a terminal, lines fit its width: file koids ((st_dev << 32) | st_ino, up
+to 15 digits) show as f1, f2, ... numbered by their first mapping in address
+order (the same labels as 'zxmem vmos PID' on a terminal); names are
+shortened in the middle, keeping the file name; when a name would get fewer
+than 24 columns the end address is left out, then the start address.  Sizes
+are coloured by magnitude (--color; never when piped or with NO_COLOR set).
+--wide prints whole lines with full koids on a terminal too; when piped
+(not a terminal) every line is whole, in Fuchsia's layout.  --json always
+has the full koid (vmo_koid).
+
+A total line ends the output on a terminal: 'total: N mappings' and the
+sums of :sz, :res and the extra columns shown over every mapping (a page
+mapped twice counts twice in :res, as in pmap; '(N unknown)' when some
+mapping's value was not given).  Piped, Fuchsia's layout has no total line:
+--total adds it.
+
 --from FILE prints the maps of a snapshot saved with 'zxmem memgraph -v'
 (which records every process's mappings and regions); a Fuchsia capture
 has no mappings. The snapshot does not record vm.mmap_min_addr, so /A
@@ -50,6 +66,8 @@ examples:
   zxmem vmaps --pss --swap 1234 with proportional and swapped sizes
   zxmem vmaps --json 1234 | jq '.entries[] | select(.type=="mapping") | .rss_bytes'
   zxmem vmaps help              the column legend
+  zxmem vmaps --wide 1234 | less -S   whole lines, full koids (as piped)
+  zxmem vmaps --units=k --total 1234  sizes in KiB, with the total line
   zxmem memgraph -v > snap.json; zxmem vmaps --from snap.json 1234
                                 pid 1234's maps when the snapshot was saved
 """
@@ -70,6 +88,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="add :prv (Private_Clean+Private_Dirty)")
     p.add_argument("--swap", action="store_true", help="add :swp (smaps Swap)")
     p.add_argument("--extra", action="store_true", help="add all three extra columns")
+    p.add_argument("--units", type=common.units_arg, metavar="X",
+                   help="fix all sizes to unit X, one of B k M G T P E")
+    p.add_argument("--total", action="store_true",
+                   help="end with the total line when piped too (always on a terminal)")
+    common.add_wide(p, "lines (full koids, whole names and addresses)")
+    common.add_color(p)
     p.add_argument("--json", action="store_true", help="entries as JSON; sizes in bytes")
     p.add_argument("--exact", action="store_true",
                    help="per-mapping RES/pss/prv from page tables (root): pages counted "
@@ -161,7 +185,12 @@ def run(args: argparse.Namespace, env) -> int:
         from zxmem.collection import mmap_min_addr
 
         min_addr = mmap_min_addr(common.proc_root(args, env))
-    opts = view.VmapsOptions(extra=extra, min_addr=min_addr)
+    opts = view.VmapsOptions(
+        extra=extra, min_addr=min_addr, units=args.units,
+        width=None if args.json else common.fit_width(args, env),
+        color=not args.json and common.use_color(args, env),
+        total=args.total or env.is_terminal(),
+    )
     if args.json:
         env.stdout.write(view.render_json(process, snapshot, opts))
     else:

@@ -40,6 +40,15 @@ Columns:
 
 An object appears once per handle and once per mapping.
 
+On a terminal, lines fit its width: file koids ((st_dev << 32) | st_ino, up
+to 15 digits) show as f1, f2, ... in the koid and parent columns, numbered
+by their first mapping in address order, then the objects held only by
+descriptors (the same labels as 'zxmem vmaps PID' on a terminal); names are
+shortened in the middle, keeping the file name; alloc is coloured by
+magnitude (--color; never when piped or with NO_COLOR set).  --wide prints
+whole lines with full koids on a terminal too; piped (not a terminal) every
+line is whole.  --json always has the full koids.
+
 --exact (root) counts pages from page tables, so that every resident page is
 in exactly one object and alloc / #shr summed over the process's objects is
 its exact PSS (the size Fuchsia's treemap gives it):
@@ -65,6 +74,8 @@ examples:
   zxmem vmos 1234
   zxmem vmos --json 1234 | jq '.vmos[] | select(.share_count > 1) | .name'
   zxmem vmos help
+  zxmem vmos --wide 1234 | less -S   whole lines and full koids on a terminal
+  zxmem vmos --units=k 1234          sizes in KiB
   zxmem vmos --from snap.json 1234    pid 1234's objects in a saved snapshot
   zxmem vmos --from test_snapshot.json 32269   a process of a Fuchsia capture
 """
@@ -81,6 +92,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("pid", nargs="?", metavar="PID", help="process id (or 'help')")
+    p.add_argument("--units", type=common.units_arg, metavar="X",
+                   help="fix all sizes to unit X, one of B k M G T P E")
+    common.add_wide(p, "lines (full koids, whole names)")
+    common.add_color(p)
     p.add_argument("--json", action="store_true", help="rows as JSON; sizes in bytes")
     p.add_argument("--exact", action="store_true",
                    help="objects from page tables (root): alloc of an anonymous object is "
@@ -110,7 +125,8 @@ def run(args: argparse.Namespace, env) -> int:
     if args.json:
         env.stdout.write(view.render_json(process, snapshot))
     else:
-        env.stdout.write(view.render(process, snapshot))
+        env.stdout.write(view.render(process, snapshot, args.units,
+                                     common.fit_width(args, env), common.use_color(args, env)))
     env.stdout.flush()
     unread = {w for w, _ in snapshot.provenance.denied if w.startswith("maps:")}
     if unread:

@@ -50,6 +50,13 @@ class VmapsOptions:
     extra: tuple[str, ...] = ()  # subset of EXTRA_COLUMNS, printed in that order
     aspace: tuple[int, int] | None = None  # /A range; None: computed
     min_addr: int = 0x10000  # vm.mmap_min_addr, the /A start when computed
+    units: str | None = None  # --units letter; None = natural
+    # Terminal layout: fit lines into ``width`` columns (short koids, names
+    # shortened in the middle, addresses dropped when the name needs room);
+    # None = whole lines, Fuchsia's layout.
+    width: int | None = None
+    color: bool = False  # sizes coloured by magnitude
+    total: bool = False  # a total line at the end (not in Fuchsia's layout)
 
 
 def _addr(a: int) -> str:
@@ -169,13 +176,17 @@ def render_chunks(
     kernel's cost of printing smaps.
     """
     opts = opts or VmapsOptions()
+    if opts.width is not None or opts.color:
+        yield _render_fitted(process, snapshot, opts)
+        return
     maps = process.mappings or ()
     regions = sorted(process.regions or (), key=lambda r: r.start)
     max_depth = 3 if regions else 2
     start, end = opts.aspace or address_space(maps, opts.min_addr)
     extra = [c for c in EXTRA_COLUMNS if c in opts.extra]
     blank = " " * (19 + 10 * len(extra))
-    size = _Memo(format_size)
+    units = opts.units
+    size = _Memo(lambda n: format_size(n, units))
 
     def top(letter: str, name: str) -> str:
         pad = " " * (max_depth - 3) if max_depth > 2 else " "
@@ -186,6 +197,8 @@ def render_chunks(
 
     yield top("A", f"proc:{process.koid}") + top("R", "root")
     if not maps:
+        if opts.total:
+            yield total_line(process, opts)
         return
 
     starts = list(map(attrgetter("start"), maps))
@@ -230,6 +243,112 @@ def render_chunks(
         line = region_lines.get(lo)
         piece = "".join(map(template.__mod__, zip(*[c[lo:hi] for c in columns], strict=True)))
         yield line + piece if line else piece
+    if opts.total:
+        yield total_line(process, opts)
+
+
+def _sum(values: list[int | None]) -> tuple[int | None, int]:
+    """(sum of the known values or None if none is known, count unknown)."""
+    known = [v for v in values if v is not None]
+    return (sum(known) if known or not values else None), len(values) - len(known)
+
+
+def total_line(process: Process, opts: VmapsOptions) -> str:
+    """``total: N mappings, SIZE:sz RES:res`` (and the extra columns shown):
+    sums over the mappings, as pmap's total line (a page mapped twice
+    counts twice in :res, once shared out in :pss); ``(N unknown)`` after a
+    sum that leaves out values the kernel did not give."""
+    maps = process.mappings or ()
+    units = opts.units
+    parts = [f"{format_size(sum(m.end - m.start for m in maps), units)}:sz"]
+    fields = [("res", "rss_bytes")] + [
+        (_EXTRA_TAG[c], _EXTRA_FIELD[c]) for c in EXTRA_COLUMNS if c in opts.extra]
+    for tag, field in fields:
+        total, unknown = _sum([getattr(m, field) for m in maps])
+        text = format_size(total, units)
+        if opts.color:
+            from zxmem.textsafe import colored
+            from zxmem.views.terminal import size_color
+
+            text = colored(text, size_color(total))
+        parts.append(f"{text}:{tag}" + (f" ({unknown} unknown)" if unknown else ""))
+    noun = "mapping" if len(maps) == 1 else "mappings"
+    return f"total: {len(maps)} {noun}, " + " ".join(parts) + "\n"
+
+
+def _render_fitted(process: Process, snapshot: Snapshot, opts: VmapsOptions) -> str:
+    """The terminal layout: Fuchsia's columns, fitted into ``opts.width``.
+
+    File koids print as short labels (:func:`zxmem.views.terminal.short_koids`,
+    numbered by first mapping in address order: the same labels as ``vmos``
+    of the process); names are shortened in the middle (a path keeps its
+    file name); when a name would get fewer than MIN_NAME columns the end
+    address is left out, then the start address too.  Sizes are coloured
+    by magnitude with ``opts.color``.
+    """
+    from zxmem.textsafe import shorten_middle
+    from zxmem.views.terminal import MIN_NAME, koid_text, short_koids, size_cell, visible
+
+    maps = process.mappings or ()
+    regions = sorted(process.regions or (), key=lambda r: r.start)
+    max_depth = 3 if regions else 2
+    start, end = opts.aspace or address_space(maps, opts.min_addr)
+    extra = [c for c in EXTRA_COLUMNS if c in opts.extra]
+    units = opts.units
+    color = opts.color
+    width = opts.width
+    labels = short_koids(m.vmo_koid for m in maps) if width is not None else None
+    names = _names(maps, snapshot)
+    blank = " " * (19 + 10 * len(extra))
+
+    def sz(n: int | None, w: int, used: bool = True) -> str:
+        # Only memory in use is coloured (:res and the extras), not :sz.
+        return size_cell(format_size(n, units), w, n, color and used)
+
+    # (type, start, end, body before the name, name): body is the same in
+    # every tier, the addresses are what a narrow terminal drops.
+    lines: list[tuple[str, int, int, str, str]] = []
+    pad = " " * (max_depth - 3) if max_depth > 2 else " "
+    for letter, name in (("A", f"proc:{process.koid}"), ("R", "root")):
+        lines.append((f"/{letter}{pad}", start, end,
+                      f"{sz(end - start, 9, False)}:sz{blank}", escape_terminal(name)))
+    region_at = {r.mapping_indices[0]: r for r in regions if r.mapping_indices}
+    inner = {j for r in regions for j in r.mapping_indices}
+    for i, m in enumerate(maps):
+        r = region_at.get(i)
+        if r is not None:
+            lines.append(("R" + " " * (max_depth - 2), r.start, r.end,
+                          f"{sz(r.end - r.start, 9, False)}:sz{blank}", escape_terminal(r.name)))
+        kind = " M" + " " * (max_depth - 3) if i in inner else "M" + " " * (max_depth - 2)
+        body = f"{m.perms[:3]} {sz(m.end - m.start, 5, False)}:sz {sz(m.rss_bytes, 4)}:res"
+        for c in extra:
+            body += f" {sz(getattr(m, _EXTRA_FIELD[c]), 4)}:{_EXTRA_TAG[c]}"
+        body += f" {koid_text(m.vmo_koid, labels):>5}:vmo"
+        lines.append((kind, m.start, m.end, body, names[i]))
+
+    # Tier 0: both addresses (34 columns), 1: the start (17), 2: neither.
+    tier = 0
+    if width is not None and lines:
+        widest = max(len(t) + visible(b) for t, _, _, b, _ in lines) + 1 + 34 + 1 + 2
+        while tier < 2 and width - widest < MIN_NAME:
+            tier += 1
+            widest -= 17
+    out = []
+    for kind, a, b, body, name in lines:
+        if tier == 0:
+            head = f"{kind} {_addr(a)}-{_addr(b)} {body}"
+        elif tier == 1:
+            head = f"{kind} {_addr(a)} {body}"
+        else:
+            head = f"{kind} {body}"
+        if width is not None:
+            name = shorten_middle(name, max(1, width - visible(head) - 3))
+        out.append(f"{head} '{name}'\n")
+    if opts.total:
+        out.append(total_line(process, opts))
+    return "".join(out)
+
+
 
 def render_json(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None) -> str:
     """The same entries as JSON; every size in bytes, ``null`` when unknown."""

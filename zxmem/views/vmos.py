@@ -71,17 +71,57 @@ def rows(process: Process, snapshot: Snapshot) -> list[tuple[VmoRef, Vmo]]:
     return out
 
 
-def render(process: Process, snapshot: Snapshot) -> str:
-    """The vmos table (header, rows, header)."""
+def alloc_cell(vmo: Vmo, units: str | None, color: bool) -> str:
+    """The ``alloc`` cell, right-aligned in 7, coloured by magnitude."""
+    from zxmem.views.terminal import size_cell
+
+    if vmo.kind == "phys":
+        return f"{'phys':>7}"
+    return size_cell(format_size(vmo.committed_bytes, units), 7, vmo.committed_bytes, color)
+
+
+def object_labels(process: Process) -> dict[int, str]:
+    """Short labels of the process's file koids (``f1``, ...): numbered by
+    first mapping in address order (as ``vmaps`` numbers them), then the
+    objects held only by descriptors, in descriptor order."""
+    from zxmem.views.terminal import short_koids
+
+    refs = process.vmo_refs or ()
+    mapped = [r.vmo_koid for r in refs if "HANDLE" not in r.via]
+    held = [r.vmo_koid for r in refs if "HANDLE" in r.via]
+    return short_koids(mapped + held)
+
+
+def render(process: Process, snapshot: Snapshot, units: str | None = None,
+           width: int | None = None, color: bool = False) -> str:
+    """The vmos table (header, rows, header).
+
+    ``width`` (a terminal's columns): file koids as short labels
+    (:func:`object_labels`) and names shortened in the middle to fit;
+    None: whole lines, full koids.  ``color``: alloc coloured by magnitude.
+    """
+    from zxmem.textsafe import shorten_middle
+    from zxmem.views.terminal import koid_text
+
+    labels = object_labels(process) if width is not None else None
+    prefix = 6 + 1 + 5 + 1 + 6 + 1 + 5 + 1 + 4 + 1 + 4 + 1 + 7 + 1 + 7 + 1
     lines = [HEADER + "\n"]
     for ref, vmo in rows(process, snapshot):
-        parent = str(vmo.parent_koid) if vmo.parent_koid else "-"
+        if labels is not None:
+            parent = koid_text(vmo.parent_koid, labels) if vmo.parent_koid else "-"
+            koid = koid_text(vmo.koid, labels)
+        else:
+            parent = str(vmo.parent_koid) if vmo.parent_koid else "-"
+            koid = str(vmo.koid)
         name = escape_terminal(vmo.name) if vmo.name else "-"
+        if width is not None:
+            name = shorten_middle(name, max(8, width - prefix))
+        alloc = alloc_cell(vmo, units, color) if units or color else f"{alloc_text(vmo):>7}"
         lines.append(
-            f"{rights_text(ref):>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
+            f"{rights_text(ref):>6} {koid:>5} {parent:>6} {vmo.num_children:>5} "
             f"{count_text(vmo.num_mappings):>4} {vmo.share_count:>4} "
-            f"{format_size(vmo.size_bytes):>7} "
-            f"{alloc_text(vmo):>7} {name}\n"
+            f"{format_size(vmo.size_bytes, units):>7} "
+            f"{alloc} {name}\n"
         )
     lines.append(HEADER + "\n")
     return "".join(lines)
