@@ -57,6 +57,9 @@ class _LazyPattern:
     def search(self, text: str) -> re.Match[str] | None:
         return self._get().search(text)
 
+    def split(self, text: str) -> list[str]:
+        return self._get().split(text)
+
     def sub(self, repl: Any, text: str) -> str:
         return self._get().sub(repl, text)
 
@@ -164,8 +167,9 @@ def escape_terminal(text: str) -> str:
 SGR_CODES = {"dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36",
              "bold red": "1;31"}
 SGR_RESET = "\x1b[0m"
-_SGR_ALLOWED = re.compile(
-    "(" + "|".join(re.escape(f"\x1b[{c}m") for c in (*SGR_CODES.values(), "0")) + ")")
+# The sequences are "\x1b[" digits/semicolons "m": only "[" needs escaping.
+_SGR_ALLOWED = _LazyPattern(
+    "(" + "|".join(f"\x1b\\[{c}m" for c in (*SGR_CODES.values(), "0")) + ")")
 
 
 def colored(text: str, color: str | None) -> str:
