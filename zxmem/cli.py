@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from zxmem import __version__
 from zxmem.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, ZxmemError
@@ -63,6 +63,9 @@ class Environment(Record, frozen=False):
     # None: ask the real terminal; tests set these explicitly.
     stdout_isatty: bool | None = None
     terminal_width: int | None = None
+    # The process environment (NO_COLOR, TERM): read through here, not
+    # os.environ, so a command's choices depend only on what it was given.
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     # Clocks for commands that report on a cadence (kstats -d): a monotonic
     # clock for deadlines, the wall clock (seconds since the epoch) for
     # timestamps, and sleep.  Tests replace them to run without waiting.

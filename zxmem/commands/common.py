@@ -272,8 +272,8 @@ def use_color(args: argparse.Namespace, env) -> bool:
     if mode == "never":
         return False
     if mode == "auto":
-        if not env.is_terminal() or os.environ.get("NO_COLOR") \
-                or os.environ.get("TERM") == "dumb":
+        if not env.is_terminal() or env.environ.get("NO_COLOR") \
+                or env.environ.get("TERM") == "dumb":
             return False
     from zxmem.textsafe import SafeWriter
 
