@@ -317,7 +317,7 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
     unknown: set[int] = set()
     # Which buckets' VMO patterns accept a (name, kind): computed once per
     # distinct pair, so the loop below is a set lookup per VMO.
-    vmo_match: dict[tuple[str, str, int], tuple[int, ...]] = {}
+    vmo_match: dict[tuple[str, str | None, int], tuple[int, ...]] = {}
     by_koid = any(s.koids is not None for s in specs)
 
     for p in snapshot.processes:

@@ -283,6 +283,27 @@ class KernelStats:
     meminfo: _Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     extra: _Mapping[str, int | None] = field(default_factory=lambda: MappingProxyType({}))
 
+    @classmethod
+    def from_columns(cls, columns: _Mapping[str, int | None],
+                     extra: _Mapping[str, int | None]) -> KernelStats:
+        """The stats whose ``*_bytes`` columns are ``columns`` (field name to
+        bytes; a field left out is unknown), with ``extra`` kept as given."""
+        unknown = set(columns) - set(KERNEL_COLUMNS)
+        if unknown:
+            raise TypeError(f"not KernelStats columns: {', '.join(sorted(unknown))}")
+        g = columns.get
+        return cls(total_bytes=g("total_bytes"), free_bytes=g("free_bytes"),
+                   vmo_bytes=g("vmo_bytes"), total_heap_bytes=g("total_heap_bytes"),
+                   free_heap_bytes=g("free_heap_bytes"), wired_bytes=g("wired_bytes"),
+                   mmu_overhead_bytes=g("mmu_overhead_bytes"), ipc_bytes=g("ipc_bytes"),
+                   other_bytes=g("other_bytes"), extra=MappingProxyType(dict(extra)))
+
+
+# The byte-count columns of KernelStats (kstats -m, memgraph's kernel records).
+KERNEL_COLUMNS = ("total_bytes", "free_bytes", "vmo_bytes", "total_heap_bytes",
+                  "free_heap_bytes", "wired_bytes", "mmu_overhead_bytes", "ipc_bytes",
+                  "other_bytes")
+
 
 class Denied(NamedTuple):
     """Something that could not be read: ``what`` is ``"FILE:PID"`` (e.g.
