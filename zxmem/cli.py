@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 def _run(argv: list[str], env: Environment) -> int:
     parser = build_parser(argv[0] if argv else None)
     try:
-        with contextlib.redirect_stdout(env.stdout):  # type: ignore[type-var]
+        with contextlib.redirect_stdout(env.stdout):
             args = parser.parse_args(argv)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)

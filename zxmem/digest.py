@@ -218,7 +218,7 @@ def default_linux_buckets() -> tuple[BucketSpec, ...]:
     """The bucket file zxmem ships for Linux (``zxmem/data/linux-buckets.json``)."""
     from importlib import resources
 
-    data = resources.files("zxmem").joinpath("data", LINUX_BUCKETS).read_bytes()
+    data = resources.files("zxmem").joinpath("data").joinpath(LINUX_BUCKETS).read_bytes()
     return load_buckets(data, LINUX_BUCKETS)
 
 

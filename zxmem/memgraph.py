@@ -82,7 +82,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, Field, fields, replace
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -162,11 +162,11 @@ _JOB_TOP = frozenset(("koid", "name", "parent_koid", "cgroup"))
 # still round-trips without touching this module).
 
 
-def _default(f) -> Any:
+def _default(f: Field[Any]) -> Any:
     if f.default is not MISSING:
         return f.default
-    if f.default_factory is not MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not MISSING:
+        return f.default_factory()
     return MISSING
 
 
