@@ -46,14 +46,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace, env: Environment) -> int:
     from zxmem.views import metrics as view
 
-    _prom.require_client()
-    options = _prom.options_from_args(args)
-    root = common.proc_root(args, env)
-
-    def warn(line: str) -> None:
-        env.stderr.write(f"zxmem: {line}\n")
-
-    sampler = _prom.Sampler(options, root, env.monotonic, warn=warn)
+    sampler, root = _prom.sampler_from_args(args, env)
     if not sampler.step():
         raise ZxmemError(f"cannot collect from {root}: {sampler.last_error}")
     text = view.exposition(sampler.collect(), openmetrics=args.openmetrics)
