@@ -30,6 +30,11 @@ from typing import NamedTuple
 
 PAGE_SIZE = 4096
 
+# The kernel's default vm.mmap_min_addr (CONFIG_DEFAULT_MMAP_MIN_ADDR on
+# x86-64 and arm64 distributions): the /A start assumed where the snapshot
+# does not say (Provenance.mmap_min_addr is None).
+DEFAULT_MMAP_MIN_ADDR = 0x10000
+
 # First koid that an inode-backed VMO can have; sequence koids stay below it.
 INODE_KOID_BASE = 1 << 32
 
@@ -345,6 +350,11 @@ class Provenance:
     capture_time_ns: int | None = None
     # The clock tick of start_time_ticks (sysconf(_SC_CLK_TCK), USER_HZ).
     clock_ticks_per_second: int | None = None
+    # vm.mmap_min_addr: the lowest address a process may map, where vmaps'
+    # /A and root-VMAR rows start.  None: not recorded (a Fuchsia capture, a
+    # file saved before zxmem kept it, an unreadable sysctl); readers then
+    # take DEFAULT_MMAP_MIN_ADDR.
+    mmap_min_addr: int | None = None
 
     def __post_init__(self) -> None:
         if any(type(d) is not Denied for d in self.denied):

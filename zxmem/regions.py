@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from itertools import compress
 from operator import attrgetter
 
-from zxmem.model import INODE_KOID_BASE, Mapping, Region
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, INODE_KOID_BASE, Mapping, Region
 from zxmem.runtime import CACHE_LIMIT
 from zxmem.sources.procfs import SHM_DEV
 
@@ -109,7 +109,7 @@ def mapping_name(m: Mapping) -> str:
 
 
 def address_space(
-    mappings: Sequence[Mapping], min_addr: int = 0x10000
+    mappings: Sequence[Mapping], min_addr: int = DEFAULT_MMAP_MIN_ADDR
 ) -> tuple[int, int]:
     """The ``/A`` range: ``vm.mmap_min_addr`` to the end of user space.
 
