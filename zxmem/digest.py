@@ -302,9 +302,8 @@ def kernel_bytes(snapshot: Snapshot) -> int | None:
         return None
     parts = (k.wired_bytes, k.total_heap_bytes, k.mmu_overhead_bytes, k.ipc_bytes,
              k.other_bytes)
-    if any(p is None for p in parts):
-        return None
-    return sum(parts)  # type: ignore[arg-type]
+    known = [p for p in parts if p is not None]
+    return sum(known) if len(known) == len(parts) else None
 
 
 def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
