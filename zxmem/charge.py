@@ -77,9 +77,11 @@ def reconcile(tree: TaskTree, koid: int,
     job = tree.jobs[koid]
     cg = job.cgroup
     procs = job_processes(tree, koid)
-    known = [p for p in procs if p.memory is not None and p.memory.pss_bytes is not None]
+    # The memory counts of the processes whose PSS is known.
+    known = [p.memory for p in procs if p.memory is not None and p.memory.pss_bytes is not None]
     unknown = len(procs) - len(known)
-    pss = sum(p.memory.pss_bytes for p in known) if known or not procs else None
+    known_pss = [m.pss_bytes for m in known if m.pss_bytes is not None]
+    pss = sum(known_pss) if known or not procs else None
     stat = cg.stat if cg is not None and cg.stat is not None else None
     v1 = cg is not None and cg.version == "v1"
 
@@ -92,9 +94,12 @@ def reconcile(tree: TaskTree, koid: int,
     file_b, mapped_b = key(file_key), key(mapped_key)
     unmapped = file_b - mapped_b if file_b is not None and mapped_b is not None else None
 
-    file_pss = None
-    if known and all(p.memory.pss_file_bytes is not None for p in known):
-        file_pss = sum(p.memory.pss_file_bytes + (p.memory.pss_shmem_bytes or 0) for p in known)
+    file_pss: int | None = None
+    file_bytes = [m.pss_file_bytes + (m.pss_shmem_bytes or 0)
+                  for m in known if m.pss_file_bytes is not None]
+    if known and len(file_bytes) == len(known):
+        file_pss = sum(file_bytes)
+    elsewhere: int | None
     if elsewhere_exact_bytes is not None:
         elsewhere = elsewhere_exact_bytes
         estimate = False
@@ -119,7 +124,8 @@ def reconcile(tree: TaskTree, koid: int,
     terms.append(Term("charged elsewhere", -1, elsewhere, elsewhere_src))
     charged = cg.charged_bytes if cg is not None else None
     remainder = None
-    if charged is not None and all(t.value_bytes is not None for t in terms):
-        remainder = charged - sum(t.sign * t.value_bytes for t in terms)
+    signed = [t.sign * t.value_bytes for t in terms if t.value_bytes is not None]
+    if charged is not None and len(signed) == len(terms):
+        remainder = charged - sum(signed)
     return Reconciliation(job, charged, tuple(terms), remainder, estimate,
                           len(known), unknown)

@@ -197,7 +197,7 @@ def _run(argv: list[str], env: Environment) -> int:
 
     parser = build_parser(argv[0] if argv else None)
     try:
-        with contextlib.redirect_stdout(env.stdout):  # type: ignore[type-var]
+        with contextlib.redirect_stdout(env.stdout):
             args = parser.parse_args(argv)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)

@@ -218,7 +218,7 @@ def default_linux_buckets() -> tuple[BucketSpec, ...]:
     """The bucket file zxmem ships for Linux (``zxmem/data/linux-buckets.json``)."""
     from importlib import resources
 
-    data = resources.files("zxmem").joinpath("data", LINUX_BUCKETS).read_bytes()
+    data = resources.files("zxmem").joinpath("data").joinpath(LINUX_BUCKETS).read_bytes()
     return load_buckets(data, LINUX_BUCKETS)
 
 
@@ -302,9 +302,8 @@ def kernel_bytes(snapshot: Snapshot) -> int | None:
         return None
     parts = (k.wired_bytes, k.total_heap_bytes, k.mmu_overhead_bytes, k.ipc_bytes,
              k.other_bytes)
-    if any(p is None for p in parts):
-        return None
-    return sum(parts)  # type: ignore[arg-type]
+    known = [p for p in parts if p is not None]
+    return sum(known) if len(known) == len(parts) else None
 
 
 def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
@@ -317,7 +316,7 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
     unknown: set[int] = set()
     # Which buckets' VMO patterns accept a (name, kind): computed once per
     # distinct pair, so the loop below is a set lookup per VMO.
-    vmo_match: dict[tuple[str, str, int], tuple[int, ...]] = {}
+    vmo_match: dict[tuple[str, str | None, int], tuple[int, ...]] = {}
     by_koid = any(s.koids is not None for s in specs)
 
     for p in snapshot.processes:

@@ -82,9 +82,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, Field, fields, replace
 from operator import attrgetter
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from zxmem.errors import InputError
 from zxmem.model import (
@@ -103,6 +103,9 @@ from zxmem.model import (
 from zxmem.model import Mapping as MappingRecord
 from zxmem.sources import checked
 from zxmem.tasktree import canonical_jobs
+
+if TYPE_CHECKING:
+    from zxmem.tasktree import TaskTree
 
 FORMAT = "zxmem-memgraph/1"
 
@@ -159,11 +162,11 @@ _JOB_TOP = frozenset(("koid", "name", "parent_koid", "cgroup"))
 # still round-trips without touching this module).
 
 
-def _default(f) -> Any:
+def _default(f: Field[Any]) -> Any:
     if f.default is not MISSING:
         return f.default
-    if f.default_factory is not MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not MISSING:
+        return f.default_factory()
     return MISSING
 
 
@@ -617,7 +620,7 @@ def _thread_record(t: Thread, pid: int) -> dict:
     }
 
 
-def _meta_record(snapshot: Snapshot, vmos: bool, written_vmos: Mapping[int, dict]) -> dict:
+def _meta_record(snapshot: Snapshot, vmos: bool, written_vmos: Mapping[int, object]) -> dict:
     p = snapshot.provenance
     rec: dict = {"type": "__META"}
     if p.timestamp is not None:
@@ -666,7 +669,7 @@ def records(
     yield _meta_record(snapshot, vmos, written_vmos)
 
 
-def _job_row(tree, job: Job | None) -> dict:
+def _job_row(tree: TaskTree, job: Job | None) -> dict:
     """The record of a job met in the walk of ``tree``."""
     assert job is not None
     first_root = tree.roots[0] if tree.roots else None
@@ -710,6 +713,7 @@ def _units(snapshot: Snapshot) -> list:
         if row.kind == "j":
             units.append(_job_row(tree, row.job))
         elif row.kind == "p":
+            assert row.process is not None  # a process row holds its process
             emitted.add(row.process.koid)
             units.append(row.process)
     # A process whose job is missing from the snapshot comes last.
@@ -951,10 +955,11 @@ class _Builder:
         elif isinstance(parent, str) and (parent.startswith("kernel/") or parent == ""):
             parent_koid = 0
         else:
-            parent_koid = _id_koid(parent, "j/")
-            if parent_koid is None:
+            from_id = _id_koid(parent, "j/")
+            if from_id is None:
                 raise _fail(index, f"job parent must be 'j/KOID' or 'kernel/…', found {parent!r}",
                             where)
+            parent_koid = from_id
         known = {"koid": koid, "name": _str(rec, "name", index, where, "<UNKNOWN>"),
                  "parent_koid": parent_koid}
         if koid in self.jobs:
@@ -1094,8 +1099,9 @@ class _Builder:
             return None
         g = self.kernel_sizes.get
         free_heap = g("heap/free")
-        if free_heap is None and g("heap") is not None and g("heap/allocated") is not None:
-            free_heap = g("heap") - g("heap/allocated")
+        heap, heap_allocated = g("heap"), g("heap/allocated")
+        if free_heap is None and heap is not None and heap_allocated is not None:
+            free_heap = heap - heap_allocated
         return KernelStats(
             total_bytes=g("physmem"),
             free_bytes=g("free"),

@@ -45,6 +45,11 @@ PAGE_SIZE = 4096
 # The default of mapping fields: one shared, read-only empty mapping.
 _EMPTY: _Mapping = MappingProxyType({})
 
+# The kernel's default vm.mmap_min_addr (CONFIG_DEFAULT_MMAP_MIN_ADDR on
+# x86-64 and arm64 distributions): the /A start assumed where the snapshot
+# does not say (Provenance.mmap_min_addr is None).
+DEFAULT_MMAP_MIN_ADDR = 0x10000
+
 # First koid that an inode-backed VMO can have; sequence koids stay below it.
 INODE_KOID_BASE = 1 << 32
 
@@ -288,6 +293,27 @@ class KernelStats(Record):
     meminfo: _Mapping[str, int] = _EMPTY
     extra: _Mapping[str, int | None] = _EMPTY
 
+    @classmethod
+    def from_columns(cls, columns: _Mapping[str, int | None],
+                     extra: _Mapping[str, int | None]) -> KernelStats:
+        """The stats whose ``*_bytes`` columns are ``columns`` (field name to
+        bytes; a field left out is unknown), with ``extra`` kept as given."""
+        unknown = set(columns) - set(KERNEL_COLUMNS)
+        if unknown:
+            raise TypeError(f"not KernelStats columns: {', '.join(sorted(unknown))}")
+        g = columns.get
+        return cls(total_bytes=g("total_bytes"), free_bytes=g("free_bytes"),
+                   vmo_bytes=g("vmo_bytes"), total_heap_bytes=g("total_heap_bytes"),
+                   free_heap_bytes=g("free_heap_bytes"), wired_bytes=g("wired_bytes"),
+                   mmu_overhead_bytes=g("mmu_overhead_bytes"), ipc_bytes=g("ipc_bytes"),
+                   other_bytes=g("other_bytes"), extra=MappingProxyType(dict(extra)))
+
+
+# The byte-count columns of KernelStats (kstats -m, memgraph's kernel records).
+KERNEL_COLUMNS = ("total_bytes", "free_bytes", "vmo_bytes", "total_heap_bytes",
+                  "free_heap_bytes", "wired_bytes", "mmu_overhead_bytes", "ipc_bytes",
+                  "other_bytes")
+
 
 class Denied(_DeniedTuple):
     """Something that could not be read: ``what`` is ``"FILE:PID"`` (e.g.
@@ -328,6 +354,11 @@ class Provenance(Record):
     capture_time_ns: int | None = None
     # The clock tick of start_time_ticks (sysconf(_SC_CLK_TCK), USER_HZ).
     clock_ticks_per_second: int | None = None
+    # vm.mmap_min_addr: the lowest address a process may map, where vmaps'
+    # /A and root-VMAR rows start.  None: not recorded (a Fuchsia capture, a
+    # file saved before zxmem kept it, an unreadable sysctl); readers then
+    # take DEFAULT_MMAP_MIN_ADDR.
+    mmap_min_addr: int | None = None
 
     def __post_init__(self) -> None:
         if any(type(d) is not Denied for d in self.denied):

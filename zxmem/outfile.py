@@ -11,6 +11,9 @@ to standard output: No space left on device``).  A closed pipe
 (``BrokenPipeError``) passes through untouched: the CLI ends quietly with 0,
 as ``zxmem ps | head -1`` should.
 
+``-o -`` is standard output, for every command with ``-o``
+(:func:`write_result`), as it is for most Unix tools.
+
 ``-o FILE`` (:func:`write_output`) behaves as a shell's ``>`` would, except
 that a regular file is never truncated in place:
 
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
 STDOUT_NAME = "standard output"
+STDOUT_ARG = "-"  # ``-o -``: standard output, not a file named '-'
 
 
 class OutputError(ZxmemError):
@@ -125,11 +129,30 @@ class GuardedStream:
         return getattr(self._stream, name)
 
 
+def to_stdout(output: str | None) -> bool:
+    """True when ``-o`` was not given or was ``-``: the result goes to
+    standard output."""
+    return output is None or output == STDOUT_ARG
+
+
+def write_result(output: str | None, text: str | bytes, stdout: TextIO) -> None:
+    """A command's whole result to where ``-o`` says: ``stdout`` (a
+    :class:`GuardedStream`) when it was not given or is ``-``, else the file
+    ``output`` (:func:`write_output`).  ``bytes`` are UTF-8 text."""
+    if output is None or output == STDOUT_ARG:
+        stdout.write(text.decode("utf-8") if isinstance(text, bytes) else text)
+        stdout.flush()
+    else:
+        write_output(output, text)
+
+
 def write_output(path: str, text: str | bytes) -> None:
     """Write ``text`` (UTF-8) to ``path`` as ``-o PATH`` promises (module doc).
 
     Raises :class:`OutputError` with one line naming ``path``.
     """
+    if not path:
+        raise OutputError("cannot write to an empty file name")
     data = text.encode("utf-8") if isinstance(text, str) else text
     created = False
     try:

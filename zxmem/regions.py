@@ -33,8 +33,9 @@ from collections.abc import Sequence
 from itertools import compress
 from operator import attrgetter
 
-from zxmem.model import INODE_KOID_BASE, Mapping, Region
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, INODE_KOID_BASE, Mapping, Region
 from zxmem.runtime import CACHE_LIMIT
+from zxmem.sources.procfs import SHM_DEV
 
 # The kernel's special mappings: names in brackets, no file.
 _SPECIAL = ("[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]")
@@ -65,7 +66,7 @@ def is_anonymous(m: Mapping) -> bool:
 
 def is_shm_internal(m: Mapping) -> bool:
     """On the kernel-internal shm mount (dev 00:01): memfd, SysV, shared anon."""
-    return m.dev == os.makedev(0, 1) and m.inode != 0
+    return m.dev == SHM_DEV and m.inode != 0
 
 
 def object_name(path: str, dev: int = 0, inode: int = 0) -> str:
@@ -83,7 +84,7 @@ def object_name(path: str, dev: int = 0, inode: int = 0) -> str:
         return ANON_NAME
     if path[0] == "[":
         return path
-    if dev == os.makedev(0, 1) and inode:
+    if dev == SHM_DEV and inode:
         bare = strip_deleted(path)
         if bare.startswith("/memfd:"):
             return bare[1:]
@@ -108,7 +109,7 @@ def mapping_name(m: Mapping) -> str:
 
 
 def address_space(
-    mappings: Sequence[Mapping], min_addr: int = 0x10000
+    mappings: Sequence[Mapping], min_addr: int = DEFAULT_MMAP_MIN_ADDR
 ) -> tuple[int, int]:
     """The ``/A`` range: ``vm.mmap_min_addr`` to the end of user space.
 
@@ -124,7 +125,7 @@ def address_space(
 def _basename(m: Mapping) -> str:
     if not m.path:
         return ""
-    if m.dev == _SHM_DEV and m.inode:
+    if m.dev == SHM_DEV and m.inode:
         return object_name(os.path.basename(strip_deleted(m.path)), m.dev, m.inode)
     # Off the shm mount the name depends on the path alone: computed once
     # per path (the same libraries are in every process).
@@ -140,7 +141,6 @@ class _Basenames(dict):
 
 
 _BASENAMES = _Basenames()
-_SHM_DEV = os.makedev(0, 1)
 
 
 def _plain_anon(m: Mapping) -> bool:

@@ -231,7 +231,7 @@ class _Builder:
             if "HANDLE" in kinds:
                 handled.add(koid)
 
-        pss = _mapping_pss(record)
+        vmo_pss = _mapping_pss(record)
         file_area = 0
         seen: set[int] = set()
         by_name: dict[str, list[Node]] = {}
@@ -254,8 +254,8 @@ class _Builder:
                 # VMOs without saying how it reaches them, and its
                 # share_count counts processes): split among the sharers.
                 area = committed // max(sharers, 1)
-                if koid in pss and _vmo_kind(vmo) in _PAGE_SHARED_KINDS:
-                    area = min(committed, pss[koid])
+                if koid in vmo_pss and _vmo_kind(vmo) in _PAGE_SHARED_KINDS:
+                    area = min(committed, vmo_pss[koid])
             attributed[koid] = attributed.get(koid, 0) + area
             if _vmo_kind(vmo) == "file":
                 file_area += area
@@ -320,7 +320,9 @@ def _mapping_pss(record: Mapping[str, Any]) -> dict[int, int]:
     records, which have no ``linux`` object.
     """
     linux = record.get("linux")
-    maps = linux.get("mappings") if isinstance(linux, Mapping) else None
+    if not isinstance(linux, Mapping):
+        return {}
+    maps = linux.get("mappings")
     if not isinstance(maps, list):
         return {}
     names = linux.get("mapping_fields")
@@ -376,10 +378,10 @@ def unmapped_cache_bytes(cgroup: Any) -> int | None:
         return None
     prefix = "total_" if cgroup.get("version") == "v1" else ""
     keys = ("cache", "shmem", "mapped_file") if prefix else ("file", "shmem", "file_mapped")
-    values = [_int(stat.get(prefix + k)) for k in keys]
-    if None in values:
+    file, shmem, mapped = (_int(stat.get(prefix + k)) for k in keys)
+    if file is None or shmem is None or mapped is None:
         return None
-    return max(0, values[0] - values[1] - values[2])
+    return max(0, file - shmem - mapped)
 
 
 def _add_cache_boxes(b: _Builder) -> None:

@@ -136,11 +136,13 @@ def test_vmaps_from_is_the_snapshot_view(workload, saved):
     pid = workload[0]
     proc = snap.process(pid)
     assert proc is not None and proc.mappings
+    min_addr = snap.provenance.mmap_min_addr
+    assert min_addr is not None  # this machine's vm.mmap_min_addr is readable
     for extra, flags in (((), []), (vmaps.EXTRA_COLUMNS, ["--extra"])):
-        opts = vmaps.VmapsOptions(extra=extra)
+        opts = vmaps.VmapsOptions(extra=extra, min_addr=min_addr)
         assert _from(["vmaps", *flags, str(pid)], path) == vmaps.render(proc, snap, opts)
     assert _from(["vmaps", "--json", str(pid)], path) == vmaps.render_json(
-        proc, snap, vmaps.VmapsOptions())
+        proc, snap, vmaps.VmapsOptions(min_addr=min_addr))
 
 
 def test_vmos_from_is_the_snapshot_view(workload, saved):
@@ -230,6 +232,25 @@ def test_from_agrees_with_live_for_the_idle_workload(workload, saved):
         return next(ln for ln in text.splitlines() if ln.split()[:1] == [str(parent)])
 
     assert row(_from(["k", "ps"], path)) == row(live)
+
+
+def test_vmaps_from_starts_a_where_live_vmaps_does(workload, saved):
+    """/A and /R start at this machine's vm.mmap_min_addr, which the file
+    records under linux: live and --from print the same two lines."""
+    path, _ = saved
+    with open("/proc/sys/vm/mmap_min_addr") as f:
+        min_addr = int(f.read())
+    with open(path) as f:
+        meta = next(r for r in json.load(f) if r.get("type") == "__META")
+    assert meta["linux"]["mmap_min_addr"] == min_addr
+    for pid in workload:
+        status, live, err = _run(["vmaps", str(pid)])
+        assert status == 0, err
+        head = live.splitlines()[:2]
+        assert [line[:3] for line in head] == ["/A ", "/R "]
+        assert _from(["vmaps", str(pid)], path).splitlines()[:2] == head
+        # The range starts at the sysctl (the workload maps nothing lower).
+        assert all(f"{min_addr:016x}"[-8:] + "-" in line for line in head), head
 
 
 def test_errors_on_the_live_file(workload, saved):

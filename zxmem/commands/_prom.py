@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
     from prometheus_client.registry import CollectorRegistry
 
+    from zxmem.cli import Environment
+
 
 def require_client() -> None:
     """A one-line error when the ``exporter`` extra is not installed."""
@@ -75,6 +77,26 @@ def options_from_args(args: argparse.Namespace) -> view.MetricsOptions:
     return view.MetricsOptions(group_by=args.group_by, max_groups=args.max_groups,
                                max_cgroups=args.max_cgroups, per_pid=args.per_pid,
                                max_pids=args.max_pids, objects=args.objects)
+
+
+def sampler_from_args(args: argparse.Namespace, env: Environment, *, objects_every: int = 1,
+                      objects_in_child: bool = False) -> tuple[Sampler, str]:
+    """The :class:`Sampler` of a ``metrics`` or ``exporter`` command line and
+    the /proc it reads; its warnings are ``zxmem:`` lines on standard error
+    (each said once)."""
+    from zxmem.commands import common
+
+    require_client()
+    options = options_from_args(args)
+    root = common.proc_root(args, env)
+
+    def warn(line: str) -> None:
+        env.stderr.write(f"zxmem: {line}\n")
+        env.stderr.flush()
+
+    sampler = Sampler(options, root, env.monotonic, warn=warn, objects_every=objects_every,
+                      objects_in_child=objects_in_child)
+    return sampler, root
 
 
 # What every sample reads: process totals, status (UID, swap), the cgroup

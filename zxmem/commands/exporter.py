@@ -133,16 +133,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace, env: Environment) -> int:
     from zxmem.commands import _prom
 
-    _prom.require_client()
-    options = _prom.options_from_args(args)
-    root = common.proc_root(args, env)
-
-    def warn(line: str) -> None:
-        env.stderr.write(f"zxmem: {line}\n")
-        env.stderr.flush()
-
-    sampler = _prom.Sampler(options, root, env.monotonic, warn=warn,
-                            objects_every=args.objects_every, objects_in_child=True)
+    sampler, _ = _prom.sampler_from_args(args, env, objects_every=args.objects_every,
+                                         objects_in_child=True)
     host, port = args.listen
     from prometheus_client import CollectorRegistry
 

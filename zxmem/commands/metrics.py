@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("metrics", help=HELP, description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the sample to FILE atomically instead of standard output")
+                   help="write the sample to FILE atomically instead of standard output "
+                   "('-': standard output)")
     p.add_argument("--openmetrics", action="store_true",
                    help="the OpenMetrics text format (ends in '# EOF')")
     _prom.add_options(p)
@@ -45,21 +46,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace, env: Environment) -> int:
     from zxmem.views import metrics as view
 
-    _prom.require_client()
-    options = _prom.options_from_args(args)
-    root = common.proc_root(args, env)
-
-    def warn(line: str) -> None:
-        env.stderr.write(f"zxmem: {line}\n")
-
-    sampler = _prom.Sampler(options, root, env.monotonic, warn=warn)
+    sampler, root = _prom.sampler_from_args(args, env)
     if not sampler.step():
         raise ZxmemError(f"cannot collect from {root}: {sampler.last_error}")
     text = view.exposition(sampler.collect(), openmetrics=args.openmetrics)
-    if args.output:
-        from zxmem.outfile import write_output
+    from zxmem.outfile import write_result
 
-        write_output(args.output, text)
-    else:
-        env.stdout.write(text.decode("utf-8"))
+    write_result(args.output, text, env.stdout)
     return 0

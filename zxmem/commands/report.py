@@ -54,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the history store (default: /var/lib/zxmem/history.db for root, "
                    "else $XDG_STATE_HOME/zxmem/history.db)")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the page to FILE (replaced only once the page is complete)")
+                   help="write the page to FILE (replaced only once the page is complete; "
+                   "'-': standard output)")
     p.add_argument("--since", type=duration_arg, metavar="T",
                    help="only the samples of the last T (e.g. 2h, 1d); default: all")
     p.add_argument("--moments", type=positive_int, default=6, metavar="N",
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace, env) -> int:
     from zxmem.store import default_path, is_store_file
     from zxmem.store.schema import StoreError, open_store
 
-    if args.output is None and env.is_terminal():
+    if outfile.to_stdout(args.output) and env.is_terminal():
         raise UsageError("report: not writing HTML to a terminal: use -o FILE or redirect")
     if args.moments > MAX_MOMENTS:
         raise UsageError(f"report: --moments {args.moments}: at most {MAX_MOMENTS}")
@@ -93,11 +94,7 @@ def run(args: argparse.Namespace, env) -> int:
             raise StoreError(f"{path}: cannot read the store: {exc}") from None
     finally:
         conn.close()
-    if args.output is not None:
-        outfile.write_output(args.output, page)
-    else:
-        env.stdout.write(page)
-        env.stdout.flush()
+    outfile.write_result(args.output, page, env.stdout)
     return 0
 
 

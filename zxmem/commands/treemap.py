@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common.add_from(p)
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the page to FILE: a regular file is replaced only once the "
-                   "page is complete; a device, FIFO or link is written through")
+                   "page is complete; a device, FIFO or link is written through "
+                   "('-': standard output)")
     p.add_argument("--open", dest="open_browser", action="store_true",
                    help="open the page in a web browser (written to a temporary file "
                         "unless -o is given)")
@@ -77,7 +78,9 @@ def run(args: argparse.Namespace, env) -> int:
     from zxmem.treemap import tree_from_snapshot
     from zxmem.views.treemap_html import render_html
 
-    if args.output is None and not args.open_browser and env.is_terminal():
+    if args.open_browser and args.output == outfile.STDOUT_ARG:
+        raise UsageError("treemap: --open needs a file, not -o - (standard output)")
+    if outfile.to_stdout(args.output) and not args.open_browser and env.is_terminal():
         raise UsageError(
             "treemap: not writing HTML to a terminal: use -o FILE, --open, or redirect"
         )
@@ -97,11 +100,8 @@ def run(args: argparse.Namespace, env) -> int:
     path = args.output
     if path is None and args.open_browser:
         path = outfile.write_temp(page, prefix="zxmem-treemap-", suffix=".html")
-    elif path is not None:
-        outfile.write_output(path, page)
     else:
-        env.stdout.write(page)
-        env.stdout.flush()
+        outfile.write_result(path, page, env.stdout)
     if args.open_browser:
         _open(path, env)
     note = common.unreadable_note(snapshot)

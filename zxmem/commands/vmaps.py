@@ -56,8 +56,10 @@ mapping's value was not given).  Piped, Fuchsia's layout has no total line:
 
 --from FILE prints the maps of a snapshot saved with 'zxmem memgraph -v'
 (which records every process's mappings and regions); a Fuchsia capture
-has no mappings. The snapshot does not record vm.mmap_min_addr, so /A
-starts at the kernel's default 0x10000 (or at the first mapping, if lower).
+has no mappings. /A starts at the vm.mmap_min_addr the snapshot recorded
+(or at the first mapping, if lower), as it did live; a file without it (a
+Fuchsia capture, a memgraph from before it was recorded) gets the kernel's
+default 0x10000.
 """
 
 EPILOG = """\
@@ -169,6 +171,7 @@ def run(args: argparse.Namespace, env) -> int:
     if pid is None:
         env.stdout.write(HELP_TEXT)
         return 0
+    from zxmem.model import DEFAULT_MMAP_MIN_ADDR
     from zxmem.views import vmaps as view
 
     extra = tuple(
@@ -177,9 +180,10 @@ def run(args: argparse.Namespace, env) -> int:
     if args.from_file is not None:
         common.live_only(*(["--exact"] if args.exact else []))
         snapshot, process = saved_process(args, env, pid, "mappings")
-        # The snapshot does not record vm.mmap_min_addr: /A starts at the
-        # kernel's default (or lower, at the first mapping).
-        min_addr = view.VmapsOptions().min_addr
+        # /A starts at the vm.mmap_min_addr of the machine the snapshot was
+        # taken on; the kernel's default where the file does not say.
+        recorded = snapshot.provenance.mmap_min_addr
+        min_addr = DEFAULT_MMAP_MIN_ADDR if recorded is None else recorded
     else:
         snapshot, process = _live(args, env, pid, extra)
         from zxmem.collection import mmap_min_addr

@@ -137,6 +137,9 @@ def memgraph_schema() -> dict[str, Any]:
                                                 "when taken: Linux CLOCK_BOOTTIME, or a "
                                                 "Fuchsia capture's monotonic Time"},
                             "clock_ticks_per_second": _INT_OR_NULL,
+                            "mmap_min_addr": {**_INT_OR_NULL, "minimum": 0, "description":
+                                              "vm.mmap_min_addr, where vmaps' /A starts; "
+                                              "absent: 0x10000 is assumed"},
                             "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
                             "hidden_vmo_koids": {"type": "array", "items": _INT},
                             "vmo_holders": {

@@ -118,9 +118,9 @@ def parse_pressure(data: bytes, what: str) -> dict[str, dict[str, float | int]]:
                 ) from None
             if not sep:
                 raise CgroupParseError(f"{what}: line {n}: expected KEY=VALUE")
-        for key in ("avg10", "avg60", "avg300", "total_us"):
-            if key not in rec:
-                raise CgroupParseError(f"{what}: line {n}: no {key.removesuffix('_us')}")
+        for field in ("avg10", "avg60", "avg300", "total_us"):
+            if field not in rec:
+                raise CgroupParseError(f"{what}: line {n}: no {field.removesuffix('_us')}")
         out[kind] = rec
     if "some" not in out:
         raise CgroupParseError(f"{what}: no 'some' line")
@@ -166,6 +166,7 @@ def read_cgroup_memory(directory: str, version: str,
     ``columns_only`` reads just what the ``ps --cgroup`` columns show
     (``*_COLUMN_FILES``); the other fields stay None (not read, not missing).
     """
+    files: tuple[str, ...]
     if columns_only:
         files = V2_COLUMN_FILES if version == "v2" else V1_COLUMN_FILES
     else:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
 from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, TypeGuard, overload
 
 U64 = 1 << 64
+MAX_U64 = U64 - 1
 _S64 = 1 << 63
 
 
@@ -34,25 +35,35 @@ class FieldError(ValueError):
     """A value the model cannot take: the message starts with its path."""
 
 
-def describe(value: Any) -> str:
-    """A short JSON rendering of ``value`` for an error message."""
+def describe(value: Any, limit: int = 40) -> str:
+    """A JSON rendering of ``value`` for an error message, cut to ``limit``
+    characters."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     try:
         text = json.dumps(value, ensure_ascii=True)
     except (TypeError, ValueError):
         text = type(value).__name__
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def is_u64(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
+    """An integer, not a boolean (JSON's ``true`` is a Python int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_u64(value: object) -> TypeGuard[int]:
     """An integer (not a boolean) from 0 to 2**64 - 1."""
     return type(value) is int and 0 <= value < U64
 
 
+@overload
+def u64(value: Any, path: str, optional: Literal[False] = False) -> int: ...
+@overload
+def u64(value: Any, path: str, optional: bool) -> int | None: ...
 def u64(value: Any, path: str, optional: bool = False) -> int | None:
     """``value`` if it is an unsigned 64-bit integer (or None when ``optional``)."""
-    if type(value) is int and 0 <= value < U64:
+    if is_u64(value):
         return value
     if value is None and optional:
         return None
@@ -117,8 +128,13 @@ def _fail(base: str, v: Any, path: str) -> FieldError:
     return FieldError(f"{path}: expected {_wanted(base)}, found {describe(v)}")
 
 
+Checker = Callable[[Any, str], Any]
+# Elements of a tuple field checked by their type alone.
+_PLAIN_TYPES: dict[str, set[type]] = {"str": {str}, "int": {int}}
+
+
 @cache
-def checker(annotation: str):
+def checker(annotation: str) -> Checker:
     """A function ``(value, path) -> value`` for ``annotation`` (see :func:`value`),
     made once per annotation: loading checks a million values."""
     alternatives = _split(annotation)
@@ -151,7 +167,7 @@ def checker(annotation: str):
     if base.startswith("tuple["):
         element = _args(base)[0]
         inner = checker(element)
-        plain = {"str": {str}, "int": {int}}.get(element)
+        plain = _PLAIN_TYPES.get(element)
 
         def check(v: Any, path: str) -> Any:
             nonlocal plain
@@ -196,7 +212,7 @@ def checker(annotation: str):
             return MappingProxyType(out)
         return check
 
-    def check(v: Any, path: str) -> Any:
+    def check_class(v: Any, path: str) -> Any:
         if v is None:
             if optional:
                 return None
@@ -206,11 +222,11 @@ def checker(annotation: str):
         cls = _CLASSES.get(base)
         if cls is not None and isinstance(v, cls):
             return v
-        if base == "Denied" and isinstance(v, (list, tuple)) and len(v) == 2 \
-                and all(isinstance(x, str) for x in v):
+        if cls is not None and base == "Denied" and isinstance(v, (list, tuple)) \
+                and len(v) == 2 and all(isinstance(x, str) for x in v):
             return cls(*v)
         raise _fail(base, v, path)
-    return check
+    return check_class
 
 
 def _wanted(base: str) -> str:

@@ -48,18 +48,17 @@ form, the record (index and name) and the field.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, overload
 
 from zxmem.errors import InputError
 from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
+from zxmem.sources.checked import MAX_U64, describe, is_u64
 
 FORMS = ("CompleteDigest", "ProcessDigest", "ComponentDigest")
 ROOT_JOB_KOID = 1
-MAX_BYTES = 2**64 - 1
 
 # CompleteDigest ``kernel`` keys (the capture's) -> KernelStats fields.
 _CAPTURE_KERNEL = {
@@ -93,12 +92,7 @@ def is_ffx(doc: Any) -> bool:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=True)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return describe(value, 60)
 
 
 def _obj(value: Any, where: str) -> dict:
@@ -113,6 +107,10 @@ def _list(value: Any, where: str) -> list:
     return value
 
 
+@overload
+def _bytes(rec: Mapping, key: str, where: str, *, optional: Literal[False] = False) -> int: ...
+@overload
+def _bytes(rec: Mapping, key: str, where: str, *, optional: bool) -> int | None: ...
 def _bytes(rec: Mapping, key: str, where: str, *, optional: bool = False) -> int | None:
     """A byte count field: an integer 0 .. 2**64 - 1 (null only if optional)."""
     if key not in rec:
@@ -122,7 +120,7 @@ def _bytes(rec: Mapping, key: str, where: str, *, optional: bool = False) -> int
     value = rec[key]
     if value is None and optional:
         return None
-    if not _is_int(value) or not 0 <= value <= MAX_BYTES:
+    if not is_u64(value):
         raise InputError(f"{where}: '{key}' must be a byte count (an integer 0 .. 2**64 - 1), "
                          f"found {_short(value)}")
     return value
@@ -133,8 +131,7 @@ def _number(rec: Mapping, key: str, where: str) -> float:
     value = rec.get(key)
     if key not in rec:
         raise InputError(f"{where}: missing '{key}'")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not \
-            0 <= value <= MAX_BYTES:
+    if not (is_u64(value) or (isinstance(value, float) and 0 <= value <= MAX_U64)):
         raise InputError(f"{where}: '{key}' must be a non-negative number of bytes, "
                          f"found {_short(value)}")
     return value
@@ -142,7 +139,7 @@ def _number(rec: Mapping, key: str, where: str) -> float:
 
 def _koid(rec: Mapping, key: str, where: str) -> int:
     value = rec.get(key)
-    if not _is_int(value) or not 0 <= value <= MAX_BYTES:
+    if not is_u64(value):
         raise InputError(f"{where}: '{key}' must be a koid (a non-negative integer), "
                          f"found {'nothing' if key not in rec else _short(value)}")
     return value
@@ -157,7 +154,7 @@ def _str(rec: Mapping, key: str, where: str) -> str:
 
 
 def _koids(value: Any, where: str) -> list[int]:
-    if not isinstance(value, list) or not all(_is_int(k) and k >= 0 for k in value):
+    if not isinstance(value, list) or not all(is_u64(k) for k in value):
         raise InputError(f"{where}: expected an array of koids, found {_short(value)}")
     return value
 
@@ -190,7 +187,7 @@ def snapshot_from_ffx(doc: Mapping) -> Snapshot:
 
 def _retained(value: Any, where: str) -> dict[str, int]:
     rec = _obj(value, where)
-    return {k: _bytes(rec, k, where) for k in ("private", "scaled", "total")}  # type: ignore
+    return {k: _bytes(rec, k, where) for k in ("private", "scaled", "total")}
 
 
 def _process(form: str, i: int, rec: Any) -> tuple[Process, dict[str, dict[str, int]]]:
@@ -232,12 +229,12 @@ def _kernel_complete(kernel: Any, total_committed: int, notes: list[str]) -> Ker
     remainder = _bytes(kernel, "vmo", where)
     extra["vmo_remainder_bytes"] = remainder
     if remainder:
-        cols["vmo_bytes"] = remainder + total_committed  # type: ignore[operator]
+        cols["vmo_bytes"] = remainder + total_committed
     else:
         cols["vmo_bytes"] = None
         notes.append("kernel VMO bytes unknown: ffx's kernel.vmo (VMO bytes in no process) "
                      "is 0, saturated, so the kernel's total cannot be put back")
-    return KernelStats(**cols, extra=MappingProxyType(extra))
+    return KernelStats.from_columns(cols, extra)
 
 
 def _compression(value: Any, where: str, kernel: KernelStats | None) -> KernelStats | None:
@@ -264,7 +261,7 @@ def _complete(body: dict) -> Snapshot:
              "process PSS/PRIVATE/SHARED are ffx's scaled/private/total - private "
              "(committed bytes)",
              f"capture time {time_ns} ns (monotonic)"]
-    kernel = _kernel_complete(body.get("kernel"), total_committed, notes)  # type: ignore
+    kernel: KernelStats | None = _kernel_complete(body.get("kernel"), total_committed, notes)
     kernel = _compression(body.get("kmem_stats_compression"),
                           f"{where} kmem_stats_compression", kernel)
 
@@ -457,7 +454,7 @@ def _component(body: dict) -> Snapshot:
                     cols[_MEMORY_STATS[key]] = value
                 else:
                     extra[key if key.endswith("_bytes") else key + "_bytes"] = value
-            kernel = KernelStats(**cols, extra=MappingProxyType(extra))
+            kernel = KernelStats.from_columns(cols, extra)
             kernel = _compression(kdoc.get("compression_statistics"),
                                   f"{where} kernel.compression_statistics", kernel)
     if kernel is None:
@@ -525,16 +522,16 @@ def _component(body: dict) -> Snapshot:
             size = _bytes(rec, "committed_size", bwhere)
             _bytes(rec, "populated_size", bwhere, optional=True)
             if name in _RESERVED_ROWS:
-                reserved[name] = size  # type: ignore[assignment]
+                reserved[name] = size
             elif name == "Free" or name.startswith("[Addl]"):
                 left_out.append(name)
             else:
-                rows.append((name, size))  # type: ignore[arg-type]
+                rows.append((name, size))
     if left_out:
         notes.append(f"digest rows that are not buckets left out: {', '.join(left_out)}")
     source_digest = SourceDigest(
         rows=tuple(rows),
-        undigested_bytes=reserved.get("Undigested", undigested),  # type: ignore[arg-type]
+        undigested_bytes=reserved.get("Undigested", undigested),
         kernel_bytes=reserved.get("Kernel"),
         orphaned_bytes=reserved.get("Orphaned"),
         left_out=tuple(left_out),

@@ -59,7 +59,7 @@ from typing import Any
 
 from zxmem.errors import InputError
 from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
-from zxmem.sources.checked import is_u64
+from zxmem.sources.checked import MAX_U64, describe, is_int, is_u64
 from zxmem.textsafe import decode_name
 
 CAPTURE_ROOT_JOB_KOID = 1
@@ -184,23 +184,15 @@ def is_capture(doc: Any) -> bool:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=True)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# A byte count fits in 64 unsigned bits (the kernel's counters and Zircon's
-# sizes are uint64); anything else is a damaged or hand-made file.
-MAX_BYTES = 2**64 - 1
+    return describe(value, 60)
 
 
 def _check_bytes(value: Any, where: str, field: str) -> None:
     """An :class:`InputError` naming ``where`` and ``field`` for a byte
-    count that is negative or past 2**64 - 1 (``None``, unknown, is fine)."""
-    if value is not None and not 0 <= value <= MAX_BYTES:
+    count that is negative or past 2**64 - 1 (``None``, unknown, is fine):
+    a byte count fits in 64 unsigned bits (the kernel's counters and
+    Zircon's sizes are uint64); anything else is a damaged or hand-made file."""
+    if value is not None and not 0 <= value <= MAX_U64:
         raise InputError(f"{where}: {field} {value} is out of range "
                          f"(a byte count is 0 .. 2**64 - 1)")
 
@@ -231,14 +223,14 @@ def _kernel(kernel: Any) -> KernelStats | None:
     cols: dict[str, int | None] = {}
     extra: dict[str, int | None] = {}
     for key, value in kernel.items():
-        if value is not None and not _is_int(value):
+        if value is not None and not is_int(value):
             raise InputError(f"capture Kernel.{key}: expected an integer, found {_short(value)}")
         _check_bytes(value, "capture Kernel", key)
         if key in _KERNEL_COLUMNS:
             cols[_KERNEL_COLUMNS[key]] = value
         else:
             extra[key if key.endswith("_bytes") else key + "_bytes"] = value
-    return KernelStats(**cols, extra=MappingProxyType(extra))
+    return KernelStats.from_columns(cols, extra)
 
 
 def snapshot_from_capture(doc: Mapping) -> Snapshot:
@@ -281,7 +273,7 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
 
         extra = dict(kernel.extra)
         for k, v in cap["kmem_stats_compression"].items():
-            if _is_int(v):
+            if is_int(v):
                 _check_bytes(v, "capture kmem_stats_compression", k)
                 extra[f"compression_{k}"] = v
         kernel = replace(kernel, extra=MappingProxyType(extra))
@@ -404,13 +396,13 @@ def _vmos(rows: Any, names: list, notes: list[str]) -> dict[int, dict]:
         koid, name, parent, committed, allocated = (row[c] for c in cols)
         if isinstance(name, str):
             pass  # an older writer that stored names inline
-        elif _is_int(name) and 0 <= name < len(names) and isinstance(names[name], str):
+        elif is_int(name) and 0 <= name < len(names) and isinstance(names[name], str):
             name = names[name]
         else:
             raise InputError(f"capture Vmos[{i}]: name index {_short(name)} is not in "
                              f"VmoNames (0..{len(names) - 1})")
         if not all(is_u64(v) for v in (koid, parent)) or not all(
-            v is None or _is_int(v) for v in (committed, allocated)
+            v is None or is_int(v) for v in (committed, allocated)
         ):
             raise InputError(f"capture Vmos[{i}]: expected integers (koids from 0 to "
                              f"2**64 - 1), found {_short(row)}")

@@ -509,6 +509,7 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
         # The clock of start times is this machine's: only for its own /proc.
         capture_time_ns=boottime_ns if os.path.realpath(proc) == "/proc" else None,
         clock_ticks_per_second=os.sysconf("SC_CLK_TCK"),
+        mmap_min_addr=read_mmap_min_addr(proc),
     )
     return Snapshot(provenance=provenance, jobs=jobs, processes=processes)
 

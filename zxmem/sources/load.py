@@ -68,7 +68,7 @@ def too_large(name: str, limit: int) -> InputError:
 
 def read_limited(stream: IO, name: str, limit: int) -> bytes:
     """All of ``stream`` (binary), or :func:`too_large` past ``limit`` bytes."""
-    parts = []
+    parts: list[bytes] = []
     total = 0
     while True:
         chunk = stream.read(min(_CHUNK, limit + 1 - total))
@@ -370,8 +370,9 @@ def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None) -> Snap
         with f:
             return _load(_Input(f, name, limit))
     stream = getattr(src, "buffer", src)
-    name = getattr(src, "name", None)
-    return _load(_Input(stream, name if isinstance(name, str) else "<stream>", limit))
+    stream_name = getattr(src, "name", None)
+    return _load(_Input(stream, stream_name if isinstance(stream_name, str) else "<stream>",
+                        limit))
 
 
 def _load(inp: _Input) -> Snapshot:

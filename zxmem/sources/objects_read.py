@@ -402,7 +402,7 @@ def _read_all(
             ahead.release()
             if isinstance(got, BaseException):
                 raise got
-            for pid, detail, r in got:  # type: ignore[attr-defined]
+            for pid, detail, r in got:
                 collector.finish_one(pid, r, detail, keys)
                 yield pid, detail, r
     finally:

@@ -203,19 +203,19 @@ def render_explain(stats: KernelStats) -> str:
             f"{format_size(t.value_bytes, 'M'):>9}  {t.note}".rstrip()
         )
     total = stats.total_bytes
-    known = [t.value_bytes for t in terms]
+    known = [t.value_bytes for t in terms if t.value_bytes is not None]
     lines.append(f"  {'':<7} {'-' * 30} {'-' * 12} {'-' * 9}")
     lines.append(
         f"  {'total':<7} {'MemTotal':<30} {_kb(total):>12} {format_size(total, 'M'):>9}"
     )
-    if total is None or None in known:
+    if total is None or len(known) < len(terms):
         unknown = [t.name for t in terms if t.value_bytes is None]
         lines.append("  the terms cannot be checked against MemTotal: unknown "
                      + (", ".join(unknown) if unknown else "MemTotal"))
     else:
-        diff = total - sum(known)  # type: ignore[arg-type]
+        diff = total - sum(known)
         verdict = "exactly" if diff == 0 else f"off by {_kb(diff)} kB"
-        lines.append(f"  sum of the terms = {_kb(sum(known))} kB = MemTotal {verdict}")  # type: ignore[arg-type]
+        lines.append(f"  sum of the terms = {_kb(sum(known))} kB = MemTotal {verdict}")
 
     lines.append("")
     lines.append("not part of the sum:")
@@ -336,7 +336,8 @@ def cpu_rows(
             "gen": _delta(c.generic_ipis, p.generic_ipis if p else None),
         }
         for k, v in vals.items():
-            agg[k] = None if v is None or agg[k] is None else agg[k] + v  # type: ignore[operator]
+            summed = agg[k]
+            agg[k] = None if v is None or summed is None else summed + v
         rows.append(CpuRow(str(c.cpu), _load(dt, min(di, dt)), **vals))
     cs = _delta(cur_stat.ctxt, prev_stat.ctxt if prev_stat else None)
     rows.append(CpuRow("all", _load(sums["total"], min(sums["idle"], sums["total"])), cs=cs,

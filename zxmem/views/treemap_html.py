@@ -77,7 +77,7 @@ LIBRARY_LICENSE = "d3-hierarchy.LICENSE"
 
 
 def _data_file(name: str) -> str:
-    return resources.files("zxmem").joinpath("data", name).read_text(encoding="utf-8")
+    return resources.files("zxmem").joinpath("data").joinpath(name).read_text(encoding="utf-8")
 
 
 def json_for_script(value: object) -> str:
