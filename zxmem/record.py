@@ -66,7 +66,7 @@ def field(*, default_factory: Callable[[], Any]) -> Any:
 def replace(obj: _R, /, **changes: Any) -> _R:
     """A copy of the record ``obj`` with ``changes`` (as
     :func:`dataclasses.replace`, without importing :mod:`dataclasses`)."""
-    values = {n: getattr(obj, n) for n in obj.__record_fields__  # type: ignore[attr-defined]
+    values = {n: getattr(obj, n) for n in obj.__record_fields__
               if n not in changes}
     return obj.__class__(**values, **changes)
 
@@ -102,9 +102,9 @@ class RecordMeta(type):
         types: dict[str, Any] = {}
         for base in reversed(bases):
             if isinstance(base, RecordMeta):
-                inherited += base.__record_fields__  # type: ignore[attr-defined]
-                defaults.update(base.__record_defaults__)  # type: ignore[attr-defined]
-                types.update(base.__record_types__)  # type: ignore[attr-defined]
+                inherited += base.__record_fields__
+                defaults.update(base.__record_defaults__)
+                types.update(base.__record_types__)
         own = {n: t for n, t in _annotations(ns).items() if not _is_classvar(t)}
         for field_name in own:
             if field_name in ns:
@@ -254,11 +254,11 @@ class Record(metaclass=RecordMeta):
     __slots__ = ()
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple([getattr(self, n) for n in self.__record_fields__])  # type: ignore[attr-defined]
+        return tuple([getattr(self, n) for n in self.__record_fields__])
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            return self._values() == other._values()  # type: ignore[attr-defined]
+            return self._values() == other._values()
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -266,7 +266,7 @@ class Record(metaclass=RecordMeta):
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}"
-                          for n in self.__record_fields__)  # type: ignore[attr-defined]
+                          for n in self.__record_fields__)
         return f"{type(self).__qualname__}({inner})"
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -290,5 +290,5 @@ class Record(metaclass=RecordMeta):
         return self._values()
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for field_name, value in zip(self.__record_fields__, state, strict=True):  # type: ignore[attr-defined]
+        for field_name, value in zip(self.__record_fields__, state, strict=True):
             object.__setattr__(self, field_name, value)
