@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from zxmem import fields
-from zxmem.model import VMO_KINDS
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, VMO_KINDS
 
 _INT = {"type": "integer"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
@@ -139,7 +139,7 @@ def memgraph_schema() -> dict[str, Any]:
                             "clock_ticks_per_second": _INT_OR_NULL,
                             "mmap_min_addr": {**_INT_OR_NULL, "minimum": 0, "description":
                                               "vm.mmap_min_addr, where vmaps' /A starts; "
-                                              "absent: 0x10000 is assumed"},
+                                              f"absent: {DEFAULT_MMAP_MIN_ADDR:#x} is assumed"},
                             "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
                             "hidden_vmo_koids": {"type": "array", "items": _INT},
                             "vmo_holders": {

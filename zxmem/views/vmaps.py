@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from itertools import compress, pairwise
 from operator import attrgetter, sub
 
-from zxmem.model import INODE_KOID_BASE, Mapping, Process, Snapshot
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, INODE_KOID_BASE, Mapping, Process, Snapshot
 from zxmem.regions import address_space, mapping_name, object_name
 from zxmem.textsafe import escape_terminal
 from zxmem.units import format_size
@@ -49,7 +49,7 @@ _EXTRA_FIELD = {"pss": "pss_bytes", "private": "private_bytes", "swap": "swap_by
 class VmapsOptions:
     extra: tuple[str, ...] = ()  # subset of EXTRA_COLUMNS, printed in that order
     aspace: tuple[int, int] | None = None  # /A range; None: computed
-    min_addr: int = 0x10000  # vm.mmap_min_addr, the /A start when computed
+    min_addr: int = DEFAULT_MMAP_MIN_ADDR  # vm.mmap_min_addr, the /A start when computed
     units: str | None = None  # --units letter; None = natural
     # Terminal layout: fit lines into ``width`` columns (short koids, names
     # shortened in the middle, addresses dropped when the name needs room);
