@@ -37,22 +37,15 @@ OTHER_BRANCHES = {
 
 # Not split yet (issue #11 continues): each one is work left, not an exemption.
 NOT_YET_SPLIT = {
-    "charge.py::reconcile",
     "commands/digest.py::run",
-    "commands/k.py::run_asd",
     "digest.py::compute_digest",
     "exact_views.py::exact_objects_view",
-    "memgraph.py::_Builder._snapshot",
-    "outfile.py::write_output",
-    "regions.py::find_regions",
     "schema/memgraph.py::memgraph_schema",
     "sources/cgmem.py::read_cgroup_memory",
     "sources/checked.py::checker",
-    "sources/ffx.py::_complete",
     "sources/ffx.py::_component",
     "sources/fuchsia.py::snapshot_from_capture",
     "sources/kernel.py::compute_kernel_stats",
-    "sources/kernel.py::read_kernel_stats_with_notes",
     "sources/kernel.py::read_process_kernel_usage",
     "summary.py::summarize",
     "treemap.py::_Builder.populate_process",

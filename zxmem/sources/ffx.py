@@ -252,19 +252,9 @@ def _compression(value: Any, where: str, kernel: KernelStats | None) -> KernelSt
     return replace(kernel, extra=MappingProxyType(extra))
 
 
-def _complete(body: dict) -> Snapshot:
-    form = "CompleteDigest"
+def _complete_vmos(body: dict, form: str, total_committed: int) -> dict[int, dict]:
+    """A CompleteDigest's vmos table by koid, checked against its total."""
     where = f"ffx {form}"
-    time_ns = _bytes(body, "time", where)
-    total_committed = _bytes(body, "total_committed_bytes_in_vmos", where)
-    notes = ["one root job: ffx profile memory records no job tree",
-             "process PSS/PRIVATE/SHARED are ffx's scaled/private/total - private "
-             "(committed bytes)",
-             f"capture time {time_ns} ns (monotonic)"]
-    kernel: KernelStats | None = _kernel_complete(body.get("kernel"), total_committed, notes)
-    kernel = _compression(body.get("kmem_stats_compression"),
-                          f"{where} kmem_stats_compression", kernel)
-
     vmos: dict[int, dict] = {}
     for i, rec in enumerate(_list(body.get("vmos"), f"{where} vmos")):
         vwhere = _record(form, "vmos", i, rec)
@@ -283,6 +273,23 @@ def _complete(body: dict) -> Snapshot:
     if committed_sum != total_committed:
         raise InputError(f"{where}: total_committed_bytes_in_vmos is {total_committed} but "
                          f"the vmos' committed_bytes add up to {committed_sum}")
+    return vmos
+
+
+def _complete(body: dict) -> Snapshot:
+    form = "CompleteDigest"
+    where = f"ffx {form}"
+    time_ns = _bytes(body, "time", where)
+    total_committed = _bytes(body, "total_committed_bytes_in_vmos", where)
+    notes = ["one root job: ffx profile memory records no job tree",
+             "process PSS/PRIVATE/SHARED are ffx's scaled/private/total - private "
+             "(committed bytes)",
+             f"capture time {time_ns} ns (monotonic)"]
+    kernel: KernelStats | None = _kernel_complete(body.get("kernel"), total_committed, notes)
+    kernel = _compression(body.get("kmem_stats_compression"),
+                          f"{where} kmem_stats_compression", kernel)
+
+    vmos = _complete_vmos(body, form, total_committed)
 
     processes: list[Process] = []
     seen: set[int] = set()

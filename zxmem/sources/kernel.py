@@ -57,11 +57,17 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from zxmem.model import PAGE_SIZE, KernelStats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 
 KIB = 1024
 
@@ -587,6 +593,19 @@ def _try_read(path: str) -> bytes | None:
         return None
 
 
+def _parsed(path: str, parse: Callable[[bytes], _T], notes: list[str]) -> _T | None:
+    """``parse`` of an optional file; None when it is missing or denied, or
+    malformed (then with a note)."""
+    raw = _try_read(path)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ParseError as exc:
+        notes.append(str(exc))
+        return None
+
+
 def _read_config(proc: str) -> bytes | None:
     raw = _try_read(f"{proc}/config.gz")
     if raw is None:
@@ -618,48 +637,23 @@ def read_kernel_stats_with_notes(
     proc = proc_root.rstrip("/") or "/"
     meminfo, counts = parse_meminfo(_read(f"{proc}/meminfo"))
     notes: list[str] = []
-    slab_free = None
-    raw = _try_read(f"{proc}/slabinfo")
-    if raw is not None:
-        try:
-            slab_free = slab_free_bytes(parse_slabinfo(raw))
-        except ParseError as exc:
-            notes.append(str(exc))
-    vmalloc = None
+    slab_free = _parsed(f"{proc}/slabinfo", lambda raw: slab_free_bytes(parse_slabinfo(raw)),
+                        notes)
     known_stacks = stacks_in_vmalloc is not None and bool(meminfo.get("VmallocUsed"))
-    raw = None if known_stacks else _try_read(f"{proc}/vmallocinfo")
-    if raw is not None:
-        try:
-            vmalloc = vmallocinfo_sums(raw)
-        except ParseError as exc:
-            notes.append(str(exc))
+    vmalloc = None if known_stacks else _parsed(f"{proc}/vmallocinfo", vmallocinfo_sums, notes)
     vmap_stack = stacks_in_vmalloc if known_stacks else None
     if vmalloc is None and vmap_stack is None:
         config = _read_config(proc)
         if config is not None:
             vmap_stack = config_option(config, "VMAP_STACK")
-    sockstat = None
-    raw = _try_read(f"{proc}/net/sockstat")
-    if raw is not None:
-        try:
-            sockstat = parse_sockstat(raw)
-        except ParseError as exc:
-            notes.append(str(exc))
-    physical = None
-    raw = _try_read(f"{proc}/iomem")
-    if raw is not None:
-        try:
-            physical = parse_iomem_system_ram(raw)
-        except ParseError as exc:
-            notes.append(str(exc))
     stats, more = compute_kernel_stats(
         meminfo,
         counts,
         slab_free=slab_free,
         vmalloc_sums=vmalloc,
         vmap_stack_config=vmap_stack,
-        sockstat=sockstat,
-        physical=physical,
+        sockstat=_parsed(f"{proc}/net/sockstat", parse_sockstat, notes),
+        physical=_parsed(f"{proc}/iomem", parse_iomem_system_ram, notes),
     )
     return stats, tuple(notes) + more
 
