@@ -37,7 +37,6 @@ OTHER_BRANCHES = {
 
 # Not split yet (issue #11 continues): each one is work left, not an exemption.
 NOT_YET_SPLIT = {
-    "commands/digest.py::run",
     "digest.py::compute_digest",
     "exact_views.py::exact_objects_view",
     "schema/memgraph.py::memgraph_schema",
@@ -46,15 +45,12 @@ NOT_YET_SPLIT = {
     "sources/ffx.py::_component",
     "sources/fuchsia.py::snapshot_from_capture",
     "sources/kernel.py::compute_kernel_stats",
-    "sources/kernel.py::read_process_kernel_usage",
     "summary.py::summarize",
     "treemap.py::_Builder.populate_process",
     "treemap.py::tree_from_records",
     "views/kstats.py::render_explain",
     "views/metrics.py::families",
     "views/top.py::History.update",
-    "views/vmaps.py::_render_fitted",
-    "views/vmaps.py::render_chunks",
 }
 WAITING = PENDING | OTHER_BRANCHES | NOT_YET_SPLIT
 

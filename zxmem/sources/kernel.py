@@ -67,6 +67,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up
     from typing import TypeVar
 
+    from zxmem.sources.procfs import TaskStat
+
     _T = TypeVar("_T")
 
 KIB = 1024
@@ -899,6 +901,43 @@ def _fd_links(fd_dir: str) -> list[bytes] | None:
     return links
 
 
+class _Exited(Exception):
+    """The process exited while it was being read."""
+
+
+def _threads_and_page_tables(base: str, stat: TaskStat) -> tuple[int | None, int | None]:
+    """The process's thread count and VmPTE bytes (status, else stat)."""
+    from zxmem.sources import procfs
+
+    try:
+        status = procfs.parse_status(_read(f"{base}/status"))
+    except OSError:
+        status = {}
+    threads = None
+    raw_threads = status.get(b"Threads")
+    if raw_threads is not None and raw_threads.isdigit():
+        threads = int(raw_threads)
+    elif stat.num_threads:
+        threads = stat.num_threads
+    pte = procfs.status_bytes(status, b"VmPTE")
+    if pte is None and stat.kernel_thread:
+        pte = 0  # a kernel thread has no mm: it owns no user page tables
+    return threads, pte
+
+
+def _fd_kinds(base: str) -> dict[str, int] | None:
+    """Descriptors by kind; None when not readable; raises :class:`_Exited`."""
+    try:
+        links = _fd_links(f"{base}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        if not os.path.isdir(base):
+            raise _Exited from None
+        return None
+    except OSError:
+        return None
+    return None if links is None else count_fd_kinds(links)
+
+
 def read_process_kernel_usage(
     proc_root: str = "/proc",
     *,
@@ -926,32 +965,13 @@ def read_process_kernel_usage(
             continue
         if stat.kernel_thread and not kernel_threads:
             continue
+        threads, pte = _threads_and_page_tables(base, stat)
         try:
-            status = procfs.parse_status(_read(f"{base}/status"))
-        except OSError:
-            status = {}
-        threads = None
-        raw_threads = status.get(b"Threads")
-        if raw_threads is not None and raw_threads.isdigit():
-            threads = int(raw_threads)
-        elif stat.num_threads:
-            threads = stat.num_threads
-        pte = procfs.status_bytes(status, b"VmPTE")
-        if pte is None and stat.kernel_thread:
-            pte = 0  # a kernel thread has no mm: it owns no user page tables
-        kinds = None
-        try:
-            links = _fd_links(f"{base}/fd")
-        except (FileNotFoundError, ProcessLookupError):
-            if not os.path.isdir(base):
-                continue  # the process exited
-            links = None
-        except OSError:
-            links = None
-        if links is None:
+            kinds = _fd_kinds(base)
+        except _Exited:
+            continue
+        if kinds is None:
             denied += 1
-        else:
-            kinds = count_fd_kinds(links)
         rows.append(
             ProcessKernelUsage(
                 pid=stat.pid,
