@@ -40,17 +40,13 @@ NOT_YET_SPLIT = {
     "digest.py::compute_digest",
     "exact_views.py::exact_objects_view",
     "schema/memgraph.py::memgraph_schema",
-    "sources/cgmem.py::read_cgroup_memory",
     "sources/checked.py::checker",
     "sources/ffx.py::_component",
     "sources/fuchsia.py::snapshot_from_capture",
     "sources/kernel.py::compute_kernel_stats",
-    "summary.py::summarize",
     "treemap.py::_Builder.populate_process",
     "treemap.py::tree_from_records",
-    "views/kstats.py::render_explain",
     "views/metrics.py::families",
-    "views/top.py::History.update",
 }
 WAITING = PENDING | OTHER_BRANCHES | NOT_YET_SPLIT
 
