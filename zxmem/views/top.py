@@ -132,40 +132,11 @@ class History:
     first_oom: int | None = None
     count: int = 0
 
-    def _job_rows(self, tree: TaskTree, names: dict[int, str], first: bool) -> dict[int, Row]:
-        """The jobs' rows, with their changes; remembers them as the last refresh."""
-        jobs: dict[int, Row] = {}
-        jnow: dict[str, int | None] = {}
-        for koid, job in tree.jobs.items():
-            r = tree.job_row(job, 0)
-            key = _job_key(job)
-            cg = job.cgroup
-            charged = cg.charged_bytes if cg is not None else job.charged_bytes
-            limit = cg.limit_bytes if cg is not None else None
-            jnow[key] = r.pss_bytes
-            if first:
-                self.first_jobs[key] = r.pss_bytes
-            seen = key in self.last_jobs
-            jobs[koid] = Row(
-                kind="j", koid=koid, depth=0, name=names[koid], job_name=names[koid],
-                pss_bytes=r.pss_bytes, uss_bytes=r.private_bytes,
-                swap_bytes=_job_swap(tree, job),
-                delta_bytes=(0 if r.pss_bytes is not None else None) if first
-                else _sub(r.pss_bytes, self.last_jobs.get(key) if seen else 0),
-                delta_start_bytes=_sub(r.pss_bytes, self.first_jobs.get(key, 0)),
-                new=not first and not seen, unknown_processes=r.unknown_processes,
-                charged_bytes=charged, limit_bytes=limit if isinstance(limit, int) else None,
-            )
-        self.first_jobs = {k: v for k, v in self.first_jobs.items() if k in jnow}
-        self.last_jobs = jnow
-        return jobs
-
-    def update(self, snapshot: Snapshot) -> Frame:
-        """The frame of ``snapshot``; remembers it as the last refresh."""
-        first = self.count == 0
-        self.count += 1
-        tree = TaskTree(snapshot)
-        names = _job_names(tree)
+    def _process_rows(self, snapshot: Snapshot, names: dict[int, str], first: bool
+                      ) -> tuple[list[Row], int, int, int, int, int]:
+        """The processes' rows, with their changes, and the header's counts
+        (processes, unreadable, new, exited, PSS sum); remembers them as the
+        last refresh."""
         rows: list[Row] = []
         now: dict[Identity, int | None] = {}
         new = unreadable = pss_sum = nprocs = 0
@@ -205,6 +176,44 @@ class History:
         if not first:
             self.first = {k: v for k, v in self.first.items() if k in now}
         self.last = now
+        return rows, nprocs, unreadable, new, exited, pss_sum
+
+    def _job_rows(self, tree: TaskTree, names: dict[int, str], first: bool) -> dict[int, Row]:
+        """The jobs' rows, with their changes; remembers them as the last refresh."""
+        jobs: dict[int, Row] = {}
+        jnow: dict[str, int | None] = {}
+        for koid, job in tree.jobs.items():
+            r = tree.job_row(job, 0)
+            key = _job_key(job)
+            cg = job.cgroup
+            charged = cg.charged_bytes if cg is not None else job.charged_bytes
+            limit = cg.limit_bytes if cg is not None else None
+            jnow[key] = r.pss_bytes
+            if first:
+                self.first_jobs[key] = r.pss_bytes
+            seen = key in self.last_jobs
+            jobs[koid] = Row(
+                kind="j", koid=koid, depth=0, name=names[koid], job_name=names[koid],
+                pss_bytes=r.pss_bytes, uss_bytes=r.private_bytes,
+                swap_bytes=_job_swap(tree, job),
+                delta_bytes=(0 if r.pss_bytes is not None else None) if first
+                else _sub(r.pss_bytes, self.last_jobs.get(key) if seen else 0),
+                delta_start_bytes=_sub(r.pss_bytes, self.first_jobs.get(key, 0)),
+                new=not first and not seen, unknown_processes=r.unknown_processes,
+                charged_bytes=charged, limit_bytes=limit if isinstance(limit, int) else None,
+            )
+        self.first_jobs = {k: v for k, v in self.first_jobs.items() if k in jnow}
+        self.last_jobs = jnow
+        return jobs
+
+    def update(self, snapshot: Snapshot) -> Frame:
+        """The frame of ``snapshot``; remembers it as the last refresh."""
+        first = self.count == 0
+        self.count += 1
+        tree = TaskTree(snapshot)
+        names = _job_names(tree)
+        rows, nprocs, unreadable, new, exited, pss_sum = self._process_rows(
+            snapshot, names, first)
         jobs = self._job_rows(tree, names, first)
 
         oom = snapshot.kernel.extra.get("oom_kill") if snapshot.kernel else None
