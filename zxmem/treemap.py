@@ -189,28 +189,6 @@ class _Builder:
         else:
             self.lookup(parent).children.append(node)
 
-    def _aggregated(self, pid: str, by_name: dict[str, list[Node]]) -> list[Node]:
-        """A process's VMO nodes, those of one name (but unnamed) in one
-        ``name[count]`` node."""
-        children: list[Node] = []
-        for name, members in by_name.items():
-            if len(members) == 1 or name == UNNAMED:
-                children.extend(members)
-                continue
-            agg = Node(
-                f"{pid}/vmo/{name}",
-                "vmo",
-                f"{name}[{len(members)}]",
-                KIND_AGGREGATE,
-                area=sum(m.area or 0 for m in members),
-                count=len(members),
-                defined=True,
-            )
-            if not self.hide_aggregated:
-                agg.children = members
-            children.append(agg)
-        return children
-
     def populate_process(self, proc: Node, record: Mapping[str, Any]) -> None:
         """Spec §6.2: a process's children and area."""
         pid = proc.id
@@ -253,7 +231,8 @@ class _Builder:
             node = Node(f"{pid}/vmo/{koid}", "vmo", name, KIND_VMO, koid, area, defined=True)
             by_name.setdefault(name, []).append(node)
 
-        children = self._aggregated(pid, by_name)
+        children = _aggregated(by_name, f"{pid}/vmo/", KIND_AGGREGATE,
+                               keep_members=not self.hide_aggregated)
         proc.children = children
         proc.area = sum(c.area or 0 for c in children)
         if file_area:
@@ -385,6 +364,31 @@ def _sum_areas(node: Node) -> int:
             # of what could be read (the process itself shows as unknown).
             n.known = any(c.known for c in n.children) if n.children else n.known
     return node.area or 0
+
+
+def _aggregated(by_name: dict[str, list[Node]], id_prefix: str, kind: str, *,
+                keep_members: bool) -> list[Node]:
+    """VMO nodes by name, those of one name (but unnamed) in one
+    ``name[count]`` node of ``kind`` (id ``id_prefix`` + name), which holds
+    them as children only with ``keep_members``."""
+    children: list[Node] = []
+    for name, members in by_name.items():
+        if len(members) == 1 or name == UNNAMED:
+            children.extend(members)
+            continue
+        agg = Node(
+            f"{id_prefix}{name}",
+            "vmo",
+            f"{name}[{len(members)}]",
+            kind,
+            area=sum(m.area or 0 for m in members),
+            count=len(members),
+            defined=True,
+        )
+        if keep_members:
+            agg.children = members
+        children.append(agg)
+    return children
 
 
 def _estimate_process(proc: Node, record: Mapping[str, Any]) -> None:
@@ -540,22 +544,7 @@ def _hidden_branch(
         )
     if not by_name:
         return None
-    children: list[Node] = []
-    for name, members in by_name.items():
-        if len(members) == 1 or name == UNNAMED:
-            children.extend(members)
-        else:
-            children.append(
-                Node(
-                    f"hidden/{name}",
-                    "vmo",
-                    f"{name}[{len(members)}]",
-                    KIND_HIDDEN,
-                    area=sum(m.area or 0 for m in members),
-                    count=len(members),
-                    defined=True,
-                )
-            )
+    children = _aggregated(by_name, "hidden/", KIND_HIDDEN, keep_members=False)
     return Node(
         "kernel/vmo/hidden",
         "kernel",

@@ -207,29 +207,44 @@ def _process(form: str, i: int, rec: Any) -> tuple[Process, dict[str, dict[str, 
     groups = {g: _retained(v, f"{where}: name_to_vmo_memory.{_short(g)}")
               for g, v in groups_doc.items()}
     refs = sorted(set(_koids(rec.get("vmos", []), f"{where}: vmos")))
-    proc = Process(
+    proc = _root_process(koid, name, mem, vmo_refs=tuple(VmoRef(k, ()) for k in refs))
+    return proc, {"": mem, **groups}
+
+
+def _root_process(koid: int, name: str, mem: dict[str, int], **more: Any) -> Process:
+    """A process of the one root job, its memory ffx's private, scaled and
+    total bytes (PSS, PRIVATE, and SHARED = total - private)."""
+    return Process(
         koid=koid,
         name=name,
         job_koid=ROOT_JOB_KOID,
         cmdline=(name,),
         memory=MemoryCounts(pss_bytes=mem["scaled"], private_bytes=mem["private"],
                             shared_bytes=mem["total"] - mem["private"]),
-        vmo_refs=tuple(VmoRef(k, ()) for k in refs),
+        **more,
     )
-    return proc, {"": mem, **groups}
+
+
+def _kernel_columns(doc: dict, where: str, columns: Mapping[str, str], skip: str | None = None
+                    ) -> tuple[dict[str, int | None], dict[str, int | None]]:
+    """A kernel statistics object's byte counts, each checked: the kstats
+    columns (``columns`` names them) and the rest as ``*_bytes`` extras
+    (``skip``: a key left out of both)."""
+    cols: dict[str, int | None] = {}
+    extra: dict[str, int | None] = {}
+    for key in doc:
+        value = _bytes(doc, key, where, optional=True)
+        if key in columns:
+            cols[columns[key]] = value
+        elif key != skip:
+            extra[key if key.endswith("_bytes") else key + "_bytes"] = value
+    return cols, extra
 
 
 def _kernel_complete(kernel: Any, total_committed: int, notes: list[str]) -> KernelStats:
     where = "ffx CompleteDigest kernel"
     kernel = _obj(kernel, where)
-    cols: dict[str, int | None] = {}
-    extra: dict[str, int | None] = {}
-    for key in kernel:
-        value = _bytes(kernel, key, where, optional=True)
-        if key in _CAPTURE_KERNEL:
-            cols[_CAPTURE_KERNEL[key]] = value
-        elif key != "vmo":
-            extra[key if key.endswith("_bytes") else key + "_bytes"] = value
+    cols, extra = _kernel_columns(kernel, where, _CAPTURE_KERNEL, skip="vmo")
     remainder = _bytes(kernel, "vmo", where)
     extra["vmo_remainder_bytes"] = remainder
     if remainder:
@@ -450,15 +465,7 @@ def _component_kernel(body: dict, where: str) -> KernelStats | None:
     if stats is None:
         return None
     swhere = f"{where} kernel.memory_statistics"
-    stats = _obj(stats, swhere)
-    cols: dict[str, int | None] = {}
-    extra: dict[str, int | None] = {}
-    for key in stats:
-        value = _bytes(stats, key, swhere, optional=True)
-        if key in _MEMORY_STATS:
-            cols[_MEMORY_STATS[key]] = value
-        else:
-            extra[key if key.endswith("_bytes") else key + "_bytes"] = value
+    cols, extra = _kernel_columns(_obj(stats, swhere), swhere, _MEMORY_STATS)
     kernel = KernelStats.from_columns(cols, extra)
     return _compression(kdoc.get("compression_statistics"),
                         f"{where} kernel.compression_statistics", kernel)
@@ -497,16 +504,7 @@ def _principal(form: str, i: int, rec: object, seen: set[int]
     if ptype is not None and not isinstance(ptype, str):
         raise InputError(f"{pwhere}: 'principal_type' must be a string, "
                          f"found {_short(ptype)}")
-    proc = Process(
-        koid=pid,
-        name=name,
-        job_koid=ROOT_JOB_KOID,
-        cmdline=(name,),
-        memory=MemoryCounts(pss_bytes=mem["scaled"], private_bytes=mem["private"],
-                            shared_bytes=mem["total"] - mem["private"]),
-        num_threads=None,
-    )
-    return proc, groups
+    return _root_process(pid, name, mem, num_threads=None), groups
 
 
 def _component_digest(body: dict, where: str, notes: list[str]) -> SourceDigest | None:

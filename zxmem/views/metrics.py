@@ -301,18 +301,16 @@ def _kernel_families(k: KernelStats, processes_pss: int) -> list[Metric]:
     from prometheus_client.core import GaugeMetricFamily
 
     out: list[Metric] = []
-    if k.total_bytes is not None:
-        total = GaugeMetricFamily("zxmem_memory_total_bytes",
-                                  "MemTotal (/proc/meminfo): RAM the kernel manages.",
-                                  unit="bytes")
-        total.add_metric([], k.total_bytes)
-        out.append(total)
-    if k.free_bytes is not None:
-        free = GaugeMetricFamily("zxmem_memory_free_bytes",
-                                 "MemFree (/proc/meminfo): pages on the free lists.",
-                                 unit="bytes")
-        free.add_metric([], k.free_bytes)
-        out.append(free)
+    for name, help_text, value in (
+        ("zxmem_memory_total_bytes", "MemTotal (/proc/meminfo): RAM the kernel manages.",
+         k.total_bytes),
+        ("zxmem_memory_free_bytes", "MemFree (/proc/meminfo): pages on the free lists.",
+         k.free_bytes),
+    ):
+        if value is not None:
+            family = GaugeMetricFamily(name, help_text, unit="bytes")
+            family.add_metric([], value)
+            out.append(family)
     kern = GaugeMetricFamily("zxmem_kernel_bytes", KERNEL_KIND_HELP, labels=["kind"],
                              unit="bytes")
     for kind, kind_bytes in kernel_kinds(k, processes_pss).items():
