@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zxmem.model import Job, Process
+from zxmem.model import Job, MemoryCounts, Process
 from zxmem.tasktree import TaskTree
 
 
@@ -67,6 +67,22 @@ def job_processes(tree: TaskTree, koid: int) -> list[Process]:
     return out
 
 
+def _elsewhere(exact_bytes: int | None, known: list[MemoryCounts], mapped_bytes: int | None,
+               mapped_key: str) -> tuple[int | None, bool, str]:
+    """The "charged elsewhere" term: its bytes, whether they are an estimate,
+    and where they come from (``mapped_key``: memory.stat's mapped file key)."""
+    if exact_bytes is not None:
+        return exact_bytes, False, "PSS of mapped pages /proc/kpagecgroup puts in another memcg"
+    file_pss: int | None = None
+    file_bytes = [m.pss_file_bytes + (m.pss_shmem_bytes or 0)
+                  for m in known if m.pss_file_bytes is not None]
+    if known and len(file_bytes) == len(known):
+        file_pss = sum(file_bytes)
+    elsewhere = (max(0, file_pss - mapped_bytes)
+                 if file_pss is not None and mapped_bytes is not None else None)
+    return elsewhere, True, f"estimate: Σ(Pss_File+Pss_Shmem) - {mapped_key}, at least 0"
+
+
 def reconcile(tree: TaskTree, koid: int,
               elsewhere_exact_bytes: int | None = None) -> Reconciliation:
     """The reconciliation of job ``koid``.
@@ -94,22 +110,8 @@ def reconcile(tree: TaskTree, koid: int,
     file_b, mapped_b = key(file_key), key(mapped_key)
     unmapped = file_b - mapped_b if file_b is not None and mapped_b is not None else None
 
-    file_pss: int | None = None
-    file_bytes = [m.pss_file_bytes + (m.pss_shmem_bytes or 0)
-                  for m in known if m.pss_file_bytes is not None]
-    if known and len(file_bytes) == len(known):
-        file_pss = sum(file_bytes)
-    elsewhere: int | None
-    if elsewhere_exact_bytes is not None:
-        elsewhere = elsewhere_exact_bytes
-        estimate = False
-        elsewhere_src = "PSS of mapped pages /proc/kpagecgroup puts in another memcg"
-    else:
-        estimate = True
-        elsewhere = (max(0, file_pss - mapped_b)
-                     if file_pss is not None and mapped_b is not None else None)
-        elsewhere_src = (f"estimate: Σ(Pss_File+Pss_Shmem) - {'total_' if v1 else ''}{mapped_key}"
-                         ", at least 0")
+    elsewhere, estimate, elsewhere_src = _elsewhere(elsewhere_exact_bytes, known, mapped_b,
+                                                    f"{'total_' if v1 else ''}{mapped_key}")
 
     terms = [
         Term("PSS of its processes", +1, pss, "Σ smaps_rollup Pss"),

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from zxmem.errors import ZxmemError
-from zxmem.model import Denied, Process, Snapshot
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, Denied, Process, Snapshot
 from zxmem.record import Record, field, replace
 
 TYPE_CHECKING = False  # typing itself costs start-up
@@ -327,11 +327,11 @@ def collect_hidden(proc_root: str = "/proc", *, every_object: bool = False,
 
 def mmap_min_addr(proc_root: str = "/proc") -> int:
     """``vm.mmap_min_addr`` under the root (the lowest address a process may
-    map); the kernel's default 0x10000 when it cannot be read."""
+    map); the kernel's default (``DEFAULT_MMAP_MIN_ADDR``) when it cannot be read."""
     from zxmem.sources.linux import read_mmap_min_addr
 
     found = read_mmap_min_addr(proc_root)
-    return 0x10000 if found is None else found
+    return DEFAULT_MMAP_MIN_ADDR if found is None else found
 
 
 def kernel_release(proc_root: str = "/proc") -> str | None:

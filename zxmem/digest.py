@@ -306,14 +306,12 @@ def kernel_bytes(snapshot: Snapshot) -> int | None:
     return sum(known) if len(known) == len(parts) else None
 
 
-def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
-    """Assign the snapshot's VMOs to buckets (module docstring)."""
+def _assign(snapshot: Snapshot, specs: Sequence[BucketSpec], sizes: dict[str, int],
+            members: dict[str, list[Assigned]], assigned: set[int], unknown: set[int]) -> None:
+    """Each VMO to the first bucket that accepts it and a process referencing
+    it (``sizes``, ``members`` and ``assigned`` filled); VMOs of unknown size
+    are added to ``unknown``."""
     vmos = snapshot.vmos
-    names: list[str] = list(dict.fromkeys(s.name for s in specs))
-    sizes = dict.fromkeys(names, 0)
-    members: dict[str, list[Assigned]] = {n: [] for n in names}
-    assigned: set[int] = set()
-    unknown: set[int] = set()
     # Which buckets' VMO patterns accept a (name, kind): computed once per
     # distinct pair, so the loop below is a set lookup per VMO.
     vmo_match: dict[tuple[str, str | None, int], tuple[int, ...]] = {}
@@ -355,7 +353,13 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
             members[name].append(Assigned(koid, p.koid, committed))
             assigned.add(koid)
 
-    # Undigested, by sharing pool: every process that references the VMO.
+
+def _undigested_pools(snapshot: Snapshot, assigned: set[int], unknown: set[int]
+                      ) -> tuple[list[Pool], dict[int, str]]:
+    """The VMOs no bucket took, by sharing pool (every process that references
+    the VMO), larger pools first; and the names of the pools' processes.
+    VMOs of unknown size are added to ``unknown``."""
+    vmos = snapshot.vmos
     sharers: dict[int, list[Process]] = {}
     for p in snapshot.processes:
         for koid in _refs(p):
@@ -385,6 +389,20 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
     # Larger sharing pools first, then more bytes (a stable sort keeps the
     # order the pools were met in for ties, as the scripts do).
     pool_list.sort(key=lambda pool: (-len(pool.process_koids), -pool.size_bytes))
+    return pool_list, pool_names
+
+
+def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
+    """Assign the snapshot's VMOs to buckets (module docstring)."""
+    vmos = snapshot.vmos
+    names: list[str] = list(dict.fromkeys(s.name for s in specs))
+    sizes = dict.fromkeys(names, 0)
+    members: dict[str, list[Assigned]] = {n: [] for n in names}
+    assigned: set[int] = set()
+    unknown: set[int] = set()
+    _assign(snapshot, specs, sizes, members, assigned, unknown)
+
+    pool_list, pool_names = _undigested_pools(snapshot, assigned, unknown)
     undigested = sum(pool.size_bytes for pool in pool_list)
 
     kern = kernel_bytes(snapshot)

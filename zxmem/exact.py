@@ -50,7 +50,7 @@ numpy is imported lazily, by the functions that use it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from zxmem.model import PAGE_SIZE
@@ -595,121 +595,183 @@ def exact_objects(
     compact = np.zeros(census.max_pfn, dtype=np.int32 if len(seen) < 1 << 31 else np.int64)
     compact[seen] = np.arange(len(seen))
     tagged = [k for k in keys if k in tag_objects and k in census.tags]
-    # Objects as small integers: 0 is "no object known".
-    koids: list = [None]
-    index: dict = {}
+    ids = _ObjectIds()
+    pages = _TaggedPages(np.zeros(len(seen), dtype=np.int64), np.zeros(len(seen), dtype=bool))
+    for key in tagged:
+        _add_tagged(pages, census, key, tag_objects[key], own, file_of, compact, ids)
+    parts = [v[0] for v in pages.per_proc.values()]
+    group_ci = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    if not len(group_ci):
+        return ExactObjects(pages.own_pages, (), {k: [] for k in tagged},
+                            {k: {} for k in tagged}, {}, {})
+    n_of = census.distinct[seen[group_ci]].astype(np.int64)
+    groups = _sharer_groups(census, keys, compact, pages.ref, group_ci, n_of)
+    is_own_obj = np.array([k is not None and k in own for k in ids.koids], dtype=bool)
+    mappings, first_tag, own_votes = _group_tags(pages.per_proc, groups, is_own_obj, ids.koids)
+    return _ordered(pages.own_pages, groups, mappings, first_tag, own_votes, is_own_obj,
+                    ids.koids, tagged)
 
-    def idx(k) -> int:
-        i = index.get(k)
+
+class _ObjectIds:
+    """Objects as small integers: 0 is "no object known"."""
+
+    def __init__(self) -> None:
+        self.koids: list = [None]
+        self._index: dict = {}
+
+    def idx(self, k: object) -> int:
+        i = self._index.get(k)
         if i is None:
-            i = index[k] = len(koids)
-            koids.append(k)
+            i = self._index[k] = len(self.koids)
+            self.koids.append(k)
         return i
 
-    per_proc = {}
-    ref = np.zeros(len(seen), dtype=np.int64)
-    have_ref = np.zeros(len(seen), dtype=bool)
-    own_pages: dict = {}
-    for key in tagged:
-        objs = tag_objects[key]
-        u = census.pfns[key]
-        t = np.asarray(census.tags[key], dtype=np.int64)
-        st = census.status[u]
-        keep = (st & _EXCLUDED) == 0
-        u, t, st = u[keep], t[keep], st[keep]
-        ntags = max(len(objs), int(t.max()) + 1 if len(t) else 0)
-        anon_base = np.zeros(ntags, dtype=np.int64)
-        file_base = np.zeros(ntags, dtype=np.int64)
-        is_own = np.zeros(ntags, dtype=bool)
-        for i, k in enumerate(objs):
-            if k is None:
-                continue
-            anon_base[i] = idx(k)
-            file_base[i] = idx(file_of.get(k, k))
-            is_own[i] = k in own
-        not_anon = (st & ST_NOT_ANON) != 0
-        base = np.where(not_anon, file_base[t], anon_base[t])
-        n = census.distinct[u]
-        # A page only this process maps stays in its own object, unless it
-        # is a clone's page cache (the file's).  In an anonymous VMA a page
-        # kpageflags calls not anonymous can only be one freed or moved
-        # since pagemap was read (kpagecount 0): it stays there too.
-        stays = is_own[t] & (n == 1) & (~not_anon | (file_base == anon_base)[t])
-        if stays.any():
-            counts = np.bincount(anon_base[t][stays], minlength=len(koids))
-            for i in np.flatnonzero(counts).tolist():
-                own_pages[koids[i]] = own_pages.get(koids[i], 0) + int(counts[i])
-        for k in objs:
-            if k in own and k not in own_pages:
-                own_pages[k] = 0
-        ci = compact[u]
-        fresh = ~have_ref[ci]
-        ref[ci[fresh]] = base[fresh]
-        have_ref[ci[fresh]] = True
-        grouped = ~stays
-        per_proc[key] = (ci[grouped], t[grouped], anon_base[t][grouped],
-                         is_own[t][grouped] & ~not_anon[grouped])
 
-    parts = [v[0] for v in per_proc.values()]
-    group_ci = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-    n_of = census.distinct[seen[group_ci]].astype(np.int64) if len(group_ci) else None
-    is_own_obj = np.zeros(len(koids), dtype=bool)
-    for i, k in enumerate(koids):
-        is_own_obj[i] = k is not None and k in own
+@dataclass(slots=True)
+class _TaggedPages:
+    """What :func:`exact_objects` gathers from the tagged processes' pages.
+
+    ``ref``/``have_ref``: per page (index into the seen PFNs), the object
+    id it has in the first tagged process (in key order) that maps it.
+    ``own_pages``: own object koid -> pages only its process maps.
+    ``per_proc``: process -> (page indices, tags, anonymous object ids,
+    copy-on-write flags) of its pages that go into groups.
+    """
+
+    ref: ndarray
+    have_ref: ndarray
+    own_pages: dict = field(default_factory=dict)
+    per_proc: dict = field(default_factory=dict)
+
+
+def _add_tagged(pages: _TaggedPages, census: PageCensus, key: object, objs: list,
+                own: frozenset | set, file_of: dict, compact: ndarray,
+                ids: _ObjectIds) -> None:
+    """Put one tagged process's pages in its own objects or among the grouped."""
+    np = _np()
+    u = census.pfns[key]
+    t = np.asarray(census.tags[key], dtype=np.int64)
+    st = census.status[u]
+    keep = (st & _EXCLUDED) == 0
+    u, t, st = u[keep], t[keep], st[keep]
+    ntags = max(len(objs), int(t.max()) + 1 if len(t) else 0)
+    anon_base = np.zeros(ntags, dtype=np.int64)
+    file_base = np.zeros(ntags, dtype=np.int64)
+    is_own = np.zeros(ntags, dtype=bool)
+    for i, k in enumerate(objs):
+        if k is None:
+            continue
+        anon_base[i] = ids.idx(k)
+        file_base[i] = ids.idx(file_of.get(k, k))
+        is_own[i] = k in own
+    not_anon = (st & ST_NOT_ANON) != 0
+    base = np.where(not_anon, file_base[t], anon_base[t])
+    n = census.distinct[u]
+    # A page only this process maps stays in its own object, unless it
+    # is a clone's page cache (the file's).  In an anonymous VMA a page
+    # kpageflags calls not anonymous can only be one freed or moved
+    # since pagemap was read (kpagecount 0): it stays there too.
+    stays = is_own[t] & (n == 1) & (~not_anon | (file_base == anon_base)[t])
+    own_pages = pages.own_pages
+    if stays.any():
+        counts = np.bincount(anon_base[t][stays], minlength=len(ids.koids))
+        for i in np.flatnonzero(counts).tolist():
+            own_pages[ids.koids[i]] = own_pages.get(ids.koids[i], 0) + int(counts[i])
+    for k in objs:
+        if k in own and k not in own_pages:
+            own_pages[k] = 0
+    ci = compact[u]
+    fresh = ~pages.have_ref[ci]
+    pages.ref[ci[fresh]] = base[fresh]
+    pages.have_ref[ci[fresh]] = True
+    grouped = ~stays
+    pages.per_proc[key] = (ci[grouped], t[grouped], anon_base[t][grouped],
+                           is_own[t][grouped] & ~not_anon[grouped])
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    """Sets of grouped pages with one ref, one set of mappers and one divisor.
+
+    ``gid_of``: page index -> group (-1: not grouped); ``sizes``, ``members``,
+    ``ref`` (object id) and ``sharers`` (divisor): per group, in group order.
+    """
+
+    gid_of: ndarray
+    count: int
+    sizes: ndarray
+    members: list
+    ref: ndarray
+    sharers: ndarray
+
+
+def _sharer_groups(census: PageCensus, keys: list, compact: ndarray, ref: ndarray,
+                   group_ci: ndarray, n_of: ndarray) -> _Groups:
+    """Group the pages ``group_ci`` (divisors ``n_of``) by ref, fingerprint of
+    their mappers and divisor.
+
+    A fingerprint collision shows as a group some member does not map
+    whole; the grouping is then tried again with new fingerprints.
+    """
+    np = _np()
+    nseen = len(ref)
     rng = np.random.default_rng(0x7A786D656D)
     for _attempt in range(_FINGERPRINT_TRIES):
         prints = rng.integers(1, 1 << 63, size=len(keys), dtype=np.int64).astype(np.uint64)
-        sig = np.zeros(len(seen), dtype=np.uint64)
+        sig = np.zeros(nseen, dtype=np.uint64)
         for j, key in enumerate(keys):
             ci = compact[census.pfns[key]]
             sig[ci] ^= prints[j]
-        if not len(group_ci):
-            break
-        assert n_of is not None  # there are groups
         r, s = ref[group_ci], sig[group_ci]
         order = np.lexsort((n_of, s, r))
         rs, ss, ns = r[order], s[order], n_of[order]
         start = np.ones(len(order), dtype=bool)
         start[1:] = (rs[1:] != rs[:-1]) | (ss[1:] != ss[:-1]) | (ns[1:] != ns[:-1])
         gid_sorted = np.cumsum(start) - 1
-        gid_of = np.full(len(seen), -1, dtype=np.int64)
+        gid_of = np.full(nseen, -1, dtype=np.int64)
         gid_of[group_ci[order]] = gid_sorted
         ngroups = int(gid_sorted[-1]) + 1
         sizes = np.bincount(gid_sorted, minlength=ngroups)
-        members: list[list] = [[] for _ in range(ngroups)]
-        ok = True
-        for key in keys:
-            u = census.pfns[key]
-            g = gid_of[compact[u]]
-            g = g[g >= 0]
-            if not len(g):
-                continue
-            ug, cnt = np.unique(g, return_counts=True)
-            if (cnt != sizes[ug]).any():
-                ok = False
-                break
-            for gi in ug.tolist():
-                members[gi].append(key)
-        if ok:
-            break
-    else:
-        from zxmem.errors import ZxmemError
+        members = _group_members(census, keys, compact, gid_of, sizes)
+        if members is not None:
+            first = np.flatnonzero(start)
+            return _Groups(gid_of, ngroups, sizes, members, rs[first], ns[first])
+    from zxmem.errors import ZxmemError
 
-        raise ZxmemError("--exact: could not tell sets of processes apart (fingerprints "
-                         "collided repeatedly)")
-    if not len(group_ci):
-        return ExactObjects(own_pages, (), {k: [] for k in tagged}, {k: {} for k in tagged},
-                            {}, {})
+    raise ZxmemError("--exact: could not tell sets of processes apart (fingerprints "
+                     "collided repeatedly)")
 
-    # Group attributes, then a deterministic order: by ref koid, members, divisor.
-    first = np.flatnonzero(start)
-    g_ref = rs[first]
-    g_n = ns[first]
+
+def _group_members(census: PageCensus, keys: list, compact: ndarray, gid_of: ndarray,
+                   sizes: ndarray) -> list[list] | None:
+    """Each group's processes, or None if one maps only part of a group."""
+    np = _np()
+    members: list[list] = [[] for _ in range(len(sizes))]
+    for key in keys:
+        g = gid_of[compact[census.pfns[key]]]
+        g = g[g >= 0]
+        if not len(g):
+            continue
+        ug, cnt = np.unique(g, return_counts=True)
+        if (cnt != sizes[ug]).any():
+            return None
+        for gi in ug.tolist():
+            members[gi].append(key)
+    return members
+
+
+def _group_tags(per_proc: dict, groups: _Groups, is_own_obj: ndarray,
+                koids: list) -> tuple[ndarray, dict, dict]:
+    """Per group its mappings; per process its first tag in each group it maps;
+    per own object the cow group holding most of its shared pages (a vote:
+    object -> (group, pages))."""
+    np = _np()
+    ngroups = groups.count
     mappings = np.zeros(ngroups, dtype=np.int64)
     first_tag: dict = {}
     own_votes: dict = {}
     for key, (ci, t, ab, cow_page) in per_proc.items():
-        g = gid_of[ci]
+        g = groups.gid_of[ci]
         if not len(g):
             first_tag[key] = {}
             continue
@@ -721,32 +783,47 @@ def exact_objects(
         lead = np.ones(len(pg), dtype=bool)
         lead[1:] = pg[1:] != pg[:-1]
         first_tag[key] = dict(zip(pg[lead].tolist(), pt[lead].tolist(), strict=True))
-        # Which cow group holds most of each own object's shared pages.
         if cow_page.any():
-            cg, co = g[cow_page], ab[cow_page]
-            cow_group = is_own_obj[g_ref[cg]]
-            cg, co = cg[cow_group], co[cow_group]
-            if len(cg):
-                codes, counts = np.unique(co * ngroups + cg, return_counts=True)
-                for code, c in zip(codes.tolist(), counts.tolist(), strict=True):
-                    obj, grp = koids[code // ngroups], code % ngroups
-                    best = own_votes.get(obj)
-                    if best is None or c > best[1] or (c == best[1] and grp < best[0]):
-                        own_votes[obj] = (grp, c)
+            _vote_own_parent(own_votes, g[cow_page], ab[cow_page], groups, is_own_obj, koids)
+    return mappings, first_tag, own_votes
 
-    def sort_key(gi: int):
+
+def _vote_own_parent(own_votes: dict, cg: ndarray, co: ndarray, groups: _Groups,
+                     is_own_obj: ndarray, koids: list) -> None:
+    """Count, for one process, which cow group holds most of each own object's pages."""
+    np = _np()
+    ngroups = groups.count
+    cow_group = is_own_obj[groups.ref[cg]]
+    cg, co = cg[cow_group], co[cow_group]
+    if not len(cg):
+        return
+    codes, counts = np.unique(co * ngroups + cg, return_counts=True)
+    for code, c in zip(codes.tolist(), counts.tolist(), strict=True):
+        obj, grp = koids[code // ngroups], code % ngroups
+        best = own_votes.get(obj)
+        if best is None or c > best[1] or (c == best[1] and grp < best[0]):
+            own_votes[obj] = (grp, c)
+
+
+def _ordered(own_pages: dict, groups: _Groups, mappings: ndarray, first_tag: dict,
+             own_votes: dict, is_own_obj: ndarray, koids: list,
+             tagged: list) -> ExactObjects:
+    """The groups in a deterministic order (ref koid, members, divisor), indexed."""
+    g_ref, g_n, members = groups.ref, groups.sharers, groups.members
+
+    def sort_key(gi: int) -> tuple:
         k = koids[int(g_ref[gi])]
         return (k is None, _order_key(k) if k is not None else 0,
                 tuple(_order_key(m) for m in members[gi]), int(g_n[gi]))
 
-    order_g = sorted(range(ngroups), key=sort_key)
+    order_g = sorted(range(groups.count), key=sort_key)
     new_index = {old: new for new, old in enumerate(order_g)}
     shared = tuple(
         SharedPages(
             ref=koids[int(g_ref[gi])],
             members=tuple(members[gi]),
             sharers=int(g_n[gi]),
-            pages=int(sizes[gi]),
+            pages=int(groups.sizes[gi]),
             mappings=int(mappings[gi]),
             cow=bool(is_own_obj[int(g_ref[gi])]),
         )

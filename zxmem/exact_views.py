@@ -16,7 +16,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from zxmem.exact import APPROX_NOTE, EXACT_NOTE, exact_objects
+from zxmem.exact import APPROX_NOTE, EXACT_NOTE, ExactObjects, exact_objects
 from zxmem.model import INODE_KOID_BASE, PAGE_SIZE, Mapping, Process, Snapshot, Vmo, VmoRef
 
 
@@ -149,6 +149,51 @@ EXACT_OBJECTS_NOTE = (
 )
 
 
+def _own_object(vmos: dict, koid: int | None) -> bool:
+    """An anonymous or clone object of at most one mapping."""
+    if koid not in vmos or vmos[koid].kind not in ("anon", "clone"):
+        return False
+    n = vmos[koid].num_mappings
+    return n is not None and n <= 1
+
+
+def _scan_tags(snapshot: Snapshot, scan: Any) -> tuple[dict, dict]:
+    """Per process the scan read: its VMAs' objects (by tag), and the tag of
+    each VMA by start address."""
+    tag_objects: dict = {}
+    mapping_tag: dict = {}
+    for p in snapshot.processes:
+        vmas = scan.vmas.get(p.koid)
+        if vmas is None or p.koid not in scan.results or not p.mappings:
+            continue
+        by_start = {m.start: m.vmo_koid for m in p.mappings}
+        tag_objects[p.koid] = [by_start.get(v.start) for v in vmas]
+        mapping_tag[p.koid] = {v.start: i for i, v in enumerate(vmas)}
+    return tag_objects, mapping_tag
+
+
+def _commit_pages(vmos: dict, found: ExactObjects, own: set, gone: set) -> list[int]:
+    """Put ``found``'s pages in ``vmos``: the groups as new objects (their
+    koids returned, in ``found.shared`` order), own objects' private pages,
+    and shared owners less their grouped pages."""
+    next_koid = 1 + max((k for k in vmos if k < INODE_KOID_BASE), default=0)
+    group_koids = list(range(next_koid, next_koid + len(found.shared)))
+    _add_groups(vmos, found, group_koids)
+    for obj, pages in found.own_pages.items():
+        gi = found.own_parent.get(obj)
+        fields: dict[str, Any] = {"committed_bytes": pages * PAGE_SIZE, "share_count": 1}
+        if gi is not None:
+            fields["parent_koid"] = group_koids[gi]
+        vmos[obj] = replace(vmos[obj], **fields)
+    for obj in gone - own:
+        vmos[obj] = replace(vmos[obj], committed_bytes=0, share_count=1)
+    for obj, pages in found.mapped_pages.items():
+        committed = vmos[obj].committed_bytes
+        if committed is not None:
+            vmos[obj] = replace(vmos[obj], committed_bytes=max(0, committed - pages * PAGE_SIZE))
+    return group_koids
+
+
 def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
     """``snapshot`` whose objects split every resident page exactly once.
 
@@ -181,52 +226,21 @@ def exact_objects_view(snapshot: Snapshot, scan: Any) -> Snapshot:
     object (integer division).
     """
     vmos = dict(snapshot.vmos)
-    cow = ("anon", "clone")
-
-    def own_object(koid) -> bool:
-        if koid not in vmos or vmos[koid].kind not in cow:
-            return False
-        n = vmos[koid].num_mappings
-        return n is not None and n <= 1
-
-    tag_objects: dict = {}
-    mapping_tag: dict = {}
-    for p in snapshot.processes:
-        vmas = scan.vmas.get(p.koid)
-        if vmas is None or p.koid not in scan.results or not p.mappings:
-            continue
-        by_start = {m.start: m.vmo_koid for m in p.mappings}
-        tag_objects[p.koid] = [by_start.get(v.start) for v in vmas]
-        mapping_tag[p.koid] = {v.start: i for i, v in enumerate(vmas)}
-    own = {k for ks in tag_objects.values() for k in ks if own_object(k)}
+    tag_objects, mapping_tag = _scan_tags(snapshot, scan)
+    own = {k for ks in tag_objects.values() for k in ks if _own_object(vmos, k)}
     # A process's own objects whose VMA the scan no longer found (unmapped
     # between the two reads of its maps): no pages at the time of the scan.
     gone = {m.vmo_koid for p in snapshot.processes if p.koid in tag_objects
             for m in p.mappings or ()
-            if own_object(m.vmo_koid) and m.start not in mapping_tag[p.koid]}
+            if _own_object(vmos, m.vmo_koid) and m.start not in mapping_tag[p.koid]}
     file_of = {k: vmos[k].parent_koid for k in own
                if vmos[k].kind == "clone" and vmos[k].parent_koid in vmos}
     found = exact_objects(scan.census, tag_objects, own, file_of)
-
-    next_koid = 1 + max((k for k in vmos if k < INODE_KOID_BASE), default=0)
-    group_koids = list(range(next_koid, next_koid + len(found.shared)))
-    _add_groups(vmos, found, group_koids)
-    for obj, pages in found.own_pages.items():
-        gi = found.own_parent.get(obj)
-        fields: dict[str, Any] = {"committed_bytes": pages * PAGE_SIZE, "share_count": 1}
-        if gi is not None:
-            fields["parent_koid"] = group_koids[gi]
-        vmos[obj] = replace(vmos[obj], **fields)
-    for obj in gone - own:
-        vmos[obj] = replace(vmos[obj], committed_bytes=0, share_count=1)
+    group_koids = _commit_pages(vmos, found, own, gone)
     # Shared objects the tagged processes map: their mapped pages are in
     # the groups, so processes no longer list them by mapping.
     split = {k for ks in tag_objects.values() for k in ks
              if k is not None and k in vmos and k not in own and vmos[k].kind != "phys"}
-    for obj, pages in found.mapped_pages.items():
-        committed = vmos[obj].committed_bytes
-        if committed is not None:
-            vmos[obj] = replace(vmos[obj], committed_bytes=max(0, committed - pages * PAGE_SIZE))
     procs = [
         _split_refs(p, found, group_koids, mapping_tag[p.koid], split, gone)
         if p.koid in tag_objects and p.vmo_refs is not None else p

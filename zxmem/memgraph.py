@@ -1142,6 +1142,36 @@ class _Builder:
         except checked.FieldError as exc:
             raise _fail(self.meta_index, str(exc), "__META") from None
 
+    def _linux_objects(self, linux: dict, vmos: dict[int, Vmo]
+                       ) -> tuple[tuple[int, ...], dict[int, tuple[int, ...]]]:
+        """The ``linux`` record's objects added to ``vmos``; its hidden objects
+        and holders."""
+        listed = linux.get("vmos") or []
+        if not isinstance(listed, list):
+            raise checked.FieldError(f"linux.vmos: expected an array, found "
+                                     f"{checked.describe(listed)}")
+        for i, entry in enumerate(listed):
+            if not isinstance(entry, dict):
+                raise checked.FieldError(f"linux.vmos[{i}]: expected an object, found "
+                                         f"{checked.describe(entry)}")
+            checked.u64(entry.get("koid"), f"linux.vmos[{i}].koid")
+            vmo = _vmo_from_entry(entry, self.meta_index, "__META", f"linux.vmos[{i}]")
+            if vmo is not None:
+                vmos.setdefault(vmo.koid, vmo)
+        hidden = checked.value("tuple[int, ...]", linux.get("hidden_vmo_koids") or [],
+                               "linux.hidden_vmo_koids")
+        raw = linux.get("vmo_holders") or {}
+        if not isinstance(raw, dict):
+            raise checked.FieldError(f"linux.vmo_holders: expected an object, found "
+                                     f"{checked.describe(raw)}")
+        holders: dict[int, tuple[int, ...]] = {}
+        for k, v in raw.items():
+            if not (k.isascii() and k.isdigit() and int(k) < checked.U64):
+                raise checked.FieldError(f"linux.vmo_holders: key {checked.describe(k)} "
+                                         "is not a VMO koid")
+            holders[int(k)] = checked.value("tuple[int, ...]", v, f"linux.vmo_holders.{k}")
+        return hidden, holders
+
     def _snapshot(self, notes: Iterable[str]) -> Snapshot:
         meta = self.meta or {}
         linux = _linux(meta)
@@ -1163,31 +1193,7 @@ class _Builder:
         hidden: tuple[int, ...] = ()
         holders: dict[int, tuple[int, ...]] = {}
         if linux is not None:
-            listed = linux.get("vmos") or []
-            if not isinstance(listed, list):
-                raise checked.FieldError(f"linux.vmos: expected an array, found "
-                                         f"{checked.describe(listed)}")
-            for i, entry in enumerate(listed):
-                if not isinstance(entry, dict):
-                    raise checked.FieldError(f"linux.vmos[{i}]: expected an object, found "
-                                             f"{checked.describe(entry)}")
-                checked.u64(entry.get("koid"), f"linux.vmos[{i}].koid")
-                vmo = _vmo_from_entry(entry, self.meta_index, "__META", f"linux.vmos[{i}]")
-                if vmo is not None:
-                    vmos.setdefault(vmo.koid, vmo)
-            hidden = checked.value("tuple[int, ...]", linux.get("hidden_vmo_koids") or [],
-                                   "linux.hidden_vmo_koids")
-            raw = linux.get("vmo_holders") or {}
-            if not isinstance(raw, dict):
-                raise checked.FieldError(f"linux.vmo_holders: expected an object, found "
-                                         f"{checked.describe(raw)}")
-            for k, v in raw.items():
-                if not (k.isascii() and k.isdigit() and int(k) < checked.U64):
-                    raise checked.FieldError(f"linux.vmo_holders: key {checked.describe(k)} "
-                                             "is not a VMO koid")
-                holders[int(k)] = checked.value("tuple[int, ...]", v,
-                                                f"linux.vmo_holders.{k}")
-
+            hidden, holders = self._linux_objects(linux, vmos)
         self._check_tree()
         processes = []
         for koid in sorted(self.processes):

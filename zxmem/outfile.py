@@ -146,6 +146,29 @@ def write_result(output: str | None, text: str | bytes, stdout: TextIO) -> None:
         write_output(output, text)
 
 
+def _replace_opened(path: str, opened: os.stat_result, data: bytes, created: bool) -> None:
+    """Replace the regular file ``path`` was opened as (``opened``: its fstat)
+    with ``data``, unless ``path`` now names another file.  ``created``: it
+    was created empty by the opening, and goes again if the write fails."""
+    real = os.path.realpath(path)
+    try:
+        now = os.lstat(real)
+    except OSError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        # Not the file opened (a link changed meanwhile): touch nothing.
+        raise OutputError(f"cannot write to {_name(path)}: it changed while being opened")
+    try:
+        _replace(real, data, opened, path)
+    except BaseException:
+        if created:  # the empty file made above: take it away again
+            try:
+                os.unlink(real)
+            except OSError:
+                pass
+        raise
+
+
 def write_output(path: str, text: str | bytes) -> None:
     """Write ``text`` (UTF-8) to ``path`` as ``-o PATH`` promises (module doc).
 
@@ -183,23 +206,7 @@ def write_output(path: str, text: str | bytes) -> None:
         raise OutputError(cannot_write(_name(path), exc)) from None
     if stat.S_ISREG(st.st_mode):
         os.close(fd)
-        real = os.path.realpath(path)
-        try:
-            now = os.lstat(real)
-        except OSError:
-            now = None
-        if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-            # Not the file opened (a link changed meanwhile): touch nothing.
-            raise OutputError(f"cannot write to {_name(path)}: it changed while being opened")
-        try:
-            _replace(real, data, st, path)
-        except BaseException:
-            if created:  # the empty file made above: take it away again
-                try:
-                    os.unlink(real)
-                except OSError:
-                    pass
-            raise
+        _replace_opened(path, st, data, created)
         return
     try:
         _write_all(fd, data)

@@ -158,6 +158,39 @@ def _stack_at(mappings: Sequence[Mapping], i: int) -> bool:
     )
 
 
+def _file_region(mappings: Sequence[Mapping], i: int) -> Region | None:
+    """The region of the file mapped at ``mappings[i]`` and on (an ELF image
+    with its bss, or a file's consecutive mappings), or None for one lone
+    mapping."""
+    n = len(mappings)
+    m = mappings[i]
+    j = i + 1
+    key = (m.dev, m.inode)
+    while j < n and (mappings[j].dev, mappings[j].inode) == key and mappings[j].inode:
+        j += 1
+    # An ELF image starts at offset 0 and has code (r-x).
+    elf = (
+        m.offset == 0
+        and not is_shm_internal(m)
+        and any(mappings[k].perms[2] == "x" for k in range(i, j))
+    )
+    last = j
+    if elf and j < n:
+        b = mappings[j]
+        if (
+            b.start == mappings[j - 1].end
+            and b.inode == 0
+            and not b.path
+            and b.perms[:2] == "rw"
+            and b.end - b.start <= mappings[j - 1].end - m.start
+        ):
+            last = j + 1
+    if last - i < 2:
+        return None
+    kind = "elf" if elf else "group"
+    return Region(m.start, mappings[last - 1].end, _basename(m), kind, tuple(range(i, last)))
+
+
 def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
     """Group ``mappings`` (address order) into regions; see the module doc.
 
@@ -180,34 +213,10 @@ def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
         m = mappings[i]
         perms = m.perms
         if m.inode:
-            j = i + 1
-            key = (m.dev, m.inode)
-            while j < n and (mappings[j].dev, mappings[j].inode) == key and mappings[j].inode:
-                j += 1
-            # An ELF image starts at offset 0 and has code (r-x).
-            elf = (
-                m.offset == 0
-                and not is_shm_internal(m)
-                and any(mappings[k].perms[2] == "x" for k in range(i, j))
-            )
-            last = j
-            if elf and j < n:
-                b = mappings[j]
-                if (
-                    b.start == mappings[j - 1].end
-                    and b.inode == 0
-                    and not b.path
-                    and b.perms[:2] == "rw"
-                    and b.end - b.start <= mappings[j - 1].end - m.start
-                ):
-                    last = j + 1
-            if last - i >= 2:
-                kind = "elf" if elf else "group"
-                out.append(
-                    Region(m.start, mappings[last - 1].end, _basename(m), kind,
-                           tuple(range(i, last)))
-                )
-                free = last
+            region = _file_region(mappings, i)
+            if region is not None:
+                out.append(region)
+                free = region.mapping_indices[-1] + 1
             continue
         if not m.path and i + 1 < n:
             b = mappings[i + 1]

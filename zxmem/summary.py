@@ -39,7 +39,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from zxmem.model import Snapshot
+from zxmem.model import Process, Snapshot, Vmo
 
 # (pattern, group) in the order of §9.3 (C++ ``mem`` and ffx, newest
 # additions included), with the Linux rules first: Linux names are paths and
@@ -148,6 +148,50 @@ def charged_vmos(snapshot: Snapshot) -> dict[int, list[int]]:
     return out
 
 
+def _process_summary(p: Process, ks: list[int], vmos: Mapping[int, Vmo], share: dict[int, int],
+                     groups_of: dict[int, str], unknown: set[int]) -> ProcessSummary:
+    """One process's row over its charged VMOs ``ks`` (``share``: how many
+    processes are charged each).  ``groups_of`` caches each VMO's group;
+    VMOs of unknown size are added to ``unknown``."""
+    priv = scaled = total = 0
+    groups: dict[str, list[int]] = {}
+    unknown_here: dict[str, int] = {}
+    unknown_sizes: list[int | None] = []
+    for k in ks:
+        vmo = vmos[k]
+        committed = vmo.committed_bytes
+        if committed is None and vmo.kind == "phys":
+            continue  # device memory uses no RAM: neither summed nor unknown
+        g = groups_of.get(k)
+        if g is None:
+            g = groups_of[k] = group_name(vmo.name)
+        if committed is None:
+            # Left out of every sum, and said so: never a silent 0.
+            unknown.add(k)
+            unknown_here[g] = unknown_here.get(g, 0) + 1
+            unknown_sizes.append(vmo.size_bytes)
+            groups.setdefault(g, [0, 0, 0])
+            continue
+        acc = groups.setdefault(g, [0, 0, 0])
+        n = share[k]
+        acc[2] += committed
+        if n == 1:
+            acc[0] += committed
+            acc[1] += committed
+        else:
+            acc[1] += committed // n
+    frozen = {g: Sizes(*v) for g, v in groups.items()}
+    for s in frozen.values():
+        priv += s.private_bytes
+        scaled += s.scaled_bytes
+        total += s.total_bytes
+    return ProcessSummary(p.koid, p.name, Sizes(priv, scaled, total), frozen,
+                          tuple(ks), unknown_vmos=sum(unknown_here.values()),
+                          unknown_groups=unknown_here,
+                          unknown_size_bytes=sum(x or 0 for x in unknown_sizes),
+                          unknown_unsized=unknown_sizes.count(None))
+
+
 def summarize(
     snapshot: Snapshot,
     only_vmos: Collection[int] | None = None,
@@ -176,45 +220,8 @@ def summarize(
     out: list[ProcessSummary] = []
     for p in snapshot.processes:
         ks = charged.get(p.koid) or []
-        if not ks:
-            continue
-        priv = scaled = total = 0
-        groups: dict[str, list[int]] = {}
-        unknown_here: dict[str, int] = {}
-        unknown_sizes: list[int | None] = []
-        for k in ks:
-            vmo = vmos[k]
-            committed = vmo.committed_bytes
-            if committed is None and vmo.kind == "phys":
-                continue  # device memory uses no RAM: neither summed nor unknown
-            g = groups_of.get(k)
-            if g is None:
-                g = groups_of[k] = group_name(vmo.name)
-            if committed is None:
-                # Left out of every sum, and said so: never a silent 0.
-                unknown.add(k)
-                unknown_here[g] = unknown_here.get(g, 0) + 1
-                unknown_sizes.append(vmo.size_bytes)
-                groups.setdefault(g, [0, 0, 0])
-                continue
-            acc = groups.setdefault(g, [0, 0, 0])
-            n = share[k]
-            acc[2] += committed
-            if n == 1:
-                acc[0] += committed
-                acc[1] += committed
-            else:
-                acc[1] += committed // n
-        frozen = {g: Sizes(*v) for g, v in groups.items()}
-        for s in frozen.values():
-            priv += s.private_bytes
-            scaled += s.scaled_bytes
-            total += s.total_bytes
-        out.append(ProcessSummary(p.koid, p.name, Sizes(priv, scaled, total), frozen,
-                                  tuple(ks), unknown_vmos=sum(unknown_here.values()),
-                                  unknown_groups=unknown_here,
-                                  unknown_size_bytes=sum(x or 0 for x in unknown_sizes),
-                                  unknown_unsized=unknown_sizes.count(None)))
+        if ks:
+            out.append(_process_summary(p, ks, vmos, share, groups_of, unknown))
 
     rows: list[ProcessSummary] = []
     if kernel and only_vmos is None:

@@ -195,42 +195,11 @@ class _Builder:
         refs = record.get("vmo_refs")
         vmos = record.get("vmos")
         if not isinstance(refs, list) or not refs or not isinstance(vmos, list):
-            private = _int(record.get("private_bytes"))
-            pss = _int(record.get("pss_bytes"))
-            if private is None and pss is None:
-                # Task stats were not readable: unknown, not zero.
-                proc.area = 0
-                proc.known = False
-                return
-            private = private or 0
-            shared = max(0, (pss or 0) - private)
-            for suffix, name, area in (
-                ("priv", "Private", private),
-                ("shared", "Proportional shared", shared),
-            ):
-                if area:
-                    proc.children.append(
-                        Node(f"{pid}/{suffix}", "", name, KIND_ESTIMATE, area=area, defined=True)
-                    )
-            proc.area = private + shared
+            _estimate_process(proc, record)
             return
-
-        # How each VMO is reached.  (Hot loops: a thousand processes reach
-        # a quarter of a million VMOs, so plain dict/int checks come first.)
-        mapped: set[int] = set()
-        handled: set[int] = set()
-        for ref in refs:
-            if type(ref) is not dict and not isinstance(ref, Mapping):
-                continue
-            koid = _int(ref.get("vmo_koid"))
-            kinds = ref.get("via")
-            if koid is None or not isinstance(kinds, list):
-                continue
-            if "MAPPING" in kinds:
-                mapped.add(koid)
-            if "HANDLE" in kinds:
-                handled.add(koid)
-
+        # (Hot loops: a thousand processes reach a quarter of a million
+        # VMOs, so plain dict/int checks come first.)
+        mapped, handled = _reached(refs)
         vmo_pss = _mapping_pss(record)
         file_area = 0
         seen: set[int] = set()
@@ -262,23 +231,8 @@ class _Builder:
             node = Node(f"{pid}/vmo/{koid}", "vmo", name, KIND_VMO, koid, area, defined=True)
             by_name.setdefault(name, []).append(node)
 
-        children: list[Node] = []
-        for name, members in by_name.items():
-            if len(members) == 1 or name == UNNAMED:
-                children.extend(members)
-                continue
-            agg = Node(
-                f"{pid}/vmo/{name}",
-                "vmo",
-                f"{name}[{len(members)}]",
-                KIND_AGGREGATE,
-                area=sum(m.area or 0 for m in members),
-                count=len(members),
-                defined=True,
-            )
-            if not self.hide_aggregated:
-                agg.children = members
-            children.append(agg)
+        children = _aggregated(by_name, f"{pid}/vmo/", KIND_AGGREGATE,
+                               keep_members=not self.hide_aggregated)
         proc.children = children
         proc.area = sum(c.area or 0 for c in children)
         if file_area:
@@ -412,6 +366,107 @@ def _sum_areas(node: Node) -> int:
     return node.area or 0
 
 
+def _aggregated(by_name: dict[str, list[Node]], id_prefix: str, kind: str, *,
+                keep_members: bool) -> list[Node]:
+    """VMO nodes by name, those of one name (but unnamed) in one
+    ``name[count]`` node of ``kind`` (id ``id_prefix`` + name), which holds
+    them as children only with ``keep_members``."""
+    children: list[Node] = []
+    for name, members in by_name.items():
+        if len(members) == 1 or name == UNNAMED:
+            children.extend(members)
+            continue
+        agg = Node(
+            f"{id_prefix}{name}",
+            "vmo",
+            f"{name}[{len(members)}]",
+            kind,
+            area=sum(m.area or 0 for m in members),
+            count=len(members),
+            defined=True,
+        )
+        if keep_members:
+            agg.children = members
+        children.append(agg)
+    return children
+
+
+def _estimate_process(proc: Node, record: Mapping[str, Any]) -> None:
+    """A process without VMOs: private and proportional shared boxes from its
+    task stats, or unknown when they were not readable."""
+    pid = proc.id
+    private = _int(record.get("private_bytes"))
+    pss = _int(record.get("pss_bytes"))
+    if private is None and pss is None:
+        # Task stats were not readable: unknown, not zero.
+        proc.area = 0
+        proc.known = False
+        return
+    private = private or 0
+    shared = max(0, (pss or 0) - private)
+    for suffix, name, area in (
+        ("priv", "Private", private),
+        ("shared", "Proportional shared", shared),
+    ):
+        if area:
+            proc.children.append(
+                Node(f"{pid}/{suffix}", "", name, KIND_ESTIMATE, area=area, defined=True)
+            )
+    proc.area = private + shared
+
+
+def _reached(refs: list) -> tuple[set[int], set[int]]:
+    """The koids of the VMOs a process maps, and of those it holds a handle to."""
+    mapped: set[int] = set()
+    handled: set[int] = set()
+    for ref in refs:
+        if type(ref) is not dict and not isinstance(ref, Mapping):
+            continue
+        koid = _int(ref.get("vmo_koid"))
+        kinds = ref.get("via")
+        if koid is None or not isinstance(kinds, list):
+            continue
+        if "MAPPING" in kinds:
+            mapped.add(koid)
+        if "HANDLE" in kinds:
+            handled.add(koid)
+    return mapped, handled
+
+
+def _kernel_nodes(b: _Builder) -> tuple[Node, Node]:
+    """The root and the VMO node, made up when the kernel records are missing."""
+    vmo_node = b.nodes.get("kernel/vmo")
+    if b.root is None:
+        b.root = b.lookup("kernel/physmem")
+        b.root.type, b.root.kind, b.root.defined = "kernel", KIND_KERNEL, True
+    root = b.root
+    if vmo_node is None or not vmo_node.defined:
+        vmo_node = b.lookup("kernel/vmo")
+        vmo_node.type, vmo_node.kind, vmo_node.defined = "kernel", KIND_KERNEL, True
+        if vmo_node not in root.children:
+            root.children.append(vmo_node)
+    return root, vmo_node
+
+
+def _attach_orphans(b: _Builder, root: Node, vmo_node: Node) -> None:
+    """Parents named but never defined (a job record missing from a partial
+    dump): keep their subtrees visible under the root job."""
+    attach_to = b.root_jobs[0] if b.root_jobs else vmo_node
+    for node_id, node in list(b.nodes.items()):
+        if node.defined or not node.children:
+            continue
+        node.defined = True
+        prefix = node_id.split("/", 1)[0]
+        node.type = prefix if prefix in ("kernel", "j", "p") else ""
+        node.kind = {"kernel": KIND_KERNEL, "j": KIND_JOB, "p": KIND_PROCESS}.get(
+            node.type, KIND_UNKNOWN
+        )
+        node.name = node_id
+        parent = root if node_id.startswith("kernel/") else attach_to
+        if node is not parent:
+            parent.children.append(node)
+
+
 def tree_from_records(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -437,34 +492,8 @@ def tree_from_records(
             raise ZxmemError(f"memgraph record {index}: not an object")
         b.add(index, record)
 
-    vmo_node = b.nodes.get("kernel/vmo")
-    if b.root is None:
-        b.root = b.lookup("kernel/physmem")
-        b.root.type, b.root.kind, b.root.defined = "kernel", KIND_KERNEL, True
-    root = b.root
-    if vmo_node is None or not vmo_node.defined:
-        vmo_node = b.lookup("kernel/vmo")
-        vmo_node.type, vmo_node.kind, vmo_node.defined = "kernel", KIND_KERNEL, True
-        if vmo_node not in root.children:
-            root.children.append(vmo_node)
-
-    # Parents named but never defined (a job record missing from a partial
-    # dump): keep their subtrees visible under the root job.
-    attach_to = b.root_jobs[0] if b.root_jobs else vmo_node
-    for node_id, node in list(b.nodes.items()):
-        if node.defined or not node.children:
-            continue
-        node.defined = True
-        prefix = node_id.split("/", 1)[0]
-        node.type = prefix if prefix in ("kernel", "j", "p") else ""
-        node.kind = {"kernel": KIND_KERNEL, "j": KIND_JOB, "p": KIND_PROCESS}.get(
-            node.type, KIND_UNKNOWN
-        )
-        node.name = node_id
-        parent = root if node_id.startswith("kernel/") else attach_to
-        if node is not parent:
-            parent.children.append(node)
-
+    root, vmo_node = _kernel_nodes(b)
+    _attach_orphans(b, root, vmo_node)
     root.name = ROOT_NAME
     vmo_node.name = VMO_NODE_NAME
     _add_cache_boxes(b)
@@ -515,22 +544,7 @@ def _hidden_branch(
         )
     if not by_name:
         return None
-    children: list[Node] = []
-    for name, members in by_name.items():
-        if len(members) == 1 or name == UNNAMED:
-            children.extend(members)
-        else:
-            children.append(
-                Node(
-                    f"hidden/{name}",
-                    "vmo",
-                    f"{name}[{len(members)}]",
-                    KIND_HIDDEN,
-                    area=sum(m.area or 0 for m in members),
-                    count=len(members),
-                    defined=True,
-                )
-            )
+    children = _aggregated(by_name, "hidden/", KIND_HIDDEN, keep_members=False)
     return Node(
         "kernel/vmo/hidden",
         "kernel",

@@ -7,6 +7,10 @@ import argparse
 from zxmem.commands import common
 from zxmem.textsafe import escape_terminal
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from zxmem.digest import SourceDigest
+
 HELP = "memory by bucket: VMOs assigned to named buckets by process and VMO name"
 
 DESCRIPTION = """\
@@ -103,22 +107,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, env) -> int:
+def _buckets(args: argparse.Namespace, snapshot, user: list
+             ) -> tuple[tuple, SourceDigest | None]:
+    """The bucket specs to digest ``snapshot`` with (``user``: those of
+    --buckets), or the digest the snapshot brings (ffx's ComponentDigest /
+    ProcessDigest, which have no VMO table to assign)."""
     from zxmem import digest as dg
     from zxmem.errors import UsageError
-    from zxmem.views import digest as view
 
-    # Bucket files first: a bad one fails before any /proc reading.
-    user: list = []
-    for path in args.buckets or ():
-        user.extend(dg.read_bucket_file(path))
-    snapshot, _time_ns, notes = common.objects_snapshot(args, env)
-    notes = list(notes)
     linux = snapshot.provenance.source == "linux"
-    specs = tuple(user)
-    source_digest = None
     if snapshot.source_summary is not None:
-        # ffx's ComponentDigest / ProcessDigest: no VMO table to assign.
         if user:
             raise common.lacks(args, "the snapshot lists no VMOs to assign to --buckets "
                                      "(ffx's own bucket totals are used without it)")
@@ -131,16 +129,31 @@ def run(args: argparse.Namespace, env) -> int:
                                      "--machine json`")
         if args.undigested:
             raise common.lacks(args, "the snapshot lists no VMOs: no undigested summary")
-    elif linux and not args.no_default_buckets:
-        specs = dg.combine(user, dg.default_linux_buckets())
-    elif not user and snapshot.buckets:
-        specs = tuple(snapshot.buckets)
-    elif not user:
+        return tuple(user), source_digest
+    if linux and not args.no_default_buckets:
+        return dg.combine(user, dg.default_linux_buckets()), None
+    if not user and snapshot.buckets:
+        return tuple(snapshot.buckets), None
+    if not user:
         raise UsageError(
             "zxmem digest: --buckets FILE is required"
             + ("" if linux else f" for a {snapshot.provenance.source} snapshot "
                "(zxmem's default buckets describe Linux)")
         )
+    return tuple(user), None
+
+
+def run(args: argparse.Namespace, env) -> int:
+    from zxmem import digest as dg
+    from zxmem.views import digest as view
+
+    # Bucket files first: a bad one fails before any /proc reading.
+    user: list = []
+    for path in args.buckets or ():
+        user.extend(dg.read_bucket_file(path))
+    snapshot, _time_ns, notes = common.objects_snapshot(args, env)
+    notes = list(notes)
+    specs, source_digest = _buckets(args, snapshot, user)
     if source_digest is not None:
         digest = dg.digest_from_source(snapshot, source_digest)
         if source_digest.left_out:

@@ -446,6 +446,32 @@ def _add_asd(ksub) -> None:
     p.set_defaults(run=run_asd)
 
 
+def _render_asd(areas, modules, ranges, vmalloc_used: int | None, verbose: bool,
+                notes: list[str], root_hint: str) -> str:
+    """The kernel address space's text; what its addresses hide goes to ``notes``."""
+    from zxmem.views import asd as view
+
+    out = []
+    if areas is not None:
+        mode = view.address_mode(areas)
+        if mode == "hashed":
+            notes.append("vmallocinfo addresses are hashed (kptr_restrict=0): ranges "
+                         "shown as [hashed]; real ones need kptr_restrict=1 and CAP_SYSLOG")
+        elif mode == "hidden":
+            notes.append(f"vmallocinfo addresses are hidden (kptr_restrict){root_hint}")
+    mmode = view.module_address_mode(modules or ())
+    if modules and mmode == "hidden":
+        notes.append(f"module addresses hidden (kptr_restrict){root_hint}")
+    out.append(view.render_vmalloc(areas or (), verbose=verbose,
+                                   modules=modules, module_mode=mmode))
+    if ranges is not None:
+        if view.iomem_hidden(ranges):
+            notes.append(f"/proc/iomem addresses hidden{root_hint}")
+        out.append(view.render_iomem(ranges))
+    out.append(view.render_totals(areas, vmalloc_used, modules, ranges))
+    return "".join(out)
+
+
 def run_asd(args: argparse.Namespace, env) -> int:
     target = args.target
     if not target or not "kernel".startswith(target):
@@ -459,7 +485,6 @@ def run_asd(args: argparse.Namespace, env) -> int:
 
     from zxmem import collection
     from zxmem.sources import kernel
-    from zxmem.views import asd as view
 
     root = common.proc_root(args, env)
     notes: list[str] = []
@@ -487,24 +512,7 @@ def run_asd(args: argparse.Namespace, env) -> int:
         raise ZxmemError("k asd: none of vmallocinfo, modules, iomem could be read")
     vmalloc_used = collection.meminfo(root).get("VmallocUsed")
 
-    out = []
-    if areas is not None:
-        mode = view.address_mode(areas)
-        if mode == "hashed":
-            notes.append("vmallocinfo addresses are hashed (kptr_restrict=0): ranges "
-                         "shown as [hashed]; real ones need kptr_restrict=1 and CAP_SYSLOG")
-        elif mode == "hidden":
-            notes.append(f"vmallocinfo addresses are hidden (kptr_restrict){root_hint}")
-    mmode = view.module_address_mode(modules or ())
-    if modules and mmode == "hidden":
-        notes.append(f"module addresses hidden (kptr_restrict){root_hint}")
-    out.append(view.render_vmalloc(areas or (), verbose=args.verbose,
-                                   modules=modules, module_mode=mmode))
-    if ranges is not None:
-        if view.iomem_hidden(ranges):
-            notes.append(f"/proc/iomem addresses hidden{root_hint}")
-        out.append(view.render_iomem(ranges))
-    out.append(view.render_totals(areas, vmalloc_used, modules, ranges))
-    env.stdout.write("".join(out))
+    env.stdout.write(_render_asd(areas, modules, ranges, vmalloc_used, args.verbose,
+                                 notes, root_hint))
     _notes(env, "k asd", notes)
     return 0

@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from zxmem import fields
-from zxmem.model import VMO_KINDS
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, VMO_KINDS
 
 _INT = {"type": "integer"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
@@ -95,6 +95,226 @@ _VMO_LINUX = {
 }
 
 
+def _meta_schema() -> dict[str, Any]:
+    """The meta record: the snapshot's provenance under ``linux``."""
+    return {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "pattern": "^__"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "linux": {
+                "type": "object",
+                "description": "provenance of the snapshot",
+                "properties": {
+                    "format": _STR,
+                    "source": _STR,
+                    "host": _STR_OR_NULL,
+                    "kernel": _STR_OR_NULL,
+                    "denied": {"type": "array",
+                               "items": {"type": "array", "items": _STR}},
+                    "notes": {"type": "array", "items": _STR},
+                    "job_mode": _STR_OR_NULL,
+                    "boot_id": {**_STR_OR_NULL, "description":
+                                "/proc/sys/kernel/random/boot_id: which boot"},
+                    "capture_time_ns": {**_INT_OR_NULL, "description":
+                                        "when taken: Linux CLOCK_BOOTTIME, or a "
+                                        "Fuchsia capture's monotonic Time"},
+                    "clock_ticks_per_second": _INT_OR_NULL,
+                    "mmap_min_addr": {**_INT_OR_NULL, "minimum": 0, "description":
+                                      "vm.mmap_min_addr, where vmaps' /A starts; "
+                                      f"absent: {DEFAULT_MMAP_MIN_ADDR:#x} is assumed"},
+                    "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
+                    "hidden_vmo_koids": {"type": "array", "items": _INT},
+                    "vmo_holders": {
+                        "type": "object",
+                        "patternProperties": {
+                            "^[0-9]+$": {"type": "array", "items": _INT}},
+                    },
+                },
+            },
+        },
+    }
+
+
+def _kernel_schema() -> dict[str, Any]:
+    """A kernel record: a node with a size, meminfo and the kstats columns."""
+    return {
+        "type": "object",
+        "required": _NODE_REQUIRED + ["size_bytes"],
+        "properties": {
+            **_node("^kernel/.*", "^kernel$"),
+            "size_bytes": _INT,
+            "linux": {
+                "type": "object",
+                "properties": {
+                    "kernel": {"type": "object",
+                               "additionalProperties": _INT_OR_NULL},
+                    "meminfo": {"type": "object", "additionalProperties": _INT},
+                    "extra": {"type": "object",
+                              "additionalProperties": _INT_OR_NULL},
+                },
+            },
+        },
+    }
+
+
+def _job_schema() -> dict[str, Any]:
+    """A job record: a node with its cgroup under ``linux``."""
+    return {
+        "type": "object",
+        "required": _NODE_REQUIRED + ["koid"],
+        "properties": {
+            **_node("^j/.*", "^j$"),
+            "koid": _INT,
+            "linux": {
+                "type": "object",
+                "properties": {
+                    "path": _STR, "state": _STR, "charged_bytes": _INT_OR_NULL,
+                    "parent_koid": _INT, "cgroup": CGROUP_SCHEMA,
+                },
+            },
+        },
+    }
+
+
+def _process_linux_schema() -> dict[str, Any]:
+    """A process record's ``linux`` object."""
+    return {
+        "type": "object",
+        "properties": {
+            "cmdline": {"type": ["array", "null"], "items": _STR},
+            "ppid": _INT_OR_NULL,
+            "uid": _INT_OR_NULL,
+            "state": _STR_OR_NULL,
+            "kernel_thread": {"type": "boolean"},
+            "num_threads": _INT_OR_NULL,
+            "vm_pte_bytes": _INT_OR_NULL,
+            "start_time_ticks": {
+                **_INT_OR_NULL, "description":
+                "start time in clock ticks after boot (/proc/PID/stat "
+                "starttime): with the boot id and the PID, the process's "
+                "identity across snapshots"},
+            "memory": _MEMORY,
+            "mapping_fields": {"type": "array", "items": _STR},
+            "mappings": {"type": "array", "items": _MAPPING},
+            "regions": {"type": "array", "items": _REGION},
+            "unsized_vmos": {
+                "type": "array",
+                "description": "references to VMOs whose committed bytes "
+                               "are unknown, kept out of vmos/vmo_refs "
+                               "(treemap.py reads every listed VMO's): "
+                               "[position in the whole list, vmos entry, "
+                               "vmo_refs entry]",
+                "items": {
+                    "type": "array", "minItems": 3, "maxItems": 3,
+                    "items": [{"type": "integer", "minimum": 0},
+                              {"$ref": "#/definitions/vmo"},
+                              {"$ref": "#/definitions/vmo_ref"}],
+                },
+            },
+        },
+    }
+
+
+def _process_schema() -> dict[str, Any]:
+    """A process record: a node with memory, VMOs and references."""
+    return {
+        "type": "object",
+        "required": _NODE_REQUIRED + ["koid"],
+        "anyOf": [
+            {"required": ["private_bytes", "shared_bytes", "pss_bytes"]},
+            {"required": ["linux"],
+             "properties": {"linux": {"required": ["memory"],
+                                      "properties": {"memory": {"type": "null"}}}}},
+        ],
+        "properties": {
+            **_node("^p/.*", "^p$"),
+            "koid": _INT,
+            "private_bytes": fields.schema_property("private_bytes"),
+            "shared_bytes": fields.schema_property("shared_bytes"),
+            "pss_bytes": fields.schema_property("pss_bytes"),
+            "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
+            "vmo_refs": {"type": "array", "items": {"$ref": "#/definitions/vmo_ref"}},
+            "handle_stats": {
+                "type": "object",
+                "patternProperties": {"^[a-zA-Z0-9_]+$": _INT},
+                "additionalProperties": False,
+            },
+            "linux": _process_linux_schema(),
+        },
+    }
+
+
+def _thread_schema() -> dict[str, Any]:
+    """A thread record."""
+    return {
+        "type": "object",
+        "required": _NODE_REQUIRED + ["koid", "state"],
+        "properties": {
+            **_node("^t/.*", "^t$"),
+            "koid": _INT,
+            "state": _STR,
+        },
+    }
+
+
+def _vmo_schema() -> dict[str, Any]:
+    """A VMO entry of a process's ``vmos`` (and of meta's ``linux.vmos``)."""
+    return {
+        "type": "object",
+        "required": ["koid"],
+        "properties": {
+            "koid": _INT,
+            "name": _STR,
+            "size_bytes": _INT,
+            "parent_koid": _INT,
+            "num_children": _INT,
+            "num_mappings": {"type": "integer",
+                             "description": "mappings of the object in all processes; "
+                                            "left out when unknown (a Fuchsia "
+                                            "capture does not record it)"},
+            "share_count": _INT,
+            "committed_bytes": {"type": "integer",
+                                "description": "bytes of RAM the object holds; 0 for "
+                                               "device memory (linux.kind phys); left "
+                                               "out when unknown"},
+            "linux": _VMO_LINUX,
+        },
+    }
+
+
+def _vmo_ref_schema() -> dict[str, Any]:
+    """How a process reaches a VMO: by handle, by mapping or both."""
+    return {
+        "type": "object",
+        "required": ["vmo_koid", "via"],
+        "properties": {
+            "vmo_koid": _INT,
+            "via": {"type": "array", "minItems": 1,
+                    "description": "how the process reaches the VMO; when that is "
+                                   "unknown (a Fuchsia capture), [\"MAPPING\"] and "
+                                   "linux.via is null",
+                    "items": {"type": "string", "enum": ["HANDLE", "MAPPING"]}},
+            "handle_rights": {
+                "type": "array",
+                "items": {"type": "string",
+                          "enum": ["READ", "WRITE", "EXECUTE", "MAP", "DUPLICATE",
+                                   "TRANSFER"]},
+            },
+            "linux": {
+                "type": "object",
+                "properties": {
+                    "fd": _INT_OR_NULL,
+                    "via": {"type": "null",
+                            "description": "present (null) when how the process "
+                                           "reaches the VMO is unknown"},
+                },
+            },
+        },
+    }
+
+
 def memgraph_schema() -> dict[str, Any]:
     """The schema as a dict (validated by the tests with ``jsonschema``)."""
     return {
@@ -113,193 +333,13 @@ def memgraph_schema() -> dict[str, Any]:
             ]
         },
         "definitions": {
-            "meta": {
-                "type": "object",
-                "required": ["type"],
-                "properties": {
-                    "type": {"type": "string", "pattern": "^__"},
-                    "timestamp": {"type": "string", "format": "date-time"},
-                    "linux": {
-                        "type": "object",
-                        "description": "provenance of the snapshot",
-                        "properties": {
-                            "format": _STR,
-                            "source": _STR,
-                            "host": _STR_OR_NULL,
-                            "kernel": _STR_OR_NULL,
-                            "denied": {"type": "array",
-                                       "items": {"type": "array", "items": _STR}},
-                            "notes": {"type": "array", "items": _STR},
-                            "job_mode": _STR_OR_NULL,
-                            "boot_id": {**_STR_OR_NULL, "description":
-                                        "/proc/sys/kernel/random/boot_id: which boot"},
-                            "capture_time_ns": {**_INT_OR_NULL, "description":
-                                                "when taken: Linux CLOCK_BOOTTIME, or a "
-                                                "Fuchsia capture's monotonic Time"},
-                            "clock_ticks_per_second": _INT_OR_NULL,
-                            "mmap_min_addr": {**_INT_OR_NULL, "minimum": 0, "description":
-                                              "vm.mmap_min_addr, where vmaps' /A starts; "
-                                              "absent: 0x10000 is assumed"},
-                            "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
-                            "hidden_vmo_koids": {"type": "array", "items": _INT},
-                            "vmo_holders": {
-                                "type": "object",
-                                "patternProperties": {
-                                    "^[0-9]+$": {"type": "array", "items": _INT}},
-                            },
-                        },
-                    },
-                },
-            },
-            "kernel": {
-                "type": "object",
-                "required": _NODE_REQUIRED + ["size_bytes"],
-                "properties": {
-                    **_node("^kernel/.*", "^kernel$"),
-                    "size_bytes": _INT,
-                    "linux": {
-                        "type": "object",
-                        "properties": {
-                            "kernel": {"type": "object",
-                                       "additionalProperties": _INT_OR_NULL},
-                            "meminfo": {"type": "object", "additionalProperties": _INT},
-                            "extra": {"type": "object",
-                                      "additionalProperties": _INT_OR_NULL},
-                        },
-                    },
-                },
-            },
-            "job": {
-                "type": "object",
-                "required": _NODE_REQUIRED + ["koid"],
-                "properties": {
-                    **_node("^j/.*", "^j$"),
-                    "koid": _INT,
-                    "linux": {
-                        "type": "object",
-                        "properties": {
-                            "path": _STR, "state": _STR, "charged_bytes": _INT_OR_NULL,
-                            "parent_koid": _INT, "cgroup": CGROUP_SCHEMA,
-                        },
-                    },
-                },
-            },
-            "process": {
-                "type": "object",
-                "required": _NODE_REQUIRED + ["koid"],
-                "anyOf": [
-                    {"required": ["private_bytes", "shared_bytes", "pss_bytes"]},
-                    {"required": ["linux"],
-                     "properties": {"linux": {"required": ["memory"],
-                                              "properties": {"memory": {"type": "null"}}}}},
-                ],
-                "properties": {
-                    **_node("^p/.*", "^p$"),
-                    "koid": _INT,
-                    "private_bytes": fields.schema_property("private_bytes"),
-                    "shared_bytes": fields.schema_property("shared_bytes"),
-                    "pss_bytes": fields.schema_property("pss_bytes"),
-                    "vmos": {"type": "array", "items": {"$ref": "#/definitions/vmo"}},
-                    "vmo_refs": {"type": "array", "items": {"$ref": "#/definitions/vmo_ref"}},
-                    "handle_stats": {
-                        "type": "object",
-                        "patternProperties": {"^[a-zA-Z0-9_]+$": _INT},
-                        "additionalProperties": False,
-                    },
-                    "linux": {
-                        "type": "object",
-                        "properties": {
-                            "cmdline": {"type": ["array", "null"], "items": _STR},
-                            "ppid": _INT_OR_NULL,
-                            "uid": _INT_OR_NULL,
-                            "state": _STR_OR_NULL,
-                            "kernel_thread": {"type": "boolean"},
-                            "num_threads": _INT_OR_NULL,
-                            "vm_pte_bytes": _INT_OR_NULL,
-                            "start_time_ticks": {
-                                **_INT_OR_NULL, "description":
-                                "start time in clock ticks after boot (/proc/PID/stat "
-                                "starttime): with the boot id and the PID, the process's "
-                                "identity across snapshots"},
-                            "memory": _MEMORY,
-                            "mapping_fields": {"type": "array", "items": _STR},
-                            "mappings": {"type": "array", "items": _MAPPING},
-                            "regions": {"type": "array", "items": _REGION},
-                            "unsized_vmos": {
-                                "type": "array",
-                                "description": "references to VMOs whose committed bytes "
-                                               "are unknown, kept out of vmos/vmo_refs "
-                                               "(treemap.py reads every listed VMO's): "
-                                               "[position in the whole list, vmos entry, "
-                                               "vmo_refs entry]",
-                                "items": {
-                                    "type": "array", "minItems": 3, "maxItems": 3,
-                                    "items": [{"type": "integer", "minimum": 0},
-                                              {"$ref": "#/definitions/vmo"},
-                                              {"$ref": "#/definitions/vmo_ref"}],
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-            "thread": {
-                "type": "object",
-                "required": _NODE_REQUIRED + ["koid", "state"],
-                "properties": {
-                    **_node("^t/.*", "^t$"),
-                    "koid": _INT,
-                    "state": _STR,
-                },
-            },
-            "vmo": {
-                "type": "object",
-                "required": ["koid"],
-                "properties": {
-                    "koid": _INT,
-                    "name": _STR,
-                    "size_bytes": _INT,
-                    "parent_koid": _INT,
-                    "num_children": _INT,
-                    "num_mappings": {"type": "integer",
-                                     "description": "mappings of the object in all processes; "
-                                                    "left out when unknown (a Fuchsia "
-                                                    "capture does not record it)"},
-                    "share_count": _INT,
-                    "committed_bytes": {"type": "integer",
-                                        "description": "bytes of RAM the object holds; 0 for "
-                                                       "device memory (linux.kind phys); left "
-                                                       "out when unknown"},
-                    "linux": _VMO_LINUX,
-                },
-            },
-            "vmo_ref": {
-                "type": "object",
-                "required": ["vmo_koid", "via"],
-                "properties": {
-                    "vmo_koid": _INT,
-                    "via": {"type": "array", "minItems": 1,
-                            "description": "how the process reaches the VMO; when that is "
-                                           "unknown (a Fuchsia capture), [\"MAPPING\"] and "
-                                           "linux.via is null",
-                            "items": {"type": "string", "enum": ["HANDLE", "MAPPING"]}},
-                    "handle_rights": {
-                        "type": "array",
-                        "items": {"type": "string",
-                                  "enum": ["READ", "WRITE", "EXECUTE", "MAP", "DUPLICATE",
-                                           "TRANSFER"]},
-                    },
-                    "linux": {
-                        "type": "object",
-                        "properties": {
-                            "fd": _INT_OR_NULL,
-                            "via": {"type": "null",
-                                    "description": "present (null) when how the process "
-                                                   "reaches the VMO is unknown"},
-                        },
-                    },
-                },
-            },
+            "meta": _meta_schema(),
+            "kernel": _kernel_schema(),
+            "job": _job_schema(),
+            "process": _process_schema(),
+            "thread": _thread_schema(),
+            "vmo": _vmo_schema(),
+            "vmo_ref": _vmo_ref_schema(),
         },
     }
 

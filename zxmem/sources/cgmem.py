@@ -154,6 +154,59 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+# (file, parser, CgroupMemory field), parsed in this order.
+_V2_FIELDS = (
+    ("memory.current", parse_value, "charged_bytes"),
+    ("memory.max", parse_limit, "limit_bytes"),
+    ("memory.high", parse_limit, "high_bytes"),
+    ("memory.low", parse_limit, "low_bytes"),
+    ("memory.min", parse_limit, "min_bytes"),
+    ("memory.swap.current", parse_value, "swap_bytes"),
+    ("memory.stat", parse_keyed, "stat"),
+    ("memory.events", parse_keyed, "events"),
+    ("memory.pressure", parse_pressure, "pressure"),
+)
+_V1_FIELDS = (
+    ("memory.usage_in_bytes", parse_value, "charged_bytes"),
+    ("memory.limit_in_bytes", parse_limit, "limit_bytes"),
+    ("memory.soft_limit_in_bytes", parse_limit, "soft_limit_bytes"),
+    ("memory.kmem.usage_in_bytes", parse_value, "kernel_bytes"),
+    ("memory.stat", parse_keyed, "stat"),
+)
+
+
+def _parse_v2(parse, values: dict) -> None:
+    """The v2 files into ``values`` (``parse(file, parser, key=field)``)."""
+    for name, parser, key in _V2_FIELDS:
+        parse(name, parser, key=key)
+    stat = values.get("stat")
+    if stat is not None and "kernel" in stat:
+        values["kernel_bytes"] = stat["kernel"]
+    elif stat is not None and "kernel_stack" in stat:
+        # Before 5.18 there was no "kernel" key: sum its documented parts.
+        values["kernel_bytes"] = sum(
+            stat.get(k, 0)
+            for k in ("kernel_stack", "pagetables", "sec_pagetables", "percpu", "vmalloc",
+                      "slab_reclaimable", "slab_unreclaimable"))
+
+
+def _parse_v1(parse, values: dict) -> None:
+    """The v1 files into ``values`` (``parse(file, parser, key=field)``)."""
+    for name, parser, key in _V1_FIELDS:
+        parse(name, parser, key=key)
+    events: dict[str, int] = {}
+    parse("memory.oom_control", parse_keyed, key="_oom")
+    oom = values.pop("_oom", None)
+    if oom is not None and "oom_kill" in oom:
+        events["oom_kill"] = oom["oom_kill"]
+    parse("memory.failcnt", parse_value, key="_failcnt")
+    failcnt = values.pop("_failcnt", None)
+    if failcnt is not None:
+        events["failcnt"] = failcnt
+    if oom is not None or failcnt is not None:
+        values["events"] = events
+
+
 def read_cgroup_memory(directory: str, version: str,
                        columns_only: bool = False) -> CgroupMemory | None:
     """Read the memory files of the cgroup at ``directory`` (``"v2"`` or ``"v1"``).
@@ -194,42 +247,7 @@ def read_cgroup_memory(directory: str, version: str,
         except CgroupParseError as exc:
             missing.append((name, f"malformed: {exc}"))
 
-    if version == "v2":
-        parse("memory.current", parse_value, key="charged_bytes")
-        parse("memory.max", parse_limit, key="limit_bytes")
-        parse("memory.high", parse_limit, key="high_bytes")
-        parse("memory.low", parse_limit, key="low_bytes")
-        parse("memory.min", parse_limit, key="min_bytes")
-        parse("memory.swap.current", parse_value, key="swap_bytes")
-        parse("memory.stat", parse_keyed, key="stat")
-        parse("memory.events", parse_keyed, key="events")
-        parse("memory.pressure", parse_pressure, key="pressure")
-        stat = values.get("stat")
-        if stat is not None and "kernel" in stat:
-            values["kernel_bytes"] = stat["kernel"]
-        elif stat is not None and "kernel_stack" in stat:
-            # Before 5.18 there was no "kernel" key: sum its documented parts.
-            values["kernel_bytes"] = sum(
-                stat.get(k, 0)
-                for k in ("kernel_stack", "pagetables", "sec_pagetables", "percpu", "vmalloc",
-                          "slab_reclaimable", "slab_unreclaimable"))
-    else:
-        parse("memory.usage_in_bytes", parse_value, key="charged_bytes")
-        parse("memory.limit_in_bytes", parse_limit, key="limit_bytes")
-        parse("memory.soft_limit_in_bytes", parse_limit, key="soft_limit_bytes")
-        parse("memory.kmem.usage_in_bytes", parse_value, key="kernel_bytes")
-        parse("memory.stat", parse_keyed, key="stat")
-        events: dict[str, int] = {}
-        parse("memory.oom_control", parse_keyed, key="_oom")
-        oom = values.pop("_oom", None)
-        if oom is not None and "oom_kill" in oom:
-            events["oom_kill"] = oom["oom_kill"]
-        parse("memory.failcnt", parse_value, key="_failcnt")
-        failcnt = values.pop("_failcnt", None)
-        if failcnt is not None:
-            events["failcnt"] = failcnt
-        if oom is not None or failcnt is not None:
-            values["events"] = events
+    (_parse_v2 if version == "v2" else _parse_v1)(parse, values)
     for key in ("stat", "events"):
         if key in values:
             values[key] = MappingProxyType(values[key])

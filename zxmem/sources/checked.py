@@ -140,83 +140,99 @@ def checker(annotation: str) -> Checker:
     alternatives = _split(annotation)
     optional = "None" in alternatives
     base = next((a for a in alternatives if a != "None"), "None")
+    if base in ("int", "str", "bool"):
+        return _scalar_checker(base, optional)
+    if base.startswith("tuple["):
+        return _tuple_checker(base, optional)
+    if base.startswith(("_Mapping[", "Mapping[")):
+        return _mapping_checker(base, optional)
+    return _class_checker(base, optional)
 
-    def none(v: Any, path: str) -> Any:
-        raise FieldError(f"{path}: expected {_wanted(base)}, found null")
 
+def _scalar_checker(base: str, optional: bool) -> Checker:
+    """The checker of an ``int`` (unsigned 64-bit), ``str`` or ``bool``."""
     if base == "int":
-        def check(v: Any, path: str) -> Any:
+        def check_int(v: Any, path: str) -> Any:
             if type(v) is int and 0 <= v < U64:
                 return v
             if v is None and optional:
                 return None
             raise _fail(base, v, path)
-        return check
+        return check_int
     if base == "str":
-        def check(v: Any, path: str) -> Any:
+        def check_str(v: Any, path: str) -> Any:
             if type(v) is str or (v is None and optional) or isinstance(v, str):
                 return v
             raise _fail(base, v, path)
-        return check
-    if base == "bool":
-        def check(v: Any, path: str) -> Any:
-            if type(v) is bool or (v is None and optional):
-                return v
+        return check_str
+
+    def check_bool(v: Any, path: str) -> Any:
+        if type(v) is bool or (v is None and optional):
+            return v
+        raise _fail(base, v, path)
+    return check_bool
+
+
+def _tuple_checker(base: str, optional: bool) -> Checker:
+    """The checker of a ``tuple[X, ...]``: a list or tuple of X, as a tuple."""
+    element = _args(base)[0]
+    inner = checker(element)
+    plain = _PLAIN_TYPES.get(element)
+
+    def check(v: Any, path: str) -> Any:
+        nonlocal plain
+        if isinstance(v, (list, tuple)):
+            if not v:
+                return ()
+            if plain is None and element not in ("Denied", "None"):
+                if not _CLASSES:
+                    _CLASSES.update(_classes())
+                plain = {_CLASSES[element]} if element in _CLASSES else set()
+            if plain and set(map(type, v)) <= plain and (
+                    element != "int" or (min(v) >= 0 and max(v) < U64)):
+                # Checked in C: most arrays are of plain values, or of
+                # model objects the loader built.
+                return v if type(v) is tuple else tuple(v)
+            return tuple(inner(x, f"{path}[{i}]") for i, x in enumerate(v))
+        if v is None and optional:
+            return None
+        raise _fail(base, v, path)
+    return check
+
+
+def _mapping_checker(base: str, optional: bool) -> Checker:
+    """The checker of a ``Mapping[str, X]``, as a read-only mapping."""
+    _key, val = _args(base)
+    counters = val in ("int", "int | None")
+    inner = checker(val)
+    nullable = val != "int"
+
+    def check(v: Any, path: str) -> Any:
+        if v is None and optional:
+            return None
+        if not isinstance(v, Mapping):
             raise _fail(base, v, path)
-        return check
-    if base.startswith("tuple["):
-        element = _args(base)[0]
-        inner = checker(element)
-        plain = _PLAIN_TYPES.get(element)
+        out = {}
+        for k, x in v.items():
+            if counters:
+                # Named counters: signed 64-bit.
+                if not (x is None and nullable) and not (
+                        type(x) is int and -_S64 <= x < U64):
+                    raise FieldError(f"{path}.{k}: expected an integer, found {describe(x)}")
+                out[k] = x
+            else:
+                out[k] = inner(x, f"{path}.{k}")
+        return MappingProxyType(out)
+    return check
 
-        def check(v: Any, path: str) -> Any:
-            nonlocal plain
-            if isinstance(v, (list, tuple)):
-                if not v:
-                    return ()
-                if plain is None and element not in ("Denied", "None"):
-                    if not _CLASSES:
-                        _CLASSES.update(_classes())
-                    plain = {_CLASSES[element]} if element in _CLASSES else set()
-                if plain and set(map(type, v)) <= plain and (
-                        element != "int" or (min(v) >= 0 and max(v) < U64)):
-                    # Checked in C: most arrays are of plain values, or of
-                    # model objects the loader built.
-                    return v if type(v) is tuple else tuple(v)
-                return tuple(inner(x, f"{path}[{i}]") for i, x in enumerate(v))
-            if v is None and optional:
-                return None
-            raise _fail(base, v, path)
-        return check
-    if base.startswith(("_Mapping[", "Mapping[")):
-        _key, val = _args(base)
-        counters = val in ("int", "int | None")
-        inner = checker(val)
-        nullable = val != "int"
 
-        def check(v: Any, path: str) -> Any:
-            if v is None and optional:
-                return None
-            if not isinstance(v, Mapping):
-                raise _fail(base, v, path)
-            out = {}
-            for k, x in v.items():
-                if counters:
-                    # Named counters: signed 64-bit.
-                    if not (x is None and nullable) and not (
-                            type(x) is int and -_S64 <= x < U64):
-                        raise FieldError(f"{path}.{k}: expected an integer, found {describe(x)}")
-                    out[k] = x
-                else:
-                    out[k] = inner(x, f"{path}.{k}")
-            return MappingProxyType(out)
-        return check
-
+def _class_checker(base: str, optional: bool) -> Checker:
+    """The checker of a model class (a Denied also from a pair of strings)."""
     def check_class(v: Any, path: str) -> Any:
         if v is None:
             if optional:
                 return None
-            return none(v, path)
+            raise FieldError(f"{path}: expected {_wanted(base)}, found null")
         if not _CLASSES:
             _CLASSES.update(_classes())
         cls = _CLASSES.get(base)

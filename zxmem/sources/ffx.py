@@ -57,6 +57,10 @@ from zxmem.errors import InputError
 from zxmem.model import Job, KernelStats, MemoryCounts, Process, Provenance, Snapshot, Vmo, VmoRef
 from zxmem.sources.checked import MAX_U64, describe, is_u64
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from zxmem.digest import SourceDigest
+
 FORMS = ("CompleteDigest", "ProcessDigest", "ComponentDigest")
 ROOT_JOB_KOID = 1
 
@@ -203,29 +207,44 @@ def _process(form: str, i: int, rec: Any) -> tuple[Process, dict[str, dict[str, 
     groups = {g: _retained(v, f"{where}: name_to_vmo_memory.{_short(g)}")
               for g, v in groups_doc.items()}
     refs = sorted(set(_koids(rec.get("vmos", []), f"{where}: vmos")))
-    proc = Process(
+    proc = _root_process(koid, name, mem, vmo_refs=tuple(VmoRef(k, ()) for k in refs))
+    return proc, {"": mem, **groups}
+
+
+def _root_process(koid: int, name: str, mem: dict[str, int], **more: Any) -> Process:
+    """A process of the one root job, its memory ffx's private, scaled and
+    total bytes (PSS, PRIVATE, and SHARED = total - private)."""
+    return Process(
         koid=koid,
         name=name,
         job_koid=ROOT_JOB_KOID,
         cmdline=(name,),
         memory=MemoryCounts(pss_bytes=mem["scaled"], private_bytes=mem["private"],
                             shared_bytes=mem["total"] - mem["private"]),
-        vmo_refs=tuple(VmoRef(k, ()) for k in refs),
+        **more,
     )
-    return proc, {"": mem, **groups}
+
+
+def _kernel_columns(doc: dict, where: str, columns: Mapping[str, str], skip: str | None = None
+                    ) -> tuple[dict[str, int | None], dict[str, int | None]]:
+    """A kernel statistics object's byte counts, each checked: the kstats
+    columns (``columns`` names them) and the rest as ``*_bytes`` extras
+    (``skip``: a key left out of both)."""
+    cols: dict[str, int | None] = {}
+    extra: dict[str, int | None] = {}
+    for key in doc:
+        value = _bytes(doc, key, where, optional=True)
+        if key in columns:
+            cols[columns[key]] = value
+        elif key != skip:
+            extra[key if key.endswith("_bytes") else key + "_bytes"] = value
+    return cols, extra
 
 
 def _kernel_complete(kernel: Any, total_committed: int, notes: list[str]) -> KernelStats:
     where = "ffx CompleteDigest kernel"
     kernel = _obj(kernel, where)
-    cols: dict[str, int | None] = {}
-    extra: dict[str, int | None] = {}
-    for key in kernel:
-        value = _bytes(kernel, key, where, optional=True)
-        if key in _CAPTURE_KERNEL:
-            cols[_CAPTURE_KERNEL[key]] = value
-        elif key != "vmo":
-            extra[key if key.endswith("_bytes") else key + "_bytes"] = value
+    cols, extra = _kernel_columns(kernel, where, _CAPTURE_KERNEL, skip="vmo")
     remainder = _bytes(kernel, "vmo", where)
     extra["vmo_remainder_bytes"] = remainder
     if remainder:
@@ -252,19 +271,9 @@ def _compression(value: Any, where: str, kernel: KernelStats | None) -> KernelSt
     return replace(kernel, extra=MappingProxyType(extra))
 
 
-def _complete(body: dict) -> Snapshot:
-    form = "CompleteDigest"
+def _complete_vmos(body: dict, form: str, total_committed: int) -> dict[int, dict]:
+    """A CompleteDigest's vmos table by koid, checked against its total."""
     where = f"ffx {form}"
-    time_ns = _bytes(body, "time", where)
-    total_committed = _bytes(body, "total_committed_bytes_in_vmos", where)
-    notes = ["one root job: ffx profile memory records no job tree",
-             "process PSS/PRIVATE/SHARED are ffx's scaled/private/total - private "
-             "(committed bytes)",
-             f"capture time {time_ns} ns (monotonic)"]
-    kernel: KernelStats | None = _kernel_complete(body.get("kernel"), total_committed, notes)
-    kernel = _compression(body.get("kmem_stats_compression"),
-                          f"{where} kmem_stats_compression", kernel)
-
     vmos: dict[int, dict] = {}
     for i, rec in enumerate(_list(body.get("vmos"), f"{where} vmos")):
         vwhere = _record(form, "vmos", i, rec)
@@ -283,6 +292,23 @@ def _complete(body: dict) -> Snapshot:
     if committed_sum != total_committed:
         raise InputError(f"{where}: total_committed_bytes_in_vmos is {total_committed} but "
                          f"the vmos' committed_bytes add up to {committed_sum}")
+    return vmos
+
+
+def _complete(body: dict) -> Snapshot:
+    form = "CompleteDigest"
+    where = f"ffx {form}"
+    time_ns = _bytes(body, "time", where)
+    total_committed = _bytes(body, "total_committed_bytes_in_vmos", where)
+    notes = ["one root job: ffx profile memory records no job tree",
+             "process PSS/PRIVATE/SHARED are ffx's scaled/private/total - private "
+             "(committed bytes)",
+             f"capture time {time_ns} ns (monotonic)"]
+    kernel: KernelStats | None = _kernel_complete(body.get("kernel"), total_committed, notes)
+    kernel = _compression(body.get("kmem_stats_compression"),
+                          f"{where} kmem_stats_compression", kernel)
+
+    vmos = _complete_vmos(body, form, total_committed)
 
     processes: list[Process] = []
     seen: set[int] = set()
@@ -430,80 +456,60 @@ def _process_digest(body: dict) -> Snapshot:
 _PROCESS_ENTRY = re.compile(r"(.*) \(([0-9]+)\)", re.DOTALL)
 
 
-def _component(body: dict) -> Snapshot:
+def _component_kernel(body: dict, where: str) -> KernelStats | None:
+    """A ComponentDigest's kernel memory statistics, if it has them."""
+    if body.get("kernel") is None:
+        return None
+    kdoc = _obj(body["kernel"], f"{where} kernel")
+    stats = kdoc.get("memory_statistics")
+    if stats is None:
+        return None
+    swhere = f"{where} kernel.memory_statistics"
+    cols, extra = _kernel_columns(_obj(stats, swhere), swhere, _MEMORY_STATS)
+    kernel = KernelStats.from_columns(cols, extra)
+    return _compression(kdoc.get("compression_statistics"),
+                        f"{where} kernel.compression_statistics", kernel)
+
+
+def _principal(form: str, i: int, rec: object, seen: set[int]
+               ) -> tuple[Process, dict[str, dict[str, int]]]:
+    """One principal as a process, and its committed bytes by VMO group
+    (``""``: the whole principal); ``seen``: the ids before it."""
+    pwhere = _record(form, "principals", i, rec)
+    rec = _obj(rec, pwhere)
+    pid = _koid(rec, "id", pwhere)
+    if pid in seen:
+        raise InputError(f"{pwhere}: id {pid} is listed twice")
+    seen.add(pid)
+    name = _str(rec, "name", pwhere)
+    mem = {k: int(_number(rec, f"committed_{k}", pwhere))
+           for k in ("private", "scaled", "total")}
+    if mem["private"] > mem["total"] or mem["scaled"] > mem["total"]:
+        raise InputError(f"{pwhere}: committed_private ({mem['private']}) and "
+                         f"committed_scaled ({mem['scaled']}) cannot exceed "
+                         f"committed_total ({mem['total']})")
+    groups: dict[str, dict[str, int]] = {"": mem}
+    vmos = _obj(rec.get("vmos", {}), f"{pwhere}: vmos")
+    for g, v in vmos.items():
+        gwhere = f"{pwhere}: vmos.{_short(g)}"
+        v = _obj(v, gwhere)
+        groups[g] = {k: int(_number(v, f"committed_{k}", gwhere))
+                     for k in ("private", "scaled", "total")}
+    members = _list(rec.get("processes", []), f"{pwhere}: processes")
+    for j, entry in enumerate(members):
+        if not isinstance(entry, str) or not _PROCESS_ENTRY.fullmatch(entry):
+            raise InputError(f"{pwhere}: processes[{j}]: expected \"name (koid)\", "
+                             f"found {_short(entry)}")
+    ptype = rec.get("principal_type")
+    if ptype is not None and not isinstance(ptype, str):
+        raise InputError(f"{pwhere}: 'principal_type' must be a string, "
+                         f"found {_short(ptype)}")
+    return _root_process(pid, name, mem, num_threads=None), groups
+
+
+def _component_digest(body: dict, where: str, notes: list[str]) -> SourceDigest | None:
+    """ffx's own digest of a ComponentDigest (with --buckets), or None."""
     from zxmem.digest import SourceDigest
-
-    form = "ComponentDigest"
-    where = f"ffx {form}"
-    notes = ["one root job; each principal (component) is shown as a process whose koid "
-             "is the principal id",
-             "memory is ffx's committed bytes per principal (scaled rounded down); "
-             "the format lists no VMOs"]
-    kernel = None
-    if body.get("kernel") is not None:
-        kdoc = _obj(body["kernel"], f"{where} kernel")
-        stats = kdoc.get("memory_statistics")
-        if stats is not None:
-            swhere = f"{where} kernel.memory_statistics"
-            stats = _obj(stats, swhere)
-            cols: dict[str, int | None] = {}
-            extra: dict[str, int | None] = {}
-            for key in stats:
-                value = _bytes(stats, key, swhere, optional=True)
-                if key in _MEMORY_STATS:
-                    cols[_MEMORY_STATS[key]] = value
-                else:
-                    extra[key if key.endswith("_bytes") else key + "_bytes"] = value
-            kernel = KernelStats.from_columns(cols, extra)
-            kernel = _compression(kdoc.get("compression_statistics"),
-                                  f"{where} kernel.compression_statistics", kernel)
-    if kernel is None:
-        notes.append("no kernel statistics in the document")
-    else:
-        notes.append("mem's kernel row has no vmo remainder: it needs a VMO table")
-
-    procs: list[tuple[Process, dict[str, dict[str, int]]]] = []
-    seen: set[int] = set()
-    for i, rec in enumerate(_list(body.get("principals"), f"{where} principals")):
-        pwhere = _record(form, "principals", i, rec)
-        rec = _obj(rec, pwhere)
-        pid = _koid(rec, "id", pwhere)
-        if pid in seen:
-            raise InputError(f"{pwhere}: id {pid} is listed twice")
-        seen.add(pid)
-        name = _str(rec, "name", pwhere)
-        mem = {k: int(_number(rec, f"committed_{k}", pwhere))
-               for k in ("private", "scaled", "total")}
-        if mem["private"] > mem["total"] or mem["scaled"] > mem["total"]:
-            raise InputError(f"{pwhere}: committed_private ({mem['private']}) and "
-                             f"committed_scaled ({mem['scaled']}) cannot exceed "
-                             f"committed_total ({mem['total']})")
-        groups: dict[str, dict[str, int]] = {"": mem}
-        vmos = _obj(rec.get("vmos", {}), f"{pwhere}: vmos")
-        for g, v in vmos.items():
-            gwhere = f"{pwhere}: vmos.{_short(g)}"
-            v = _obj(v, gwhere)
-            groups[g] = {k: int(_number(v, f"committed_{k}", gwhere))
-                         for k in ("private", "scaled", "total")}
-        members = _list(rec.get("processes", []), f"{pwhere}: processes")
-        for j, entry in enumerate(members):
-            if not isinstance(entry, str) or not _PROCESS_ENTRY.fullmatch(entry):
-                raise InputError(f"{pwhere}: processes[{j}]: expected \"name (koid)\", "
-                                 f"found {_short(entry)}")
-        ptype = rec.get("principal_type")
-        if ptype is not None and not isinstance(ptype, str):
-            raise InputError(f"{pwhere}: 'principal_type' must be a string, "
-                             f"found {_short(ptype)}")
-        proc = Process(
-            koid=pid,
-            name=name,
-            job_koid=ROOT_JOB_KOID,
-            cmdline=(name,),
-            memory=MemoryCounts(pss_bytes=mem["scaled"], private_bytes=mem["private"],
-                                shared_bytes=mem["total"] - mem["private"]),
-            num_threads=None,
-        )
-        procs.append((proc, groups))
 
     undigested = _bytes(body, "undigested", where)
     rows: list[tuple[str, int]] = []
@@ -529,15 +535,36 @@ def _component(body: dict) -> Snapshot:
                 rows.append((name, size))
     if left_out:
         notes.append(f"digest rows that are not buckets left out: {', '.join(left_out)}")
-    source_digest = SourceDigest(
+    if digest_doc is None:
+        notes.append("no digest: recorded without ffx's --buckets")
+        return None
+    return SourceDigest(
         rows=tuple(rows),
         undigested_bytes=reserved.get("Undigested", undigested),
         kernel_bytes=reserved.get("Kernel"),
         orphaned_bytes=reserved.get("Orphaned"),
         left_out=tuple(left_out),
-    ) if digest_doc is not None else None
-    if source_digest is None:
-        notes.append("no digest: recorded without ffx's --buckets")
+    )
+
+
+def _component(body: dict) -> Snapshot:
+    form = "ComponentDigest"
+    where = f"ffx {form}"
+    notes = ["one root job; each principal (component) is shown as a process whose koid "
+             "is the principal id",
+             "memory is ffx's committed bytes per principal (scaled rounded down); "
+             "the format lists no VMOs"]
+    kernel = _component_kernel(body, where)
+    if kernel is None:
+        notes.append("no kernel statistics in the document")
+    else:
+        notes.append("mem's kernel row has no vmo remainder: it needs a VMO table")
+
+    procs: list[tuple[Process, dict[str, dict[str, int]]]] = []
+    seen: set[int] = set()
+    for i, rec in enumerate(_list(body.get("principals"), f"{where} principals")):
+        procs.append(_principal(form, i, rec, seen))
+    source_digest = _component_digest(body, where, notes)
     return Snapshot(
         provenance=Provenance(source="fuchsia-ffx-component-digest", notes=tuple(notes),
                               job_mode="none"),

@@ -233,40 +233,27 @@ def _kernel(kernel: Any) -> KernelStats | None:
     return KernelStats.from_columns(cols, extra)
 
 
-def snapshot_from_capture(doc: Mapping) -> Snapshot:
-    """Build a Snapshot from a parsed capture document (§9.2).
-
-    Raises :class:`InputError` naming the table and row for a malformed row.
-    """
-    if not is_capture(doc):
-        raise InputError("not a Fuchsia capture: expected an object with 'Kernel' and "
-                         "'Processes' (or a 'Capture' object holding them)")
-    wrapped = "Capture" in doc
-    cap = doc["Capture"] if wrapped else doc
-    notes = ["one root job: a capture records no job tree",
-             "process PSS/PRIVATE/SHARED from VMO attribution (committed bytes, "
-             "charged with ancestors, shared by process count)"]
-    time = cap.get("Time")
-    if time is not None and not is_u64(time):
-        raise InputError(f"capture Time: expected nanoseconds (an integer from 0 to 2**64 - 1), "
-                         f"found {_short(time)}")
-    if time is not None:
-        notes.append(f"capture time {time} ns (monotonic)")
+def _capture_buckets(doc: Mapping, wrapped: bool, notes: list[str]) -> tuple | None:
+    """The bucket definitions a wrapped capture carries, or None."""
     buckets = doc.get("Buckets") if wrapped else None
     if buckets is not None and not isinstance(buckets, list):
         raise InputError(f"capture Buckets: expected an array of bucket definitions, "
                          f"found {_short(buckets)}")
-    if buckets:
-        from zxmem.digest import parse_buckets
-        from zxmem.errors import ZxmemError
+    if not buckets:
+        return None
+    from zxmem.digest import parse_buckets
+    from zxmem.errors import ZxmemError
 
-        try:
-            buckets = parse_buckets(buckets, "capture Buckets")
-        except ZxmemError as exc:
-            raise InputError(str(exc)) from None
-        notes.append(f"{len(buckets)} bucket definitions (digest uses them unless --buckets)")
-    else:
-        buckets = None
+    try:
+        parsed = parse_buckets(buckets, "capture Buckets")
+    except ZxmemError as exc:
+        raise InputError(str(exc)) from None
+    notes.append(f"{len(parsed)} bucket definitions (digest uses them unless --buckets)")
+    return parsed
+
+
+def _capture_kernel(cap: Mapping) -> KernelStats | None:
+    """The capture's kernel statistics, with its compression counters."""
     kernel = _kernel(cap.get("Kernel"))
     if isinstance(cap.get("kmem_stats_compression"), dict) and kernel is not None:
         from dataclasses import replace
@@ -277,14 +264,12 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
                 _check_bytes(v, "capture kmem_stats_compression", k)
                 extra[f"compression_{k}"] = v
         kernel = replace(kernel, extra=MappingProxyType(extra))
+    return kernel
 
-    names = cap.get("VmoNames", [])
-    if not isinstance(names, list):
-        raise InputError(f"capture VmoNames: expected an array of strings, found {_short(names)}")
-    vmos = _vmos(cap.get("Vmos", []), names, notes)
-    procs = _processes(cap.get("Processes", []))
 
-    # Attribution (§9.3): each process is charged its VMOs and their ancestors.
+def _attribution(procs: dict, vmos: dict) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Attribution (§9.3): each process is charged its VMOs and their
+    ancestors; and how many processes are charged each VMO."""
     charged: dict[int, list[int]] = {}
     sharers: dict[int, int] = {}
     for koid, (_name, vmo_koids) in procs.items():
@@ -297,12 +282,16 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
         charged[koid] = list(seen)
         for k in seen:
             sharers[k] = sharers.get(k, 0) + 1
+    return charged, sharers
 
+
+def _capture_vmos(vmos: dict, sharers: dict[int, int]) -> dict[int, Vmo]:
+    """The capture's VMO rows as objects, with children and share counts."""
     children: dict[int, int] = {}
     for v in vmos.values():
         if v["parent_koid"] in vmos:
             children[v["parent_koid"]] = children.get(v["parent_koid"], 0) + 1
-    vmo_objs = {
+    return {
         koid: Vmo(
             koid=koid,
             name=v["name"],
@@ -317,6 +306,10 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
         for koid, v in vmos.items()
     }
 
+
+def _capture_processes(procs: dict, vmos: dict, charged: dict[int, list[int]],
+                       sharers: dict[int, int]) -> list[Process]:
+    """The processes with PSS/PRIVATE/SHARED from their charged VMOs."""
     processes = []
     # File order: the host digest scripts walk processes in the order the
     # capture lists them (spec §9.9, "snapshot order"), and for shared VMOs
@@ -344,13 +337,43 @@ def snapshot_from_capture(doc: Mapping) -> Snapshot:
                 vmo_refs=tuple(VmoRef(k, ()) for k in dict.fromkeys(vmo_koids)),
             )
         )
+    return processes
+
+
+def snapshot_from_capture(doc: Mapping) -> Snapshot:
+    """Build a Snapshot from a parsed capture document (§9.2).
+
+    Raises :class:`InputError` naming the table and row for a malformed row.
+    """
+    if not is_capture(doc):
+        raise InputError("not a Fuchsia capture: expected an object with 'Kernel' and "
+                         "'Processes' (or a 'Capture' object holding them)")
+    wrapped = "Capture" in doc
+    cap = doc["Capture"] if wrapped else doc
+    notes = ["one root job: a capture records no job tree",
+             "process PSS/PRIVATE/SHARED from VMO attribution (committed bytes, "
+             "charged with ancestors, shared by process count)"]
+    time = cap.get("Time")
+    if time is not None and not is_u64(time):
+        raise InputError(f"capture Time: expected nanoseconds (an integer from 0 to 2**64 - 1), "
+                         f"found {_short(time)}")
+    if time is not None:
+        notes.append(f"capture time {time} ns (monotonic)")
+    buckets = _capture_buckets(doc, wrapped, notes)
+    kernel = _capture_kernel(cap)
+    names = cap.get("VmoNames", [])
+    if not isinstance(names, list):
+        raise InputError(f"capture VmoNames: expected an array of strings, found {_short(names)}")
+    vmos = _vmos(cap.get("Vmos", []), names, notes)
+    procs = _processes(cap.get("Processes", []))
+    charged, sharers = _attribution(procs, vmos)
     return Snapshot(
         provenance=Provenance(source="fuchsia-capture", notes=tuple(notes), job_mode="none",
                               capture_time_ns=time),
         jobs=(Job(CAPTURE_ROOT_JOB_KOID, "root", 0),),
-        processes=tuple(processes),
+        processes=tuple(_capture_processes(procs, vmos, charged, sharers)),
         kernel=kernel,
-        vmos=MappingProxyType(vmo_objs),
+        vmos=MappingProxyType(_capture_vmos(vmos, sharers)),
         buckets=buckets,
     )
 

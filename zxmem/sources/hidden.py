@@ -606,6 +606,30 @@ def _walk_tmpfs(st: _State, snapshot: Snapshot, limit: int, hidden: list[int]) -
         st.notes.append(f"{result.denied} tmpfs directories not readable: not walked")
 
 
+def _add_remainder(st: _State) -> None:
+    """Add the Shmem remainder: meminfo's Shmem less the shmem objects' alloc."""
+    shmem = None
+    try:
+        from zxmem.sources.kernel import ParseError as KernelParseError
+        from zxmem.sources.kernel import parse_meminfo
+
+        meminfo = parse_meminfo(_read(f"{st.proc}/meminfo"))[0]
+        shmem = meminfo.get("Shmem")
+        if shmem is None:
+            st.notes.append("Shmem not in /proc/meminfo (Linux < 2.6.32): remainder unknown")
+    except (OSError, KernelParseError) as exc:
+        st.notes.append(f"/proc/meminfo unreadable ({exc}): Shmem remainder unknown")
+    remainder, _, unknown = shmem_remainder(shmem, st.vmos.values())
+    if unknown and remainder is not None:
+        st.notes.append(
+            f"{unknown} shmem object(s) of unknown alloc: their pages are in the remainder"
+        )
+    st.vmos[REMAINDER_KOID] = Vmo(
+        koid=REMAINDER_KOID, name=REMAINDER_NAME, kind="shmem",
+        size_bytes=remainder, committed_bytes=remainder,
+    )
+
+
 def add_hidden(
     snapshot: Snapshot,
     proc_root: str = "/proc",
@@ -642,27 +666,7 @@ def add_hidden(
     else:
         st.notes.append("tmpfs/ramfs files not walked: --proc-root is not this machine's /proc")
 
-    shmem = None
-    try:
-        from zxmem.sources.kernel import ParseError as KernelParseError
-        from zxmem.sources.kernel import parse_meminfo
-
-        meminfo = parse_meminfo(_read(f"{proc}/meminfo"))[0]
-        shmem = meminfo.get("Shmem")
-        if shmem is None:
-            st.notes.append("Shmem not in /proc/meminfo (Linux < 2.6.32): remainder unknown")
-    except (OSError, KernelParseError) as exc:
-        st.notes.append(f"/proc/meminfo unreadable ({exc}): Shmem remainder unknown")
-    remainder, _, unknown = shmem_remainder(shmem, st.vmos.values())
-    if unknown and remainder is not None:
-        st.notes.append(
-            f"{unknown} shmem object(s) of unknown alloc: their pages are in the remainder"
-        )
-    st.vmos[REMAINDER_KOID] = Vmo(
-        koid=REMAINDER_KOID, name=REMAINDER_NAME, kind="shmem",
-        size_bytes=remainder, committed_bytes=remainder,
-    )
-
+    _add_remainder(st)
     hidden = {k for k, v in st.vmos.items() if k != REMAINDER_KOID and is_hidden(v)}
     hidden.update(extra)
     order = [v.koid for v in largest_first(st.vmos[k] for k in hidden)]

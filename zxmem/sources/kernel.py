@@ -57,11 +57,19 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from zxmem.model import PAGE_SIZE, KernelStats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up
+    from typing import TypeVar
+
+    from zxmem.sources.procfs import TaskStat
+
+    _T = TypeVar("_T")
 
 KIB = 1024
 
@@ -438,20 +446,67 @@ def compute_kernel_stats(
                                    stack_vmalloc_bytes(vmalloc_areas, page_size))
     counts = counts or {}
     notes: list[str] = []
+    # Filled in this order by the terms below: the order ``extra`` is listed in.
+    extra: dict[str, int | None] = {"page_size": page_size}
+    total = _need(meminfo, notes, "MemTotal")
+    free = _need(meminfo, notes, "MemFree")
+    vmo = _vmo_bytes(meminfo, counts, notes, extra)
+    heap = _heap_bytes(meminfo, vmalloc_sums, slab_free, notes, extra)
+    stack_apart = _stacks_apart(meminfo, vmalloc_sums, vmap_stack_config, notes, extra)
+    mmu = _need(meminfo, notes, "PageTables")
+    if mmu is not None:
+        mmu += meminfo.get("SecPageTables", 0)
+    if ipc is None and sockstat is not None:
+        ipc = sockstat_bytes(sockstat, page_size)
+    if ipc is None:
+        notes.append("ipc unknown: /proc/net/sockstat not readable")
+    wired = None
+    if physical is not None and total is not None:
+        wired = max(0, physical - total)
+    else:
+        notes.append("wired unknown: no System RAM addresses in /proc/iomem (root only)")
+    other = _other_bytes(meminfo, total, free, vmo, heap, stack_apart, mmu)
+    extra["physical_bytes"] = physical
+    extra["ipc_bytes"] = ipc
+    if sockstat is not None:
+        extra["tcp_mem_pages"] = sockstat.get("TCP", {}).get("mem")
+        extra["udp_mem_pages"] = sockstat.get("UDP", {}).get("mem")
+        extra["frag_memory_bytes"] = sockstat.get("FRAG", {}).get("memory")
+    extra.update(counts)
+    stats = KernelStats(
+        total_bytes=total, free_bytes=free, vmo_bytes=vmo, total_heap_bytes=heap,
+        free_heap_bytes=slab_free, wired_bytes=wired, mmu_overhead_bytes=mmu, ipc_bytes=ipc,
+        other_bytes=other, meminfo=MappingProxyType(dict(meminfo)),
+        extra=MappingProxyType(extra),
+    )
+    return stats, tuple(notes)
+
+
+def _other_bytes(meminfo: dict[str, int], total: int | None, free: int | None,
+                 vmo: int | None, heap: int | None, stack_apart: int,
+                 mmu: int | None) -> int | None:
+    """What MemTotal holds beyond the other columns; None when one is unknown."""
+    if total is None or free is None or vmo is None or heap is None or mmu is None:
+        return None
     m = meminfo.get
+    return (total - free - vmo - heap - stack_apart - mmu
+            - m("Zswap", 0) - m("Balloon", 0) - m("Unaccepted", 0))
 
-    def need(*keys: str) -> int | None:
-        missing = [k for k in keys if k not in meminfo]
-        if missing:
-            notes.append(f"{', '.join(missing)} not in /proc/meminfo: unknown")
-            return None
-        return sum(meminfo[k] for k in keys)
 
-    total = need("MemTotal")
-    free = need("MemFree")
+def _need(meminfo: dict[str, int], notes: list[str], *keys: str) -> int | None:
+    """The sum of meminfo's ``keys``; None, with a note, when one is missing."""
+    missing = [k for k in keys if k not in meminfo]
+    if missing:
+        notes.append(f"{', '.join(missing)} not in /proc/meminfo: unknown")
+        return None
+    return sum(meminfo[k] for k in keys)
 
-    # VMOs: the LRU lists and the hugetlb pools.
-    lru = need("Active", "Inactive")
+
+def _vmo_bytes(meminfo: dict[str, int], counts: dict[str, int], notes: list[str],
+               extra: dict[str, int | None]) -> int | None:
+    """VMOs: the LRU lists and the hugetlb pools."""
+    m = meminfo.get
+    lru = _need(meminfo, notes, "Active", "Inactive")
     if lru is not None:
         if "Unevictable" in meminfo:
             lru += meminfo["Unevictable"]
@@ -468,9 +523,16 @@ def compute_kernel_stats(
                     "Hugetlb not in /proc/meminfo (Linux < 4.16): "
                     "HugePages_Total × Hugepagesize (default size only)"
                 )
-    vmo = None if lru is None else lru + (hugetlb or 0)
+    extra["lru_bytes"] = lru
+    extra["hugetlb_bytes"] = hugetlb
+    return None if lru is None else lru + (hugetlb or 0)
 
-    # The kernel heaps.
+
+def _heap_bytes(meminfo: dict[str, int], vmalloc_sums: VmallocSums | None,
+                slab_free: int | None, notes: list[str],
+                extra: dict[str, int | None]) -> int | None:
+    """The kernel heaps: Slab, vmalloc, percpu and the other reclaimable."""
+    m = meminfo.get
     vmalloc_used = m("VmallocUsed")
     vmalloc_info = None if vmalloc_sums is None else vmalloc_sums.pages_bytes
     if not vmalloc_used and vmalloc_info:
@@ -488,16 +550,23 @@ def compute_kernel_stats(
     kreclaim_other = None
     if "KReclaimable" in meminfo and "SReclaimable" in meminfo:
         kreclaim_other = max(0, meminfo["KReclaimable"] - meminfo["SReclaimable"])
-    slab = need("Slab")
+    slab = _need(meminfo, notes, "Slab")
     heap = None
     if slab is not None:
         heap = slab + (vmalloc_used or 0) + (percpu or 0) + (kreclaim_other or 0)
-    free_heap = slab_free
-    if free_heap is None:
+    if slab_free is None:
         notes.append("kfree unknown: /proc/slabinfo not readable (root only)")
+    extra.update(vmalloc_used_bytes=vmalloc_used, vmallocinfo_pages_bytes=vmalloc_info,
+                 percpu_bytes=percpu, kreclaimable_other_bytes=kreclaim_other,
+                 slab_free_bytes=slab_free)
+    return heap
 
-    # Thread stacks: inside VmallocUsed when they are vmalloc'ed.
-    kernel_stack = m("KernelStack")
+
+def _stacks_apart(meminfo: dict[str, int], vmalloc_sums: VmallocSums | None,
+                  vmap_stack_config: bool | None, notes: list[str],
+                  extra: dict[str, int | None]) -> int:
+    """Thread stacks not inside VmallocUsed (they are when vmalloc'ed)."""
+    kernel_stack = meminfo.get("KernelStack")
     stack_vmalloc = None if vmalloc_sums is None else vmalloc_sums.stack_bytes
     if stack_vmalloc is not None:
         stacks_in_vmalloc: bool | None = stack_vmalloc > 0
@@ -508,66 +577,13 @@ def compute_kernel_stats(
                      "(/proc/vmallocinfo and /proc/config.gz unreadable): KernelStack "
                      "counted apart from VmallocUsed")
     stack_apart = 0 if stacks_in_vmalloc else (kernel_stack or 0)
-
-    mmu = need("PageTables")
-    if mmu is not None:
-        mmu += m("SecPageTables", 0)
-
-    if ipc is None and sockstat is not None:
-        ipc = sockstat_bytes(sockstat, page_size)
-    if ipc is None:
-        notes.append("ipc unknown: /proc/net/sockstat not readable")
-
-    wired = None
-    if physical is not None and total is not None:
-        wired = max(0, physical - total)
-    else:
-        notes.append("wired unknown: no System RAM addresses in /proc/iomem (root only)")
-
-    other = None
-    if total is not None and free is not None and vmo is not None and heap is not None \
-            and mmu is not None:
-        other = (
-            total - free - vmo - heap - stack_apart - mmu
-            - m("Zswap", 0) - m("Balloon", 0) - m("Unaccepted", 0)
-        )
-
-    extra: dict[str, int | None] = {
-        "page_size": page_size,
-        "lru_bytes": lru,
-        "hugetlb_bytes": hugetlb,
-        "vmalloc_used_bytes": vmalloc_used,
-        "vmallocinfo_pages_bytes": vmalloc_info,
-        "percpu_bytes": percpu,
-        "kreclaimable_other_bytes": kreclaim_other,
-        "slab_free_bytes": slab_free,
-        "kernel_stack_bytes": kernel_stack,
-        "kernel_stack_vmalloc_bytes": stack_vmalloc,
-        "kernel_stack_in_vmalloc": None if stacks_in_vmalloc is None else int(stacks_in_vmalloc),
-        "kernel_stack_apart_bytes": stack_apart if kernel_stack is not None else None,
-        "physical_bytes": physical,
-        "ipc_bytes": ipc,
-    }
-    if sockstat is not None:
-        extra["tcp_mem_pages"] = sockstat.get("TCP", {}).get("mem")
-        extra["udp_mem_pages"] = sockstat.get("UDP", {}).get("mem")
-        extra["frag_memory_bytes"] = sockstat.get("FRAG", {}).get("memory")
-    for key, value in counts.items():
-        extra[key] = value
-    stats = KernelStats(
-        total_bytes=total,
-        free_bytes=free,
-        vmo_bytes=vmo,
-        total_heap_bytes=heap,
-        free_heap_bytes=free_heap,
-        wired_bytes=wired,
-        mmu_overhead_bytes=mmu,
-        ipc_bytes=ipc,
-        other_bytes=other,
-        meminfo=MappingProxyType(dict(meminfo)),
-        extra=MappingProxyType(extra),
+    extra.update(
+        kernel_stack_bytes=kernel_stack,
+        kernel_stack_vmalloc_bytes=stack_vmalloc,
+        kernel_stack_in_vmalloc=None if stacks_in_vmalloc is None else int(stacks_in_vmalloc),
+        kernel_stack_apart_bytes=stack_apart if kernel_stack is not None else None,
     )
-    return stats, tuple(notes)
+    return stack_apart
 
 
 # --------------------------------------------------------------------------
@@ -584,6 +600,19 @@ def _try_read(path: str) -> bytes | None:
     try:
         return _read(path)
     except OSError:
+        return None
+
+
+def _parsed(path: str, parse: Callable[[bytes], _T], notes: list[str]) -> _T | None:
+    """``parse`` of an optional file; None when it is missing or denied, or
+    malformed (then with a note)."""
+    raw = _try_read(path)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ParseError as exc:
+        notes.append(str(exc))
         return None
 
 
@@ -618,48 +647,23 @@ def read_kernel_stats_with_notes(
     proc = proc_root.rstrip("/") or "/"
     meminfo, counts = parse_meminfo(_read(f"{proc}/meminfo"))
     notes: list[str] = []
-    slab_free = None
-    raw = _try_read(f"{proc}/slabinfo")
-    if raw is not None:
-        try:
-            slab_free = slab_free_bytes(parse_slabinfo(raw))
-        except ParseError as exc:
-            notes.append(str(exc))
-    vmalloc = None
+    slab_free = _parsed(f"{proc}/slabinfo", lambda raw: slab_free_bytes(parse_slabinfo(raw)),
+                        notes)
     known_stacks = stacks_in_vmalloc is not None and bool(meminfo.get("VmallocUsed"))
-    raw = None if known_stacks else _try_read(f"{proc}/vmallocinfo")
-    if raw is not None:
-        try:
-            vmalloc = vmallocinfo_sums(raw)
-        except ParseError as exc:
-            notes.append(str(exc))
+    vmalloc = None if known_stacks else _parsed(f"{proc}/vmallocinfo", vmallocinfo_sums, notes)
     vmap_stack = stacks_in_vmalloc if known_stacks else None
     if vmalloc is None and vmap_stack is None:
         config = _read_config(proc)
         if config is not None:
             vmap_stack = config_option(config, "VMAP_STACK")
-    sockstat = None
-    raw = _try_read(f"{proc}/net/sockstat")
-    if raw is not None:
-        try:
-            sockstat = parse_sockstat(raw)
-        except ParseError as exc:
-            notes.append(str(exc))
-    physical = None
-    raw = _try_read(f"{proc}/iomem")
-    if raw is not None:
-        try:
-            physical = parse_iomem_system_ram(raw)
-        except ParseError as exc:
-            notes.append(str(exc))
     stats, more = compute_kernel_stats(
         meminfo,
         counts,
         slab_free=slab_free,
         vmalloc_sums=vmalloc,
         vmap_stack_config=vmap_stack,
-        sockstat=sockstat,
-        physical=physical,
+        sockstat=_parsed(f"{proc}/net/sockstat", parse_sockstat, notes),
+        physical=_parsed(f"{proc}/iomem", parse_iomem_system_ram, notes),
     )
     return stats, tuple(notes) + more
 
@@ -905,6 +909,43 @@ def _fd_links(fd_dir: str) -> list[bytes] | None:
     return links
 
 
+class _Exited(Exception):
+    """The process exited while it was being read."""
+
+
+def _threads_and_page_tables(base: str, stat: TaskStat) -> tuple[int | None, int | None]:
+    """The process's thread count and VmPTE bytes (status, else stat)."""
+    from zxmem.sources import procfs
+
+    try:
+        status = procfs.parse_status(_read(f"{base}/status"))
+    except OSError:
+        status = {}
+    threads = None
+    raw_threads = status.get(b"Threads")
+    if raw_threads is not None and raw_threads.isdigit():
+        threads = int(raw_threads)
+    elif stat.num_threads:
+        threads = stat.num_threads
+    pte = procfs.status_bytes(status, b"VmPTE")
+    if pte is None and stat.kernel_thread:
+        pte = 0  # a kernel thread has no mm: it owns no user page tables
+    return threads, pte
+
+
+def _fd_kinds(base: str) -> dict[str, int] | None:
+    """Descriptors by kind; None when not readable; raises :class:`_Exited`."""
+    try:
+        links = _fd_links(f"{base}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        if not os.path.isdir(base):
+            raise _Exited from None
+        return None
+    except OSError:
+        return None
+    return None if links is None else count_fd_kinds(links)
+
+
 def read_process_kernel_usage(
     proc_root: str = "/proc",
     *,
@@ -932,32 +973,13 @@ def read_process_kernel_usage(
             continue
         if stat.kernel_thread and not kernel_threads:
             continue
+        threads, pte = _threads_and_page_tables(base, stat)
         try:
-            status = procfs.parse_status(_read(f"{base}/status"))
-        except OSError:
-            status = {}
-        threads = None
-        raw_threads = status.get(b"Threads")
-        if raw_threads is not None and raw_threads.isdigit():
-            threads = int(raw_threads)
-        elif stat.num_threads:
-            threads = stat.num_threads
-        pte = procfs.status_bytes(status, b"VmPTE")
-        if pte is None and stat.kernel_thread:
-            pte = 0  # a kernel thread has no mm: it owns no user page tables
-        kinds = None
-        try:
-            links = _fd_links(f"{base}/fd")
-        except (FileNotFoundError, ProcessLookupError):
-            if not os.path.isdir(base):
-                continue  # the process exited
-            links = None
-        except OSError:
-            links = None
-        if links is None:
+            kinds = _fd_kinds(base)
+        except _Exited:
+            continue
+        if kinds is None:
             denied += 1
-        else:
-            kinds = count_fd_kinds(links)
         rows.append(
             ProcessKernelUsage(
                 pid=stat.pid,

@@ -51,6 +51,11 @@ from zxmem.sources.readfile import read_record as _read_record
 from zxmem.sources.readfile import vanished as _gone
 from zxmem.textsafe import decode_name
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up
+    from collections.abc import Callable
+    from typing import Any
+
 # PIDs a worker takes at a time: small enough that the last chunks even out
 # the workers' finishing times, large enough that taking one is rare.
 _CHUNK = 16
@@ -183,76 +188,70 @@ class _Reader:
         return args
 
     def read_process(self, pid: int) -> _Record | None:
+        """One process's record; None when it is gone, its stat is unreadable,
+        or it is a kernel thread not asked for."""
         base = f"{self.proc}/{pid}/"
         opts = self.options
         try:
             st = procfs.parse_stat(_read_record(base + "stat"))
         except OSError as exc:
-            if _gone(exc):
-                return None
-            self.note_denied(f"stat:{pid}", _errname(exc))
+            if not _gone(exc):
+                self.note_denied(f"stat:{pid}", _errname(exc))
             return None
         except procfs.ParseError:
             return None
         kthread = st.kernel_thread
         if kthread and not opts.kernel_threads:
             return None
-
-        status = None
-        uid = None
-        vm_pte = None
-        if opts.status:
-            try:
-                status = procfs.parse_status(_read_record(base + "status"))
-                uid = procfs.status_uid(status)
-                vm_pte = procfs.status_bytes(status, b"VmPTE")
-            except OSError as exc:
-                if _gone(exc):
-                    return None
-                self.note_denied(f"status:{pid}", _errname(exc))
-
-        memory: MemoryCounts | None
-        if kthread:
-            memory = _ZERO
-        elif not opts.memory:
-            memory = None
-        else:
-            try:
-                fields = procfs.parse_smaps_rollup(_read_record(base + "smaps_rollup"))
-                # Empty: a recorded ESRCH (record_proc.py), i.e. no mm.
-                memory = memory_from_fields(fields, status) if fields else \
-                    self._no_mm_memory(base, pid, st, status)
-            except procfs.ParseError:
-                memory = None
-                self.note_denied(f"smaps_rollup:{pid}", "malformed")
-            except OSError as exc:
-                memory = self._memory_fallback(base, pid, exc, st, status)
-                if memory is False:
-                    return None
-
         try:
-            cmdline: tuple[str, ...] | None = self._cmdline(_read_record(base + "cmdline"))
-        except OSError as exc:
-            if _gone(exc):
-                return None
-            cmdline = None
-
-        cg: tuple[str, str] | None = None
-        if opts.jobs == "cgroup":  # the other job modes never look at it
-            try:
-                cg = self._cgroup(_read_record(base + "cgroup"))
-            except OSError as exc:
-                if _gone(exc):
-                    return None
-
-        threads: tuple[Thread, ...] = ()
-        if opts.threads:
-            threads = self.read_threads(base)
-
+            status, uid, vm_pte = self._status(base, pid) if opts.status else (None, None, None)
+            memory = self._memory(base, pid, st, status)
+            data = _read_unless_gone(base + "cmdline")
+            cmdline = self._cmdline(data) if data is not None else None
+            cg: tuple[str, str] | None = None
+            if opts.jobs == "cgroup":  # the other job modes never look at it
+                data = _read_unless_gone(base + "cgroup")
+                cg = self._cgroup(data) if data is not None else None
+        except _Gone:
+            return None
+        threads = self.read_threads(base) if opts.threads else ()
         return (
             pid, st.comm, st.ppid, uid, cmdline, st.state, kthread, memory,
             threads, st.num_threads, vm_pte, cg, st.starttime,
         )
+
+    def _status(self, base: str, pid: int) -> tuple[dict[bytes, bytes] | None, int | None,
+                                                    int | None]:
+        """``status``, with its uid and VmPTE; raises :class:`_Gone`."""
+        try:
+            status = procfs.parse_status(_read_record(base + "status"))
+        except OSError as exc:
+            if _gone(exc):
+                raise _Gone from exc
+            self.note_denied(f"status:{pid}", _errname(exc))
+            return None, None, None
+        return status, procfs.status_uid(status), procfs.status_bytes(status, b"VmPTE")
+
+    def _memory(self, base: str, pid: int, st: procfs.TaskStat,
+                status: dict[bytes, bytes] | None) -> MemoryCounts | None:
+        """The process's memory from smaps_rollup (or a fallback); raises :class:`_Gone`."""
+        if st.kernel_thread:
+            return _ZERO
+        if not self.options.memory:
+            return None
+        try:
+            fields = procfs.parse_smaps_rollup(_read_record(base + "smaps_rollup"))
+            # Empty: a recorded ESRCH (record_proc.py), i.e. no mm.
+            return memory_from_fields(fields, status) if fields else \
+                self._no_mm_memory(base, pid, st, status)
+        except procfs.ParseError:
+            self.note_denied(f"smaps_rollup:{pid}", "malformed")
+            return None
+        except OSError as exc:
+            memory = self._memory_fallback(base, pid, exc, st, status)
+            if memory is False:
+                raise _Gone from exc
+            return memory
 
     def _memory_fallback(self, base, pid, exc, st, status):
         """smaps_rollup failed: zombie, denied, vanished, or an old kernel."""
@@ -335,6 +334,16 @@ class _Reader:
                     results[pid] = r
         with self.lock:
             self.results.update(results)
+
+
+def _read_unless_gone(path: str) -> bytes | None:
+    """The file's bytes, None if it cannot be read; raises :class:`_Gone`."""
+    try:
+        return _read_record(path)
+    except OSError as exc:
+        if _gone(exc):
+            raise _Gone from exc
+        return None
 
 
 def live_task_dir(proc_root: str, pid: int) -> str | None:
@@ -442,8 +451,31 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
     proc = proc_root.rstrip("/") or "/"
     pids = list_pids(proc)
     reader = _Reader(proc, options)
+    _read_processes(reader, pids, options.workers)
+    results = reader.results
+    records = [results[pid] for pid in pids if pid in results]
+    jobs, job_of, mode = _assign_jobs(proc, records, options)
+    processes = tuple(_process(record, job_of) for record in records)
+    provenance = Provenance(
+        source="linux",
+        host=_read_text(f"{proc}/sys/kernel/hostname"),
+        kernel=_read_text(f"{proc}/sys/kernel/osrelease"),
+        timestamp=timestamp,
+        denied=tuple(sorted(reader.denied, key=_denied_key)),
+        notes=tuple(sorted(reader.notes)),
+        job_mode=mode,
+        boot_id=_read_text(f"{proc}/sys/kernel/random/boot_id") or None,
+        # The clock of start times is this machine's: only for its own /proc.
+        capture_time_ns=boottime_ns if os.path.realpath(proc) == "/proc" else None,
+        clock_ticks_per_second=os.sysconf("SC_CLK_TCK"),
+        mmap_min_addr=read_mmap_min_addr(proc),
+    )
+    return Snapshot(provenance=provenance, jobs=jobs, processes=processes)
 
-    workers = options.workers or min(4, max(2, (os.cpu_count() or 1) * 2))
+
+def _read_processes(reader: _Reader, pids: list[int], workers: int | None) -> None:
+    """Read ``pids`` into ``reader.results`` with up to ``workers`` threads."""
+    workers = workers or min(4, max(2, (os.cpu_count() or 1) * 2))
     # Below about 64 processes a worker, threads cost more (GIL hand-overs,
     # thread start-up) than overlapping the reads gains: an idle machine's
     # 80 processes are read faster by this thread alone.
@@ -471,47 +503,28 @@ def collect(proc_root: str = "/proc", options: CollectOptions | None = None) -> 
     finally:
         resume_gc()
 
-    results = reader.results
-    records = [results[pid] for pid in pids if pid in results]
-    jobs, job_of, mode = _assign_jobs(proc, records, options)
 
-    processes = tuple(
-        Process(
-            koid=pid,
-            name=comm,
-            job_koid=job_of(uid, cg),
-            ppid=ppid,
-            uid=uid,
-            cmdline=cmdline,
-            state=state,
-            kernel_thread=kthread,
-            memory=memory,
-            threads=threads,
-            num_threads=num_threads,
-            vm_pte_bytes=vm_pte,
-            start_time_ticks=start,
-        )
-        for (
-            pid, comm, ppid, uid, cmdline, state, kthread, memory,
-            threads, num_threads, vm_pte, cg, start,
-        ) in records
+def _process(record: _Record, job_of: Callable[[int | None, Any], int]) -> Process:
+    """The Process of one record :meth:`_Reader.read_process` returned."""
+    (
+        pid, comm, ppid, uid, cmdline, state, kthread, memory,
+        threads, num_threads, vm_pte, cg, start,
+    ) = record
+    return Process(
+        koid=pid,
+        name=comm,
+        job_koid=job_of(uid, cg),
+        ppid=ppid,
+        uid=uid,
+        cmdline=cmdline,
+        state=state,
+        kernel_thread=kthread,
+        memory=memory,
+        threads=threads,
+        num_threads=num_threads,
+        vm_pte_bytes=vm_pte,
+        start_time_ticks=start,
     )
-    boot_id = _read_text(f"{proc}/sys/kernel/random/boot_id") or None
-    provenance = Provenance(
-        source="linux",
-        host=_read_text(f"{proc}/sys/kernel/hostname"),
-        kernel=_read_text(f"{proc}/sys/kernel/osrelease"),
-        timestamp=timestamp,
-        denied=tuple(sorted(reader.denied, key=_denied_key)),
-        notes=tuple(sorted(reader.notes)),
-        job_mode=mode,
-        boot_id=boot_id,
-        # The clock of start times is this machine's: only for its own /proc.
-        capture_time_ns=boottime_ns if os.path.realpath(proc) == "/proc" else None,
-        clock_ticks_per_second=os.sysconf("SC_CLK_TCK"),
-        mmap_min_addr=read_mmap_min_addr(proc),
-    )
-    return Snapshot(provenance=provenance, jobs=jobs, processes=processes)
 
 
 def _denied_key(item: tuple[str, str]) -> tuple[str, int]:

@@ -186,6 +186,11 @@ def render_explain(stats: KernelStats) -> str:
     Every term is printed in kB (meminfo's own unit, exact) and in M; the
     remainder (``other``) is printed explicitly, then the sum is checked.
     """
+    return "\n".join(_explain_sum(stats) + [""] + _explain_outside(stats)) + "\n"
+
+
+def _explain_sum(stats: KernelStats) -> list[str]:
+    """The terms of MemTotal, their sum and whether it is MemTotal."""
     terms = reconciliation_terms(stats)
     lines = ["MemTotal, term by term (/proc/meminfo; kB = KiB):"]
     lines.append(f"  {'column':<7} {'term':<30} {'kB':>12} {'M':>9}  note")
@@ -216,9 +221,12 @@ def render_explain(stats: KernelStats) -> str:
         diff = total - sum(known)
         verdict = "exactly" if diff == 0 else f"off by {_kb(diff)} kB"
         lines.append(f"  sum of the terms = {_kb(sum(known))} kB = MemTotal {verdict}")
+    return lines
 
-    lines.append("")
-    lines.append("not part of the sum:")
+
+def _explain_outside(stats: KernelStats) -> list[str]:
+    """wired, kfree, ipc and the LRU check: numbers outside the sum."""
+    lines = ["not part of the sum:"]
     x = stats.extra
     phys = x.get("physical_bytes")
     if stats.wired_bytes is not None and phys is not None:
@@ -256,7 +264,7 @@ def render_explain(stats: KernelStats) -> str:
             f"AnonPages + Cached + Buffers + SwapCached {_kb(alt)} kB (differ by "
             f"{_kb(lru - alt)} kB: pages in flight between lists)"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # --------------------------------------------------------------------------

@@ -191,14 +191,22 @@ def kernel_kinds(stats: KernelStats, processes_pss: int) -> dict[str, int | None
 
 def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[Metric]:
     """Every metric family of one snapshot, in a fixed order."""
-    from prometheus_client.core import GaugeMetricFamily
     options = options or MetricsOptions()
-    out: list[Metric] = []
-    tree = TaskTree(snapshot)
     paths = {j.koid: (j.path or j.name) for j in snapshot.jobs}
-
-    # -- process groups
     groups, unreadable = _process_groups(snapshot, options, paths)
+    out = _group_families(groups, unreadable, options)
+    if options.per_pid:
+        out.append(_pid_family(snapshot, options))
+    out += _cgroup_families(snapshot, options)
+    if snapshot.kernel is not None:
+        out += _kernel_families(snapshot.kernel, sum(g.pss for g in groups.values()))
+    return out
+
+
+def _group_families(groups: dict, unreadable: int, options: MetricsOptions) -> list[Metric]:
+    """The process groups' families, and the count of unreadable processes."""
+    from prometheus_client.core import GaugeMetricFamily
+
     label = ["group"]
     by = f" Processes grouped by {options.group_by}."
     pss = GaugeMetricFamily("zxmem_process_pss_bytes",
@@ -224,29 +232,37 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
             rss.add_metric([key], s.rss)
         if s.swap_pss is not None:
             swap.add_metric([key], s.swap_pss)
-    out += [pss, uss, rss, swap, count]
     unread = GaugeMetricFamily(
         "zxmem_processes_unreadable",
         "Processes whose memory is unknown (smaps denied, or exited/zombie while "
         "read): left out of every zxmem_process_* series, never counted as 0.")
     unread.add_metric([], unreadable)
-    out.append(unread)
+    return [pss, uss, rss, swap, count, unread]
 
-    # -- per PID (opt in, capped)
-    if options.per_pid:
-        known = [(p.memory.pss_bytes, p) for p in snapshot.processes
-                 if not p.kernel_thread and p.memory is not None
-                 and p.memory.pss_bytes is not None]
-        ranked = sorted(known, key=lambda vp: (-vp[0], vp[1].koid))
-        pid_pss = GaugeMetricFamily(
-            "zxmem_pid_pss_bytes",
-            describe("pss_bytes") + f" The {options.max_pids} largest processes only.",
-            labels=["pid", "comm"], unit="bytes")
-        for value, p in ranked[: options.max_pids]:
-            pid_pss.add_metric([str(p.koid), p.name], value)
-        out.append(pid_pss)
 
-    # -- cgroups (jobs), totals of the cgroup and every cgroup below it
+def _pid_family(snapshot: Snapshot, options: MetricsOptions) -> Metric:
+    """PSS per PID (opt in), the ``max_pids`` largest processes."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    known = [(p.memory.pss_bytes, p) for p in snapshot.processes
+             if not p.kernel_thread and p.memory is not None
+             and p.memory.pss_bytes is not None]
+    ranked = sorted(known, key=lambda vp: (-vp[0], vp[1].koid))
+    pid_pss = GaugeMetricFamily(
+        "zxmem_pid_pss_bytes",
+        describe("pss_bytes") + f" The {options.max_pids} largest processes only.",
+        labels=["pid", "comm"], unit="bytes")
+    for value, p in ranked[: options.max_pids]:
+        pid_pss.add_metric([str(p.koid), p.name], value)
+    return pid_pss
+
+
+def _cgroup_families(snapshot: Snapshot, options: MetricsOptions) -> list[Metric]:
+    """cgroups (jobs): totals of the cgroup and every cgroup below it, the
+    largest ``max_cgroups`` by PSS; their memory files; how many were left out."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    tree = TaskTree(snapshot)
     rows = [(j, tree.job_row(j, 0)) for j in snapshot.jobs if j.path]
     rows.sort(key=lambda jr: (-(jr[1].pss_bytes or 0), jr[0].path))
     kept_rows = sorted(rows[: options.max_cgroups], key=lambda jr: jr[0].path)
@@ -269,7 +285,7 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
                 cg_uss.add_metric([path], r.private_bytes)
         if r.swap_bytes is not None and r.unknown_processes == 0:
             cg_swap.add_metric([path], r.swap_bytes)
-    out += [cg_pss, cg_uss, cg_swap]
+    out: list[Metric] = [cg_pss, cg_uss, cg_swap]
     out += _cgroup_file_families([job for job, _r in kept_rows])
     omitted = GaugeMetricFamily(
         "zxmem_cgroups_omitted",
@@ -277,30 +293,30 @@ def families(snapshot: Snapshot, options: MetricsOptions | None = None) -> list[
         "the largest by PSS are kept).")
     omitted.add_metric([], len(rows) - len(kept_rows))
     out.append(omitted)
+    return out
 
-    # -- kernel
-    k = snapshot.kernel
-    if k is not None:
-        processes_pss = sum(g.pss for g in groups.values())
-        if k.total_bytes is not None:
-            total = GaugeMetricFamily("zxmem_memory_total_bytes",
-                                      "MemTotal (/proc/meminfo): RAM the kernel manages.",
-                                      unit="bytes")
-            total.add_metric([], k.total_bytes)
-            out.append(total)
-        if k.free_bytes is not None:
-            free = GaugeMetricFamily("zxmem_memory_free_bytes",
-                                     "MemFree (/proc/meminfo): pages on the free lists.",
-                                     unit="bytes")
-            free.add_metric([], k.free_bytes)
-            out.append(free)
-        kern = GaugeMetricFamily("zxmem_kernel_bytes", KERNEL_KIND_HELP, labels=["kind"],
-                                 unit="bytes")
-        for kind, kind_bytes in kernel_kinds(k, processes_pss).items():
-            if kind_bytes is not None:
-                kern.add_metric([kind], kind_bytes)
-        out.append(kern)
 
+def _kernel_families(k: KernelStats, processes_pss: int) -> list[Metric]:
+    """MemTotal, MemFree and the kernel's memory by kind."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    out: list[Metric] = []
+    for name, help_text, value in (
+        ("zxmem_memory_total_bytes", "MemTotal (/proc/meminfo): RAM the kernel manages.",
+         k.total_bytes),
+        ("zxmem_memory_free_bytes", "MemFree (/proc/meminfo): pages on the free lists.",
+         k.free_bytes),
+    ):
+        if value is not None:
+            family = GaugeMetricFamily(name, help_text, unit="bytes")
+            family.add_metric([], value)
+            out.append(family)
+    kern = GaugeMetricFamily("zxmem_kernel_bytes", KERNEL_KIND_HELP, labels=["kind"],
+                             unit="bytes")
+    for kind, kind_bytes in kernel_kinds(k, processes_pss).items():
+        if kind_bytes is not None:
+            kern.add_metric([kind], kind_bytes)
+    out.append(kern)
     return out
 
 

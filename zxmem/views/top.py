@@ -132,12 +132,11 @@ class History:
     first_oom: int | None = None
     count: int = 0
 
-    def update(self, snapshot: Snapshot) -> Frame:
-        """The frame of ``snapshot``; remembers it as the last refresh."""
-        first = self.count == 0
-        self.count += 1
-        tree = TaskTree(snapshot)
-        names = _job_names(tree)
+    def _process_rows(self, snapshot: Snapshot, names: dict[int, str], first: bool
+                      ) -> tuple[list[Row], int, int, int, int, int]:
+        """The processes' rows, with their changes, and the header's counts
+        (processes, unreadable, new, exited, PSS sum); remembers them as the
+        last refresh."""
         rows: list[Row] = []
         now: dict[Identity, int | None] = {}
         new = unreadable = pss_sum = nprocs = 0
@@ -177,7 +176,10 @@ class History:
         if not first:
             self.first = {k: v for k, v in self.first.items() if k in now}
         self.last = now
+        return rows, nprocs, unreadable, new, exited, pss_sum
 
+    def _job_rows(self, tree: TaskTree, names: dict[int, str], first: bool) -> dict[int, Row]:
+        """The jobs' rows, with their changes; remembers them as the last refresh."""
         jobs: dict[int, Row] = {}
         jnow: dict[str, int | None] = {}
         for koid, job in tree.jobs.items():
@@ -202,6 +204,17 @@ class History:
             )
         self.first_jobs = {k: v for k, v in self.first_jobs.items() if k in jnow}
         self.last_jobs = jnow
+        return jobs
+
+    def update(self, snapshot: Snapshot) -> Frame:
+        """The frame of ``snapshot``; remembers it as the last refresh."""
+        first = self.count == 0
+        self.count += 1
+        tree = TaskTree(snapshot)
+        names = _job_names(tree)
+        rows, nprocs, unreadable, new, exited, pss_sum = self._process_rows(
+            snapshot, names, first)
+        jobs = self._job_rows(tree, names, first)
 
         oom = snapshot.kernel.extra.get("oom_kill") if snapshot.kernel else None
         if first:

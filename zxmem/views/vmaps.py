@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from itertools import compress, pairwise
 from operator import attrgetter, sub
 
-from zxmem.model import INODE_KOID_BASE, Mapping, Process, Snapshot
+from zxmem.model import DEFAULT_MMAP_MIN_ADDR, INODE_KOID_BASE, Mapping, Process, Snapshot
 from zxmem.regions import address_space, mapping_name, object_name
 from zxmem.textsafe import escape_terminal
 from zxmem.units import format_size
@@ -49,7 +49,7 @@ _EXTRA_FIELD = {"pss": "pss_bytes", "private": "private_bytes", "swap": "swap_by
 class VmapsOptions:
     extra: tuple[str, ...] = ()  # subset of EXTRA_COLUMNS, printed in that order
     aspace: tuple[int, int] | None = None  # /A range; None: computed
-    min_addr: int = 0x10000  # vm.mmap_min_addr, the /A start when computed
+    min_addr: int = DEFAULT_MMAP_MIN_ADDR  # vm.mmap_min_addr, the /A start when computed
     units: str | None = None  # --units letter; None = natural
     # Terminal layout: fit lines into ``width`` columns (short koids, names
     # shortened in the middle, addresses dropped when the name needs room);
@@ -165,6 +165,37 @@ def render(process: Process, snapshot: Snapshot, opts: VmapsOptions | None = Non
 _CHUNK = 2048  # lines per piece of text
 
 
+def _mapping_columns(maps: Sequence[Mapping], snapshot: Snapshot, regions: list,
+                     max_depth: int, extra: list[str], size: _Memo) -> tuple[list[list], str]:
+    """The mapping lines as columns (one list per field) and the %-template
+    that makes a line of one row of them."""
+    starts = list(map(attrgetter("start"), maps))
+    ends = list(map(attrgetter("end"), maps))
+    types = ["M" + " " * (max_depth - 2)] * len(maps)
+    inner = " M" + " " * (max_depth - 3)
+    for r in regions:
+        for j in r.mapping_indices:
+            types[j] = inner
+    perms = list(map(_Memo(lambda p: p[:3]).__getitem__, map(attrgetter("perms"), maps)))
+    sizes = list(map(size.__getitem__, map(sub, ends, starts)))
+    res = list(map(size.__getitem__, map(attrgetter("rss_bytes"), maps)))
+    columns: list[list]
+    if min(starts) > 0xFFFFFFFF:
+        # The common case on 64-bit: both addresses are 16 hex digits, so
+        # they are formatted inside the one %-template per line.
+        columns = [types, starts, ends, perms, sizes, res]
+        template = "%s %016x-%016x %s %5s:sz %4s:res"
+    else:
+        columns = [types, _hex(starts), _hex(ends), perms, sizes, res]
+        template = "%s %s-%s %s %5s:sz %4s:res"
+    for c in extra:
+        columns.append(list(map(size.__getitem__, map(attrgetter(_EXTRA_FIELD[c]), maps))))
+        template += " %4s:" + _EXTRA_TAG[c]
+    columns.append(list(map(_KOID, maps)))
+    columns.append(_names(maps, snapshot))
+    return columns, template + " %5d:vmo '%s'\n"
+
+
 def render_chunks(
     process: Process, snapshot: Snapshot, opts: VmapsOptions | None = None
 ) -> Iterator[str]:
@@ -201,31 +232,7 @@ def render_chunks(
             yield total_line(process, opts)
         return
 
-    starts = list(map(attrgetter("start"), maps))
-    ends = list(map(attrgetter("end"), maps))
-    types = ["M" + " " * (max_depth - 2)] * len(maps)
-    inner = " M" + " " * (max_depth - 3)
-    for r in regions:
-        for j in r.mapping_indices:
-            types[j] = inner
-    perms = list(map(_Memo(lambda p: p[:3]).__getitem__, map(attrgetter("perms"), maps)))
-    sizes = list(map(size.__getitem__, map(sub, ends, starts)))
-    res = list(map(size.__getitem__, map(attrgetter("rss_bytes"), maps)))
-    if min(starts) > 0xFFFFFFFF:
-        # The common case on 64-bit: both addresses are 16 hex digits, so
-        # they are formatted inside the one %-template per line.
-        columns = [types, starts, ends, perms, sizes, res]
-        template = "%s %016x-%016x %s %5s:sz %4s:res"
-    else:
-        columns = [types, _hex(starts), _hex(ends), perms, sizes, res]
-        template = "%s %s-%s %s %5s:sz %4s:res"
-    for c in extra:
-        columns.append(list(map(size.__getitem__, map(attrgetter(_EXTRA_FIELD[c]), maps))))
-        template += " %4s:" + _EXTRA_TAG[c]
-    columns.append(list(map(_KOID, maps)))
-    columns.append(_names(maps, snapshot))
-    template += " %5d:vmo '%s'\n"
-
+    columns, template = _mapping_columns(maps, snapshot, regions, max_depth, extra, size)
     # Region lines go before their first mapping; the mapping lines are
     # formatted a slice at a time, so the whole text is never held twice.
     region_type = "R" + " " * (max_depth - 2)
@@ -276,6 +283,34 @@ def total_line(process: Process, opts: VmapsOptions) -> str:
     return f"total: {len(maps)} {noun}, " + " ".join(parts) + "\n"
 
 
+def _fitted_lines(lines: list[tuple[str, int, int, str, str]], width: int | None) -> list[str]:
+    """The lines (type, start, end, body, name) fitted into ``width``: the end
+    address dropped, then the start, when a name would get fewer than
+    MIN_NAME columns; names shortened in the middle to what is left."""
+    from zxmem.textsafe import shorten_middle
+    from zxmem.views.terminal import MIN_NAME, visible
+
+    # Tier 0: both addresses (34 columns), 1: the start (17), 2: neither.
+    tier = 0
+    if width is not None and lines:
+        widest = max(len(t) + visible(b) for t, _, _, b, _ in lines) + 1 + 34 + 1 + 2
+        while tier < 2 and width - widest < MIN_NAME:
+            tier += 1
+            widest -= 17
+    out = []
+    for kind, a, b, body, name in lines:
+        if tier == 0:
+            head = f"{kind} {_addr(a)}-{_addr(b)} {body}"
+        elif tier == 1:
+            head = f"{kind} {_addr(a)} {body}"
+        else:
+            head = f"{kind} {body}"
+        if width is not None:
+            name = shorten_middle(name, max(1, width - visible(head) - 3))
+        out.append(f"{head} '{name}'\n")
+    return out
+
+
 def _render_fitted(process: Process, snapshot: Snapshot, opts: VmapsOptions) -> str:
     """The terminal layout: Fuchsia's columns, fitted into ``opts.width``.
 
@@ -286,8 +321,7 @@ def _render_fitted(process: Process, snapshot: Snapshot, opts: VmapsOptions) -> 
     address is left out, then the start address too.  Sizes are coloured
     by magnitude with ``opts.color``.
     """
-    from zxmem.textsafe import shorten_middle
-    from zxmem.views.terminal import MIN_NAME, koid_text, short_koids, size_cell, visible
+    from zxmem.views.terminal import koid_text, short_koids, size_cell
 
     maps = process.mappings or ()
     regions = sorted(process.regions or (), key=lambda r: r.start)
@@ -326,24 +360,7 @@ def _render_fitted(process: Process, snapshot: Snapshot, opts: VmapsOptions) -> 
         body += f" {koid_text(m.vmo_koid, labels):>5}:vmo"
         lines.append((kind, m.start, m.end, body, names[i]))
 
-    # Tier 0: both addresses (34 columns), 1: the start (17), 2: neither.
-    tier = 0
-    if width is not None and lines:
-        widest = max(len(t) + visible(b) for t, _, _, b, _ in lines) + 1 + 34 + 1 + 2
-        while tier < 2 and width - widest < MIN_NAME:
-            tier += 1
-            widest -= 17
-    out = []
-    for kind, a, b, body, name in lines:
-        if tier == 0:
-            head = f"{kind} {_addr(a)}-{_addr(b)} {body}"
-        elif tier == 1:
-            head = f"{kind} {_addr(a)} {body}"
-        else:
-            head = f"{kind} {body}"
-        if width is not None:
-            name = shorten_middle(name, max(1, width - visible(head) - 3))
-        out.append(f"{head} '{name}'\n")
+    out = _fitted_lines(lines, width)
     if opts.total:
         out.append(total_line(process, opts))
     return "".join(out)
