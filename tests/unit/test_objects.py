@@ -311,6 +311,45 @@ def test_reader_process_gives_the_same_snapshot_as_threads(tmp_path, monkeypatch
     assert again.processes == threads.processes and dict(again.vmos) == dict(threads.vmos)
 
 
+def test_readers_that_stop_part_way_leave_the_rest_to_threads(tmp_path, monkeypatch):
+    # Each reader process delivers its first chunk only, then exits: the
+    # processes after the first missing chunk are read here, in order.
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: add_objects always reads on threads")
+    from zxmem.sources import objects_read
+
+    root = tmp_path / "proc"
+    _crowd(root, 70)  # 9 chunks of 8 processes
+    monkeypatch.setattr(objects, "_FORK_MIN", 2)
+    base = objects.light_snapshot(str(root))
+    threads = objects.add_objects(base, str(root), memory=True)
+    real = objects_read._reader_main
+    delivered = []
+
+    def first_chunk_only(collector, chunks, *rest):
+        real(collector, chunks[:1], *rest)
+
+    def finish_one(self, pid, r, detail, keys, real_finish=objects._Collector.finish_one):
+        delivered.append(pid)
+        real_finish(self, pid, r, detail, keys)
+
+    read_here = []  # a reader process's calls land in its own copy of this list
+
+    def read_one(self, pid, *args, real_read=objects._Collector.read_one):
+        read_here.append(pid)
+        return real_read(self, pid, *args)
+
+    monkeypatch.setattr(objects_read, "_reader_main", first_chunk_only)
+    monkeypatch.setattr(objects._Collector, "finish_one", finish_one)
+    monkeypatch.setattr(objects._Collector, "read_one", read_one)
+    forked = objects.add_objects(base, str(root), memory=True, reader_process=True)
+    assert forked.processes == threads.processes
+    assert dict(forked.vmos) == dict(threads.vmos)
+    pids = [p.koid for p in base.processes]
+    assert delivered == pids  # each once, in scan order
+    assert sorted(read_here) == sorted(pids[16:])  # chunks 0 and 1 came from the readers
+
+
 # --------------------------------------------------------------------------
 # Which mounted file systems hold memory objects (one definition with hidden)
 

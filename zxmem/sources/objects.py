@@ -119,7 +119,7 @@ from dataclasses import dataclass, field, fields, replace
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from zxmem.model import (
     INODE_KOID_BASE,
@@ -288,6 +288,39 @@ def _clone_alloc(anon: int | None, pss: int | None, shared: int | None) -> int |
     if anon is None or not shared or pss is None:
         return anon
     return min(anon, pss)
+
+
+class _Rows(NamedTuple):
+    """What :meth:`_Collector._koid_rows` finds of one process's VMAs."""
+
+    koids: list[int]
+    sequence: list[bool]  # rows with a sequence koid (anonymous, clones)
+    files: list[int]  # rows mapping an inode
+    clones: list[int]  # private file rows that are copy-on-write clones
+    specials: set[int]  # rows of a system-wide special mapping ([vdso]...)
+
+
+def _byte_columns(t: smaps.VmaTable, detail: bool) -> tuple[list, ...]:
+    """A table's Mapping columns from ``rss_bytes`` to ``vm_flags`` (None
+    where unknown): private and shared are the sums of their smaps lines."""
+    f = t.fields
+    none = list(repeat(None, len(t)))
+
+    def col(key: str) -> list:
+        return f.get(key) or none
+
+    if detail and "Private_Clean" in f:
+        # Kernels before 4.4 print no *_Hugetlb lines: none there.
+        zeros = list(repeat(0, len(t)))
+        private = _add(col("Private_Clean"), col("Private_Dirty"),
+                       f.get("Private_Hugetlb") or zeros)
+        shared = _add(col("Shared_Clean"), col("Shared_Dirty"),
+                      f.get("Shared_Hugetlb") or zeros)
+    else:
+        private = shared = none
+    flags = t.vm_flags if detail and t.vm_flags is not None else none
+    return (col("Rss"), col("Pss"), private, shared, col("Private_Dirty"),
+            col("Anonymous"), col("Swap"), col("SwapPss"), flags)
 
 
 class _Collector:
@@ -509,15 +542,32 @@ class _Collector:
         """Mapping records with koids; with ``account`` also count every
         mapping against its object.  One new sequence koid per anonymous VMA
         and per clone, one per system-wide special mapping the first time."""
+        anon = t.fields.get("Anonymous") if detail else None
+        rows = self._koid_rows(t, anon)
+        values = _byte_columns(t, detail)
+        maps = build_mappings(t.starts, t.ends, t.perms, t.offsets, t.devs, t.inodes, t.paths,
+                              rows.koids, *values)
+        if account:
+            rss, pss, _private, shared, _dirty, _anon, swap, _swap_pss, flags = values
+            self._account_anon(t.inodes, rows.specials, rows.koids, t.starts, t.ends, t.paths,
+                               rss, pss, shared, swap, flags)
+            if rows.clones:
+                self._account_clones(pid, rows.clones, maps, rows.koids, pss, shared, flags)
+            for i in rows.specials:
+                self._account_special(pid, maps[i])
+            self._account_files(pid, rows, maps, flags)
+        return maps
+
+    def _koid_rows(self, t: smaps.VmaTable, anon: list[int] | None) -> _Rows:
+        """Each VMA's koid, and which rows are files, clones and specials.
+
+        Rows that get a sequence koid: anonymous ones, and private file
+        mappings that are copy-on-write clones (with ``anon``: those with
+        anonymous pages; without, the writable ones).  Computed with map()
+        and accumulate() (C loops); only file rows are looked at one by one.
+        """
         n = len(t)
-        f = t.fields
-        none = list(repeat(None, n))
-        anon = f.get("Anonymous") if detail else None
-        starts, ends = t.starts, t.ends
-        devs, inodes, perms, paths = t.devs, t.inodes, t.perms, t.paths
-        # Rows that get a sequence koid: anonymous ones, and private file
-        # mappings that are copy-on-write clones.  Computed with map() and
-        # accumulate() (C loops); only file rows are looked at one by one.
+        starts, ends, inodes, perms, paths = t.starts, t.ends, t.inodes, t.perms, t.paths
         sequence = list(map(not_, inodes))
         file_rows = list(compress(range(n), inodes))
         clone_rows = []
@@ -539,7 +589,7 @@ class _Collector:
         del koids[0]
         for i in file_rows:
             if not sequence[i]:
-                koids[i] = inode_koid(devs[i], inodes[i])
+                koids[i] = inode_koid(t.devs[i], inodes[i])
         for i, key in new_special:
             self.special[key] = koids[i]
         specials = set()
@@ -547,46 +597,23 @@ class _Collector:
             if inodes[i] == 0:
                 koids[i] = self.special[(paths[i], ends[i] - starts[i])]
                 specials.add(i)
+        return _Rows(koids, sequence, file_rows, clone_rows, specials)
 
-        def col(key: str) -> list:
-            return f.get(key) or none
-
-        if detail and "Private_Clean" in f:
-            # Kernels before 4.4 print no *_Hugetlb lines: none there.
-            zeros = list(repeat(0, n))
-            private = _add(col("Private_Clean"), col("Private_Dirty"),
-                           f.get("Private_Hugetlb") or zeros)
-            shared = _add(col("Shared_Clean"), col("Shared_Dirty"),
-                          f.get("Shared_Hugetlb") or zeros)
-        else:
-            private = shared = none
-        flags = t.vm_flags if detail and t.vm_flags is not None else none
-        rss, pss, swap = col("Rss"), col("Pss"), col("Swap")
-        maps = build_mappings(
-            starts, ends, perms, t.offsets, devs, inodes, paths, koids,
-            rss, pss, private, shared, col("Private_Dirty"),
-            col("Anonymous"), swap, col("SwapPss"), flags,
-        )
-        if account:
-            self._account_anon(inodes, specials, koids, starts, ends, paths,
-                               rss, pss, shared, swap, flags)
-            if clone_rows:
-                self._account_clones(pid, clone_rows, maps, koids, pss, shared, flags)
-            for i in specials:
-                self._account_special(pid, maps[i])
-            objs = self.objs
-            for i in file_rows:
-                if sequence[i]:
-                    continue
-                koid = koids[i]
-                obj = objs.get(koid)
-                if obj is None:
-                    obj = objs[koid] = self._inode_obj(koid, pid, maps[i])
-                obj.num_mappings += 1
-                obj.sharers.add(pid)  # type: ignore[union-attr]
-                if _PHYS[flags[i]]:
-                    obj.phys = True
-        return maps
+    def _account_files(self, pid: int, rows: _Rows, maps: tuple[Mapping, ...],
+                       flags: list) -> None:
+        """Count each mapping of a file (not a clone) against its object."""
+        objs = self.objs
+        for i in rows.files:
+            if rows.sequence[i]:
+                continue
+            koid = rows.koids[i]
+            obj = objs.get(koid)
+            if obj is None:
+                obj = objs[koid] = self._inode_obj(koid, pid, maps[i])
+            obj.num_mappings += 1
+            obj.sharers.add(pid)  # type: ignore[union-attr]
+            if _PHYS[flags[i]]:
+                obj.phys = True
 
     def _account_anon(self, inodes, specials, koids, starts, ends, paths,
                       rss, pss, shared, swap, flags) -> None:

@@ -27,7 +27,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Collection
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zxmem.model import (
     PAGE_SIZE,
@@ -365,20 +365,41 @@ def _read_all(
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     if workers <= 0:
         workers = min(4, max(2, (os.cpu_count() or 1) * 2))
-    workers = min(workers, len(chunks))
-    results: list = [None] * len(chunks)
-    ready = [threading.Event() for _ in chunks]
-    ahead = threading.Semaphore(4 * workers)
-    todo = iter(enumerate(chunks))
-    stop: list[bool] = []
+    pool = _ReaderThreads(collector, chunks, keys, handles, min(workers, len(chunks)))
+    try:
+        for k in range(len(chunks)):
+            for pid, detail, r in pool.take(k):
+                collector.finish_one(pid, r, detail, keys)
+                yield pid, detail, r
+    finally:
+        pool.stop()
 
-    def work() -> None:
+
+class _ReaderThreads:
+    """The reader threads of :func:`_read_all`: chunk ``k``'s results are
+    :meth:`take` ``(k)``, in order; at most ``4 * workers`` chunks are read
+    ahead of the consumer, which bounds memory."""
+
+    def __init__(self, collector: _Collector, chunks: list[list[tuple[int, bool]]],
+                 keys: tuple[str, ...], handles: bool, workers: int) -> None:
+        self.collector, self.keys, self.handles = collector, keys, handles
+        self.results: list = [None] * len(chunks)
+        self.ready = [threading.Event() for _ in chunks]
+        self.ahead = threading.Semaphore(4 * workers)
+        self.todo = iter(enumerate(chunks))
+        self.stopped: list[bool] = []
+        self.threads = [threading.Thread(target=self.work, daemon=True) for _ in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def work(self) -> None:
+        collector, keys, handles = self.collector, self.keys, self.handles
         while True:
-            ahead.acquire()
-            if stop:
+            self.ahead.acquire()
+            if self.stopped:
                 return
             try:
-                k, part = next(todo)  # atomic under the GIL
+                k, part = next(self.todo)  # atomic under the GIL
             except StopIteration:
                 return
             try:
@@ -388,28 +409,24 @@ def _read_all(
                 ]
             except BaseException as exc:  # handed to the consumer
                 got = exc
-            results[k] = got
-            ready[k].set()
+            self.results[k] = got
+            self.ready[k].set()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    try:
-        for k in range(len(chunks)):
-            ready[k].wait()
-            got = results[k]
-            results[k] = None
-            ahead.release()
-            if isinstance(got, BaseException):
-                raise got
-            for pid, detail, r in got:
-                collector.finish_one(pid, r, detail, keys)
-                yield pid, detail, r
-    finally:
-        stop.append(True)
-        for _ in threads:
-            ahead.release()
-        for t in threads:
+    def take(self, k: int) -> list:
+        """Chunk ``k``'s ``(pid, detail, _Read)`` list; re-raises a reader's error."""
+        self.ready[k].wait()
+        got = self.results[k]
+        self.results[k] = None
+        self.ahead.release()
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def stop(self) -> None:
+        self.stopped.append(True)
+        for _ in self.threads:
+            self.ahead.release()
+        for t in self.threads:
             t.join()
 
 
@@ -439,81 +456,112 @@ def _read_forked(
     what is read ahead.  If a reader cannot start or dies, what was not
     delivered is read here with threads.
     """
-    import pickle
-    import struct
-
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    pipes: list = []
-    pids: list[int] = []
+    readers: list[tuple[Any, int]] = []  # (pipe, pid)
     for j in range(min(_READERS, len(chunks))):
-        try:
-            rfd, wfd = os.pipe()
-        except OSError:
+        started = _start_reader(collector, chunks, j, keys, handles, [r[0] for r in readers])
+        if started is None:
             break
-        try:
-            import fcntl
-
-            fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-        except OSError:
-            pass  # the default pipe size only reads less far ahead
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(rfd)
-            os.close(wfd)
-            break
-        if pid == 0:  # a reader: never back into the caller's code
-            code = 1
-            try:
-                os.close(rfd)
-                for other in pipes:
-                    other.close()
-                for k in range(j, len(chunks), _READERS):
-                    # Parsed here: a reader is a process of its own, so
-                    # its parse runs beside this process's work (threads'
-                    # parses would take turns for the GIL), and the parsed
-                    # columns are a tenth of the text through the pipe.
-                    got = [(p, d, collector.read_one(p, d, keys, handles, False))
-                           for p, d in chunks[k]]
-                    blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
-                    view = memoryview(struct.pack("=Q", len(blob)) + blob)
-                    while view:
-                        view = view[os.write(wfd, view):]
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(wfd)
-        pipes.append(os.fdopen(rfd, "rb", buffering=1 << 20))
-        pids.append(pid)
+        readers.append(started)
     done = 0
     try:
-        for k in range(len(chunks) if len(pipes) == min(_READERS, len(chunks)) else 0):
-            pipe = pipes[k % len(pipes)]
-            head = pipe.read(8)
-            if len(head) < 8:
-                break  # the reader died: the rest is read below
-            (size,) = struct.unpack("=Q", head)
-            blob = pipe.read(size)
-            if len(blob) < size:
-                break
-            got, scan, notes = pickle.loads(blob)
-            collector.scan = collector.scan and scan
-            collector.notes.update(notes)
-            for p, d, r in got:
-                collector.finish_one(p, r, d, keys)
-                done += 1
-                yield p, d, r
+        if len(readers) == min(_READERS, len(chunks)):
+            for k in range(len(chunks)):
+                got = _receive(readers[k % len(readers)][0])
+                if got is None:
+                    break  # the reader died: the rest is read below
+                results, scan, notes = got
+                collector.scan = collector.scan and scan
+                collector.notes.update(notes)
+                for p, d, r in results:
+                    collector.finish_one(p, r, d, keys)
+                    done += 1
+                    yield p, d, r
     finally:
-        for pipe in pipes:
-            pipe.close()
-        for pid in pids:
-            if done < len(items):  # given up on, or died: make sure it is gone
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            os.waitpid(pid, 0)
+        _stop_readers(readers, finished=done >= len(items))
     if done < len(items):
         yield from _read_all(collector, items[done:], keys, handles, workers)
 
 
+def _start_reader(
+    collector: _Collector, chunks: list[list[tuple[int, bool]]], j: int,
+    keys: tuple[str, ...], handles: bool, others: list[Any],
+) -> tuple[Any, int] | None:
+    """Fork reader ``j`` (chunks ``j``, ``j + _READERS``, ...): its pipe's
+    reading end and its pid, or None when it cannot be started."""
+    try:
+        rfd, wfd = os.pipe()
+    except OSError:
+        return None
+    try:
+        import fcntl
+
+        fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass  # the default pipe size only reads less far ahead
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(rfd)
+        os.close(wfd)
+        return None
+    if pid == 0:  # a reader: never back into the caller's code
+        code = 1
+        try:
+            os.close(rfd)
+            for other in others:
+                other.close()
+            _reader_main(collector, chunks[j::_READERS], keys, handles, wfd)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    return os.fdopen(rfd, "rb", buffering=1 << 20), pid
+
+
+def _reader_main(collector: _Collector, chunks: list[list[tuple[int, bool]]],
+                 keys: tuple[str, ...], handles: bool, wfd: int) -> None:
+    """A reader process's work: each chunk read, parsed and written to ``wfd``.
+
+    Parsed here: a reader is a process of its own, so its parse runs beside
+    the parent's work (threads' parses would take turns for the GIL), and
+    the parsed columns are a tenth of the text through the pipe."""
+    import pickle
+    import struct
+
+    for chunk in chunks:
+        got = [(p, d, collector.read_one(p, d, keys, handles, False)) for p, d in chunk]
+        blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
+        view = memoryview(struct.pack("=Q", len(blob)) + blob)
+        while view:
+            view = view[os.write(wfd, view):]
+
+
+def _receive(pipe: Any) -> tuple[list, bool, list[str]] | None:
+    """One chunk's ``(results, scan, notes)`` from a reader's pipe, or None
+    when the reader died before sending all of it."""
+    import pickle
+    import struct
+
+    head = pipe.read(8)
+    if len(head) < 8:
+        return None
+    (size,) = struct.unpack("=Q", head)
+    blob = pipe.read(size)
+    if len(blob) < size:
+        return None
+    return pickle.loads(blob)
+
+
+def _stop_readers(readers: list[tuple[Any, int]], finished: bool) -> None:
+    """Close the pipes and reap the readers; unless every process was
+    delivered (given up on, or a reader died), kill them first."""
+    for pipe, _pid in readers:
+        pipe.close()
+    for _pipe, pid in readers:
+        if not finished:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.waitpid(pid, 0)
