@@ -17,8 +17,10 @@ import subprocess
 import pytest
 from harness import zxmem_command
 
+from zxmem.commands.report import read_rows
 from zxmem.store.reader import read_sample, samples
 from zxmem.store.schema import open_store
+from zxmem.views.report_data import build
 
 pytestmark = pytest.mark.live
 
@@ -66,6 +68,7 @@ def test_record_keeps_psi_and_oom_kills_in_every_sample(tmp_path):
         taken = samples(conn)
         assert len(taken) == 2
         extras = [dict(read_sample(conn, s.n, store).kernel.extra) for s in taken]
+        rows, _tiers = read_rows(conn)
     finally:
         conn.close()
     previous: dict[str, int] = {}
@@ -90,3 +93,18 @@ def test_record_keeps_psi_and_oom_kills_in_every_sample(tmp_path):
         else:
             assert oom_after is not None
             assert oom_before <= extra["oom_kill"] <= oom_after
+
+    # The report reads the names record wrote: pressure over the interval
+    # between the two samples, within what the kernel's totals allow.
+    data = build(rows)
+    assert not any("pressure" in n or "OOM" in n for n in data.notes), data.notes
+    assert len(data.pressure) == len([k for k in ("some", "full") if k in before])
+    dt_us = (data.times_ns[1] - data.times_ns[0]) / 1000
+    for series, kind in zip(data.pressure, ("some", "full"), strict=False):
+        assert series.values[0] is None
+        stalled = series.values[1]
+        assert stalled is not None
+        assert stalled <= 100 * (after[kind][1] - before[kind][1]) / dt_us + 0.001
+    assert data.oom_points is not None and len(data.oom_points) == 2
+    assert sum(data.oom_points) == sum(k for _t, _n, k in data.oom_events)
+    assert sum(data.oom_points) <= (oom_after or 0) - (oom_before or 0)
