@@ -273,16 +273,21 @@ def test_oom_marks_and_pressure_are_drawn_and_hover_shows_them(browser, tmp_path
             assert sum(map(red, column)) > 0.8 * len(column), name
         quiet = _canvas_column(page, "chart-pressure", x_of(30))
         assert sum(map(red, quiet)) < 0.1 * len(quiet)
-        # The pressure: filled up to 20% (of the 0-100% axis) at sample 52,
-        # nothing above the 0 line at sample 30.
+        # The pressure: filled up to 20% at sample 52 (the axis goes to a
+        # quarter above the highest value: 25%), nothing above 0 at sample 30.
         stall = _canvas_column(page, "chart-pressure", x_of(52))
         h = len(stall)
+
         def painted(px: list[int]) -> bool:
             return px[3] > 0 and px[:3] != [255, 255, 255]
 
-        assert painted(stall[int(h * 0.85)])  # 15% up
-        assert not painted(stall[int(h * 0.7)])  # 30% up
-        assert not painted(quiet[int(h * 0.85)])
+        def row(pct: float) -> int:  # the canvas row of pct % on the axis
+            return int(h * (1 - pct / 25))
+
+        # (Rows away from 20% and 10%, where the points' white centres are.)
+        assert painted(stall[row(15)]) and painted(stall[row(5)])
+        assert not painted(stall[row(23)])
+        assert not painted(quiet[row(15)]) and not painted(quiet[row(5)])
         assert o.errors == []
     finally:
         page.context.close()

@@ -369,7 +369,11 @@ _APP_JS = r"""
     var pct = function (u, v) { return v === null || v === undefined ? "-" : v.toFixed(2) + " %"; };
     var pdata = [X], popts = {
       title: "Memory pressure (PSI) and OOM kills", width: width(), height: 200, tzDate: utc,
-      scales: {x: {time: true}, y: {range: [0, 100]},
+      // Up to a quarter above the highest value (at least 1 %, at most 100 %):
+      // PSI is mostly a few percent, invisible on a 0-100 % axis.
+      scales: {x: {time: true},
+               y: {range: function (u, min, max) {
+                 return [0, Math.min(100, Math.max(1, (max || 0) * 1.25))]; }},
                oom: {range: function (u, min, max) { return [0, Math.max(1, max) * 1.25]; }}},
       axes: [{}, {size: 80, values: function (u, vals) {
         return vals.map(function (v) { return v + " %"; }); }}],
