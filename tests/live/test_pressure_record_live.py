@@ -99,7 +99,9 @@ def test_record_keeps_psi_and_oom_kills_in_every_sample(tmp_path):
     data = build(rows)
     assert not any("pressure" in n or "OOM" in n for n in data.notes), data.notes
     assert len(data.pressure) == len([k for k in ("some", "full") if k in before])
-    dt_us = (data.times_ns[1] - data.times_ns[0]) / 1000
+    # Between the two readings: the samples' capture times (live /proc has them).
+    dt_us = (rows.capture_ns[taken[1].n] - rows.capture_ns[taken[0].n]) / 1000
+    assert 0.4e6 < dt_us < 60e6
     for series, kind in zip(data.pressure, ("some", "full"), strict=False):
         assert series.values[0] is None
         stalled = series.values[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,19 @@ def test_pressure_of_downsampled_points_is_over_their_whole_interval():
     assert some.values == [None, 15.0, 0, 0, 0]  # 0.3 s of the 2 s between samples 1 and 3
     assert data.oom_events == [(3 * s, 4, 1)]
     assert data.oom_points == [0, 0, 1, 0, 0]
+
+
+def test_pressure_is_over_the_time_between_the_readings():
+    s = 10**9
+    # Collections began (capture_ns) 10 s apart, but the first, an objects
+    # sample, took 3 s and the second 0.5 s: their end times (time_ns) are
+    # 7.5 s apart.  2 s stalled between the readings is 20%, not 26.7%.
+    rows = _pressure_rows([3 * s, 10_500_000_000], oom=[0, 0], some=[0, 2_000_000])
+    rows = replace(rows, capture_ns={1: 100 * s, 2: 110 * s})
+    assert build(rows).pressure[0].values == [None, 20.0]
+    # A sample without a capture time: its time is all there is.
+    rows = replace(rows, capture_ns={2: 110 * s})
+    assert build(rows).pressure[0].values == [None, pytest.approx(26.667)]
 
 
 def test_a_counter_reset_by_a_reboot_marks_nothing():

@@ -21,11 +21,11 @@ turns them into the series the page draws:
   :data:`zxmem.collection.PRESSURE_KEYS`).  An OOM kill is marked at each
   sample whose ``oom_kill`` counter is higher than at the sample before (by
   how much); pressure is drawn from PSI's cumulative stall times (``some``
-  and ``full`` ``total=``, microseconds): the share of the wall time between
-  two drawn samples that tasks stalled on memory, exact however far apart the
-  samples are (PSI's avg10 is a 10 s running average a sparse series would
-  only sample).  A counter that goes down (a reboot between the samples)
-  gives no mark and no value there.
+  and ``full`` ``total=``, microseconds): the share of the time between two
+  drawn samples' readings (their capture times) that tasks stalled on
+  memory, exact however far apart the samples are (PSI's avg10 is a 10 s
+  running average a sparse series would only sample).  A counter that goes
+  down (a reboot between the samples) gives no mark and no value there.
 
 In both stacks the series of a sample add up to that sample's total PSS
 (``samples.pss_bytes``: the sum over the processes whose PSS was read).  A
@@ -90,6 +90,12 @@ class StoreRows:
     # kernel counter key ("col:total_bytes") -> (first, last, value) rows
     kernel: Mapping[str, Sequence[tuple[int, int | None, int | None]]] = field(
         default_factory=dict)
+    # sample n -> when its collection began (samples.capture_ns: CLOCK_BOOTTIME,
+    # just before the kernel counters were read; absent: unknown).  The
+    # samples' time_ns is when the collection ended, later for an objects
+    # sample than for a totals one, so only these give the time between two
+    # readings of the PSI totals.
+    capture_ns: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -313,7 +319,7 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
 
     times_ns = pick([s[1] for s in samples])
     oom_points = _per_point(oom, keep, samples) if rows.kernel.get(OOM_KEY) else None
-    pressure = _pressure(rows, index, keep, times_ns, notes)
+    pressure = _pressure(rows, index, keep, samples, notes)
 
     return ReportData(
         times_ns=times_ns,
@@ -416,11 +422,18 @@ def _per_point(events: Sequence[tuple[int, int, int]], keep: Sequence[int],
     return out
 
 
-def _pressure(rows: StoreRows, index: _Index, keep: Sequence[int], times_ns: Sequence[int],
-              notes: list[str]) -> list[Series]:
-    """PSI some and full at the drawn samples ``keep`` (positions; their
-    times ``times_ns``): the stall time between the drawn sample before and
-    this one over the wall time between them, in percent."""
+def _pressure(rows: StoreRows, index: _Index, keep: Sequence[int],
+              samples: Sequence[tuple[int, int, int | None]], notes: list[str]) -> list[Series]:
+    """PSI some and full at the drawn samples ``keep`` (positions): the stall
+    time between the drawn sample before and this one over the time between
+    their readings (their capture times; their times when a sample has none),
+    in percent."""
+    def apart_ns(i: int, j: int) -> int:
+        a, b = samples[i][0], samples[j][0]
+        if a in rows.capture_ns and b in rows.capture_ns:
+            return rows.capture_ns[b] - rows.capture_ns[a]
+        return samples[j][1] - samples[i][1]
+
     out = []
     for key, label in ((PRESSURE_SOME_KEY, PRESSURE_SOME_LABEL),
                        (PRESSURE_FULL_KEY, PRESSURE_FULL_LABEL)):
@@ -432,7 +445,7 @@ def _pressure(rows: StoreRows, index: _Index, keep: Sequence[int], times_ns: Seq
         values: list[float | None] = [None] * len(keep)
         for k in range(1, len(keep)):
             a, b = drawn[k - 1], drawn[k]
-            dt_us = (times_ns[k] - times_ns[k - 1]) / 1000
+            dt_us = apart_ns(keep[k - 1], keep[k]) / 1000
             if a is None or b is None or dt_us <= 0 or b < a:
                 continue
             values[k] = round(100 * (b - a) / dt_us, 3)
