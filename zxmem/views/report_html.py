@@ -374,7 +374,7 @@ _APP_JS = r"""
       scales: {x: {time: true},
                y: {range: function (u, min, max) {
                  return [0, Math.min(100, Math.max(1, (max || 0) * 1.25))]; }},
-               oom: {range: function (u, min, max) { return [0, Math.max(1, max) * 1.25]; }}},
+               oom: {range: function (u, min, max) { return [0, Math.max(1, max)]; }}},
       axes: [{}, {size: 80, values: function (u, vals) {
         return vals.map(function (v) { return v + " %"; }); }}],
       series: [{label: "time (UTC)", value: function (u, v) { return fmtTime(v); }}],
@@ -390,7 +390,9 @@ _APP_JS = r"""
       var op = C.oom_points;
       popts.series.push({
         label: "OOM kills (since the sample before)", scale: "oom", stroke: "#d00",
-        paths: function () { return null; }, points: {show: true, size: 9, fill: "#d00"},
+        // No line and no dots (a dot would read as a pressure value): the red
+        // marks are drawn by drawMarks; the legend gives the count on hover.
+        paths: function () { return null; }, points: {show: false},
         value: function (u, v, si, idx) {
           return idx === null || idx === undefined ? "-" : String(op[idx]);
         },
