@@ -18,8 +18,11 @@ store holds:
 * kernel totals: ``total_bytes`` of memory, the processes' PSS plus
   ``cache_bytes`` of page cache as the VMO total, ``kernel_bytes`` of kernel,
   the rest free; an OOM-kill counter (``extra.oom_kill``) that goes up by one
-  at each sample of ``oom_at`` and, with ``pressure``, a memory-pressure
-  counter (``extra.pressure_some_total_us``);
+  at each sample of ``oom_at`` and, with ``pressure``, PSI's memory
+  pressure as ``zxmem record`` keeps it (zxmem.collection.PRESSURE_KEYS):
+  some tasks stall 20% and all 10% of each interval ending at samples
+  ``s % 50`` in 1..4 (``extra.psi_some_total_us``, ``psi_full_total_us``;
+  avg10 2000 and 1000 centi-percent at those samples, 0 elsewhere);
 * every ``objects_every``-th sample (0: none) is an objects sample: each
   process maps ``vmos_per_process - 1`` objects ``anon-J`` of 16 KiB and a
   ``[heap]`` object of the rest of its PSS, and shares ``libc.so.6``.
@@ -104,7 +107,7 @@ def synth_store(path: str, *, samples: int = 100, processes: int = 50, jobs: int
     conn = open_store(path, create=True)
     writer = Writer(conn)
     ooms = 0
-    stall_us = 0
+    stall_us = full_us = 0
     try:
         for s in range(samples):
             t = start_ns + int(s * interval_s * 1e9)
@@ -124,10 +127,15 @@ def synth_store(path: str, *, samples: int = 100, processes: int = 50, jobs: int
             total_pss = sum(pss)
             if s in oom_at:
                 ooms += 1
-            stall_us += int(interval_s * 1e6 * (0.2 if pressure and s % 50 < 5 else 0.0))
+            stalled = pressure and 0 < s % 50 < 5
+            stall_us += int(interval_s * 1e6 * 0.2) if stalled else 0
+            full_us += int(interval_s * 1e6 * 0.1) if stalled else 0
             extra: dict[str, int | None] = {"oom_kill": ooms}
             if pressure:
-                extra["pressure_some_total_us"] = stall_us
+                extra["psi_some_avg10_centipct"] = 2000 if stalled else 0
+                extra["psi_full_avg10_centipct"] = 1000 if stalled else 0
+                extra["psi_some_total_us"] = stall_us
+                extra["psi_full_total_us"] = full_us
             kernel = KernelStats(
                 total_bytes=total_bytes, vmo_bytes=total_pss + cache_bytes,
                 free_bytes=total_bytes - total_pss - cache_bytes - kernel_bytes,

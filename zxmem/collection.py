@@ -132,9 +132,24 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
 
 
 # The kernel.extra keys a Plan with ``pressure`` adds (absent when the
-# kernel gives none): PSI avg10 in hundredths of a percent, as the kernel
-# prints it with two decimals, and the OOM kills since boot.
-PRESSURE_KEYS = ("psi_some_avg10_centipct", "psi_full_avg10_centipct", "oom_kill")
+# kernel gives none: no /proc/pressure/memory with CONFIG_PSI off or psi=0,
+# no oom_kill line before Linux 4.13; unknown, never 0):
+# * PSI avg10 in hundredths of a percent, as the kernel prints it with two
+#   decimals (the running average over ~10 s of the share of wall time some
+#   task, resp. all non-idle tasks, stalled on memory);
+# * PSI total: the cumulative stall time in microseconds since boot (some and
+#   full).  kernel/sched/psi.c keeps it as nanoseconds summed per CPU and
+#   prints it divided by 1000 (psi_show(): "total=%llu");
+#   Documentation/accounting/psi.rst: "The total absolute stall time (in us)
+#   is tracked and exported as well, to allow detection of latency spikes
+#   which wouldn't necessarily make a dent in the time averages".  Two
+#   samples' totals give the exact stall of the interval between them, which
+#   avg10 (an exponential average updated every 2 s) can miss or smear when
+#   samples are further apart than its window;
+# * oom_kill: /proc/vmstat's count of OOM kills since boot (mm/oom_kill.c
+#   count_vm_event(OOM_KILL)).
+PRESSURE_KEYS = ("psi_some_avg10_centipct", "psi_full_avg10_centipct",
+                 "psi_some_total_us", "psi_full_total_us", "oom_kill")
 
 
 def _pressure_extra(proc_root: str) -> tuple[dict[str, int], tuple[str, ...]]:
@@ -144,8 +159,12 @@ def _pressure_extra(proc_root: str) -> tuple[dict[str, int], tuple[str, ...]]:
     out: dict[str, int] = {}
     for kind in ("some", "full"):
         rec = (system.get("pressure") or {}).get(kind)
-        if rec is not None and "avg10" in rec:
+        if rec is None:
+            continue  # a file with only a "some" line: no "full" keys
+        if "avg10" in rec:
             out[f"psi_{kind}_avg10_centipct"] = round(float(rec["avg10"]) * 100)
+        if "total_us" in rec:
+            out[f"psi_{kind}_total_us"] = int(rec["total_us"])
     if "oom_kill" in system["vmstat"]:
         out["oom_kill"] = int(system["vmstat"]["oom_kill"])
     notes = tuple(f"{what}: {why}" for what, why in system["missing"])

@@ -27,6 +27,7 @@ import pytest
 from zxmem.commands.report import build_page
 from zxmem.store.schema import open_store
 from zxmem.textsafe import decode_name, escape_terminal
+from zxmem.views.report_data import PRESSURE_FULL_LABEL, PRESSURE_SOME_LABEL
 from zxmem.views.report_html import format_binary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -177,7 +178,12 @@ def test_each_chart_has_the_right_series(browser, tmp_path):
         system = [label for label, _ in legend(page, "chart-system")]
         assert system[1:] == ["free", "processes (PSS)", "page cache & objects no PSS counts",
                               "kernel (slab, page tables, stacks, other)"]
-        assert "1 sample(s) with OOM kills" in page.inner_text("#events-note")
+        note = page.inner_text("#events-note")
+        assert "1 OOM kill(s) at 1 sample(s)" in note
+        assert f"{_utc(o.shape.times_ns[45] / 1e9)} \u00d71" in note
+        pressure = [label for label, _ in legend(page, "chart-pressure")]
+        assert pressure == ["time (UTC)", PRESSURE_SOME_LABEL, PRESSURE_FULL_LABEL,
+                            "OOM kills (since the sample before)"]
     finally:
         page.context.close()
 
@@ -202,6 +208,87 @@ def test_hover_shows_each_series_value(browser, tmp_path):
         # And the total is the sample's own: the sum of every process's PSS.
         assert chart["totals"][i] == sum(o.shape.pss[i].values())
         assert all(re.fullmatch(r"\d+(\.\d+)? (B|KiB|MiB|GiB)", v) for _, v in rows[1:])
+    finally:
+        page.context.close()
+
+
+def _canvas_column(page, chart: str, x: float) -> list[list[int]]:
+    """The RGBA pixels of the chart's canvas in the column at ``x`` (0: the
+    plot area's left edge, 1: its right), top to bottom over the plot area."""
+    return page.evaluate(
+        """([chart, x]) => {
+          const c = document.querySelector('#' + chart + ' canvas');
+          const o = document.querySelector('#' + chart + ' .u-over');
+          const cr = c.getBoundingClientRect(), or = o.getBoundingClientRect();
+          const r = c.width / cr.width;
+          const px = Math.round((or.left - cr.left + x * or.width) * r);
+          const top = Math.round((or.top - cr.top) * r), h = Math.round(or.height * r);
+          const d = c.getContext('2d').getImageData(px, top, 1, h).data;
+          const out = [];
+          for (let i = 0; i < d.length; i += 4) out.push([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+          return out;
+        }""", [chart, x])
+
+
+def test_oom_marks_and_pressure_are_drawn_and_hover_shows_them(browser, tmp_path):
+    # The store (synth_store): one OOM kill at sample 45 (index 45); PSI some
+    # 20% and full 10% in the intervals ending at samples 1-4 and 51-54.
+    o = open_report(browser, tmp_path)
+    page = o.page
+    chart = o.data["chart"]
+    try:
+        assert chart["oom"] == [{"time_s": o.shape.times_ns[45] / 1e9, "sample": 46,
+                                 "kills": 1}]
+        over = page.locator("#chart-pressure .u-over")
+        over.scroll_into_view_if_needed()
+        box = over.bounding_box()
+        times = chart["times_s"]
+
+        def x_of(i: int) -> float:  # uPlot's x range is the data's
+            return (times[i] - times[0]) / (times[-1] - times[0])
+
+        def hover(i: int) -> dict[str, str]:
+            page.mouse.move(box["x"] + x_of(i) * box["width"] + 0.5,
+                            box["y"] + box["height"] / 2)
+            return dict(legend(page, "chart-pressure"))
+
+        at_oom = hover(45)
+        assert at_oom["time (UTC)"] == _utc(times[45])
+        assert at_oom["OOM kills (since the sample before)"] == "1"
+        assert at_oom[PRESSURE_SOME_LABEL] == "0.00 %"
+        stalled = hover(52)
+        assert stalled["time (UTC)"] == _utc(times[52])
+        assert stalled[PRESSURE_SOME_LABEL] == "20.00 %"
+        assert stalled[PRESSURE_FULL_LABEL] == "10.00 %"
+        assert stalled["OOM kills (since the sample before)"] == "0"
+        page.mouse.move(box["x"] - 50, box["y"] - 50)  # the cursor off the plot
+
+        def red(px: list[int]) -> bool:
+            return px[0] > 180 and px[1] < 40 and px[2] < 40 and px[3] > 200
+
+        # The OOM mark: a red line over the whole height at its time, in
+        # this chart and in the others; none at a sample without a kill.
+        for name in ("chart-pressure", "chart-jobs"):
+            column = _canvas_column(page, name, x_of(45))
+            assert sum(map(red, column)) > 0.8 * len(column), name
+        quiet = _canvas_column(page, "chart-pressure", x_of(30))
+        assert sum(map(red, quiet)) < 0.1 * len(quiet)
+        # The pressure: filled up to 20% at sample 52 (the axis goes to a
+        # quarter above the highest value: 25%), nothing above 0 at sample 30.
+        stall = _canvas_column(page, "chart-pressure", x_of(52))
+        h = len(stall)
+
+        def painted(px: list[int]) -> bool:
+            return px[3] > 0 and px[:3] != [255, 255, 255]
+
+        def row(pct: float) -> int:  # the canvas row of pct % on the axis
+            return int(h * (1 - pct / 25))
+
+        # (Rows away from 20% and 10%, where the points' white centres are.)
+        assert painted(stall[row(15)]) and painted(stall[row(5)])
+        assert not painted(stall[row(23)])
+        assert not painted(quiet[row(15)]) and not painted(quiet[row(5)])
+        assert o.errors == []
     finally:
         page.context.close()
 

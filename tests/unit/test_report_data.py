@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,12 @@ from zxmem.store.schema import open_store
 from zxmem.store.writer import OBJECTS, TOTALS
 from zxmem.views.report_data import (
     FREE_KEY,
+    OOM_KEY,
     OTHER_JOBS,
+    PRESSURE_FULL_KEY,
+    PRESSURE_FULL_LABEL,
+    PRESSURE_SOME_KEY,
+    PRESSURE_SOME_LABEL,
     TOTAL_KEY,
     VMO_KEY,
     StoreRows,
@@ -116,16 +122,104 @@ def test_system_parts_add_up_to_the_kernels_total(synth):
 def test_oom_kills_and_pressure_come_from_the_counters(synth):
     path, shape = synth
     rows, _ = _rows(path)
+    # The store holds the keys zxmem record writes (collection.PRESSURE_KEYS).
+    assert set(rows.kernel) >= {OOM_KEY, PRESSURE_SOME_KEY, PRESSURE_FULL_KEY}
     data = build(rows)
+    # oom_at=(40, 41, 90): the counter is one higher at those samples (n = s + 1).
     assert [(n, k) for _t, n, k in data.oom_events] == [(41, 1), (42, 1), (91, 1)]
-    assert data.oom_events[0][0] == shape.times_ns[40]
-    assert data.pressure is not None
-    # 20% of each 10 s interval stalled at samples 0-4, 50-54, 100-104 (from the 2nd).
-    got = {i for i, v in enumerate(data.pressure.values) if v}
-    assert got == {1, 2, 3, 4, 50, 51, 52, 53, 54, 100, 101, 102, 103, 104}
-    assert data.pressure.values[2] == pytest.approx(20.0)
-    assert data.pressure.values[0] is None  # no interval before the first sample
+    assert [t for t, _n, _k in data.oom_events] == [shape.times_ns[i] for i in (40, 41, 90)]
+    assert data.oom_points is not None and len(data.oom_points) == 120
+    assert {i: k for i, k in enumerate(data.oom_points) if k} == {40: 1, 41: 1, 90: 1}
+    some, full = data.pressure
+    assert (some.label, full.label) == (PRESSURE_SOME_LABEL, PRESSURE_FULL_LABEL)
+    # 20% (some) and 10% (full) of each 10 s interval ending at s % 50 in 1..4.
+    stalled = {1, 2, 3, 4, 51, 52, 53, 54, 101, 102, 103, 104}
+    assert {i for i, v in enumerate(some.values) if v} == stalled
+    assert {i for i, v in enumerate(full.values) if v} == stalled
+    assert all(some.values[i] == pytest.approx(20.0) for i in stalled)
+    assert all(full.values[i] == pytest.approx(10.0) for i in stalled)
+    assert some.values[5] == 0 and full.values[50] == 0
+    assert some.values[0] is None  # no interval before the first sample
     assert not any("OOM" in n or "pressure" in n for n in data.notes)
+    doc = data.to_json()
+    assert [s["label"] for s in doc["pressure"]] == [PRESSURE_SOME_LABEL, PRESSURE_FULL_LABEL]
+    assert doc["oom"][0] == {"time_s": shape.times_ns[40] / 1e9, "sample": 41, "kills": 1}
+
+
+def _pressure_rows(times_ns, oom, some, full=None):
+    """Hand-made rows: one process, each sample's counters (None: absent)."""
+    kernel: dict = {}
+    for key, values in ((OOM_KEY, oom), (PRESSURE_SOME_KEY, some), (PRESSURE_FULL_KEY, full)):
+        if values is not None:
+            kernel[key] = [(i + 1, i + 1, v) for i, v in enumerate(values) if v is not None]
+    return StoreRows(samples=[(i + 1, t, 100) for i, t in enumerate(times_ns)],
+                     proc_mem=[(1, 1, None, 100)], proc_info=[(1, 1, None, "p", 7)],
+                     pids={1: 1}, jobs={7: "/"}, kernel=kernel)
+
+
+def test_an_oom_kill_between_two_samples_is_marked_at_the_later():
+    s = 10**9
+    # Samples 2 s apart; two kills between samples 2 and 3, one between 4 and
+    # 5; stalls: some 0.5 s then 1.5 s, full 0.1 s, between samples 3 and 4.
+    times = [0, 2 * s, 4 * s, 6 * s, 8 * s]
+    rows = _pressure_rows(times, oom=[67, 67, 69, 69, 70],
+                          some=[1000, 1000, 501_000, 2_001_000, 2_001_000],
+                          full=[50, 50, 50, 100_050, 100_050])
+    data = build(rows)
+    assert data.oom_events == [(4 * s, 3, 2), (8 * s, 5, 1)]
+    assert data.oom_points == [0, 0, 2, 0, 1]
+    some, full = data.pressure
+    assert some.values == [None, 0, 25.0, 75.0, 0]
+    assert full.values == [None, 0, 0, 5.0, 0]
+
+
+def test_pressure_of_downsampled_points_is_over_their_whole_interval():
+    s = 10**9
+    # Ten samples 1 s apart drawn as five points (the largest of each pair:
+    # equal totals, so the first): 1, 3, 5, 7, 9.  A 0.3 s stall between
+    # samples 2 and 3 falls between drawn points 1 and 3; a kill at sample 4
+    # is counted at drawn sample 5, the first drawn at or after it.
+    times = [i * s for i in range(10)]
+    rows = _pressure_rows(times, oom=[0, 0, 0, 1, 1, 1, 1, 1, 1, 1],
+                          some=[0, 0, 300_000] + [300_000] * 7)
+    data = build(rows, max_points=5)
+    assert data.step == 2 and data.sample_ns == [1, 3, 5, 7, 9]
+    (some,) = data.pressure
+    assert some.values == [None, 15.0, 0, 0, 0]  # 0.3 s of the 2 s between samples 1 and 3
+    assert data.oom_events == [(3 * s, 4, 1)]
+    assert data.oom_points == [0, 0, 1, 0, 0]
+
+
+def test_pressure_is_over_the_time_between_the_readings():
+    s = 10**9
+    # Collections began (capture_ns) 10 s apart, but the first, an objects
+    # sample, took 3 s and the second 0.5 s: their end times (time_ns) are
+    # 7.5 s apart.  2 s stalled between the readings is 20%, not 26.7%.
+    rows = _pressure_rows([3 * s, 10_500_000_000], oom=[0, 0], some=[0, 2_000_000])
+    rows = replace(rows, capture_ns={1: 100 * s, 2: 110 * s})
+    assert build(rows).pressure[0].values == [None, 20.0]
+    # A sample without a capture time: its time is all there is.
+    rows = replace(rows, capture_ns={2: 110 * s})
+    assert build(rows).pressure[0].values == [None, pytest.approx(26.667)]
+
+
+def test_a_counter_reset_by_a_reboot_marks_nothing():
+    s = 10**9
+    rows = _pressure_rows([0, s, 2 * s], oom=[5, 0, 1], some=[9_000_000, 10, 10])
+    data = build(rows)
+    assert data.oom_events == [(2 * s, 3, 1)]
+    assert data.pressure[0].values == [None, None, 0]
+
+
+def test_samples_without_pressure_keys_are_unknown_not_zero():
+    s = 10**9
+    # An older store's samples had no PSI; the newer ones have it.
+    rows = _pressure_rows([0, s, 2 * s, 3 * s], oom=[None, None, 3, 3],
+                          some=[None, None, 100, 200_100])
+    data = build(rows)
+    assert data.oom_events == []  # the first known value is no kill
+    assert data.pressure[0].values == [None, None, None, 20.0]
+    assert data.oom_points == [0, 0, 0, 0]
 
 
 def test_stores_without_counters_say_so(tmp_path):
@@ -135,9 +229,10 @@ def test_stores_without_counters_say_so(tmp_path):
     rows = StoreRows(rows.samples, rows.proc_mem, rows.proc_info, rows.pids, rows.jobs,
                      {k: v for k, v in rows.kernel.items() if "oom" not in k})
     data = build(rows)
-    assert data.oom_events == [] and data.pressure is None
+    assert data.oom_events == [] and data.pressure == [] and data.oom_points is None
     assert any("no OOM-kill counter" in n for n in data.notes)
     assert any("no memory pressure counter" in n for n in data.notes)
+    assert data.to_json()["pressure"] is None
 
 
 def test_unknown_pss_is_left_out_and_job_moves_are_followed():

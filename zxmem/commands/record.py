@@ -18,12 +18,14 @@ DESCRIPTION = """\
 Sample the machine every --interval into a history store (one SQLite file),
 keeping only what changed since the previous sample.
 
-Every sample holds the kernel's totals, the jobs (cgroups, with what their
-memory files say: charge, limits, memory.stat, memory.events, pressure) and
-every process's identity and memory totals (for ps, ps --cgroup, kstats,
-treemap); every --objects-every-th sample also holds the memory objects and
-which process reaches each one (for vmos, digest, mem, memgraph -v, diff by
-object).  No sample holds mappings
+Every sample holds the kernel's totals, the system's memory pressure (PSI
+some/full avg10 and total stall time from /proc/pressure/memory, left out
+where the kernel has no PSI) and OOM kills (/proc/vmstat oom_kill), the jobs
+(cgroups, with what their memory files say: charge, limits, memory.stat,
+memory.events, pressure) and every process's identity and memory totals (for
+ps, ps --cgroup, kstats, treemap, top --from); every --objects-every-th sample
+also holds the memory objects and which process reaches each one (for vmos,
+digest, mem, memgraph -v, diff by object).  No sample holds mappings
 (vmaps), threads or descriptor counts.  Read a sample back with any view's
 --from STORE@WHEN, list them with 'zxmem history', compare two with
 'zxmem diff'.
@@ -119,9 +121,14 @@ def plan_for(tier: int) -> Plan:
     # Every tier keeps each job's cgroup memory files (charge, limits,
     # memory.stat, memory.events, pressure): ps --cgroup/--json/--explain of
     # a replayed sample show what they showed live.
+    # Every tier keeps the system's memory pressure (PSI avg10 and total
+    # stall, some and full) and the OOM-kill counter in the kernel's extra
+    # values (zxmem.collection.PRESSURE_KEYS): report marks OOM kills and
+    # draws pressure from them, top --from shows them in its header.
     if tier == OBJECTS:
-        return Plan(status=True, kernel=True, objects=True, regions=False, cgroup_memory=True)
-    return Plan(status=True, kernel=True, cgroup_memory=True)
+        return Plan(status=True, kernel=True, pressure=True, objects=True, regions=False,
+                    cgroup_memory=True)
+    return Plan(status=True, kernel=True, pressure=True, cgroup_memory=True)
 
 
 def run(args: argparse.Namespace, env) -> int:

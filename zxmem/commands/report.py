@@ -106,10 +106,11 @@ def read_rows(conn: sqlite3.Connection, since_ns: int | None = None):
 
     where = "" if since_ns is None else " WHERE time_ns >= ?"
     params: tuple = () if since_ns is None else (since_ns,)
-    srows = conn.execute(f"SELECT n, time_ns, pss_bytes, tier FROM samples{where} ORDER BY n",
-                         params).fetchall()
-    samples = [(n, t, p) for n, t, p, _tier in srows]
-    tiers = {n: tier for n, _t, _p, tier in srows}
+    srows = conn.execute(f"SELECT n, time_ns, pss_bytes, tier, capture_ns FROM samples{where} "
+                         "ORDER BY n", params).fetchall()
+    samples = [(n, t, p) for n, t, p, _tier, _c in srows]
+    tiers = {n: tier for n, _t, _p, tier, _c in srows}
+    capture = {n: c for n, _t, _p, _tier, c in srows if isinstance(c, int)}
     if not samples:
         return StoreRows(samples, [], [], {}, {}, {}), tiers
     n0, n1 = samples[0][0], samples[-1][0]
@@ -149,7 +150,7 @@ def read_rows(conn: sqlite3.Connection, since_ns: int | None = None):
                 f"SELECT ent, first, last, value FROM kernel_values WHERE ent IN ({q}) "
                 f"AND {live}", (n0, n1)):
             kernel.setdefault(key_ids[ent], []).append((first, last, value))
-    return StoreRows(samples, mem, info, pids, jobs, kernel), tiers
+    return StoreRows(samples, mem, info, pids, jobs, kernel, capture), tiers
 
 
 def pick_moments(ns: list[int], tiers: dict[int, int], count: int) -> list[int]:

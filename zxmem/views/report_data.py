@@ -16,7 +16,16 @@ turns them into the series the page draws:
   other memory objects no process's PSS counts (the kernel's VMO total, LRU
   plus hugetlb pages, less the processes' PSS), and the kernel (the rest);
 * ``events``: OOM kills and memory pressure, from the kernel counters
-  :data:`OOM_KEYS` and :data:`PRESSURE_KEYS` when the store has them.
+  :data:`OOM_KEYS` and :data:`PRESSURE_KEYS` when the store has them
+  (``zxmem record`` keeps them in every sample where the kernel gives them:
+  :data:`zxmem.collection.PRESSURE_KEYS`).  An OOM kill is marked at each
+  sample whose ``oom_kill`` counter is higher than at the sample before (by
+  how much); pressure is drawn from PSI's cumulative stall times (``some``
+  and ``full`` ``total=``, microseconds): the share of the time between two
+  drawn samples' readings (their capture times) that tasks stalled on
+  memory, exact however far apart the samples are (PSI's avg10 is a 10 s
+  running average a sparse series would only sample).  A counter that goes
+  down (a reboot between the samples) gives no mark and no value there.
 
 In both stacks the series of a sample add up to that sample's total PSS
 (``samples.pss_bytes``: the sum over the processes whose PSS was read).  A
@@ -38,13 +47,19 @@ from dataclasses import dataclass, field
 
 from zxmem import treemap as tm
 
-# Kernel counters (kernel_values keys, "group:name") the page marks on the
-# time axis when a store holds them.  OOM: a cumulative count of OOM kills
-# (/proc/vmstat oom_kill); pressure: cumulative microseconds some task
-# stalled on memory (/proc/pressure/memory "some total=").
-OOM_KEYS = ("extra:oom_kill", "vmstat:oom_kill", "extra:vmstat_oom_kill")
-PRESSURE_KEYS = ("extra:pressure_some_total_us", "pressure:some_total_us",
-                 "extra:psi_memory_some_total_us")
+# Kernel counters (kernel_values keys, "group:name": the writer keeps
+# KernelStats.extra["oom_kill"] as "extra:oom_kill") the page marks on the
+# time axis when a store holds them.  OOM: the count of OOM kills since boot
+# (/proc/vmstat oom_kill); pressure: the microseconds since boot some task,
+# resp. every non-idle task, stalled on memory (/proc/pressure/memory
+# "some total=", "full total=").  See zxmem.collection.PRESSURE_KEYS.
+OOM_KEY = "extra:oom_kill"
+OOM_KEYS = (OOM_KEY,)
+PRESSURE_SOME_KEY = "extra:psi_some_total_us"
+PRESSURE_FULL_KEY = "extra:psi_full_total_us"
+PRESSURE_KEYS = (PRESSURE_SOME_KEY, PRESSURE_FULL_KEY)
+PRESSURE_SOME_LABEL = "some: % of the time some task stalled on memory"
+PRESSURE_FULL_LABEL = "full: % of the time every non-idle task stalled on memory"
 # The kernel totals the "system" stack is made from.
 TOTAL_KEY, FREE_KEY, VMO_KEY = "col:total_bytes", "col:free_bytes", "col:vmo_bytes"
 KERNEL_KEYS = (TOTAL_KEY, FREE_KEY, VMO_KEY) + OOM_KEYS + PRESSURE_KEYS
@@ -75,6 +90,12 @@ class StoreRows:
     # kernel counter key ("col:total_bytes") -> (first, last, value) rows
     kernel: Mapping[str, Sequence[tuple[int, int | None, int | None]]] = field(
         default_factory=dict)
+    # sample n -> when its collection began (samples.capture_ns: CLOCK_BOOTTIME,
+    # just before the kernel counters were read; absent: unknown).  The
+    # samples' time_ns is when the collection ended, later for an objects
+    # sample than for a totals one, so only these give the time between two
+    # readings of the PSI totals.
+    capture_ns: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,7 +114,12 @@ class ReportData:
     processes: list[Series]
     system: list[Series]  # free, processes, cache & objects, kernel (empty: no kernel data)
     oom_events: list[tuple[int, int, int]]  # (time_ns, sample n, kills since last sample)
-    pressure: Series | None  # % of time some task stalled on memory, per interval
+    # OOM kills at each drawn sample since the one drawn before it (the
+    # first: at or before it); None: the store has no OOM counter.
+    oom_points: list[int] | None
+    # PSI some and full: % of the time between a drawn sample and the one
+    # drawn before it that tasks stalled on memory (None: not known there).
+    pressure: list[Series]  # empty: the store has no PSI totals
     notes: list[str]
     sample_count: int
     step: int  # consecutive samples per drawn point (1: every sample)
@@ -110,7 +136,8 @@ class ReportData:
             "processes": [ser(s) for s in self.processes],
             "system": [ser(s) for s in self.system],
             "oom": [{"time_s": t / 1e9, "sample": n, "kills": k} for t, n, k in self.oom_events],
-            "pressure": None if self.pressure is None else ser(self.pressure),
+            "oom_points": self.oom_points,
+            "pressure": [ser(s) for s in self.pressure] or None,
             "notes": self.notes,
             "sample_count": self.sample_count,
             "step": self.step,
@@ -266,7 +293,6 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
 
     system = _system(rows, index, proc_total, notes)
     oom = _oom(rows, index, samples, notes)
-    pressure = _pressure(rows, index, samples, notes)
 
     # Downsampling: each run of `step` samples drawn as its largest total.
     step = max(1, math.ceil(size / max_points)) if max_points > 0 else 1
@@ -291,15 +317,20 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
     def picked(series: list[Series]) -> list[Series]:
         return [Series(s.label, pick(s.values), s.key) for s in series]
 
+    times_ns = pick([s[1] for s in samples])
+    oom_points = _per_point(oom, keep, samples) if rows.kernel.get(OOM_KEY) else None
+    pressure = _pressure(rows, index, keep, samples, notes)
+
     return ReportData(
-        times_ns=pick([s[1] for s in samples]),
+        times_ns=times_ns,
         sample_ns=pick([s[0] for s in samples]),
         totals=pick(totals),
         jobs=picked(job_series),
         processes=picked(proc_series),
         system=picked(system),
         oom_events=oom,
-        pressure=None if pressure is None else Series(pressure.label, pick(pressure.values)),
+        oom_points=oom_points,
+        pressure=pressure,
         notes=notes,
         sample_count=size,
         step=step,
@@ -376,23 +407,53 @@ def _oom(rows: StoreRows, index: _Index, samples: Sequence[tuple[int, int, int |
     return out
 
 
-def _pressure(rows: StoreRows, index: _Index, samples: Sequence[tuple[int, int, int | None]],
-              notes: list[str]) -> Series | None:
-    found = _counter(rows, PRESSURE_KEYS, index)
-    if found is None:
-        notes.append("this store has no memory pressure counter (recorded without "
-                     "/proc/pressure/memory): no pressure is marked")
-        return None
-    _key, values = found
-    out: list[float | None] = [None] * index.size
-    for i in range(1, index.size):
-        a, b = values[i - 1], values[i]
-        dt_us = (samples[i][1] - samples[i - 1][1]) / 1000
-        if a is None or b is None or dt_us <= 0 or b < a:
+def _per_point(events: Sequence[tuple[int, int, int]], keep: Sequence[int],
+               samples: Sequence[tuple[int, int, int | None]]) -> list[int]:
+    """The kills of ``events`` (time, sample n, kills) at each drawn sample
+    (positions ``keep``) since the sample drawn before it.  An event after
+    the last drawn sample (only when downsampled) is in no point; the page
+    still marks it at its own time."""
+    ns = [samples[i][0] for i in keep]
+    out = [0] * len(keep)
+    for _t, n, kills in events:
+        k = bisect.bisect_left(ns, n)
+        if k < len(out):
+            out[k] += kills
+    return out
+
+
+def _pressure(rows: StoreRows, index: _Index, keep: Sequence[int],
+              samples: Sequence[tuple[int, int, int | None]], notes: list[str]) -> list[Series]:
+    """PSI some and full at the drawn samples ``keep`` (positions): the stall
+    time between the drawn sample before and this one over the time between
+    their readings (their capture times; their times when a sample has none),
+    in percent."""
+    def apart_ns(i: int, j: int) -> int:
+        a, b = samples[i][0], samples[j][0]
+        if a in rows.capture_ns and b in rows.capture_ns:
+            return rows.capture_ns[b] - rows.capture_ns[a]
+        return samples[j][1] - samples[i][1]
+
+    out = []
+    for key, label in ((PRESSURE_SOME_KEY, PRESSURE_SOME_LABEL),
+                       (PRESSURE_FULL_KEY, PRESSURE_FULL_LABEL)):
+        got = rows.kernel.get(key)
+        if not got:
             continue
-        # Percent of the interval some task stalled on memory.
-        out[i] = round(100 * (b - a) / dt_us, 3)
-    return Series("memory pressure: % of the time some task stalled on memory", out)
+        total = _expand(got, index)
+        drawn = [total[i] for i in keep]
+        values: list[float | None] = [None] * len(keep)
+        for k in range(1, len(keep)):
+            a, b = drawn[k - 1], drawn[k]
+            dt_us = apart_ns(keep[k - 1], keep[k]) / 1000
+            if a is None or b is None or dt_us <= 0 or b < a:
+                continue
+            values[k] = round(100 * (b - a) / dt_us, 3)
+        out.append(Series(label, values))
+    if not out:
+        notes.append("this store has no memory pressure counter (recorded without "
+                     "/proc/pressure/memory: a kernel without PSI): no pressure is drawn")
+    return out
 
 
 SMALLER_OBJECTS = "smaller objects"

@@ -264,6 +264,8 @@ _APP_JS = r"""
   function drawMarks(u) {
     var ctx = u.ctx, top = u.bbox.top, h = u.bbox.height;
     ctx.save();
+    ctx.setLineDash([]);  // uPlot leaves the last series' dash (the dashed total)
+    ctx.textAlign = "left";
     (C.oom || []).forEach(function (ev) {
       var x = u.valToPos(ev.time_s, "x", true);
       ctx.strokeStyle = "#d00";
@@ -343,22 +345,64 @@ _APP_JS = r"""
       "No kernel totals in this store.";
   }
 
+  // Pressure: PSI some and full, the share of each interval between drawn
+  // samples that tasks stalled on memory; OOM kills: red marks on every
+  // chart, and their count at each drawn sample in this chart's legend.
+  var oom = C.oom || [];
   var evNote = [];
-  evNote.push((C.oom || []).length ? (C.oom.length + " sample(s) with OOM kills, marked in red " +
-    "on every chart") : "No OOM kills are marked.");
+  if (oom.length) {
+    var kills = oom.reduce(function (a, ev) { return a + ev.kills; }, 0);
+    evNote.push(kills + " OOM kill(s) at " + oom.length + " sample(s), marked in red on " +
+      "every chart: " + oom.slice(0, 10).map(function (ev) {
+        return fmtTime(ev.time_s) + " \u00d7" + ev.kills;
+      }).join(", ") + (oom.length > 10 ? ", \u2026" : "") + ".");
+  } else {
+    evNote.push(C.oom_points ? "No OOM kills." : "No OOM-kill counter in this store.");
+  }
+  var pressure = C.pressure || [];
+  if (pressure.length) {
+    evNote.push("Pressure (PSI): the share of the time since the sample before that some " +
+      "task (some) or every non-idle task (full) stalled on memory.");
+  }
   document.getElementById("events-note").textContent = evNote.join(" ");
-  if (C.pressure) {
-    var pv = C.pressure.values;
-    charts.push(new uPlot({
-      title: C.pressure.label, width: width(), height: 160, tzDate: utc,
-      scales: {x: {time: true}, y: {range: [0, 100]}},
+  if (pressure.length || C.oom_points) {
+    var pct = function (u, v) { return v === null || v === undefined ? "-" : v.toFixed(2) + " %"; };
+    var pdata = [X], popts = {
+      title: "Memory pressure (PSI) and OOM kills", width: width(), height: 200, tzDate: utc,
+      // Up to a quarter above the highest value (at least 1 %, at most 100 %):
+      // PSI is mostly a few percent, invisible on a 0-100 % axis.
+      scales: {x: {time: true},
+               y: {range: function (u, min, max) {
+                 return [0, Math.min(100, Math.max(1, (max || 0) * 1.25))]; }},
+               oom: {range: function (u, min, max) { return [0, Math.max(1, max)]; }}},
       axes: [{}, {size: 80, values: function (u, vals) {
         return vals.map(function (v) { return v + " %"; }); }}],
-      series: [{label: "time (UTC)", value: function (u, v) { return fmtTime(v); }},
-               {label: "stalled", stroke: "#d00", fill: "rgba(221,0,0,0.15)", width: 1,
-                value: function (u, v) { return v === null ? "-" : v.toFixed(2) + " %"; }}],
+      series: [{label: "time (UTC)", value: function (u, v) { return fmtTime(v); }}],
       hooks: {draw: [drawMarks]},
-    }, [X, pv], document.getElementById("chart-pressure")));
+    };
+    var PCOL = [["#d00", "rgba(221,0,0,0.15)"], ["#800080", "rgba(128,0,128,0.15)"]];
+    pressure.forEach(function (s, j) {
+      popts.series.push({label: s.label, stroke: PCOL[j % 2][0], fill: PCOL[j % 2][1],
+                         width: 1, value: pct});
+      pdata.push(s.values);
+    });
+    if (C.oom_points) {
+      var op = C.oom_points;
+      popts.series.push({
+        label: "OOM kills (since the sample before)", scale: "oom", stroke: "#d00",
+        // No line and no dots (a dot would read as a pressure value): the red
+        // marks are drawn by drawMarks; the legend gives the count on hover.
+        paths: function () { return null; }, points: {show: false},
+        value: function (u, v, si, idx) {
+          return idx === null || idx === undefined ? "-" : String(op[idx]);
+        },
+      });
+      pdata.push(op.map(function (k) { return k > 0 ? k : null; }));
+    }
+    charts.push(new uPlot(popts, pdata, document.getElementById("chart-pressure")));
+  } else {
+    document.getElementById("chart-pressure").textContent =
+      "No memory pressure or OOM-kill counters in this store.";
   }
 
   // --- growth table -----------------------------------------------------------

@@ -130,6 +130,7 @@ class History:
     first_jobs: dict[str, int | None] = field(default_factory=dict)
     last_jobs: dict[str, int | None] = field(default_factory=dict)
     first_oom: int | None = None
+    first_boot: str | None = None  # the first refresh's boot (a counter resets at boot)
     count: int = 0
 
     def _process_rows(self, snapshot: Snapshot, names: dict[int, str], first: bool
@@ -217,9 +218,16 @@ class History:
         jobs = self._job_rows(tree, names, first)
 
         oom = snapshot.kernel.extra.get("oom_kill") if snapshot.kernel else None
+        boot = snapshot.provenance.boot_id
         if first:
             self.first_oom = oom
-        header = _header(snapshot, oom, self.first_oom, nprocs, unreadable,
+            self.first_boot = boot
+        # The kills since the first refresh: the counter counts since boot,
+        # so across a reboot (a history store's samples) they are unknown.
+        first_oom = self.first_oom
+        if boot is not None and self.first_boot is not None and boot != self.first_boot:
+            first_oom = None
+        header = _header(snapshot, oom, first_oom, nprocs, unreadable,
                          new, exited, pss_sum)
         return Frame(snapshot=snapshot, header=header, processes=tuple(rows), jobs=jobs,
                      tree=tree, number=self.count)
@@ -256,6 +264,8 @@ def _header(snapshot: Snapshot, oom: int | None, first_oom: int | None, nprocs: 
         v = extra.get(key)
         return None if v is None else v / 100
 
+    kills = _sub(oom, first_oom)
+
     return Header(
         time=snapshot.provenance.timestamp,
         total_bytes=total,
@@ -268,7 +278,8 @@ def _header(snapshot: Snapshot, oom: int | None, first_oom: int | None, nprocs: 
         swap_used_bytes=_sub(swap_total, swap_free),
         psi_some_avg10=psi("psi_some_avg10_centipct"),
         psi_full_avg10=psi("psi_full_avg10_centipct"),
-        oom_kills_since_start=_sub(oom, first_oom),
+        # A count lower than the first (a reboot no boot id told): unknown.
+        oom_kills_since_start=kills if kills is None or kills >= 0 else None,
         processes=nprocs, unreadable=unreadable, new=new, exited=exited, pss_bytes=pss_sum,
     )
 
