@@ -30,6 +30,7 @@ Everything here reads SQL; the store's layout is :mod:`zxmem.store.schema`'s.
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from zlib import error as zlib_error
@@ -141,66 +142,99 @@ def _ints(a: np.ndarray) -> list[int | None]:
     return [None if x != x else int(x) for x in a.tolist()]
 
 
+def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
+             span: int) -> list[np.ndarray]:
+    """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
+    ``cols`` (-1 for NULL: no size is negative) of the rows of ``table``
+    valid at some sample of the period, as int64 arrays in the same order.
+
+    Each column comes back as one text of comma-separated numbers
+    (``group_concat``, parsed by numpy): a million rows as Python tuples
+    cost several times the scan itself.  The aggregates of one query see the
+    rows in one order, so the columns line up.  Over the whole store the
+    table is scanned in its own order (every row is in the window, and a
+    scan of the index on ``first`` visits each row through the index);
+    over a later part of it, that index bounds the scan."""
+    exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
+    lowest = conn.execute(f"SELECT min(first) FROM {table}").fetchone()[0]
+    whole = lowest is None or lowest > p.n0 - span
+    # Over the whole store the window is checked here (below), not per row in SQL.
+    where = ("WHERE ?1 + ?3 NOT NULL" if whole else
+             "WHERE first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)")
+    sql = (f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} {where}")
+    texts = conn.execute(sql, (p.n0, p.n1, span)).fetchone()
+    if texts[0] is None:
+        return [np.zeros(0, dtype=np.int64) for _ in exprs]
+    with warnings.catch_warnings():
+        # numpy warns (DeprecationWarning) where a text does not parse to
+        # its end: a value that is not an integer.
+        warnings.simplefilter("error")
+        try:
+            out = [np.fromstring(t, dtype=np.int64, sep=",") for t in texts]
+        except (DeprecationWarning, ValueError, TypeError):
+            out = []
+    if len(out) != len(exprs) or len({len(a) for a in out}) != 1:
+        raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
+    if whole:
+        first, last = out[1], out[2]
+        keep = (first > p.n0 - span) & (first <= p.n1) & (last >= p.n0)
+        if not keep.all():
+            out = [a[keep] for a in out]
+    return out
+
+
+def _index(ent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct entities (ascending) and each row's index among them."""
+    if len(ent) and int(ent.min()) >= 0 and int(ent.max()) < (1 << 24):
+        # Small ids (process and job entities): a table lookup, not a sort.
+        seen = np.zeros(int(ent.max()) + 1, dtype=bool)
+        seen[ent] = True
+        ents = np.flatnonzero(seen)
+        where = np.cumsum(seen) - 1
+        return ents.astype(np.int64), where[ent]
+    ents, inverse = np.unique(ent, return_inverse=True)
+    return ents.astype(np.int64), inverse.reshape(-1)
+
+
 def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
               span: int) -> Dense:
     """The lowest and highest value of each column per (entity, bucket),
     over the rows of ``table`` valid at some sample of the period.
 
-    Query 1 groups the rows by entity and the bucket of their first sample
-    in the period; query 2 lists the rows that last beyond that bucket (at
-    most one per entity and bucket: an entity's rows follow each other),
-    whose value also holds in each later bucket they reach.  Unknown (NULL)
-    values come back as -1 (no size is negative) and become NaN."""
-    nb, size = p.buckets, p.size
-    window = "first > ?1 - ?5 AND first <= ?2 AND (last IS NULL OR last >= ?1)"
-    start_b = "((max(first, ?1) - ?1) * ?3 / ?4)"
-    end_b = "((min(coalesce(last, ?2), ?2) - ?1) * ?3 / ?4)"
-    aggs = ", ".join(f"coalesce(min({c}), -1), coalesce(max({c}), -1)" for c in cols)
-    params = (p.n0, p.n1, nb, size, span)
-    nc = len(cols)
-    # One query per bucket (a range of the index on first): each groups a
-    # few thousand rows in memory, where one GROUP BY over a day's rows
-    # sorts them all (a third slower, measured).
-    parts = []
-    for b in range(nb):
-        lo_n = p.n0 + -(-b * size // nb)  # the first sample number of bucket b
-        hi_n = p.n0 + -(-(b + 1) * size // nb)
-        if b == 0:
-            lo_n = p.n0 - span + 1  # rows that started before the period
-        rows = conn.execute(f"SELECT ent, {b}, {aggs} FROM {table} WHERE first >= ?6 "
-                            f"AND first < ?7 AND {window} GROUP BY ent",
-                            (*params, lo_n, hi_n)).fetchall()
-        parts.append(np.array(rows, dtype=np.float64).reshape(-1, 2 + 2 * nc))
-    q1 = np.concatenate(parts) if parts else np.zeros((0, 2 + 2 * nc))
-    vals = ", ".join(f"coalesce({c}, -1)" for c in cols)
-    q2 = np.array(conn.execute(f"SELECT ent, {start_b}, {end_b}, {vals} FROM {table} "
-                               f"WHERE {window} AND {end_b} > {start_b}", params).fetchall(),
-                  dtype=np.float64).reshape(-1, 3 + nc)
-    ents = np.unique(q1[:, 0]).astype(np.int64)
-    lo = np.full((len(ents), nb, nc), np.nan)
-    hi = np.full((len(ents), nb, nc), np.nan)
-    present = np.zeros((len(ents), nb), dtype=bool)
-    if len(ents):
-        e = np.searchsorted(ents, q1[:, 0].astype(np.int64))
-        bk = q1[:, 1].astype(np.int64)
-        present[e, bk] = True
-        for k in range(nc):
-            lo[e, bk, k] = np.where(q1[:, 2 + 2 * k] < 0, np.nan, q1[:, 2 + 2 * k])
-            hi[e, bk, k] = np.where(q1[:, 3 + 2 * k] < 0, np.nan, q1[:, 3 + 2 * k])
-    if len(q2) and len(ents):
-        b0 = q2[:, 1].astype(np.int64)
-        lengths = q2[:, 2].astype(np.int64) - b0
-        rep = np.repeat(np.arange(len(q2)), lengths)
-        offs = np.arange(len(rep)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        bb = b0[rep] + 1 + offs
-        ee = np.searchsorted(ents, q2[rep, 0].astype(np.int64))
-        present[ee, bb] = True
-        for k in range(nc):
-            v = q2[rep, 3 + k]
-            v = np.where(v < 0, np.nan, v)
-            np.fmin.at(lo[:, :, k], (ee, bb), v)
-            np.fmax.at(hi[:, :, k], (ee, bb), v)
-    return Dense(ents=ents, lo=lo, hi=hi, present=present)
+    A row's value holds in every bucket from that of its first sample in
+    the period (``max(first, n0)``) to that of its last (``min(last, n1)``);
+    the rows are read once (:func:`_columns`) and spread over the buckets
+    they reach with numpy.  Unknown (NULL) values are left out of a
+    bucket's lowest and highest (NaN: none known); ``present`` is where the
+    entity has a row, known or not."""
+    nb, size, nc = p.buckets, p.size, len(cols)
+    ent, first, last, *vals = _columns(conn, table, cols, p, span)
+    ents, ei = _index(ent)
+    b0 = (np.maximum(first, p.n0) - p.n0) * nb // size
+    b1 = (np.minimum(last, p.n1) - p.n0) * nb // size
+    reach = b1 - b0 + 1
+    if len(reach) and int(reach.max()) > 1:
+        # A row over several buckets counts in each: its index repeated.
+        rep = np.repeat(np.arange(len(reach)), reach)
+        bb = b0[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(reach) - reach, reach))
+        cell = ei[rep] * nb + bb
+    else:
+        rep, cell = None, ei * nb + b0
+    lo = np.full((len(ents) * nb, nc), np.nan)
+    hi = np.full((len(ents) * nb, nc), np.nan)
+    present = np.zeros(len(ents) * nb, dtype=bool)
+    present[cell] = True
+    for k, v in enumerate(vals):
+        x = np.where(v < 0, np.nan, v.astype(np.float64))
+        if rep is not None:
+            x = x[rep]
+        col_lo = np.full(len(ents) * nb, np.nan)
+        col_hi = np.full(len(ents) * nb, np.nan)
+        np.fmin.at(col_lo, cell, x)
+        np.fmax.at(col_hi, cell, x)
+        lo[:, k], hi[:, k] = col_lo, col_hi
+    return Dense(ents=ents, lo=lo.reshape(len(ents), nb, nc),
+                 hi=hi.reshape(len(ents), nb, nc), present=present.reshape(len(ents), nb))
 
 
 def _per_entity(acc: _Acc) -> dict[int, list[tuple[int, list[int | None]]]]:
