@@ -29,7 +29,9 @@ Everything here reads SQL; the store's layout is :mod:`zxmem.store.schema`'s.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -142,6 +144,11 @@ def _ints(a: np.ndarray) -> list[int | None]:
     return [None if x != x else int(x) for x in a.tolist()]
 
 
+# Tables of more rows than this are read in two halves at once (two
+# connections: SQLite does the work of a query without Python's lock).
+SPLIT_ROWS = 200_000
+
+
 def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
              span: int) -> list[np.ndarray]:
     """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
@@ -152,35 +159,88 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     (``group_concat``, parsed by numpy): a million rows as Python tuples
     cost several times the scan itself.  The aggregates of one query see the
     rows in one order, so the columns line up.  Over the whole store the
-    table is scanned in its own order (every row is in the window, and a
-    scan of the index on ``first`` visits each row through the index);
-    over a later part of it, that index bounds the scan."""
+    table is scanned in its own order and the window checked here (a scan
+    of the index on ``first`` visits each row through the index); over a
+    later part of it, that index bounds the scan.  A large table is read as
+    two halves (by rowid, or by first sample) on two connections at once."""
     exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
-    lowest = conn.execute(f"SELECT min(first) FROM {table}").fetchone()[0]
-    whole = lowest is None or lowest > p.n0 - span
-    # Over the whole store the window is checked here (below), not per row in SQL.
-    where = ("WHERE ?1 + ?3 NOT NULL" if whole else
-             "WHERE first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)")
-    sql = (f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} {where}")
-    texts = conn.execute(sql, (p.n0, p.n1, span)).fetchone()
-    if texts[0] is None:
+    lowest, a, b = conn.execute(
+        f"SELECT min(first), min(rowid), max(rowid) FROM {table}").fetchone()
+    if lowest is None:
         return [np.zeros(0, dtype=np.int64) for _ in exprs]
-    with warnings.catch_warnings():
-        # numpy warns (DeprecationWarning) where a text does not parse to
-        # its end: a value that is not an integer.
-        warnings.simplefilter("error")
+    whole = lowest > p.n0 - span
+    if whole:
+        where = "rowid >= ?4 AND rowid <= ?5 AND ?1 + ?2 + ?3 NOT NULL"
+    else:
+        where = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) "
+                 "AND first >= ?4 AND first <= ?5")
+        a, b = p.n0 - span + 1, p.n1
+    sql = f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} WHERE {where}"
+    params = (p.n0, p.n1, span)
+    parts: list[tuple[str | None, ...]] = []
+    path = _path(conn)
+    if b - a > SPLIT_ROWS and whole and path is not None and (os.cpu_count() or 1) > 1:
+        mid = (a + b) // 2
+        other: list[tuple[str | None, ...]] = []
+        failed: list[BaseException] = []
+
+        def second_half() -> None:
+            try:
+                c2 = open_read(path)
+                try:
+                    other.append(c2.execute(sql, (*params, mid + 1, b)).fetchone())
+                finally:
+                    c2.close()
+            except (sqlite3.Error, StoreError) as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=second_half, name="zxmem-growth-read")
+        t.start()
         try:
-            out = [np.fromstring(t, dtype=np.int64, sep=",") for t in texts]
-        except (DeprecationWarning, ValueError, TypeError):
-            out = []
-    if len(out) != len(exprs) or len({len(a) for a in out}) != 1:
+            parts.append(conn.execute(sql, (*params, a, mid)).fetchone())
+        finally:
+            t.join()
+        if failed or not other:
+            parts.append(conn.execute(sql, (*params, mid + 1, b)).fetchone())
+        else:
+            parts.append(other[0])
+    else:
+        parts.append(conn.execute(sql, (*params, a, b)).fetchone())
+    out = [_parse(table, [part[k] for part in parts]) for k in range(len(exprs))]
+    if len({len(x) for x in out}) != 1:
         raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
     if whole:
         first, last = out[1], out[2]
         keep = (first > p.n0 - span) & (first <= p.n1) & (last >= p.n0)
         if not keep.all():
-            out = [a[keep] for a in out]
+            out = [x[keep] for x in out]
     return out
+
+
+def _path(conn: sqlite3.Connection) -> str | None:
+    """The file of the store ``conn`` reads (None: not a file)."""
+    for _seq, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file) or None
+    return None
+
+
+def _parse(table: str, texts: Sequence[str | None]) -> np.ndarray:
+    """The integers of comma-separated texts (None: no rows), one array."""
+    arrays = []
+    with warnings.catch_warnings():
+        # numpy warns (DeprecationWarning) where a text does not parse to
+        # its end: a value that is not an integer.
+        warnings.simplefilter("error")
+        for text in texts:
+            if text is None:
+                continue
+            try:
+                arrays.append(np.fromstring(text, dtype=np.int64, sep=","))
+            except (DeprecationWarning, ValueError, TypeError):
+                raise sqlite3.DatabaseError(
+                    f"{table}: a value that is not an integer") from None
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
 
 
 def _index(ent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -421,30 +481,25 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
     job_ents = sorted({j for _e, j in member})
     d = np.zeros((len(job_ents), size + 1, 4))
     if member:
-        # The membership as a keyed temporary table (a VALUES list joined
-        # 1.7 million times is a scan each time); a read-only store still has
-        # a writable temp database.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS growth_member "
-                     "(ent INTEGER PRIMARY KEY, job INTEGER NOT NULL)")
-        conn.execute("DELETE FROM temp.growth_member")
-        conn.executemany("INSERT INTO temp.growth_member VALUES (?, ?)", member)
-        known = "(r.known AND r.{0} IS NOT NULL)"
-        sums = ", ".join(f"sum(CASE WHEN {known.format(c)} THEN r.{c} ELSE 0 END), "
-                         f"sum(CASE WHEN {known.format(c)} THEN 0 ELSE 1 END)"
-                         for c in ("private", "pss"))
-        window = ("r.first > ?1 - ?3 AND r.first <= ?2 AND (r.last IS NULL OR r.last >= ?1)")
-        for at, sign, extra in (("max(r.first, ?1) - ?1", 1.0, ""),
-                                ("r.last + 1 - ?1", -1.0, "AND r.last < ?2")):
-            rows = np.array(conn.execute(
-                f"SELECT m.job, {at} AS i, {sums} FROM proc_mem r "
-                "JOIN temp.growth_member m ON m.ent = r.ent "
-                f"WHERE {window} {extra} GROUP BY m.job, i", (p.n0, p.n1, span)).fetchall(),
-                dtype=np.float64).reshape(-1, 6)
-            if len(rows):
-                jj = np.searchsorted(job_ents, rows[:, 0].astype(np.int64))
-                ii = rows[:, 1].astype(np.int64)
-                # columns: private sum, private unknown, pss sum, pss unknown
-                np.add.at(d, (jj, ii), sign * rows[:, 2:6])
+        ent, first, last, known, private, pss = _columns(
+            conn, "proc_mem", ("known", "private", "pss"), p, span)
+        # Each row's job (-1: a process of no job known).
+        ents, ei = _index(ent)
+        job_at = {e: job_ents.index(j) for e, j in member}
+        jj = np.array([job_at.get(e, -1) for e in ents.tolist()], dtype=np.int64)[ei]
+        mine = jj >= 0
+        jj, first, last, known = jj[mine], first[mine], last[mine], known[mine]
+        start = jj * (size + 1) + np.maximum(first, p.n0) - p.n0
+        ends = last < p.n1
+        end = (jj * (size + 1) + last + 1 - p.n0)[ends]
+        # columns: private sum, private unknown, pss sum, pss unknown
+        for k, v in enumerate((private[mine], pss[mine])):
+            ok = (known != 0) & (v >= 0)
+            for c, w in ((2 * k, np.where(ok, v, 0)), (2 * k + 1, (~ok).astype(np.int64))):
+                wf = w.astype(np.float64)
+                acc = np.bincount(start, weights=wf, minlength=d[:, :, c].size)
+                acc -= np.bincount(end, weights=wf[ends], minlength=d[:, :, c].size)
+                d[:, :, c] = acc.reshape(len(job_ents), size + 1)
     run = np.cumsum(d[:, :size, :], axis=1)
     # The samples that exist, and their buckets.
     idx = np.asarray(p.numbers, dtype=np.int64) - p.n0
