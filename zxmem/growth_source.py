@@ -139,6 +139,19 @@ class Dense:
         highs = [_ints(self.hi[i, where, k]) for k in range(self.hi.shape[2])]
         return where.tolist(), lows, highs
 
+    def every_point(self) -> list[tuple[list[int], list[list[int | None]],
+                                        list[list[int | None]]]]:
+        """:meth:`points` of every entity, in order: an entity with a known
+        value in every bucket (most) is converted as a whole row."""
+        nb, nc = self.present.shape[1], self.lo.shape[2]
+        full = (self.present.all(axis=1) & ~np.isnan(self.lo).any(axis=(1, 2))
+                & ~np.isnan(self.hi).any(axis=(1, 2))).tolist()
+        lo = [np.nan_to_num(self.lo[:, :, k]).astype(np.int64).tolist() for k in range(nc)]
+        hi = [np.nan_to_num(self.hi[:, :, k]).astype(np.int64).tolist() for k in range(nc)]
+        every = list(range(nb))
+        return [(list(every), [c[i] for c in lo], [c[i] for c in hi]) if full[i]
+                else self.points(i) for i in range(len(full))]
+
 
 def _ints(a: np.ndarray) -> list[int | None]:
     return [None if x != x else int(x) for x in a.tolist()]
@@ -272,22 +285,23 @@ def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Peri
     ents, ei = _index(ent)
     b0 = (np.maximum(first, p.n0) - p.n0) * nb // size
     b1 = (np.minimum(last, p.n1) - p.n0) * nb // size
-    reach = b1 - b0 + 1
-    if len(reach) and int(reach.max()) > 1:
-        # A row over several buckets counts in each: its index repeated.
-        rep = np.repeat(np.arange(len(reach)), reach)
-        bb = b0[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(reach) - reach, reach))
-        cell = ei[rep] * nb + bb
-    else:
-        rep, cell = None, ei * nb + b0
+    # A row counts in the bucket it starts in and, if it lasts longer, in
+    # each later one it reaches (those rows, a few in a hundred, repeated).
+    cell = ei * nb + b0
+    rep = np.flatnonzero(b1 > b0)
+    if len(rep):
+        more = (b1 - b0)[rep]
+        rep = np.repeat(rep, more)
+        step = np.arange(1, len(rep) + 1) - np.repeat(np.cumsum(more) - more, more)
+        cell = np.concatenate((cell, cell[rep] + step))
     lo = np.full((len(ents) * nb, nc), np.nan)
     hi = np.full((len(ents) * nb, nc), np.nan)
     present = np.zeros(len(ents) * nb, dtype=bool)
     present[cell] = True
     for k, v in enumerate(vals):
         x = np.where(v < 0, np.nan, v.astype(np.float64))
-        if rep is not None:
-            x = x[rep]
+        if len(rep):
+            x = np.concatenate((x, x[rep]))
         col_lo = np.full(len(ents) * nb, np.nan)
         col_hi = np.full(len(ents) * nb, np.nan)
         np.fmin.at(col_lo, cell, x)
@@ -364,8 +378,8 @@ def _processes(conn: sqlite3.Connection, p: Period) -> list[Series]:
     times = p.bucket_times()
     held = _held(conn, p, span)
     out = []
-    for i, ent in enumerate(dense.ents.tolist()):
-        buckets, lows, highs = dense.points(i)
+    for ent, (buckets, lows, highs) in zip(dense.ents.tolist(), dense.every_point(),
+                                           strict=True):
         name_id, job, _ = info.get(ent, (None, None, None))
         pid, start = pids.get(ent, (None, None))
         uss, high = lows[0], highs[0]
