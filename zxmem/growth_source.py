@@ -3,14 +3,17 @@
 The store keeps *versioned rows* (:mod:`zxmem.store.schema`): a row holds a
 value from sample ``first`` to ``last``.  A day of 10 s samples is 8,640
 samples; a series is at most ``max_points`` points, each a *bucket* of
-consecutive samples, computed in SQL without expanding a row into its
-samples:
+consecutive samples.  A day of 1,000 processes is about 1.7 million rows,
+so a table is read once, without expanding a row into its samples:
 
-* query 1 groups the rows by (entity, the bucket their first sample in the
-  period falls in): the lowest and highest value that *starts* there;
-* query 2 lists the rows that last beyond their first bucket (at most one per
-  entity and bucket, since an entity's rows follow each other): their value
-  also holds in every later bucket they reach.
+* one query returns each column of the rows valid in the period as one
+  comma-separated text (``group_concat``), parsed by numpy (a million rows
+  as Python tuples cost several times SQLite's scan; a ``GROUP BY`` per
+  (entity, bucket) sorts them all, and the store has no index on entity);
+  a large table is read as two halves on two connections at once;
+* numpy places each row in the bucket of its first sample in the period
+  and in each later bucket it reaches (an entity's rows follow each other),
+  and keeps the lowest and highest value of each (entity, bucket).
 
 A point's value is the lowest value of its bucket (``Series.uss``; a leak
 shows in the lowest values) and the highest in ``Series.uss_high`` (the
@@ -105,22 +108,6 @@ class _Strings:
         return default if i is None else self.cache.get(i, default)
 
 
-# One bucket of one entity: [lo, hi] of each value column.
-_Acc = dict[tuple[int, int], list[int | None]]
-
-
-def _merge(acc: list[int | None], values: Sequence[int | None]) -> None:
-    # acc = [lo0, hi0, lo1, hi1, ...]
-    for k, v in enumerate(values):
-        if v is None:
-            continue
-        lo, hi = acc[2 * k], acc[2 * k + 1]
-        if lo is None or v < lo:
-            acc[2 * k] = v
-        if hi is None or v > hi:
-            acc[2 * k + 1] = v
-
-
 @dataclass(frozen=True)
 class Dense:
     """Bucketed values of many entities: ``lo``/``hi`` of shape (entities,
@@ -163,10 +150,11 @@ SPLIT_ROWS = 200_000
 
 
 def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
-             span: int) -> list[np.ndarray]:
+             span: int, where: str = "") -> list[np.ndarray]:
     """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
     ``cols`` (-1 for NULL: no size is negative) of the rows of ``table``
-    valid at some sample of the period, as int64 arrays in the same order.
+    valid at some sample of the period (and meeting ``where``, an SQL
+    condition: ``AND ...``), as int64 arrays in the same order.
 
     Each column comes back as one text of comma-separated numbers
     (``group_concat``, parsed by numpy): a million rows as Python tuples
@@ -183,12 +171,13 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
         return [np.zeros(0, dtype=np.int64) for _ in exprs]
     whole = lowest > p.n0 - span
     if whole:
-        where = "rowid >= ?4 AND rowid <= ?5 AND ?1 + ?2 + ?3 NOT NULL"
+        cond = "rowid >= ?4 AND rowid <= ?5 AND ?1 + ?2 + ?3 NOT NULL"
     else:
-        where = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) "
-                 "AND first >= ?4 AND first <= ?5")
+        cond = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) "
+                "AND first >= ?4 AND first <= ?5")
         a, b = p.n0 - span + 1, p.n1
-    sql = f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} WHERE {where}"
+    sql = (f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} "
+           f"WHERE {cond} {where}")
     params = (p.n0, p.n1, span)
     parts: list[tuple[str | None, ...]] = []
     path = _path(conn)
@@ -280,11 +269,19 @@ def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Peri
     they reach with numpy.  Unknown (NULL) values are left out of a
     bucket's lowest and highest (NaN: none known); ``present`` is where the
     entity has a row, known or not."""
-    nb, size, nc = p.buckets, p.size, len(cols)
+    nb, size = p.buckets, p.size
     ent, first, last, *vals = _columns(conn, table, cols, p, span)
-    ents, ei = _index(ent)
     b0 = (np.maximum(first, p.n0) - p.n0) * nb // size
     b1 = (np.minimum(last, p.n1) - p.n0) * nb // size
+    return _spread(ent, b0, b1, vals, nb)
+
+
+def _spread(ent: np.ndarray, b0: np.ndarray, b1: np.ndarray, vals: Sequence[np.ndarray],
+            nb: int) -> Dense:
+    """Rows (entity, first and last bucket, values: -1 unknown) as the
+    lowest and highest known value of each (entity, bucket)."""
+    nc = len(vals)
+    ents, ei = _index(ent)
     # A row counts in the bucket it starts in and, if it lasts longer, in
     # each later one it reaches (those rows, a few in a hundred, repeated).
     cell = ei * nb + b0
@@ -309,13 +306,6 @@ def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Peri
         lo[:, k], hi[:, k] = col_lo, col_hi
     return Dense(ents=ents, lo=lo.reshape(len(ents), nb, nc),
                  hi=hi.reshape(len(ents), nb, nc), present=present.reshape(len(ents), nb))
-
-
-def _per_entity(acc: _Acc) -> dict[int, list[tuple[int, list[int | None]]]]:
-    out: dict[int, list[tuple[int, list[int | None]]]] = {}
-    for (ent, b), a in sorted(acc.items()):
-        out.setdefault(ent, []).append((b, a))
-    return out
 
 
 def open_read(store_path: str) -> sqlite3.Connection:
@@ -584,31 +574,19 @@ def _object_points(conn: sqlite3.Connection, op: Period, table: str, where: str,
 
     Object rows exist only at objects samples, and a row closes at the sample
     before a change (a totals sample): a row's value holds at the objects
-    samples between its first and last, found by bisection; buckets are runs
-    of consecutive objects samples (not of sample numbers)."""
-    from bisect import bisect_left, bisect_right
-
-    numbers = op.numbers
-    count = len(numbers)
-    acc: _Acc = {}
-    for ent, first, last, v in conn.execute(
-            f"SELECT ent, first, last, committed FROM {table} WHERE first > ?1 - ?3 "
-            f"AND first <= ?2 AND (last IS NULL OR last >= ?1) {where}",
-            (op.n0, op.n1, span)):
-        a = bisect_left(numbers, first)
-        b = count if last is None else bisect_right(numbers, last)
-        bk = -1
-        for i in range(a, b):
-            nb = i * op.buckets // count
-            if nb == bk:
-                continue
-            bk = nb
-            cur = acc.get((ent, nb))
-            if cur is None:
-                acc[(ent, nb)] = [v, v]
-            else:
-                _merge(cur, (v,))
-    return _per_entity(acc)
+    samples between its first and last (found by binary search); buckets are
+    runs of consecutive objects samples (not of sample numbers)."""
+    ent, first, last, committed = _columns(conn, table, ("committed",), op, span, where)
+    numbers = np.asarray(op.numbers, dtype=np.int64)
+    count, nb = len(numbers), op.buckets
+    a = np.searchsorted(numbers, first, "left")  # the first objects sample it holds at
+    b = np.searchsorted(numbers, last, "right")  # one past the last
+    keep = b > a
+    dense = _spread(ent[keep], a[keep] * nb // count, (b[keep] - 1) * nb // count,
+                    [committed[keep]], nb)
+    return {e: [(bk, [lo, hi]) for bk, lo, hi in zip(buckets, lows[0], highs[0], strict=True)]
+            for e, (buckets, lows, highs) in zip(dense.ents.tolist(), dense.every_point(),
+                                                 strict=True)}
 
 
 def _object_times(op: Period) -> list[int]:
