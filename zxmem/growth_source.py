@@ -601,16 +601,18 @@ def _object_times(op: Period) -> list[int]:
 
 
 def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[int, str],
-                   span: int) -> dict[int, Series]:
-    """ent -> Series of the objects in ``ents`` (ent -> key) of ``table``."""
+                   span: int, every: bool = False) -> dict[int, Series]:
+    """ent -> Series of the objects in ``ents`` (ent -> key) of ``table``
+    (``every``: ``ents`` are all the objects of the period; the reads need
+    not name them)."""
     if not ents:
         return {}
     out: dict[int, Series] = {}
-    q = ",".join(str(int(e)) for e in ents)
-    per = _object_points(conn, op, table, f"AND ent IN ({q})", span)
+    q = "" if every else "AND ent IN ({})".format(",".join(str(int(e)) for e in ents))
+    per = _object_points(conn, op, table, q, span)
     rows = conn.execute(
-        f"SELECT ent, max(first), name, kind, path, mappings FROM {table} WHERE ent IN ({q}) "
-        "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) GROUP BY ent",
+        f"SELECT ent, max(first), name, kind, path, mappings FROM {table} WHERE "
+        f"first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) {q} GROUP BY ent",
         (op.n0, op.n1, span)).fetchall()
     meta = {r[0]: r[2:] for r in rows}
     strings = _Strings(conn)
@@ -621,6 +623,8 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[
         owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
     times = _object_times(op)
     for ent, pts in per.items():
+        if ent not in ents:
+            continue
         name_id, kind_id, path_id, mappings = meta.get(ent, (None, None, None, None))
         kind = strings.get(kind_id) or None
         koid = u64(ent) if table == "vmos" else None
@@ -696,8 +700,8 @@ def _all_objects(conn: sqlite3.Connection, p: Period, max_points: int) -> list[S
         f"SELECT DISTINCT ent FROM anon_vmos WHERE {window[0]}", window[1])}
     file_ents = {e: f"object:koid:{u64(e)}" for (e,) in conn.execute(
         f"SELECT DISTINCT ent FROM vmos WHERE {window[0]}", window[1])}
-    out = list(_object_series(conn, op, "anon_vmos", anon_ents, span).values())
-    out += _object_series(conn, op, "vmos", file_ents, span).values()
+    out = list(_object_series(conn, op, "anon_vmos", anon_ents, span, every=True).values())
+    out += _object_series(conn, op, "vmos", file_ents, span, every=True).values()
     return out
 
 
