@@ -347,6 +347,12 @@ def _judge(ts: list[float], ys: list[int], min_growth: int,
         ta = np.asarray(ts, dtype=np.float64)
         ya = np.asarray(ys, dtype=np.float64)
     rate = theil_sen(ta, ya)
+    grown = rate * (ts[-1] - ts[0])
+    if grown < NOISE_BYTES:
+        # Not growing: never listed (analyse leaves it out; an object must
+        # grow more than this), so the rest of the evidence is not worked out.
+        return _Judged(rate=rate, r2=None, steady=False, rising=0.0, envelope=0.0, late=0.0,
+                       pattern="flat", why="not growing")
     r2 = _r2(ta, ya, rate)
     # The lower envelope: each window's minimum, at its time.
     mins_t: list[float] = []
@@ -361,15 +367,12 @@ def _judge(ts: list[float], ys: list[int], min_growth: int,
     half = n // 2
     late = theil_sen(ta[half:], ya[half:])
     rises = [x for x in steps if x > 0]
-    grown = rate * (ts[-1] - ts[0])
     st = np.asarray(steps, dtype=np.float64)
     spread = float(st.std(ddof=1)) if len(st) > 1 else 0.0
     mean = float(st.mean()) if len(st) else 0.0
     trend_t = (mean / (spread / len(st) ** 0.5) if spread > 0
                else (float("inf") if mean > 0 else 0.0))
-    if grown < NOISE_BYTES:
-        steady, pattern, why = False, "flat", "not growing"
-    elif rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
+    if rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
         steady, pattern, why = False, "step", "step: the lowest values rose at one time only"
     elif late < STEADY_LATE * rate:
         steady, pattern, why = False, "plateau", "plateau: the growth stopped in the second half"
