@@ -36,7 +36,7 @@ import os
 import sqlite3
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from zlib import error as zlib_error
 
@@ -152,7 +152,8 @@ SPLIT_ROWS = 200_000
 def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
              span: int, where: str = "") -> list[np.ndarray]:
     """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
-    ``cols`` (-1 for NULL: no size is negative) of the rows of ``table``
+    ``cols`` (-1 for NULL: no size is negative; a negative value, which
+    only a damaged store holds, reads as unknown) of the rows of ``table``
     valid at some sample of the period (and meeting ``where``, an SQL
     condition: ``AND ...``), as int64 arrays in the same order.
 
@@ -568,15 +569,15 @@ def _object_period(conn: sqlite3.Connection, p: Period, max_points: int) -> Peri
                   buckets=max(1, min(max_points, len(rows))))
 
 
-def _object_points(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int
-                   ) -> dict[int, list[tuple[int, list[int | None]]]]:
-    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples.
+def _object_points(op: Period, ent: np.ndarray, first: np.ndarray, last: np.ndarray,
+                   committed: np.ndarray) -> dict[int, list[tuple[int, list[int | None]]]]:
+    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples,
+    from rows (:func:`_columns`).
 
     Object rows exist only at objects samples, and a row closes at the sample
     before a change (a totals sample): a row's value holds at the objects
     samples between its first and last (found by binary search); buckets are
     runs of consecutive objects samples (not of sample numbers)."""
-    ent, first, last, committed = _columns(conn, table, ("committed",), op, span, where)
     numbers = np.asarray(op.numbers, dtype=np.int64)
     count, nb = len(numbers), op.buckets
     a = np.searchsorted(numbers, first, "left")  # the first objects sample it holds at
@@ -600,43 +601,45 @@ def _object_times(op: Period) -> list[int]:
     return [s // c if c else -1 for s, c in zip(sums, counts, strict=True)]
 
 
-def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[int, str],
-                   span: int, every: bool = False) -> dict[int, Series]:
-    """ent -> Series of the objects in ``ents`` (ent -> key) of ``table``
-    (``every``: ``ents`` are all the objects of the period; the reads need
-    not name them)."""
-    if not ents:
-        return {}
+def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int,
+                   key_of: Callable[[int], str]) -> dict[int, Series]:
+    """ent -> Series of the objects of ``table`` that meet ``where`` (an SQL
+    condition, ``AND ...``; keyed by ``key_of(ent)``), from one read of
+    their rows: the values, and the name, kind, path and mappings of each
+    object's newest row."""
     out: dict[int, Series] = {}
-    q = "" if every else "AND ent IN ({})".format(",".join(str(int(e)) for e in ents))
-    per = _object_points(conn, op, table, q, span)
-    rows = conn.execute(
-        f"SELECT ent, max(first), name, kind, path, mappings FROM {table} WHERE "
-        f"first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) {q} GROUP BY ent",
-        (op.n0, op.n1, span)).fetchall()
-    meta = {r[0]: r[2:] for r in rows}
+    ent, first, last, committed, name_c, kind_c, path_c, maps_c = _columns(
+        conn, table, ("committed", "name", "kind", "path", "mappings"), op, span, where)
+    if not len(ent):
+        return out
+    per = _object_points(op, ent, first, last, committed)
+    # Each object's newest row (the highest first: an object's rows follow
+    # each other).
+    order = np.lexsort((first, ent))
+    newest = order[np.append(ent[order][1:] != ent[order][:-1], True)]
+    meta = {e: tuple(None if x < 0 else x for x in m) for e, *m in zip(
+        ent[newest].tolist(), name_c[newest].tolist(), kind_c[newest].tolist(),
+        path_c[newest].tolist(), maps_c[newest].tolist(), strict=True)}
     strings = _Strings(conn)
     strings.fill(x for m in meta.values() for x in m[:3])
     owner_pid: dict[int, int] = {}
-    if table == "anon_vmos":
-        qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in ents)
+    if table == "anon_vmos" and per:
+        qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in per)
         owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
     times = _object_times(op)
-    for ent, pts in per.items():
-        if ent not in ents:
-            continue
-        name_id, kind_id, path_id, mappings = meta.get(ent, (None, None, None, None))
+    for ent_id, pts in per.items():
+        name_id, kind_id, path_id, mappings = meta.get(ent_id, (None, None, None, None))
         kind = strings.get(kind_id) or None
-        koid = u64(ent) if table == "vmos" else None
+        koid = u64(ent_id) if table == "vmos" else None
         ident: dict[str, object] = {}
         if koid is not None:
             ident["koid"] = koid
         if table == "anon_vmos":
-            ident["owner_pid"] = owner_pid.get(ent >> OWNER_SHIFT)
+            ident["owner_pid"] = owner_pid.get(ent_id >> OWNER_SHIFT)
         if path_id is not None:
             ident["path"] = strings.get(path_id)
-        out[ent] = Series(
-            key=ents[ent], kind="object", name=strings.get(name_id),
+        out[ent_id] = Series(
+            key=key_of(ent_id), kind="object", name=strings.get(name_id),
             identity=ident, times_ns=[times[b] for b, _ in pts],
             uss=[a[0] for _, a in pts], uss_high=[a[1] for _, a in pts],
             object_kind=kind,
@@ -644,6 +647,14 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[
             # descriptor keeps it.
             hidden=kind in HIDDEN_KINDS and mappings == 0)
     return out
+
+
+def _anon_key(ent: int) -> str:
+    return f"object:anon:{ent}"
+
+
+def _file_key(ent: int) -> str:
+    return f"object:koid:{u64(ent)}"
 
 
 def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_points: int
@@ -657,12 +668,6 @@ def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_p
     span = span_of("vmos", read_span(conn))
     owners = {int(s.key.split(":")[1]): s.key for s in procs}
     q = ",".join(str(o) for o in owners)
-    anon_ents = {}
-    for (ent,) in conn.execute(
-            f"SELECT DISTINCT ent FROM anon_vmos WHERE (ent >> {OWNER_SHIFT}) IN ({q}) "
-            "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
-            (op.n0, op.n1, span)):
-        anon_ents[ent] = f"object:anon:{ent}"
     # File-backed objects through the references (absolute koids).
     reached: dict[int, set[int]] = {}
     for ent, blob in conn.execute(
@@ -676,9 +681,12 @@ def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_p
         for r in refs:
             if len(r) == 4 and isinstance(r[0], int) and r[0] >= INODE_KOID_BASE:
                 reached.setdefault(ent, set()).add(s64(r[0]) or 0)
-    file_ents = {k: f"object:koid:{u64(k)}" for ks in reached.values() for k in ks}
-    anon = _object_series(conn, op, "anon_vmos", anon_ents, span)
-    files = _object_series(conn, op, "vmos", file_ents, span)
+    # The anonymous objects they own (the owner is in the entity's high bits).
+    anon = _object_series(conn, op, "anon_vmos", f"AND (ent >> {OWNER_SHIFT}) IN ({q})", span,
+                          _anon_key)
+    file_ents = sorted({k for ks in reached.values() for k in ks})
+    files = (_object_series(conn, op, "vmos", "AND ent IN ({})".format(
+        ",".join(str(int(k)) for k in file_ents)), span, _file_key) if file_ents else {})
     out: dict[str, list[Series]] = {}
     for ent, s in anon.items():
         out.setdefault(owners[ent >> OWNER_SHIFT], []).append(s)
@@ -694,14 +702,8 @@ def _all_objects(conn: sqlite3.Connection, p: Period, max_points: int) -> list[S
     if op is None:
         return []
     span = span_of("vmos", read_span(conn))
-    window = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
-              (op.n0, op.n1, span))
-    anon_ents = {e: f"object:anon:{e}" for (e,) in conn.execute(
-        f"SELECT DISTINCT ent FROM anon_vmos WHERE {window[0]}", window[1])}
-    file_ents = {e: f"object:koid:{u64(e)}" for (e,) in conn.execute(
-        f"SELECT DISTINCT ent FROM vmos WHERE {window[0]}", window[1])}
-    out = list(_object_series(conn, op, "anon_vmos", anon_ents, span, every=True).values())
-    out += _object_series(conn, op, "vmos", file_ents, span, every=True).values()
+    out = list(_object_series(conn, op, "anon_vmos", "", span, _anon_key).values())
+    out += _object_series(conn, op, "vmos", "", span, _file_key).values()
     return out
 
 
