@@ -163,8 +163,8 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     rows in one order, so the columns line up.  Over the whole store the
     table is scanned in its own order and the window checked here (a scan
     of the index on ``first`` visits each row through the index); over a
-    later part of it, that index bounds the scan.  A large table is read as
-    two halves (by rowid, or by first sample) on two connections at once."""
+    later part of it, that index bounds the scan.  A large table read whole
+    is read as two halves (by rowid) on two connections at once."""
     exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
     lowest, a, b = conn.execute(
         f"SELECT min(first), min(rowid), max(rowid) FROM {table}").fetchone()
@@ -172,6 +172,7 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
         return [np.zeros(0, dtype=np.int64) for _ in exprs]
     whole = lowest > p.n0 - span
     if whole:
+        # (The period's parameters are bound in both forms; here they are unused.)
         cond = "rowid >= ?4 AND rowid <= ?5 AND ?1 + ?2 + ?3 NOT NULL"
     else:
         cond = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) "
