@@ -25,7 +25,8 @@ store holds:
   avg10 2000 and 1000 centi-percent at those samples, 0 elsewhere);
 * every ``objects_every``-th sample (0: none) is an objects sample: each
   process maps ``vmos_per_process - 1`` objects ``anon-J`` of 16 KiB and a
-  ``[heap]`` object of the rest of its PSS, and shares ``libc.so.6``.
+  ``[heap]`` object of the rest of its PSS (at least a page), and shares
+  ``libc.so.6``.
 
 Writing takes about 15 ms a sample for 1,000 processes without command lines
 (``cmdlines=False``; the writer encodes each one as JSON every sample), so a
@@ -151,7 +152,10 @@ def synth_store(path: str, *, samples: int = 100, processes: int = 50, jobs: int
                 small = 4 * PAGE
                 for i, p in enumerate(procs):
                     k = 10 + i * vmos_per_process
-                    heap = pss[i] - (vmos_per_process - 1) * small
+                    # The rest of its PSS (at least a page: a process whose
+                    # PSS drifted below its small objects' would otherwise
+                    # get a negative size).
+                    heap = max(PAGE, pss[i] - (vmos_per_process - 1) * small)
                     vmos[k] = Vmo(koid=k, name="[heap]", kind="anon", size_bytes=heap,
                                   committed_bytes=heap, num_mappings=1, share_count=1)
                     refs = [VmoRef(k, ("MAPPING",)), VmoRef(LIBC, ("MAPPING",))]

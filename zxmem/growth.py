@@ -222,20 +222,28 @@ def _median(xs: Sequence[float] | np.ndarray) -> float:
     return float(p[n // 2 - 1] + p[n // 2]) / 2.0
 
 
-def _thin(ts: Sequence[float], ys: Sequence[float], most: int) -> tuple[np.ndarray, np.ndarray]:
+_Floats = Sequence[float] | np.ndarray
+
+
+def _thin(ts: _Floats, ys: _Floats, most: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(ts, dtype=np.float64)
     y = np.asarray(ys, dtype=np.float64)
     n = len(t)
     if n <= most:
         return t, y
-    idx = np.round(np.arange(most) * (n - 1) / (most - 1)).astype(np.int64)
+    idx = _THIN.get((n, most))
+    if idx is None:
+        idx = _THIN[(n, most)] = np.round(np.arange(most) * (n - 1) / (most - 1)).astype(np.int64)
     return t[idx], y[idx]
+
+
+_THIN: dict[tuple[int, int], np.ndarray] = {}
 
 
 _PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def theil_sen(ts: Sequence[float], ys: Sequence[float]) -> float:
+def theil_sen(ts: _Floats, ys: _Floats) -> float:
     """The median of the slopes between all pairs of points with distinct times
     (over at most TS_POINTS evenly spaced points); 0.0 for fewer than two."""
     t, y = _thin(ts, ys, TS_POINTS)
@@ -253,7 +261,7 @@ def theil_sen(ts: Sequence[float], ys: Sequence[float]) -> float:
     return _median((y[j] - y[i])[keep] / dt[keep])
 
 
-def _r2(ts: Sequence[float], ys: Sequence[float], slope: float) -> float | None:
+def _r2(ts: _Floats, ys: _Floats, slope: float) -> float | None:
     """The fraction of the variance of ``ys`` the line (``slope``, through the
     median residual) explains; None if ``ys`` is constant."""
     t = np.asarray(ts, dtype=np.float64)
@@ -275,6 +283,10 @@ def _windows(n: int) -> list[tuple[int, int]]:
 
 def _known(times: Sequence[int], values: Sequence[int | None]
            ) -> tuple[list[int], list[int]]:
+    if len(times) != len(values):
+        raise ValueError("times and values differ in length")
+    if None not in values:
+        return list(times), list(values)  # type: ignore[arg-type]
     ts: list[int] = []
     ys: list[int] = []
     for t, v in zip(times, values, strict=True):
@@ -326,33 +338,41 @@ class _Judged:
     why: str
 
 
-def _judge(ts: list[float], ys: list[int], min_growth: int) -> _Judged:
-    """The rate and the verdict of points (times in seconds from the first)."""
+def _judge(ts: list[float], ys: list[int], min_growth: int,
+           ta: np.ndarray | None = None, ya: np.ndarray | None = None) -> _Judged:
+    """The rate and the verdict of points (times in seconds from the first;
+    ``ta``/``ya``: the same as float64 arrays, if the caller has them)."""
     n = len(ts)
-    rate = theil_sen(ts, ys)
-    r2 = _r2(ts, ys, rate)
+    if ta is None or ya is None:
+        ta = np.asarray(ts, dtype=np.float64)
+        ya = np.asarray(ys, dtype=np.float64)
+    rate = theil_sen(ta, ya)
+    grown = rate * (ts[-1] - ts[0])
+    if grown < NOISE_BYTES:
+        # Not growing: never listed (analyse leaves it out; an object must
+        # grow more than this), so the rest of the evidence is not worked out.
+        return _Judged(rate=rate, r2=None, steady=False, rising=0.0, envelope=0.0, late=0.0,
+                       pattern="flat", why="not growing")
+    r2 = _r2(ta, ya, rate)
     # The lower envelope: each window's minimum, at its time.
     mins_t: list[float] = []
     mins_y: list[float] = []
     for a, b in _windows(n):
-        i = min(range(a, b), key=lambda k: (ys[k], k))
+        i = ys.index(min(ys[a:b]), a, b)  # the first of the lowest
         mins_t.append(ts[i])
         mins_y.append(ys[i])
     steps = [b - a for a, b in zip(mins_y, mins_y[1:], strict=False)]
     rising = sum(1 for s in steps if s > 0) / len(steps)
     envelope = theil_sen(mins_t, mins_y)
     half = n // 2
-    late = theil_sen(ts[half:], ys[half:])
+    late = theil_sen(ta[half:], ya[half:])
     rises = [x for x in steps if x > 0]
-    grown = rate * (ts[-1] - ts[0])
     st = np.asarray(steps, dtype=np.float64)
     spread = float(st.std(ddof=1)) if len(st) > 1 else 0.0
     mean = float(st.mean()) if len(st) else 0.0
     trend_t = (mean / (spread / len(st) ** 0.5) if spread > 0
                else (float("inf") if mean > 0 else 0.0))
-    if grown < NOISE_BYTES:
-        steady, pattern, why = False, "flat", "not growing"
-    elif rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
+    if rising < STEADY_RISING and rises and max(rises) >= 0.8 * sum(rises):
         steady, pattern, why = False, "step", "step: the lowest values rose at one time only"
     elif late < STEADY_LATE * rate:
         steady, pattern, why = False, "plateau", "plateau: the growth stopped in the second half"
@@ -385,7 +405,9 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
         return None
     t0 = ts_ns[0]
     ts = [(t - t0) / 1e9 for t in ts_ns]
-    j = _judge(ts, ys, min_growth)
+    ta = np.asarray(ts, dtype=np.float64)
+    ya = np.asarray(ys, dtype=np.float64)
+    j = _judge(ts, ys, min_growth, ta, ya)
 
     # Growth start: the last point still at the starting level, the first
     # window's minimum plus a tolerance for noise: twice the smaller of the
@@ -394,8 +416,6 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
     # a flat start, which ends where the growth starts).
     w0 = _windows(n)[0]
     base = min(ys[w0[0]:w0[1]])
-    ta = np.asarray(ts, dtype=np.float64)
-    ya = np.asarray(ys, dtype=np.float64)
     intercept = _median(ya - j.rate * ta)
     noise = _median(np.abs(ya - (intercept + j.rate * ta)))
     tol = base + 2 * min(noise, _mad(ys[w0[0]:w0[1]]))
@@ -406,7 +426,7 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
     # Growth that started late in the period: judge it from its start (a
     # leak that began an hour ago is a leak, however flat the hours before).
     if j.pattern != "leak" and 0 < start and n - start >= max(MIN_POINTS, n // 4):
-        tail = _judge(ts[start:], ys[start:], min_growth)
+        tail = _judge(ts[start:], ys[start:], min_growth, ta[start:], ya[start:])
         if tail.pattern == "leak":
             j = tail
     high, high_ns = ys[0], ts_ns[0]

@@ -3,14 +3,17 @@
 The store keeps *versioned rows* (:mod:`zxmem.store.schema`): a row holds a
 value from sample ``first`` to ``last``.  A day of 10 s samples is 8,640
 samples; a series is at most ``max_points`` points, each a *bucket* of
-consecutive samples, computed in SQL without expanding a row into its
-samples:
+consecutive samples.  A day of 1,000 processes is about 1.7 million rows,
+so a table is read once, without expanding a row into its samples:
 
-* query 1 groups the rows by (entity, the bucket their first sample in the
-  period falls in): the lowest and highest value that *starts* there;
-* query 2 lists the rows that last beyond their first bucket (at most one per
-  entity and bucket, since an entity's rows follow each other): their value
-  also holds in every later bucket they reach.
+* one query returns each column of the rows valid in the period as one
+  comma-separated text (``group_concat``), parsed by numpy (a million rows
+  as Python tuples cost several times SQLite's scan; a ``GROUP BY`` per
+  (entity, bucket) sorts them all, and the store has no index on entity);
+  a large table is read as two halves on two connections at once;
+* numpy places each row in the bucket of its first sample in the period
+  and in each later bucket it reaches (an entity's rows follow each other),
+  and keeps the lowest and highest value of each (entity, bucket).
 
 A point's value is the lowest value of its bucket (``Series.uss``; a leak
 shows in the lowest values) and the highest in ``Series.uss_high`` (the
@@ -29,8 +32,11 @@ Everything here reads SQL; the store's layout is :mod:`zxmem.store.schema`'s.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from zlib import error as zlib_error
 
@@ -102,22 +108,6 @@ class _Strings:
         return default if i is None else self.cache.get(i, default)
 
 
-# One bucket of one entity: [lo, hi] of each value column.
-_Acc = dict[tuple[int, int], list[int | None]]
-
-
-def _merge(acc: list[int | None], values: Sequence[int | None]) -> None:
-    # acc = [lo0, hi0, lo1, hi1, ...]
-    for k, v in enumerate(values):
-        if v is None:
-            continue
-        lo, hi = acc[2 * k], acc[2 * k + 1]
-        if lo is None or v < lo:
-            acc[2 * k] = v
-        if hi is None or v > hi:
-            acc[2 * k + 1] = v
-
-
 @dataclass(frozen=True)
 class Dense:
     """Bucketed values of many entities: ``lo``/``hi`` of shape (entities,
@@ -136,9 +126,138 @@ class Dense:
         highs = [_ints(self.hi[i, where, k]) for k in range(self.hi.shape[2])]
         return where.tolist(), lows, highs
 
+    def every_point(self) -> list[tuple[list[int], list[list[int | None]],
+                                        list[list[int | None]]]]:
+        """:meth:`points` of every entity, in order: an entity with a known
+        value in every bucket (most) is converted as a whole row."""
+        nb, nc = self.present.shape[1], self.lo.shape[2]
+        full = (self.present.all(axis=1) & ~np.isnan(self.lo).any(axis=(1, 2))
+                & ~np.isnan(self.hi).any(axis=(1, 2))).tolist()
+        lo = [np.nan_to_num(self.lo[:, :, k]).astype(np.int64).tolist() for k in range(nc)]
+        hi = [np.nan_to_num(self.hi[:, :, k]).astype(np.int64).tolist() for k in range(nc)]
+        every = list(range(nb))
+        return [(list(every), [c[i] for c in lo], [c[i] for c in hi]) if full[i]
+                else self.points(i) for i in range(len(full))]
+
 
 def _ints(a: np.ndarray) -> list[int | None]:
     return [None if x != x else int(x) for x in a.tolist()]
+
+
+# Tables of more rows than this are read in two halves at once (two
+# connections: SQLite does the work of a query without Python's lock).
+SPLIT_ROWS = 200_000
+
+
+def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
+             span: int, where: str = "") -> list[np.ndarray]:
+    """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
+    ``cols`` (-1 for NULL: no size is negative; a negative value, which
+    only a damaged store holds, reads as unknown) of the rows of ``table``
+    valid at some sample of the period (and meeting ``where``, an SQL
+    condition: ``AND ...``), as int64 arrays in the same order.
+
+    Each column comes back as one text of comma-separated numbers
+    (``group_concat``, parsed by numpy): a million rows as Python tuples
+    cost several times the scan itself.  The aggregates of one query see the
+    rows in one order, so the columns line up.  Over the whole store the
+    table is scanned in its own order and the window checked here (a scan
+    of the index on ``first`` visits each row through the index); over a
+    later part of it, that index bounds the scan.  A large table read whole
+    is read as two halves (by rowid) on two connections at once."""
+    exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
+    lowest, a, b = conn.execute(
+        f"SELECT min(first), min(rowid), max(rowid) FROM {table}").fetchone()
+    if lowest is None:
+        return [np.zeros(0, dtype=np.int64) for _ in exprs]
+    whole = lowest > p.n0 - span
+    if whole:
+        # (The period's parameters are bound in both forms; here they are unused.)
+        cond = "rowid >= ?4 AND rowid <= ?5 AND ?1 + ?2 + ?3 NOT NULL"
+    else:
+        cond = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) "
+                "AND first >= ?4 AND first <= ?5")
+        a, b = p.n0 - span + 1, p.n1
+    sql = (f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} "
+           f"WHERE {cond} {where}")
+    params = (p.n0, p.n1, span)
+    parts: list[tuple[str | None, ...]] = []
+    path = _path(conn)
+    if b - a > SPLIT_ROWS and whole and path is not None and (os.cpu_count() or 1) > 1:
+        mid = (a + b) // 2
+        other: list[tuple[str | None, ...]] = []
+        failed: list[BaseException] = []
+
+        def second_half() -> None:
+            try:
+                c2 = open_read(path)
+                try:
+                    other.append(c2.execute(sql, (*params, mid + 1, b)).fetchone())
+                finally:
+                    c2.close()
+            except (sqlite3.Error, StoreError) as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=second_half, name="zxmem-growth-read")
+        t.start()
+        try:
+            parts.append(conn.execute(sql, (*params, a, mid)).fetchone())
+        finally:
+            t.join()
+        if failed or not other:
+            parts.append(conn.execute(sql, (*params, mid + 1, b)).fetchone())
+        else:
+            parts.append(other[0])
+    else:
+        parts.append(conn.execute(sql, (*params, a, b)).fetchone())
+    out = [_parse(table, [part[k] for part in parts]) for k in range(len(exprs))]
+    if len({len(x) for x in out}) != 1:
+        raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
+    if whole:
+        first, last = out[1], out[2]
+        keep = (first > p.n0 - span) & (first <= p.n1) & (last >= p.n0)
+        if not keep.all():
+            out = [x[keep] for x in out]
+    return out
+
+
+def _path(conn: sqlite3.Connection) -> str | None:
+    """The file of the store ``conn`` reads (None: not a file)."""
+    for _seq, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file) or None
+    return None
+
+
+def _parse(table: str, texts: Sequence[str | None]) -> np.ndarray:
+    """The integers of comma-separated texts (None: no rows), one array."""
+    arrays = []
+    with warnings.catch_warnings():
+        # numpy warns (DeprecationWarning) where a text does not parse to
+        # its end: a value that is not an integer.
+        warnings.simplefilter("error")
+        for text in texts:
+            if text is None:
+                continue
+            try:
+                arrays.append(np.fromstring(text, dtype=np.int64, sep=","))
+            except (DeprecationWarning, ValueError, TypeError):
+                raise sqlite3.DatabaseError(
+                    f"{table}: a value that is not an integer") from None
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+
+
+def _index(ent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct entities (ascending) and each row's index among them."""
+    if len(ent) and int(ent.min()) >= 0 and int(ent.max()) < (1 << 24):
+        # Small ids (process and job entities): a table lookup, not a sort.
+        seen = np.zeros(int(ent.max()) + 1, dtype=bool)
+        seen[ent] = True
+        ents = np.flatnonzero(seen)
+        where = np.cumsum(seen) - 1
+        return ents.astype(np.int64), where[ent]
+    ents, inverse = np.unique(ent, return_inverse=True)
+    return ents.astype(np.int64), inverse.reshape(-1)
 
 
 def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
@@ -146,68 +265,49 @@ def _bucketed(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Peri
     """The lowest and highest value of each column per (entity, bucket),
     over the rows of ``table`` valid at some sample of the period.
 
-    Query 1 groups the rows by entity and the bucket of their first sample
-    in the period; query 2 lists the rows that last beyond that bucket (at
-    most one per entity and bucket: an entity's rows follow each other),
-    whose value also holds in each later bucket they reach.  Unknown (NULL)
-    values come back as -1 (no size is negative) and become NaN."""
+    A row's value holds in every bucket from that of its first sample in
+    the period (``max(first, n0)``) to that of its last (``min(last, n1)``);
+    the rows are read once (:func:`_columns`) and spread over the buckets
+    they reach with numpy.  Unknown (NULL) values are left out of a
+    bucket's lowest and highest (NaN: none known); ``present`` is where the
+    entity has a row, known or not."""
     nb, size = p.buckets, p.size
-    window = "first > ?1 - ?5 AND first <= ?2 AND (last IS NULL OR last >= ?1)"
-    start_b = "((max(first, ?1) - ?1) * ?3 / ?4)"
-    end_b = "((min(coalesce(last, ?2), ?2) - ?1) * ?3 / ?4)"
-    aggs = ", ".join(f"coalesce(min({c}), -1), coalesce(max({c}), -1)" for c in cols)
-    params = (p.n0, p.n1, nb, size, span)
-    nc = len(cols)
-    # One query per bucket (a range of the index on first): each groups a
-    # few thousand rows in memory, where one GROUP BY over a day's rows
-    # sorts them all (a third slower, measured).
-    parts = []
-    for b in range(nb):
-        lo_n = p.n0 + -(-b * size // nb)  # the first sample number of bucket b
-        hi_n = p.n0 + -(-(b + 1) * size // nb)
-        if b == 0:
-            lo_n = p.n0 - span + 1  # rows that started before the period
-        rows = conn.execute(f"SELECT ent, {b}, {aggs} FROM {table} WHERE first >= ?6 "
-                            f"AND first < ?7 AND {window} GROUP BY ent",
-                            (*params, lo_n, hi_n)).fetchall()
-        parts.append(np.array(rows, dtype=np.float64).reshape(-1, 2 + 2 * nc))
-    q1 = np.concatenate(parts) if parts else np.zeros((0, 2 + 2 * nc))
-    vals = ", ".join(f"coalesce({c}, -1)" for c in cols)
-    q2 = np.array(conn.execute(f"SELECT ent, {start_b}, {end_b}, {vals} FROM {table} "
-                               f"WHERE {window} AND {end_b} > {start_b}", params).fetchall(),
-                  dtype=np.float64).reshape(-1, 3 + nc)
-    ents = np.unique(q1[:, 0]).astype(np.int64)
-    lo = np.full((len(ents), nb, nc), np.nan)
-    hi = np.full((len(ents), nb, nc), np.nan)
-    present = np.zeros((len(ents), nb), dtype=bool)
-    if len(ents):
-        e = np.searchsorted(ents, q1[:, 0].astype(np.int64))
-        bk = q1[:, 1].astype(np.int64)
-        present[e, bk] = True
-        for k in range(nc):
-            lo[e, bk, k] = np.where(q1[:, 2 + 2 * k] < 0, np.nan, q1[:, 2 + 2 * k])
-            hi[e, bk, k] = np.where(q1[:, 3 + 2 * k] < 0, np.nan, q1[:, 3 + 2 * k])
-    if len(q2) and len(ents):
-        b0 = q2[:, 1].astype(np.int64)
-        lengths = q2[:, 2].astype(np.int64) - b0
-        rep = np.repeat(np.arange(len(q2)), lengths)
-        offs = np.arange(len(rep)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        bb = b0[rep] + 1 + offs
-        ee = np.searchsorted(ents, q2[rep, 0].astype(np.int64))
-        present[ee, bb] = True
-        for k in range(nc):
-            v = q2[rep, 3 + k]
-            v = np.where(v < 0, np.nan, v)
-            np.fmin.at(lo[:, :, k], (ee, bb), v)
-            np.fmax.at(hi[:, :, k], (ee, bb), v)
-    return Dense(ents=ents, lo=lo, hi=hi, present=present)
+    ent, first, last, *vals = _columns(conn, table, cols, p, span)
+    b0 = (np.maximum(first, p.n0) - p.n0) * nb // size
+    b1 = (np.minimum(last, p.n1) - p.n0) * nb // size
+    return _spread(ent, b0, b1, vals, nb)
 
 
-def _per_entity(acc: _Acc) -> dict[int, list[tuple[int, list[int | None]]]]:
-    out: dict[int, list[tuple[int, list[int | None]]]] = {}
-    for (ent, b), a in sorted(acc.items()):
-        out.setdefault(ent, []).append((b, a))
-    return out
+def _spread(ent: np.ndarray, b0: np.ndarray, b1: np.ndarray, vals: Sequence[np.ndarray],
+            nb: int) -> Dense:
+    """Rows (entity, first and last bucket, values: -1 unknown) as the
+    lowest and highest known value of each (entity, bucket)."""
+    nc = len(vals)
+    ents, ei = _index(ent)
+    # A row counts in the bucket it starts in and, if it lasts longer, in
+    # each later one it reaches (those rows, a few in a hundred, repeated).
+    cell = ei * nb + b0
+    rep = np.flatnonzero(b1 > b0)
+    if len(rep):
+        more = (b1 - b0)[rep]
+        rep = np.repeat(rep, more)
+        step = np.arange(1, len(rep) + 1) - np.repeat(np.cumsum(more) - more, more)
+        cell = np.concatenate((cell, cell[rep] + step))
+    lo = np.full((len(ents) * nb, nc), np.nan)
+    hi = np.full((len(ents) * nb, nc), np.nan)
+    present = np.zeros(len(ents) * nb, dtype=bool)
+    present[cell] = True
+    for k, v in enumerate(vals):
+        x = np.where(v < 0, np.nan, v.astype(np.float64))
+        if len(rep):
+            x = np.concatenate((x, x[rep]))
+        col_lo = np.full(len(ents) * nb, np.nan)
+        col_hi = np.full(len(ents) * nb, np.nan)
+        np.fmin.at(col_lo, cell, x)
+        np.fmax.at(col_hi, cell, x)
+        lo[:, k], hi[:, k] = col_lo, col_hi
+    return Dense(ents=ents, lo=lo.reshape(len(ents), nb, nc),
+                 hi=hi.reshape(len(ents), nb, nc), present=present.reshape(len(ents), nb))
 
 
 def open_read(store_path: str) -> sqlite3.Connection:
@@ -270,8 +370,8 @@ def _processes(conn: sqlite3.Connection, p: Period) -> list[Series]:
     times = p.bucket_times()
     held = _held(conn, p, span)
     out = []
-    for i, ent in enumerate(dense.ents.tolist()):
-        buckets, lows, highs = dense.points(i)
+    for ent, (buckets, lows, highs) in zip(dense.ents.tolist(), dense.every_point(),
+                                           strict=True):
         name_id, job, _ = info.get(ent, (None, None, None))
         pid, start = pids.get(ent, (None, None))
         uss, high = lows[0], highs[0]
@@ -387,30 +487,25 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
     job_ents = sorted({j for _e, j in member})
     d = np.zeros((len(job_ents), size + 1, 4))
     if member:
-        # The membership as a keyed temporary table (a VALUES list joined
-        # 1.7 million times is a scan each time); a read-only store still has
-        # a writable temp database.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS growth_member "
-                     "(ent INTEGER PRIMARY KEY, job INTEGER NOT NULL)")
-        conn.execute("DELETE FROM temp.growth_member")
-        conn.executemany("INSERT INTO temp.growth_member VALUES (?, ?)", member)
-        known = "(r.known AND r.{0} IS NOT NULL)"
-        sums = ", ".join(f"sum(CASE WHEN {known.format(c)} THEN r.{c} ELSE 0 END), "
-                         f"sum(CASE WHEN {known.format(c)} THEN 0 ELSE 1 END)"
-                         for c in ("private", "pss"))
-        window = ("r.first > ?1 - ?3 AND r.first <= ?2 AND (r.last IS NULL OR r.last >= ?1)")
-        for at, sign, extra in (("max(r.first, ?1) - ?1", 1.0, ""),
-                                ("r.last + 1 - ?1", -1.0, "AND r.last < ?2")):
-            rows = np.array(conn.execute(
-                f"SELECT m.job, {at} AS i, {sums} FROM proc_mem r "
-                "JOIN temp.growth_member m ON m.ent = r.ent "
-                f"WHERE {window} {extra} GROUP BY m.job, i", (p.n0, p.n1, span)).fetchall(),
-                dtype=np.float64).reshape(-1, 6)
-            if len(rows):
-                jj = np.searchsorted(job_ents, rows[:, 0].astype(np.int64))
-                ii = rows[:, 1].astype(np.int64)
-                # columns: private sum, private unknown, pss sum, pss unknown
-                np.add.at(d, (jj, ii), sign * rows[:, 2:6])
+        ent, first, last, known, private, pss = _columns(
+            conn, "proc_mem", ("known", "private", "pss"), p, span)
+        # Each row's job (-1: a process of no job known).
+        ents, ei = _index(ent)
+        job_at = {e: job_ents.index(j) for e, j in member}
+        jj = np.array([job_at.get(e, -1) for e in ents.tolist()], dtype=np.int64)[ei]
+        mine = jj >= 0
+        jj, first, last, known = jj[mine], first[mine], last[mine], known[mine]
+        start = jj * (size + 1) + np.maximum(first, p.n0) - p.n0
+        ends = last < p.n1
+        end = (jj * (size + 1) + last + 1 - p.n0)[ends]
+        # columns: private sum, private unknown, pss sum, pss unknown
+        for k, v in enumerate((private[mine], pss[mine])):
+            ok = (known != 0) & (v >= 0)
+            for c, w in ((2 * k, np.where(ok, v, 0)), (2 * k + 1, (~ok).astype(np.int64))):
+                wf = w.astype(np.float64)
+                acc = np.bincount(start, weights=wf, minlength=d[:, :, c].size)
+                acc -= np.bincount(end, weights=wf[ends], minlength=d[:, :, c].size)
+                d[:, :, c] = acc.reshape(len(job_ents), size + 1)
     run = np.cumsum(d[:, :size, :], axis=1)
     # The samples that exist, and their buckets.
     idx = np.asarray(p.numbers, dtype=np.int64) - p.n0
@@ -475,37 +570,25 @@ def _object_period(conn: sqlite3.Connection, p: Period, max_points: int) -> Peri
                   buckets=max(1, min(max_points, len(rows))))
 
 
-def _object_points(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int
-                   ) -> dict[int, list[tuple[int, list[int | None]]]]:
-    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples.
+def _object_points(op: Period, ent: np.ndarray, first: np.ndarray, last: np.ndarray,
+                   committed: np.ndarray) -> dict[int, list[tuple[int, list[int | None]]]]:
+    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples,
+    from rows (:func:`_columns`).
 
     Object rows exist only at objects samples, and a row closes at the sample
     before a change (a totals sample): a row's value holds at the objects
-    samples between its first and last, found by bisection; buckets are runs
-    of consecutive objects samples (not of sample numbers)."""
-    from bisect import bisect_left, bisect_right
-
-    numbers = op.numbers
-    count = len(numbers)
-    acc: _Acc = {}
-    for ent, first, last, v in conn.execute(
-            f"SELECT ent, first, last, committed FROM {table} WHERE first > ?1 - ?3 "
-            f"AND first <= ?2 AND (last IS NULL OR last >= ?1) {where}",
-            (op.n0, op.n1, span)):
-        a = bisect_left(numbers, first)
-        b = count if last is None else bisect_right(numbers, last)
-        bk = -1
-        for i in range(a, b):
-            nb = i * op.buckets // count
-            if nb == bk:
-                continue
-            bk = nb
-            cur = acc.get((ent, nb))
-            if cur is None:
-                acc[(ent, nb)] = [v, v]
-            else:
-                _merge(cur, (v,))
-    return _per_entity(acc)
+    samples between its first and last (found by binary search); buckets are
+    runs of consecutive objects samples (not of sample numbers)."""
+    numbers = np.asarray(op.numbers, dtype=np.int64)
+    count, nb = len(numbers), op.buckets
+    a = np.searchsorted(numbers, first, "left")  # the first objects sample it holds at
+    b = np.searchsorted(numbers, last, "right")  # one past the last
+    keep = b > a
+    dense = _spread(ent[keep], a[keep] * nb // count, (b[keep] - 1) * nb // count,
+                    [committed[keep]], nb)
+    return {e: [(bk, [lo, hi]) for bk, lo, hi in zip(buckets, lows[0], highs[0], strict=True)]
+            for e, (buckets, lows, highs) in zip(dense.ents.tolist(), dense.every_point(),
+                                                 strict=True)}
 
 
 def _object_times(op: Period) -> list[int]:
@@ -519,39 +602,45 @@ def _object_times(op: Period) -> list[int]:
     return [s // c if c else -1 for s, c in zip(sums, counts, strict=True)]
 
 
-def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[int, str],
-                   span: int) -> dict[int, Series]:
-    """ent -> Series of the objects in ``ents`` (ent -> key) of ``table``."""
-    if not ents:
-        return {}
+def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int,
+                   key_of: Callable[[int], str]) -> dict[int, Series]:
+    """ent -> Series of the objects of ``table`` that meet ``where`` (an SQL
+    condition, ``AND ...``; keyed by ``key_of(ent)``), from one read of
+    their rows: the values, and the name, kind, path and mappings of each
+    object's newest row."""
     out: dict[int, Series] = {}
-    q = ",".join(str(int(e)) for e in ents)
-    per = _object_points(conn, op, table, f"AND ent IN ({q})", span)
-    rows = conn.execute(
-        f"SELECT ent, max(first), name, kind, path, mappings FROM {table} WHERE ent IN ({q}) "
-        "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1) GROUP BY ent",
-        (op.n0, op.n1, span)).fetchall()
-    meta = {r[0]: r[2:] for r in rows}
+    ent, first, last, committed, name_c, kind_c, path_c, maps_c = _columns(
+        conn, table, ("committed", "name", "kind", "path", "mappings"), op, span, where)
+    if not len(ent):
+        return out
+    per = _object_points(op, ent, first, last, committed)
+    # Each object's newest row (the highest first: an object's rows follow
+    # each other).
+    order = np.lexsort((first, ent))
+    newest = order[np.append(ent[order][1:] != ent[order][:-1], True)]
+    meta = {e: tuple(None if x < 0 else x for x in m) for e, *m in zip(
+        ent[newest].tolist(), name_c[newest].tolist(), kind_c[newest].tolist(),
+        path_c[newest].tolist(), maps_c[newest].tolist(), strict=True)}
     strings = _Strings(conn)
     strings.fill(x for m in meta.values() for x in m[:3])
     owner_pid: dict[int, int] = {}
-    if table == "anon_vmos":
-        qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in ents)
+    if table == "anon_vmos" and per:
+        qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in per)
         owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
     times = _object_times(op)
-    for ent, pts in per.items():
-        name_id, kind_id, path_id, mappings = meta.get(ent, (None, None, None, None))
+    for ent_id, pts in per.items():
+        name_id, kind_id, path_id, mappings = meta.get(ent_id, (None, None, None, None))
         kind = strings.get(kind_id) or None
-        koid = u64(ent) if table == "vmos" else None
+        koid = u64(ent_id) if table == "vmos" else None
         ident: dict[str, object] = {}
         if koid is not None:
             ident["koid"] = koid
         if table == "anon_vmos":
-            ident["owner_pid"] = owner_pid.get(ent >> OWNER_SHIFT)
+            ident["owner_pid"] = owner_pid.get(ent_id >> OWNER_SHIFT)
         if path_id is not None:
             ident["path"] = strings.get(path_id)
-        out[ent] = Series(
-            key=ents[ent], kind="object", name=strings.get(name_id),
+        out[ent_id] = Series(
+            key=key_of(ent_id), kind="object", name=strings.get(name_id),
             identity=ident, times_ns=[times[b] for b, _ in pts],
             uss=[a[0] for _, a in pts], uss_high=[a[1] for _, a in pts],
             object_kind=kind,
@@ -559,6 +648,14 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, ents: dict[
             # descriptor keeps it.
             hidden=kind in HIDDEN_KINDS and mappings == 0)
     return out
+
+
+def _anon_key(ent: int) -> str:
+    return f"object:anon:{ent}"
+
+
+def _file_key(ent: int) -> str:
+    return f"object:koid:{u64(ent)}"
 
 
 def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_points: int
@@ -572,12 +669,6 @@ def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_p
     span = span_of("vmos", read_span(conn))
     owners = {int(s.key.split(":")[1]): s.key for s in procs}
     q = ",".join(str(o) for o in owners)
-    anon_ents = {}
-    for (ent,) in conn.execute(
-            f"SELECT DISTINCT ent FROM anon_vmos WHERE (ent >> {OWNER_SHIFT}) IN ({q}) "
-            "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
-            (op.n0, op.n1, span)):
-        anon_ents[ent] = f"object:anon:{ent}"
     # File-backed objects through the references (absolute koids).
     reached: dict[int, set[int]] = {}
     for ent, blob in conn.execute(
@@ -591,9 +682,12 @@ def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_p
         for r in refs:
             if len(r) == 4 and isinstance(r[0], int) and r[0] >= INODE_KOID_BASE:
                 reached.setdefault(ent, set()).add(s64(r[0]) or 0)
-    file_ents = {k: f"object:koid:{u64(k)}" for ks in reached.values() for k in ks}
-    anon = _object_series(conn, op, "anon_vmos", anon_ents, span)
-    files = _object_series(conn, op, "vmos", file_ents, span)
+    # The anonymous objects they own (the owner is in the entity's high bits).
+    anon = _object_series(conn, op, "anon_vmos", f"AND (ent >> {OWNER_SHIFT}) IN ({q})", span,
+                          _anon_key)
+    file_ents = sorted({k for ks in reached.values() for k in ks})
+    files = (_object_series(conn, op, "vmos", "AND ent IN ({})".format(
+        ",".join(str(int(k)) for k in file_ents)), span, _file_key) if file_ents else {})
     out: dict[str, list[Series]] = {}
     for ent, s in anon.items():
         out.setdefault(owners[ent >> OWNER_SHIFT], []).append(s)
@@ -609,14 +703,8 @@ def _all_objects(conn: sqlite3.Connection, p: Period, max_points: int) -> list[S
     if op is None:
         return []
     span = span_of("vmos", read_span(conn))
-    window = ("first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
-              (op.n0, op.n1, span))
-    anon_ents = {e: f"object:anon:{e}" for (e,) in conn.execute(
-        f"SELECT DISTINCT ent FROM anon_vmos WHERE {window[0]}", window[1])}
-    file_ents = {e: f"object:koid:{u64(e)}" for (e,) in conn.execute(
-        f"SELECT DISTINCT ent FROM vmos WHERE {window[0]}", window[1])}
-    out = list(_object_series(conn, op, "anon_vmos", anon_ents, span).values())
-    out += _object_series(conn, op, "vmos", file_ents, span).values()
+    out = list(_object_series(conn, op, "anon_vmos", "", span, _anon_key).values())
+    out += _object_series(conn, op, "vmos", "", span, _file_key).values()
     return out
 
 
