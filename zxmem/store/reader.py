@@ -105,8 +105,25 @@ class _Strings:
         return self.cache[i]
 
 
-def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapshot:
-    """Sample ``n`` as a Snapshot (a :class:`StoreError` if there is none)."""
+def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
+                objects: bool = True) -> Snapshot:
+    """Sample ``n`` as a Snapshot (a :class:`StoreError` if there is none).
+
+    ``objects`` False reads an objects sample as if it were a totals one (no
+    memory objects, no references: what a view of process totals needs,
+    ``ps``), at the cost of a totals sample.  The rows are read in one read
+    transaction, so a recorder writing meanwhile is not seen half-way."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        return _read_sample(conn, n, name, objects)
+    finally:
+        if own:
+            conn.execute("COMMIT")
+
+
+def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool) -> Snapshot:
     row = conn.execute("SELECT time_ns, timestamp, capture_ns, tier, prov, has_kernel, extra "
                        "FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None:
@@ -126,21 +143,9 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
     vmo_rows: list[tuple] = []
     refs: dict[int, bytes] = {}
     bases: dict[int, int] = {}
-    if tier == OBJECTS:
-        cols = "ent, " + ", ".join(VERSIONED["vmos"])
-        vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
-        layouts = {ent: unpack(blob)
-                   for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
-        bases = {ent: layout[0] for ent, layout in layouts.items()}
-        # An owner's objects in key order take the layout's offsets in turn.
-        anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
-        at: dict[int, int] = {}
-        for r in anon_rows:
-            owner = r[0] >> OWNER_SHIFT
-            i = at.get(owner, 0)
-            at[owner] = i + 1
-            base, offsets = layouts[owner]
-            vmo_rows.append((base + offsets[i],) + r[1:])
+    extra_id = extra_id if tier == OBJECTS and objects else None
+    if tier == OBJECTS and objects:
+        vmo_rows, bases = object_rows(conn, n, span)
         refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
     ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
     ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
@@ -167,17 +172,13 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
                       **{k: v for k, v in pd.items() if k in known})
 
     processes = []
+    made: dict[tuple, VmoRef] = {}
     for ent, name_id, job, ppid, uid, cmd, kthread in info:
         pid, start = proc_keys[ent]
         m = mem[ent]
         counts = MemoryCounts(*m[1:11]) if m[0] else None
-        vrefs = None
         blob = refs.get(ent)
-        if blob is not None:
-            b = bases.get(ent, 0)
-            vrefs = tuple(VmoRef(r[0] + b if len(r) > 4 else r[0], tuple(r[1]), tuple(r[2]),
-                                 r[3])
-                          for r in unpack(blob))
+        vrefs = None if blob is None else decode_refs(unpack(blob), bases.get(ent, 0), made)
         processes.append(Process(
             koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
             cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
@@ -229,6 +230,44 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
 
 
 _KEY_MASK = (1 << JOB_KEY_BITS) - 1
+
+
+def object_rows(conn: sqlite3.Connection, n: int, span: int
+                ) -> tuple[list[tuple], dict[int, int]]:
+    """The memory objects valid at objects sample ``n`` as rows (koid, then
+    the value columns of ``vmos``), and each owner's base koid."""
+    cols = "ent, " + ", ".join(VERSIONED["vmos"])
+    vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
+    layouts = {ent: unpack(blob)
+               for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
+    bases = {ent: layout[0] for ent, layout in layouts.items()}
+    # An owner's objects in key order take the layout's offsets in turn.
+    anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
+    at: dict[int, int] = {}
+    for r in anon_rows:
+        owner = r[0] >> OWNER_SHIFT
+        i = at.get(owner, 0)
+        at[owner] = i + 1
+        base, offsets = layouts[owner]
+        vmo_rows.append((base + offsets[i],) + r[1:])
+    return vmo_rows, bases
+
+
+def decode_refs(rows: list, base: int, made: dict[tuple, VmoRef]) -> tuple[VmoRef, ...]:
+    """A process's references from its unpacked ``vmo_refs`` blob (sequence
+    koids relative to ``base``).  ``made`` holds the references already
+    built: the same object reached the same way from many processes (a
+    library, memory shared since a fork) is one immutable VmoRef."""
+    out = []
+    for r in rows:
+        via, rights = r[1], r[2]
+        # The key is cheaper than the record (most refs are one of a few kinds).
+        key = (r[0] + base if len(r) > 4 else r[0], r[3], len(via), *via, *rights)
+        ref = made.get(key)
+        if ref is None:
+            ref = made[key] = VmoRef(key[0], tuple(via), tuple(rights), r[3])
+        out.append(ref)
+    return tuple(out)
 
 
 def _u64(value: int) -> int:
