@@ -234,3 +234,77 @@ def test_ps_of_an_objects_sample_shows_what_its_totals_show(store, cli):
     a = cli(["ps", "--from", f"{store}@2", "--json"])
     b = cli(["ps", "--from", f"{store}@3", "--json"])
     assert a.status == 0 and a.stdout == b.stdout
+
+
+# ---------------------------------------------------------------------------
+# vmos --from STORE@N PID reads that process's objects only
+
+
+def whole(monkeypatch) -> None:
+    """Make vmos read the whole sample, as it did before."""
+    import zxmem.commands.common as common
+
+    real = common.from_snapshot
+    monkeypatch.setattr(common, "from_snapshot", lambda args, env, objects_of=None:
+                        real(args, env))
+
+
+def test_vmos_of_a_sample_reads_what_reading_it_whole_reads(store, cli, monkeypatch):
+    pids = sorted(BASE) + [50]
+    fast = {}
+    for n, pid in itertools.product((1, 2, 4), pids):
+        for v in (["--json"], ["-w"]):
+            r = cli(["vmos", "--from", f"{store}@{n}", str(pid), *v])
+            fast[(n, pid, *v)] = (r.status, r.stdout, r.stderr)
+    assert sum(1 for status, _o, _e in fast.values() if status == 0) == 2 * (4 + 4 + 3)
+    with monkeypatch.context() as m:
+        whole(m)
+        for (n, pid, *v), out in fast.items():
+            r = cli(["vmos", "--from", f"{store}@{n}", str(pid), *v])
+            assert (r.status, r.stdout, r.stderr) == out, (n, pid, v)
+    # The child's rows at sample 1: the libraries, its heap, the parent's cow.
+    doc = json.loads(cli(["vmos", "--from", f"{store}@1", "40", "--json"]).stdout)
+    assert [(o["name"], o["committed_bytes"]) for o in doc["vmos"]] == [
+        ("libc.so", 100 * K), ("data", 10 * K), ("[heap]", 2 * K), ("cow", 64 * K)]
+
+
+def test_a_sample_read_for_one_process_holds_only_its_objects(store):
+    conn = open_store(store, create=False, readonly=True)
+    try:
+        part = read_sample(conn, 1, objects_of=(40,))
+        full = read_sample(conn, 1)
+    finally:
+        conn.close()
+    child = part.process(40)
+    assert child is not None and child == full.process(40)
+    assert [p.koid for p in part.processes if p.vmo_refs is not None] == [40]
+    assert set(part.vmos) == {r.vmo_koid for r in child.vmo_refs or ()}
+    assert all(part.vmos[k] == full.vmos[k] for k in part.vmos)
+    assert replace_objects(part) == replace_objects(full)
+
+
+def replace_objects(s: Snapshot) -> Snapshot:
+    """``s`` without references and objects (the rest must not change)."""
+    from dataclasses import replace
+
+    return replace(s, vmos=MappingProxyType({}),
+                   processes=tuple(replace(p, vmo_refs=None) for p in s.processes))
+
+
+def test_vmos_of_a_process_whose_maps_were_denied_says_so(tmp_path, cli):
+    from dataclasses import replace
+
+    from zxmem.model import Denied
+
+    s = series()[0][0]
+    denied = Process(60, "secret", 5, cmdline=("secret",), start_time_ticks=600,
+                     memory=None, vmo_refs=None)
+    prov = replace(s.provenance, denied=(Denied("maps:60", "EACCES"),))
+    s = replace(s, provenance=prov, processes=s.processes + (denied,))
+    path = str(tmp_path / "v.db")
+    with Recorder(path, print) as rec:
+        rec.add(s, OBJECTS, T0)
+    r = cli(["vmos", "--from", path, "60"])
+    assert r.status == 1
+    assert r.stderr == (f"zxmem: {path}: the memory objects of pid 60 were not readable "
+                        "when the snapshot was taken (EACCES)\n")

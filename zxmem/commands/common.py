@@ -211,12 +211,16 @@ def from_name(args: argparse.Namespace) -> str:
     return "stdin" if path == "-" else path
 
 
-def from_snapshot(args: argparse.Namespace, env) -> Snapshot:
-    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors."""
+def from_snapshot(args: argparse.Namespace, env, objects_of=None) -> Snapshot:
+    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors.
+    ``objects_of`` (PIDs): a view of those processes' memory objects only
+    (a store's sample is read with only theirs)."""
     from zxmem.sources.load import load_snapshot
 
     path = args.from_file
-    return load_snapshot(env.stdin if path == "-" else path)
+    if path == "-":
+        return load_snapshot(env.stdin)
+    return load_snapshot(path, objects_of=objects_of)
 
 
 def lacks(args: argparse.Namespace, what: str) -> ZxmemError:
