@@ -308,3 +308,25 @@ def test_vmos_of_a_process_whose_maps_were_denied_says_so(tmp_path, cli):
     assert r.status == 1
     assert r.stderr == (f"zxmem: {path}: the memory objects of pid 60 were not readable "
                         "when the snapshot was taken (EACCES)\n")
+
+
+def test_samples_further_apart_than_a_rows_span(tmp_path, cli, monkeypatch):
+    """Rows are opened again once a span old (same values, a new first): the
+    store path must see through that, at any distance."""
+    from zxmem.store import schema
+
+    monkeypatch.setattr(schema, "SPAN", 3)
+    monkeypatch.setattr(schema, "OBJECTS_SPAN_FACTOR", 2)  # objects rows: 6 samples
+    states = [s for s, tier in series() if tier == OBJECTS][:3]
+    path = str(tmp_path / "span.db")
+    with Recorder(path, print) as rec:
+        for i in range(20):
+            rec.add(states[(i // 4) % 3], OBJECTS, T0 + i * 10**9)
+    pairs = [(1, 20), (20, 1), (1, 13), (2, 9), (5, 6), (7, 8), (3, 19), (4, 4)]
+    fast = {p: cli(["diff", f"{path}@{p[0]}", f"{path}@{p[1]}", "--json"]).stdout
+            for p in pairs}
+    assert json.loads(fast[(1, 13)])["objects"] == []  # the same state, rows re-opened
+    assert json.loads(fast[(1, 20)])["objects"] != []
+    full_read(monkeypatch)
+    for (a, b), out in fast.items():
+        assert cli(["diff", f"{path}@{a}", f"{path}@{b}", "--json"]).stdout == out, (a, b)

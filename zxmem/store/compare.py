@@ -113,16 +113,14 @@ def object_indexes(conn: sqlite3.Connection, a: int, b: int) -> tuple[Index, Ind
         return None
     # Anonymous objects: the groups (owner, name) with a row valid at one
     # sample only, then every row of those groups at each sample.
-    groups = {ent >> _GROUP_SHIFT for (ent,) in conn.execute(
-        f"SELECT ent FROM anon_vmos WHERE {_valid('anon_vmos', a, span)} "
-        f"<> {_valid('anon_vmos', b, span)} "
-        f"AND ({_valid('anon_vmos', a, span)} OR {_valid('anon_vmos', b, span)})")}
+    groups = {ent >> _GROUP_SHIFT for ent in _changed(conn, "anon_vmos", a, b, span)}
     anon: dict[int, list[tuple]] = {a: [], b: []}
     if groups:
         listed = ",".join(str(int(g)) for g in sorted(groups))
         for n in (a, b):
+            # A scan of the table: in the order of its pages, no index lookups.
             anon[n] = conn.execute(
-                f"SELECT ent, name, kind, committed FROM anon_vmos WHERE "
+                f"SELECT ent, name, kind, committed FROM anon_vmos NOT INDEXED WHERE "
                 f"{_valid('anon_vmos', n, span)} AND (ent >> {_GROUP_SHIFT}) IN ({listed})"
             ).fetchall()
     ids = {x for rows in by_koid.values() for r in rows for x in (r[1], r[2], r[4])
@@ -131,6 +129,23 @@ def object_indexes(conn: sqlite3.Connection, a: int, b: int) -> tuple[Index, Ind
     names.fill(ids)
     names.fill_procs({r[0] >> OWNER_SHIFT for rows in anon.values() for r in rows})
     return (_index(by_koid[a], anon[a], names), _index(by_koid[b], anon[b], names))
+
+
+def _changed(conn: sqlite3.Connection, table: str, a: int, b: int, span: int) -> list[int]:
+    """The entities of the rows of ``table`` valid at one of samples ``a``
+    and ``b`` only."""
+    lo, hi = min(a, b), max(a, b)
+    low = span_of(table, span)
+    # Valid at lo and not at hi: closed in between (or past hi's span): a
+    # scan of the table (there is no index on last).
+    closed = conn.execute(f"SELECT ent FROM {table} NOT INDEXED WHERE {_valid(table, lo, span)} "
+                          f"AND NOT {_valid(table, hi, span)}").fetchall()
+    # Valid at hi and not at lo: opened after lo (a range of the index on
+    # first; a row valid at hi that opened before lo is valid at lo).
+    opened = conn.execute(
+        f"SELECT ent FROM {table} WHERE first > {max(lo, hi - low)} AND first <= {hi} "
+        f"AND (last IS NULL OR last >= {hi})").fetchall()
+    return [ent for (ent,) in closed] + [ent for (ent,) in opened]
 
 
 def _unowned_for_sure(conn: sqlite3.Connection, rows: list[tuple], a: int, b: int,
