@@ -184,6 +184,8 @@ def _objects_scenario(args: argparse.Namespace, graph: Snapshot, top: str, out: 
             ("diff", "zxmem diff --by object", ["diff", a, b, "--by", "object"], 0.5)]
     out.append(f"  replay and diff of that store (samples {mid}; 2 and {len(osnaps)}, "
                f"{len(osnaps) - 2} samples apart), fastest of 3, at {uptime()}:")
+    startup = fastest(lambda: command_wall(["--version"]))
+    out.append(f"    (start-up: `zxmem --version` takes {startup * 1e3:.0f} ms as a command)")
     for _kind, label, argv, goal in runs:
         env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=False)
         t_in = fastest(lambda argv=argv, env=env: main(argv, env))
