@@ -330,3 +330,11 @@ def test_samples_further_apart_than_a_rows_span(tmp_path, cli, monkeypatch):
     full_read(monkeypatch)
     for (a, b), out in fast.items():
         assert cli(["diff", f"{path}@{a}", f"{path}@{b}", "--json"]).stdout == out, (a, b)
+
+
+def test_many_changed_groups_are_picked_from_every_row(store, cli, monkeypatch):
+    fast = cli(["diff", f"{store}@1", f"{store}@4", "--by", "object", "--json"]).stdout
+    monkeypatch.setattr(in_store, "_LISTED_GROUPS", 1)
+    assert cli(["diff", f"{store}@1", f"{store}@4", "--by", "object", "--json"]).stdout == fast
+    full_read(monkeypatch)
+    assert cli(["diff", f"{store}@1", f"{store}@4", "--by", "object", "--json"]).stdout == fast

@@ -34,6 +34,9 @@ _ORDINAL_MASK = (1 << _GROUP_SHIFT) - 1
 _OWNER_LIMIT = 1 << (63 - OWNER_SHIFT)  # anon_key's bound on the owner (23 bits)
 _NAME_LIMIT = 1 << (OWNER_SHIFT - _GROUP_SHIFT)  # ... and on the name id (24 bits)
 
+# Up to this many (owner, name) groups are named in a query.
+_LISTED_GROUPS = 2000
+
 Index = dict[tuple, tuple[str, str, int]]
 
 
@@ -116,13 +119,16 @@ def object_indexes(conn: sqlite3.Connection, a: int, b: int) -> tuple[Index, Ind
     groups = {ent >> _GROUP_SHIFT for ent in _changed(conn, "anon_vmos", a, b, span)}
     anon: dict[int, list[tuple]] = {a: [], b: []}
     if groups:
-        listed = ",".join(str(int(g)) for g in sorted(groups))
+        # Few groups are named in the query, many are picked from every row.
+        listed = ",".join(str(int(g)) for g in sorted(groups)) \
+            if len(groups) <= _LISTED_GROUPS else None
         for n in (a, b):
             # A scan of the table: in the order of its pages, no index lookups.
-            anon[n] = conn.execute(
-                f"SELECT ent, name, kind, committed FROM anon_vmos NOT INDEXED WHERE "
-                f"{_valid('anon_vmos', n, span)} AND (ent >> {_GROUP_SHIFT}) IN ({listed})"
-            ).fetchall()
+            sql = (f"SELECT ent, name, kind, committed FROM anon_vmos NOT INDEXED WHERE "
+                   f"{_valid('anon_vmos', n, span)}")
+            if listed is not None:
+                sql += f" AND (ent >> {_GROUP_SHIFT}) IN ({listed})"
+            anon[n] = [r for r in conn.execute(sql) if r[0] >> _GROUP_SHIFT in groups]
     ids = {x for rows in by_koid.values() for r in rows for x in (r[1], r[2], r[4])
            if x is not None}
     ids |= {x for rows in anon.values() for r in rows for x in (r[1], r[2]) if x is not None}

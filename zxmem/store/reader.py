@@ -117,11 +117,16 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
     (what a view of one process needs, ``vmos``): every other process's
     ``vmo_refs`` is None.  The rows are read in one read transaction, so a
     recorder writing meanwhile is not seen half-way."""
+    from zxmem.runtime import paused_gc
+
     own = not conn.in_transaction
     if own:
         conn.execute("BEGIN")
     try:
-        return _read_sample(conn, n, name, objects, objects_of)
+        # Hundreds of thousands of acyclic objects: the cycle collector's
+        # passes over them free nothing.
+        with paused_gc():
+            return _read_sample(conn, n, name, objects, objects_of)
     finally:
         if own:
             conn.execute("COMMIT")
