@@ -118,13 +118,16 @@ def add_from(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None) -> Snapshot:
+def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None, *,
+                       objects: bool = True) -> Snapshot:
     """The snapshot a command works on: ``--from FILE`` if given, else live.
 
     Live, it is :func:`zxmem.collection.collect` with ``plan`` (a
     :class:`zxmem.collection.Plan`) under the ``--proc-root``; ``warn``
     takes a line for each part that could not be read at all.  A file that
-    cannot be read or parsed is a one-line error (exit 1).
+    cannot be read or parsed is a one-line error (exit 1).  ``objects``
+    False: the view needs no memory objects, and a sample of a history
+    store is read without them (faster; other files are read whole).
     """
     path = getattr(args, "from_file", None)
     if path is not None:
@@ -132,7 +135,7 @@ def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None) -> Snapsh
 
         if path == "-":
             return load_snapshot(env.stdin)
-        return load_snapshot(path)
+        return load_snapshot(path, objects=objects)
     from zxmem.collection import collect
 
     root = proc_root(args, env)
@@ -208,12 +211,16 @@ def from_name(args: argparse.Namespace) -> str:
     return "stdin" if path == "-" else path
 
 
-def from_snapshot(args: argparse.Namespace, env) -> Snapshot:
-    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors."""
+def from_snapshot(args: argparse.Namespace, env, objects_of=None) -> Snapshot:
+    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors.
+    ``objects_of`` (PIDs): a view of those processes' memory objects only
+    (a store's sample is read with only theirs)."""
     from zxmem.sources.load import load_snapshot
 
     path = args.from_file
-    return load_snapshot(env.stdin if path == "-" else path)
+    if path == "-":
+        return load_snapshot(env.stdin)
+    return load_snapshot(path, objects_of=objects_of)
 
 
 def lacks(args: argparse.Namespace, what: str) -> ZxmemError:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from zxmem.commands.record import size_arg
 from zxmem.errors import UsageError
-from zxmem.views.diff import Change, changes
+from zxmem.views.diff import Change, compare, index
 
 HELP = "compare two snapshots (files or STORE@WHEN): what grew, shrank, appeared, vanished"
 
@@ -57,17 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, env) -> int:
-    from zxmem.sources.load import load_snapshot
-
-    a = load_snapshot(args.a)
-    b = load_snapshot(args.b)
-    has_objects = bool(a.vmos) and bool(b.vmos)
-    if args.by == "object" and not has_objects:
-        which = args.a if not a.vmos else args.b
-        raise UsageError(f"{which}: holds no memory objects: compare memgraph -v files or "
-                         "objects samples of a store (zxmem history shows the tier)")
-    kinds = [args.by] if args.by else ["job", "process"] + (["object"] if has_objects else [])
-    result = {k: changes(a, b, k, args.min) for k in kinds}
+    result, a, b = _changes(args)
     if args.json:
         doc: dict[str, Any] = {"a": _source(args.a, a), "b": _source(args.b, b)}
         for k, rows in result.items():
@@ -87,6 +78,89 @@ def run(args: argparse.Namespace, env) -> int:
     width = env.width() or 80
     env.stdout.write(_text(result, width))
     return 0
+
+
+def _changes(args: argparse.Namespace) -> tuple[dict[str, list[Change]], Any, Any]:
+    """(kind -> changes, snapshot A, snapshot B).  Two samples of one store
+    are compared in the store (:func:`_in_store`); anything else is read
+    whole (only what the kinds asked for need: no memory objects for
+    ``--by job`` or ``--by process``)."""
+    same = _one_store(args.a, args.b)
+    if same is not None:
+        done = _in_store(args, *same)
+        if done is not None:
+            return done
+    from zxmem.sources.load import load_snapshot
+
+    objects = args.by in (None, "object")
+    a = load_snapshot(args.a, objects=objects)
+    b = load_snapshot(args.b, objects=objects)
+    kinds = _kinds(args, bool(a.vmos), bool(b.vmos))
+    return {k: compare(index(a, k), index(b, k), k, args.min) for k in kinds}, a, b
+
+
+def _kinds(args: argparse.Namespace, a_objects: bool, b_objects: bool) -> list[str]:
+    """The kinds of change to show; a usage error for objects that are not there."""
+    has_objects = a_objects and b_objects
+    if args.by == "object" and not has_objects:
+        which = args.a if not a_objects else args.b
+        raise UsageError(f"{which}: holds no memory objects: compare memgraph -v files or "
+                         "objects samples of a store (zxmem history shows the tier)")
+    return [args.by] if args.by else ["job", "process"] + (["object"] if has_objects else [])
+
+
+def _one_store(a: str, b: str) -> tuple[str, str | None, str | None] | None:
+    """(store, selector of A, selector of B) when both are samples of the same
+    store file, else None."""
+    from zxmem.store import is_store_file, split_selector
+
+    path_a, sel_a = split_selector(a)
+    path_b, sel_b = split_selector(b)
+    if not (is_store_file(path_a) and is_store_file(path_b)):
+        return None
+    try:
+        if not os.path.samefile(path_a, path_b):
+            return None
+    except OSError:
+        return None
+    return path_a, sel_a, sel_b
+
+
+def _in_store(args: argparse.Namespace, path: str, sel_a: str | None, sel_b: str | None
+              ) -> tuple[dict[str, list[Change]], Any, Any] | None:
+    """The changes between two samples of the store at ``path``: jobs and
+    processes from their totals, objects from the rows that differ
+    (:mod:`zxmem.store.compare`); None when the store cannot say who owns
+    an object (the caller reads both samples whole)."""
+    import time
+
+    from zxmem.store import compare as in_store
+    from zxmem.store.reader import read_sample, select
+    from zxmem.store.schema import StoreError, open_store
+
+    conn = open_store(path, create=False, readonly=True)
+    try:
+        conn.execute("BEGIN")  # one read transaction: a recorder may be writing
+        now = time.time()
+        n_a = select(conn, sel_a or "last", now, path)
+        n_b = select(conn, sel_b or "last", now, path)
+        a = read_sample(conn, n_a, path, objects=False)
+        b = read_sample(conn, n_b, path, objects=False)
+        kinds = _kinds(args, in_store.has_objects(conn, n_a), in_store.has_objects(conn, n_b))
+        result = {k: compare(index(a, k), index(b, k), k, args.min)
+                  for k in kinds if k != "object"}
+        if "object" in kinds:
+            pair = in_store.object_indexes(conn, n_a, n_b)
+            if pair is None:
+                return None
+            result["object"] = compare(pair[0], pair[1], "object", args.min)
+        return result, a, b
+    except (StoreError, UsageError):
+        raise
+    except Exception as exc:  # sqlite3.Error, a corrupt row
+        raise StoreError(f"{path}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
 
 
 def _source(arg: str, snapshot) -> dict:

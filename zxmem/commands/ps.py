@@ -297,7 +297,9 @@ def _run_once(args: argparse.Namespace, env, heading: bool = False) -> int:
         from zxmem.commands._exact import exact_options, exact_snapshot
 
         options = exact_options(options, args, env, keep_smaps=args.swap)
-    snapshot = common.snapshot_from_args(args, env, options)
+    # ps shows process totals only: a store's objects sample is read without
+    # its memory objects.
+    snapshot = common.snapshot_from_args(args, env, options, objects=False)
     if whole_exact:
         snapshot = exact_snapshot(snapshot, args, env, options)
     tree = TaskTree(snapshot)

@@ -121,6 +121,13 @@ def parse_pid(value: str | None, usage: str) -> int | None:
     return pid
 
 
+def _from_store(path: str) -> bool:
+    """Whether ``--from`` names a sample of a history store."""
+    from zxmem.store import is_store_file, split_selector
+
+    return path != "-" and is_store_file(split_selector(path)[0])
+
+
 def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     """(snapshot, process) of ``--from FILE`` for a view of one process.
 
@@ -131,7 +138,9 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     without ``-v``, a Fuchsia capture without mappings), or a process whose
     maps were denied when the snapshot was taken.
     """
-    snapshot = common.from_snapshot(args, env)
+    # vmos: a store's sample is read with this process's objects only.
+    only = (pid,) if need == "vmo_refs" else None
+    snapshot = common.from_snapshot(args, env, objects_of=only)
     process = common.from_process(args, snapshot, pid)
     if process.kernel_thread:
         raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
@@ -140,6 +149,10 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
                          "it has no address space")
     if getattr(process, need) is not None:
         return snapshot, process
+    if only is not None and _from_store(args.from_file):
+        # Why it has none depends on the other processes: read them all.
+        snapshot = common.from_snapshot(args, env)
+        process = common.from_process(args, snapshot, pid)
     what = "memory maps" if need == "mappings" else "memory objects"
     if all(getattr(p, need) is None for p in snapshot.processes):
         source = snapshot.provenance.source

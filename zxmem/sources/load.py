@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import IO, Any
 
 from zxmem.errors import InputError
@@ -346,7 +346,9 @@ def _memgraph_records(inp: _Input, notes: list[str]) -> Iterator[Any]:
         expect_more = more
 
 
-def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None) -> Snapshot:
+def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None, *,
+                  objects: bool = True, objects_of: Collection[int] | None = None
+                  ) -> Snapshot:
     """Read a zxmem memgraph, a Fuchsia memgraph, a Fuchsia capture, ffx
     profile memory output, or a sample of a history store (``STORE`` or
     ``STORE@WHEN``, :mod:`zxmem.store`).
@@ -354,13 +356,16 @@ def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None) -> Snap
     ``src`` is a path or an open stream (binary, or text such as stdin).
     Raises :class:`InputError` (exit 1) with the file name, the byte offset
     or record index, and what was expected; also for an input longer than
-    ``limit`` bytes (default :func:`input_limit`).
+    ``limit`` bytes (default :func:`input_limit`).  ``objects`` False: a
+    store sample is read without its memory objects; ``objects_of`` (PIDs):
+    with only those processes' references and the objects they reach
+    (files are read whole).
     """
     if isinstance(src, (str, os.PathLike)):
         name = os.fsdecode(src)
         from zxmem.store import load_from_store  # a history store, STORE@WHEN
 
-        stored = load_from_store(name)
+        stored = load_from_store(name, objects=objects, objects_of=objects_of)
         if stored is not None:
             return stored
         try:

@@ -27,6 +27,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from zxmem.model import Snapshot
 
 MAGIC = b"SQLite format 3\x00"
@@ -56,10 +58,15 @@ def split_selector(src: str) -> tuple[str, str | None]:
     return base, selector
 
 
-def load_from_store(src: str, now_s: float | None = None) -> Snapshot | None:
+def load_from_store(src: str, now_s: float | None = None, *, objects: bool = True,
+                    objects_of: Collection[int] | None = None) -> Snapshot | None:
     """The sample ``src`` names if it is a store (``STORE`` or ``STORE@WHEN``),
     else None (not a store: the caller reads it as JSON).  Errors are one
-    line (:class:`zxmem.store.schema.StoreError`)."""
+    line (:class:`zxmem.store.schema.StoreError`).  ``objects`` False leaves
+    out an objects sample's memory objects and references (a view of
+    process totals reads it at the cost of a totals sample); ``objects_of``
+    (PIDs): only those processes' references and the objects they reach
+    (:func:`zxmem.store.reader.read_sample`)."""
     base, selector = split_selector(src)
     if not is_store_file(base):
         if selector is not None and os.path.exists(base):
@@ -74,7 +81,7 @@ def load_from_store(src: str, now_s: float | None = None) -> Snapshot | None:
     conn = open_store(base, create=False, readonly=True)
     try:
         n = select(conn, selector or "last", time.time() if now_s is None else now_s, base)
-        return read_sample(conn, n, base)
+        return read_sample(conn, n, base, objects=objects, objects_of=objects_of)
     except StoreError:
         raise
     except Exception as exc:  # sqlite3.Error, a corrupt row

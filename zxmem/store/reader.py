@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -38,6 +38,7 @@ from zxmem.store.writer import (
     TIER_NAMES,
     TOTALS,
     decode_text,
+    s64_,
     u64,
     unpack,
 )
@@ -105,8 +106,34 @@ class _Strings:
         return self.cache[i]
 
 
-def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapshot:
-    """Sample ``n`` as a Snapshot (a :class:`StoreError` if there is none)."""
+def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
+                objects: bool = True, objects_of: Collection[int] | None = None) -> Snapshot:
+    """Sample ``n`` as a Snapshot (a :class:`StoreError` if there is none).
+
+    ``objects`` False reads an objects sample as if it were a totals one (no
+    memory objects, no references: what a view of process totals needs,
+    ``ps``), at the cost of a totals sample.  ``objects_of`` (PIDs) reads
+    the references of those processes only, and only the objects they reach
+    (what a view of one process needs, ``vmos``): every other process's
+    ``vmo_refs`` is None.  The rows are read in one read transaction, so a
+    recorder writing meanwhile is not seen half-way."""
+    from zxmem.runtime import paused_gc
+
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        # Hundreds of thousands of acyclic objects: the cycle collector's
+        # passes over them free nothing.
+        with paused_gc():
+            return _read_sample(conn, n, name, objects, objects_of)
+    finally:
+        if own:
+            conn.execute("COMMIT")
+
+
+def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
+                 objects_of: Collection[int] | None) -> Snapshot:
     row = conn.execute("SELECT time_ns, timestamp, capture_ns, tier, prov, has_kernel, extra "
                        "FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None:
@@ -123,34 +150,26 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
     for ent, value in _valid(conn, "job_values", "ent, value", n, span):
         jvals.setdefault(ent >> JOB_KEY_BITS, {})[ent & _KEY_MASK] = value
     kvals = _valid(conn, "kernel_values", "ent, value", n, span) if has_kernel else []
-    vmo_rows: list[tuple] = []
-    refs: dict[int, bytes] = {}
-    bases: dict[int, int] = {}
-    if tier == OBJECTS:
-        cols = "ent, " + ", ".join(VERSIONED["vmos"])
-        vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
-        layouts = {ent: unpack(blob)
-                   for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
-        bases = {ent: layout[0] for ent, layout in layouts.items()}
-        # An owner's objects in key order take the layout's offsets in turn.
-        anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
-        at: dict[int, int] = {}
-        for r in anon_rows:
-            owner = r[0] >> OWNER_SHIFT
-            i = at.get(owner, 0)
-            at[owner] = i + 1
-            base, offsets = layouts[owner]
-            vmo_rows.append((base + offsets[i],) + r[1:])
-        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
-    ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
-    ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
-    ids += [k for values in jvals.values() for k in values]
-    ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]
     proc_keys = {}
     if info:
         q = ",".join(str(int(r[0])) for r in info)
         proc_keys = {i: (p, st) for i, p, st in conn.execute(
             f"SELECT id, pid, start FROM procs WHERE id IN ({q})")}
+    vmo_rows: list[tuple] = []
+    refs: dict[int, bytes] = {}
+    bases: dict[int, int] = {}
+    extra_id = extra_id if tier == OBJECTS and objects else None
+    if tier == OBJECTS and objects and objects_of is not None:
+        want = set(objects_of)
+        vmo_rows, bases, refs = objects_reached(
+            conn, n, span, [ent for ent, (pid, _st) in proc_keys.items() if pid in want])
+    elif tier == OBJECTS and objects:
+        vmo_rows, bases = object_rows(conn, n, span)
+        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
+    ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
+    ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
+    ids += [k for values in jvals.values() for k in values]
+    ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]
     job_keys = {}
     if jobs:
         q = ",".join(str(int(r[0])) for r in jobs)
@@ -167,17 +186,13 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
                       **{k: v for k, v in pd.items() if k in known})
 
     processes = []
+    made: dict[tuple, VmoRef] = {}
     for ent, name_id, job, ppid, uid, cmd, kthread in info:
         pid, start = proc_keys[ent]
         m = mem[ent]
         counts = MemoryCounts(*m[1:11]) if m[0] else None
-        vrefs = None
         blob = refs.get(ent)
-        if blob is not None:
-            b = bases.get(ent, 0)
-            vrefs = tuple(VmoRef(r[0] + b if len(r) > 4 else r[0], tuple(r[1]), tuple(r[2]),
-                                 r[3])
-                          for r in unpack(blob))
+        vrefs = None if blob is None else decode_refs(unpack(blob), bases.get(ent, 0), made)
         processes.append(Process(
             koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
             cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
@@ -229,6 +244,96 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store") -> Snapsh
 
 
 _KEY_MASK = (1 << JOB_KEY_BITS) - 1
+
+
+def object_rows(conn: sqlite3.Connection, n: int, span: int
+                ) -> tuple[list[tuple], dict[int, int]]:
+    """The memory objects valid at objects sample ``n`` as rows (koid, then
+    the value columns of ``vmos``), and each owner's base koid."""
+    cols = "ent, " + ", ".join(VERSIONED["vmos"])
+    vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
+    layouts = {ent: unpack(blob)
+               for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
+    bases = {ent: layout[0] for ent, layout in layouts.items()}
+    # An owner's objects in key order take the layout's offsets in turn.
+    anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
+    at: dict[int, int] = {}
+    for r in anon_rows:
+        owner = r[0] >> OWNER_SHIFT
+        i = at.get(owner, 0)
+        at[owner] = i + 1
+        base, offsets = layouts[owner]
+        vmo_rows.append((base + offsets[i],) + r[1:])
+    return vmo_rows, bases
+
+
+def objects_reached(conn: sqlite3.Connection, n: int, span: int, ents: list[int]
+                    ) -> tuple[list[tuple], dict[int, int], dict[int, bytes]]:
+    """:func:`object_rows` and the references (entity -> blob) of the
+    processes ``ents`` only, with only the objects they reach."""
+    cols = "ent, " + ", ".join(VERSIONED["vmos"])
+    listed = ",".join(str(int(e)) for e in ents)
+    refs: dict[int, bytes] = dict(conn.execute(
+        f"SELECT ent, refs FROM vmo_refs WHERE {_where('vmo_refs', n, span)} "
+        f"AND ent IN ({listed})").fetchall()) if ents else {}
+    layouts = {ent: unpack(blob)
+               for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
+    bases = {ent: layout[0] for ent, layout in layouts.items()}
+    need: set[int] = set()
+    for ent, blob in refs.items():
+        base = bases.get(ent, 0)
+        need.update(r[0] + base if len(r) > 4 else r[0] for r in unpack(blob))
+    # Objects kept by koid (files, shared memory, objects no one owns).
+    vmo_rows = []
+    koids = sorted(need)
+    for start in range(0, len(koids), 500):
+        chunk = ",".join(str(s64_(k)) for k in koids[start:start + 500])
+        vmo_rows += [(u64(r[0]),) + r[1:] for r in conn.execute(
+            f"SELECT {cols} FROM vmos WHERE {_where('vmos', n, span)} AND ent IN ({chunk})")]
+    # Anonymous ones: the owner whose layout gives the koid; the owner's
+    # objects in key order take the layout's offsets in turn.
+    at: dict[int, dict[int, int]] = {}  # owner -> index in its layout -> koid
+    for owner, (base, offsets) in layouts.items():
+        for i, offset in enumerate(offsets):
+            if base + offset in need:
+                at.setdefault(owner, {})[i] = base + offset
+    if at:
+        owners = ",".join(str(int(o)) for o in sorted(at))
+        rows = sorted(conn.execute(
+            f"SELECT {cols} FROM anon_vmos WHERE {_where('anon_vmos', n, span)} "
+            f"AND (ent >> {OWNER_SHIFT}) IN ({owners})"))
+        count: dict[int, int] = {}
+        for r in rows:
+            owner = r[0] >> OWNER_SHIFT
+            i = count.get(owner, 0)
+            count[owner] = i + 1
+            koid = at[owner].get(i)
+            if koid is not None:
+                vmo_rows.append((koid,) + r[1:])
+    return vmo_rows, bases, refs
+
+
+def _where(table: str, n: int, span: int) -> str:
+    """The SQL condition of :func:`_valid` (rows of ``table`` valid at ``n``)."""
+    low = n - span_of(table, span)
+    return f"first > {int(low)} AND first <= {int(n)} AND (last IS NULL OR last >= {int(n)})"
+
+
+def decode_refs(rows: list, base: int, made: dict[tuple, VmoRef]) -> tuple[VmoRef, ...]:
+    """A process's references from its unpacked ``vmo_refs`` blob (sequence
+    koids relative to ``base``).  ``made`` holds the references already
+    built: the same object reached the same way from many processes (a
+    library, memory shared since a fork) is one immutable VmoRef."""
+    out = []
+    for r in rows:
+        via, rights = r[1], r[2]
+        # The key is cheaper than the record (most refs are one of a few kinds).
+        key = (r[0] + base if len(r) > 4 else r[0], r[3], len(via), *via, *rights)
+        ref = made.get(key)
+        if ref is None:
+            ref = made[key] = VmoRef(key[0], tuple(via), tuple(rights), r[3])
+        out.append(ref)
+    return tuple(out)
 
 
 def _u64(value: int) -> int:

@@ -71,21 +71,25 @@ def _processes(snapshot) -> dict:
 def _objects(snapshot) -> dict:
     from zxmem.model import INODE_KOID_BASE
 
-    owner: dict[int, Any] = {}
+    # Who owns each object: the first process that reaches it (its identity
+    # and label, made once per process).
+    owner: dict[int, tuple[Any, str]] = {}
     for p in snapshot.processes:
-        for ref in p.vmo_refs or ():
-            owner.setdefault(ref.vmo_koid, p)
+        if not p.vmo_refs:
+            continue
+        mine = (snapshot.identity(p), f"p:{p.koid}")
+        for ref in p.vmo_refs:
+            owner.setdefault(ref.vmo_koid, mine)
     out: dict = {}
+    nobody = (None, "-")
     for koid, v in snapshot.vmos.items():
         if v.committed_bytes is None:
             continue
         if koid >= INODE_KOID_BASE:
             out[("koid", koid)] = (f"o:{koid}", v.path or v.name, v.committed_bytes)
             continue
-        p = owner.get(koid)
-        ident = snapshot.identity(p) if p is not None else None
+        ident, label = owner.get(koid, nobody)
         key = ("anon", ident, v.kind, v.name)
-        label = f"p:{p.koid}" if p is not None else "-"
         prev = out.get(key)
         total = v.committed_bytes + (prev[2] if prev else 0)
         out[key] = (label, v.name, total)
@@ -111,7 +115,9 @@ def compare(before: dict, after: dict, kind: str, minimum: int = 0) -> list[Chan
         if (c.status == "same" and not c.charged_change_bytes) or delta < minimum:
             continue
         out.append(c)
-    out.sort(key=lambda c: (-abs(c.change_bytes), c.key, c.name))
+    # Status last: a PID reused by a process of the same name and size is
+    # one line gone and one new, in this order whatever the sets' order.
+    out.sort(key=lambda c: (-abs(c.change_bytes), c.key, c.name, c.status))
     return out
 
 
