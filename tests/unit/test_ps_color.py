@@ -107,6 +107,7 @@ def test_repeat_mode_colours_what_changed(cli, tmp_path):
         now[0] += s
         _set_pss(root, 19945, 20000)  # db grows from 15040k
         _set_pss(root, 19940, 1000)   # web-worker shrinks
+        _set_pss(root, 19948, 12735)  # db-replica: 1 KiB more, still 12.4M
 
     r = cli(["ps", "--proc-root", root, "--sort=koid", "-d", "1", "-n", "2"],
             monotonic=lambda: now[0], sleep=sleep, wall_clock=lambda: 0.0, **TTY)
@@ -118,7 +119,10 @@ def test_repeat_mode_colours_what_changed(cli, tmp_path):
     grown = _colours(_row(second, 19945))
     assert grown == {"19.5M": "red"}, grown
     assert _colours(_row(second, 19940)) == {"1000k": "green"}
-    assert not _colours(_row(second, 19948))  # db-replica unchanged: plain
+    # db-replica grew 1 KiB, under the rounding of 12.4M: plain, as is
+    # web (unchanged).
+    assert "12.4M" in _row(second, 19948) and not _colours(_row(second, 19948))
+    assert not _colours(_row(second, 19901))
     # Its job's PSS grew by 19945's change minus nothing else: red too.
     jobs = [x for x in second.splitlines() if x.lstrip().startswith("j:")]
     assert any("red" in _colours(x).values() for x in jobs)

@@ -128,7 +128,7 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
 
     units = opts.units
     upper_k = units == "K"
-    paint = _painter(opts) if opts.color else None
+    paint = _painter(opts, lambda v: fmt(v, units, upper_k)) if opts.color else None
     for r, cell in zip(shown, cells, strict=True):
         values = []
         for c in cols:
@@ -173,10 +173,12 @@ def size_values(rows: Iterable[TaskRow]) -> dict:
             for r in rows if r.kind != "t"}
 
 
-def _painter(opts: PsOptions):
+def _painter(opts: PsOptions, text_of):
     """A function (row, column, padded cell) -> the cell coloured: by
-    magnitude, or with ``opts.previous`` by its change since that table (a
-    row not in it, or a value unknown then or now, is plain)."""
+    magnitude, or with ``opts.previous`` by its change since that table
+    when the change shows (``text_of``, the cell's formatting, prints the
+    two values differently: a few bytes under the rounding stay plain, as
+    do a row not in that table and a value unknown then or now)."""
     from zxmem.views.terminal import cell as colour_cell
     from zxmem.views.terminal import change_color, size_color
 
@@ -185,15 +187,16 @@ def _painter(opts: PsOptions):
 
     def paint(row: TaskRow, column: str, text: str) -> str:
         value = getattr(row, _SIZE_FIELDS[column])
+        shown = text.lstrip(" ")
         if previous is None:
             color = size_color(value)
         else:
             before = previous.get((row.kind, row.koid))
             old = before[index[column]] if before is not None else None
-            color = change_color(value - old) if value is not None and old is not None \
-                else None
-        stripped = text.lstrip(" ")
-        return colour_cell(stripped, len(text), color)
+            color = None
+            if value is not None and old is not None and text_of(old) != shown:
+                color = change_color(value - old)
+        return colour_cell(shown, len(text), color)
 
     return paint
 
