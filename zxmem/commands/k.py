@@ -275,7 +275,7 @@ examples:
   zxmem k vmos all --json | jq '.vmos[:5]'
   zxmem k vmos 1234                 handles and mappings of pid 1234
   zxmem k vmos 1234 --from snap.json   the same in a snapshot (memgraph -v)
-  zxmem k vmos all --wide | less -S   whole lines and full koids on a terminal
+  zxmem k vmos all --wide          whole lines and full koids on the terminal too
 """
 
 

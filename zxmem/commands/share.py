@@ -44,7 +44,7 @@ examples:
   zxmem share 1234                 sharers of 1234, most shared first
   zxmem share -v 1234              the same, split by 1234's mappings
   zxmem share --json 1234 | jq '.sharers[0]'
-  zxmem share --wide 1234 | less -S   whole command lines on a terminal
+  zxmem share --wide 1234          whole command lines on the terminal too
 """
 
 
