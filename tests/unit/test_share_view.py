@@ -56,7 +56,8 @@ def test_render_text():
     # 10 pages of 4 KiB = 40k; 11 shares 3 + 1 pages (16k), 12 one page and
     # two swap slots; names are escaped.
     assert text == (
-        "process 10: prog --flag\n"
+        "process 10: frees 24k on exit; shares 20k with 3 processes\n"
+        "  command       prog --flag\n"
         "  resident          40k  distinct pages mapped\n"
         "  private           20k  mapped by no other process\n"
         "  shared            20k  of which 4k also mapped by processes not read "
@@ -84,7 +85,8 @@ def test_approximate_report_sums_hugetlb():
     assert r["private_bytes"] == 2060 * K and r["shared_bytes"] == 88 * K
     assert r["freed_on_exit_bytes"] is None and r["sharers"] is None
     assert view.render_approximate(r, "k") == (
-        "process 7: x (smaps_rollup, approximate)\n"
+        "process 7: smaps_rollup, approximate\n"
+        "  command       x\n"
         "  resident         100k\n  private         2060k\n"
         "  shared            88k\n  PSS               60k\n")
 

@@ -253,6 +253,14 @@ SysV, 'phys' for device memory, '-' unknown), name.
 Whatever cannot be read (no sysvipc, no debugfs, another user's
 descriptors) is named on stderr and never shown as 0.
 
+On a terminal, lines fit its width: file koids ((st_dev << 32) | st_ino, up
+to 15 digits) show as f1, f2, ... in the koid and parent columns (hidden and
+all: numbered down the listing; PID: the labels 'zxmem vmos PID' and 'zxmem
+vmaps PID' give them), names are shortened in the middle, and alloc is
+coloured by magnitude (--color; never when piped or with NO_COLOR set).
+--wide prints whole lines with full koids on a terminal too; piped (not a
+terminal) every line is whole.  --json always has the full koids.
+
 --from FILE reads a saved snapshot: PID needs one saved with 'zxmem
 memgraph -v' (descriptors and mappings; SysV alloc as recorded there, not
 re-read from /proc/sysvipc/shm); hidden and all need a snapshot that holds
@@ -267,6 +275,7 @@ examples:
   zxmem k vmos all --json | jq '.vmos[:5]'
   zxmem k vmos 1234                 handles and mappings of pid 1234
   zxmem k vmos 1234 --from snap.json   the same in a snapshot (memgraph -v)
+  zxmem k vmos all --wide          whole lines and full koids on the terminal too
 """
 
 
@@ -294,6 +303,8 @@ def _add_vmos(ksub) -> None:
     p.add_argument("--walk-limit", type=_walk_limit, metavar="N",
                    help="directory entries the tmpfs walk examines before it "
                    "stops (default 100000; 0 skips the walk)")
+    common.add_wide(p, "lines (full koids, whole names)")
+    common.add_color(p)
     p.add_argument("--json", action="store_true", help="JSON; every size in bytes")
     common.add_proc_root(p)
     common.add_from(p)
@@ -325,16 +336,17 @@ def run_vmos(args: argparse.Namespace, env) -> int:
         if args.json:
             env.stdout.write(view.render_json("pid", snapshot, process))
         else:
-            env.stdout.write(view.render_process(process, snapshot, args.units))
+            env.stdout.write(view.render_process(process, snapshot, args.units,
+                                                 *_layout(args, env)))
         _notes(env, "k vmos", snapshot.provenance.notes)
         return 0
     assert isinstance(target, str)  # a PID has its process: shown above
     if args.json:
         env.stdout.write(view.render_json(target, snapshot))
     elif target == "hidden":
-        env.stdout.write(view.render_hidden(snapshot, args.units))
+        env.stdout.write(view.render_hidden(snapshot, args.units, *_layout(args, env)))
     else:
-        env.stdout.write(view.render_all(snapshot, args.units))
+        env.stdout.write(view.render_all(snapshot, args.units, *_layout(args, env)))
     notes = list(snapshot.provenance.notes)
     denied = snapshot.provenance.denied_pids("fd", "maps")
     if denied:
@@ -344,6 +356,11 @@ def run_vmos(args: argparse.Namespace, env) -> int:
                      + ("" if _is_root() or args.from_file is not None else ": run as root"))
     _notes(env, "k vmos", notes)
     return 0
+
+
+def _layout(args: argparse.Namespace, env) -> tuple[int | None, bool]:
+    """(columns to fit, colour) for the text listings."""
+    return common.fit_width(args, env), common.use_color(args, env)
 
 
 def _live_vmos(args: argparse.Namespace, env, target: str | int):

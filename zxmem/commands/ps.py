@@ -53,7 +53,10 @@ examples:
   zxmem ps --units=M            sizes in MiB
   zxmem ps --job=35 -T          one cgroup's subtree (koid, name or path), with threads
   zxmem ps --job=system.slice   the same, by the cgroup's name
-  zxmem ps -d 2 -n 5            five tables, two seconds apart
+  zxmem ps -d 2 -n 5            five tables, two seconds apart (on a terminal,
+                                what grew since the table before in red, what
+                                shrank in green)
+  zxmem ps --color=never        no colour on a terminal (also: NO_COLOR=1)
   zxmem ps --jobs=user --swap   group by user, with a swap column
   zxmem ps --json | jq '.tasks[] | select(.type=="p") | .pss_bytes'
   zxmem ps -J --cgroup          jobs with what each cgroup is charged, its limit,
@@ -101,6 +104,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="print a new table every SECONDS seconds (Ctrl-C ends)")
     p.add_argument("-n", dest="count", type=_positive_int, metavar="COUNT",
                    help="with -d: stop after COUNT tables")
+    p.add_argument("--color", "--colour", dest="color", default="auto",
+                   choices=("auto", "always", "never"),
+                   help="colour sizes by magnitude (with -d: growth red, shrinkage green): "
+                   "auto (default: on a terminal, unless NO_COLOR is set or TERM=dumb), "
+                   "always, or never")
     p.add_argument("--json", action="store_true", help="JSON records; every number in bytes")
     p.add_argument("-a", "--all", dest="kernel_threads", action="store_true",
                    help="include kernel threads")
@@ -265,10 +273,11 @@ def run(args: argparse.Namespace, env) -> int:
         return _run_once(args, env)
     n = 0
     deadline = env.monotonic()
+    state: dict = {}  # the table before's sizes, for the change colours
     while True:
         if n:
             env.stdout.write("\n")
-        _run_once(args, env, heading=True)
+        _run_once(args, env, heading=True, state=state)
         n += 1
         if args.count is not None and n >= args.count:
             return 0
@@ -276,7 +285,10 @@ def run(args: argparse.Namespace, env) -> int:
         env.sleep(max(0.0, deadline - env.monotonic()))
 
 
-def _run_once(args: argparse.Namespace, env, heading: bool = False) -> int:
+def _run_once(args: argparse.Namespace, env, heading: bool = False,
+              state: dict | None = None) -> int:
+    """One table (one snapshot).  ``state`` (the -d repeat mode) carries
+    the sizes of the table before from one call to the next."""
     from zxmem.collection import Plan
     from zxmem.tasktree import TaskTree
     from zxmem.views import ps as view
@@ -327,8 +339,12 @@ def _run_once(args: argparse.Namespace, env, heading: bool = False) -> int:
             swap=args.swap,
             cgroup=args.cgroup,
             width=env.width(),
+            color=common.use_color(args, env),
+            previous=state.get("sizes") if state is not None else None,
         )
         env.stdout.write(view.render(rows, opts))
+        if state is not None and opts.color:
+            state["sizes"] = view.size_values(rows)
     env.stdout.flush()
     note = unreadable_note(snapshot)
     if note:

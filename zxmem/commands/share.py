@@ -27,6 +27,16 @@ PID:
 
 and then, for every other process that maps some of the same pages, how
 many bytes (and swap slots) the two share.  With -v, per mapping of PID.
+
+The first line is the answer: what PID's exit frees and how much it shares
+with how many processes; then its command line and pages, then its sharers,
+most shared first.
+
+On a terminal, lines fit its width: command lines, names and paths are
+shortened in the middle (with '...') and explanations wrapped; sizes are
+coloured by magnitude (--color; never when piped or with NO_COLOR set).
+--wide prints every line whole on a terminal too; piped (not a terminal)
+every line is whole.
 """
 
 EPILOG = """\
@@ -34,6 +44,7 @@ examples:
   zxmem share 1234                 sharers of 1234, most shared first
   zxmem share -v 1234              the same, split by 1234's mappings
   zxmem share --json 1234 | jq '.sharers[0]'
+  zxmem share --wide 1234          whole command lines on the terminal too
 """
 
 
@@ -50,6 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="split each sharer's bytes by PID's mappings")
     p.add_argument("--units", type=common.units_arg, metavar="X",
                    help="fix all sizes to unit X, one of B k M G T P E")
+    common.add_wide(p, "lines (whole command lines, names and paths)")
+    common.add_color(p)
     p.add_argument("--json", action="store_true", help="JSON; every number in bytes")
     common.add_proc_root(p)
     p.set_defaults(run=run)
@@ -75,14 +88,17 @@ def run(args: argparse.Namespace, env) -> int:
         if args.json:
             env.stdout.write(json.dumps(approx, indent=1) + "\n")
         else:
-            env.stdout.write(view.render_approximate(approx, args.units))
+            env.stdout.write(view.render_approximate(approx, args.units,
+                                                     common.fit_width(args, env),
+                                                     common.use_color(args, env)))
         env.stdout.flush()
         return 0
     report = view.report(pid, scan, pages.names)
     if args.json:
         env.stdout.write(json.dumps(report, indent=1) + "\n")
     else:
-        env.stdout.write(view.render(report, args.units, args.verbose))
+        env.stdout.write(view.render(report, args.units, args.verbose,
+                                     common.fit_width(args, env), common.use_color(args, env)))
     env.stdout.flush()
     if scan.denied:
         n = len(scan.denied)

@@ -31,6 +31,7 @@ Sizes go through ``format_size`` (``unit`` fixes the unit, as ``-uX``);
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from zxmem.model import Process, Snapshot, Vmo, VmoRef
 from zxmem.textsafe import escape_terminal
@@ -49,16 +50,54 @@ def _alloc(vmo: Vmo, unit: str | None) -> str:
     return format_size(vmo.committed_bytes, unit)
 
 
-def row(handle: str, rights: str, vmo: Vmo, unit: str | None = None) -> str:
-    """One row in the §8.1 layout (with the trailing newline)."""
-    parent = str(vmo.parent_koid) if vmo.parent_koid else "-"
+class Fit:
+    """The terminal layout of a listing: short file koids (``labels``,
+    :func:`zxmem.views.terminal.short_koids`), names shortened in the
+    middle to end within ``width`` columns (None: whole), alloc coloured by
+    magnitude with ``color``; with a width, the handle column is as wide
+    as its widest cell (``handle_w``, at least its title's 6), not 10."""
+
+    __slots__ = ("labels", "width", "color", "handle_w")
+
+    def __init__(self, labels: dict[int, str] | None = None, width: int | None = None,
+                 color: bool = False, handles: Iterable[str] = ()) -> None:
+        self.labels = labels
+        self.width = width
+        self.color = color
+        self.handle_w = max([6, *map(len, handles)]) if width is not None else 10
+
+    def header(self, title: str) -> str:
+        """A header line with the handle column ``title`` at ``handle_w``."""
+        return f"  {title:>{self.handle_w}} {'rights' if title != '-' else '-':>6} {_COLUMNS}"
+
+
+def row(handle: str, rights: str, vmo: Vmo, unit: str | None = None,
+        fit: Fit | None = None) -> str:
+    """One row in the §8.1 layout (with the trailing newline); ``fit``: the
+    terminal layout (:class:`Fit`)."""
     name = escape_terminal(vmo.name) if vmo.name else "-"
-    return (
-        f"  {handle:>10} {rights:>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
-        f"{count_text(vmo.num_mappings):>4} {vmo.share_count:>4} "
-        f"{format_size(vmo.size_bytes, unit):>7} "
-        f"{_alloc(vmo, unit):>7} {name}\n"
-    )
+    if fit is None:
+        parent = str(vmo.parent_koid) if vmo.parent_koid else "-"
+        return (
+            f"  {handle:>10} {rights:>6} {vmo.koid:>5} {parent:>6} {vmo.num_children:>5} "
+            f"{count_text(vmo.num_mappings):>4} {vmo.share_count:>4} "
+            f"{format_size(vmo.size_bytes, unit):>7} "
+            f"{_alloc(vmo, unit):>7} {name}\n"
+        )
+    from zxmem.textsafe import shorten_middle
+    from zxmem.views.terminal import koid_text, size_cell, visible
+
+    labels = fit.labels
+    parent = koid_text(vmo.parent_koid, labels) if vmo.parent_koid else "-"
+    alloc = (f"{'phys':>7}" if vmo.kind == "phys" else
+             size_cell(format_size(vmo.committed_bytes, unit), 7, vmo.committed_bytes,
+                       fit.color))
+    head = (f"  {handle:>{fit.handle_w}} {rights:>6} {koid_text(vmo.koid, labels):>5} {parent:>6} "
+            f"{vmo.num_children:>5} {count_text(vmo.num_mappings):>4} {vmo.share_count:>4} "
+            f"{format_size(vmo.size_bytes, unit):>7} {alloc} ")
+    if fit.width is not None:
+        name = shorten_middle(name, max(8, fit.width - visible(head)))
+    return head + name + "\n"
 
 
 def _handle_ref(snapshot: Snapshot, pid: int, koid: int) -> VmoRef | None:
@@ -92,17 +131,21 @@ def _sum_text(values: list[int | None], unit: str | None) -> str:
     return f"{text} ({missing} unknown)" if missing else text
 
 
-def _total(vmos: list[Vmo], unit: str | None) -> str:
+def _total(vmos: list[Vmo], unit: str | None, width: int | None = None) -> str:
     """The total line: every row above it, the Shmem remainder included
     (it is named apart because it is not one object: it is the part of
-    ``Shmem`` in /proc/meminfo that no listed object accounts for)."""
+    ``Shmem`` in /proc/meminfo that no listed object accounts for).  Wider
+    than ``width``, alloc goes on a second line."""
     from zxmem.model import REMAINDER_KOID, REMAINDER_NAME
 
     size = _sum_text([v.size_bytes for v in vmos], unit)
     alloc = _sum_text([v.committed_bytes for v in vmos if v.kind != "phys"], unit)
     objects = sum(1 for v in vmos if v.koid != REMAINDER_KOID)
     rest = f" + {REMAINDER_NAME}" if objects != len(vmos) else ""
-    return f"  total: {objects} VMOs{rest}, size {size}, alloc {alloc}\n"
+    line = f"  total: {objects} VMOs{rest}, size {size}, alloc {alloc}\n"
+    if width is not None and len(line) - 1 > width:
+        line = f"  total: {objects} VMOs{rest}, size {size},\n         alloc {alloc}\n"
+    return line
 
 
 def hidden_vmos(snapshot: Snapshot) -> list[Vmo]:
@@ -119,44 +162,76 @@ def all_vmos(snapshot: Snapshot) -> list[Vmo]:
     return out
 
 
-def _listing(title: str, vmos: list[Vmo], snapshot: Snapshot, unit: str | None) -> str:
-    lines = [title + "\n", HOLDER_HEADER + "\n"]
-    for vmo in vmos:
-        lines.append(row(*holder_cells(snapshot, vmo.koid), vmo, unit))
-    lines.append(HOLDER_HEADER + "\n")
-    lines.append(_total(vmos, unit))
+def _listing(title: str, vmos: list[Vmo], snapshot: Snapshot, unit: str | None,
+             width: int | None, color: bool) -> str:
+    cells = [holder_cells(snapshot, vmo.koid) for vmo in vmos]
+    fit = None
+    header = HOLDER_HEADER
+    if width is not None or color:
+        from zxmem.views.terminal import short_koids
+
+        # Labels numbered down the listing.
+        labels = short_koids(v.koid for v in vmos) if width is not None else None
+        fit = Fit(labels, width, color, (h for h, _ in cells))
+        header = fit.header("holder")
+    lines = [title + "\n", header + "\n"]
+    for (handle, rights), vmo in zip(cells, vmos, strict=True):
+        lines.append(row(handle, rights, vmo, unit, fit))
+    lines.append(header + "\n")
+    lines.append(_total(vmos, unit, width))
     return "".join(lines)
 
 
-def render_hidden(snapshot: Snapshot, unit: str | None = None) -> str:
-    return _listing('"Hidden" VMOs, largest first:', hidden_vmos(snapshot), snapshot, unit)
+def render_hidden(snapshot: Snapshot, unit: str | None = None, width: int | None = None,
+                  color: bool = False) -> str:
+    """The hidden listing; ``width`` (a terminal's columns): short file
+    koids (f1, f2, ... in listing order) and names shortened to fit, None:
+    whole lines; ``color``: alloc coloured by magnitude."""
+    return _listing('"Hidden" VMOs, largest first:', hidden_vmos(snapshot), snapshot, unit,
+                    width, color)
 
 
-def render_all(snapshot: Snapshot, unit: str | None = None) -> str:
-    return _listing("All VMOs, largest first:", all_vmos(snapshot), snapshot, unit)
+def render_all(snapshot: Snapshot, unit: str | None = None, width: int | None = None,
+               color: bool = False) -> str:
+    """Every object (``width`` and ``color`` as for :func:`render_hidden`)."""
+    return _listing("All VMOs, largest first:", all_vmos(snapshot), snapshot, unit,
+                    width, color)
 
 
 def _unknown(koid: int) -> Vmo:
     return Vmo(koid=koid, name="", kind="anon", size_bytes=None, committed_bytes=None)
 
 
-def render_process(process: Process, snapshot: Snapshot, unit: str | None = None) -> str:
+def render_process(process: Process, snapshot: Snapshot, unit: str | None = None,
+                   width: int | None = None, color: bool = False) -> str:
+    """A process's descriptors and mappings; ``width``: short file koids
+    (numbered as ``vmos`` and ``vmaps`` of the process number them:
+    :func:`zxmem.views.vmos.object_labels`) and names shortened to fit;
+    ``color``: alloc coloured by magnitude."""
     handles = [r for r in process.vmo_refs or () if "HANDLE" in r.via]
     mapped = [r for r in process.vmo_refs or () if "HANDLE" not in r.via]
-    lines = [f"process [{process.koid}]:\n", "Handles to VMOs:\n", HANDLE_HEADER + "\n"]
+    fit = None
+    handle_header, plain_header = HANDLE_HEADER, PLAIN_HEADER
+    if width is not None or color:
+        from zxmem.views.vmos import object_labels
+
+        fit = Fit(object_labels(process) if width is not None else None, width, color,
+                  (str(r.fd) for r in handles))
+        handle_header, plain_header = fit.header("handle"), fit.header("-")
+    lines = [f"process [{process.koid}]:\n", "Handles to VMOs:\n", handle_header + "\n"]
     held = []
     for ref in handles:
         vmo = snapshot.vmos.get(ref.vmo_koid) or _unknown(ref.vmo_koid)
         held.append(vmo)
         fd = "-" if ref.fd is None else str(ref.fd)
-        lines.append(row(fd, rights_text(ref), vmo, unit))
-    lines.append(_total(held, unit))
+        lines.append(row(fd, rights_text(ref), vmo, unit, fit))
+    lines.append(_total(held, unit, width))
     lines.append("Mapped VMOs:\n")
-    lines.append(PLAIN_HEADER + "\n")
+    lines.append(plain_header + "\n")
     for ref in mapped:
         vmo = snapshot.vmos.get(ref.vmo_koid) or _unknown(ref.vmo_koid)
-        lines.append(row("-", "-", vmo, unit))
-    lines.append(PLAIN_HEADER + "\n")
+        lines.append(row("-", "-", vmo, unit, fit))
+    lines.append(plain_header + "\n")
     return "".join(lines)
 
 

@@ -38,6 +38,11 @@ class PsOptions(Record):
     swap: bool = False  # --swap
     cgroup: bool = False  # --cgroup: CHARGED LIMIT FILE KERNEL for jobs
     width: int | None = None  # terminal columns to fit NAME into; None = whole
+    # Colour (a terminal's): sizes by magnitude; with ``previous`` (the
+    # -d repeat mode, :func:`size_values` of the table before) the sizes
+    # that changed since, grown red and shrunk green, the rest plain.
+    color: bool = False
+    previous: dict | None = None
     # format_size rounding: True = the 2020+ exact rule (default); False = the
     # classic rule the seed's sample table was printed with (spec §1.2, V1).
     exact: bool = True
@@ -123,6 +128,7 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
 
     units = opts.units
     upper_k = units == "K"
+    paint = _painter(opts, lambda v: fmt(v, units, upper_k)) if opts.color else None
     for r, cell in zip(shown, cells, strict=True):
         values = []
         for c in cols:
@@ -141,7 +147,10 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
                     v = cv if isinstance(cv, str) else fmt(cv, units, upper_k)
             else:  # STATE
                 v = r.state
-            values.append(f"{v:>7}")
+            if paint is not None and c in _SIZE_FIELDS and v:
+                values.append(paint(r, c, f"{v:>7}"))
+            else:
+                values.append(f"{v:>7}")
         name = escape_terminal(r.name)
         mark = partial_mark(r)
         if opts.width is not None:
@@ -150,6 +159,46 @@ def render(rows: Iterable[TaskRow], opts: PsOptions) -> str:
         lines.append(cell.ljust(id_w) + " " + " ".join(values) + " " + name)
     lines.append(header)
     return "\n".join(lines) + "\n"
+
+
+# The columns colour applies to, and the row field each shows.
+_SIZE_FIELDS = {"PSS": "pss_bytes", "PRIVATE": "private_bytes", "SHARED": "shared_bytes",
+                "SWAP": "swap_bytes"}
+
+
+def size_values(rows: Iterable[TaskRow]) -> dict:
+    """{(kind, koid): (pss, private, shared, swap) bytes} of ``rows``: what
+    the next table of the -d repeat mode compares with (``previous``)."""
+    return {(r.kind, r.koid): (r.pss_bytes, r.private_bytes, r.shared_bytes, r.swap_bytes)
+            for r in rows if r.kind != "t"}
+
+
+def _painter(opts: PsOptions, text_of):
+    """A function (row, column, padded cell) -> the cell coloured: by
+    magnitude, or with ``opts.previous`` by its change since that table
+    when the change shows (``text_of``, the cell's formatting, prints the
+    two values differently: a few bytes under the rounding stay plain, as
+    do a row not in that table and a value unknown then or now)."""
+    from zxmem.views.terminal import cell as colour_cell
+    from zxmem.views.terminal import change_color, size_color
+
+    previous = opts.previous
+    index = {c: i for i, c in enumerate(_SIZE_FIELDS)}
+
+    def paint(row: TaskRow, column: str, text: str) -> str:
+        value = getattr(row, _SIZE_FIELDS[column])
+        shown = text.lstrip(" ")
+        if previous is None:
+            color = size_color(value)
+        else:
+            before = previous.get((row.kind, row.koid))
+            old = before[index[column]] if before is not None else None
+            color = None
+            if value is not None and old is not None and text_of(old) != shown:
+                color = change_color(value - old)
+        return colour_cell(shown, len(text), color)
+
+    return paint
 
 
 def partial_mark(row: TaskRow) -> str:

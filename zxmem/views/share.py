@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from zxmem.model import PAGE_SIZE
-from zxmem.textsafe import decode_name, escape_terminal
+from zxmem.textsafe import decode_name, escape_terminal, shorten_middle
 from zxmem.units import format_size
 
 
@@ -67,13 +67,47 @@ def report(pid: int, scan: Any, names: Mapping[int, str]) -> dict[str, Any]:
     }
 
 
-def render(r: Mapping[str, Any], units: str | None, verbose: bool) -> str:
-    """:func:`report`'s text: ``pid``'s pages, then its sharers (with
-    ``verbose``, each split by ``pid``'s mappings)."""
+def summary_line(r: Mapping[str, Any], units: str | None) -> str:
+    """The answer in one line: what ``pid``'s exit frees, how much of it is
+    shared and with how many processes (the table below says with whom)."""
     def fs(n: int) -> str:
         return format_size(n, units)
 
-    lines = [f"process {r['pid']}: {escape_terminal(r['name'])}"]
+    n = len(r["sharers"])
+    head = f"process {r['pid']}: frees {fs(r['freed_on_exit_bytes'])} on exit; "
+    if n:
+        noun = "process" if n == 1 else "processes"
+        return head + f"shares {fs(r['shared_bytes'])} with {n} {noun}"
+    if r["shared_bytes"]:
+        return head + f"shares {fs(r['shared_bytes'])}, only with processes not read"
+    return head + "shares no page"
+
+
+def render(r: Mapping[str, Any], units: str | None, verbose: bool,
+           width: int | None = None, color: bool = False) -> str:
+    """:func:`report`'s text: the summary line, ``pid``'s command line and
+    pages, then its sharers (with ``verbose``, each split by ``pid``'s
+    mappings).
+
+    ``width`` (a terminal's columns): names, command lines and paths are
+    shortened in the middle and the explanations wrapped to fit; None:
+    whole lines.  ``color``: sizes coloured by magnitude.
+    """
+    from zxmem.views.terminal import size_cell
+
+    def fs(n: int) -> str:
+        return format_size(n, units)
+
+    def sz(n: int, w: int) -> str:
+        return size_cell(fs(n), w, n, color)
+
+    def fit(text: str, used: int) -> str:
+        if width is None:
+            return text
+        return shorten_middle(text, max(8, width - used))
+
+    lines = [summary_line(r, units),
+             f"  {'command':<14}{fit(escape_terminal(r['name']), 16)}"]
     rows = [
         ("resident", r["resident_bytes"], "distinct pages mapped"),
         ("private", r["private_bytes"], "mapped by no other process"),
@@ -84,8 +118,15 @@ def render(r: Mapping[str, Any], units: str | None, verbose: bool) -> str:
         ("swap", r["swap_bytes"], f"of which {fs(r['swap_private_bytes'])} private"),
         ("freed on exit", r["freed_on_exit_bytes"], "private pages + private swap"),
     ]
+    indent = 2 + 14 + 7 + 2
     for label, n, what in rows:
-        lines.append(f"  {label:<14}{fs(n):>7}  {what}")
+        parts = [what]
+        if width is not None and indent + len(what) > width:
+            import textwrap
+
+            parts = textwrap.wrap(what, max(20, width - indent)) or [what]
+        lines.append(f"  {label:<14}{sz(n, 7)}  {parts[0]}")
+        lines.extend(" " * indent + part for part in parts[1:])
     n = len(r["sharers"])
     lines.append("")
     lines.append(f"shared with {n} {'process' if n == 1 else 'processes'}:")
@@ -93,14 +134,15 @@ def render(r: Mapping[str, Any], units: str | None, verbose: bool) -> str:
         lines.append(f"{'PID':>9} {'SHARED':>7} {'SWAP':>7} NAME")
     for s in r["sharers"]:
         lines.append(
-            f"{s['pid']:>9} {fs(s['shared_bytes']):>7} {fs(s['swap_shared_bytes']):>7} "
-            f"{escape_terminal(s['name'])}"
+            f"{s['pid']:>9} {sz(s['shared_bytes'], 7)} {sz(s['swap_shared_bytes'], 7)} "
+            f"{fit(escape_terminal(s['name']), 26)}"
         )
         if verbose:
             for m in s.get("mappings", ()):
+                span = f"{m['start']:x}-{m['end']:x}"
                 lines.append(
-                    f"{'':>9} {fs(m['shared_bytes']):>7} {'':>7}   "
-                    f"{m['start']:x}-{m['end']:x} {escape_terminal(m['path'])}"
+                    f"{'':>9} {sz(m['shared_bytes'], 7)} {'':>7}   "
+                    f"{span} {fit(escape_terminal(m['path']), 29 + len(span))}"
                 )
     return "\n".join(lines) + "\n"
 
@@ -127,10 +169,19 @@ def approximate_report(pid: int, name: str, why: str,
     }
 
 
-def render_approximate(r: Mapping[str, Any], units: str | None) -> str:
-    """:func:`approximate_report`'s text."""
-    lines = [f"process {r['pid']}: {escape_terminal(r['name'])} (smaps_rollup, approximate)"]
+def render_approximate(r: Mapping[str, Any], units: str | None,
+                       width: int | None = None, color: bool = False) -> str:
+    """:func:`approximate_report`'s text (``width`` and ``color`` as for
+    :func:`render`)."""
+    from zxmem.views.terminal import size_cell
+
+    name = escape_terminal(r["name"])
+    if width is not None:
+        name = shorten_middle(name, max(8, width - 16))
+    lines = [f"process {r['pid']}: smaps_rollup, approximate",
+             f"  {'command':<14}{name}"]
     for label, key in (("resident", "resident_bytes"), ("private", "private_bytes"),
                        ("shared", "shared_bytes"), ("PSS", "pss_bytes")):
-        lines.append(f"  {label:<14}{format_size(r[key], units):>7}")
+        n = r[key]
+        lines.append(f"  {label:<14}{size_cell(format_size(n, units), 7, n, color)}")
     return "\n".join(lines) + "\n"

@@ -8,11 +8,12 @@ parameters and call these.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
-from zxmem.model import INODE_KOID_BASE
 from zxmem.textsafe import colored, display_width
+
+TYPE_CHECKING = False  # typing and re cost start-up: ps colours through here
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Iterable
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -60,6 +61,8 @@ def short_koids(koids: Iterable[int], prefix: str = "f") -> dict[int, str]:
     st_ino, up to 15 digits) in ``koids``, numbered in order of first
     appearance; small koids (anonymous memory, clones) keep their number
     and get no label."""
+    from zxmem.model import INODE_KOID_BASE
+
     labels: dict[int, str] = {}
     for koid in koids:
         if koid >= INODE_KOID_BASE and koid not in labels:
@@ -76,11 +79,16 @@ def koid_text(koid: int, labels: dict[int, str] | None) -> str:
     return str(koid)
 
 
-_SGR = re.compile("\x1b\\[[0-9;]*m")
+_SGR: re.Pattern[str] | None = None  # compiled on first use
 
 
 def visible(text: str) -> int:
     """Terminal columns of ``text`` without its colour sequences."""
+    global _SGR
     if "\x1b" in text:
+        if _SGR is None:
+            import re
+
+            _SGR = re.compile("\x1b\\[[0-9;]*m")
         text = _SGR.sub("", text)
     return display_width(text)
