@@ -46,7 +46,7 @@ from zxmem.growth import Series
 from zxmem.model import INODE_KOID_BASE
 from zxmem.store.reader import format_time
 from zxmem.store.schema import StoreError, open_store, read_span, span_of
-from zxmem.store.writer import OBJECTS, OWNER_SHIFT, decode_text, s64, u64, unpack
+from zxmem.store.writer import OBJECTS, OWNER_SHIFT, read_strings, s64, u64, unpack
 
 BY = ("process", "job", "object")
 DEFAULT_MAX_POINTS = 120
@@ -97,12 +97,7 @@ class _Strings:
 
     def fill(self, ids: Iterable[int | None]) -> None:
         want = sorted({i for i in ids if i is not None and i not in self.cache})
-        for a in range(0, len(want), 500):
-            chunk = want[a:a + 500]
-            q = ",".join("?" * len(chunk))
-            for i, s in self.conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})",
-                                          chunk):
-                self.cache[i] = decode_text(s)
+        self.cache.update(read_strings(self.conn, want))
 
     def get(self, i: int | None, default: str = "") -> str:
         return default if i is None else self.cache.get(i, default)

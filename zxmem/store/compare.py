@@ -26,7 +26,7 @@ import sqlite3
 
 from zxmem.model import INODE_KOID_BASE
 from zxmem.store.schema import read_span, span_of
-from zxmem.store.writer import OBJECTS, OWNER_SHIFT, decode_text
+from zxmem.store.writer import OBJECTS, OWNER_SHIFT, read_strings
 
 # anon_vmos' entity: owner << OWNER_SHIFT | name id << 16 | ordinal.
 _GROUP_SHIFT = 16
@@ -72,12 +72,7 @@ class _Names:
 
     def fill(self, ids: set[int]) -> None:
         want = sorted(i for i in ids if i not in self.text)
-        for start in range(0, len(want), 500):
-            chunk = want[start:start + 500]
-            q = ",".join("?" * len(chunk))
-            for i, s in self.conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})",
-                                          chunk):
-                self.text[i] = decode_text(s)
+        self.text.update(read_strings(self.conn, want))
 
     def fill_procs(self, ents: set[int]) -> None:
         want = sorted(e for e in ents if e not in self.procs)

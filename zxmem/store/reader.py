@@ -37,7 +37,7 @@ from zxmem.store.writer import (
     SHAPE,
     TIER_NAMES,
     TOTALS,
-    decode_text,
+    read_strings,
     s64_,
     u64,
     unpack,
@@ -92,11 +92,7 @@ class _Strings:
 
     def fill(self, ids: Iterable[int | None]) -> None:
         want = [i for i in set(ids) if i is not None and i not in self.cache]
-        for start in range(0, len(want), 500):
-            chunk = want[start:start + 500]
-            q = ",".join("?" * len(chunk))
-            for i, s in self.conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})", chunk):
-                self.cache[i] = decode_text(s)
+        self.cache.update(read_strings(self.conn, want))
 
     def __call__(self, i: int | None) -> str | None:
         return None if i is None else self.cache[i]

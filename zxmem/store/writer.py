@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 
 from zxmem.model import INODE_KOID_BASE, CgroupMemory, Provenance, Snapshot
@@ -59,6 +59,16 @@ def encode_text(text: str) -> bytes:
 
 def decode_text(raw: bytes) -> str:
     return bytes(raw).decode("utf-8", "surrogatepass")
+
+
+def read_strings(conn: sqlite3.Connection, ids: Sequence[int]) -> Iterator[tuple[int, str]]:
+    """(id, text) of the interned strings ``ids``, 500 per query (SQLite's
+    bound-parameter limit is 999 on older builds)."""
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        q = ",".join("?" * len(chunk))
+        for i, s in conn.execute(f"SELECT id, s FROM strings WHERE id IN ({q})", chunk):
+            yield i, decode_text(s)
 
 
 def provenance_json(prov: Provenance) -> str:
