@@ -132,7 +132,8 @@ def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None) -> Snapsh
 
         if path == "-":
             return load_snapshot(env.stdin)
-        return load_snapshot(path)
+        # A store sample holds the mappings a live plan with objects reads.
+        return load_snapshot(path, mappings=bool(plan is not None and plan.objects))
     from zxmem.collection import collect
 
     root = proc_root(args, env)
@@ -208,12 +209,16 @@ def from_name(args: argparse.Namespace) -> str:
     return "stdin" if path == "-" else path
 
 
-def from_snapshot(args: argparse.Namespace, env) -> Snapshot:
-    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors."""
+def from_snapshot(args: argparse.Namespace, env, mappings=False) -> Snapshot:
+    """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors.
+    ``mappings``: what of a store sample's mappings to read (True: all;
+    PIDs: theirs)."""
     from zxmem.sources.load import load_snapshot
 
     path = args.from_file
-    return load_snapshot(env.stdin if path == "-" else path)
+    if path == "-":
+        return load_snapshot(env.stdin)
+    return load_snapshot(path, mappings=mappings)
 
 
 def lacks(args: argparse.Namespace, what: str) -> ZxmemError:

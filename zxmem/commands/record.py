@@ -22,9 +22,9 @@ Every sample holds the kernel's totals, the jobs (cgroups, with what their
 memory files say: charge, limits, memory.stat, memory.events, pressure) and
 every process's identity and memory totals (for ps, ps --cgroup, kstats,
 treemap); every --objects-every-th sample also holds the memory objects and
-which process reaches each one (for vmos, digest, mem, memgraph -v, diff by
-object).  No sample holds mappings
-(vmaps), threads or descriptor counts.  Read a sample back with any view's
+which process reaches each one (for vmos, digest, mem, diff by object), and
+every process's mappings (for vmaps, memgraph -v and top's drill-down).  No
+sample holds threads or descriptor counts.  Read a sample back with any view's
 --from STORE@WHEN, list them with 'zxmem history', compare two with
 'zxmem diff'.
 

@@ -55,8 +55,9 @@ mapping's value was not given).  Piped, Fuchsia's layout has no total line:
 --total adds it.
 
 --from FILE prints the maps of a snapshot saved with 'zxmem memgraph -v'
-(which records every process's mappings and regions); a Fuchsia capture
-has no mappings. /A starts at the vm.mmap_min_addr the snapshot recorded
+(which records every process's mappings and regions) or of an objects
+sample of a history store (--from STORE@N; 'zxmem history' lists the
+tiers); a Fuchsia capture has no mappings. /A starts at the vm.mmap_min_addr the snapshot recorded
 (or at the first mapping, if lower), as it did live; a file without it (a
 Fuchsia capture, a memgraph from before it was recorded) gets the kernel's
 default 0x10000.
@@ -131,7 +132,7 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     without ``-v``, a Fuchsia capture without mappings), or a process whose
     maps were denied when the snapshot was taken.
     """
-    snapshot = common.from_snapshot(args, env)
+    snapshot = common.from_snapshot(args, env, mappings=(pid,) if need == "mappings" else False)
     process = common.from_process(args, snapshot, pid)
     if process.kernel_thread:
         raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
@@ -141,6 +142,15 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     if getattr(process, need) is not None:
         return snapshot, process
     what = "memory maps" if need == "mappings" else "memory objects"
+    if all(getattr(p, need) is None for p in snapshot.processes) \
+            or (need == "mappings" and getattr(process, need) is None):
+        # A history store's sample: which tier, and the nearest that has them.
+        from zxmem.store import missing_note
+
+        note = missing_note(args.from_file, "mappings" if need == "mappings"
+                            else "memory objects")
+        if note is not None:
+            raise common.lacks(args, note)
     if all(getattr(p, need) is None for p in snapshot.processes):
         source = snapshot.provenance.source
         if source == "fuchsia-capture":

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import IO, Any
 
 from zxmem.errors import InputError
@@ -346,7 +346,8 @@ def _memgraph_records(inp: _Input, notes: list[str]) -> Iterator[Any]:
         expect_more = more
 
 
-def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None) -> Snapshot:
+def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None,
+                  mappings: bool | Collection[int] = False) -> Snapshot:
     """Read a zxmem memgraph, a Fuchsia memgraph, a Fuchsia capture, ffx
     profile memory output, or a sample of a history store (``STORE`` or
     ``STORE@WHEN``, :mod:`zxmem.store`).
@@ -354,13 +355,15 @@ def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None) -> Snap
     ``src`` is a path or an open stream (binary, or text such as stdin).
     Raises :class:`InputError` (exit 1) with the file name, the byte offset
     or record index, and what was expected; also for an input longer than
-    ``limit`` bytes (default :func:`input_limit`).
+    ``limit`` bytes (default :func:`input_limit`).  ``mappings``: what a
+    store sample reads of the mappings it holds (every process's: True;
+    these PIDs'); a file holds what it holds.
     """
     if isinstance(src, (str, os.PathLike)):
         name = os.fsdecode(src)
         from zxmem.store import load_from_store  # a history store, STORE@WHEN
 
-        stored = load_from_store(name)
+        stored = load_from_store(name, mappings=mappings)
         if stored is not None:
             return stored
         try:

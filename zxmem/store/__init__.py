@@ -11,7 +11,8 @@ What a sample holds (its *tier*):
 * totals (every sample): the kernel's counters, the jobs, and every
   process's identity and memory totals;
 * objects (every ``--objects-every``-th sample): also the memory objects
-  (VMOs) and each process's references to them.
+  (VMOs), each process's references to them, and each process's mappings
+  (read back only when asked: ``load_from_store(..., mappings=...)``).
 
 Rows are kept only when they change (see :mod:`zxmem.store.schema`), sizes are
 integer bytes, and strings are stored once.  Modules: ``schema`` (tables,
@@ -27,6 +28,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from zxmem.model import Snapshot
 
 MAGIC = b"SQLite format 3\x00"
@@ -56,10 +59,13 @@ def split_selector(src: str) -> tuple[str, str | None]:
     return base, selector
 
 
-def load_from_store(src: str, now_s: float | None = None) -> Snapshot | None:
+def load_from_store(src: str, now_s: float | None = None,
+                    mappings: bool | Collection[int] = False) -> Snapshot | None:
     """The sample ``src`` names if it is a store (``STORE`` or ``STORE@WHEN``),
     else None (not a store: the caller reads it as JSON).  Errors are one
-    line (:class:`zxmem.store.schema.StoreError`)."""
+    line (:class:`zxmem.store.schema.StoreError`).  ``mappings``: with
+    every process's mappings (True) or those of these PIDs (an objects
+    sample holds them; reading them is left out unless asked)."""
     base, selector = split_selector(src)
     if not is_store_file(base):
         if selector is not None and os.path.exists(base):
@@ -74,11 +80,30 @@ def load_from_store(src: str, now_s: float | None = None) -> Snapshot | None:
     conn = open_store(base, create=False, readonly=True)
     try:
         n = select(conn, selector or "last", time.time() if now_s is None else now_s, base)
-        return read_sample(conn, n, base)
+        return read_sample(conn, n, base, mappings)
     except StoreError:
         raise
     except Exception as exc:  # sqlite3.Error, a corrupt row
         raise StoreError(f"{src}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+
+
+def missing_note(src: str, what: str = "mappings", now_s: float | None = None) -> str | None:
+    """Why the store sample ``src`` names holds no ``what`` ("mappings" or
+    "memory objects") of any process, with the nearest samples that do
+    (:func:`zxmem.store.reader.no_mappings_reason`); None when ``src`` is
+    not a store or the sample holds them."""
+    base, selector = split_selector(src)
+    if not is_store_file(base):
+        return None
+    from zxmem.store.reader import no_mappings_reason, select
+    from zxmem.store.schema import open_store
+
+    conn = open_store(base, create=False, readonly=True)
+    try:
+        n = select(conn, selector or "last", time.time() if now_s is None else now_s, base)
+        return no_mappings_reason(conn, n, what)
     finally:
         conn.close()
 

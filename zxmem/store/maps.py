@@ -1,0 +1,232 @@
+"""A process's mappings as one compact blob (the store's ``mappings`` table).
+
+An objects sample keeps every process's mappings (its ``smaps`` entries) in
+one versioned row per process, written only when they changed.  The blob is
+zlib-compressed JSON, a column per field, each chosen to compress:
+
+* addresses: the gap before each mapping (to the previous one's end) and its
+  length, offsets as they are: mostly small multiples of the page;
+* the backing object: an index into the blob's own table of distinct
+  ``(dev, inode, path)`` (a library mapped five times is one entry), the
+  path a string id of the store's ``strings`` table (so each path, perms
+  text and VmFlags text is stored once in the whole store);
+* the object koid: ``null`` for a file or shmem object whose koid is
+  ``inode_koid(dev, inode)`` (derived again when read); for an anonymous
+  or clone object the process owns (``zxmem.store.writer``: the first
+  process that reaches it) the difference to the previous such koid,
+  starting at the process's base koid (its ``vmo_base`` row), so when an
+  exited process renumbers the anonymous objects of every process after
+  it, the blob stays the same; any other koid absolute, as ``[koid]``;
+* page counts: ``Rss``, ``Private`` and ``Swap`` as they are; the others as
+  the difference to what usually equals them (``Shared`` to ``Rss -
+  Private``, ``Pss`` and ``Private_Dirty`` to ``Private``, ``Anonymous`` to
+  ``Rss`` for anonymous and clone objects, ``SwapPss`` to ``Swap``), which
+  is 0 for most mappings.  Unknown stays ``null``.
+
+Every integer column is divided by the largest of 4096, 1024 and 1 that
+divides all its values (the divisors lead the blob), so a count is pages
+when the kernel gave whole pages, and exact whatever it gave.  An empty
+blob is a process with no mappings (a kernel thread).  Decoding is the exact
+inverse: ``decode(encode(m)) == m``.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from math import gcd
+from operator import attrgetter
+
+from zxmem.model import INODE_KOID_BASE, Mapping, inode_koid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Blob layout version (the first element of its JSON array).
+FORMAT = 1
+
+_FIELDS = ("start", "end", "perms", "offset", "dev", "inode", "path", "vmo_koid",
+           "rss_bytes", "pss_bytes", "private_bytes", "shared_bytes", "private_dirty_bytes",
+           "anonymous_bytes", "swap_bytes", "swap_pss_bytes", "vm_flags")
+_ROW = attrgetter(*_FIELDS)
+
+# The integer columns, in blob order (after perms, object, koid and flags).
+_COUNTS = ("gap", "size", "offset", "rss", "private", "shared", "pss", "dirty", "anon",
+           "swap", "swap_pss")
+
+
+def _less(value: int | None, predicted: int | None) -> int | None:
+    """``value`` as its difference to ``predicted`` (unknown stays None)."""
+    if value is None:
+        return None
+    return value - predicted if predicted is not None else value
+
+
+def _more(value: int | None, predicted: int | None) -> int | None:
+    """Inverse of :func:`_less`."""
+    if value is None:
+        return None
+    return value + predicted if predicted is not None else value
+
+
+def _divisor(column: list[int | None]) -> int:
+    known = [v for v in column if v is not None]
+    g = gcd(*known) if known else 0
+    for d in (4096, 1024):
+        if g % d == 0:
+            return d
+    return 1
+
+
+def encode(maps: Sequence[Mapping], ent: int, owner: Callable[[int], int | None],
+           base: int | None, sid: Callable[[str], int]) -> tuple[bytes, set[int]]:
+    """The blob of ``maps`` and the string ids it uses.
+
+    ``owner(koid)``: the process entity owning an anonymous object (None:
+    not recorded); ``base``: the first koid process ``ent`` owns;
+    ``sid(text)``: the string's id in the store."""
+    if not maps:
+        return b"", set()
+    objects: dict[tuple[int, int, str], int] = {}
+    attrs: dict[tuple[str, str | None], int] = {}
+    attr: list[int] = []
+    obj: list[int] = []
+    koids: list[int | list[int] | None] = []
+    cols: list[list[int | None]] = [[] for _ in _COUNTS]
+    gap, size, offset, rss, private, shared, pss, dirty, anon, swap, swap_pss = cols
+    prev_end = 0
+    prev_own = base
+    prev_obj = -1
+    next_off = 0
+    for (start, end, pm, off, dev, ino, path, k, r, p, pv, sh, pd, an, sw, sp,
+         fl) in map(_ROW, maps):
+        gap.append(start - prev_end)
+        prev_end = end
+        size.append(end - start)
+        key = (dev, ino, path)
+        i = objects.get(key)
+        if i is None:
+            i = objects[key] = len(objects)
+        # The next piece of the same object usually maps the next bytes.
+        offset.append(off - next_off if i == prev_obj else off)
+        next_off = off + end - start
+        obj.append(i - prev_obj)
+        prev_obj = i
+        akey = (pm, fl)
+        a = attrs.get(akey)
+        if a is None:
+            a = attrs[akey] = len(attrs)
+        attr.append(a)
+        if k >= INODE_KOID_BASE and k == inode_koid(dev, ino):
+            koids.append(None)
+            anonymous = False
+        elif prev_own is not None and owner(k) == ent:
+            koids.append(k - prev_own)
+            prev_own = k
+            anonymous = True
+        else:
+            koids.append([k])
+            anonymous = k < INODE_KOID_BASE
+        rss.append(r)
+        private.append(pv)
+        shared.append(_less(sh, r - pv if r is not None and pv is not None else None))
+        pss.append(_less(p, pv))
+        dirty.append(_less(pd, pv))
+        anon.append(_less(an, r) if anonymous else an)
+        swap.append(sw)
+        swap_pss.append(_less(sp, sw))
+    divisors = [_divisor(c) for c in cols]
+    scaled: list[object] = [
+        c[0] if c.count(c[0]) == len(c) else  # one value throughout: that value
+        c if d == 1 else [None if v is None else v // d for v in c]
+        for c, d in zip(cols, divisors, strict=True)]
+    table = [[dev, ino, sid(path)] for dev, ino, path in objects]
+    kinds = [[sid(pm), None if fl is None else sid(fl)] for pm, fl in attrs]
+    doc = [FORMAT, divisors, table, kinds, obj, attr, koids, *scaled]
+    used = {t[2] for t in table}
+    used.update(x for pair in kinds for x in pair if x is not None)
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no header, no checksum
+    return z.compress(json.dumps(doc, separators=(",", ":")).encode()) + z.flush(), used
+
+
+class BlobError(ValueError):
+    """A mappings blob that cannot be decoded."""
+
+
+def parse(blob: bytes) -> list:
+    """The JSON of a blob ([] for an empty one)."""
+    if not blob:
+        return []
+    try:
+        doc = json.loads(zlib.decompress(blob, -15))
+    except (zlib.error, ValueError) as exc:
+        raise BlobError(f"a mappings blob is corrupt ({exc})") from None
+    if not isinstance(doc, list) or not doc or doc[0] != FORMAT:
+        raise BlobError(f"a mappings blob of an unknown layout "
+                        f"({doc[0] if isinstance(doc, list) and doc else '?'})")
+    return doc
+
+
+def string_ids(doc: list) -> Iterable[int]:
+    """The string ids a parsed blob uses."""
+    if not doc:
+        return ()
+    table, kinds = doc[2], doc[3]
+    return [t[2] for t in table] + [x for pair in kinds for x in pair if x is not None]
+
+
+def decode(doc: list, base: int | None, text: Callable[[int], str]) -> tuple[Mapping, ...]:
+    """The mappings of a parsed blob; ``base`` the process's first owned
+    koid at the sample read, ``text(id)`` a string of the store."""
+    if not doc:
+        return ()
+    _v, divisors, table, kinds, obj, attr, koids = doc[:7]
+    if len(doc) - 7 != len(_COUNTS) or len(divisors) != len(_COUNTS):
+        raise BlobError(f"a mappings blob has {len(doc) - 7} count columns, not "
+                        f"{len(_COUNTS)}")
+    n = len(koids)
+    cols: list[list[Any]] = [
+        c if d == 1 else [None if v is None else v * d for v in c] if isinstance(c, list)
+        else [c] * n
+        for c, d in zip(doc[7:], divisors, strict=True)]
+    gap, size, offset, rss, private, shared, pss, dirty, anon, swap, swap_pss = cols
+    objects = [(dev, ino, text(path)) for dev, ino, path in table]
+    kind_text = [(text(pm), None if fl is None else text(fl)) for pm, fl in kinds]
+    out = []
+    end = 0
+    prev_own = base
+    o = -1
+    next_off = 0
+    for i, k in enumerate(koids):
+        same = obj[i] == 0
+        o += obj[i]
+        dev, ino, path = objects[o]
+        pm, fl = kind_text[attr[i]]
+        if k is None:
+            koid = inode_koid(dev, ino)
+            anonymous = False
+        elif isinstance(k, list):
+            koid = k[0]
+            anonymous = koid < INODE_KOID_BASE
+        else:
+            if prev_own is None:
+                raise BlobError("a mappings blob has koids relative to a base the sample "
+                                "does not hold")
+            koid = prev_own = prev_own + k
+            anonymous = True
+        start = end + gap[i]
+        end = start + size[i]
+        off = offset[i] + next_off if same else offset[i]
+        next_off = off + end - start
+        r = rss[i]
+        pv = private[i]
+        sw = swap[i]
+        out.append(Mapping(
+            start, end, pm, off, dev, ino, path, koid, r,
+            _more(pss[i], pv), pv,
+            _more(shared[i], r - pv if r is not None and pv is not None else None),
+            _more(dirty[i], pv), _more(anon[i], r) if anonymous else anon[i], sw,
+            _more(swap_pss[i], sw), fl))
+    return tuple(out)
