@@ -401,3 +401,32 @@ def test_with_mappings_leaves_a_snapshot_of_another_store_alone(tmp_path, saved)
     assert with_mappings(conn, 1, same) == stored_form(snap, OBJECTS, mappings=True)
     conn.close()
 
+
+
+# ---------------------------------------------------------------------------
+# zxmem record itself
+
+
+def test_vmaps_of_a_recorded_sample_is_vmaps_of_the_tree_it_recorded(tmp_path, cli):
+    """``zxmem record`` of a recorded /proc tree (which never changes):
+    vmaps of its objects sample prints what vmaps of ``zxmem memgraph -v`` of
+    the tree prints (and, for the first process, what vmaps of the tree
+    itself prints: the anonymous koids are numbered in the same order), and
+    the totals sample after it says where the mappings are."""
+    path = str(tmp_path / "rec.db")
+    r = cli(["record", "--store", path, "--proc-root", str(TREE), "--count", "2",
+             "--interval", "1s", "--objects-every", "2"], sleep=lambda s: None)
+    assert r.status == 0, r.stderr
+    graph = tmp_path / "graph.json"
+    graph.write_text(cli(["memgraph", "-v", "--proc-root", str(TREE)]).stdout)
+    live = cli(["vmaps", "--proc-root", str(TREE), "19901"])
+    assert live.status == 0 and live.stdout.count("\n") > 100
+    assert cli(["vmaps", "--from", path + "@1", "19901"]).stdout == live.stdout
+    for pid in ("19901", "19940", "19945", "19948"):
+        saved = cli(["vmaps", "--from", str(graph), pid])
+        stored = cli(["vmaps", "--from", path + "@1", pid])
+        assert saved.status == stored.status == 0, stored.stderr
+        assert stored.stdout == saved.stdout and saved.stdout.count("\n") > 100
+        r = cli(["vmaps", "--from", path + "@2", pid])
+        assert r.status == 1 and r.stderr.endswith(
+            "the nearest objects sample with them: 1 (before)\n")

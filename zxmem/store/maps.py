@@ -2,14 +2,18 @@
 
 An objects sample keeps every process's mappings (its ``smaps`` entries) in
 one versioned row per process, written only when they changed.  The blob is
-zlib-compressed JSON, a column per field, each chosen to compress:
+raw-deflated JSON, a column per field, each chosen to compress:
 
 * addresses: the gap before each mapping (to the previous one's end) and its
-  length, offsets as they are: mostly small multiples of the page;
-* the backing object: an index into the blob's own table of distinct
-  ``(dev, inode, path)`` (a library mapped five times is one entry), the
-  path a string id of the store's ``strings`` table (so each path, perms
-  text and VmFlags text is stored once in the whole store);
+  length; the offset as its difference to the end of the previous piece
+  when the mapping continues the previous mapping's object (the next bytes
+  of the same file, usually: 0), else as it is;
+* the backing object: the change of an index into the blob's own table of
+  distinct ``(dev, inode, path)`` (a library mapped five times is one
+  entry; the next mapping of it, 0); perms and VmFlags: an index into the
+  blob's table of distinct pairs.  Paths, perms and VmFlags are string ids
+  of the store's ``strings`` table, so each text is stored once in the
+  whole store (``map_strings`` says which ones the mappings use);
 * the object koid: ``null`` for a file or shmem object whose koid is
   ``inode_koid(dev, inode)`` (derived again when read); for an anonymous
   or clone object the process owns (``zxmem.store.writer``: the first
@@ -23,11 +27,12 @@ zlib-compressed JSON, a column per field, each chosen to compress:
   ``Rss`` for anonymous and clone objects, ``SwapPss`` to ``Swap``), which
   is 0 for most mappings.  Unknown stays ``null``.
 
-Every integer column is divided by the largest of 4096, 1024 and 1 that
+Every count column is divided by the largest of 4096, 1024 and 1 that
 divides all its values (the divisors lead the blob), so a count is pages
-when the kernel gave whole pages, and exact whatever it gave.  An empty
-blob is a process with no mappings (a kernel thread).  Decoding is the exact
-inverse: ``decode(encode(m)) == m``.
+when the kernel gave whole pages, and exact whatever it gave; a column of
+one value throughout is that value alone.  An empty blob is a process with
+no mappings (a kernel thread).  Decoding is the exact inverse:
+``decode(encode(m)) == m``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ _FIELDS = ("start", "end", "perms", "offset", "dev", "inode", "path", "vmo_koid"
            "anonymous_bytes", "swap_bytes", "swap_pss_bytes", "vm_flags")
 _ROW = attrgetter(*_FIELDS)
 
-# The integer columns, in blob order (after perms, object, koid and flags).
+# The count columns, in blob order (after the tables, object, kind and koid).
 _COUNTS = ("gap", "size", "offset", "rss", "private", "shared", "pss", "dirty", "anon",
            "swap", "swap_pss")
 
