@@ -21,7 +21,9 @@ Prints, with ``uptime`` before and after:
   - the live machine itself, samples half a second apart;
 
 * replay (``--from STORE@N``) of one totals and one objects sample, and
-  ``zxmem diff`` of two objects samples, each the fastest of three;
+  ``zxmem diff`` of two objects samples, each the fastest of three; the
+  bytes the mappings add to an objects sample, the replay of one with every
+  process's mappings (``memgraph -v --from``) and ``vmaps --from STORE@N``;
 * a week at 10 s with an objects sample every minute, extrapolated from the
   measured bytes per sample (5 totals and 1 objects sample a minute) plus
   the copy of every open row once it is its table's span old.
@@ -271,10 +273,28 @@ def _run(args: argparse.Namespace, top: str, out: list[str]) -> None:
         rec.add(osnaps[0], OBJECTS, time.time_ns())
         ofirst = used(rec)
         b_o = per_sample_bytes(rec, osnaps[1:], OBJECTS)
+        # What the mappings (schema 4) add: their blobs, and the rows.
+        m_rows, m_blob = rec.conn.execute(
+            "SELECT count(*), coalesce(sum(length(maps)), 0) FROM mappings "
+            "WHERE first > 1").fetchone()
+        nmaps = sum(len(p.mappings or ()) for p in osnaps[-1].processes)
     out.append(f"objects tier, live graph ({len(objs[-1].processes)} processes, "
                f"{len(objs[-1].vmos)} objects), 1% of processes replaced per sample: "
                f"{b_o:,.0f} bytes per objects sample  [goal <= 50 KB]; first sample "
                f"{ofirst:,} B")
+    k = len(osnaps) - 1
+    out.append(f"  of which mappings ({nmaps:,} in all): {m_rows / k:.1f} new rows and "
+               f"{m_blob / k:,.0f} B of blobs per sample ({m_blob / max(1, m_rows):,.0f} B "
+               "a process)")
+    t_maps = fastest(lambda: load_from_store(f"{opath}@{len(osnaps)}", mappings=True))
+    pid = max(osnaps[-1].processes, key=lambda p: len(p.mappings or ())).koid
+    venv = Environment(stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=False)
+    t_vmaps = fastest(lambda: main(["vmaps", "--from", f"{opath}@{len(osnaps)}", str(pid)],
+                                   venv))
+    out.append(f"  replay of that objects sample with every process's mappings "
+               f"{t_maps * 1e3:.0f} ms (memgraph -v --from); `zxmem vmaps --from "
+               f"STORE@N PID` (in-process, the PID with the most mappings) "
+               f"{t_vmaps * 1e3:.0f} ms")
 
     # -- a week -------------------------------------------------------------
     b_t, first_t = results["1% replaced, others unchanged"]

@@ -62,6 +62,13 @@ _COUNTS = ("gap", "size", "offset", "rss", "private", "shared", "pss", "dirty", 
            "swap", "swap_pss")
 
 
+def fingerprint(maps: Sequence[Mapping]) -> int:
+    """A hash of every value of ``maps`` (64 bits): the writer encodes a
+    process's mappings again only when it changed (or its base did), and
+    hashing is a tenth of the cost of encoding."""
+    return hash(tuple(map(_ROW, maps)))
+
+
 def _less(value: int | None, predicted: int | None) -> int | None:
     """``value`` as its difference to ``predicted`` (unknown stays None)."""
     if value is None:

@@ -163,6 +163,9 @@ class Writer:
         """Forget every cache and read the open rows back from the store."""
         c = self.conn
         self._strings: dict[str, int] = {}
+        # process entity -> ((fingerprint, base), blob, string ids) of its
+        # mappings at the newest objects sample (:meth:`_mappings`).
+        self._map_prints: dict[int, tuple[tuple[int, int | None], bytes, set[int]]] = {}
         # table -> entity -> (rowid, first sample, values)
         self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
         span = schema.read_span(c)
@@ -368,13 +371,26 @@ class Writer:
         they use."""
         rows: dict[int, tuple] = {}
         used: set[int] = set()
+        prints = self._map_prints
+        now: dict[int, tuple[tuple[int, int | None], bytes, set[int]]] = {}
         for p in snap.processes:
             if p.mappings is None:
                 continue
             ent = ents[p.koid]
-            blob, ids = maps.encode(p.mappings, ent, owner.get, bases.get(ent), self.sid)
+            base = bases.get(ent)
+            # The same values and base encode to the same blob (whoever
+            # owns the objects: that only picks how a koid is written).
+            key = (maps.fingerprint(p.mappings), base)
+            prev = prints.get(ent)
+            if prev is not None and prev[0] == key:
+                blob, ids = prev[1], prev[2]
+            else:
+                blob, ids = maps.encode(p.mappings, ent, owner.get, base, self.sid)
+            now[ent] = (key, blob, ids)
             rows[ent] = (blob,)
             used |= ids
+        # Kept only if the sample commits: a failed write reloads (and clears it).
+        self._map_prints = now
         return [("mappings", rows), ("map_strings", dict.fromkeys(used, (1,)))]
 
     def _apply(self, table: str, new: dict[int, tuple], n: int
