@@ -169,6 +169,10 @@ def test_unchanged_mappings_add_no_row_and_a_changed_one_adds_one(tmp_path, save
     assert conn.execute(count).fetchone()[0] == nproc
     w.write(snap, OBJECTS, T0 + 1)
     assert conn.execute(count).fetchone()[0] == nproc
+    # A writer that starts afresh (a restarted recorder) encodes them again: the same.
+    w = Writer(conn)
+    w.write(snap, OBJECTS, T0 + 1)
+    assert conn.execute(count).fetchone()[0] == nproc
     web = snap.processes[1]
     grown = replace(web.mappings[3], rss_bytes=(web.mappings[3].rss_bytes or 0) + 4096)
     changed = replace(snap, processes=tuple(
@@ -430,3 +434,15 @@ def test_vmaps_of_a_recorded_sample_is_vmaps_of_the_tree_it_recorded(tmp_path, c
         r = cli(["vmaps", "--from", path + "@2", pid])
         assert r.status == 1 and r.stderr.endswith(
             "the nearest objects sample with them: 1 (before)\n")
+
+
+def test_treemap_of_a_replayed_sample_is_treemap_of_its_memgraph(tmp_path, saved, cli):
+    """Its anonymous and clone boxes are the PSS of their mappings: a
+    replayed objects sample draws them as the file does."""
+    path, conn, _ = store_of(tmp_path, [(zxmem.load(saved), OBJECTS)])
+    conn.close()
+    from_file = cli(["treemap", "--from", saved])
+    from_store = cli(["treemap", "--from", path])
+    assert from_file.status == from_store.status == 0, from_store.stderr
+    origin = from_file.stdout.replace(saved, path)
+    assert from_store.stdout == origin and len(origin) > 10_000
