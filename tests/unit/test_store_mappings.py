@@ -112,17 +112,21 @@ def test_the_blob_decodes_to_what_was_encoded():
     strings, sid = _ids()
     blob, used = codec.encode(maps, 5, owner, 41, sid)
     text = {i: s for s, i in strings.items()}
+
+    def entry(i: int) -> tuple:
+        return codec.entry(text[i])
+
     doc = codec.parse(blob)
     assert set(codec.string_ids(doc)) == used == set(text)
-    assert codec.decode(doc, 41, text.__getitem__) == maps
+    assert codec.decode(doc, 41, entry) == maps
     # Owned koids are relative to the process's base: renumbered with it.
     moved = tuple(replace(m, vmo_koid=m.vmo_koid + 100) if m.vmo_koid in (41, 42, 43) else m
                   for m in maps)
     assert codec.encode(moved, 5, lambda k: 5 if k in (141, 142, 143) else owner(k), 141,
                         sid)[0] == blob
-    assert codec.decode(doc, 141, text.__getitem__) == moved
+    assert codec.decode(doc, 141, entry) == moved
     assert codec.encode((), 5, owner, None, sid) == (b"", set())
-    assert codec.decode(codec.parse(b""), None, text.__getitem__) == ()
+    assert codec.decode(codec.parse(b""), None, entry) == ()
 
 
 def test_a_corrupt_blob_is_a_store_error(tmp_path, saved, cli):

@@ -8,12 +8,13 @@ raw-deflated JSON, a column per field, each chosen to compress:
   length; the offset as its difference to the end of the previous piece
   when the mapping continues the previous mapping's object (the next bytes
   of the same file, usually: 0), else as it is;
-* the backing object: the change of an index into the blob's own table of
+* the backing object: the change of an index into the blob's table of
   distinct ``(dev, inode, path)`` (a library mapped five times is one
   entry; the next mapping of it, 0); perms and VmFlags: an index into the
-  blob's table of distinct pairs.  Paths, perms and VmFlags are string ids
-  of the store's ``strings`` table, so each text is stored once in the
-  whole store (``map_strings`` says which ones the mappings use);
+  blob's table of distinct pairs.  Each entry of the two tables is the id
+  of its JSON text in the store's ``strings`` table, so it is stored once
+  in the whole store, however many processes map that library
+  (``map_strings`` says which ones the mappings use);
 * the object koid: ``null`` for a file or shmem object whose koid is
   ``inode_koid(dev, inode)`` (derived again when read); for an anonymous
   or clone object the process owns (``zxmem.store.writer``: the first
@@ -67,6 +68,12 @@ def fingerprint(maps: Sequence[Mapping]) -> int:
     process's mappings again only when it changed (or its base did), and
     hashing is a tenth of the cost of encoding."""
     return hash(tuple(map(_ROW, maps)))
+
+
+def _text(values: tuple) -> str:
+    """A table entry as a string of the store: its JSON (ASCII: a name that
+    is not UTF-8 keeps its escapes, and reads back the same)."""
+    return json.dumps(values, separators=(",", ":"))
 
 
 def _less(value: int | None, predicted: int | None) -> int | None:
@@ -154,11 +161,11 @@ def encode(maps: Sequence[Mapping], ent: int, owner: Callable[[int], int | None]
         c[0] if c.count(c[0]) == len(c) else  # one value throughout: that value
         c if d == 1 else [None if v is None else v // d for v in c]
         for c, d in zip(cols, divisors, strict=True)]
-    table = [[dev, ino, sid(path)] for dev, ino, path in objects]
-    kinds = [[sid(pm), None if fl is None else sid(fl)] for pm, fl in attrs]
+    table = [sid(_text(o)) for o in objects]
+    kinds = [sid(_text(a)) for a in attrs]
     doc = [FORMAT, divisors, table, kinds, obj, attr, koids, *scaled]
-    used = {t[2] for t in table}
-    used.update(x for pair in kinds for x in pair if x is not None)
+    used = set(table)
+    used.update(kinds)
     z = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no header, no checksum
     return z.compress(json.dumps(doc, separators=(",", ":")).encode()) + z.flush(), used
 
@@ -185,13 +192,19 @@ def string_ids(doc: list) -> Iterable[int]:
     """The string ids a parsed blob uses."""
     if not doc:
         return ()
-    table, kinds = doc[2], doc[3]
-    return [t[2] for t in table] + [x for pair in kinds for x in pair if x is not None]
+    return [*doc[2], *doc[3]]
 
 
-def decode(doc: list, base: int | None, text: Callable[[int], str]) -> tuple[Mapping, ...]:
+def entry(text: str) -> tuple:
+    """A table entry of a blob from its string: ``(dev, inode, path)`` or
+    ``(perms, vm_flags)``."""
+    return tuple(json.loads(text))
+
+
+def decode(doc: list, base: int | None, entry: Callable[[int], tuple]) -> tuple[Mapping, ...]:
     """The mappings of a parsed blob; ``base`` the process's first owned
-    koid at the sample read, ``text(id)`` a string of the store."""
+    koid at the sample read, ``entry(id)`` the table entry (:func:`entry`)
+    of a string of the store."""
     if not doc:
         return ()
     _v, divisors, table, kinds, obj, attr, koids = doc[:7]
@@ -204,8 +217,8 @@ def decode(doc: list, base: int | None, text: Callable[[int], str]) -> tuple[Map
         else [c] * n
         for c, d in zip(doc[7:], divisors, strict=True)]
     gap, size, offset, rss, private, shared, pss, dirty, anon, swap, swap_pss = cols
-    objects = [(dev, ino, text(path)) for dev, ino, path in table]
-    kind_text = [(text(pm), None if fl is None else text(fl)) for pm, fl in kinds]
+    objects = [entry(i) for i in table]
+    kind_text = [entry(i) for i in kinds]
     out = []
     end = 0
     prev_own = base

@@ -303,7 +303,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
     if row is None or row[0] != OBJECTS or not snapshot.processes:
         return snapshot
     from zxmem.regions import find_regions
-    from zxmem.store.maps import BlobError, decode, parse, string_ids
+    from zxmem.store.maps import BlobError, decode, entry, parse, string_ids
 
     span = read_span(conn)
     wanted = [p for p in snapshot.processes if pids is None or p.koid in pids]
@@ -325,6 +325,14 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
             f"AND (last IS NULL OR last >= ?1){only}", (n, n - span_of("vmo_base", span)))}
         s = _Strings(conn)
         s.fill(i for doc in docs.values() for i in string_ids(doc))
+        entries: dict[int, tuple] = {}  # processes share most entries: parsed once
+
+        def entry_of(i: int) -> tuple:
+            e = entries.get(i)
+            if e is None:
+                e = entries[i] = entry(s.text(i))
+            return e
+
         out = []
         for p in snapshot.processes:
             ent = ents.get((p.koid, p.start_time_ticks))
@@ -332,7 +340,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
             if doc is None:
                 out.append(p)
                 continue
-            maps = decode(doc, bases.get(ent), s.text)
+            maps = decode(doc, bases.get(ent), entry_of)
             out.append(replace(p, mappings=maps, regions=find_regions(maps)))
     except (BlobError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise StoreError(f"{name}@{n}: cannot read the mappings: "
