@@ -57,10 +57,10 @@ mapping's value was not given).  Piped, Fuchsia's layout has no total line:
 --from FILE prints the maps of a snapshot saved with 'zxmem memgraph -v'
 (which records every process's mappings and regions) or of an objects
 sample of a history store (--from STORE@N; 'zxmem history' lists the
-tiers); a Fuchsia capture has no mappings. /A starts at the vm.mmap_min_addr the snapshot recorded
-(or at the first mapping, if lower), as it did live; a file without it (a
-Fuchsia capture, a memgraph from before it was recorded) gets the kernel's
-default 0x10000.
+tiers); a Fuchsia capture has no mappings. /A starts at the
+vm.mmap_min_addr the snapshot recorded (or at the first mapping, if
+lower), as it did live; a file without it (a Fuchsia capture, a memgraph
+from before it was recorded) gets the kernel's default 0x10000.
 """
 
 EPILOG = """\
@@ -142,8 +142,7 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     if getattr(process, need) is not None:
         return snapshot, process
     what = "memory maps" if need == "mappings" else "memory objects"
-    if all(getattr(p, need) is None for p in snapshot.processes) \
-            or (need == "mappings" and getattr(process, need) is None):
+    if need == "mappings" or all(getattr(p, need) is None for p in snapshot.processes):
         # A history store's sample: which tier, and the nearest that has them.
         from zxmem.store import missing_note
 

@@ -57,17 +57,27 @@ _FIELDS = ("start", "end", "perms", "offset", "dev", "inode", "path", "vmo_koid"
            "rss_bytes", "pss_bytes", "private_bytes", "shared_bytes", "private_dirty_bytes",
            "anonymous_bytes", "swap_bytes", "swap_pss_bytes", "vm_flags")
 _ROW = attrgetter(*_FIELDS)
+_ROW_BUT_KOID = attrgetter(*(f for f in _FIELDS if f != "vmo_koid"))
+_KOID = attrgetter("vmo_koid")
+# Koids the process does not own, moved past every relative one (koids are
+# below 2**64): the two kinds never meet in a fingerprint.
+_APART = 1 << 70
 
 # The count columns, in blob order (after the tables, object, kind and koid).
 _COUNTS = ("gap", "size", "offset", "rss", "private", "shared", "pss", "dirty", "anon",
            "swap", "swap_pss")
 
 
-def fingerprint(maps: Sequence[Mapping]) -> int:
-    """A hash of every value of ``maps`` (64 bits): the writer encodes a
-    process's mappings again only when it changed (or its base did), and
+def fingerprint(maps: Sequence[Mapping], ent: int, owner: Callable[[int], int | None],
+                base: int | None) -> int:
+    """A hash (64 bits) of what :func:`encode` writes of ``maps``: every
+    value, the koids of the objects the process owns relative to its base
+    (a renumbering leaves it as it was), the others as they are.  The
+    writer encodes a process's mappings again only when this changed:
     hashing is a tenth of the cost of encoding."""
-    return hash(tuple(map(_ROW, maps)))
+    koids = [k - base if base is not None and owner(k) == ent else k + _APART
+             for k in map(_KOID, maps)]
+    return hash((tuple(map(_ROW_BUT_KOID, maps)), tuple(koids)))
 
 
 def _text(values: tuple) -> str:

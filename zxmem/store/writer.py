@@ -163,9 +163,9 @@ class Writer:
         """Forget every cache and read the open rows back from the store."""
         c = self.conn
         self._strings: dict[str, int] = {}
-        # process entity -> ((fingerprint, base), blob, string ids) of its
+        # process entity -> (fingerprint, blob, string ids) of its
         # mappings at the newest objects sample (:meth:`_mappings`).
-        self._map_prints: dict[int, tuple[tuple[int, int | None], bytes, set[int]]] = {}
+        self._map_prints: dict[int, tuple[int, bytes, set[int]]] = {}
         # table -> entity -> (rowid, first sample, values)
         self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
         span = schema.read_span(c)
@@ -372,15 +372,14 @@ class Writer:
         rows: dict[int, tuple] = {}
         used: set[int] = set()
         prints = self._map_prints
-        now: dict[int, tuple[tuple[int, int | None], bytes, set[int]]] = {}
+        now: dict[int, tuple[int, bytes, set[int]]] = {}
         for p in snap.processes:
             if p.mappings is None:
                 continue
             ent = ents[p.koid]
             base = bases.get(ent)
-            # The same values and base encode to the same blob (whoever
-            # owns the objects: that only picks how a koid is written).
-            key = (maps.fingerprint(p.mappings), base)
+            # The same fingerprint encodes to the same blob.
+            key = maps.fingerprint(p.mappings, ent, owner.get, base)
             prev = prints.get(ent)
             if prev is not None and prev[0] == key:
                 blob, ids = prev[1], prev[2]
