@@ -30,6 +30,8 @@ T0 = 1_796_000_000 * 10**9
 # reverse the text, and holds a byte that is not UTF-8 (as decode_name gives it).
 HOSTILE_PATH = "/tmp/" + HOSTILE + "\udcff (deleted)"
 HOSTILE_PID = 31337
+MANY_PID = 40000
+MANY_STACKS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,24 @@ def saved(tmp_path_factory) -> str:
     vmos = dict(base.vmos)
     vmos[koid] = Vmo(koid, HOSTILE_PATH, "file", 8192, 4096, dev=0x803, inode=4242,
                      path=HOSTILE_PATH, num_mappings=2, share_count=1)
-    snap = replace(base, processes=base.processes + (hostile, kthread), vmos=vmos)
+    # Many mappings (a JVM or a browser has thousands): 1,000 thread stacks,
+    # each a guard page below 1 MiB of stack, every object its own.
+    stacks = []
+    for i in range(2 * MANY_STACKS):
+        k = 900_000 + i
+        start = 0x7F00_0000_0000 + (i // 2) * 0x101000 + (i % 2) * 0x1000
+        size = 0x100000 if i % 2 else 0x1000
+        rss = (i % 7) * 4096 if i % 2 else 0
+        stacks.append(Mapping(start, start + size, "rw-p" if i % 2 else "---p", 0, 0, 0, "",
+                              k, rss_bytes=rss, pss_bytes=rss, private_bytes=rss,
+                              shared_bytes=0, private_dirty_bytes=rss, anonymous_bytes=rss,
+                              swap_bytes=0, swap_pss_bytes=0, vm_flags="rd wr mr mw me ac"))
+        vmos[k] = Vmo(k, "mmap-anonymous", "anon", size, rss, num_mappings=1, share_count=1)
+    many = replace(web, koid=MANY_PID, name="many-threads", cmdline=("many",),
+                   start_time_ticks=888, mappings=tuple(stacks),
+                   regions=find_regions(tuple(stacks)),
+                   vmo_refs=tuple(VmoRef(m.vmo_koid, ("MAPPING",)) for m in stacks))
+    snap = replace(base, processes=base.processes + (hostile, kthread, many), vmos=vmos)
     out = tmp_path_factory.mktemp("mg") / "memgraph.json"
     out.write_text(memgraph.dumps(snap))
     return str(out)
@@ -243,7 +262,7 @@ def test_vmaps_of_a_replayed_sample_is_vmaps_of_its_memgraph(tmp_path, saved, cl
     path, conn, _ = store_of(tmp_path, [(zxmem.load(saved), OBJECTS)])
     conn.close()
     pids = _pids(saved)
-    assert HOSTILE_PID in pids and len(pids) == 5
+    assert HOSTILE_PID in pids and MANY_PID in pids and len(pids) == 6
     for pid in pids:
         from_file = cli(["vmaps", *flags, "--from", saved, str(pid)])
         from_store = cli(["vmaps", *flags, "--from", path + "@1", str(pid)])
