@@ -237,16 +237,24 @@ def test_renumbered_anonymous_objects_rewrite_no_mappings(tmp_path, saved):
     assert read_sample(conn, 1, mappings=True) == stored_form(snap, OBJECTS, mappings=True)
 
 
-def test_a_process_whose_maps_were_not_read_has_no_mappings(tmp_path, saved):
+def test_a_process_whose_maps_were_not_read_has_no_mappings(tmp_path, saved, cli):
     snap = zxmem.load(saved)
     pid = snap.processes[2].koid
-    denied = replace(snap, processes=tuple(
+    prov = replace(snap.provenance, denied=snap.provenance.denied + ((f"maps:{pid}", "EACCES"),))
+    denied = replace(snap, provenance=prov, processes=tuple(
         replace(p, mappings=None, regions=None) if p.koid == pid else p
         for p in snap.processes))
-    _, conn, _ = store_of(tmp_path, [(denied, OBJECTS)])
+    path, conn, _ = store_of(tmp_path, [(denied, OBJECTS)])
     back = read_sample(conn, 1, mappings=True)
     assert back.process(pid).mappings is None and back.process(pid).regions is None
     assert back == stored_form(denied, OBJECTS, mappings=True)
+    conn.close()
+    # Said as for a memgraph file (only this process's mappings are read
+    # from a store: that the others' are not is no reason).
+    r = cli(["vmaps", "--from", path, str(pid)])
+    assert r.status == 1 and r.stderr == (
+        f"zxmem: {path}: the memory maps of pid {pid} were not readable when the snapshot "
+        "was taken (EACCES)\n")
 
 
 # ---------------------------------------------------------------------------

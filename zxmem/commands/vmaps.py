@@ -142,15 +142,18 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     if getattr(process, need) is not None:
         return snapshot, process
     what = "memory maps" if need == "mappings" else "memory objects"
-    if need == "mappings" or all(getattr(p, need) is None for p in snapshot.processes):
-        # A history store's sample: which tier, and the nearest that has them.
-        from zxmem.store import missing_note
+    from zxmem.store import is_store_file, missing_note, split_selector
 
+    stored = args.from_file != "-" and is_store_file(split_selector(args.from_file)[0])
+    if stored:
+        # A history store's sample: which tier, and the nearest that has them
+        # (a store's mappings are read for this process only: the others'
+        # say nothing).
         note = missing_note(args.from_file, "mappings" if need == "mappings"
                             else "memory objects")
         if note is not None:
             raise common.lacks(args, note)
-    if all(getattr(p, need) is None for p in snapshot.processes):
+    elif all(getattr(p, need) is None for p in snapshot.processes):
         source = snapshot.provenance.source
         if source == "fuchsia-capture":
             raise common.lacks(args, f"a Fuchsia capture has no {what} (it lists each "
