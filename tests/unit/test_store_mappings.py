@@ -477,3 +477,25 @@ def test_treemap_of_a_replayed_sample_is_treemap_of_its_memgraph(tmp_path, saved
     assert from_file.status == from_store.status == 0, from_store.stderr
     origin = from_file.stdout.replace(saved, path)
     assert from_store.stdout == origin and len(origin) > 10_000
+
+
+def test_the_report_draws_an_objects_moment_with_its_mappings(tmp_path, saved, monkeypatch):
+    """The report's treemap of an objects moment is that of its memgraph
+    (anonymous and clone boxes are their mappings' PSS)."""
+    import zxmem.treemap
+    from zxmem.commands.report import build_page
+
+    snap = zxmem.load(saved)
+    path, conn, _ = store_of(tmp_path, [(snap, TOTALS), (snap, OBJECTS), (snap, TOTALS)])
+    drawn = []
+    real = zxmem.treemap.tree_from_snapshot
+
+    def spy(s, *a, **k):
+        drawn.append(s)
+        return real(s, *a, **k)
+
+    monkeypatch.setattr(zxmem.treemap, "tree_from_snapshot", spy)
+    assert build_page(conn, path, moments=1)
+    conn.close()
+    assert drawn == [stored_form(snap, OBJECTS, mappings=True)]
+    assert real(drawn[0]) == real(snap)
