@@ -24,9 +24,11 @@ Prints, with ``uptime`` before and after:
 * replay (``--from STORE@N``) of one totals and one objects sample, and
   ``zxmem diff`` of two objects samples, each the fastest of three, of the
   live store and of the issue's objects scenario (the live graph, 1% of its
-  processes replaced per sample): ``zxmem ps --from`` and ``zxmem vmos
-  --from`` of one sample (goal <= 0.3 s) and ``zxmem diff`` of two (goal <=
-  0.5 s), in-process and as commands (interpreter start-up included);
+  processes replaced per sample): ``zxmem ps --from``, ``zxmem vmos
+  --from`` and ``zxmem vmaps --from`` of one sample (goal <= 0.3 s),
+  ``memgraph -v --from`` (every process's mappings) and ``zxmem diff`` of
+  two (goal <= 0.5 s), in-process and as commands (interpreter start-up
+  included); the bytes the mappings add to an objects sample;
 * a week at 10 s with an objects sample every minute, extrapolated from the
   measured bytes per sample (5 totals and 1 objects sample a minute) plus
   the copy of every open row once it is its table's span old.
@@ -164,11 +166,20 @@ def _objects_scenario(args: argparse.Namespace, graph: Snapshot, top: str, out: 
         rec.add(osnaps[0], OBJECTS, time.time_ns())
         ofirst = used(rec)
         b_o = per_sample_bytes(rec, osnaps[1:], OBJECTS)
+        # What the mappings (schema 4) add: their blobs, and the rows.
+        m_rows, m_blob = rec.conn.execute(
+            "SELECT count(*), coalesce(sum(length(maps)), 0) FROM mappings "
+            "WHERE first > 1").fetchone()
     nrefs = sum(len(p.vmo_refs or ()) for p in graph.processes)
     out.append(f"objects tier, {'saved' if args.objects_graph else 'live'} graph "
                f"({len(graph.processes)} processes, {len(graph.vmos)} objects, {nrefs} "
                f"references), 1% of processes replaced per sample: {b_o:,.0f} bytes per "
                f"objects sample  [goal <= 50 KB]; first sample {ofirst:,} B")
+    k = len(osnaps) - 1
+    nmaps = sum(len(p.mappings or ()) for p in osnaps[-1].processes)
+    out.append(f"  of which mappings ({nmaps:,} in all): {m_rows / k:.1f} new rows and "
+               f"{m_blob / k:,.0f} B of blobs per sample ({m_blob / max(1, m_rows):,.0f} B "
+               "a process)")
     # Replay and diff, each the fastest of three: in-process (main(), what
     # the command does after start-up) and as a command.
     mid = len(osnaps) // 2 + 1
@@ -179,6 +190,9 @@ def _objects_scenario(args: argparse.Namespace, graph: Snapshot, top: str, out: 
     a, b = f"{opath}@2", f"{opath}@{len(osnaps)}"
     runs = [("replay", "zxmem ps --from STORE@N", ["ps", "--from", at], 0.3),
             ("replay", "zxmem vmos --from STORE@N PID", ["vmos", "--from", at, pid], 0.3),
+            ("replay", "zxmem vmaps --from STORE@N PID", ["vmaps", "--from", at, pid], 0.3),
+            ("replay", "zxmem memgraph -v --from STORE@N (every process's mappings)",
+             ["memgraph", "-v", "--from", at], 0.5),
             ("diff", "zxmem diff STORE@A STORE@B", ["diff", a, b], 0.5),
             ("diff", "zxmem diff --by process", ["diff", a, b, "--by", "process"], 0.5),
             ("diff", "zxmem diff --by object", ["diff", a, b, "--by", "object"], 0.5)]

@@ -135,7 +135,7 @@ def test_drill_down_and_back(store):
         screen = app.screen
         assert isinstance(screen, DetailScreen) and screen.pid == 100
         text = str(screen.query_one("#vmaps-text", Static).render())
-        assert "mappings of 100: not recorded" in text
+        assert "mappings of 100: sample 2 is a totals sample and holds no mappings" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, DetailScreen)
         assert app.selected_key() == "p:100"  # the cursor stayed on web

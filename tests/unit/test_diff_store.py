@@ -245,8 +245,9 @@ def whole(monkeypatch) -> None:
     import zxmem.commands.common as common
 
     real = common.from_snapshot
-    monkeypatch.setattr(common, "from_snapshot", lambda args, env, objects_of=None:
-                        real(args, env))
+    monkeypatch.setattr(common, "from_snapshot",
+                        lambda args, env, objects_of=None, mappings=False:
+                        real(args, env, mappings=mappings))
 
 
 def test_vmos_of_a_sample_reads_what_reading_it_whole_reads(store, cli, monkeypatch):

@@ -333,6 +333,8 @@ def test_an_older_schema_is_migrated(store, cli):
     conn.execute("ALTER TABLE samples DROP COLUMN pss_bytes")
     conn.execute("DROP TABLE meta")
     conn.execute("DROP TABLE job_values")
+    conn.execute("DROP TABLE mappings")
+    conn.execute("DROP TABLE map_strings")
     for table in ("proc_info", "proc_mem", "job_info", "kernel_values", "vmos", "anon_vmos",
                   "vmo_base", "vmo_refs"):
         conn.execute(f"ALTER TABLE {table} DROP COLUMN reserve")
@@ -655,7 +657,7 @@ def test_a_version_2_store_is_migrated_and_reads_back(tmp_path, cli):
     r = cli(["ps", "--json", "--from", path + "@1"])
     assert r.status == 0, r.stderr
     c = sqlite3.connect(path)
-    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 3
+    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 4
     assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for n, pss in ((1, 1 << 20), (2, 2 << 20)):
         snap = read_sample(c, n)
@@ -702,4 +704,4 @@ def test_a_reopened_writer_finds_open_objects_rows_older_than_the_span(tmp_path,
 
 
 VERSIONED_TABLES = ("proc_info", "proc_mem", "job_info", "job_values", "kernel_values", "vmos",
-                    "anon_vmos", "vmo_base", "vmo_refs")
+                    "anon_vmos", "vmo_base", "vmo_refs", "mappings", "map_strings")

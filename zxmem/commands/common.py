@@ -10,6 +10,7 @@ from zxmem.units import UNITS, unit_index
 TYPE_CHECKING = False  # typing itself costs start-up
 if TYPE_CHECKING:  # zxmem.model only for hints: every --help imports this module
     import argparse
+    from collections.abc import Collection
 
     from zxmem.model import Snapshot
 else:  # argparse on first use: `zxmem ps` alone does not parse
@@ -135,7 +136,9 @@ def snapshot_from_args(args: argparse.Namespace, env, plan, warn=None, *,
 
         if path == "-":
             return load_snapshot(env.stdin)
-        return load_snapshot(path, objects=objects)
+        # A store sample holds the mappings a live plan with objects reads.
+        return load_snapshot(path, objects=objects,
+                             mappings=bool(plan is not None and plan.objects))
     from zxmem.collection import collect
 
     root = proc_root(args, env)
@@ -211,16 +214,18 @@ def from_name(args: argparse.Namespace) -> str:
     return "stdin" if path == "-" else path
 
 
-def from_snapshot(args: argparse.Namespace, env, objects_of=None) -> Snapshot:
+def from_snapshot(args: argparse.Namespace, env, objects_of: Collection[int] | None = None,
+                  mappings: bool | Collection[int] = False) -> Snapshot:
     """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors.
     ``objects_of`` (PIDs): a view of those processes' memory objects only
-    (a store's sample is read with only theirs)."""
+    (a store's sample is read with only theirs).  ``mappings``: what of a
+    store sample's mappings to read (True: all; PIDs: theirs)."""
     from zxmem.sources.load import load_snapshot
 
     path = args.from_file
     if path == "-":
         return load_snapshot(env.stdin)
-    return load_snapshot(path, objects_of=objects_of)
+    return load_snapshot(path, objects_of=objects_of, mappings=mappings)
 
 
 def lacks(args: argparse.Namespace, what: str) -> ZxmemError:

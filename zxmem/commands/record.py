@@ -25,8 +25,9 @@ where the kernel has no PSI) and OOM kills (/proc/vmstat oom_kill), the jobs
 memory.events, pressure) and every process's identity and memory totals (for
 ps, ps --cgroup, kstats, treemap, top --from); every --objects-every-th sample
 also holds the memory objects and which process reaches each one (for vmos,
-digest, mem, memgraph -v, diff by object).  No sample holds mappings
-(vmaps), threads or descriptor counts.  Read a sample back with any view's
+digest, mem, diff by object), and every process's mappings (for vmaps,
+memgraph -v and top's drill-down).  No sample holds threads or descriptor
+counts.  Read a sample back with any view's
 --from STORE@WHEN, list them with 'zxmem history', compare two with
 'zxmem diff'.
 

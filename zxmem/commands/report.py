@@ -215,7 +215,7 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     """The report page for the store open on ``conn`` (at ``path``)."""
     from zxmem.store.reader import format_time, read_sample
     from zxmem.store.schema import StoreError
-    from zxmem.store.writer import TIER_NAMES
+    from zxmem.store.writer import OBJECTS, TIER_NAMES
     from zxmem.treemap import tree_from_snapshot
     from zxmem.views.diff import index
     from zxmem.views.report_data import SMALLER_OBJECTS, build, prune_tree
@@ -230,7 +230,9 @@ def build_page(conn: sqlite3.Connection, path: str, *, since_ns: int | None = No
     data = build(rows, top_jobs=top, top_processes=top, max_points=points)
     ns = [s[0] for s in rows.samples]
     chosen = pick_moments(ns, tiers, moments)
-    snaps = [read_sample(conn, n, path) for n in chosen]
+    # An objects moment with its mappings: its treemap sizes anonymous and
+    # clone objects by their mappings' PSS, as the treemap of its memgraph does.
+    snaps = [read_sample(conn, n, path, mappings=tiers[n] == OBJECTS) for n in chosen]
     times = {s[0]: s[1] for s in rows.samples}
     moment_meta = []
     trees = []

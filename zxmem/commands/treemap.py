@@ -117,7 +117,9 @@ def _snapshot(args: argparse.Namespace, env):
 
     if args.from_file is not None:
         origin = "<stdin>" if args.from_file == "-" else args.from_file
-        return common.snapshot_from_args(args, env, Plan()), origin
+        # objects: a history store's objects sample reads its mappings too (the
+        # boxes of anonymous and clone objects are the PSS of their mappings).
+        return common.snapshot_from_args(args, env, Plan(objects=True)), origin
     if _stdin_has_data(env):
         stream = _nonblank_stdin(env.stdin)
         if stream is not None:

@@ -55,11 +55,12 @@ mapping's value was not given).  Piped, Fuchsia's layout has no total line:
 --total adds it.
 
 --from FILE prints the maps of a snapshot saved with 'zxmem memgraph -v'
-(which records every process's mappings and regions); a Fuchsia capture
-has no mappings. /A starts at the vm.mmap_min_addr the snapshot recorded
-(or at the first mapping, if lower), as it did live; a file without it (a
-Fuchsia capture, a memgraph from before it was recorded) gets the kernel's
-default 0x10000.
+(which records every process's mappings and regions) or of an objects
+sample of a history store (--from STORE@N; 'zxmem history' lists the
+tiers); a Fuchsia capture has no mappings. /A starts at the
+vm.mmap_min_addr the snapshot recorded (or at the first mapping, if
+lower), as it did live; a file without it (a Fuchsia capture, a memgraph
+from before it was recorded) gets the kernel's default 0x10000.
 """
 
 EPILOG = """\
@@ -138,9 +139,11 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     without ``-v``, a Fuchsia capture without mappings), or a process whose
     maps were denied when the snapshot was taken.
     """
-    # vmos: a store's sample is read with this process's objects only.
-    only = (pid,) if need == "vmo_refs" else None
-    snapshot = common.from_snapshot(args, env, objects_of=only)
+    # A store's sample is read with this process's objects (vmos) or
+    # mappings (vmaps) only.
+    only = (pid,)
+    snapshot = common.from_snapshot(args, env, objects_of=only,
+                                    mappings=(pid,) if need == "mappings" else False)
     process = common.from_process(args, snapshot, pid)
     if process.kernel_thread:
         raise ZxmemError(f"pid {pid} is a kernel thread: it has no address space")
@@ -149,33 +152,49 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
                          "it has no address space")
     if getattr(process, need) is not None:
         return snapshot, process
-    if only is not None and _from_store(args.from_file):
+    stored = _from_store(args.from_file)
+    if only is not None and stored:
         # Why it has none depends on the other processes: read them all.
         snapshot = common.from_snapshot(args, env)
-        process = common.from_process(args, snapshot, pid)
+    raise _lacking(args, snapshot, pid, need, stored)
+
+
+def _lacking(args: argparse.Namespace, snapshot, pid: int, need: str,
+             stored: bool) -> ZxmemError:
+    """Why process ``pid`` of the ``--from`` snapshot has no ``need``."""
     what = "memory maps" if need == "mappings" else "memory objects"
-    if all(getattr(p, need) is None for p in snapshot.processes):
+    if stored:
+        from zxmem.store import missing_note
+
+        # A history store's sample: which tier, and the nearest that has them
+        # (a store's mappings are read for this process only: the others'
+        # say nothing).
+        note = missing_note(args.from_file, "mappings" if need == "mappings"
+                            else "memory objects")
+        if note is not None:
+            return common.lacks(args, note)
+    elif all(getattr(p, need) is None for p in snapshot.processes):
         source = snapshot.provenance.source
         if source == "fuchsia-capture":
-            raise common.lacks(args, f"a Fuchsia capture has no {what} (it lists each "
+            return common.lacks(args, f"a Fuchsia capture has no {what} (it lists each "
                                      "process's VMOs: zxmem vmos --from FILE PID)")
         if source == "fuchsia-ffx-complete-digest":
-            raise common.lacks(args, f"ffx profile memory output has no {what} (it lists "
+            return common.lacks(args, f"ffx profile memory output has no {what} (it lists "
                                      "each process's VMOs: zxmem vmos --from FILE PID)")
         if source.startswith("fuchsia-ffx-"):
             form = "ComponentDigest" if "component" in source else "ProcessDigest"
-            raise common.lacks(args, f"ffx's {form} has "
+            return common.lacks(args, f"ffx's {form} has "
                                      f"no {what}: only a CompleteDigest (ffx profile memory "
                                      "--machine json, memory_monitor 1, no process filter) "
                                      "lists VMOs")
         if source == "fuchsia-memgraph" and need == "mappings":
-            raise common.lacks(args, "Fuchsia's memgraph has no memory maps (with -v it "
+            return common.lacks(args, "Fuchsia's memgraph has no memory maps (with -v it "
                                      "lists each process's VMOs: zxmem vmos --from FILE PID)")
         tool = "Fuchsia's `memgraph -v`" if source == "fuchsia-memgraph" else \
             "`zxmem memgraph -v`"
-        raise common.lacks(args, f"the snapshot has no {what}: record it with {tool}")
+        return common.lacks(args, f"the snapshot has no {what}: record it with {tool}")
     why = common.denied_why(snapshot, f"maps:{pid}") or "not recorded"
-    raise common.lacks(args, f"the {what} of pid {pid} were not readable when the "
+    return common.lacks(args, f"the {what} of pid {pid} were not readable when the "
                              f"snapshot was taken ({why})")
 
 

@@ -347,8 +347,8 @@ def _memgraph_records(inp: _Input, notes: list[str]) -> Iterator[Any]:
 
 
 def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None, *,
-                  objects: bool = True, objects_of: Collection[int] | None = None
-                  ) -> Snapshot:
+                  objects: bool = True, objects_of: Collection[int] | None = None,
+                  mappings: bool | Collection[int] = False) -> Snapshot:
     """Read a zxmem memgraph, a Fuchsia memgraph, a Fuchsia capture, ffx
     profile memory output, or a sample of a history store (``STORE`` or
     ``STORE@WHEN``, :mod:`zxmem.store`).
@@ -359,13 +359,16 @@ def load_snapshot(src: str | os.PathLike | IO, limit: int | None = None, *,
     ``limit`` bytes (default :func:`input_limit`).  ``objects`` False: a
     store sample is read without its memory objects; ``objects_of`` (PIDs):
     with only those processes' references and the objects they reach
-    (files are read whole).
+    (files are read whole).  ``mappings``: what a store sample reads of the
+    mappings it holds (every process's: True; these PIDs'); a file holds
+    what it holds.
     """
     if isinstance(src, (str, os.PathLike)):
         name = os.fsdecode(src)
         from zxmem.store import load_from_store  # a history store, STORE@WHEN
 
-        stored = load_from_store(name, objects=objects, objects_of=objects_of)
+        stored = load_from_store(name, objects=objects, objects_of=objects_of,
+                                 mappings=mappings)
         if stored is not None:
             return stored
         try:

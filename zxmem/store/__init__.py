@@ -11,7 +11,8 @@ What a sample holds (its *tier*):
 * totals (every sample): the kernel's counters, the jobs, and every
   process's identity and memory totals;
 * objects (every ``--objects-every``-th sample): also the memory objects
-  (VMOs) and each process's references to them.
+  (VMOs), each process's references to them, and each process's mappings
+  (read back only when asked: ``load_from_store(..., mappings=...)``).
 
 Rows are kept only when they change (see :mod:`zxmem.store.schema`), sizes are
 integer bytes, and strings are stored once.  Modules: ``schema`` (tables,
@@ -59,14 +60,17 @@ def split_selector(src: str) -> tuple[str, str | None]:
 
 
 def load_from_store(src: str, now_s: float | None = None, *, objects: bool = True,
-                    objects_of: Collection[int] | None = None) -> Snapshot | None:
+                    objects_of: Collection[int] | None = None,
+                    mappings: bool | Collection[int] = False) -> Snapshot | None:
     """The sample ``src`` names if it is a store (``STORE`` or ``STORE@WHEN``),
     else None (not a store: the caller reads it as JSON).  Errors are one
     line (:class:`zxmem.store.schema.StoreError`).  ``objects`` False leaves
     out an objects sample's memory objects and references (a view of
     process totals reads it at the cost of a totals sample); ``objects_of``
     (PIDs): only those processes' references and the objects they reach
-    (:func:`zxmem.store.reader.read_sample`)."""
+    (:func:`zxmem.store.reader.read_sample`).  ``mappings``: with every
+    process's mappings (True) or those of these PIDs (an objects sample
+    holds them; reading them is left out unless asked)."""
     base, selector = split_selector(src)
     if not is_store_file(base):
         if selector is not None and os.path.exists(base):
@@ -81,11 +85,31 @@ def load_from_store(src: str, now_s: float | None = None, *, objects: bool = Tru
     conn = open_store(base, create=False, readonly=True)
     try:
         n = select(conn, selector or "last", time.time() if now_s is None else now_s, base)
-        return read_sample(conn, n, base, objects=objects, objects_of=objects_of)
+        return read_sample(conn, n, base, objects=objects, objects_of=objects_of,
+                           mappings=mappings)
     except StoreError:
         raise
     except Exception as exc:  # sqlite3.Error, a corrupt row
         raise StoreError(f"{src}: cannot read the store: {exc}") from None
+    finally:
+        conn.close()
+
+
+def missing_note(src: str, what: str = "mappings", now_s: float | None = None) -> str | None:
+    """Why the store sample ``src`` names holds no ``what`` ("mappings" or
+    "memory objects") of any process, with the nearest samples that do
+    (:func:`zxmem.store.reader.no_mappings_reason`); None when ``src`` is
+    not a store or the sample holds them."""
+    base, selector = split_selector(src)
+    if not is_store_file(base):
+        return None
+    from zxmem.store.reader import no_mappings_reason, select
+    from zxmem.store.schema import open_store
+
+    conn = open_store(base, create=False, readonly=True)
+    try:
+        n = select(conn, selector or "last", time.time() if now_s is None else now_s, base)
+        return no_mappings_reason(conn, n, what)
     finally:
         conn.close()
 

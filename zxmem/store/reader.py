@@ -37,6 +37,7 @@ from zxmem.store.writer import (
     SHAPE,
     TIER_NAMES,
     TOTALS,
+    encode_text,
     read_strings,
     s64_,
     u64,
@@ -58,10 +59,16 @@ class SampleInfo:
         return TIER_NAMES.get(self.tier, str(self.tier))
 
 
-def stored_form(snapshot: Snapshot, tier: int) -> Snapshot:
-    """What a sample of ``tier`` keeps of ``snapshot``: threads, mappings,
-    regions and descriptor counts are never kept (the thread count is);
-    the totals tier keeps no memory objects or references either."""
+def stored_form(snapshot: Snapshot, tier: int, mappings: bool = False) -> Snapshot:
+    """What a sample of ``tier`` keeps of ``snapshot``: threads, regions and
+    descriptor counts are never kept (the thread count is); the totals tier
+    keeps no memory objects, references or mappings either.  The objects
+    tier keeps each process's mappings, read back when asked
+    (``read_sample(..., mappings=True)``; ``mappings`` here says the same),
+    with the regions :func:`zxmem.regions.find_regions` finds in them, as
+    every live collection groups them."""
+    if mappings and tier == OBJECTS:
+        return _stored_with_mappings(snapshot)
     procs = tuple(
         replace(p, threads=(), mappings=None, regions=None, handle_stats=None,
                 vmo_refs=p.vmo_refs if tier == OBJECTS else None)
@@ -70,6 +77,15 @@ def stored_form(snapshot: Snapshot, tier: int) -> Snapshot:
         return replace(snapshot, processes=procs)
     return replace(snapshot, processes=procs, vmos=MappingProxyType({}),
                    hidden_vmo_koids=(), vmo_holders=MappingProxyType({}))
+
+
+def _stored_with_mappings(snapshot: Snapshot) -> Snapshot:
+    from zxmem.regions import find_regions
+
+    return replace(snapshot, processes=tuple(
+        replace(p, threads=(), handle_stats=None,
+                regions=None if p.mappings is None else find_regions(p.mappings))
+        for p in snapshot.processes))
 
 
 def samples(conn: sqlite3.Connection) -> list[SampleInfo]:
@@ -103,7 +119,8 @@ class _Strings:
 
 
 def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
-                objects: bool = True, objects_of: Collection[int] | None = None) -> Snapshot:
+                objects: bool = True, objects_of: Collection[int] | None = None,
+                mappings: bool | Collection[int] = False) -> Snapshot:
     """Sample ``n`` as a Snapshot (a :class:`StoreError` if there is none).
 
     ``objects`` False reads an objects sample as if it were a totals one (no
@@ -111,8 +128,12 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
     ``ps``), at the cost of a totals sample.  ``objects_of`` (PIDs) reads
     the references of those processes only, and only the objects they reach
     (what a view of one process needs, ``vmos``): every other process's
-    ``vmo_refs`` is None.  The rows are read in one read transaction, so a
-    recorder writing meanwhile is not seen half-way."""
+    ``vmo_refs`` is None.  ``mappings``: also the mappings (and regions) of
+    every process (True) or of the processes with these PIDs
+    (:func:`with_mappings`); views that print none leave them out, as
+    reading them is most of the time of reading a large objects sample.
+    The rows are read in one read transaction, so a recorder writing
+    meanwhile is not seen half-way."""
     from zxmem.runtime import paused_gc
 
     own = not conn.in_transaction
@@ -122,7 +143,11 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
         # Hundreds of thousands of acyclic objects: the cycle collector's
         # passes over them free nothing.
         with paused_gc():
-            return _read_sample(conn, n, name, objects, objects_of)
+            snap = _read_sample(conn, n, name, objects, objects_of)
+            if mappings is not False:
+                snap = with_mappings(conn, n, snap, None if mappings is True else mappings,
+                                     name)
+            return snap
     finally:
         if own:
             conn.execute("COMMIT")
@@ -362,6 +387,130 @@ def _cgroup(values: dict[int, object] | None, s: _Strings) -> CgroupMemory | Non
 
 
 # --------------------------------------------------------------------------
+# Mappings (objects samples of schema 4 on)
+
+
+def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
+                  pids: Collection[int] | None = None, name: str = "store") -> Snapshot:
+    """``snapshot`` (sample ``n``) with the mappings sample ``n`` holds of
+    each process (``pids``: of these only) and the regions found in them;
+    a process without a row keeps ``mappings`` None (a totals sample holds
+    none; an objects sample none of a process whose maps were not read)."""
+    row = conn.execute("SELECT tier FROM samples WHERE n = ?", (n,)).fetchone()
+    if row is None or row[0] != OBJECTS or not snapshot.processes:
+        return snapshot
+    from zxmem.regions import find_regions
+    from zxmem.store.maps import BlobError, decode, entry, parse, string_ids
+
+    span = read_span(conn)
+    wanted = [p for p in snapshot.processes if pids is None or p.koid in pids]
+    if not wanted:
+        return snapshot
+    boot = snapshot.provenance.boot_id
+    ents = _entities(conn, boot, [(p.koid, p.start_time_ticks) for p in wanted])
+    only = "" if pids is None else \
+        f" AND ent IN ({','.join(str(int(e)) for e in ents.values())})"
+    lo = n - span_of("mappings", span)
+    try:
+        docs = {ent: parse(blob) for ent, blob in conn.execute(
+            "SELECT ent, maps FROM mappings WHERE first > ?2 AND first <= ?1 "
+            f"AND (last IS NULL OR last >= ?1){only}", (n, lo))}
+        if not docs:
+            return snapshot
+        bases = {ent: unpack(layout)[0] for ent, layout in conn.execute(
+            "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
+            f"AND (last IS NULL OR last >= ?1){only}", (n, n - span_of("vmo_base", span)))}
+        s = _Strings(conn)
+        s.fill(i for doc in docs.values() for i in string_ids(doc))
+        entries: dict[int, tuple] = {}  # processes share most entries: parsed once
+
+        def entry_of(i: int) -> tuple:
+            e = entries.get(i)
+            if e is None:
+                e = entries[i] = entry(s.text(i))
+            return e
+
+        out = []
+        for p in snapshot.processes:
+            ent = ents.get((p.koid, p.start_time_ticks))
+            doc = docs.get(ent) if ent is not None else None
+            if doc is None:
+                out.append(p)
+                continue
+            maps = decode(doc, bases.get(ent), entry_of)
+            out.append(replace(p, mappings=maps, regions=find_regions(maps)))
+    except (BlobError, KeyError, TypeError, IndexError, ValueError) as exc:
+        raise StoreError(f"{name}@{n}: cannot read the mappings: "
+                         f"{exc if isinstance(exc, BlobError) else repr(exc)}") from None
+    return replace(snapshot, processes=tuple(out))
+
+
+def _entities(conn: sqlite3.Connection, boot: str | None,
+              keys: list[tuple[int, int | None]]) -> dict[tuple[int, int | None], int]:
+    """The process entities of (PID, start time) pairs of one boot."""
+    row = conn.execute("SELECT id FROM strings WHERE s = ?",
+                       (encode_text(boot),)).fetchone() if boot is not None else None
+    # A boot the strings do not hold matches no process (-1 is no id).
+    boot_id = None if boot is None else row[0] if row else -1
+    want = set(keys)
+    out: dict[tuple[int, int | None], int] = {}
+    pids = sorted({pid for pid, _start in keys})
+    for i in range(0, len(pids), 500):
+        chunk = pids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for ent, b, pid, start in conn.execute(
+                f"SELECT id, boot, pid, start FROM procs WHERE pid IN ({marks})", chunk):
+            if b == boot_id and (pid, start) in want:
+                out[(pid, start)] = ent
+    return out
+
+
+def objects_around(conn: sqlite3.Connection, n: int) -> tuple[int | None, int | None]:
+    """The objects samples nearest before and after sample ``n`` that hold
+    mappings (None: there is none on that side)."""
+    from zxmem.store.schema import mappings_from
+
+    lo = mappings_from(conn)
+    before = conn.execute("SELECT max(n) FROM samples WHERE n < ? AND n >= ? AND tier = ?",
+                          (n, lo, OBJECTS)).fetchone()[0]
+    after = conn.execute("SELECT min(n) FROM samples WHERE n > ? AND n >= ? AND tier = ?",
+                         (n, lo, OBJECTS)).fetchone()[0]
+    return before, after
+
+
+def no_mappings_reason(conn: sqlite3.Connection, n: int, what: str = "mappings") -> str | None:
+    """Why sample ``n`` holds no ``what`` ("mappings" or "memory objects")
+    of any process, naming the nearest samples that do; None when it is an
+    objects sample that holds them."""
+    from zxmem.store.schema import mappings_from
+
+    row = conn.execute("SELECT tier FROM samples WHERE n = ?", (n,)).fetchone()
+    if row is None:
+        return None
+    if row[0] == OBJECTS and (what != "mappings" or n >= mappings_from(conn)):
+        return None
+    if what == "mappings":
+        before, after = objects_around(conn, n)
+    else:
+        before = conn.execute("SELECT max(n) FROM samples WHERE n < ? AND tier = ?",
+                              (n, OBJECTS)).fetchone()[0]
+        after = conn.execute("SELECT min(n) FROM samples WHERE n > ? AND tier = ?",
+                             (n, OBJECTS)).fetchone()[0]
+    if row[0] == OBJECTS:
+        why = (f"sample {n} was recorded before this store kept mappings "
+               "(by a zxmem older than store schema 4)")
+    else:
+        why = (f"sample {n} is a totals sample and holds no {what} (zxmem record keeps "
+               "them in every --objects-every-th sample)")
+    near = [f"{b} (before)" for b in (before,) if b is not None]
+    near += [f"{a} (after)" for a in (after,) if a is not None]
+    if not near:
+        return f"{why}; no sample of this store holds them"
+    noun = "sample" if len(near) == 1 else "samples"
+    return f"{why}; the nearest objects {noun} with them: {' and '.join(near)}"
+
+
+# --------------------------------------------------------------------------
 # Selectors: @first, @last, @N, @-2h, @2026-12-03T10:00
 
 _RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)(s|m|h|d|w)")
@@ -429,4 +578,5 @@ def format_time(time_ns: int) -> str:
 
 
 __all__ = ["SampleInfo", "TOTALS", "OBJECTS", "read_sample", "samples", "select",
-           "stored_form", "parse_duration", "parse_time", "format_time"]
+           "stored_form", "with_mappings", "objects_around", "no_mappings_reason",
+           "parse_duration", "parse_time", "format_time"]

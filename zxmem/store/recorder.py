@@ -163,6 +163,7 @@ class Recorder:
             c.execute("DELETE FROM procs WHERE id NOT IN (SELECT ent FROM proc_info) "
                       "AND id NOT IN (SELECT ent FROM vmo_refs) "
                       "AND id NOT IN (SELECT ent FROM vmo_base) "
+                      "AND id NOT IN (SELECT ent FROM mappings) "
                       "AND id NOT IN (SELECT ent >> 40 FROM anon_vmos)")
             c.execute("DELETE FROM job_ids WHERE id NOT IN (SELECT ent FROM job_info) "
                       f"AND id NOT IN (SELECT ent >> {JOB_KEY_BITS} FROM job_values)")
@@ -177,7 +178,8 @@ class Recorder:
                   UNION SELECT name FROM vmos UNION SELECT kind FROM vmos
                   UNION SELECT path FROM vmos
                   UNION SELECT name FROM anon_vmos UNION SELECT kind FROM anon_vmos
-                  UNION SELECT path FROM anon_vmos) WHERE x IS NOT NULL)""")
+                  UNION SELECT path FROM anon_vmos
+                  UNION SELECT ent FROM map_strings) WHERE x IS NOT NULL)""")
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:

@@ -32,6 +32,11 @@ what changed or went away.
                    of each object it owns this sample (first koid, offsets)
 ``vmo_refs``       versioned, objects tier only: a process's references
                    (zlib-compressed JSON; sequence koids relative to the base)
+``mappings``       versioned, objects tier only (schema 4 on): a process's
+                   mappings, its smaps entries (:mod:`zxmem.store.maps`)
+``map_strings``    versioned, objects tier only: the string ids the mappings
+                   of the sample use (paths, perms, VmFlags; the entity is
+                   the string id), so retention keeps exactly those strings
 
 Anonymous objects get sequence koids in scan order, so one process that exits
 shifts the koids of every process after it, and a new mapping those of the
@@ -50,8 +55,9 @@ from zxmem.errors import ZxmemError
 # 1: the first layout.  2: samples carry their process count and total PSS
 # (``zxmem history`` reads them without visiting every row).  3: the jobs'
 # cgroup memory files (``job_values``); every versioned table's ``reserve``
-# (see RESERVE) and no index of open rows.
-VERSION = 3
+# (see RESERVE) and no index of open rows.  4: every process's mappings in
+# the objects tier (``mappings``, ``map_strings``; ``meta`` 'mappings_from').
+VERSION = 4
 
 APPLICATION_ID = 0x7A786D68  # "zxmh"
 
@@ -117,6 +123,8 @@ VERSIONED: dict[str, tuple[str, ...]] = {
                   "shares", "dev", "inode", "path", "swap"),
     "vmo_base": ("layout",),
     "vmo_refs": ("refs",),
+    "mappings": ("maps",),
+    "map_strings": ("used",),
 }
 
 
@@ -157,7 +165,8 @@ SPAN = 720
 # objects).  They live OBJECTS_SPAN_FACTOR times longer: a copy every 12
 # hours, for a longer (bounded) range to scan when an objects sample is read.
 OBJECTS_SPAN_FACTOR = 6
-OBJECT_TABLES = frozenset(("vmos", "anon_vmos", "vmo_base", "vmo_refs"))
+OBJECT_TABLES = frozenset(("vmos", "anon_vmos", "vmo_base", "vmo_refs", "mappings",
+                           "map_strings"))
 
 
 def span_of(table: str, span: int) -> int:
@@ -210,7 +219,26 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP INDEX IF EXISTS {table}_open")
 
 
-MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    # Samples written before hold no mappings: 'mappings_from' is the first
+    # sample that may (readers say so instead of "not recorded").
+    conn.execute("CREATE TABLE mappings (ent INTEGER NOT NULL, first INTEGER NOT NULL, "
+                 "last INTEGER, maps BLOB NOT NULL, reserve INTEGER)")
+    conn.execute("CREATE TABLE map_strings (ent INTEGER NOT NULL, first INTEGER NOT NULL, "
+                 "last INTEGER, used INTEGER NOT NULL, reserve INTEGER)")
+    _indexes(conn, ("mappings", "map_strings"))
+    newest = conn.execute("SELECT coalesce(max(n), 0) FROM samples").fetchone()[0]
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('mappings_from', ?)", (newest + 1,))
+
+
+def mappings_from(conn: sqlite3.Connection) -> int:
+    """The first sample that can hold mappings (later than 1 in a store
+    migrated from schema 3)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'mappings_from'").fetchone()
+    return int(row[0]) if row else 1
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 
 class StoreError(ZxmemError):

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 
 from zxmem.model import INODE_KOID_BASE, CgroupMemory, Provenance, Snapshot
-from zxmem.store import schema
+from zxmem.store import maps, schema
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED
 
 TOTALS = 0
@@ -173,6 +173,9 @@ class Writer:
         """Forget every cache and read the open rows back from the store."""
         c = self.conn
         self._strings: dict[str, int] = {}
+        # process entity -> (fingerprint, blob, string ids) of its
+        # mappings at the newest objects sample (:meth:`_mappings`).
+        self._map_prints: dict[int, tuple[int, bytes, set[int]]] = {}
         # table -> entity -> (rowid, first sample, values)
         self.open: dict[str, dict[int, tuple[int, int, tuple]]] = {}
         span = schema.read_span(c)
@@ -225,7 +228,8 @@ class Writer:
         """Add ``snapshot`` as the next sample in one transaction; its number.
 
         ``tier`` TOTALS keeps kernel totals, jobs and process totals;
-        OBJECTS also the memory objects and each process's references.
+        OBJECTS also the memory objects, each process's references and its
+        mappings.
         On any error the transaction is rolled back, the state reloaded,
         and the error raised.
         """
@@ -368,7 +372,35 @@ class Writer:
         refs = {ents[p.koid]: (refs_blob(p.vmo_refs, bases.get(ents[p.koid])),)
                 for p in snap.processes if p.vmo_refs is not None}
         return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", layouts),
-                ("vmo_refs", refs)]
+                ("vmo_refs", refs)] + self._mappings(snap, ents, owner, bases)
+
+    def _mappings(self, snap: Snapshot, ents: dict[int, int], owner: dict[int, int],
+                  bases: dict[int, int]) -> list[tuple[str, dict]]:
+        """Each process's mappings (a blob, :mod:`zxmem.store.maps`; a
+        process whose mappings were not read has no row) and the strings
+        they use."""
+        rows: dict[int, tuple] = {}
+        used: set[int] = set()
+        prints = self._map_prints
+        now: dict[int, tuple[int, bytes, set[int]]] = {}
+        for p in snap.processes:
+            if p.mappings is None:
+                continue
+            ent = ents[p.koid]
+            base = bases.get(ent)
+            # The same fingerprint encodes to the same blob.
+            key = maps.fingerprint(p.mappings, ent, owner.get, base)
+            prev = prints.get(ent)
+            if prev is not None and prev[0] == key:
+                blob, ids = prev[1], prev[2]
+            else:
+                blob, ids = maps.encode(p.mappings, ent, owner.get, base, self.sid)
+            now[ent] = (key, blob, ids)
+            rows[ent] = (blob,)
+            used |= ids
+        # Kept only if the sample commits: a failed write reloads (and clears it).
+        self._map_prints = now
+        return [("mappings", rows), ("map_strings", dict.fromkeys(used, (1,)))]
 
     def _apply(self, table: str, new: dict[int, tuple], n: int
                ) -> dict[int, tuple[int, int, tuple]]:

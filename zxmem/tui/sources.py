@@ -41,7 +41,7 @@ class Detail:
 
 
 def _detail_text(snapshot: Snapshot, process: Process | None, pid: int,
-                 stored: bool = False) -> Detail:
+                 stored: bool = False, missing: dict[str, str] | None = None) -> Detail:
     from zxmem.textsafe import escape_terminal
     from zxmem.views import vmaps, vmos
 
@@ -50,14 +50,14 @@ def _detail_text(snapshot: Snapshot, process: Process | None, pid: int,
     title = f"pid {pid}  {escape_terminal(process.display_name)}"
     if process.vmo_refs is None:
         why = dict(snapshot.provenance.denied).get(f"maps:{pid}") or (
-            "not recorded (this sample is of the totals tier: zxmem record keeps objects "
-            "every --objects-every samples)" if stored else "not readable")
+            (missing or {}).get("memory objects") or "not recorded"
+            if stored else "not readable")
         objs = f"memory objects of {pid}: {why}\n"
     else:
         objs = vmos.render(process, snapshot)
     if process.mappings is None:
         why = dict(snapshot.provenance.denied).get(f"maps:{pid}") or (
-            "not recorded (a history store keeps no mappings)" if stored else "not readable")
+            (missing or {}).get("mappings") or "not recorded" if stored else "not readable")
         maps = f"mappings of {pid}: {why}\n"
     else:
         maps = vmaps.render(process, snapshot)
@@ -162,8 +162,22 @@ class StoreSource:
         return self.index >= len(self.numbers) - 1
 
     def detail(self, pid: int) -> Detail:
+        """The process's objects and mappings in the current sample (an
+        objects sample holds both: its mappings are read for this process
+        only), or why the sample has none and which samples nearest it do."""
+        from zxmem.store.reader import no_mappings_reason, with_mappings
+
+        n = self.numbers[self.index]
         snapshot = self.sample(self.index)
-        return _detail_text(snapshot, snapshot.process(pid), pid, stored=True)
+        try:
+            snapshot = with_mappings(self.conn, n, snapshot, (pid,), self.name)
+            missing = {what: reason for what in ("mappings", "memory objects")
+                       if (reason := no_mappings_reason(self.conn, n, what)) is not None}
+        except ZxmemError:
+            raise
+        except Exception as exc:  # sqlite3.Error, a corrupt row
+            raise ZxmemError(f"{self.name}: cannot read sample {n}: {exc}") from None
+        return _detail_text(snapshot, snapshot.process(pid), pid, stored=True, missing=missing)
 
     def close(self) -> None:
         self.conn.close()
