@@ -149,7 +149,7 @@ def tools(zxmem: str | None) -> list[Tool]:
         Tool("zxmem ps", [zxmem, "ps"]) if zxmem else Tool("zxmem ps", None, "zxmem not found")
     )
     try:
-        import psutil  # noqa: F401 - only checking that it is installed
+        import psutil  # type: ignore  # noqa: F401 - only checking that it is installed
 
         out.append(Tool("psutil memory_full_info", [sys.executable, "-c", PSUTIL_SCRIPT]))
     except ImportError:
@@ -178,6 +178,7 @@ def measure(tool_list: list[Tool], rounds: int, label: str) -> None:
         order = active[r % len(active) :] + active[: r % len(active)]
         got = {}
         for t in order:
+            assert t.argv is not None  # only the active tools
             got[t.name] = run_once(t.argv)
         if r == 0:
             continue  # warm-up: caches, dentries, lazily built kernel state
@@ -346,6 +347,7 @@ def start_workload(procs: int) -> subprocess.Popen:
 
 def wait_ready(wl: subprocess.Popen) -> list[int]:
     """The workload's PIDs, once every child has touched its memory."""
+    assert wl.stdout is not None  # started with stdout=PIPE
     line = wl.stdout.readline().decode()
     if not line.startswith("ready"):
         raise RuntimeError(f"workload did not start (exit {wl.poll()})")
@@ -356,7 +358,8 @@ def stop_workload(wl: subprocess.Popen | None) -> None:
     if wl is None:
         return
     try:
-        wl.stdin.close()  # the workload's cue to leave
+        if wl.stdin is not None:
+            wl.stdin.close()  # the workload's cue to leave
     except OSError:
         pass
     try:

@@ -88,7 +88,7 @@ KEYS = [("n", r"sort name, flat(?!, jobs)"), ("p", r"sort pss, flat(?!, jobs)"),
 def key_latency(zxmem: str, rounds: int) -> list[float]:
     import re
 
-    import pexpect
+    import pexpect  # type: ignore[import-untyped]
 
     escapes = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
                          rb"|\x1b[@-Z\\-_]")

@@ -130,7 +130,7 @@ def synthetic_records(processes: int = 1000, seed: int = 1) -> list[dict]:
     # Fuchsia's order: kernel, then each job followed by its processes.
     by_job: dict[str, list[dict]] = {}
     for rec in procs:
-        by_job.setdefault(rec["parent"], []).append(rec)
+        by_job.setdefault(str(rec["parent"]), []).append(rec)
     for job in jobs:
         out.append(job)
         out.extend(by_job.get(job["id"], ()))
@@ -199,7 +199,7 @@ def main() -> int:
                     "new Promise(r => requestAnimationFrame("
                     "() => setTimeout(() => r(performance.now()))))"))
                 walls.append(1000 * (time.perf_counter() - t))
-                ready.append(float(page_.get_attribute("html", "data-ready")))
+                ready.append(float(page_.get_attribute("html", "data-ready") or "nan"))
                 ms = page_.evaluate(
                     """() => {
                        const box = Array.from(document.querySelectorAll('#map .box'))

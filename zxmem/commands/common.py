@@ -260,7 +260,7 @@ def live_only(*given: str) -> None:
 # them as plain parameters.
 
 COLOR_HELP = ("colour sizes by magnitude: auto (default: on a terminal, unless NO_COLOR "
-              "is set), always, or never")
+              "is set or TERM is dumb), always, or never")
 
 
 def add_color(parser: argparse.ArgumentParser) -> None:
