@@ -69,7 +69,7 @@ examples:
   zxmem vmaps --pss --swap 1234 with proportional and swapped sizes
   zxmem vmaps --json 1234 | jq '.entries[] | select(.type=="mapping") | .rss_bytes'
   zxmem vmaps help              the column legend
-  zxmem vmaps --wide 1234 | less -S   whole lines, full koids (as piped)
+  zxmem vmaps 1234 | less -S     whole lines, full koids (piped output is never cut)
   zxmem vmaps --units=k --total 1234  sizes in KiB, with the total line
   zxmem memgraph -v > snap.json; zxmem vmaps --from snap.json 1234
                                 pid 1234's maps when the snapshot was saved

@@ -74,7 +74,7 @@ examples:
   zxmem vmos 1234
   zxmem vmos --json 1234 | jq '.vmos[] | select(.share_count > 1) | .name'
   zxmem vmos help
-  zxmem vmos --wide 1234 | less -S   whole lines and full koids on a terminal
+  zxmem vmos 1234 | less -S          whole lines, full koids (piped output is never cut)
   zxmem vmos --units=k 1234          sizes in KiB
   zxmem vmos --from snap.json 1234    pid 1234's objects in a saved snapshot
   zxmem vmos --from test_snapshot.json 32269   a process of a Fuchsia capture
