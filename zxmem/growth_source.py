@@ -161,8 +161,11 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     later part of it, that index bounds the scan.  A large table read whole
     is read as two halves (by rowid) on two connections at once."""
     exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
+    # Three subqueries: SQLite answers a lone min() or max() from an index
+    # (or the rowid's b-tree) at once, but scans the table for several.
     lowest, a, b = conn.execute(
-        f"SELECT min(first), min(rowid), max(rowid) FROM {table}").fetchone()
+        f"SELECT (SELECT min(first) FROM {table}), (SELECT min(rowid) FROM {table}), "
+        f"(SELECT max(rowid) FROM {table})").fetchone()
     if lowest is None:
         return [np.zeros(0, dtype=np.int64) for _ in exprs]
     whole = lowest > p.n0 - span
@@ -176,35 +179,11 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     sql = (f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} "
            f"WHERE {cond} {where}")
     params = (p.n0, p.n1, span)
-    parts: list[tuple[str | None, ...]] = []
     path = _path(conn)
     if b - a > SPLIT_ROWS and whole and path is not None and (os.cpu_count() or 1) > 1:
-        mid = (a + b) // 2
-        other: list[tuple[str | None, ...]] = []
-        failed: list[BaseException] = []
-
-        def second_half() -> None:
-            try:
-                c2 = open_read(path)
-                try:
-                    other.append(c2.execute(sql, (*params, mid + 1, b)).fetchone())
-                finally:
-                    c2.close()
-            except (sqlite3.Error, StoreError) as exc:
-                failed.append(exc)
-
-        t = threading.Thread(target=second_half, name="zxmem-growth-read")
-        t.start()
-        try:
-            parts.append(conn.execute(sql, (*params, a, mid)).fetchone())
-        finally:
-            t.join()
-        if failed or not other:
-            parts.append(conn.execute(sql, (*params, mid + 1, b)).fetchone())
-        else:
-            parts.append(other[0])
+        parts = _two_halves(conn, path, sql, params, a, b)
     else:
-        parts.append(conn.execute(sql, (*params, a, b)).fetchone())
+        parts = [conn.execute(sql, (*params, a, b)).fetchone()]
     out = [_parse(table, [part[k] for part in parts]) for k in range(len(exprs))]
     if len({len(x) for x in out}) != 1:
         raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
@@ -214,6 +193,36 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
         if not keep.all():
             out = [x[keep] for x in out]
     return out
+
+
+def _two_halves(conn: sqlite3.Connection, path: str, sql: str, params: tuple[int, ...],
+                a: int, b: int) -> list[tuple[str | None, ...]]:
+    """The row of ``sql`` over rowids ``a``..``mid`` (on ``conn``) and
+    ``mid + 1``..``b`` (on a second connection to ``path``, in a thread) at
+    once; the second half on ``conn`` if that connection fails."""
+    mid = (a + b) // 2
+    other: list[tuple[str | None, ...]] = []
+    failed: list[BaseException] = []
+
+    def second_half() -> None:
+        try:
+            c2 = open_read(path)
+            try:
+                other.append(c2.execute(sql, (*params, mid + 1, b)).fetchone())
+            finally:
+                c2.close()
+        except (sqlite3.Error, StoreError) as exc:
+            failed.append(exc)
+
+    t = threading.Thread(target=second_half, name="zxmem-growth-read")
+    t.start()
+    try:
+        first = conn.execute(sql, (*params, a, mid)).fetchone()
+    finally:
+        t.join()
+    if failed or not other:
+        return [first, conn.execute(sql, (*params, mid + 1, b)).fetchone()]
+    return [first, other[0]]
 
 
 def _path(conn: sqlite3.Connection) -> str | None:
