@@ -145,7 +145,7 @@ SPLIT_ROWS = 200_000
 
 
 def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
-             span: int, where: str = "") -> list[np.ndarray]:
+             span: int, where: str = "", open_rowids: bool = False) -> list[np.ndarray]:
     """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
     ``cols`` (-1 for NULL: no size is negative; a negative value, which
     only a damaged store holds, reads as unknown) of the rows of ``table``
@@ -159,8 +159,14 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     table is scanned in its own order and the window checked here (a scan
     of the index on ``first`` visits each row through the index); over a
     later part of it, that index bounds the scan.  A large table read whole
-    is read as two halves (by rowid) on two connections at once."""
+    is read as two halves (by rowid) on two connections at once.
+
+    With ``open_rowids``, one more array: the rowids of the open rows
+    (``last`` NULL) among them, in no particular order."""
     exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
+    if open_rowids:
+        # (group_concat leaves NULL out: only the open rows' rowids.)
+        exprs.append("CASE WHEN last IS NULL AND first <= ?2 THEN rowid END")
     # Three subqueries: SQLite answers a lone min() or max() from an index
     # (or the rowid's b-tree) at once, but scans the table for several.
     lowest, a, b = conn.execute(
@@ -185,6 +191,7 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     else:
         parts = [conn.execute(sql, (*params, a, b)).fetchone()]
     out = [_parse(table, [part[k] for part in parts]) for k in range(len(exprs))]
+    extra = [out.pop()] if open_rowids else []
     if len({len(x) for x in out}) != 1:
         raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
     if whole:
@@ -192,7 +199,7 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
         keep = (first > p.n0 - span) & (first <= p.n1) & (last >= p.n0)
         if not keep.all():
             out = [x[keep] for x in out]
-    return out
+    return out + extra
 
 
 def _two_halves(conn: sqlite3.Connection, path: str, sql: str, params: tuple[int, ...],
@@ -575,9 +582,10 @@ def _object_period(conn: sqlite3.Connection, p: Period, max_points: int) -> Peri
 
 
 def _object_points(op: Period, ent: np.ndarray, first: np.ndarray, last: np.ndarray,
-                   committed: np.ndarray) -> dict[int, list[tuple[int, list[int | None]]]]:
-    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples,
-    from rows (:func:`_columns`).
+                   committed: np.ndarray
+                   ) -> dict[int, tuple[list[int], list[int | None], list[int | None]]]:
+    """ent -> (buckets, lowest, highest committed bytes in each) over the
+    objects samples, from rows (:func:`_columns`).
 
     Object rows exist only at objects samples, and a row closes at the sample
     before a change (a totals sample): a row's value holds at the objects
@@ -590,7 +598,7 @@ def _object_points(op: Period, ent: np.ndarray, first: np.ndarray, last: np.ndar
     keep = b > a
     dense = _spread(ent[keep], a[keep] * nb // count, (b[keep] - 1) * nb // count,
                     [committed[keep]], nb)
-    return {e: [(bk, [lo, hi]) for bk, lo, hi in zip(buckets, lows[0], highs[0], strict=True)]
+    return {e: (buckets, lows[0], highs[0])
             for e, (buckets, lows, highs) in zip(dense.ents.tolist(), dense.every_point(),
                                                  strict=True)}
 
@@ -613,18 +621,12 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str,
     their rows: the values, and the name, kind, path and mappings of each
     object's newest row."""
     out: dict[int, Series] = {}
-    ent, first, last, committed, name_c, kind_c, path_c, maps_c = _columns(
-        conn, table, ("committed", "name", "kind", "path", "mappings"), op, span, where)
+    ent, first, last, committed, open_rows = _columns(
+        conn, table, ("committed",), op, span, where, open_rowids=True)
     if not len(ent):
         return out
     per = _object_points(op, ent, first, last, committed)
-    # Each object's newest row (the highest first: an object's rows follow
-    # each other).
-    order = np.lexsort((first, ent))
-    newest = order[np.append(ent[order][1:] != ent[order][:-1], True)]
-    meta = {e: tuple(None if x < 0 else x for x in m) for e, *m in zip(
-        ent[newest].tolist(), name_c[newest].tolist(), kind_c[newest].tolist(),
-        path_c[newest].tolist(), maps_c[newest].tolist(), strict=True)}
+    meta = _newest_meta(conn, table, ent, first, open_rows)
     strings = _Strings(conn)
     strings.fill(x for m in meta.values() for x in m[:3])
     owner_pid: dict[int, int] = {}
@@ -632,7 +634,7 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str,
         qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in per)
         owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
     times = _object_times(op)
-    for ent_id, pts in per.items():
+    for ent_id, (buckets, lows, highs) in per.items():
         name_id, kind_id, path_id, mappings = meta.get(ent_id, (None, None, None, None))
         kind = strings.get(kind_id) or None
         koid = u64(ent_id) if table == "vmos" else None
@@ -645,13 +647,51 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str,
             ident["path"] = strings.get(path_id)
         out[ent_id] = Series(
             key=key_of(ent_id), kind="object", name=strings.get(name_id),
-            identity=ident, times_ns=[times[b] for b, _ in pts],
-            uss=[a[0] for _, a in pts], uss_high=[a[1] for _, a in pts],
+            identity=ident, times_ns=[times[b] for b in buckets], uss=lows, uss_high=highs,
             object_kind=kind,
             # Mapped by no process (at its newest objects sample): only a
             # descriptor keeps it.
             hidden=kind in HIDDEN_KINDS and mappings == 0)
     return out
+
+
+_META = ("name", "kind", "path", "mappings")
+
+
+def _newest_meta(conn: sqlite3.Connection, table: str, ent: np.ndarray, first: np.ndarray,
+                 open_rows: np.ndarray) -> dict[int, tuple[int | None, ...]]:
+    """ent -> (name, kind, path, mappings) of each object's newest row (the
+    highest ``first``: an object's rows follow each other) of the rows
+    (``ent``, ``first``) read; ``open_rows``, the rowids of the open ones
+    among them.  An object still there has its newest row open: those are
+    read by rowid; the newest rows of the others (gone before the newest
+    objects sample) by their first sample, through the index on ``first``."""
+    order = np.lexsort((first, ent))
+    newest = order[np.append(ent[order][1:] != ent[order][:-1], True)]
+    want = dict(zip(ent[newest].tolist(), first[newest].tolist(), strict=True))
+    cols = ", ".join(_META)
+    meta: dict[int, tuple[int | None, ...]] = {}
+
+    def take(rows: Iterable[tuple[int, ...]]) -> None:
+        # (In rowid order: of two rows alike, the later one counts.)
+        for _rowid, e, f, *m in sorted(rows):
+            if any(x is not None and not isinstance(x, int) for x in m):
+                raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
+            if want.get(e) == f:
+                meta[e] = tuple(None if x is None or x < 0 else x for x in m)
+
+    for i in range(0, len(open_rows), 50_000):
+        q = ",".join(str(int(r)) for r in open_rows[i:i + 50_000])
+        take(conn.execute(f"SELECT rowid, ent, first, {cols} FROM {table} "
+                          f"WHERE rowid IN ({q})").fetchall())
+    rest = [e for e in want if e not in meta]
+    for i in range(0, len(rest), 50_000):
+        part = rest[i:i + 50_000]
+        qf = ",".join(str(int(f)) for f in sorted({want[e] for e in part}))
+        qe = ",".join(str(int(e)) for e in part)
+        take(conn.execute(f"SELECT rowid, ent, first, {cols} FROM {table} "
+                          f"WHERE first IN ({qf}) AND ent IN ({qe})").fetchall())
+    return meta
 
 
 def _anon_key(ent: int) -> str:

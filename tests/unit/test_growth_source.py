@@ -247,3 +247,31 @@ def test_hostile_names_are_inert(tmp_path):
     names = [s["name"] for s in doc["suspects"]]
     assert any(n.startswith("evil\x1b[2J\x07") for n in names)  # JSON escapes it
     assert "\\u001b" in out and "\udcff" not in json.dumps(doc, ensure_ascii=False)
+
+
+def test_an_object_is_named_by_its_newest_row(tmp_path):
+    """An object's name, kind and mappings are its newest row's: the open
+    row of one still there, the last row of one gone before the end."""
+    path = str(tmp_path / "renamed.db")
+    conn = open_store(path, create=True)
+    w = Writer(conn)
+    gone, kept = inode_koid(1, 7001), inode_koid(1, 7002)
+    prov = Provenance(source="linux", host="h", boot_id="boot", job_mode="cgroup2")
+    for i in range(12):
+        vmos = {kept: Vmo(kept, "memfd:p" if i < 6 else "memfd:q", "memfd", MIB, MIB + i,
+                          dev=1, inode=7002, num_mappings=0 if i < 6 else 1)}
+        procs = [Process(10, "p10", 1, memory=MemoryCounts(private_bytes=MIB),
+                         start_time_ticks=1, vmo_refs=(VmoRef(kept, ("HANDLE",)),))]
+        if i < 8:
+            vmos[gone] = Vmo(gone, "memfd:x" if i < 4 else "memfd:y", "memfd", MIB, MIB + i,
+                             dev=1, inode=7001, num_mappings=1 if i < 4 else 0)
+            procs.append(Process(20, "p20", 1, memory=MemoryCounts(private_bytes=MIB),
+                                 start_time_ticks=2, vmo_refs=(VmoRef(gone, ("HANDLE",)),)))
+        snap = Snapshot(prov, (Job(1, "root", 0, "/", "", None),), tuple(procs), None,
+                        MappingProxyType(vmos))
+        w.write(snap, OBJECTS, T0 + i * STEP)
+    conn.close()
+    objs = {s.identity["koid"]: s for s in load_series(path, by="object")}
+    assert (objs[gone].name, objs[gone].hidden, len(objs[gone].uss)) == ("memfd:y", True, 8)
+    assert (objs[kept].name, objs[kept].hidden, len(objs[kept].uss)) == ("memfd:q", False, 12)
+    assert objs[gone].object_kind == objs[kept].object_kind == "memfd"
