@@ -419,21 +419,50 @@ def _held(conn: sqlite3.Connection, p: Period, span: int) -> dict[int, dict[int,
     if not obj:
         return {}
     span = span_of("vmos", span)  # vmos and vmo_refs are objects tables
+    objs = _hidden_objects(conn, p, span)
+    if not objs:
+        return {}
+    holds = _holds(conn, p, span, {u64(r[0]) for r in objs})
+    at: list[tuple[int, dict[int, int | None]]] = []
+    for n in obj:
+        holders: dict[int, set[int]] = {}
+        for ent, a, b, koid in holds:
+            if a <= n <= b:
+                holders.setdefault(koid, set()).add(ent)
+        per_ent: dict[int, int | None] = {}
+        for k, since, until, v in objs:
+            if since <= n and (until is None or until >= n):
+                who = holders.get(u64(k) or 0, set())
+                if len(who) == 1:
+                    ent = next(iter(who))
+                    total = per_ent.get(ent, 0)
+                    per_ent[ent] = None if v is None or total is None else total + v
+        at.append((p.bucket(n), per_ent))
+    return _carried(at, p.buckets)
+
+
+def _hidden_objects(conn: sqlite3.Connection, p: Period, span: int
+                    ) -> list[tuple[int, int, int | None, int | None]]:
+    """(koid, first, last, committed) of the rows of the hidden objects (of
+    a kind in HIDDEN_KINDS, mapped by no process) valid in the period."""
     q = ",".join("?" * len(HIDDEN_KINDS))
     kinds = [i for (i,) in conn.execute(f"SELECT id FROM strings WHERE s IN ({q})",
                                         [k.encode() for k in HIDDEN_KINDS])]
     if not kinds:
-        return {}
+        return []
     qk = ",".join(str(int(k)) for k in kinds)
-    objs = conn.execute(
+    return conn.execute(
         f"SELECT ent, first, last, committed FROM vmos WHERE kind IN ({qk}) AND mappings = 0 "
         "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
         (p.n0, p.n1, span)).fetchall()
-    if not objs:
-        return {}
-    koids = {u64(r[0]) for r in objs}
-    # Who holds them: the processes whose references reach them by descriptor.
-    holds: list[tuple[int, int, int, int]] = []  # (process ent, first, last, koid)
+
+
+def _holds(conn: sqlite3.Connection, p: Period, span: int, koids: set[int | None]
+           ) -> list[tuple[int, int, int, int]]:
+    """Who holds the objects ``koids``: (process entity, first, last (``p.n1``
+    for an open row), koid) of each reference by descriptor (a handle)
+    to one of them, from the processes' references rows of the period."""
+    holds: list[tuple[int, int, int, int]] = []
     for ent, first, last, blob in conn.execute(
             "SELECT ent, first, last, refs FROM vmo_refs WHERE first > ?1 - ?3 AND first <= ?2 "
             "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)):
@@ -445,31 +474,24 @@ def _held(conn: sqlite3.Connection, p: Period, span: int) -> dict[int, dict[int,
             if (len(r) == 4 and r[0] in koids and isinstance(r[1], list)
                     and "HANDLE" in r[1]):
                 holds.append((ent, first, p.n1 if last is None else last, r[0]))
-    at: list[tuple[int, dict[int, int | None]]] = []
-    for n in obj:
-        holders: dict[int, set[int]] = {}
-        for ent, a, b, koid in holds:
-            if a <= n <= b:
-                holders.setdefault(koid, set()).add(ent)
-        per_ent: dict[int, int | None] = {}
-        for k, a, b, v in objs:
-            if a <= n and (b is None or b >= n):
-                who = holders.get(u64(k) or 0, set())
-                if len(who) == 1:
-                    ent = next(iter(who))
-                    total = per_ent.get(ent, 0)
-                    per_ent[ent] = None if v is None or total is None else total + v
-        at.append((p.bucket(n), per_ent))
+    return holds
+
+
+def _carried(at: list[tuple[int, dict[int, int | None]]], buckets: int
+             ) -> dict[int, dict[int, int | None]]:
+    """Process entity -> bucket -> value, from (bucket, entity -> value) of
+    each objects sample in order (0 for a process that holds none at one):
+    a later sample's value replaces an earlier one's in its bucket, and
+    each value is carried forward into the buckets after it until the next."""
     owners = {ent for _b, per in at for ent in per}
     out: dict[int, dict[int, int | None]] = {ent: {} for ent in owners}
     for b, per in at:
         for ent in owners:
             out[ent][b] = per.get(ent, 0)
-    # Carry each value forward into the buckets after it until the next.
     for series in out.values():
         cur: int | None = None
         started = False
-        for b in range(p.buckets):
+        for b in range(buckets):
             if b in series:
                 cur, started = series[b], True
             elif started:
@@ -487,15 +509,57 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
         buckets, lows, highs = charge.points(i)
         per_charge[ent] = [(b, [x, y]) for b, x, y in zip(buckets, lows[0], highs[0],
                                                           strict=True)]
-    # Sum per sample: each process row adds its value at max(first, n0) and
-    # takes it away after last; a running sum over the samples then gives the
-    # job's total at every sample.  SQL sums the changes per (job, sample);
-    # unknown values are counted (a sample with one is unknown).
     jobs = {s64(k): (i, path) for i, k, path in conn.execute("SELECT id, koid, path FROM job_ids")}
     info = _proc_names(conn, p, span)
     member = [(ent, jobs[v[1]][0]) for ent, v in info.items() if v[1] in jobs]
-    size = p.size
     job_ents = sorted({j for _e, j in member})
+    totals = _job_totals(conn, p, span, member, job_ents)
+    deltas = {j: n for n, j in enumerate(job_ents)}
+    names = dict(conn.execute(
+        "SELECT ent, name FROM job_info WHERE first > ?1 - ?3 AND first <= ?2 "
+        "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)).fetchall())
+    strings = _Strings(conn)
+    strings.fill(list(names.values()) + [path for _i, path in jobs.values()])
+    koid_of = {i: (k, path) for k, (i, path) in jobs.items()}
+    times = p.bucket_times()
+    out = []
+    for ent in sorted(set(per_charge) | set(deltas)):
+        lo_hi: dict[int, list[int | None]] = {b: [None] * 6 for b in range(p.buckets)}
+        present = set()
+        for b, a in per_charge.get(ent, ()):
+            lo_hi[b][4], lo_hi[b][5] = a[0], a[1]
+            present.add(b)
+        row = deltas.get(ent)
+        if row is not None:
+            present.update(range(p.buckets))
+            for b in range(p.buckets):
+                for k in (0, 1):
+                    lo, hi = totals[k]
+                    x, y = lo[row, b], hi[row, b]
+                    lo_hi[b][2 * k] = None if x != x else int(x)
+                    lo_hi[b][2 * k + 1] = None if y != y else int(y)
+        koid, path = koid_of.get(ent, (None, None))
+        pts = sorted(present)
+        out.append(Series(
+            key=f"job:{ent}", kind="job", name=strings.get(names.get(ent)),
+            identity={"koid": u64(koid), "path": strings.get(path)},
+            times_ns=[times[b] for b in pts], uss=[lo_hi[b][0] for b in pts],
+            uss_high=[lo_hi[b][1] for b in pts], pss=[lo_hi[b][2] for b in pts],
+            charge=[lo_hi[b][4] for b in pts]))
+    return out
+
+
+def _job_totals(conn: sqlite3.Connection, p: Period, span: int, member: list[tuple[int, int]],
+                job_ents: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """0 (private bytes), 1 (PSS) -> the lowest and highest sum per (job,
+    bucket) of the processes of each job (``member``: (process, job) entity
+    pairs; rows in the order of ``job_ents``), NaN where one is unknown.
+
+    Sum per sample: each process row adds its value at max(first, n0) and
+    takes it away after last; a running sum over the samples then gives the
+    job's total at every sample.  Unknown values are counted (a sample with
+    one is unknown)."""
+    size = p.size
     d = np.zeros((len(job_ents), size + 1, 4))
     if member:
         ent, first, last, known, private, pss = _columns(
@@ -533,39 +597,7 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
                     lo[:, b] = np.fmin.reduce(sel, axis=1)
                     hi[:, b] = np.fmax.reduce(sel, axis=1)
         totals[k] = (lo, hi)
-    deltas = {j: n for n, j in enumerate(job_ents)}
-    names = dict(conn.execute(
-        "SELECT ent, name FROM job_info WHERE first > ?1 - ?3 AND first <= ?2 "
-        "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)).fetchall())
-    strings = _Strings(conn)
-    strings.fill(list(names.values()) + [path for _i, path in jobs.values()])
-    koid_of = {i: (k, path) for k, (i, path) in jobs.items()}
-    times = p.bucket_times()
-    out = []
-    for ent in sorted(set(per_charge) | set(deltas)):
-        lo_hi: dict[int, list[int | None]] = {b: [None] * 6 for b in range(p.buckets)}
-        present = set()
-        for b, a in per_charge.get(ent, ()):
-            lo_hi[b][4], lo_hi[b][5] = a[0], a[1]
-            present.add(b)
-        row = deltas.get(ent)
-        if row is not None:
-            present.update(range(p.buckets))
-            for b in range(p.buckets):
-                for k in (0, 1):
-                    lo, hi = totals[k]
-                    x, y = lo[row, b], hi[row, b]
-                    lo_hi[b][2 * k] = None if x != x else int(x)
-                    lo_hi[b][2 * k + 1] = None if y != y else int(y)
-        koid, path = koid_of.get(ent, (None, None))
-        pts = sorted(present)
-        out.append(Series(
-            key=f"job:{ent}", kind="job", name=strings.get(names.get(ent)),
-            identity={"koid": u64(koid), "path": strings.get(path)},
-            times_ns=[times[b] for b in pts], uss=[lo_hi[b][0] for b in pts],
-            uss_high=[lo_hi[b][1] for b in pts], pss=[lo_hi[b][2] for b in pts],
-            charge=[lo_hi[b][4] for b in pts]))
-    return out
+    return totals
 
 
 # --------------------------------------------------------------------------
