@@ -423,22 +423,81 @@ def _held(conn: sqlite3.Connection, p: Period, span: int) -> dict[int, dict[int,
     if not objs:
         return {}
     holds = _holds(conn, p, span, {u64(r[0]) for r in objs})
-    at: list[tuple[int, dict[int, int | None]]] = []
-    for n in obj:
-        holders: dict[int, set[int]] = {}
-        for ent, a, b, koid in holds:
-            if a <= n <= b:
-                holders.setdefault(koid, set()).add(ent)
-        per_ent: dict[int, int | None] = {}
-        for k, since, until, v in objs:
-            if since <= n and (until is None or until >= n):
-                who = holders.get(u64(k) or 0, set())
-                if len(who) == 1:
-                    ent = next(iter(who))
-                    total = per_ent.get(ent, 0)
-                    per_ent[ent] = None if v is None or total is None else total + v
-        at.append((p.bucket(n), per_ent))
-    return _carried(at, p.buckets)
+    # A bucket takes the value of its newest objects sample: only those are
+    # summed (every sample still says who holds something alone).
+    buckets = [p.bucket(n) for n in obj]
+    newest = [i + 1 == len(obj) or buckets[i + 1] != b for i, b in enumerate(buckets)]
+    owners, per_sample = _held_at(obj, holds, objs, newest)
+    return _carried([(b, per) for b, per, last in zip(buckets, per_sample, newest, strict=True)
+                     if last], p.buckets, owners)
+
+
+def _held_at(obj: Sequence[int], holds: Sequence[tuple[int, int, int, int]],
+             objs: Sequence[tuple[int, int, int | None, int | None]], wanted: Sequence[bool]
+             ) -> tuple[set[int], list[dict[int, int | None]]]:
+    """The processes that alone hold one of the objects ``objs`` ((koid,
+    first, last, bytes)) valid at some objects sample of ``obj`` (ascending;
+    ``holds``: (process, first, last, koid)); and at each sample (``wanted``
+    ones only; the others empty), process -> the bytes of the objects it
+    alone holds then, None if one of them is unknown.
+
+    Rows become (row, sample) pairs with numpy (a row holds at the samples
+    from its first to its last, found by binary search): an object held by
+    several processes (or none) at a sample is left out there."""
+    n = np.asarray(obj, dtype=np.int64)
+    count = len(n)
+    out: list[dict[int, int | None]] = [{} for _ in range(count)]
+    ids: dict[int, int] = {}  # koid -> small id
+    hs = sorted(set(holds))
+    if not hs or not objs:
+        return set(), out
+    h_ent, h_a, h_b = (np.array([h[i] for h in hs], dtype=np.int64) for i in range(3))
+    h_kid = np.array([ids.setdefault(h[3], len(ids)) for h in hs], dtype=np.int64)
+    row, at = _expand(np.searchsorted(n, h_a, "left"), np.searchsorted(n, h_b, "right"))
+    # Distinct (koid, sample, holder), sorted; then per (koid, sample) how
+    # many hold it, and the first (the only one where one does).
+    c, e = h_kid[row] * count + at, h_ent[row]
+    if not len(c):
+        return set(), out
+    order = np.lexsort((e, c))
+    c, e = c[order], e[order]
+    distinct = np.append(True, (c[1:] != c[:-1]) | (e[1:] != e[:-1]))
+    c, e = c[distinct], e[distinct]
+    first_at = np.flatnonzero(np.append(True, c[1:] != c[:-1]))
+    cells, sole = c[first_at], e[first_at]
+    holders = np.diff(np.append(first_at, len(c)))
+    o_kid = np.array([ids.get(u64(k) or 0, -1) for k, *_ in objs], dtype=np.int64)
+    o_a = np.array([r[1] for r in objs], dtype=np.int64)
+    o_b = np.array([n[-1] if r[2] is None else r[2] for r in objs], dtype=np.int64)
+    row, at = _expand(np.searchsorted(n, o_a, "left"), np.searchsorted(n, o_b, "right"))
+    cell = o_kid[row] * count + at
+    i = np.minimum(np.searchsorted(cells, cell), len(cells) - 1)
+    mine = (o_kid[row] >= 0) & (cells[i] == cell) & (holders[i] == 1)
+    owners = set(np.unique(sole[i[mine]]).tolist())
+    mine &= np.asarray(wanted, dtype=bool)[at]
+    # Sum per (sample, process): sorted, then each run of equal pairs.
+    ent, at, row = sole[i[mine]], at[mine], row[mine]
+    order = np.lexsort((ent, at))
+    ent, at, row = ent[order], at[order], row[order]
+    if not len(row):
+        return owners, out
+    starts = np.flatnonzero(np.append(True, (ent[1:] != ent[:-1]) | (at[1:] != at[:-1])))
+    v = np.array([objs[r][3] or 0 for r in row.tolist()], dtype=np.int64)
+    unknown = np.array([objs[r][3] is None for r in row.tolist()], dtype=np.int64)
+    sums = np.add.reduceat(v, starts).tolist()
+    unknowns = np.add.reduceat(unknown, starts).tolist()
+    for e, s, total, u in zip(ent[starts].tolist(), at[starts].tolist(), sums, unknowns,
+                              strict=True):
+        out[s][e] = None if u else total
+    return owners, out
+
+
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, index) for each row and each index from its ``lo`` to ``hi - 1``."""
+    more = np.maximum(hi - lo, 0)
+    row = np.repeat(np.arange(len(lo)), more)
+    step = np.arange(len(row)) - np.repeat(np.cumsum(more) - more, more)
+    return row, lo[row] + step
 
 
 def _hidden_objects(conn: sqlite3.Connection, p: Period, span: int
@@ -477,13 +536,13 @@ def _holds(conn: sqlite3.Connection, p: Period, span: int, koids: set[int | None
     return holds
 
 
-def _carried(at: list[tuple[int, dict[int, int | None]]], buckets: int
+def _carried(at: list[tuple[int, dict[int, int | None]]], buckets: int, owners: set[int]
              ) -> dict[int, dict[int, int | None]]:
-    """Process entity -> bucket -> value, from (bucket, entity -> value) of
-    each objects sample in order (0 for a process that holds none at one):
-    a later sample's value replaces an earlier one's in its bucket, and
-    each value is carried forward into the buckets after it until the next."""
-    owners = {ent for _b, per in at for ent in per}
+    """Process entity -> bucket -> value for each of ``owners``, from
+    (bucket, entity -> value) of objects samples in order (0 for an owner
+    that holds none at one): a later sample's value replaces an earlier
+    one's in its bucket, and each value is carried forward into the buckets
+    after it until the next."""
     out: dict[int, dict[int, int | None]] = {ent: {} for ent in owners}
     for b, per in at:
         for ent in owners:

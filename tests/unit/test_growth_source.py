@@ -275,3 +275,47 @@ def test_an_object_is_named_by_its_newest_row(tmp_path):
     assert (objs[gone].name, objs[gone].hidden, len(objs[gone].uss)) == ("memfd:y", True, 8)
     assert (objs[kept].name, objs[kept].hidden, len(objs[kept].uss)) == ("memfd:q", False, 12)
     assert objs[gone].object_kind == objs[kept].object_kind == "memfd"
+
+
+def test_held_at_each_objects_sample(tmp_path):
+    """What each process alone holds at each objects sample asked for, and
+    who ever holds something alone, against the definition applied sample
+    by sample: objects valid then (an open row to the end), held then by
+    exactly one process (a process holding it twice counts once); unknown
+    bytes make the process's sum unknown."""
+    import random
+
+    from zxmem.growth_source import _held_at
+    from zxmem.store.writer import s64, u64
+
+    rng = random.Random(7)
+    big = (1 << 64) - 5  # a koid stored as a negative integer
+    koids = [101, 102, 103, 104, big]
+    obj = sorted(rng.sample(range(1, 200), 40))
+    for _ in range(50):
+        holds = []
+        for _ in range(rng.randint(0, 12)):
+            a = rng.randint(1, 200)
+            holds.append((rng.choice((1, 2, 3)), a, a + rng.randint(0, 60), rng.choice(koids)))
+        holds += holds[:2]  # the same reference twice
+        objs = []
+        for _ in range(rng.randint(0, 10)):
+            a = rng.randint(1, 200)
+            objs.append((s64(rng.choice(koids)), a,
+                         None if rng.random() < 0.3 else a + rng.randint(0, 80),
+                         None if rng.random() < 0.1 else rng.randint(1, 1 << 40)))
+        want = []
+        for n in obj:
+            per: dict[int, int | None] = {}
+            for k, a, b, v in objs:
+                if a <= n and (b is None or n <= b):
+                    who = {e for e, ha, hb, hk in holds if ha <= n <= hb and hk == u64(k)}
+                    if len(who) == 1:
+                        (e,) = who
+                        t = per.get(e, 0)
+                        per[e] = None if v is None or t is None else t + v
+            want.append(per)
+        wanted = [rng.random() < 0.5 for _ in obj]
+        owners, got = _held_at(obj, holds, objs, wanted)
+        assert owners == {e for per in want for e in per}
+        assert got == [per if w else {} for per, w in zip(want, wanted, strict=True)]
