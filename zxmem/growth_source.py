@@ -38,6 +38,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from hashlib import blake2b
 from zlib import error as zlib_error
 
 import numpy as np
@@ -522,17 +523,25 @@ def _holds(conn: sqlite3.Connection, p: Period, span: int, koids: set[int | None
     for an open row), koid) of each reference by descriptor (a handle)
     to one of them, from the processes' references rows of the period."""
     holds: list[tuple[int, int, int, int]] = []
+    # A blob's koids held by handle, by its digest (the same references
+    # recur: a row copied once it is its table's span old, processes of the
+    # same layout).
+    seen: dict[bytes, list[int]] = {}
     for ent, first, last, blob in conn.execute(
             "SELECT ent, first, last, refs FROM vmo_refs WHERE first > ?1 - ?3 AND first <= ?2 "
             "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)):
-        try:
-            refs = unpack(blob)
-        except (ValueError, TypeError, zlib_error):
-            continue
-        for r in refs:
-            if (len(r) == 4 and r[0] in koids and isinstance(r[1], list)
-                    and "HANDLE" in r[1]):
-                holds.append((ent, first, p.n1 if last is None else last, r[0]))
+        key = blake2b(blob if isinstance(blob, bytes) else repr(blob).encode(),
+                      digest_size=16).digest()
+        held = seen.get(key)
+        if held is None:
+            try:
+                refs = unpack(blob)
+            except (ValueError, TypeError, zlib_error):
+                refs = []
+            held = seen[key] = [r[0] for r in refs
+                                if len(r) == 4 and r[0] in koids and isinstance(r[1], list)
+                                and "HANDLE" in r[1]]
+        holds.extend((ent, first, p.n1 if last is None else last, k) for k in held)
     return holds
 
 
