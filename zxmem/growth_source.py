@@ -25,7 +25,10 @@ Object series (memory objects of a process) exist only at objects-tier
 samples and are read only for the processes asked for
 (:func:`load_objects`): a process's anonymous objects are keyed by the store
 by owner, name and ordinal; the file-backed ones (memfd, shmem, tmpfs and
-regular files) it reaches are found through its references.
+regular files) it reaches are found through its references.  An object's
+name, kind, path and mappings are those of its newest row, read by rowid
+(the open rows) or by first sample (the objects gone before the end), not
+with every row.
 
 Everything here reads SQL; the store's layout is :mod:`zxmem.store.schema`'s.
 """
@@ -717,9 +720,9 @@ def _object_times(op: Period) -> list[int]:
 def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int,
                    key_of: Callable[[int], str]) -> dict[int, Series]:
     """ent -> Series of the objects of ``table`` that meet ``where`` (an SQL
-    condition, ``AND ...``; keyed by ``key_of(ent)``), from one read of
-    their rows: the values, and the name, kind, path and mappings of each
-    object's newest row."""
+    condition, ``AND ...``; keyed by ``key_of(ent)``): the values from one
+    read of their rows, and the name, kind, path and mappings of each
+    object's newest row (:func:`_newest_meta`)."""
     out: dict[int, Series] = {}
     ent, first, last, committed, open_rows = _columns(
         conn, table, ("committed",), op, span, where, open_rowids=True)
