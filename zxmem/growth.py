@@ -403,6 +403,14 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
     n = len(ts_ns)
     if n < MIN_POINTS or ts_ns[-1] <= ts_ns[0]:
         return None
+    if ys.count(ys[0]) == n:
+        # Constant (most memory objects): what the steps below find for it,
+        # without them: a slope of 0, not growing, at its level to the end.
+        high, high_ns = _high(ys[0], ts_ns[0], times, values, highs)
+        return _Fit(rate=0.0, r2=None, steady=False, rising=0.0, envelope=0.0, late=0.0,
+                    start_ns=ts_ns[-1], high=high, high_ns=high_ns, first=ys[0], last=ys[0],
+                    first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why="not growing",
+                    pattern="flat")
     t0 = ts_ns[0]
     ts = [(t - t0) / 1e9 for t in ts_ns]
     ta = np.asarray(ts, dtype=np.float64)
@@ -429,15 +437,22 @@ def _fit(times: Sequence[int], values: Sequence[int | None],
         tail = _judge(ts[start:], ys[start:], min_growth, ta[start:], ya[start:])
         if tail.pattern == "leak":
             j = tail
-    high, high_ns = ys[0], ts_ns[0]
-    hv = highs if len(highs) == len(times) else values
-    for t, v in zip(times, hv, strict=True):
-        if v is not None and v > high:
-            high, high_ns = v, t
+    high, high_ns = _high(ys[0], ts_ns[0], times, values, highs)
     return _Fit(rate=j.rate, r2=j.r2, steady=j.steady, rising=j.rising, envelope=j.envelope,
                 late=j.late, start_ns=ts_ns[start], high=high, high_ns=high_ns, first=ys[0],
                 last=ys[-1], first_ns=ts_ns[0], last_ns=ts_ns[-1], points=n, why=j.why,
                 pattern=j.pattern)
+
+
+def _high(high: int, high_ns: int, times: Sequence[int], values: Sequence[int | None],
+          highs: Sequence[int | None]) -> tuple[int, int]:
+    """The highest of ``highs`` (``values`` if there are none) above
+    ``high`` (the first point's), and its time (the first at that height)."""
+    hv = highs if len(highs) == len(times) else values
+    for t, v in zip(times, hv, strict=True):
+        if v is not None and v > high:
+            high, high_ns = v, t
+    return high, high_ns
 
 
 def _pick_signal(s: Series) -> tuple[str, Sequence[int | None]]:

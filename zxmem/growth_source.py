@@ -25,7 +25,10 @@ Object series (memory objects of a process) exist only at objects-tier
 samples and are read only for the processes asked for
 (:func:`load_objects`): a process's anonymous objects are keyed by the store
 by owner, name and ordinal; the file-backed ones (memfd, shmem, tmpfs and
-regular files) it reaches are found through its references.
+regular files) it reaches are found through its references.  An object's
+name, kind, path and mappings are those of its newest row, read by rowid
+(the open rows) or by first sample (the objects gone before the end), not
+with every row.
 
 Everything here reads SQL; the store's layout is :mod:`zxmem.store.schema`'s.
 """
@@ -38,6 +41,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from hashlib import blake2b
 from zlib import error as zlib_error
 
 import numpy as np
@@ -145,7 +149,7 @@ SPLIT_ROWS = 200_000
 
 
 def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Period,
-             span: int, where: str = "") -> list[np.ndarray]:
+             span: int, where: str = "", open_rowids: bool = False) -> list[np.ndarray]:
     """``ent``, ``first``, ``last`` (``p.n1`` for an open row) and each of
     ``cols`` (-1 for NULL: no size is negative; a negative value, which
     only a damaged store holds, reads as unknown) of the rows of ``table``
@@ -159,10 +163,19 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     table is scanned in its own order and the window checked here (a scan
     of the index on ``first`` visits each row through the index); over a
     later part of it, that index bounds the scan.  A large table read whole
-    is read as two halves (by rowid) on two connections at once."""
+    is read as two halves (by rowid) on two connections at once.
+
+    With ``open_rowids``, one more array: the rowids of the open rows
+    (``last`` NULL) among them, in no particular order."""
     exprs = ["ent", "first", "ifnull(last, ?2)"] + [f"ifnull({c}, -1)" for c in cols]
+    if open_rowids:
+        # (group_concat leaves NULL out: only the open rows' rowids.)
+        exprs.append("CASE WHEN last IS NULL AND first <= ?2 THEN rowid END")
+    # Three subqueries: SQLite answers a lone min() or max() from an index
+    # (or the rowid's b-tree) at once, but scans the table for several.
     lowest, a, b = conn.execute(
-        f"SELECT min(first), min(rowid), max(rowid) FROM {table}").fetchone()
+        f"SELECT (SELECT min(first) FROM {table}), (SELECT min(rowid) FROM {table}), "
+        f"(SELECT max(rowid) FROM {table})").fetchone()
     if lowest is None:
         return [np.zeros(0, dtype=np.int64) for _ in exprs]
     whole = lowest > p.n0 - span
@@ -176,36 +189,13 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
     sql = (f"SELECT {', '.join(f'group_concat({e})' for e in exprs)} FROM {table} "
            f"WHERE {cond} {where}")
     params = (p.n0, p.n1, span)
-    parts: list[tuple[str | None, ...]] = []
     path = _path(conn)
     if b - a > SPLIT_ROWS and whole and path is not None and (os.cpu_count() or 1) > 1:
-        mid = (a + b) // 2
-        other: list[tuple[str | None, ...]] = []
-        failed: list[BaseException] = []
-
-        def second_half() -> None:
-            try:
-                c2 = open_read(path)
-                try:
-                    other.append(c2.execute(sql, (*params, mid + 1, b)).fetchone())
-                finally:
-                    c2.close()
-            except (sqlite3.Error, StoreError) as exc:
-                failed.append(exc)
-
-        t = threading.Thread(target=second_half, name="zxmem-growth-read")
-        t.start()
-        try:
-            parts.append(conn.execute(sql, (*params, a, mid)).fetchone())
-        finally:
-            t.join()
-        if failed or not other:
-            parts.append(conn.execute(sql, (*params, mid + 1, b)).fetchone())
-        else:
-            parts.append(other[0])
+        parts = _two_halves(conn, path, sql, params, a, b)
     else:
-        parts.append(conn.execute(sql, (*params, a, b)).fetchone())
+        parts = [conn.execute(sql, (*params, a, b)).fetchone()]
     out = [_parse(table, [part[k] for part in parts]) for k in range(len(exprs))]
+    extra = [out.pop()] if open_rowids else []
     if len({len(x) for x in out}) != 1:
         raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
     if whole:
@@ -213,7 +203,37 @@ def _columns(conn: sqlite3.Connection, table: str, cols: Sequence[str], p: Perio
         keep = (first > p.n0 - span) & (first <= p.n1) & (last >= p.n0)
         if not keep.all():
             out = [x[keep] for x in out]
-    return out
+    return out + extra
+
+
+def _two_halves(conn: sqlite3.Connection, path: str, sql: str, params: tuple[int, ...],
+                a: int, b: int) -> list[tuple[str | None, ...]]:
+    """The row of ``sql`` over rowids ``a``..``mid`` (on ``conn``) and
+    ``mid + 1``..``b`` (on a second connection to ``path``, in a thread) at
+    once; the second half on ``conn`` if that connection fails."""
+    mid = (a + b) // 2
+    other: list[tuple[str | None, ...]] = []
+    failed: list[BaseException] = []
+
+    def second_half() -> None:
+        try:
+            c2 = open_read(path)
+            try:
+                other.append(c2.execute(sql, (*params, mid + 1, b)).fetchone())
+            finally:
+                c2.close()
+        except (sqlite3.Error, StoreError) as exc:
+            failed.append(exc)
+
+    t = threading.Thread(target=second_half, name="zxmem-growth-read")
+    t.start()
+    try:
+        first = conn.execute(sql, (*params, a, mid)).fetchone()
+    finally:
+        t.join()
+    if failed or not other:
+        return [first, conn.execute(sql, (*params, mid + 1, b)).fetchone()]
+    return [first, other[0]]
 
 
 def _path(conn: sqlite3.Connection) -> str | None:
@@ -403,57 +423,146 @@ def _held(conn: sqlite3.Connection, p: Period, span: int) -> dict[int, dict[int,
     if not obj:
         return {}
     span = span_of("vmos", span)  # vmos and vmo_refs are objects tables
+    objs = _hidden_objects(conn, p, span)
+    if not objs:
+        return {}
+    holds = _holds(conn, p, span, {u64(r[0]) for r in objs})
+    # A bucket takes the value of its newest objects sample: only those are
+    # summed (every sample still says who holds something alone).
+    buckets = [p.bucket(n) for n in obj]
+    newest = [i + 1 == len(obj) or buckets[i + 1] != b for i, b in enumerate(buckets)]
+    owners, per_sample = _held_at(obj, holds, objs, newest)
+    return _carried([(b, per) for b, per, last in zip(buckets, per_sample, newest, strict=True)
+                     if last], p.buckets, owners)
+
+
+def _held_at(obj: Sequence[int], holds: Sequence[tuple[int, int, int, int]],
+             objs: Sequence[tuple[int, int, int | None, int | None]], wanted: Sequence[bool]
+             ) -> tuple[set[int], list[dict[int, int | None]]]:
+    """The processes that alone hold one of the objects ``objs`` ((koid,
+    first, last, bytes)) valid at some objects sample of ``obj`` (ascending;
+    ``holds``: (process, first, last, koid)); and at each sample (``wanted``
+    ones only; the others empty), process -> the bytes of the objects it
+    alone holds then, None if one of them is unknown.
+
+    Rows become (row, sample) pairs with numpy (a row holds at the samples
+    from its first to its last, found by binary search): an object held by
+    several processes (or none) at a sample is left out there."""
+    n = np.asarray(obj, dtype=np.int64)
+    count = len(n)
+    out: list[dict[int, int | None]] = [{} for _ in range(count)]
+    ids: dict[int, int] = {}  # koid -> small id
+    hs = sorted(set(holds))
+    if not hs or not objs:
+        return set(), out
+    h_ent, h_a, h_b = (np.array([h[i] for h in hs], dtype=np.int64) for i in range(3))
+    h_kid = np.array([ids.setdefault(h[3], len(ids)) for h in hs], dtype=np.int64)
+    row, at = _expand(np.searchsorted(n, h_a, "left"), np.searchsorted(n, h_b, "right"))
+    # Distinct (koid, sample, holder), sorted; then per (koid, sample) how
+    # many hold it, and the first (the only one where one does).
+    c, e = h_kid[row] * count + at, h_ent[row]
+    if not len(c):
+        return set(), out
+    order = np.lexsort((e, c))
+    c, e = c[order], e[order]
+    distinct = np.append(True, (c[1:] != c[:-1]) | (e[1:] != e[:-1]))
+    c, e = c[distinct], e[distinct]
+    first_at = np.flatnonzero(np.append(True, c[1:] != c[:-1]))
+    cells, sole = c[first_at], e[first_at]
+    holders = np.diff(np.append(first_at, len(c)))
+    o_kid = np.array([ids.get(u64(k) or 0, -1) for k, *_ in objs], dtype=np.int64)
+    o_a = np.array([r[1] for r in objs], dtype=np.int64)
+    o_b = np.array([n[-1] if r[2] is None else r[2] for r in objs], dtype=np.int64)
+    row, at = _expand(np.searchsorted(n, o_a, "left"), np.searchsorted(n, o_b, "right"))
+    cell = o_kid[row] * count + at
+    i = np.minimum(np.searchsorted(cells, cell), len(cells) - 1)
+    mine = (o_kid[row] >= 0) & (cells[i] == cell) & (holders[i] == 1)
+    owners = set(np.unique(sole[i[mine]]).tolist())
+    mine &= np.asarray(wanted, dtype=bool)[at]
+    # Sum per (sample, process): sorted, then each run of equal pairs.
+    ent, at, row = sole[i[mine]], at[mine], row[mine]
+    order = np.lexsort((ent, at))
+    ent, at, row = ent[order], at[order], row[order]
+    if not len(row):
+        return owners, out
+    starts = np.flatnonzero(np.append(True, (ent[1:] != ent[:-1]) | (at[1:] != at[:-1])))
+    v = np.array([objs[r][3] or 0 for r in row.tolist()], dtype=np.int64)
+    unknown = np.array([objs[r][3] is None for r in row.tolist()], dtype=np.int64)
+    sums = np.add.reduceat(v, starts).tolist()
+    unknowns = np.add.reduceat(unknown, starts).tolist()
+    for e, s, total, u in zip(ent[starts].tolist(), at[starts].tolist(), sums, unknowns,
+                              strict=True):
+        out[s][e] = None if u else total
+    return owners, out
+
+
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, index) for each row and each index from its ``lo`` to ``hi - 1``."""
+    more = np.maximum(hi - lo, 0)
+    row = np.repeat(np.arange(len(lo)), more)
+    step = np.arange(len(row)) - np.repeat(np.cumsum(more) - more, more)
+    return row, lo[row] + step
+
+
+def _hidden_objects(conn: sqlite3.Connection, p: Period, span: int
+                    ) -> list[tuple[int, int, int | None, int | None]]:
+    """(koid, first, last, committed) of the rows of the hidden objects (of
+    a kind in HIDDEN_KINDS, mapped by no process) valid in the period."""
     q = ",".join("?" * len(HIDDEN_KINDS))
     kinds = [i for (i,) in conn.execute(f"SELECT id FROM strings WHERE s IN ({q})",
                                         [k.encode() for k in HIDDEN_KINDS])]
     if not kinds:
-        return {}
+        return []
     qk = ",".join(str(int(k)) for k in kinds)
-    objs = conn.execute(
+    return conn.execute(
         f"SELECT ent, first, last, committed FROM vmos WHERE kind IN ({qk}) AND mappings = 0 "
         "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
         (p.n0, p.n1, span)).fetchall()
-    if not objs:
-        return {}
-    koids = {u64(r[0]) for r in objs}
-    # Who holds them: the processes whose references reach them by descriptor.
-    holds: list[tuple[int, int, int, int]] = []  # (process ent, first, last, koid)
+
+
+def _holds(conn: sqlite3.Connection, p: Period, span: int, koids: set[int | None]
+           ) -> list[tuple[int, int, int, int]]:
+    """Who holds the objects ``koids``: (process entity, first, last (``p.n1``
+    for an open row), koid) of each reference by descriptor (a handle)
+    to one of them, from the processes' references rows of the period."""
+    holds: list[tuple[int, int, int, int]] = []
+    # A blob's koids held by handle, by its digest (the same references
+    # recur: a row copied once it is its table's span old, processes of the
+    # same layout).
+    seen: dict[bytes, list[int]] = {}
     for ent, first, last, blob in conn.execute(
             "SELECT ent, first, last, refs FROM vmo_refs WHERE first > ?1 - ?3 AND first <= ?2 "
             "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)):
-        try:
-            refs = unpack(blob)
-        except (ValueError, TypeError, zlib_error):
-            continue
-        for r in refs:
-            if (len(r) == 4 and r[0] in koids and isinstance(r[1], list)
-                    and "HANDLE" in r[1]):
-                holds.append((ent, first, p.n1 if last is None else last, r[0]))
-    at: list[tuple[int, dict[int, int | None]]] = []
-    for n in obj:
-        holders: dict[int, set[int]] = {}
-        for ent, a, b, koid in holds:
-            if a <= n <= b:
-                holders.setdefault(koid, set()).add(ent)
-        per_ent: dict[int, int | None] = {}
-        for k, a, b, v in objs:
-            if a <= n and (b is None or b >= n):
-                who = holders.get(u64(k) or 0, set())
-                if len(who) == 1:
-                    ent = next(iter(who))
-                    total = per_ent.get(ent, 0)
-                    per_ent[ent] = None if v is None or total is None else total + v
-        at.append((p.bucket(n), per_ent))
-    owners = {ent for _b, per in at for ent in per}
+        key = blake2b(blob if isinstance(blob, bytes) else repr(blob).encode(),
+                      digest_size=16).digest()
+        held = seen.get(key)
+        if held is None:
+            try:
+                refs = unpack(blob)
+            except (ValueError, TypeError, zlib_error):
+                refs = []
+            held = seen[key] = [r[0] for r in refs
+                                if len(r) == 4 and r[0] in koids and isinstance(r[1], list)
+                                and "HANDLE" in r[1]]
+        holds.extend((ent, first, p.n1 if last is None else last, k) for k in held)
+    return holds
+
+
+def _carried(at: list[tuple[int, dict[int, int | None]]], buckets: int, owners: set[int]
+             ) -> dict[int, dict[int, int | None]]:
+    """Process entity -> bucket -> value for each of ``owners``, from
+    (bucket, entity -> value) of objects samples in order (0 for an owner
+    that holds none at one): a later sample's value replaces an earlier
+    one's in its bucket, and each value is carried forward into the buckets
+    after it until the next."""
     out: dict[int, dict[int, int | None]] = {ent: {} for ent in owners}
     for b, per in at:
         for ent in owners:
             out[ent][b] = per.get(ent, 0)
-    # Carry each value forward into the buckets after it until the next.
     for series in out.values():
         cur: int | None = None
         started = False
-        for b in range(p.buckets):
+        for b in range(buckets):
             if b in series:
                 cur, started = series[b], True
             elif started:
@@ -471,15 +580,57 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
         buckets, lows, highs = charge.points(i)
         per_charge[ent] = [(b, [x, y]) for b, x, y in zip(buckets, lows[0], highs[0],
                                                           strict=True)]
-    # Sum per sample: each process row adds its value at max(first, n0) and
-    # takes it away after last; a running sum over the samples then gives the
-    # job's total at every sample.  SQL sums the changes per (job, sample);
-    # unknown values are counted (a sample with one is unknown).
     jobs = {s64(k): (i, path) for i, k, path in conn.execute("SELECT id, koid, path FROM job_ids")}
     info = _proc_names(conn, p, span)
     member = [(ent, jobs[v[1]][0]) for ent, v in info.items() if v[1] in jobs]
-    size = p.size
     job_ents = sorted({j for _e, j in member})
+    totals = _job_totals(conn, p, span, member, job_ents)
+    deltas = {j: n for n, j in enumerate(job_ents)}
+    names = dict(conn.execute(
+        "SELECT ent, name FROM job_info WHERE first > ?1 - ?3 AND first <= ?2 "
+        "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)).fetchall())
+    strings = _Strings(conn)
+    strings.fill(list(names.values()) + [path for _i, path in jobs.values()])
+    koid_of = {i: (k, path) for k, (i, path) in jobs.items()}
+    times = p.bucket_times()
+    out = []
+    for ent in sorted(set(per_charge) | set(deltas)):
+        lo_hi: dict[int, list[int | None]] = {b: [None] * 6 for b in range(p.buckets)}
+        present = set()
+        for b, a in per_charge.get(ent, ()):
+            lo_hi[b][4], lo_hi[b][5] = a[0], a[1]
+            present.add(b)
+        row = deltas.get(ent)
+        if row is not None:
+            present.update(range(p.buckets))
+            for b in range(p.buckets):
+                for k in (0, 1):
+                    lo, hi = totals[k]
+                    x, y = lo[row, b], hi[row, b]
+                    lo_hi[b][2 * k] = None if x != x else int(x)
+                    lo_hi[b][2 * k + 1] = None if y != y else int(y)
+        koid, path = koid_of.get(ent, (None, None))
+        pts = sorted(present)
+        out.append(Series(
+            key=f"job:{ent}", kind="job", name=strings.get(names.get(ent)),
+            identity={"koid": u64(koid), "path": strings.get(path)},
+            times_ns=[times[b] for b in pts], uss=[lo_hi[b][0] for b in pts],
+            uss_high=[lo_hi[b][1] for b in pts], pss=[lo_hi[b][2] for b in pts],
+            charge=[lo_hi[b][4] for b in pts]))
+    return out
+
+
+def _job_totals(conn: sqlite3.Connection, p: Period, span: int, member: list[tuple[int, int]],
+                job_ents: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """0 (private bytes), 1 (PSS) -> the lowest and highest sum per (job,
+    bucket) of the processes of each job (``member``: (process, job) entity
+    pairs; rows in the order of ``job_ents``), NaN where one is unknown.
+
+    Sum per sample: each process row adds its value at max(first, n0) and
+    takes it away after last; a running sum over the samples then gives the
+    job's total at every sample.  Unknown values are counted (a sample with
+    one is unknown)."""
+    size = p.size
     d = np.zeros((len(job_ents), size + 1, 4))
     if member:
         ent, first, last, known, private, pss = _columns(
@@ -517,39 +668,7 @@ def _jobs(conn: sqlite3.Connection, p: Period) -> list[Series]:
                     lo[:, b] = np.fmin.reduce(sel, axis=1)
                     hi[:, b] = np.fmax.reduce(sel, axis=1)
         totals[k] = (lo, hi)
-    deltas = {j: n for n, j in enumerate(job_ents)}
-    names = dict(conn.execute(
-        "SELECT ent, name FROM job_info WHERE first > ?1 - ?3 AND first <= ?2 "
-        "AND (last IS NULL OR last >= ?1)", (p.n0, p.n1, span)).fetchall())
-    strings = _Strings(conn)
-    strings.fill(list(names.values()) + [path for _i, path in jobs.values()])
-    koid_of = {i: (k, path) for k, (i, path) in jobs.items()}
-    times = p.bucket_times()
-    out = []
-    for ent in sorted(set(per_charge) | set(deltas)):
-        lo_hi: dict[int, list[int | None]] = {b: [None] * 6 for b in range(p.buckets)}
-        present = set()
-        for b, a in per_charge.get(ent, ()):
-            lo_hi[b][4], lo_hi[b][5] = a[0], a[1]
-            present.add(b)
-        row = deltas.get(ent)
-        if row is not None:
-            present.update(range(p.buckets))
-            for b in range(p.buckets):
-                for k in (0, 1):
-                    lo, hi = totals[k]
-                    x, y = lo[row, b], hi[row, b]
-                    lo_hi[b][2 * k] = None if x != x else int(x)
-                    lo_hi[b][2 * k + 1] = None if y != y else int(y)
-        koid, path = koid_of.get(ent, (None, None))
-        pts = sorted(present)
-        out.append(Series(
-            key=f"job:{ent}", kind="job", name=strings.get(names.get(ent)),
-            identity={"koid": u64(koid), "path": strings.get(path)},
-            times_ns=[times[b] for b in pts], uss=[lo_hi[b][0] for b in pts],
-            uss_high=[lo_hi[b][1] for b in pts], pss=[lo_hi[b][2] for b in pts],
-            charge=[lo_hi[b][4] for b in pts]))
-    return out
+    return totals
 
 
 # --------------------------------------------------------------------------
@@ -566,9 +685,10 @@ def _object_period(conn: sqlite3.Connection, p: Period, max_points: int) -> Peri
 
 
 def _object_points(op: Period, ent: np.ndarray, first: np.ndarray, last: np.ndarray,
-                   committed: np.ndarray) -> dict[int, list[tuple[int, list[int | None]]]]:
-    """ent -> [(bucket, [lo, hi])] of committed bytes over the objects samples,
-    from rows (:func:`_columns`).
+                   committed: np.ndarray
+                   ) -> dict[int, tuple[list[int], list[int | None], list[int | None]]]:
+    """ent -> (buckets, lowest, highest committed bytes in each) over the
+    objects samples, from rows (:func:`_columns`).
 
     Object rows exist only at objects samples, and a row closes at the sample
     before a change (a totals sample): a row's value holds at the objects
@@ -581,7 +701,7 @@ def _object_points(op: Period, ent: np.ndarray, first: np.ndarray, last: np.ndar
     keep = b > a
     dense = _spread(ent[keep], a[keep] * nb // count, (b[keep] - 1) * nb // count,
                     [committed[keep]], nb)
-    return {e: [(bk, [lo, hi]) for bk, lo, hi in zip(buckets, lows[0], highs[0], strict=True)]
+    return {e: (buckets, lows[0], highs[0])
             for e, (buckets, lows, highs) in zip(dense.ents.tolist(), dense.every_point(),
                                                  strict=True)}
 
@@ -600,22 +720,16 @@ def _object_times(op: Period) -> list[int]:
 def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str, span: int,
                    key_of: Callable[[int], str]) -> dict[int, Series]:
     """ent -> Series of the objects of ``table`` that meet ``where`` (an SQL
-    condition, ``AND ...``; keyed by ``key_of(ent)``), from one read of
-    their rows: the values, and the name, kind, path and mappings of each
-    object's newest row."""
+    condition, ``AND ...``; keyed by ``key_of(ent)``): the values from one
+    read of their rows, and the name, kind, path and mappings of each
+    object's newest row (:func:`_newest_meta`)."""
     out: dict[int, Series] = {}
-    ent, first, last, committed, name_c, kind_c, path_c, maps_c = _columns(
-        conn, table, ("committed", "name", "kind", "path", "mappings"), op, span, where)
+    ent, first, last, committed, open_rows = _columns(
+        conn, table, ("committed",), op, span, where, open_rowids=True)
     if not len(ent):
         return out
     per = _object_points(op, ent, first, last, committed)
-    # Each object's newest row (the highest first: an object's rows follow
-    # each other).
-    order = np.lexsort((first, ent))
-    newest = order[np.append(ent[order][1:] != ent[order][:-1], True)]
-    meta = {e: tuple(None if x < 0 else x for x in m) for e, *m in zip(
-        ent[newest].tolist(), name_c[newest].tolist(), kind_c[newest].tolist(),
-        path_c[newest].tolist(), maps_c[newest].tolist(), strict=True)}
+    meta = _newest_meta(conn, table, ent, first, open_rows)
     strings = _Strings(conn)
     strings.fill(x for m in meta.values() for x in m[:3])
     owner_pid: dict[int, int] = {}
@@ -623,7 +737,7 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str,
         qo = ",".join(str(int(e) >> OWNER_SHIFT) for e in per)
         owner_pid = dict(conn.execute(f"SELECT id, pid FROM procs WHERE id IN ({qo})").fetchall())
     times = _object_times(op)
-    for ent_id, pts in per.items():
+    for ent_id, (buckets, lows, highs) in per.items():
         name_id, kind_id, path_id, mappings = meta.get(ent_id, (None, None, None, None))
         kind = strings.get(kind_id) or None
         koid = u64(ent_id) if table == "vmos" else None
@@ -636,13 +750,51 @@ def _object_series(conn: sqlite3.Connection, op: Period, table: str, where: str,
             ident["path"] = strings.get(path_id)
         out[ent_id] = Series(
             key=key_of(ent_id), kind="object", name=strings.get(name_id),
-            identity=ident, times_ns=[times[b] for b, _ in pts],
-            uss=[a[0] for _, a in pts], uss_high=[a[1] for _, a in pts],
+            identity=ident, times_ns=[times[b] for b in buckets], uss=lows, uss_high=highs,
             object_kind=kind,
             # Mapped by no process (at its newest objects sample): only a
             # descriptor keeps it.
             hidden=kind in HIDDEN_KINDS and mappings == 0)
     return out
+
+
+_META = ("name", "kind", "path", "mappings")
+
+
+def _newest_meta(conn: sqlite3.Connection, table: str, ent: np.ndarray, first: np.ndarray,
+                 open_rows: np.ndarray) -> dict[int, tuple[int | None, ...]]:
+    """ent -> (name, kind, path, mappings) of each object's newest row (the
+    highest ``first``: an object's rows follow each other) of the rows
+    (``ent``, ``first``) read; ``open_rows``, the rowids of the open ones
+    among them.  An object still there has its newest row open: those are
+    read by rowid; the newest rows of the others (gone before the newest
+    objects sample) by their first sample, through the index on ``first``."""
+    order = np.lexsort((first, ent))
+    newest = order[np.append(ent[order][1:] != ent[order][:-1], True)]
+    want = dict(zip(ent[newest].tolist(), first[newest].tolist(), strict=True))
+    cols = ", ".join(_META)
+    meta: dict[int, tuple[int | None, ...]] = {}
+
+    def take(rows: Iterable[tuple[int, ...]]) -> None:
+        # (In rowid order: of two rows alike, the later one counts.)
+        for _rowid, e, f, *m in sorted(rows):
+            if any(x is not None and not isinstance(x, int) for x in m):
+                raise sqlite3.DatabaseError(f"{table}: a value that is not an integer")
+            if want.get(e) == f:
+                meta[e] = tuple(None if x is None or x < 0 else x for x in m)
+
+    for i in range(0, len(open_rows), 50_000):
+        q = ",".join(str(int(r)) for r in open_rows[i:i + 50_000])
+        take(conn.execute(f"SELECT rowid, ent, first, {cols} FROM {table} "
+                          f"WHERE rowid IN ({q})").fetchall())
+    rest = [e for e in want if e not in meta]
+    for i in range(0, len(rest), 50_000):
+        part = rest[i:i + 50_000]
+        qf = ",".join(str(int(f)) for f in sorted({want[e] for e in part}))
+        qe = ",".join(str(int(e)) for e in part)
+        take(conn.execute(f"SELECT rowid, ent, first, {cols} FROM {table} "
+                          f"WHERE first IN ({qf}) AND ent IN ({qe})").fetchall())
+    return meta
 
 
 def _anon_key(ent: int) -> str:

@@ -23,9 +23,6 @@ PENDING: set[str] = set()
 
 OTHER_BRANCHES = {
     "commands/ps.py::_run_once",
-    "growth_source.py::_columns",
-    "growth_source.py::_held",
-    "growth_source.py::_jobs",
     "sources/objects.py::add_objects",
     "store/reader.py::_read_sample",
     "store/writer.py::Writer._write",
