@@ -10,7 +10,7 @@ from itertools import repeat
 
 import pytest
 
-from zxmem.model import Mapping, Provenance, Vmo, VmoRef
+from zxmem.model import Mapping, Provenance, Vmo, VmoRef, inode_koid
 from zxmem.record import from_columns
 from zxmem.store.reader import RefDecoder
 from zxmem.store.writer import refs_blob
@@ -98,3 +98,29 @@ def test_from_columns_refuses_what_it_cannot_build():
     with pytest.raises(TypeError):  # __post_init__ would not run
         from_columns(Provenance, 0, *([()] * len(Provenance.__record_fields__)))
     assert from_columns(Mapping, 0, *([()] * len(Mapping.__record_fields__))) == []
+
+
+def round_trip(maps: tuple[Mapping, ...], base: int | None = None) -> tuple[Mapping, ...]:
+    from zxmem.store.maps import decode, encode, entry, parse
+
+    texts: dict[str, int] = {}
+    blob, _used = encode(maps, 1, lambda k: 1 if k < (1 << 32) else None, base,
+                         lambda t: texts.setdefault(t, len(texts)))
+    by_id = {i: t for t, i in texts.items()}
+    return decode(parse(blob), base, lambda i: entry(by_id[i]))
+
+
+def test_mappings_with_counts_of_one_value_not_in_pages_round_trip():
+    # One value throughout, not a multiple of 1024: written once with the
+    # divisor 1 (decoded as that value for every mapping).
+    odd = tuple(Mapping(0x1000 * (i + 1) * 2, 0x1000 * (i + 1) * 2 + 0x1000, "rw-p", 0, 0, 0,
+                        "", 5 + i, rss_bytes=5, pss_bytes=5, private_bytes=5,
+                        shared_bytes=0, private_dirty_bytes=5, anonymous_bytes=5,
+                        swap_bytes=None, swap_pss_bytes=None, vm_flags="rd wr")
+                for i in range(3))
+    assert round_trip(odd, base=5) == odd
+    assert round_trip(odd[:1], base=5) == odd[:1]
+    files = tuple(Mapping(0x400000 + 0x1000 * i, 0x401000 + 0x1000 * i, "r-xp", 0x1000 * i,
+                          2049, 77, "/usr/lib/libx.so", inode_koid(2049, 77), rss_bytes=None)
+                  for i in range(4))
+    assert round_trip(files + odd, base=5) == files + odd

@@ -27,6 +27,7 @@ from zxmem.model import (
     MemoryCounts,
     Process,
     Provenance,
+    Region,
     Snapshot,
     Vmo,
     VmoRef,
@@ -568,7 +569,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
     if row is None or row[0] != OBJECTS or not snapshot.processes:
         return snapshot
     from zxmem.regions import find_regions
-    from zxmem.store.maps import BlobError, decode, entry, parse, string_ids
+    from zxmem.store.maps import BlobError, decode, entry, layout_key, parse, string_ids
 
     span = read_span(conn)
     wanted = [p for p in snapshot.processes if pids is None or p.koid in pids]
@@ -599,6 +600,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
             return e
 
         out = []
+        regions: dict[tuple, tuple[Region, ...]] = {}  # layout -> its regions
         for p in snapshot.processes:
             ent = ents.get((p.koid, p.start_time_ticks))
             doc = docs.get(ent) if ent is not None else None
@@ -606,7 +608,11 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
                 out.append(p)
                 continue
             maps = decode(doc, bases.get(ent), entry_of)
-            out.append(replace(p, mappings=maps, regions=find_regions(maps)))
+            key = layout_key(doc)
+            found = regions.get(key)
+            if found is None:
+                found = regions[key] = find_regions(maps)
+            out.append(replace(p, mappings=maps, regions=found))
     except (BlobError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise StoreError(f"{name}@{n}: cannot read the mappings: "
                          f"{exc if isinstance(exc, BlobError) else repr(exc)}") from None
