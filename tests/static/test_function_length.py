@@ -27,7 +27,6 @@ OTHER_BRANCHES = {
     "growth_source.py::_held",
     "growth_source.py::_jobs",
     "sources/objects.py::add_objects",
-    "store/writer.py::Writer._write",
     "views/report_data.py::build",
     "views/share.py::render",
 }
