@@ -22,13 +22,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "zxmem"
 PENDING: set[str] = set()
 
 OTHER_BRANCHES = {
-    "commands/ps.py::_run_once",
     "growth_source.py::_columns",
     "growth_source.py::_held",
     "growth_source.py::_jobs",
     "sources/objects.py::add_objects",
-    "views/report_data.py::build",
-    "views/share.py::render",
 }
 
 WAITING = PENDING | OTHER_BRANCHES
