@@ -124,3 +124,15 @@ def test_mappings_with_counts_of_one_value_not_in_pages_round_trip():
                           2049, 77, "/usr/lib/libx.so", inode_koid(2049, 77), rss_bytes=None)
                   for i in range(4))
     assert round_trip(files + odd, base=5) == files + odd
+
+
+def test_mappings_with_unknown_counts_among_known_ones_round_trip():
+    # Columns in pages with None among them (the decoder's slower path).
+    known = tuple(Mapping(0x10000 * (i + 1), 0x10000 * (i + 1) + 0x2000, "rw-p", 0, 0, 0, "",
+                          9 + i, rss_bytes=8192, pss_bytes=4096, private_bytes=4096,
+                          shared_bytes=4096, private_dirty_bytes=0, anonymous_bytes=8192,
+                          swap_bytes=0, swap_pss_bytes=0)
+                  for i in range(3))
+    unknown = (Mapping(0x90000, 0x91000, "r--p", 0, 2049, 78, "/etc/x", inode_koid(2049, 78)),)
+    maps = known[:2] + unknown + known[2:]
+    assert round_trip(maps, base=9) == maps

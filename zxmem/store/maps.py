@@ -257,8 +257,10 @@ def decode(doc: list, base: int | None, entry: Callable[[int], tuple]) -> tuple[
     perms, flags = zip(*map([entry(i) for i in kinds].__getitem__, attr), strict=True)
     offs, vmo_koids, anonymous = _offsets_koids(
         offset, obj, size, koids, index, [inode_koid(o[0], o[1]) for o in objects], base)
-    predicted_shared = (list(map(sub, rss, private)) if None not in rss and None not in private
-                        else list(map(_less_known, rss, private)))
+    try:  # no None: in C (as in _scaled)
+        predicted_shared = list(map(sub, rss, private))
+    except TypeError:
+        predicted_shared = list(map(_less_known, rss, private))
     anon_more = _more_all(anon, rss)
     anon = [m if a else v for m, a, v in zip(anon_more, anonymous, anon, strict=True)]
     return tuple(from_columns(
@@ -277,9 +279,10 @@ def _scaled(column: list | int | None, divisor: int, n: int) -> list:
                         "mappings")
     if divisor == 1:
         return column
-    if None in column:
+    try:  # no None: in C (a None stops it, and is found by the loop below)
+        return list(map(mul, column, repeat(divisor)))
+    except TypeError:
         return [None if v is None else v * divisor for v in column]
-    return list(map(mul, column, repeat(divisor)))
 
 
 def _less_known(a: int | None, b: int | None) -> int | None:
@@ -288,9 +291,10 @@ def _less_known(a: int | None, b: int | None) -> int | None:
 
 def _more_all(values: list, predicted: list) -> list:
     """:func:`_more` of each value and its prediction."""
-    if None in values or None in predicted:
+    try:  # no None: in C (as in _scaled)
+        return list(map(add, values, predicted))
+    except TypeError:
         return list(map(_more, values, predicted))
-    return list(map(add, values, predicted))
 
 
 def _offsets_koids(offset: list, obj: list, size: list, koids: list, index: list,
