@@ -476,8 +476,9 @@ class RefDecoder:
 
 def objects_reached(conn: sqlite3.Connection, n: int, span: int, ents: list[int]
                     ) -> tuple[list[tuple], dict[int, int], dict[int, bytes]]:
-    """:func:`object_rows` and the references (entity -> blob) of the
-    processes ``ents`` only, with only the objects they reach."""
+    """The objects of :func:`object_columns` as rows (koid, then the value
+    columns), each owner's base koid and the references (entity -> blob),
+    of the processes ``ents`` only, with only the objects they reach."""
     cols = "ent, " + ", ".join(VERSIONED["vmos"])
     listed = ",".join(str(int(e)) for e in ents)
     refs: dict[int, bytes] = dict(conn.execute(
