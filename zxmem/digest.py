@@ -55,6 +55,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from zxmem.errors import ZxmemError
@@ -292,7 +293,10 @@ def _refs(process: Process) -> list[int]:
     """The VMO koids a process references directly, each once, in order."""
     if not process.vmo_refs:
         return []
-    return list(dict.fromkeys(r.vmo_koid for r in process.vmo_refs))
+    return list(dict.fromkeys(map(_KOID, process.vmo_refs)))
+
+
+_KOID = attrgetter("vmo_koid")
 
 
 def kernel_bytes(snapshot: Snapshot) -> int | None:
@@ -324,6 +328,7 @@ def _assign(snapshot: Snapshot, specs: Sequence[BucketSpec], sizes: dict[str, in
         eligible = [i for i, s in enumerate(specs) if s.matches_process(p.name)]
         if not eligible:
             continue
+        first: dict[tuple[int, ...], int | None] = {}  # accepting -> bucket, for p
         for koid in refs:
             if koid in assigned:
                 continue
@@ -345,7 +350,10 @@ def _assign(snapshot: Snapshot, specs: Sequence[BucketSpec], sizes: dict[str, in
                     and (s.koids is None or koid in s.koids)
                 )
                 vmo_match[key] = accepting
-            chosen = _first_common(eligible, accepting)
+            if accepting in first:
+                chosen = first[accepting]
+            else:
+                chosen = first[accepting] = _first_common(eligible, accepting)
             if chosen is None:
                 continue
             name = specs[chosen].name

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any, TypeVar
 
     from typing_extensions import dataclass_transform
@@ -292,3 +292,33 @@ class Record(metaclass=RecordMeta):
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         for field_name, value in zip(self.__record_fields__, state, strict=True):
             object.__setattr__(self, field_name, value)
+
+
+def from_columns(cls: type[_R], n: int, *columns: Iterable[Any]) -> list[_R]:
+    """``n`` instances of the record class ``cls`` from one column per field,
+    in field order (instance ``i`` takes the ``i``-th value of each): equal
+    to ``list(map(cls, *columns))``, two to three times faster for the
+    tens of thousands of records a stored sample holds.  The instances are
+    made empty and each column is stored through its slot's descriptor by
+    ``map`` in C, where ``__init__`` sets the fields one by one in Python
+    code.  Each column is a sequence of ``n`` values or an iterator of them
+    that tells its length (``itertools.repeat(value, n)``; another iterator
+    is made a list first).  ``cls`` has no ``__post_init__`` (it would not
+    be called)."""
+    from collections import deque
+    from itertools import repeat
+    from operator import length_hint
+
+    names = cls.__record_fields__
+    if len(columns) != len(names):
+        raise TypeError(f"{cls.__name__}: {len(columns)} columns for {len(names)} fields")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__: build it with {cls.__name__}()")
+    cols = [c if length_hint(c, -1) >= 0 else list(c) for c in columns]
+    for field_name, column in zip(names, cols, strict=True):
+        if length_hint(column) != n:
+            raise ValueError(f"{cls.__name__}: column {field_name!r} does not hold {n} values")
+    objs: list[Any] = list(map(object.__new__, repeat(cls, n)))
+    for field_name, column in zip(names, cols, strict=True):
+        deque(map(getattr(cls, field_name).__set__, objs, column), 0)
+    return objs

@@ -22,12 +22,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "zxmem"
 PENDING: set[str] = set()
 
 OTHER_BRANCHES = {
-    "commands/ps.py::_run_once",
     "sources/objects.py::add_objects",
-    "store/reader.py::_read_sample",
-    "store/writer.py::Writer._write",
-    "views/report_data.py::build",
-    "views/share.py::render",
 }
 
 WAITING = PENDING | OTHER_BRANCHES

@@ -10,6 +10,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     import re
+
+    from zxmem.collection import Plan
 else:  # argparse on first use: `zxmem ps` alone does not parse
     from zxmem.commands._lazy import argparse
 
@@ -289,19 +291,9 @@ def _run_once(args: argparse.Namespace, env, heading: bool = False,
               state: dict | None = None) -> int:
     """One table (one snapshot).  ``state`` (the -d repeat mode) carries
     the sizes of the table before from one call to the next."""
-    from zxmem.collection import Plan
     from zxmem.tasktree import TaskTree
-    from zxmem.views import ps as view
 
-    options = Plan(
-        threads=args.threads,
-        kernel_threads=args.kernel_threads,
-        status=args.swap or args.json or args.jobs == "user",
-        jobs=args.jobs,
-        job_state=args.style == "late",
-        cgroup_memory=args.cgroup or args.json or args.explain is not None,
-        cgroup_columns_only=not args.json and args.explain is None,
-    )
+    options = _plan(args)
     # --explain --exact keeps smaps' PSS and measures only the charged-
     # elsewhere term page by page (in the same PSS shares).
     whole_exact = args.exact and args.explain is None
@@ -328,6 +320,34 @@ def _run_once(args: argparse.Namespace, env, heading: bool = False,
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(env.wall_clock()))
         env.stdout.write(f"{stamp}\n")
 
+    _write_table(rows, snapshot, args, env, state)
+    note = unreadable_note(snapshot)
+    if note:
+        env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    """What to collect for the table ``args`` ask for."""
+    from zxmem.collection import Plan
+
+    return Plan(
+        threads=args.threads,
+        kernel_threads=args.kernel_threads,
+        status=args.swap or args.json or args.jobs == "user",
+        jobs=args.jobs,
+        job_state=args.style == "late",
+        cgroup_memory=args.cgroup or args.json or args.explain is not None,
+        cgroup_columns_only=not args.json and args.explain is None,
+    )
+
+
+def _write_table(rows: list, snapshot, args: argparse.Namespace, env,
+                 state: dict | None) -> None:
+    """The table (or its JSON) of ``rows``; ``state`` keeps its sizes for
+    the next table of the -d repeat mode when they are coloured."""
+    from zxmem.views import ps as view
+
     if args.json:
         env.stdout.write(view.render_json(rows, _provenance(snapshot)))
     else:
@@ -346,10 +366,6 @@ def _run_once(args: argparse.Namespace, env, heading: bool = False,
         if state is not None and opts.color:
             state["sizes"] = view.size_values(rows)
     env.stdout.flush()
-    note = unreadable_note(snapshot)
-    if note:
-        env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
-    return 0
 
 
 def unreadable_note(snapshot) -> str | None:

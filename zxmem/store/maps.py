@@ -41,14 +41,12 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, repeat
 from math import gcd
-from operator import attrgetter
+from operator import add, attrgetter, mul, sub
 
 from zxmem.model import INODE_KOID_BASE, Mapping, inode_koid
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from zxmem.record import from_columns
 
 # Blob layout version (the first element of its JSON array).
 FORMAT = 1
@@ -211,6 +209,20 @@ def string_ids(doc: list) -> Iterable[int]:
     return [*doc[2], *doc[3]]
 
 
+def layout_key(doc: list) -> tuple:
+    """What a parsed blob says of where each mapping lies and what it maps
+    (addresses, offsets, permissions, flags, objects; not the counts or
+    koids), as a key: two blobs with equal keys decode to mappings that
+    differ only in those, so they have the same regions.  (The processes a
+    workload forks share one layout.)"""
+    if not doc:
+        return ()
+    divisors, table, kinds, obj, attr = doc[1:6]
+    gap, size, offset = (tuple(c) if isinstance(c, list) else c for c in doc[7:10])
+    return (tuple(divisors[:3]), tuple(table), tuple(kinds), tuple(obj), tuple(attr), gap,
+            size, offset)
+
+
 def entry(text: str) -> tuple:
     """A table entry of a blob from its string: ``(dev, inode, path)`` or
     ``(perms, vm_flags)``."""
@@ -220,7 +232,11 @@ def entry(text: str) -> tuple:
 def decode(doc: list, base: int | None, entry: Callable[[int], tuple]) -> tuple[Mapping, ...]:
     """The mappings of a parsed blob; ``base`` the process's first owned
     koid at the sample read, ``entry(id)`` the table entry (:func:`entry`)
-    of a string of the store."""
+    of a string of the store.  Column by column: the addresses are running
+    sums, the counts sums of two columns, both by ``map`` in C, and the
+    records are made from the columns (:func:`zxmem.record.from_columns`);
+    only the offsets and koids, which depend on the mapping before, are
+    computed a mapping at a time."""
     if not doc:
         return ()
     _v, divisors, table, kinds, obj, attr, koids = doc[:7]
@@ -228,46 +244,87 @@ def decode(doc: list, base: int | None, entry: Callable[[int], tuple]) -> tuple[
         raise BlobError(f"a mappings blob has {len(doc) - 7} count columns, not "
                         f"{len(_COUNTS)}")
     n = len(koids)
-    cols: list[list[Any]] = [
-        c if d == 1 else [None if v is None else v * d for v in c] if isinstance(c, list)
-        else [c] * n
-        for c, d in zip(doc[7:], divisors, strict=True)]
-    gap, size, offset, rss, private, shared, pss, dirty, anon, swap, swap_pss = cols
+    if n == 0:
+        return ()
+    gap, size, offset, rss, private, shared, pss, dirty, anon, swap, swap_pss = (
+        _scaled(c, d, n) for c, d in zip(doc[7:], divisors, strict=True))
+    ends = list(accumulate(map(add, gap, size)))
+    starts = list(map(sub, ends, size))
+    index = list(accumulate(obj, initial=-1))
+    del index[0]
     objects = [entry(i) for i in table]
-    kind_text = [entry(i) for i in kinds]
+    devs, inodes, paths = zip(*map(objects.__getitem__, index), strict=True)
+    perms, flags = zip(*map([entry(i) for i in kinds].__getitem__, attr), strict=True)
+    offs, vmo_koids, anonymous = _offsets_koids(
+        offset, obj, size, koids, index, [inode_koid(o[0], o[1]) for o in objects], base)
+    try:  # no None: in C (as in _scaled)
+        predicted_shared = list(map(sub, rss, private))
+    except TypeError:
+        predicted_shared = list(map(_less_known, rss, private))
+    anon_more = _more_all(anon, rss)
+    anon = [m if a else v for m, a, v in zip(anon_more, anonymous, anon, strict=True)]
+    return tuple(from_columns(
+        Mapping, n, starts, ends, perms, offs, devs, inodes, paths, vmo_koids, rss,
+        _more_all(pss, private), private, _more_all(shared, predicted_shared),
+        _more_all(dirty, private), anon, swap, _more_all(swap_pss, swap), flags))
+
+
+def _scaled(column: list | int | None, divisor: int, n: int) -> list:
+    """A count column of a blob as ``n`` values (one value throughout is
+    written once, unscaled)."""
+    if not isinstance(column, list):
+        return [column] * n
+    if len(column) != n:
+        raise BlobError(f"a mappings blob has a column of {len(column)} values for {n} "
+                        "mappings")
+    if divisor == 1:
+        return column
+    try:  # no None: in C (a None stops it, and is found by the loop below)
+        return list(map(mul, column, repeat(divisor)))
+    except TypeError:
+        return [None if v is None else v * divisor for v in column]
+
+
+def _less_known(a: int | None, b: int | None) -> int | None:
+    return a - b if a is not None and b is not None else None
+
+
+def _more_all(values: list, predicted: list) -> list:
+    """:func:`_more` of each value and its prediction."""
+    try:  # no None: in C (as in _scaled)
+        return list(map(add, values, predicted))
+    except TypeError:
+        return list(map(_more, values, predicted))
+
+
+def _offsets_koids(offset: list, obj: list, size: list, koids: list, index: list,
+                   file_koids: list[int], base: int | None
+                   ) -> tuple[list[int], list[int], list[bool]]:
+    """Each mapping's offset (the next bytes of the object of the mapping
+    before, when it continues it), koid and whether its object is
+    anonymous or a clone (its koid relative to the previous one the
+    process owns, or a sequence koid)."""
+    offs = []
     out = []
-    end = 0
+    anonymous = []
     prev_own = base
-    o = -1
     next_off = 0
-    for i, k in enumerate(koids):
-        same = obj[i] == 0
-        o += obj[i]
-        dev, ino, path = objects[o]
-        pm, fl = kind_text[attr[i]]
+    for off, step, length, k, o in zip(offset, obj, size, koids, index, strict=True):
+        if step == 0:
+            off += next_off
+        offs.append(off)
+        next_off = off + length
         if k is None:
-            koid = inode_koid(dev, ino)
-            anonymous = False
+            out.append(file_koids[o])
+            anonymous.append(False)
         elif isinstance(k, list):
-            koid = k[0]
-            anonymous = koid < INODE_KOID_BASE
+            out.append(k[0])
+            anonymous.append(k[0] < INODE_KOID_BASE)
         else:
             if prev_own is None:
                 raise BlobError("a mappings blob has koids relative to a base the sample "
                                 "does not hold")
-            koid = prev_own = prev_own + k
-            anonymous = True
-        start = end + gap[i]
-        end = start + size[i]
-        off = offset[i] + next_off if same else offset[i]
-        next_off = off + end - start
-        r = rss[i]
-        pv = private[i]
-        sw = swap[i]
-        out.append(Mapping(
-            start, end, pm, off, dev, ino, path, koid, r,
-            _more(pss[i], pv), pv,
-            _more(shared[i], r - pv if r is not None and pv is not None else None),
-            _more(dirty[i], pv), _more(anon[i], r) if anonymous else anon[i], sw,
-            _more(swap_pss[i], sw), fl))
-    return tuple(out)
+            prev_own += k
+            out.append(prev_own)
+            anonymous.append(True)
+    return offs, out, anonymous

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+import zlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain, groupby, repeat
+from operator import add, and_, attrgetter, itemgetter, lshift, mul, or_, rshift
 from types import MappingProxyType
 
 from zxmem.model import (
@@ -24,10 +27,12 @@ from zxmem.model import (
     MemoryCounts,
     Process,
     Provenance,
+    Region,
     Snapshot,
     Vmo,
     VmoRef,
 )
+from zxmem.record import from_columns, replace
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, read_span, span_of
 from zxmem.store.writer import (
     CGROUP_MAPS,
@@ -102,20 +107,27 @@ def _valid(conn: sqlite3.Connection, table: str, cols: str, n: int, span: int) -
 
 
 class _Strings:
+    """The interned strings a sample uses, read at once (:meth:`fill`).
+    ``cache`` maps None to None, so a column that may be NULL maps through
+    it in C (``map(cache.__getitem__, column)``)."""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.cache: dict[int, str] = {}
+        self.cache: dict[int | None, str | None] = {None: None}
 
     def fill(self, ids: Iterable[int | None]) -> None:
-        want = [i for i in set(ids) if i is not None and i not in self.cache]
-        self.cache.update(read_strings(self.conn, want))
+        want = [i for i in set(ids) if i not in self.cache]
+        self.cache.update(read_strings(self.conn, want))  # type: ignore[arg-type]
 
     def __call__(self, i: int | None) -> str | None:
-        return None if i is None else self.cache[i]
+        return self.cache[i]
 
     def text(self, i: int) -> str:
         """A string that is never NULL (a name, a path)."""
-        return self.cache[i]
+        text = self.cache[i]
+        if text is None:
+            raise ValueError("a string id is NULL where a string is required")
+        return text
 
 
 def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
@@ -155,83 +167,101 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
 
 def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
                  objects_of: Collection[int] | None) -> Snapshot:
-    row = conn.execute("SELECT time_ns, timestamp, capture_ns, tier, prov, has_kernel, extra "
+    row = conn.execute("SELECT timestamp, capture_ns, tier, prov, has_kernel, extra "
                        "FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None:
         raise StoreError(f"{name}: no sample {n}")
-    _time_ns, timestamp, capture_ns, tier, prov_id, has_kernel, extra_id = row
+    timestamp, capture_ns, tier, prov_id, has_kernel, extra_id = row
     span = read_span(conn)
+    t = _Totals(conn, n, span, bool(has_kernel))
+    objs = _Objects()
+    if tier == OBJECTS and objects:
+        objs.read(conn, n, span, t.proc_keys, objects_of)
+    else:
+        extra_id = None
     s = _Strings(conn)
+    s.fill(chain((prov_id, extra_id), t.string_ids(), objs.string_ids()))
+    hidden: tuple[int, ...] = ()
+    holders: dict[int, tuple[int, ...]] = {}
+    if extra_id is not None:
+        e = json.loads(s.text(extra_id))
+        hidden = tuple(e["hidden"])
+        holders = {k: tuple(v) for k, v in e["holders"]}
+    return Snapshot(provenance=_provenance(s.text(prov_id), timestamp, capture_ns),
+                    jobs=canonical_jobs(t.jobs(s)), processes=t.processes(s, objs.refs),
+                    kernel=t.kernel(s) if has_kernel else None,
+                    vmos=MappingProxyType(objs.vmos(s)), hidden_vmo_koids=hidden,
+                    vmo_holders=MappingProxyType(holders))
 
-    info = _valid(conn, "proc_info", "ent, " + ", ".join(VERSIONED["proc_info"]), n, span)
-    mem = {r[0]: r[1:] for r in _valid(
-        conn, "proc_mem", "ent, " + ", ".join(VERSIONED["proc_mem"]), n, span)}
-    jobs = _valid(conn, "job_info", "ent, " + ", ".join(VERSIONED["job_info"]), n, span)
-    jvals: dict[int, dict[int, object]] = {}  # job entity -> name id -> value
-    for ent, value in _valid(conn, "job_values", "ent, value", n, span):
-        jvals.setdefault(ent >> JOB_KEY_BITS, {})[ent & _KEY_MASK] = value
-    kvals = _valid(conn, "kernel_values", "ent, value", n, span) if has_kernel else []
-    proc_keys = {}
-    if info:
-        q = ",".join(str(int(r[0])) for r in info)
-        proc_keys = {i: (p, st) for i, p, st in conn.execute(
-            f"SELECT id, pid, start FROM procs WHERE id IN ({q})")}
-    vmo_rows: list[tuple] = []
-    refs: dict[int, bytes] = {}
-    bases: dict[int, int] = {}
-    extra_id = extra_id if tier == OBJECTS and objects else None
-    if tier == OBJECTS and objects and objects_of is not None:
-        want = set(objects_of)
-        vmo_rows, bases, refs = objects_reached(
-            conn, n, span, [ent for ent, (pid, _st) in proc_keys.items() if pid in want])
-    elif tier == OBJECTS and objects:
-        vmo_rows, bases = object_rows(conn, n, span)
-        refs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
-    ids = [prov_id, extra_id] + [r[1] for r in info] + [r[5] for r in info]
-    ids += [x for r in jobs for x in (r[1], r[3])] + [r[0] for r in kvals]
-    ids += [k for values in jvals.values() for k in values]
-    ids += [x for r in vmo_rows for x in (r[1], r[2], r[11])]
-    job_keys = {}
-    if jobs:
-        q = ",".join(str(int(r[0])) for r in jobs)
-        job_keys = {i: (k, p) for i, k, p in conn.execute(
-            f"SELECT id, koid, path FROM job_ids WHERE id IN ({q})")}
-        ids += [p for _k, p in job_keys.values()]
-    s.fill(ids)
 
-    pd = json.loads(s.text(prov_id))
+def _provenance(text: str, timestamp: str | None, capture_ns: int | None) -> Provenance:
+    pd = json.loads(text)
     pd["denied"] = tuple(Denied(*d) for d in pd.get("denied", ()))
     pd["notes"] = tuple(pd.get("notes", ()))
-    known = {f.name for f in fields(Provenance)}
-    prov = Provenance(timestamp=timestamp, capture_time_ns=capture_ns,
+    known = Provenance.__record_fields__
+    return Provenance(timestamp=timestamp, capture_time_ns=capture_ns,
                       **{k: v for k, v in pd.items() if k in known})
 
-    processes = []
-    made: dict[tuple, VmoRef] = {}
-    for ent, name_id, job, ppid, uid, cmd, kthread in info:
-        pid, start = proc_keys[ent]
-        m = mem[ent]
-        counts = MemoryCounts(*m[1:11]) if m[0] else None
-        blob = refs.get(ent)
-        vrefs = None if blob is None else decode_refs(unpack(blob), bases.get(ent, 0), made)
-        processes.append(Process(
-            koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
-            cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
-            state=m[11], kernel_thread=bool(kthread), memory=counts, num_threads=m[12],
-            vm_pte_bytes=m[13], start_time_ticks=start, vmo_refs=vrefs))
-    processes.sort(key=lambda p: p.koid)
 
-    job_list: dict[int, Job] = {}
-    for ent, name_id, parent, state, charged in jobs:
-        koid, path = job_keys[ent]
-        job_list[_u64(koid)] = Job(koid=_u64(koid), name=s.text(name_id), parent_koid=_u64(parent),
-                                   path=s.text(path), state=s.text(state), charged_bytes=charged,
-                                  cgroup=_cgroup(jvals.get(ent), s))
+class _Totals:
+    """The rows of a sample's processes, jobs and kernel values."""
 
-    kernel = None
-    if has_kernel:
+    def __init__(self, conn: sqlite3.Connection, n: int, span: int, has_kernel: bool) -> None:
+        def valid(table: str) -> list[tuple]:
+            return _valid(conn, table, "ent, " + ", ".join(VERSIONED[table]), n, span)
+
+        self.info = valid("proc_info")
+        self.mem = {r[0]: r[1:] for r in valid("proc_mem")}
+        self.job_rows = valid("job_info")
+        self.jvals: dict[int, dict[int, object]] = {}  # job entity -> name id -> value
+        for ent, value in valid("job_values"):
+            self.jvals.setdefault(ent >> JOB_KEY_BITS, {})[ent & _KEY_MASK] = value
+        self.kvals = valid("kernel_values") if has_kernel else []
+        self.proc_keys: dict[int, tuple[int, int | None]] = {}
+        if self.info:
+            q = ",".join(str(int(r[0])) for r in self.info)
+            self.proc_keys = {i: (p, st) for i, p, st in conn.execute(
+                f"SELECT id, pid, start FROM procs WHERE id IN ({q})")}
+        self.job_keys: dict[int, tuple[int, int]] = {}
+        if self.job_rows:
+            q = ",".join(str(int(r[0])) for r in self.job_rows)
+            self.job_keys = {i: (k, p) for i, k, p in conn.execute(
+                f"SELECT id, koid, path FROM job_ids WHERE id IN ({q})")}
+
+    def string_ids(self) -> list[int | None]:
+        ids = [r[1] for r in self.info] + [r[5] for r in self.info]
+        ids += [x for r in self.job_rows for x in (r[1], r[3])] + [r[0] for r in self.kvals]
+        ids += [k for values in self.jvals.values() for k in values]
+        return ids + [p for _k, p in self.job_keys.values()]
+
+    def processes(self, s: _Strings, refs: Mapping[int, tuple[VmoRef, ...]]
+                  ) -> tuple[Process, ...]:
+        out = []
+        for ent, name_id, job, ppid, uid, cmd, kthread in self.info:
+            pid, start = self.proc_keys[ent]
+            m = self.mem[ent]
+            out.append(Process(
+                koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
+                cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
+                state=m[11], kernel_thread=bool(kthread),
+                memory=MemoryCounts(*m[1:11]) if m[0] else None, num_threads=m[12],
+                vm_pte_bytes=m[13], start_time_ticks=start, vmo_refs=refs.get(ent)))
+        out.sort(key=attrgetter("koid"))
+        return tuple(out)
+
+    def jobs(self, s: _Strings) -> dict[int, Job]:
+        out: dict[int, Job] = {}
+        for ent, name_id, parent, state, charged in self.job_rows:
+            koid, path = self.job_keys[ent]
+            out[_u64(koid)] = Job(koid=_u64(koid), name=s.text(name_id),
+                                  parent_koid=_u64(parent), path=s.text(path),
+                                  state=s.text(state), charged_bytes=charged,
+                                  cgroup=_cgroup(self.jvals.get(ent), s))
+        return out
+
+    def kernel(self, s: _Strings) -> KernelStats:
         kcols: dict[str, object] = {}
-        for key_id, value in kvals:
+        for key_id, value in self.kvals:
             group, _, key = s.text(key_id).partition(":")
             if group == "col":
                 kcols[key] = value
@@ -239,59 +269,216 @@ def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
                 kmaps = kcols.setdefault(group, {})
                 if isinstance(kmaps, dict):
                     kmaps[key] = value
-        kernel = KernelStats(**{k: MappingProxyType(v) if isinstance(v, dict) else v
-                                for k, v in kcols.items()})  # type: ignore[arg-type]
-
-    vmos = {}
-    for (koid, name_id, kind, size, committed, parent, children, mappings, shares, dev, inode,
-         path, swap) in vmo_rows:
-        vmos[koid] = Vmo(koid=koid, name=s.text(name_id), kind=s(kind), size_bytes=size,
-                              committed_bytes=committed, parent_koid=_u64(parent),
-                              num_children=children, num_mappings=mappings,
-                              share_count=shares, dev=u64(dev), inode=u64(inode),
-                              path=s(path), swap_bytes=swap)
-    hidden: tuple[int, ...] = ()
-    holders: dict[int, tuple[int, ...]] = {}
-    if extra_id is not None:
-        e = json.loads(s.text(extra_id))
-        hidden = tuple(e["hidden"])
-        holders = {k: tuple(v) for k, v in e["holders"]}
-    # Snapshots order their VMOs as the collector built them; a mapping's
-    # order is not part of its value, but keep koid order for stable output.
-    return Snapshot(provenance=prov, jobs=canonical_jobs(job_list),
-                    processes=tuple(processes), kernel=kernel,
-                    vmos=MappingProxyType(dict(sorted(vmos.items()))),
-                    hidden_vmo_koids=hidden, vmo_holders=MappingProxyType(holders))
+        return KernelStats(**{k: MappingProxyType(v) if isinstance(v, dict) else v
+                              for k, v in kcols.items()})  # type: ignore[arg-type]
 
 
 _KEY_MASK = (1 << JOB_KEY_BITS) - 1
 
 
-def object_rows(conn: sqlite3.Connection, n: int, span: int
-                ) -> tuple[list[tuple], dict[int, int]]:
-    """The memory objects valid at objects sample ``n`` as rows (koid, then
-    the value columns of ``vmos``), and each owner's base koid."""
+class _Objects:
+    """A sample's memory objects as columns (koids, then the value columns
+    of ``vmos``) and its processes' references (entity -> VmoRefs)."""
+
+    def __init__(self) -> None:
+        self.koids: list[int] = []
+        self.columns: Sequence[Sequence] = [()] * len(VERSIONED["vmos"])
+        self.refs: dict[int, tuple[VmoRef, ...]] = {}
+
+    def read(self, conn: sqlite3.Connection, n: int, span: int,
+             proc_keys: Mapping[int, tuple[int, int | None]],
+             objects_of: Collection[int] | None) -> None:
+        if objects_of is not None:
+            want = set(objects_of)
+            rows, bases, blobs = objects_reached(
+                conn, n, span, [ent for ent, (pid, _st) in proc_keys.items() if pid in want])
+            if rows:
+                cols = list(zip(*rows, strict=True))
+                self.koids, self.columns = list(cols[0]), cols[1:]
+        else:
+            self.koids, self.columns, bases = object_columns(conn, n, span)
+            blobs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
+        self.refs = RefDecoder().decode(blobs, bases)
+
+    def string_ids(self) -> Iterable[int | None]:
+        c = self.columns
+        return set(c[0]).union(c[1], c[10])  # name, kind, path
+
+    def vmos(self, s: _Strings) -> dict[int, Vmo]:
+        """The objects by koid, in koid order (a mapping's order is not part
+        of its value, but it keeps output stable)."""
+        koids = self.koids
+        if not koids:
+            return {}
+        (name, kind, size, committed, parent, children, nmaps, shares, dev, inode, path,
+         swap) = self.columns
+        look = s.cache.__getitem__
+        vmos = from_columns(Vmo, len(koids), koids, map(look, name), map(look, kind), size,
+                            committed, _u64s(parent), children, nmaps, shares, _u64s(dev),
+                            _u64s(inode), map(look, path), swap)
+        return dict(sorted(zip(koids, vmos, strict=True), key=itemgetter(0)))
+
+
+def _u64s(column: Sequence[int | None]) -> Sequence[int | None]:
+    """:func:`u64` of each value of a column (as it is when none is negative)."""
+    if min(filter(None, column), default=0) >= 0:
+        return column
+    return [u64(v) for v in column]
+
+
+def object_columns(conn: sqlite3.Connection, n: int, span: int
+                   ) -> tuple[list[int], Sequence[Sequence], dict[int, int]]:
+    """The memory objects valid at objects sample ``n``: their koids, the
+    value columns of ``vmos`` in the same order, and each owner's base
+    koid."""
     cols = "ent, " + ", ".join(VERSIONED["vmos"])
-    vmo_rows = [(u64(r[0]),) + r[1:] for r in _valid(conn, "vmos", cols, n, span)]
+    kept = _valid(conn, "vmos", cols, n, span)
     layouts = {ent: unpack(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
+    anon = _valid(conn, "anon_vmos", cols, n, span)
+    anon.sort(key=itemgetter(0))
+    koids = [_u64(r[0]) for r in kept]
     # An owner's objects in key order take the layout's offsets in turn.
-    anon_rows = sorted(_valid(conn, "anon_vmos", cols, n, span))
-    at: dict[int, int] = {}
-    for r in anon_rows:
-        owner = r[0] >> OWNER_SHIFT
-        i = at.get(owner, 0)
-        at[owner] = i + 1
+    for owner, group in groupby(map(rshift, map(itemgetter(0), anon), repeat(OWNER_SHIFT))):
+        count = len(list(group))
         base, offsets = layouts[owner]
-        vmo_rows.append((base + offsets[i],) + r[1:])
-    return vmo_rows, bases
+        if count > len(offsets):
+            raise ValueError(f"process entity {owner} owns {count} anonymous objects and "
+                             f"its layout has {len(offsets)}")
+        koids += map(add, offsets[:count], repeat(base))
+    columns = list(zip(*kept, *anon, strict=True))[1:] or [()] * len(VERSIONED["vmos"])
+    return koids, columns, bases
+
+
+# How the writer spells a reference reached through a mapping alone (most
+# of them), and any other reference's tail after its koid (via, rights, fd
+# and the mark of a koid relative to the process's base).
+_PLAIN_TAIL = b',["MAPPING"],[],null'
+_TAIL = re.compile(rb',(\[[^\[\]]*\],\[[^\[\]]*\],(?:null|-?\d+))(,1)?\]')
+_Kind = tuple[tuple[str, ...], tuple[str, ...], object]  # via, rights, fd
+_KIND_BITS = 32
+_KIND_MASK = (1 << _KIND_BITS) - 1
+
+
+class RefDecoder:
+    """Processes' references from their ``vmo_refs`` blobs
+    (:func:`zxmem.store.writer.refs_blob`).  The same object reached the
+    same way from many processes (a library, memory shared since a fork)
+    is one immutable VmoRef.
+
+    A blob as the writer spells it is decoded without a Python step per
+    reference: each row's tail becomes a number (a kind, and whether the
+    koid is relative), so the rows parse as one flat JSON array of
+    numbers, and the koids and keys are computed by ``map`` in C; any
+    other spelling is decoded row by row (:meth:`_keys_json`)."""
+
+    def __init__(self) -> None:
+        self.kinds: list[_Kind] = [(("MAPPING",), (), None)]
+        self.kind_ids: dict[_Kind, int] = {self.kinds[0]: 0}
+        self.by_text: dict[bytes, int] = {}
+
+    def decode(self, blobs: Mapping[int, bytes], bases: Mapping[int, int]
+               ) -> dict[int, tuple[VmoRef, ...]]:
+        """Entity -> references, of each entity's blob (``bases``: each
+        owner's base koid, 0 for a process without one)."""
+        keys = {ent: self.keys(blob, bases.get(ent, 0)) for ent, blob in blobs.items()}
+        made = self.build(set().union(*keys.values()))
+        get = made.__getitem__
+        return {ent: tuple(map(get, k)) for ent, k in keys.items()}
+
+    def build(self, keys: set[int]) -> dict[int, VmoRef]:
+        """A VmoRef for each key (:meth:`keys`)."""
+        ks = list(keys)
+        if not ks:
+            return {}
+        kinds = map(and_, ks, repeat(_KIND_MASK))
+        via, rights, fd = zip(*map(self.kinds.__getitem__, kinds), strict=True)
+        koids = list(map(rshift, ks, repeat(_KIND_BITS)))
+        refs = from_columns(VmoRef, len(ks), koids, via, rights, fd)
+        return dict(zip(ks, refs, strict=True))
+
+    def keys(self, blob: bytes, base: int) -> list[int]:
+        """The key of each reference of a blob, in order: its koid and its
+        kind (an index in ``kinds``) in one number, ``koid << 32 | kind``
+        (a number is cheaper to make, hash and free than a pair)."""
+        text = zlib.decompress(blob)
+        flat = self._flat(text)
+        if flat is None:
+            return self._keys_json(text, base)
+        koids, codes = flat[0::2], flat[1::2]
+        if len(koids) != len(codes):
+            raise ValueError("a vmo_refs blob has a row without its kind")
+        if base:  # the relative ones (an odd code) are offsets from the base
+            koids = list(map(add, koids, map(mul, map(and_, codes, repeat(1)), repeat(base))))
+        return list(map(or_, map(lshift, koids, repeat(_KIND_BITS)), map(rshift, codes, repeat(1))))
+
+    def _flat(self, text: bytes) -> list | None:
+        """``[koid, code, koid, code...]`` of a blob spelt as the writer
+        spells it (code: twice the kind, plus 1 for a relative koid); None
+        for another spelling.  Each row's tail and the ``],[`` after it
+        become ``,code,``: the rows run together as one array."""
+        t = text.replace(_PLAIN_TAIL + b"],[", b",0,").replace(_PLAIN_TAIL + b",1],[", b",1,")
+        for tail, code in ((_PLAIN_TAIL + b"]]", b",0]]"), (_PLAIN_TAIL + b",1]]", b",1]]")):
+            if t.endswith(tail):
+                t = t[:-len(tail)] + code
+                break
+        i = t.find(b',["')
+        if i >= 0:
+            t = self._coded(t, i)
+        if t == b"[]":
+            return []
+        if not (t.startswith(b"[[") and t.endswith(b"]]") and t.count(b"[") == 2):
+            return None
+        flat = json.loads(t)[0]
+        return flat if isinstance(flat, list) else None
+
+    def _coded(self, t: bytes, i: int) -> bytes:
+        """``t`` with each remaining row tail, from ``i`` on, as its code."""
+        parts: list[bytes] = []
+        at = 0
+        while i >= 0:
+            m = _TAIL.match(t, i)
+            if m is None:
+                break  # left as it is: _flat finds the blob is not as written
+            code = 2 * self._kind_of(m[1]) + (m[2] is not None)
+            parts.append(t[at:i])
+            at = m.end()
+            if t.startswith(b",[", at):  # the next row
+                parts.append(b",%d," % code)
+                at += 2
+            else:
+                parts.append(b",%d]" % code)
+            i = t.find(b',["', at)
+        parts.append(t[at:])
+        return b"".join(parts)
+
+    def _kind_of(self, tail: bytes) -> int:
+        k = self.by_text.get(tail)
+        if k is None:
+            via, rights, fd = json.loads(b"[" + tail + b"]")
+            k = self.by_text[tail] = self._kind((tuple(via), tuple(rights), fd))
+        return k
+
+    def _kind(self, kind: _Kind) -> int:
+        k = self.kind_ids.get(kind)
+        if k is None:
+            if len(self.kinds) > _KIND_MASK:
+                raise ValueError("the vmo_refs blobs hold too many kinds of reference")
+            k = self.kind_ids[kind] = len(self.kinds)
+            self.kinds.append(kind)
+        return k
+
+    def _keys_json(self, text: bytes, base: int) -> list[int]:
+        return [(r[0] + base if len(r) > 4 else r[0]) << _KIND_BITS
+                | self._kind((tuple(r[1]), tuple(r[2]), r[3])) for r in json.loads(text)]
 
 
 def objects_reached(conn: sqlite3.Connection, n: int, span: int, ents: list[int]
                     ) -> tuple[list[tuple], dict[int, int], dict[int, bytes]]:
-    """:func:`object_rows` and the references (entity -> blob) of the
-    processes ``ents`` only, with only the objects they reach."""
+    """The objects of :func:`object_columns` as rows (koid, then the value
+    columns), each owner's base koid and the references (entity -> blob),
+    of the processes ``ents`` only, with only the objects they reach."""
     cols = "ent, " + ", ".join(VERSIONED["vmos"])
     listed = ",".join(str(int(e)) for e in ents)
     refs: dict[int, bytes] = dict(conn.execute(
@@ -340,23 +527,6 @@ def _where(table: str, n: int, span: int) -> str:
     return f"first > {int(low)} AND first <= {int(n)} AND (last IS NULL OR last >= {int(n)})"
 
 
-def decode_refs(rows: list, base: int, made: dict[tuple, VmoRef]) -> tuple[VmoRef, ...]:
-    """A process's references from its unpacked ``vmo_refs`` blob (sequence
-    koids relative to ``base``).  ``made`` holds the references already
-    built: the same object reached the same way from many processes (a
-    library, memory shared since a fork) is one immutable VmoRef."""
-    out = []
-    for r in rows:
-        via, rights = r[1], r[2]
-        # The key is cheaper than the record (most refs are one of a few kinds).
-        key = (r[0] + base if len(r) > 4 else r[0], r[3], len(via), *via, *rights)
-        ref = made.get(key)
-        if ref is None:
-            ref = made[key] = VmoRef(key[0], tuple(via), tuple(rights), r[3])
-        out.append(ref)
-    return tuple(out)
-
-
 def _u64(value: int) -> int:
     """:func:`u64` of a column that is never NULL."""
     return value + (1 << 64) if value < 0 else value
@@ -400,7 +570,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
     if row is None or row[0] != OBJECTS or not snapshot.processes:
         return snapshot
     from zxmem.regions import find_regions
-    from zxmem.store.maps import BlobError, decode, entry, parse, string_ids
+    from zxmem.store.maps import BlobError, decode, entry, layout_key, parse, string_ids
 
     span = read_span(conn)
     wanted = [p for p in snapshot.processes if pids is None or p.koid in pids]
@@ -431,6 +601,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
             return e
 
         out = []
+        regions: dict[tuple, tuple[Region, ...]] = {}  # layout -> its regions
         for p in snapshot.processes:
             ent = ents.get((p.koid, p.start_time_ticks))
             doc = docs.get(ent) if ent is not None else None
@@ -438,7 +609,11 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
                 out.append(p)
                 continue
             maps = decode(doc, bases.get(ent), entry_of)
-            out.append(replace(p, mappings=maps, regions=find_regions(maps)))
+            key = layout_key(doc)
+            found = regions.get(key)
+            if found is None:
+                found = regions[key] = find_regions(maps)
+            out.append(replace(p, mappings=maps, regions=found))
     except (BlobError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise StoreError(f"{name}@{n}: cannot read the mappings: "
                          f"{exc if isinstance(exc, BlobError) else repr(exc)}") from None

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 
-from zxmem.model import INODE_KOID_BASE, CgroupMemory, Provenance, Snapshot
+from zxmem.model import INODE_KOID_BASE, CgroupMemory, KernelStats, Provenance, Snapshot
 from zxmem.store import maps, schema
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED
 
@@ -250,11 +250,41 @@ class Writer:
         return n
 
     def _write(self, snap: Snapshot, tier: int, time_ns: int) -> int:
-        c = self.conn
+        # Strings are interned as they are met: processes, jobs, kernel
+        # values, extra, provenance.
         n = (self.last_n or 0) + 1
         prov = snap.provenance
-        boot = self._osid(prov.boot_id)
+        info, mem, ents, pss_total = self._process_rows(snap, self._osid(prov.boot_id))
+        jobs, jvals = self._job_rows(snap)
+        k = snap.kernel
+        kvals = self._kernel_rows(k) if k is not None else {}
+        extra = None
+        if tier == OBJECTS and (snap.hidden_vmo_koids or snap.vmo_holders):
+            extra = self.sid(json.dumps(
+                {"hidden": list(snap.hidden_vmo_koids),
+                 "holders": [[k, list(v)] for k, v in snap.vmo_holders.items()]},
+                separators=(",", ":")))
+        self.conn.execute(
+            "INSERT INTO samples(n, time_ns, timestamp, capture_ns, tier, prov, has_kernel, "
+            "extra, nproc, pss_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (n, time_ns, prov.timestamp, prov.capture_time_ns, tier,
+             self.sid(provenance_json(prov)), int(k is not None), extra,
+             len(snap.processes), pss_total))
 
+        pending = [("proc_info", info), ("proc_mem", mem), ("job_info", jobs),
+                   ("job_values", jvals), ("kernel_values", kvals)]
+        if tier == OBJECTS:
+            pending += self._objects(snap, ents)
+        new_open = {}
+        for table, values in pending:
+            new_open[table] = self._apply(table, values, n)
+        self.open.update(new_open)
+        return n
+
+    def _process_rows(self, snap: Snapshot, boot: int | None
+                      ) -> tuple[dict[int, tuple], dict[int, tuple], dict[int, int], int | None]:
+        """proc_info and proc_mem values by process entity (a new process
+        gets its entity), each PID's entity, and the sum of the PSS known."""
         info: dict[int, tuple] = {}
         mem: dict[int, tuple] = {}
         ents: dict[int, int] = {}  # pid -> proc entity
@@ -273,7 +303,11 @@ class Writer:
             mem[ent] = _counts(p.memory) + (p.state, p.num_threads, p.vm_pte_bytes)
             if p.memory is not None and p.memory.pss_bytes is not None:
                 pss_total = (pss_total or 0) + p.memory.pss_bytes
+        return info, mem, ents, pss_total
 
+    def _job_rows(self, snap: Snapshot) -> tuple[dict[int, tuple], dict[int, tuple]]:
+        """job_info values by job entity (a new job gets its entity), and
+        each job's cgroup values (job_values, keyed by job and name)."""
         jobs: dict[int, tuple] = {}
         jvals: dict[int, tuple] = {}
         for j in snap.jobs:
@@ -288,40 +322,20 @@ class Writer:
                 high = jent << JOB_KEY_BITS
                 for name, value in cgroup_values(j.cgroup):
                     jvals[high | self.sid(name)] = (value,)
+        return jobs, jvals
 
+    def _kernel_rows(self, k: KernelStats) -> dict[int, tuple]:
+        """kernel_values: each column (``col:NAME``) and each entry of a
+        map (``meminfo:KEY``) by the id of its name."""
         kvals: dict[int, tuple] = {}
-        k = snap.kernel
-        if k is not None:
-            for f in fields(k):
-                value = getattr(k, f.name)
-                if isinstance(value, Mapping):
-                    for key, v in value.items():
-                        kvals[self.sid(f"{f.name}:{key}")] = (v,)
-                else:
-                    kvals[self.sid(f"col:{f.name}")] = (value,)
-
-        extra = None
-        if tier == OBJECTS and (snap.hidden_vmo_koids or snap.vmo_holders):
-            extra = self.sid(json.dumps(
-                {"hidden": list(snap.hidden_vmo_koids),
-                 "holders": [[k, list(v)] for k, v in snap.vmo_holders.items()]},
-                separators=(",", ":")))
-        c.execute(
-            "INSERT INTO samples(n, time_ns, timestamp, capture_ns, tier, prov, has_kernel, "
-            "extra, nproc, pss_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (n, time_ns, prov.timestamp, prov.capture_time_ns, tier,
-             self.sid(provenance_json(prov)), int(k is not None), extra,
-             len(snap.processes), pss_total))
-
-        pending = [("proc_info", info), ("proc_mem", mem), ("job_info", jobs),
-                   ("job_values", jvals), ("kernel_values", kvals)]
-        if tier == OBJECTS:
-            pending += self._objects(snap, ents)
-        new_open = {}
-        for table, values in pending:
-            new_open[table] = self._apply(table, values, n)
-        self.open.update(new_open)
-        return n
+        for f in fields(k):
+            value = getattr(k, f.name)
+            if isinstance(value, Mapping):
+                for key, v in value.items():
+                    kvals[self.sid(f"{f.name}:{key}")] = (v,)
+            else:
+                kvals[self.sid(f"col:{f.name}")] = (value,)
+        return kvals
 
     def _objects(self, snap: Snapshot, ents: dict[int, int]) -> list[tuple[str, dict]]:
         # Each anonymous (sequence-koid) object belongs to the first process

@@ -190,10 +190,69 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
     index = _Index([s[0] for s in samples])
     size = index.size
     notes: list[str] = []
+    segments, name_of = _job_segments(rows, index)
+    spans_of, peak = _pss_spans(rows, index)
 
-    # Each process's job over time, by entity: segments [a, b) of sample
-    # positions with their job, in order; rows reopened unchanged (every
-    # SPAN samples) merge into one segment.
+    # Processes: the largest peaks, then the rest folded into one series.
+    ranked = sorted(peak, key=lambda e: (-peak[e], e))
+    top = ranked[:max(0, top_processes)]
+    by_proc, other_proc, by_job = _sums(spans_of, top, segments, size)
+    proc_series = []
+    for ent in top:
+        pid = rows.pids.get(ent)
+        name = name_of.get(ent, (0, "?"))[1]
+        proc_series.append(Series(f"{name} ({pid})", _running(by_proc[ent], size),
+                                  f"p:{pid}"))
+    if len(ranked) > len(top):
+        proc_series.append(Series(f"{OTHER_PROCESSES} ({len(ranked) - len(top)})",
+                                  _running(other_proc, size)))
+    job_series = _job_series(rows, by_job, top_jobs, size)
+
+    totals = [s[2] for s in samples]
+    proc_total = [0] * size
+    for ps in proc_series:
+        for i, val in enumerate(ps.values):
+            proc_total[i] += int(val or 0)
+
+    system = _system(rows, index, proc_total, notes)
+    oom = _oom(rows, index, samples, notes)
+    step, keep = _downsampled(totals, max_points, notes)
+
+    def pick(values: Sequence) -> list:
+        return [values[i] for i in keep] if step > 1 else list(values)
+
+    def picked(series: list[Series]) -> list[Series]:
+        return [Series(s.label, pick(s.values), s.key) for s in series]
+
+    times_ns = pick([s[1] for s in samples])
+    oom_points = _per_point(oom, keep, samples) if rows.kernel.get(OOM_KEY) else None
+    pressure = _pressure(rows, index, keep, samples, notes)
+
+    return ReportData(
+        times_ns=times_ns,
+        sample_ns=pick([s[0] for s in samples]),
+        totals=pick(totals),
+        jobs=picked(job_series),
+        processes=picked(proc_series),
+        system=picked(system),
+        oom_events=oom,
+        oom_points=oom_points,
+        pressure=pressure,
+        notes=notes,
+        sample_count=size,
+        step=step,
+    )
+
+
+_Segments = dict[int, tuple[list[int], list[tuple[int, int, int]]]]
+
+
+def _job_segments(rows: StoreRows, index: _Index
+                  ) -> tuple[_Segments, dict[int, tuple[int, str]]]:
+    """Each process's job over time, by entity: segments [a, b) of sample
+    positions with their job, in order, and their ends; rows reopened
+    unchanged (every SPAN samples) merge into one segment.  And each
+    process's newest name (with the sample it is from)."""
     info_by_ent: dict[int, list[tuple[int, int | None, int]]] = {}
     name_of: dict[int, tuple[int, str]] = {}  # ent -> (first, newest name)
     for ent, first, last, name, job in rows.proc_info:
@@ -201,7 +260,7 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
         prev = name_of.get(ent)
         if prev is None or first >= prev[0]:
             name_of[ent] = (first, name)
-    segments: dict[int, tuple[list[int], list[tuple[int, int, int]]]] = {}
+    segments: _Segments = {}
     for ent, spans in info_by_ent.items():
         segs: list[tuple[int, int, int]] = []
         for first, last, job in sorted(spans, key=lambda r: r[0]):
@@ -213,9 +272,14 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
             else:
                 segs.append((a, b, job))
         segments[ent] = ([sg[1] for sg in segs], segs)
+    return segments, name_of
 
-    # The rows as sample positions; each process's peak.
-    spans_of: list[tuple[int, int, int, int]] = []  # (ent, lo, hi, pss)
+
+def _pss_spans(rows: StoreRows, index: _Index
+               ) -> tuple[list[tuple[int, int, int, int]], dict[int, int]]:
+    """The PSS rows as sample positions (entity, lo, hi, pss); each
+    process's peak."""
+    spans_of: list[tuple[int, int, int, int]] = []
     peak: dict[int, int] = {}
     for ent, first, last, pss in rows.proc_mem:
         if pss is None:
@@ -226,10 +290,13 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
         spans_of.append((ent, lo, hi, pss))
         if pss > peak.get(ent, -1):
             peak[ent] = pss
+    return spans_of, peak
 
-    # Processes: the largest peaks, then the rest folded into one series.
-    ranked = sorted(peak, key=lambda e: (-peak[e], e))
-    top = ranked[:max(0, top_processes)]
+
+def _sums(spans_of: list[tuple[int, int, int, int]], top: list[int], segments: _Segments,
+          size: int) -> tuple[dict[int, list[int]], list[int], dict[int | None, list[int]]]:
+    """The PSS of each top process, of the others, and of each job (None: no
+    job), as differences between sample positions (:func:`_running`)."""
     by_proc: dict[int, list[int]] = {ent: [0] * (size + 1) for ent in top}
     other_proc = [0] * (size + 1)
     by_job: dict[int | None, list[int]] = {}
@@ -258,18 +325,12 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
             pos = b
         if pos < hi:
             _add(job_diff(None), pos, hi, pss)
+    return by_proc, other_proc, by_job
 
-    proc_series = []
-    for ent in top:
-        pid = rows.pids.get(ent)
-        name = name_of.get(ent, (0, "?"))[1]
-        proc_series.append(Series(f"{name} ({pid})", _running(by_proc[ent], size),
-                                  f"p:{pid}"))
-    if len(ranked) > len(top):
-        proc_series.append(Series(f"{OTHER_PROCESSES} ({len(ranked) - len(top)})",
-                                  _running(other_proc, size)))
 
-    # Jobs: the largest peaks of their sums, then the rest folded.
+def _job_series(rows: StoreRows, by_job: dict[int | None, list[int]], top_jobs: int,
+                size: int) -> list[Series]:
+    """Jobs: the largest peaks of their sums, then the rest folded."""
     job_values = {job: _running(d, size) for job, d in by_job.items()}
     job_rank = sorted(job_values, key=lambda j: (-max(job_values[j], default=0),
                                                  -1 if j is None else j))
@@ -284,57 +345,24 @@ def build(rows: StoreRows, *, top_jobs: int = 10, top_processes: int = 12,
                 folded[i] += v[i]
         label = OTHER_JOBS if None not in rest else f"{OTHER_JOBS} and {NO_JOB}"
         job_series.append(Series(f"{label} ({len(rest)})", folded))
+    return job_series
 
-    totals = [s[2] for s in samples]
-    proc_total = [0] * size
-    for ps in proc_series:
-        for i, val in enumerate(ps.values):
-            proc_total[i] += int(val or 0)
 
-    system = _system(rows, index, proc_total, notes)
-    oom = _oom(rows, index, samples, notes)
-
-    # Downsampling: each run of `step` samples drawn as its largest total.
+def _downsampled(totals: list, max_points: int, notes: list[str]) -> tuple[int, list[int]]:
+    """Downsampling: each run of ``step`` samples drawn as its largest
+    total; (step, the positions kept)."""
+    size = len(totals)
     step = max(1, math.ceil(size / max_points)) if max_points > 0 else 1
-    if step > 1:
-        keep = []
-        for start in range(0, size, step):
-            run = range(start, min(size, start + step))
-            keep.append(max(run, key=lambda i: (totals[i] if totals[i] is not None else -1,
-                                                -i)))
-        notes.append(
-            f"{size} samples drawn as {len(keep)} points: each point is the sample with the "
-            f"largest total PSS of {step} consecutive samples (values are that sample's own)")
-
-        def pick(values: Sequence) -> list:
-            return [values[i] for i in keep]
-    else:
-        keep = list(range(size))
-
-        def pick(values: Sequence) -> list:
-            return list(values)
-
-    def picked(series: list[Series]) -> list[Series]:
-        return [Series(s.label, pick(s.values), s.key) for s in series]
-
-    times_ns = pick([s[1] for s in samples])
-    oom_points = _per_point(oom, keep, samples) if rows.kernel.get(OOM_KEY) else None
-    pressure = _pressure(rows, index, keep, samples, notes)
-
-    return ReportData(
-        times_ns=times_ns,
-        sample_ns=pick([s[0] for s in samples]),
-        totals=pick(totals),
-        jobs=picked(job_series),
-        processes=picked(proc_series),
-        system=picked(system),
-        oom_events=oom,
-        oom_points=oom_points,
-        pressure=pressure,
-        notes=notes,
-        sample_count=size,
-        step=step,
-    )
+    if step == 1:
+        return step, list(range(size))
+    keep = []
+    for start in range(0, size, step):
+        run = range(start, min(size, start + step))
+        keep.append(max(run, key=lambda i: (totals[i] if totals[i] is not None else -1, -i)))
+    notes.append(
+        f"{size} samples drawn as {len(keep)} points: each point is the sample with the "
+        f"largest total PSS of {step} consecutive samples (values are that sample's own)")
+    return step, keep
 
 
 def _system(rows: StoreRows, index: _Index, proc_total: list[int], notes: list[str]

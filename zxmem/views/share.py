@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from zxmem.model import PAGE_SIZE
@@ -127,12 +127,19 @@ def render(r: Mapping[str, Any], units: str | None, verbose: bool,
             parts = textwrap.wrap(what, max(20, width - indent)) or [what]
         lines.append(f"  {label:<14}{sz(n, 7)}  {parts[0]}")
         lines.extend(" " * indent + part for part in parts[1:])
-    n = len(r["sharers"])
-    lines.append("")
-    lines.append(f"shared with {n} {'process' if n == 1 else 'processes'}:")
+    lines += _sharer_lines(r["sharers"], verbose, sz, fit)
+    return "\n".join(lines) + "\n"
+
+
+def _sharer_lines(sharers: Sequence[Mapping[str, Any]], verbose: bool,
+                  sz: Callable[[int, int], str], fit: Callable[[str, int], str]) -> list[str]:
+    """:func:`render`'s table of the processes sharing pages (``sz``: a
+    size cell of a width, ``fit``: a text shortened to the columns left)."""
+    n = len(sharers)
+    lines = ["", f"shared with {n} {'process' if n == 1 else 'processes'}:"]
     if n:
         lines.append(f"{'PID':>9} {'SHARED':>7} {'SWAP':>7} NAME")
-    for s in r["sharers"]:
+    for s in sharers:
         lines.append(
             f"{s['pid']:>9} {sz(s['shared_bytes'], 7)} {sz(s['swap_shared_bytes'], 7)} "
             f"{fit(escape_terminal(s['name']), 26)}"
@@ -144,7 +151,7 @@ def render(r: Mapping[str, Any], units: str | None, verbose: bool,
                     f"{'':>9} {sz(m['shared_bytes'], 7)} {'':>7}   "
                     f"{span} {fit(escape_terminal(m['path']), 29 + len(span))}"
                 )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def approximate_report(pid: int, name: str, why: str,
