@@ -26,7 +26,6 @@ OTHER_BRANCHES = {
     "growth_source.py::_columns",
     "growth_source.py::_held",
     "growth_source.py::_jobs",
-    "sources/objects.py::add_objects",
     "store/reader.py::_read_sample",
     "store/writer.py::Writer._write",
     "views/report_data.py::build",

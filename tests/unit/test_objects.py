@@ -350,6 +350,46 @@ def test_readers_that_stop_part_way_leave_the_rest_to_threads(tmp_path, monkeypa
     assert sorted(read_here) == sorted(pids[16:])  # chunks 0 and 1 came from the readers
 
 
+def test_readers_started_before_the_snapshot_give_the_same_snapshot(tmp_path, monkeypatch):
+    # start_readers lists the root before the snapshot exists: a process that
+    # appeared since (not in its list) is read here, one that the snapshot
+    # does not hold is dropped, and koids follow the snapshot's order.
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: add_objects always reads on threads")
+    import shutil
+    from dataclasses import replace
+
+    root = tmp_path / "proc"
+    _crowd(root, 70)
+    monkeypatch.setattr(objects, "_FORK_MIN", 2)
+    base = objects.light_snapshot(str(root))
+    base = replace(base, processes=tuple(p for p in base.processes if p.koid != 105))
+    threads = objects.add_objects(base, str(root), memory=True)
+    late = root / "900"
+    shutil.move(root / "130", late)  # not in the readers' list: read here
+    readers = objects.start_readers(str(root), memory=True)
+    assert readers is not None
+    shutil.move(late, root / "130")
+    try:
+        snap = objects.add_objects(base, str(root), memory=True, readers=readers)
+    finally:
+        readers.close()
+    assert readers.taken == len(readers.chunks)  # every chunk came from them
+    assert [p.koid for p in snap.processes] == [p.koid for p in base.processes]
+    assert snap.processes == threads.processes
+    assert dict(snap.vmos) == dict(threads.vmos)
+    assert snap.provenance == threads.provenance
+    # Other options than the readers': not theirs to give, read here.
+    readers = objects.start_readers(str(root), memory=True)
+    assert readers is not None and not readers.fits(objects.VMAPS_KEYS, True, True)
+    try:
+        plain = objects.add_objects(base, str(root), readers=readers)
+    finally:
+        readers.close()
+    assert plain.processes == objects.add_objects(base, str(root)).processes
+    assert objects.start_readers(str(tmp_path / "missing")) is None
+
+
 # --------------------------------------------------------------------------
 # Which mounted file systems hold memory objects (one definition with hidden)
 

@@ -116,6 +116,7 @@ import stat as stat_mod
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
@@ -144,6 +145,7 @@ from zxmem.sources.objects_parse import (
 )
 from zxmem.sources.objects_read import (
     _DEFER_MAX,
+    ForkedReaders,
     ProcessError,
     _CacheStat,
     _Gone,
@@ -162,10 +164,11 @@ from zxmem.sources.readfile import vanished as _gone
 from zxmem.textsafe import decode_name
 
 # Public names of the memory-object source, wherever they are defined.
-__all__ = ["MEMORY_NOTE", "SHM_DEV", "SYSTEM_SPECIAL", "VMAPS_KEYS", "ProcessError",
-           "add_objects", "attribute_runs", "build_mappings", "handle_kind",
+__all__ = ["MEMORY_NOTE", "SHM_DEV", "SYSTEM_SPECIAL", "VMAPS_KEYS", "ForkedReaders",
+           "ProcessError", "add_objects", "attribute_runs", "build_mappings", "handle_kind",
            "light_snapshot", "mapping_refs", "parse_fdinfo", "parse_mountinfo_devs",
-           "read_maps_resident", "read_process", "read_smaps", "rights_from_flags"]
+           "read_maps_resident", "read_process", "read_smaps", "rights_from_flags",
+           "start_readers"]
 
 _FORK_MIN = 64  # processes below which a reader process is not worth its start
 
@@ -996,19 +999,19 @@ def add_objects(
     workers: int = 0,
     memory: bool = False,
     reader_process: bool = False,
+    readers: ForkedReaders | None = None,
 ) -> Snapshot:
     """A new Snapshot whose processes have mappings, regions, refs and objects.
 
-    ``pids``: the processes to read (None: every process of the snapshot);
-    ``#map``/``#shr``/``#chld`` are counted over them.  ``detail_pids``: the
-    processes whose ``smaps`` is read (page counts per mapping); the others
-    are read from ``maps`` only (their mappings have ``rss_bytes`` None).
-    None means all.  Sizes and alloc of inode objects (stat, cachestat) are
-    read for the objects the detail processes reach; the others keep
-    ``None``.  Processes that exit while being read are left out; one whose
-    ``maps``/``smaps`` cannot be read (denied, or missing from a recorded
-    tree) is kept with ``mappings`` None and the reason in
-    ``provenance.denied``; handles are read for every process read.
+    ``pids``: the processes to read (None: all in the snapshot); ``#map``/
+    ``#shr``/``#chld`` are counted over them.  ``detail_pids`` (None: all):
+    the processes whose ``smaps`` is read (page counts per mapping), others
+    from ``maps`` only (``rss_bytes`` None).  Sizes and alloc of inode
+    objects (stat, cachestat) are read for the objects the detail processes
+    reach; the others keep ``None``.  Processes that exit while being read
+    are left out; one whose ``maps``/``smaps`` cannot be read (denied, or
+    missing from a recorded tree) is kept with ``mappings`` None and the
+    reason in ``provenance.denied``; handles are read for every process.
 
     ``vmos=False`` reads mappings and regions only (what ``vmaps`` prints):
     no descriptors, no stat/cachestat, ``snapshot.vmos`` unchanged and
@@ -1018,49 +1021,84 @@ def add_objects(
 
     ``memory=True`` also sets each detail process's ``memory`` from the
     smaps read here (:meth:`_Collector.process_memory`), for callers that
-    collected without ``smaps_rollup``; a process whose smaps cannot be read
-    keeps its ``memory`` and gets ``("smaps:PID", why)`` in
-    ``provenance.denied``.  ``reader_process=True`` reads many processes in
-    a forked reader process instead of reader threads (:func:`_read_forked`);
-    only for callers with no other threads running, as ``fork`` copies only
-    the calling thread.
+    collected without ``smaps_rollup``; one whose smaps cannot be read keeps
+    its ``memory``, with ``("smaps:PID", why)`` in ``provenance.denied``.
+    ``reader_process=True`` reads many processes in forked reader processes
+    instead of reader threads (:func:`_read_forked`); only for callers with
+    no other threads running, as ``fork`` copies only the calling thread.
+    ``readers``: those :func:`start_readers` started earlier (same ``vmos``,
+    ``keys``, ``memory``), used for what they read; the caller closes them.
     """
-    want = None if pids is None else set(pids)
     detail = None if detail_pids is None else set(detail_pids)
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
     got = _Gathered()
-    items = _work_items(snapshot, want, detail, got)
-    # Reading makes many small acyclic objects; collector passes triggered
-    # by them would free nothing and stall every reader thread.
-    pause_gc()
+    items = _work_items(snapshot, None if pids is None else set(pids), detail, got)
+    read_all: Any = _read_all
+    if readers is not None and readers.fits(keys, vmos, collector.memory):
+        read_all = partial(_read_forked, readers=readers)
+    elif reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
+        read_all = _read_forked
+    pause_gc()  # many small acyclic objects: a collector pass would free nothing
     try:
-        read_all = _read_all
-        if reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
-            read_all = _read_forked
         for pid, is_detail, r in read_all(collector, items, keys, vmos, workers):
             _take(collector, got, pid, is_detail, r, vmos)
-        refs: dict[int, list[VmoRef]] = {}
-        if vmos:
-            refs = _handle_refs(collector, got, detail)
-        if got.counts:
-            collector.notes.add(MEMORY_NOTE)
-        processes = _with_objects(snapshot.processes, got, refs, regions, vmos)
-        prov = snapshot.provenance
-        prov = replace(
-            prov,
-            denied=prov.denied + tuple(collector.denied),
-            notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
-        )
-        snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
-        if vmos:
-            table = dict(snapshot.vmos)
-            table.update(collector.vmos())
-            snapshot = replace(snapshot, vmos=MappingProxyType(table))
-        return snapshot
+        return _finished(snapshot, collector, got, detail, regions, vmos)
     finally:
         resume_gc()
+
+
+def _finished(snapshot: Snapshot, collector: _Collector, got: _Gathered,
+              detail: set[int] | None, regions: bool, vmos: bool) -> Snapshot:
+    """``snapshot`` with what :func:`add_objects` read: descriptors,
+    objects, mappings, regions and what could not be read."""
+    refs: dict[int, list[VmoRef]] = {}
+    if vmos:
+        refs = _handle_refs(collector, got, detail)
+    if got.counts:
+        collector.notes.add(MEMORY_NOTE)
+    processes = _with_objects(snapshot.processes, got, refs, regions, vmos)
+    prov = snapshot.provenance
+    prov = replace(
+        prov,
+        denied=prov.denied + tuple(collector.denied),
+        notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
+    )
+    snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
+    if vmos:
+        table = dict(snapshot.vmos)
+        table.update(collector.vmos())
+        snapshot = replace(snapshot, vmos=MappingProxyType(table))
+    return snapshot
+
+
+def start_readers(proc_root: str = "/proc", *, vmos: bool = True,
+                  keys: tuple[str, ...] = smaps.SMAPS_FIELDS,
+                  memory: bool = False) -> ForkedReaders | None:
+    """Reader processes that start reading every process's smaps (and
+    descriptors with ``vmos``) now, before the caller has its snapshot: pass
+    them to :func:`add_objects` (same ``vmos``, ``keys`` and ``memory``),
+    then :meth:`ForkedReaders.close` them in every case.
+
+    The caller then reads the processes' stat and status while the readers
+    read smaps, instead of leaving a CPU idle.  None where forking is not
+    worth it (fewer than ``_FORK_MIN`` processes), not possible, or the root
+    cannot be listed.  As ``fork`` copies only the calling thread: only for
+    callers with no other threads running."""
+    if not hasattr(os, "fork"):
+        return None
+    proc = proc_root.rstrip("/") or "/"
+    try:
+        pids = sorted(int(n) for n in os.listdir(proc) if n.isdigit())
+    except OSError:
+        return None
+    if len(pids) < _FORK_MIN:
+        return None
+    collector = _Collector(proc_root, 1)
+    collector.memory = memory and set(keys) >= _MEMORY_KEYS
+    readers = ForkedReaders(collector, [(pid, True) for pid in pids], keys, vmos)
+    return readers if readers.readers else None
 
 
 @dataclass

@@ -43,7 +43,7 @@ from zxmem.sources.readfile import read_file
 from zxmem.sources.readfile import vanished as _gone
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zxmem.sources.objects import _Collector
+    from zxmem.sources.objects import _Collector, _Read
 
 _READ_SIZE = 1 << 18
 
@@ -438,7 +438,7 @@ _DEFER_MAX = 1 << 20
 
 def _read_forked(
     collector: _Collector, items: list[tuple[int, bool]], keys: tuple[str, ...],
-    handles: bool, workers: int = 0,
+    handles: bool, workers: int = 0, readers: ForkedReaders | None = None,
 ):
     """:func:`_read_all`'s results, read by forked reader processes.
 
@@ -455,32 +455,111 @@ def _read_forked(
     process.  The pipes (1 MiB when the kernel allows) bound
     what is read ahead.  If a reader cannot start or dies, what was not
     delivered is read here with threads.
+
+    ``readers``: reader processes started earlier (:class:`ForkedReaders`,
+    before the caller read the process list it passes as ``items``): their
+    results are taken for the items they read, in ``items`` order; what
+    they did not read (a process started since, or not read as ``items``
+    asks) is read here, and what ``items`` does not ask for is dropped.
     """
-    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    readers: list[tuple[Any, int]] = []  # (pipe, pid)
-    for j in range(min(_READERS, len(chunks))):
-        started = _start_reader(collector, chunks, j, keys, handles, [r[0] for r in readers])
-        if started is None:
-            break
-        readers.append(started)
-    done = 0
+    if readers is None:
+        readers = ForkedReaders(collector, items, keys, handles)
     try:
-        if len(readers) == min(_READERS, len(chunks)):
-            for k in range(len(chunks)):
-                got = _receive(readers[k % len(readers)][0])
+        yield from _merged(collector, readers, items, keys, handles, workers)
+    finally:
+        readers.close()
+
+
+def _merged(collector: _Collector, readers: ForkedReaders, items: list[tuple[int, bool]],
+            keys: tuple[str, ...], handles: bool, workers: int):
+    """``items``' ``(pid, detail, _Read)`` in order: from ``readers`` where
+    they read the process as asked, else read here."""
+    pending: dict[int, _Read] = {}  # received, not yet handed on
+    wanted = dict(items)
+    stream = readers.received()
+    for n, (pid, detail) in enumerate(items):
+        if readers.detail.get(pid) == detail:
+            while pid not in pending and stream is not None:
+                got = next(stream, None)
                 if got is None:
-                    break  # the reader died: the rest is read below
+                    stream = None  # a reader died: the rest is read below
+                    break
                 results, scan, notes = got
                 collector.scan = collector.scan and scan
                 collector.notes.update(notes)
                 for p, d, r in results:
-                    collector.finish_one(p, r, d, keys)
-                    done += 1
-                    yield p, d, r
-    finally:
-        _stop_readers(readers, finished=done >= len(items))
-    if done < len(items):
-        yield from _read_all(collector, items[done:], keys, handles, workers)
+                    if wanted.get(p) == d:
+                        pending[p] = r
+            if stream is None and pid not in pending:
+                yield from _rest(collector, items[n:], pending, keys, handles, workers)
+                return
+        if pid in pending:
+            r = pending.pop(pid)
+            collector.finish_one(pid, r, detail, keys)
+            yield pid, detail, r
+        else:
+            yield from _read_all(collector, [(pid, detail)], keys, handles, workers)
+
+
+def _rest(collector: _Collector, rest: list[tuple[int, bool]], pending: dict[int, _Read],
+          keys: tuple[str, ...], handles: bool, workers: int):
+    """``rest`` in order once the readers stopped delivering: what was
+    received from them, and the others read here with threads."""
+    fresh = _read_all(collector, [it for it in rest if it[0] not in pending], keys, handles,
+                      workers)
+    for pid, detail in rest:
+        if pid in pending:
+            r = pending.pop(pid)
+            collector.finish_one(pid, r, detail, keys)
+            yield pid, detail, r
+        else:
+            yield next(fresh)
+
+
+class ForkedReaders:
+    """Reader processes forked to read ``items`` (``(pid, detail)``), chunk
+    ``k`` by reader ``k % _READERS`` (see :func:`_read_forked`).
+
+    ``readers`` is empty when they could not all be started (nothing is
+    then delivered: every item is read by the caller).  :meth:`close`
+    reaps them (killed first unless everything was received); call it in
+    every case, it may be called again."""
+
+    def __init__(self, collector: _Collector, items: list[tuple[int, bool]],
+                 keys: tuple[str, ...], handles: bool) -> None:
+        self.keys, self.handles, self.memory = keys, handles, collector.memory
+        self.chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+        self.readers: list[tuple[Any, int]] = []  # (pipe, pid)
+        self.taken = 0  # chunks received
+        want = min(_READERS, len(self.chunks))
+        for j in range(want):
+            started = _start_reader(collector, self.chunks, j, keys, handles,
+                                    [r[0] for r in self.readers])
+            if started is None:
+                break
+            self.readers.append(started)
+        if len(self.readers) < want:
+            self.close()  # some of the chunks would never come
+        self.detail = dict(items) if self.readers else {}
+
+    def fits(self, keys: tuple[str, ...], handles: bool, memory: bool) -> bool:
+        """Whether the readers read what a caller with these options wants."""
+        return bool(self.readers) and (keys, handles, memory) == (
+            self.keys, self.handles, self.memory)
+
+    def received(self):
+        """Each chunk's ``(results, scan, notes)`` in chunk order, until all
+        are received or a reader dies."""
+        while self.readers and self.taken < len(self.chunks):
+            got = _receive(self.readers[self.taken % len(self.readers)][0])
+            if got is None:
+                return
+            self.taken += 1
+            yield got
+
+    def close(self) -> None:
+        readers, self.readers, self.detail = self.readers, [], {}
+        _stop_readers(readers, finished=self.taken >= len(self.chunks))
 
 
 def _start_reader(
