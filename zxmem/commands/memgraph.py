@@ -114,9 +114,10 @@ def _run(args: argparse.Namespace, env) -> int:
 
         snapshot = exact_graph(snapshot, args, env)
 
-    write_memgraph(
-        snapshot, env.stdout, threads=args.threads, vmos=args.vmos, handles=args.handles
-    )
+    # fork: a helper process formats half of the records (nothing else
+    # runs here that a fork would leave behind).
+    write_memgraph(snapshot, env.stdout, threads=args.threads, vmos=args.vmos,
+                   handles=args.handles, fork=True)
     env.stdout.flush()
     note = common.unreadable_note(snapshot)
     if note and args.from_file is None:
