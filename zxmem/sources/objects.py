@@ -128,6 +128,7 @@ from zxmem.model import (
     Mapping,
     MemoryCounts,
     Process,
+    Region,
     Snapshot,
     Vmo,
     VmoRef,
@@ -341,6 +342,7 @@ class _Collector:
         # field order (koid, name, kind, size, alloc, parent, swap), turned
         # into Vmo records in bulk at the end.
         self.seq: tuple[list, ...] = ([], [], [], [], [], [], [])
+        self.seq_vmos: list[Vmo] = []  # the records of the first ones built so far
         self.memory = False  # also sum each smaps into the process's MemoryCounts
 
     # -- reading (reader threads) -----------------------------------------
@@ -885,17 +887,27 @@ class _Collector:
         finally:
             os.close(fd)
 
-    def vmos(self) -> dict[int, Vmo]:
-        """Every object as a Vmo: the per-VMA ones built in bulk, koid order
-        (sequence koids first), then the inode-backed and system-wide ones."""
-        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
-        n = len(s_koid)
-        seq = _build_records(
+    def build_sequence_vmos(self) -> None:
+        """Vmo records of the per-VMA objects counted since the last call,
+        built in bulk (called after each process, while the reader processes
+        still read, so that little is left for :meth:`vmos`)."""
+        done = len(self.seq_vmos)
+        n = len(self.seq[0]) - done
+        if n <= 0:
+            return
+        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = (
+            c[done:] for c in self.seq)
+        self.seq_vmos += _build_records(
             Vmo, _VMO_SLOTS, s_koid, s_name, s_kind, s_size, s_alloc, s_parent,
             repeat(0, n), repeat(1, n), repeat(1, n), repeat(None, n), repeat(None, n),
             repeat(None, n), s_swap,
         )
-        out = dict(zip(s_koid, seq, strict=True))
+
+    def vmos(self) -> dict[int, Vmo]:
+        """Every object as a Vmo: the per-VMA ones built in bulk, koid order
+        (sequence koids first), then the inode-backed and system-wide ones."""
+        self.build_sequence_vmos()
+        out = dict(zip(self.seq[0], self.seq_vmos, strict=True))
         for koid, o in self.objs.items():
             kind = "phys" if o.phys else o.kind
             out[koid] = Vmo(
@@ -1033,7 +1045,7 @@ def add_objects(
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
-    got = _Gathered()
+    got = _Gathered(regions=regions)
     items = _work_items(snapshot, None if pids is None else set(pids), detail, got)
     read_all: Any = _read_all
     if readers is not None and readers.fits(keys, vmos, collector.memory):
@@ -1110,6 +1122,12 @@ class _Gathered:
     raw_fds: dict[int, list[Any]] = field(default_factory=dict)
     counts: dict[int, MemoryCounts] = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)
+    # Found as each process is taken (the reader processes are still busy
+    # then, and this one would otherwise wait for them): its regions, when
+    # asked for, and its references through mappings.
+    regions: bool = True
+    found_regions: dict[int, tuple[Region, ...]] = field(default_factory=dict)
+    mapping_refs: dict[int, tuple[VmoRef, ...]] = field(default_factory=dict)
 
 
 def _work_items(snapshot: Snapshot, want: set[int] | None, detail: set[int] | None,
@@ -1151,7 +1169,12 @@ def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _
     if r.table is None:
         got.read[pid] = None
         return
-    got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
+    maps = got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
+    if got.regions:
+        got.found_regions[pid] = find_regions(maps)
+    if vmos:
+        got.mapping_refs[pid] = tuple(mapping_refs(maps))
+        collector.build_sequence_vmos()
 
 
 def _handle_refs(collector: _Collector, got: _Gathered,
@@ -1198,8 +1221,12 @@ def _with_objects(processes: tuple[Process, ...], got: _Gathered,
             continue
         changes = {"mappings": maps}
         if regions:
-            changes["regions"] = find_regions(maps)
+            found = got.found_regions.get(p.koid)
+            changes["regions"] = find_regions(maps) if found is None else found
         if vmos:
-            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + tuple(mapping_refs(maps))
+            by_map = got.mapping_refs.get(p.koid)
+            if by_map is None:
+                by_map = tuple(mapping_refs(maps))
+            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + by_map
         out.append(replace(p, **changes))
     return out
