@@ -463,3 +463,39 @@ def test_a_forked_helper_writes_the_same_text(monkeypatch):
     memgraph.write_memgraph(snap, buf, fork=True)
     assert buf.getvalue() == memgraph.dumps(snap)
     assert started[-1] is not None and os.WEXITSTATUS(started[-1].status) == 3
+
+
+def test_the_command_line_ends_without_freeing_the_snapshot(tmp_path):
+    # The console entry point ends the process as soon as memgraph has
+    # written (runtime.keep_until_exit): the output is complete and the exit
+    # status is the command's, also when stdout fails.  In-process callers
+    # (these tests, the library) keep nothing.
+    import subprocess
+    import sys
+
+    from fixture_paths import REPO
+
+    from zxmem import runtime
+
+    root = str(REPO / "tests" / "fixtures" / "proc-trees" / "cgroup-v2" / "proc")
+    # An exit handler shows whether the process ended the ordinary way.
+    code = ("import atexit, sys; sys.argv = ['zxmem'] + sys.argv[1:]\n"
+            "atexit.register(lambda: sys.stderr.write('ordinary exit\\n'))\n"
+            "from zxmem._entry import run\nrun()\n")
+    argv = [sys.executable, "-c", code, "memgraph", "-vt", "--proc-root", root]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[-1]["type"] == "__META"
+    assert "ordinary exit" not in done.stderr
+    ps = subprocess.run(argv[:3] + ["ps", "--proc-root", root], capture_output=True,
+                        text=True, timeout=120)
+    assert ps.returncode == 0 and "ordinary exit" in ps.stderr  # ps keeps nothing
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            failed = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True,
+                                    timeout=120)
+        assert failed.returncode == 1
+        assert "cannot write to standard output" in failed.stderr
+    assert not runtime.ending_after_command
+    runtime.keep_until_exit(object())
+    assert not runtime.kept()

@@ -122,4 +122,7 @@ def _run(args: argparse.Namespace, env) -> int:
     note = common.unreadable_note(snapshot)
     if note and args.from_file is None:
         env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
+    from zxmem.runtime import keep_until_exit
+
+    keep_until_exit(snapshot)  # freeing it would take longer than the write's end
     return 0
