@@ -557,7 +557,7 @@ class _Collector:
             self._account_anon(t.inodes, rows.specials, rows.koids, t.starts, t.ends, t.paths,
                                rss, pss, shared, swap, flags)
             if rows.clones:
-                self._account_clones(pid, rows.clones, maps, rows.koids, pss, shared, flags)
+                self._account_clones(pid, rows.clones, maps, rows.koids, values)
             for i in rows.specials:
                 self._account_special(pid, maps[i])
             self._account_files(pid, rows, maps, flags)
@@ -640,26 +640,27 @@ class _Collector:
         s_swap += pick(swap)
 
     def _account_clones(self, pid: int, rows: list[int], maps: tuple[Mapping, ...],
-                        koids: list, pss: list, shared: list, flags: list) -> None:
+                        koids: list, values: tuple[list, ...]) -> None:
         """One clone object per row; its parent (the file) counts it."""
+        _rss, pss, _private, shared, _dirty, anon, swap, _swap_pss, flags = values
         objs = self.objs
         s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
-        parents = []
-        for i in rows:
-            m = maps[i]
-            parent_koid = inode_koid(m.dev, m.inode)
-            parents.append(parent_koid)
+        pick = itemgetter(*rows) if len(rows) > 1 else (lambda c: (c[rows[0]],))
+        picked = pick(maps)
+        parents = list(map(inode_koid, map(_DEV, picked), map(_INODE, picked)))
+        for m, parent_koid in zip(picked, parents, strict=True):
             if parent_koid not in objs:
                 objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
-            phys = _PHYS[flags[i]]
-            s_name.append(_CLONE_NAMES[m.path])
-            s_kind.append("phys" if phys else "clone")
-            s_size.append(m.end - m.start)
-            s_alloc.append(None if phys else _clone_alloc(m.anonymous_bytes, pss[i], shared[i]))
-            s_swap.append(m.swap_bytes)
+        phys = list(map(_PHYS.__getitem__, pick(flags)))
+        s_name += map(_CLONE_NAMES.__getitem__, map(_PATH, picked))
+        s_kind += ["phys" if x else "clone" for x in phys]
+        s_size += map(sub, map(_END, picked), map(_START, picked))
+        allocs = map(_clone_alloc, pick(anon), pick(pss), pick(shared))
+        s_alloc += [None if x else a for a, x in zip(allocs, phys, strict=True)]
+        s_swap += pick(swap)
         for parent_koid, n in Counter(parents).items():
             objs[parent_koid].num_children += n
-        s_koid += [koids[i] for i in rows]
+        s_koid += pick(koids)
         s_parent += parents
 
     def _account_special(self, pid: int, m: Mapping) -> None:
@@ -977,6 +978,11 @@ def mapping_refs(maps: tuple[Mapping, ...]) -> list[VmoRef]:
 
 
 _KOID = attrgetter("vmo_koid")
+_DEV = attrgetter("dev")
+_INODE = attrgetter("inode")
+_PATH = attrgetter("path")
+_START = attrgetter("start")
+_END = attrgetter("end")
 
 
 def _add(*columns: list) -> list:
