@@ -526,7 +526,10 @@ class ForkedReaders:
     takes the next chunk, so one that the scheduler holds back (three
     processes on two CPUs, or another program) delays no other.  The
     numbers are handed out at most ``_AHEAD`` chunks beyond the last one
-    received, which bounds what waits in memory.
+    received, which bounds what waits in memory; each reader's pipe (1 MiB,
+    some 15 chunks) holds what it read before the caller takes it: the
+    readers start before the caller has its process list, and fill their
+    pipes meanwhile.
 
     ``readers`` is empty when none could be started (every item is then
     read by the caller).  :meth:`close` reaps them (killed first unless
@@ -611,7 +614,7 @@ class ForkedReaders:
         _stop_readers(readers, finished=self.taken >= len(self.chunks))
 
 
-_AHEAD = 16  # chunks handed out beyond the last one received
+_AHEAD = 64  # chunks handed out beyond the last one received (the pipes bound it too)
 _TOKEN = struct.Struct("=I")  # a chunk's number in the numbers' pipe
 _HEAD = struct.Struct("=IQ")  # a result's chunk number and pickle size
 
