@@ -106,18 +106,29 @@ def collect(plan: Plan | None = None, proc_root: str = "/proc",
     # A snapshot with every mapping is millions of acyclic objects: the
     # cycle collector's passes over them free nothing (paused, then restored).
     with paused_gc():
-        snapshot = collect_processes(proc_root, options)
-        if plan.kernel:
-            snapshot = _add_kernel(snapshot, proc_root, warn, plan.pressure,
-                                   plan.kernel_stacks_in_vmalloc)
-        if objects:
-            from zxmem.sources.objects import add_objects
+        readers = None
+        if objects and plan.reader_process and plan.detail_pids is None:
+            from zxmem.sources.objects import start_readers
 
-            snapshot = add_objects(
-                snapshot, proc_root=proc_root, memory=fill_memory,
-                detail_pids=plan.detail_pids, regions=plan.regions,
-                reader_process=plan.reader_process,
-            )
+            # Every smaps is read from now on, while this process reads the
+            # processes' stat and status: both CPUs work from the start.
+            readers = start_readers(proc_root, memory=fill_memory)
+        try:
+            snapshot = collect_processes(proc_root, options)
+            if plan.kernel:
+                snapshot = _add_kernel(snapshot, proc_root, warn, plan.pressure,
+                                       plan.kernel_stacks_in_vmalloc)
+            if objects:
+                from zxmem.sources.objects import add_objects
+
+                snapshot = add_objects(
+                    snapshot, proc_root=proc_root, memory=fill_memory,
+                    detail_pids=plan.detail_pids, regions=plan.regions,
+                    reader_process=plan.reader_process, readers=readers,
+                )
+        finally:
+            if readers is not None:
+                readers.close()
         if plan.hidden:
             from zxmem.sources.hidden import add_hidden
 

@@ -81,8 +81,11 @@ unknown columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, Field, fields, replace
+from itertools import accumulate
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -761,16 +764,124 @@ def write_memgraph(
     threads: bool = True,
     vmos: bool = True,
     handles: bool = True,
+    fork: bool = False,
 ) -> None:
     """Write ``snapshot`` as memgraph JSON to ``out``: the text of
-    :func:`records`, one record per line, written in large pieces."""
+    :func:`records`, one record per line, written in large pieces.
+
+    ``fork``: with many mappings, a forked process formats the later half
+    of the task records while this one formats the first (both CPUs of a
+    2-CPU machine instead of one); the text is the same.  Only for callers
+    with no other threads running, as ``fork`` copies only the calling
+    thread."""
     out.write("[\n")
     if snapshot.kernel is not None:
         _write_lines(map(_encode, kernel_records(snapshot.kernel)), out.write)
     vmo_texts: dict[int, str] = {}  # also the VMOs written, for __META
-    _write_lines(_unit_texts(_units(snapshot), snapshot, threads, vmos, handles, vmo_texts),
-                 out.write)
+    units = _units(snapshot)
+    cut = _fork_cut(units) if fork and vmos else None
+    helper = None if cut is None else _HalfWriter.start(
+        lambda write: _write_lines(
+            _unit_texts(units[cut:], snapshot, threads, vmos, handles, {}), write))
+    if helper is None:
+        cut = len(units)
+    try:
+        _write_lines(_unit_texts(units[:cut], snapshot, threads, vmos, handles, vmo_texts),
+                     out.write)
+        if helper is not None:
+            if helper.copy_to(out.write):
+                for unit in units[cut:]:
+                    if not isinstance(unit, dict) and unit.vmo_refs:
+                        vmo_texts.update(dict.fromkeys(map(_REF_KOID, unit.vmo_refs), ""))
+            else:  # the helper failed before writing anything here: write it all
+                _write_lines(
+                    _unit_texts(units[cut:], snapshot, threads, vmos, handles, vmo_texts),
+                    out.write)
+    finally:
+        if helper is not None:
+            helper.close()
     out.write(f"  {_encode(_meta_record(snapshot, vmos, vmo_texts))} \n]\n")
+
+
+_REF_KOID = attrgetter("vmo_koid")
+# Mapping rows and references below which the task records are formatted
+# by this process alone (a fork and its copy-on-write faults cost more).
+_FORK_MIN_ROWS = 20_000
+_FORK_SHARE = 0.46  # of the rows formatted by the forked helper (this one also copies them)
+
+
+def _fork_cut(units: list) -> int | None:
+    """Where the forked helper's part of ``units`` starts (about
+    ``_FORK_SHARE`` of the rows to format), or None: not worth a fork."""
+    if not hasattr(os, "fork"):
+        return None
+    weights = [1 if isinstance(u, dict) else
+               8 + len(u.mappings or ()) + len(u.vmo_refs or ()) for u in units]
+    total = sum(weights)
+    if total < _FORK_MIN_ROWS:
+        return None
+    mark = total * (1 - _FORK_SHARE)
+    for i, at in enumerate(accumulate(weights)):
+        if at >= mark:
+            return i + 1
+    return None
+
+
+class _HalfWriter:
+    """A forked process writing text into an anonymous file, copied out by
+    :meth:`copy_to` once it has finished."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+        self.status: int | None = None
+
+    @classmethod
+    def start(cls, produce: Callable[[Callable[[str], Any]], None]) -> _HalfWriter | None:
+        """Fork a process that calls ``produce(write)``; None if it cannot
+        be started (no memfd, no fork)."""
+        try:
+            fd = os.memfd_create("zxmem-memgraph", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(fd)
+            return None
+        if pid == 0:  # never back into the caller's code
+            code = 1
+            try:
+                with open(fd, "w", encoding="utf-8", closefd=False,
+                          buffering=1 << 20) as text:
+                    produce(text.write)
+                code = 0
+            finally:
+                os._exit(code)
+        return cls(pid, fd)
+
+    def copy_to(self, write: Callable[[str], Any]) -> bool:
+        """Wait for the helper; write what it wrote, or False if it failed
+        (then nothing is written)."""
+        _, status = os.waitpid(self.pid, 0)
+        self.status = status
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            return False
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        with open(self.fd, encoding="utf-8", closefd=False) as text:
+            while chunk := text.read(_FLUSH):
+                write(chunk)
+        return True
+
+    def close(self) -> None:
+        """Kill the helper unless it was waited for; free its file."""
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.status = -1
+        os.close(self.fd)
 
 
 def dumps(snapshot: Snapshot, **options: bool) -> str:

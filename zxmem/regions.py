@@ -165,15 +165,16 @@ def _file_region(mappings: Sequence[Mapping], i: int) -> Region | None:
     n = len(mappings)
     m = mappings[i]
     j = i + 1
-    key = (m.dev, m.inode)
-    while j < n and (mappings[j].dev, mappings[j].inode) == key and mappings[j].inode:
+    dev, inode = m.dev, m.inode
+    code = m.perms[2] == "x"
+    while j < n and inode:
+        b = mappings[j]
+        if b.inode != inode or b.dev != dev:
+            break
+        code = code or b.perms[2] == "x"
         j += 1
     # An ELF image starts at offset 0 and has code (r-x).
-    elf = (
-        m.offset == 0
-        and not is_shm_internal(m)
-        and any(mappings[k].perms[2] == "x" for k in range(i, j))
-    )
+    elf = m.offset == 0 and not is_shm_internal(m) and code
     last = j
     if elf and j < n:
         b = mappings[j]

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 CACHE_LIMIT = 1 << 14
 
 _lock = _thread.allocate_lock()
+# Set by the console entry point (zxmem._entry): the process ends when the
+# command returns, so what keep_until_exit is given need never be freed.
+ending_after_command = False
+_kept: list = []
 _gc_holders = 0
 _gc_was_enabled = False
 _interval_holders = 0
@@ -90,3 +94,18 @@ class switch_interval:  # noqa: N801 - used as a function: `with switch_interval
             _interval_holders -= 1
             if _interval_holders == 0:
                 sys.setswitchinterval(_interval_before)
+
+
+def keep_until_exit(obj: object) -> None:
+    """In a command-line run, keep ``obj`` until the process ends, which
+    then ends without freeing it (:func:`zxmem._entry.run`): a snapshot of
+    every mapping is a million objects, and freeing them one by one takes a
+    tenth of a second for memory the kernel takes back at once.  Elsewhere
+    (the library, commands run in-process by tests) nothing is kept."""
+    if ending_after_command:
+        _kept.append(obj)
+
+
+def kept() -> bool:
+    """Whether :func:`keep_until_exit` kept anything."""
+    return bool(_kept)

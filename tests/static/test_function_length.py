@@ -14,19 +14,6 @@ import pathlib
 LIMIT = 60
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "zxmem"
 
-# Split on the objperf branch (sources/objects*.py).  The lead removes this
-# set when that branch merges; until then the test fails if one of them is no
-# longer over the limit, so the list cannot outlive the work it waits for.
-# Still over the limit, written before the limit was checked: to be split
-# (issue #11).  The staleness check below removes an entry once it is split.
-PENDING: set[str] = set()
-
-OTHER_BRANCHES = {
-    "sources/objects.py::add_objects",
-}
-
-WAITING = PENDING | OTHER_BRANCHES
-
 
 def function_lengths(source: str) -> dict[str, int]:
     """Qualified name -> lines from ``def`` to the end of the body."""
@@ -61,16 +48,8 @@ def package_lengths() -> dict[str, int]:
 
 def test_every_function_fits_on_a_screen():
     lengths = package_lengths()
-    over = sorted(f"{name} ({n} lines)" for name, n in lengths.items()
-                  if n > LIMIT and name not in WAITING)
+    over = sorted(f"{name} ({n} lines)" for name, n in lengths.items() if n > LIMIT)
     assert over == [], f"functions over {LIMIT} lines: split them: " + ", ".join(over)
-
-
-def test_every_waiting_entry_is_still_over_the_limit():
-    lengths = package_lengths()
-    stale = sorted(name for name in WAITING if lengths.get(name, 0) <= LIMIT)
-    assert stale == [], "no longer over the limit (or gone): remove from the list: " + \
-        ", ".join(stale)
 
 
 def test_the_measure_counts_def_to_last_line():

@@ -8,6 +8,7 @@ import os
 from dataclasses import replace
 from types import MappingProxyType
 
+import pytest
 from memgraph_samples import HOSTILE, check_treemap_structure, sample_snapshot, schema_validator
 
 from zxmem import memgraph
@@ -418,3 +419,83 @@ def test_negative_and_absurd_byte_counts_are_rejected():
     recs = json.loads(json.dumps(good))
     recs[first(recs, lambda r: r.get("type") == "p")]["pss_bytes"] = 2**64 - 1
     memgraph.snapshot_from_records(recs, source="x")
+
+
+def test_a_forked_helper_writes_the_same_text(monkeypatch):
+    # write_memgraph(fork=True) has a forked process format the later task
+    # records: the text is the same, __META's VMOs included; a helper that
+    # dies leaves its records to this process.
+    if not hasattr(os, "fork") or not hasattr(os, "memfd_create"):
+        pytest.skip("no fork or memfd here: one process writes everything")
+    snap = sample_snapshot()
+    monkeypatch.setattr(memgraph, "_FORK_MIN_ROWS", 0)
+    units = memgraph._units(snap)
+    cut = memgraph._fork_cut(units)
+    assert cut is not None and 0 < cut < len(units)
+    assert any(not isinstance(u, dict) and u.vmo_refs for u in units[cut:])
+    started = []
+    real_start = memgraph._HalfWriter.start
+
+    def start(produce):
+        helper = real_start(produce)
+        started.append(helper)
+        return helper
+
+    monkeypatch.setattr(memgraph._HalfWriter, "start", staticmethod(start))
+    for threads in (False, True):
+        for handles in (False, True):
+            opts = {"threads": threads, "vmos": True, "handles": handles}
+            buf = io.StringIO()
+            memgraph.write_memgraph(snap, buf, fork=True, **opts)
+            assert buf.getvalue() == memgraph.dumps(snap, **opts), opts
+    assert len(started) == 4 and all(h is not None and h.status == 0 for h in started)
+
+    real_fork = os.fork
+
+    def fork_and_die():
+        pid = real_fork()
+        if pid == 0:
+            os._exit(3)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork_and_die)
+    buf = io.StringIO()
+    memgraph.write_memgraph(snap, buf, fork=True)
+    assert buf.getvalue() == memgraph.dumps(snap)
+    assert started[-1] is not None and os.WEXITSTATUS(started[-1].status) == 3
+
+
+def test_the_command_line_ends_without_freeing_the_snapshot(tmp_path):
+    # The console entry point ends the process as soon as memgraph has
+    # written (runtime.keep_until_exit): the output is complete and the exit
+    # status is the command's, also when stdout fails.  In-process callers
+    # (these tests, the library) keep nothing.
+    import subprocess
+    import sys
+
+    from fixture_paths import REPO
+
+    from zxmem import runtime
+
+    root = str(REPO / "tests" / "fixtures" / "proc-trees" / "cgroup-v2" / "proc")
+    # An exit handler shows whether the process ended the ordinary way.
+    code = ("import atexit, sys; sys.argv = ['zxmem'] + sys.argv[1:]\n"
+            "atexit.register(lambda: sys.stderr.write('ordinary exit\\n'))\n"
+            "from zxmem._entry import run\nrun()\n")
+    argv = [sys.executable, "-c", code, "memgraph", "-vt", "--proc-root", root]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[-1]["type"] == "__META"
+    assert "ordinary exit" not in done.stderr
+    ps = subprocess.run(argv[:3] + ["ps", "--proc-root", root], capture_output=True,
+                        text=True, timeout=120)
+    assert ps.returncode == 0 and "ordinary exit" in ps.stderr  # ps keeps nothing
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            failed = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True,
+                                    timeout=120)
+        assert failed.returncode == 1
+        assert "cannot write to standard output" in failed.stderr
+    assert not runtime.ending_after_command
+    runtime.keep_until_exit(object())
+    assert not runtime.kept()

@@ -312,8 +312,8 @@ def test_reader_process_gives_the_same_snapshot_as_threads(tmp_path, monkeypatch
 
 
 def test_readers_that_stop_part_way_leave_the_rest_to_threads(tmp_path, monkeypatch):
-    # Each reader process delivers its first chunk only, then exits: the
-    # processes after the first missing chunk are read here, in order.
+    # Each reader process delivers the first chunk it takes, then exits:
+    # the processes after the first missing chunk are read here, in order.
     if not hasattr(os, "fork"):
         pytest.skip("no fork here: add_objects always reads on threads")
     from zxmem.sources import objects_read
@@ -326,8 +326,13 @@ def test_readers_that_stop_part_way_leave_the_rest_to_threads(tmp_path, monkeypa
     real = objects_read._reader_main
     delivered = []
 
-    def first_chunk_only(collector, chunks, *rest):
-        real(collector, chunks[:1], *rest)
+    def first_chunk_only(collector, chunks, keys, handles, todo, wfd):
+        # One chunk number taken from the shared pipe, then the end.
+        one = objects_read._read_exact(todo, objects_read._TOKEN.size)
+        r, w = os.pipe()
+        os.write(w, one)
+        os.close(w)
+        real(collector, chunks, keys, handles, r, wfd)
 
     def finish_one(self, pid, r, detail, keys, real_finish=objects._Collector.finish_one):
         delivered.append(pid)
@@ -348,6 +353,92 @@ def test_readers_that_stop_part_way_leave_the_rest_to_threads(tmp_path, monkeypa
     pids = [p.koid for p in base.processes]
     assert delivered == pids  # each once, in scan order
     assert sorted(read_here) == sorted(pids[16:])  # chunks 0 and 1 came from the readers
+
+
+def test_a_slow_reader_holds_back_no_other(tmp_path, monkeypatch):
+    # The reader that takes the first chunk is slow: the other takes the
+    # chunks after it meanwhile (they arrive out of their turn and wait),
+    # and the result is the same as read in order by threads.
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: add_objects always reads on threads")
+    import time
+
+    from zxmem.sources import objects_read
+
+    root = tmp_path / "proc"
+    _crowd(root, 70)  # 71 processes: 9 chunks of 8
+    monkeypatch.setattr(objects, "_FORK_MIN", 2)
+    base = objects.light_snapshot(str(root))
+    threads = objects.add_objects(base, str(root), memory=True)
+    real = objects_read._read_exact
+    log = tmp_path / "order"
+
+    def read_exact(fd, size):
+        got = real(fd, size)
+        if got is not None and size == objects_read._TOKEN.size:
+            (k,) = objects_read._TOKEN.unpack(got)
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} {k}\n")
+            if k == 0:  # until the other reader has taken every other chunk
+                deadline = time.monotonic() + 20
+                while len(log.read_text().splitlines()) < 9 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        return got
+
+    monkeypatch.setattr(objects_read, "_read_exact", read_exact)
+    readers = objects.start_readers(str(root), memory=True)
+    assert readers is not None
+    try:
+        snap = objects.add_objects(base, str(root), memory=True, readers=readers)
+    finally:
+        readers.close()
+    assert readers.taken == len(readers.chunks)
+    assert snap.processes == threads.processes and dict(snap.vmos) == dict(threads.vmos)
+    taken = [line.split() for line in log.read_text().splitlines()]
+    slow = next(pid for pid, k in taken if k == "0")
+    assert sorted(int(k) for _pid, k in taken) == list(range(len(readers.chunks)))
+    assert len(readers.chunks) == 9
+    assert sorted(int(k) for pid, k in taken if pid != slow) == list(range(1, 9))
+
+
+def test_readers_started_before_the_snapshot_give_the_same_snapshot(tmp_path, monkeypatch):
+    # start_readers lists the root before the snapshot exists: a process that
+    # appeared since (not in its list) is read here, one that the snapshot
+    # does not hold is dropped, and koids follow the snapshot's order.
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here: add_objects always reads on threads")
+    import shutil
+    from dataclasses import replace
+
+    root = tmp_path / "proc"
+    _crowd(root, 70)
+    monkeypatch.setattr(objects, "_FORK_MIN", 2)
+    base = objects.light_snapshot(str(root))
+    base = replace(base, processes=tuple(p for p in base.processes if p.koid != 105))
+    threads = objects.add_objects(base, str(root), memory=True)
+    late = root / "900"
+    shutil.move(root / "130", late)  # not in the readers' list: read here
+    readers = objects.start_readers(str(root), memory=True)
+    assert readers is not None
+    shutil.move(late, root / "130")
+    try:
+        snap = objects.add_objects(base, str(root), memory=True, readers=readers)
+    finally:
+        readers.close()
+    assert readers.taken == len(readers.chunks)  # every chunk came from them
+    assert [p.koid for p in snap.processes] == [p.koid for p in base.processes]
+    assert snap.processes == threads.processes
+    assert dict(snap.vmos) == dict(threads.vmos)
+    assert snap.provenance == threads.provenance
+    # Other options than the readers': not theirs to give, read here.
+    readers = objects.start_readers(str(root), memory=True)
+    assert readers is not None and not readers.fits(objects.VMAPS_KEYS, True, True)
+    try:
+        plain = objects.add_objects(base, str(root), readers=readers)
+    finally:
+        readers.close()
+    assert plain.processes == objects.add_objects(base, str(root)).processes
+    assert objects.start_readers(str(tmp_path / "missing")) is None
 
 
 # --------------------------------------------------------------------------

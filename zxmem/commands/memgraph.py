@@ -114,11 +114,15 @@ def _run(args: argparse.Namespace, env) -> int:
 
         snapshot = exact_graph(snapshot, args, env)
 
-    write_memgraph(
-        snapshot, env.stdout, threads=args.threads, vmos=args.vmos, handles=args.handles
-    )
+    # fork: a helper process formats half of the records (nothing else
+    # runs here that a fork would leave behind).
+    write_memgraph(snapshot, env.stdout, threads=args.threads, vmos=args.vmos,
+                   handles=args.handles, fork=True)
     env.stdout.flush()
     note = common.unreadable_note(snapshot)
     if note and args.from_file is None:
         env.stderr.write(f"zxmem: {escape_terminal(note)}\n")
+    from zxmem.runtime import keep_until_exit
+
+    keep_until_exit(snapshot)  # freeing it would take longer than the write's end
     return 0

@@ -116,6 +116,7 @@ import stat as stat_mod
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
@@ -127,6 +128,7 @@ from zxmem.model import (
     Mapping,
     MemoryCounts,
     Process,
+    Region,
     Snapshot,
     Vmo,
     VmoRef,
@@ -144,6 +146,7 @@ from zxmem.sources.objects_parse import (
 )
 from zxmem.sources.objects_read import (
     _DEFER_MAX,
+    ForkedReaders,
     ProcessError,
     _CacheStat,
     _Gone,
@@ -162,10 +165,11 @@ from zxmem.sources.readfile import vanished as _gone
 from zxmem.textsafe import decode_name
 
 # Public names of the memory-object source, wherever they are defined.
-__all__ = ["MEMORY_NOTE", "SHM_DEV", "SYSTEM_SPECIAL", "VMAPS_KEYS", "ProcessError",
-           "add_objects", "attribute_runs", "build_mappings", "handle_kind",
+__all__ = ["MEMORY_NOTE", "SHM_DEV", "SYSTEM_SPECIAL", "VMAPS_KEYS", "ForkedReaders",
+           "ProcessError", "add_objects", "attribute_runs", "build_mappings", "handle_kind",
            "light_snapshot", "mapping_refs", "parse_fdinfo", "parse_mountinfo_devs",
-           "read_maps_resident", "read_process", "read_smaps", "rights_from_flags"]
+           "read_maps_resident", "read_process", "read_smaps", "rights_from_flags",
+           "start_readers"]
 
 _FORK_MIN = 64  # processes below which a reader process is not worth its start
 
@@ -338,6 +342,7 @@ class _Collector:
         # field order (koid, name, kind, size, alloc, parent, swap), turned
         # into Vmo records in bulk at the end.
         self.seq: tuple[list, ...] = ([], [], [], [], [], [], [])
+        self.seq_vmos: list[Vmo] = []  # the records of the first ones built so far
         self.memory = False  # also sum each smaps into the process's MemoryCounts
 
     # -- reading (reader threads) -----------------------------------------
@@ -552,7 +557,7 @@ class _Collector:
             self._account_anon(t.inodes, rows.specials, rows.koids, t.starts, t.ends, t.paths,
                                rss, pss, shared, swap, flags)
             if rows.clones:
-                self._account_clones(pid, rows.clones, maps, rows.koids, pss, shared, flags)
+                self._account_clones(pid, rows.clones, maps, rows.koids, values)
             for i in rows.specials:
                 self._account_special(pid, maps[i])
             self._account_files(pid, rows, maps, flags)
@@ -635,26 +640,27 @@ class _Collector:
         s_swap += pick(swap)
 
     def _account_clones(self, pid: int, rows: list[int], maps: tuple[Mapping, ...],
-                        koids: list, pss: list, shared: list, flags: list) -> None:
+                        koids: list, values: tuple[list, ...]) -> None:
         """One clone object per row; its parent (the file) counts it."""
+        _rss, pss, _private, shared, _dirty, anon, swap, _swap_pss, flags = values
         objs = self.objs
         s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
-        parents = []
-        for i in rows:
-            m = maps[i]
-            parent_koid = inode_koid(m.dev, m.inode)
-            parents.append(parent_koid)
+        pick = itemgetter(*rows) if len(rows) > 1 else (lambda c: (c[rows[0]],))
+        picked = pick(maps)
+        parents = list(map(inode_koid, map(_DEV, picked), map(_INODE, picked)))
+        for m, parent_koid in zip(picked, parents, strict=True):
             if parent_koid not in objs:
                 objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
-            phys = _PHYS[flags[i]]
-            s_name.append(_CLONE_NAMES[m.path])
-            s_kind.append("phys" if phys else "clone")
-            s_size.append(m.end - m.start)
-            s_alloc.append(None if phys else _clone_alloc(m.anonymous_bytes, pss[i], shared[i]))
-            s_swap.append(m.swap_bytes)
+        phys = list(map(_PHYS.__getitem__, pick(flags)))
+        s_name += map(_CLONE_NAMES.__getitem__, map(_PATH, picked))
+        s_kind += ["phys" if x else "clone" for x in phys]
+        s_size += map(sub, map(_END, picked), map(_START, picked))
+        allocs = map(_clone_alloc, pick(anon), pick(pss), pick(shared))
+        s_alloc += [None if x else a for a, x in zip(allocs, phys, strict=True)]
+        s_swap += pick(swap)
         for parent_koid, n in Counter(parents).items():
             objs[parent_koid].num_children += n
-        s_koid += [koids[i] for i in rows]
+        s_koid += pick(koids)
         s_parent += parents
 
     def _account_special(self, pid: int, m: Mapping) -> None:
@@ -882,17 +888,27 @@ class _Collector:
         finally:
             os.close(fd)
 
-    def vmos(self) -> dict[int, Vmo]:
-        """Every object as a Vmo: the per-VMA ones built in bulk, koid order
-        (sequence koids first), then the inode-backed and system-wide ones."""
-        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
-        n = len(s_koid)
-        seq = _build_records(
+    def build_sequence_vmos(self) -> None:
+        """Vmo records of the per-VMA objects counted since the last call,
+        built in bulk (called after each process, while the reader processes
+        still read, so that little is left for :meth:`vmos`)."""
+        done = len(self.seq_vmos)
+        n = len(self.seq[0]) - done
+        if n <= 0:
+            return
+        s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = (
+            c[done:] for c in self.seq)
+        self.seq_vmos += _build_records(
             Vmo, _VMO_SLOTS, s_koid, s_name, s_kind, s_size, s_alloc, s_parent,
             repeat(0, n), repeat(1, n), repeat(1, n), repeat(None, n), repeat(None, n),
             repeat(None, n), s_swap,
         )
-        out = dict(zip(s_koid, seq, strict=True))
+
+    def vmos(self) -> dict[int, Vmo]:
+        """Every object as a Vmo: the per-VMA ones built in bulk, koid order
+        (sequence koids first), then the inode-backed and system-wide ones."""
+        self.build_sequence_vmos()
+        out = dict(zip(self.seq[0], self.seq_vmos, strict=True))
         for koid, o in self.objs.items():
             kind = "phys" if o.phys else o.kind
             out[koid] = Vmo(
@@ -962,6 +978,11 @@ def mapping_refs(maps: tuple[Mapping, ...]) -> list[VmoRef]:
 
 
 _KOID = attrgetter("vmo_koid")
+_DEV = attrgetter("dev")
+_INODE = attrgetter("inode")
+_PATH = attrgetter("path")
+_START = attrgetter("start")
+_END = attrgetter("end")
 
 
 def _add(*columns: list) -> list:
@@ -996,19 +1017,19 @@ def add_objects(
     workers: int = 0,
     memory: bool = False,
     reader_process: bool = False,
+    readers: ForkedReaders | None = None,
 ) -> Snapshot:
     """A new Snapshot whose processes have mappings, regions, refs and objects.
 
-    ``pids``: the processes to read (None: every process of the snapshot);
-    ``#map``/``#shr``/``#chld`` are counted over them.  ``detail_pids``: the
-    processes whose ``smaps`` is read (page counts per mapping); the others
-    are read from ``maps`` only (their mappings have ``rss_bytes`` None).
-    None means all.  Sizes and alloc of inode objects (stat, cachestat) are
-    read for the objects the detail processes reach; the others keep
-    ``None``.  Processes that exit while being read are left out; one whose
-    ``maps``/``smaps`` cannot be read (denied, or missing from a recorded
-    tree) is kept with ``mappings`` None and the reason in
-    ``provenance.denied``; handles are read for every process read.
+    ``pids``: the processes to read (None: all in the snapshot); ``#map``/
+    ``#shr``/``#chld`` are counted over them.  ``detail_pids`` (None: all):
+    the processes whose ``smaps`` is read (page counts per mapping), others
+    from ``maps`` only (``rss_bytes`` None).  Sizes and alloc of inode
+    objects (stat, cachestat) are read for the objects the detail processes
+    reach; the others keep ``None``.  Processes that exit while being read
+    are left out; one whose ``maps``/``smaps`` cannot be read (denied, or
+    missing from a recorded tree) is kept with ``mappings`` None and the
+    reason in ``provenance.denied``; handles are read for every process.
 
     ``vmos=False`` reads mappings and regions only (what ``vmaps`` prints):
     no descriptors, no stat/cachestat, ``snapshot.vmos`` unchanged and
@@ -1018,49 +1039,84 @@ def add_objects(
 
     ``memory=True`` also sets each detail process's ``memory`` from the
     smaps read here (:meth:`_Collector.process_memory`), for callers that
-    collected without ``smaps_rollup``; a process whose smaps cannot be read
-    keeps its ``memory`` and gets ``("smaps:PID", why)`` in
-    ``provenance.denied``.  ``reader_process=True`` reads many processes in
-    a forked reader process instead of reader threads (:func:`_read_forked`);
-    only for callers with no other threads running, as ``fork`` copies only
-    the calling thread.
+    collected without ``smaps_rollup``; one whose smaps cannot be read keeps
+    its ``memory``, with ``("smaps:PID", why)`` in ``provenance.denied``.
+    ``reader_process=True`` reads many processes in forked reader processes
+    instead of reader threads (:func:`_read_forked`); only for callers with
+    no other threads running, as ``fork`` copies only the calling thread.
+    ``readers``: those :func:`start_readers` started earlier (same ``vmos``,
+    ``keys``, ``memory``), used for what they read; the caller closes them.
     """
-    want = None if pids is None else set(pids)
     detail = None if detail_pids is None else set(detail_pids)
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
-    got = _Gathered()
-    items = _work_items(snapshot, want, detail, got)
-    # Reading makes many small acyclic objects; collector passes triggered
-    # by them would free nothing and stall every reader thread.
-    pause_gc()
+    got = _Gathered(regions=regions)
+    items = _work_items(snapshot, None if pids is None else set(pids), detail, got)
+    read_all: Any = _read_all
+    if readers is not None and readers.fits(keys, vmos, collector.memory):
+        read_all = partial(_read_forked, readers=readers)
+    elif reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
+        read_all = _read_forked
+    pause_gc()  # many small acyclic objects: a collector pass would free nothing
     try:
-        read_all = _read_all
-        if reader_process and len(items) >= _FORK_MIN and hasattr(os, "fork"):
-            read_all = _read_forked
         for pid, is_detail, r in read_all(collector, items, keys, vmos, workers):
             _take(collector, got, pid, is_detail, r, vmos)
-        refs: dict[int, list[VmoRef]] = {}
-        if vmos:
-            refs = _handle_refs(collector, got, detail)
-        if got.counts:
-            collector.notes.add(MEMORY_NOTE)
-        processes = _with_objects(snapshot.processes, got, refs, regions, vmos)
-        prov = snapshot.provenance
-        prov = replace(
-            prov,
-            denied=prov.denied + tuple(collector.denied),
-            notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
-        )
-        snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
-        if vmos:
-            table = dict(snapshot.vmos)
-            table.update(collector.vmos())
-            snapshot = replace(snapshot, vmos=MappingProxyType(table))
-        return snapshot
+        return _finished(snapshot, collector, got, detail, regions, vmos)
     finally:
         resume_gc()
+
+
+def _finished(snapshot: Snapshot, collector: _Collector, got: _Gathered,
+              detail: set[int] | None, regions: bool, vmos: bool) -> Snapshot:
+    """``snapshot`` with what :func:`add_objects` read: descriptors,
+    objects, mappings, regions and what could not be read."""
+    refs: dict[int, list[VmoRef]] = {}
+    if vmos:
+        refs = _handle_refs(collector, got, detail)
+    if got.counts:
+        collector.notes.add(MEMORY_NOTE)
+    processes = _with_objects(snapshot.processes, got, refs, regions, vmos)
+    prov = snapshot.provenance
+    prov = replace(
+        prov,
+        denied=prov.denied + tuple(collector.denied),
+        notes=prov.notes + tuple(sorted(collector.notes - set(prov.notes))),
+    )
+    snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
+    if vmos:
+        table = dict(snapshot.vmos)
+        table.update(collector.vmos())
+        snapshot = replace(snapshot, vmos=MappingProxyType(table))
+    return snapshot
+
+
+def start_readers(proc_root: str = "/proc", *, vmos: bool = True,
+                  keys: tuple[str, ...] = smaps.SMAPS_FIELDS,
+                  memory: bool = False) -> ForkedReaders | None:
+    """Reader processes that start reading every process's smaps (and
+    descriptors with ``vmos``) now, before the caller has its snapshot: pass
+    them to :func:`add_objects` (same ``vmos``, ``keys`` and ``memory``),
+    then :meth:`ForkedReaders.close` them in every case.
+
+    The caller then reads the processes' stat and status while the readers
+    read smaps, instead of leaving a CPU idle.  None where forking is not
+    worth it (fewer than ``_FORK_MIN`` processes), not possible, or the root
+    cannot be listed.  As ``fork`` copies only the calling thread: only for
+    callers with no other threads running."""
+    if not hasattr(os, "fork"):
+        return None
+    proc = proc_root.rstrip("/") or "/"
+    try:
+        pids = sorted(int(n) for n in os.listdir(proc) if n.isdigit())
+    except OSError:
+        return None
+    if len(pids) < _FORK_MIN:
+        return None
+    collector = _Collector(proc_root, 1)
+    collector.memory = memory and set(keys) >= _MEMORY_KEYS
+    readers = ForkedReaders(collector, [(pid, True) for pid in pids], keys, vmos)
+    return readers if readers.readers else None
 
 
 @dataclass
@@ -1072,6 +1128,12 @@ class _Gathered:
     raw_fds: dict[int, list[Any]] = field(default_factory=dict)
     counts: dict[int, MemoryCounts] = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)
+    # Found as each process is taken (the reader processes are still busy
+    # then, and this one would otherwise wait for them): its regions, when
+    # asked for, and its references through mappings.
+    regions: bool = True
+    found_regions: dict[int, tuple[Region, ...]] = field(default_factory=dict)
+    mapping_refs: dict[int, tuple[VmoRef, ...]] = field(default_factory=dict)
 
 
 def _work_items(snapshot: Snapshot, want: set[int] | None, detail: set[int] | None,
@@ -1113,7 +1175,12 @@ def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _
     if r.table is None:
         got.read[pid] = None
         return
-    got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
+    maps = got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
+    if got.regions:
+        got.found_regions[pid] = find_regions(maps)
+    if vmos:
+        got.mapping_refs[pid] = tuple(mapping_refs(maps))
+        collector.build_sequence_vmos()
 
 
 def _handle_refs(collector: _Collector, got: _Gathered,
@@ -1160,8 +1227,12 @@ def _with_objects(processes: tuple[Process, ...], got: _Gathered,
             continue
         changes = {"mappings": maps}
         if regions:
-            changes["regions"] = find_regions(maps)
+            found = got.found_regions.get(p.koid)
+            changes["regions"] = find_regions(maps) if found is None else found
         if vmos:
-            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + tuple(mapping_refs(maps))
+            by_map = got.mapping_refs.get(p.koid)
+            if by_map is None:
+                by_map = tuple(mapping_refs(maps))
+            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + by_map
         out.append(replace(p, **changes))
     return out

@@ -23,6 +23,7 @@ import errno
 import os
 import queue
 import signal
+import struct
 import threading
 from bisect import bisect_right
 from collections.abc import Collection
@@ -43,7 +44,7 @@ from zxmem.sources.readfile import read_file
 from zxmem.sources.readfile import vanished as _gone
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zxmem.sources.objects import _Collector
+    from zxmem.sources.objects import _Collector, _Read
 
 _READ_SIZE = 1 << 18
 
@@ -438,7 +439,7 @@ _DEFER_MAX = 1 << 20
 
 def _read_forked(
     collector: _Collector, items: list[tuple[int, bool]], keys: tuple[str, ...],
-    handles: bool, workers: int = 0,
+    handles: bool, workers: int = 0, readers: ForkedReaders | None = None,
 ):
     """:func:`_read_all`'s results, read by forked reader processes.
 
@@ -455,40 +456,177 @@ def _read_forked(
     process.  The pipes (1 MiB when the kernel allows) bound
     what is read ahead.  If a reader cannot start or dies, what was not
     delivered is read here with threads.
+
+    ``readers``: reader processes started earlier (:class:`ForkedReaders`,
+    before the caller read the process list it passes as ``items``): their
+    results are taken for the items they read, in ``items`` order; what
+    they did not read (a process started since, or not read as ``items``
+    asks) is read here, and what ``items`` does not ask for is dropped.
     """
-    chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    readers: list[tuple[Any, int]] = []  # (pipe, pid)
-    for j in range(min(_READERS, len(chunks))):
-        started = _start_reader(collector, chunks, j, keys, handles, [r[0] for r in readers])
-        if started is None:
-            break
-        readers.append(started)
-    done = 0
+    if readers is None:
+        readers = ForkedReaders(collector, items, keys, handles)
     try:
-        if len(readers) == min(_READERS, len(chunks)):
-            for k in range(len(chunks)):
-                got = _receive(readers[k % len(readers)][0])
+        yield from _merged(collector, readers, items, keys, handles, workers)
+    finally:
+        readers.close()
+
+
+def _merged(collector: _Collector, readers: ForkedReaders, items: list[tuple[int, bool]],
+            keys: tuple[str, ...], handles: bool, workers: int):
+    """``items``' ``(pid, detail, _Read)`` in order: from ``readers`` where
+    they read the process as asked, else read here."""
+    pending: dict[int, _Read] = {}  # received, not yet handed on
+    wanted = dict(items)
+    stream = readers.received()
+    for n, (pid, detail) in enumerate(items):
+        if readers.detail.get(pid) == detail:
+            while pid not in pending and stream is not None:
+                got = next(stream, None)
                 if got is None:
-                    break  # the reader died: the rest is read below
+                    stream = None  # a reader died: the rest is read below
+                    break
                 results, scan, notes = got
                 collector.scan = collector.scan and scan
                 collector.notes.update(notes)
                 for p, d, r in results:
-                    collector.finish_one(p, r, d, keys)
-                    done += 1
-                    yield p, d, r
-    finally:
-        _stop_readers(readers, finished=done >= len(items))
-    if done < len(items):
-        yield from _read_all(collector, items[done:], keys, handles, workers)
+                    if wanted.get(p) == d:
+                        pending[p] = r
+            if stream is None and pid not in pending:
+                yield from _rest(collector, items[n:], pending, keys, handles, workers)
+                return
+        if pid in pending:
+            r = pending.pop(pid)
+            collector.finish_one(pid, r, detail, keys)
+            yield pid, detail, r
+        else:
+            yield from _read_all(collector, [(pid, detail)], keys, handles, workers)
+
+
+def _rest(collector: _Collector, rest: list[tuple[int, bool]], pending: dict[int, _Read],
+          keys: tuple[str, ...], handles: bool, workers: int):
+    """``rest`` in order once the readers stopped delivering: what was
+    received from them, and the others read here with threads."""
+    fresh = _read_all(collector, [it for it in rest if it[0] not in pending], keys, handles,
+                      workers)
+    for pid, detail in rest:
+        if pid in pending:
+            r = pending.pop(pid)
+            collector.finish_one(pid, r, detail, keys)
+            yield pid, detail, r
+        else:
+            yield next(fresh)
+
+
+class ForkedReaders:
+    """Reader processes forked to read ``items`` (``(pid, detail)``) in
+    chunks (see :func:`_read_forked`).
+
+    A reader takes the next chunk's number from a shared pipe, reads the
+    chunk and writes it back through its own pipe: whichever reader is free
+    takes the next chunk, so one that the scheduler holds back (three
+    processes on two CPUs, or another program) delays no other.  The
+    numbers are handed out at most ``_AHEAD`` chunks beyond the last one
+    received, which bounds what waits in memory; each reader's pipe (1 MiB,
+    some 15 chunks) holds what it read before the caller takes it: the
+    readers start before the caller has its process list, and fill their
+    pipes meanwhile.
+
+    ``readers`` is empty when none could be started (every item is then
+    read by the caller).  :meth:`close` reaps them (killed first unless
+    everything was received); call it in every case, it may be called
+    again."""
+
+    def __init__(self, collector: _Collector, items: list[tuple[int, bool]],
+                 keys: tuple[str, ...], handles: bool) -> None:
+        self.keys, self.handles, self.memory = keys, handles, collector.memory
+        self.chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+        self.readers: list[tuple[int, int]] = []  # (result pipe's fd, pid)
+        self.taken = 0  # chunks received
+        self.issued = 0  # chunk numbers handed out
+        self.todo: int | None = None  # the writing end of the numbers' pipe
+        try:
+            todo_r, self.todo = os.pipe()
+        except OSError:
+            self.detail: dict[int, bool] = {}
+            return
+        for _ in range(min(_READERS, len(self.chunks))):
+            started = _start_reader(collector, self.chunks, keys, handles, todo_r,
+                                    [self.todo] + [r[0] for r in self.readers])
+            if started is None:
+                break
+            self.readers.append(started)
+        os.close(todo_r)
+        self.detail = dict(items) if self.readers else {}
+        if self.readers:
+            self._hand_out()
+        else:
+            self.close()
+
+    def fits(self, keys: tuple[str, ...], handles: bool, memory: bool) -> bool:
+        """Whether the readers read what a caller with these options wants."""
+        return bool(self.readers) and (keys, handles, memory) == (
+            self.keys, self.handles, self.memory)
+
+    def _hand_out(self) -> None:
+        """Chunk numbers up to ``_AHEAD`` beyond the last received; the
+        numbers' pipe is closed after the last (the readers then end)."""
+        end = min(self.taken + _AHEAD, len(self.chunks))
+        try:
+            while self.todo is not None and self.issued < end:
+                os.write(self.todo, _TOKEN.pack(self.issued))
+                self.issued += 1
+        except OSError:  # no reader left to take them
+            self.issued = len(self.chunks)
+        if self.todo is not None and self.issued >= len(self.chunks):
+            os.close(self.todo)
+            self.todo = None
+
+    def received(self):
+        """Each chunk's ``(results, scan, notes)`` in chunk order, until all
+        are received or a reader ends early (dies, or cannot be read)."""
+        import pickle
+        import select
+
+        waiting: dict[int, Any] = {}  # received ahead of their turn
+        fds = [fd for fd, _pid in self.readers]
+        while self.readers and self.taken < len(self.chunks):
+            while self.taken not in waiting:
+                if not fds:
+                    return  # every reader ended: what is missing never comes
+                for fd in select.select(fds, [], [])[0]:
+                    frame = _receive(fd)
+                    if frame is None:  # this reader ended
+                        if self.todo is not None:
+                            return  # before its work was handed out: it died
+                        fds.remove(fd)
+                        continue
+                    waiting[frame[0]] = frame[1]
+            got = pickle.loads(waiting.pop(self.taken))
+            self.taken += 1
+            self._hand_out()
+            yield got
+
+    def close(self) -> None:
+        readers, self.readers, self.detail = self.readers, [], {}
+        if self.todo is not None:
+            os.close(self.todo)
+            self.todo = None
+        _stop_readers(readers, finished=self.taken >= len(self.chunks))
+
+
+_AHEAD = 64  # chunks handed out beyond the last one received (the pipes bound it too)
+_TOKEN = struct.Struct("=I")  # a chunk's number in the numbers' pipe
+_HEAD = struct.Struct("=IQ")  # a result's chunk number and pickle size
 
 
 def _start_reader(
-    collector: _Collector, chunks: list[list[tuple[int, bool]]], j: int,
-    keys: tuple[str, ...], handles: bool, others: list[Any],
-) -> tuple[Any, int] | None:
-    """Fork reader ``j`` (chunks ``j``, ``j + _READERS``, ...): its pipe's
-    reading end and its pid, or None when it cannot be started."""
+    collector: _Collector, chunks: list[list[tuple[int, bool]]],
+    keys: tuple[str, ...], handles: bool, todo: int, others: list[int],
+) -> tuple[int, int] | None:
+    """Fork a reader taking chunk numbers from ``todo``: its pipe's reading
+    end and its pid, or None when it cannot be started.  ``others``: the
+    caller's descriptors the reader closes (the numbers' writing end, the
+    other readers' pipes)."""
     try:
         rfd, wfd = os.pipe()
     except OSError:
@@ -510,55 +648,65 @@ def _start_reader(
         try:
             os.close(rfd)
             for other in others:
-                other.close()
-            _reader_main(collector, chunks[j::_READERS], keys, handles, wfd)
+                os.close(other)
+            _reader_main(collector, chunks, keys, handles, todo, wfd)
             code = 0
         finally:
             os._exit(code)
     os.close(wfd)
-    return os.fdopen(rfd, "rb", buffering=1 << 20), pid
+    return rfd, pid
 
 
 def _reader_main(collector: _Collector, chunks: list[list[tuple[int, bool]]],
-                 keys: tuple[str, ...], handles: bool, wfd: int) -> None:
-    """A reader process's work: each chunk read, parsed and written to ``wfd``.
+                 keys: tuple[str, ...], handles: bool, todo: int, wfd: int) -> None:
+    """A reader process's work: each chunk whose number comes through
+    ``todo`` read, parsed and written to ``wfd``, until ``todo`` ends.
 
     Parsed here: a reader is a process of its own, so its parse runs beside
     the parent's work (threads' parses would take turns for the GIL), and
     the parsed columns are a tenth of the text through the pipe."""
     import pickle
-    import struct
 
-    for chunk in chunks:
-        got = [(p, d, collector.read_one(p, d, keys, handles, False)) for p, d in chunk]
+    while token := _read_exact(todo, _TOKEN.size):
+        (k,) = _TOKEN.unpack(token)
+        got = [(p, d, collector.read_one(p, d, keys, handles, False)) for p, d in chunks[k]]
         blob = pickle.dumps((got, collector.scan, sorted(collector.notes)), 5)
-        view = memoryview(struct.pack("=Q", len(blob)) + blob)
+        view = memoryview(_HEAD.pack(k, len(blob)) + blob)
         while view:
             view = view[os.write(wfd, view):]
 
 
-def _receive(pipe: Any) -> tuple[list, bool, list[str]] | None:
-    """One chunk's ``(results, scan, notes)`` from a reader's pipe, or None
-    when the reader died before sending all of it."""
-    import pickle
-    import struct
+def _read_exact(fd: int, size: int) -> bytearray | None:
+    """``size`` bytes from ``fd`` (a pipe), or None at its end first.  Never
+    reads beyond them, so that the next read finds the next message."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            return None
+        got += n
+    return buf
 
-    head = pipe.read(8)
-    if len(head) < 8:
+
+def _receive(fd: int) -> tuple[int, bytearray] | None:
+    """One chunk's number and pickled ``(results, scan, notes)`` from a
+    reader's pipe, or None when the reader ended before sending all of it."""
+    head = _read_exact(fd, _HEAD.size)
+    if head is None:
         return None
-    (size,) = struct.unpack("=Q", head)
-    blob = pipe.read(size)
-    if len(blob) < size:
-        return None
-    return pickle.loads(blob)
+    k, size = _HEAD.unpack(head)
+    blob = _read_exact(fd, size)
+    return None if blob is None else (k, blob)
 
 
-def _stop_readers(readers: list[tuple[Any, int]], finished: bool) -> None:
+def _stop_readers(readers: list[tuple[int, int]], finished: bool) -> None:
     """Close the pipes and reap the readers; unless every process was
     delivered (given up on, or a reader died), kill them first."""
-    for pipe, _pid in readers:
-        pipe.close()
-    for _pipe, pid in readers:
+    for fd, _pid in readers:
+        os.close(fd)
+    for _fd, pid in readers:
         if not finished:
             try:
                 os.kill(pid, signal.SIGKILL)
