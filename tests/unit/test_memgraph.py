@@ -9,6 +9,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
+from forks import children_die_at_once
 from memgraph_samples import HOSTILE, check_treemap_structure, sample_snapshot, schema_validator
 
 from zxmem import memgraph
@@ -450,15 +451,7 @@ def test_a_forked_helper_writes_the_same_text(monkeypatch):
             assert buf.getvalue() == memgraph.dumps(snap, **opts), opts
     assert len(started) == 4 and all(h is not None and h.status == 0 for h in started)
 
-    real_fork = os.fork
-
-    def fork_and_die():
-        pid = real_fork()
-        if pid == 0:
-            os._exit(3)
-        return pid
-
-    monkeypatch.setattr(os, "fork", fork_and_die)
+    children_die_at_once(monkeypatch)
     buf = io.StringIO()
     memgraph.write_memgraph(snap, buf, fork=True)
     assert buf.getvalue() == memgraph.dumps(snap)

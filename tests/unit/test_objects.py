@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from forks import children_die_at_once
 
 from zxmem.model import inode_koid
 from zxmem.sources import objects
@@ -298,15 +299,7 @@ def test_reader_process_gives_the_same_snapshot_as_threads(tmp_path, monkeypatch
     assert threads.process(999).mappings is None and threads.process(101).memory is not None
 
     # A reader process that dies at once: everything is read here instead.
-    real_fork = os.fork
-
-    def fork_and_die():
-        pid = real_fork()
-        if pid == 0:
-            os._exit(3)
-        return pid
-
-    monkeypatch.setattr(os, "fork", fork_and_die)
+    children_die_at_once(monkeypatch)
     again = objects.add_objects(base, str(root), memory=True, reader_process=True)
     assert again.processes == threads.processes and dict(again.vmos) == dict(threads.vmos)
 
