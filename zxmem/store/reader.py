@@ -154,7 +154,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
     try:
         # Hundreds of thousands of acyclic objects: the cycle collector's
         # passes over them free nothing.
-        with paused_gc():
+        with paused_gc(settle=True):
             snap = _read_sample(conn, n, name, objects, objects_of)
             if mappings is not False:
                 snap = with_mappings(conn, n, snap, None if mappings is True else mappings,
