@@ -316,7 +316,12 @@ class _Objects:
         vmos = from_columns(Vmo, len(koids), koids, map(look, name), map(look, kind), size,
                             committed, _u64s(parent), children, nmaps, shares, _u64s(dev),
                             _u64s(inode), map(look, path), swap)
-        return dict(sorted(zip(koids, vmos, strict=True), key=itemgetter(0)))
+        # Sorting the koids alone (ints, no key function) is faster than
+        # sorting (koid, Vmo) pairs; a koid read twice keeps its last Vmo,
+        # as a stable sort of the pairs into a dict did.
+        by_koid = dict(zip(koids, vmos, strict=True))
+        order = sorted(by_koid)
+        return dict(zip(order, map(by_koid.__getitem__, order), strict=True))
 
 
 def _u64s(column: Sequence[int | None]) -> Sequence[int | None]:
