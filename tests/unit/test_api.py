@@ -92,6 +92,30 @@ def test_overlapping_pauses_from_threads_restore_the_collector():
     assert gc.isenabled()
 
 
+def test_a_settled_pause_moves_what_it_made_to_the_oldest_generation():
+    was = gc.isenabled()
+    with runtime.paused_gc(settle=True):
+        made = [[i] for i in range(1000)]
+    young = {id(o) for o in gc.get_objects(generation=0)}
+    old = {id(o) for o in gc.get_objects(generation=2)}
+    assert not any(id(o) in young for o in made)
+    assert all(id(o) in old for o in made)
+    assert gc.isenabled() == was and gc.get_freeze_count() == 0
+
+
+def test_a_settled_pause_leaves_objects_frozen_by_others_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with runtime.paused_gc(settle=True):
+            made = [[i] for i in range(10)]
+        assert gc.get_freeze_count() == frozen
+        assert all(gc.is_tracked(o) for o in made)
+    finally:
+        gc.unfreeze()
+
+
 def test_decoding_caches_are_bounded():
     from zxmem.sources import smaps
 

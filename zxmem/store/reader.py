@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain, groupby, repeat
-from operator import add, and_, attrgetter, itemgetter, lshift, mul, or_, rshift
+from operator import add, and_, attrgetter, itemgetter, rshift
 from types import MappingProxyType
 
 from zxmem.model import (
@@ -154,7 +154,7 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
     try:
         # Hundreds of thousands of acyclic objects: the cycle collector's
         # passes over them free nothing.
-        with paused_gc():
+        with paused_gc(settle=True):
             snap = _read_sample(conn, n, name, objects, objects_of)
             if mappings is not False:
                 snap = with_mappings(conn, n, snap, None if mappings is True else mappings,
@@ -316,7 +316,12 @@ class _Objects:
         vmos = from_columns(Vmo, len(koids), koids, map(look, name), map(look, kind), size,
                             committed, _u64s(parent), children, nmaps, shares, _u64s(dev),
                             _u64s(inode), map(look, path), swap)
-        return dict(sorted(zip(koids, vmos, strict=True), key=itemgetter(0)))
+        # Sorting the koids alone (ints, no key function) is faster than
+        # sorting (koid, Vmo) pairs; a koid read twice keeps its last Vmo,
+        # as a stable sort of the pairs into a dict did.
+        by_koid = dict(zip(koids, vmos, strict=True))
+        order = sorted(by_koid)
+        return dict(zip(order, map(by_koid.__getitem__, order), strict=True))
 
 
 def _u64s(column: Sequence[int | None]) -> Sequence[int | None]:
@@ -357,8 +362,8 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
 _PLAIN_TAIL = b',["MAPPING"],[],null'
 _TAIL = re.compile(rb',(\[[^\[\]]*\],\[[^\[\]]*\],(?:null|-?\d+))(,1)?\]')
 _Kind = tuple[tuple[str, ...], tuple[str, ...], object]  # via, rights, fd
-_KIND_BITS = 32
-_KIND_MASK = (1 << _KIND_BITS) - 1
+_KIND_SHIFT = 64
+_KOID_MASK = (1 << _KIND_SHIFT) - 1
 
 
 class RefDecoder:
@@ -392,16 +397,22 @@ class RefDecoder:
         ks = list(keys)
         if not ks:
             return {}
-        kinds = map(and_, ks, repeat(_KIND_MASK))
-        via, rights, fd = zip(*map(self.kinds.__getitem__, kinds), strict=True)
-        koids = list(map(rshift, ks, repeat(_KIND_BITS)))
-        refs = from_columns(VmoRef, len(ks), koids, via, rights, fd)
+        kinds = list(map(rshift, ks, repeat(_KIND_SHIFT)))
+        via, rights, fd = ([k[i] for k in self.kinds] for i in range(3))
+        koids = list(map(and_, ks, repeat(_KOID_MASK)))
+        refs = from_columns(VmoRef, len(ks), koids, list(map(via.__getitem__, kinds)),
+                            list(map(rights.__getitem__, kinds)), list(map(fd.__getitem__, kinds)))
         return dict(zip(ks, refs, strict=True))
 
     def keys(self, blob: bytes, base: int) -> list[int]:
         """The key of each reference of a blob, in order: its koid and its
-        kind (an index in ``kinds``) in one number, ``koid << 32 | kind``
-        (a number is cheaper to make, hash and free than a pair)."""
+        kind (an index in ``kinds``) in one number, ``kind << 64 | koid``
+        (a number is cheaper to make, hash and free than a pair).  The kind
+        goes above the koid's 64 bits, not below: ``koid << 32 | kind``
+        hashed alike in its low bits (Python hashes an int modulo 2**61 - 1)
+        for every koid, and sets and dicts of them probed at length.  A
+        koid is a u64: one past that range (a damaged blob) would read as
+        another kind."""
         text = zlib.decompress(blob)
         flat = self._flat(text)
         if flat is None:
@@ -409,9 +420,10 @@ class RefDecoder:
         koids, codes = flat[0::2], flat[1::2]
         if len(koids) != len(codes):
             raise ValueError("a vmo_refs blob has a row without its kind")
-        if base:  # the relative ones (an odd code) are offsets from the base
-            koids = list(map(add, koids, map(mul, map(and_, codes, repeat(1)), repeat(base))))
-        return list(map(or_, map(lshift, koids, repeat(_KIND_BITS)), map(rshift, codes, repeat(1))))
+        # What each code adds to the koid written: its kind, shifted, and the
+        # base when the koid is relative (an odd code).
+        adds = {code: (code >> 1 << _KIND_SHIFT) + (code & 1) * base for code in set(codes)}
+        return list(map(add, koids, map(adds.__getitem__, codes)))
 
     def _flat(self, text: bytes) -> list | None:
         """``[koid, code, koid, code...]`` of a blob spelt as the writer
@@ -463,15 +475,14 @@ class RefDecoder:
     def _kind(self, kind: _Kind) -> int:
         k = self.kind_ids.get(kind)
         if k is None:
-            if len(self.kinds) > _KIND_MASK:
-                raise ValueError("the vmo_refs blobs hold too many kinds of reference")
             k = self.kind_ids[kind] = len(self.kinds)
             self.kinds.append(kind)
         return k
 
     def _keys_json(self, text: bytes, base: int) -> list[int]:
-        return [(r[0] + base if len(r) > 4 else r[0]) << _KIND_BITS
-                | self._kind((tuple(r[1]), tuple(r[2]), r[3])) for r in json.loads(text)]
+        return [(r[0] + base if len(r) > 4 else r[0])
+                + (self._kind((tuple(r[1]), tuple(r[2]), r[3])) << _KIND_SHIFT)
+                for r in json.loads(text)]
 
 
 def objects_reached(conn: sqlite3.Connection, n: int, span: int, ents: list[int]
