@@ -137,6 +137,10 @@ def _dev(raw: bytes) -> int:
 _PERMS = _Cache(lambda raw: raw.decode("ascii", "replace"))
 _DEVS = _Cache(_dev)
 _PATHS = _Cache(decode_path)
+# Offsets and inodes repeat (0 for every anonymous mapping, one inode per
+# library): a dict lookup is cheaper than int().
+_OFFSETS = _Cache(lambda raw: int(raw, 16))
+_INODES = _Cache(int)
 _FLAGS = _Cache(lambda raw: raw.partition(b":")[2].decode("ascii", "replace").strip())
 
 
@@ -201,8 +205,8 @@ def parse_headers(headers: list[bytes]) -> VmaTable:
         t.ends = bounds[1::2]
         if len(t.starts) != len(headers) or len(t.ends) != len(headers):
             raise ValueError("address range")
-        t.offsets = list(map(int, offsets, repeat(16)))
-        t.inodes = list(map(int, inodes))
+        t.offsets = list(map(_OFFSETS.__getitem__, offsets))
+        t.inodes = list(map(_INODES.__getitem__, inodes))
     except ValueError as exc:
         raise SmapsError(f"bad maps header ({exc})") from None
     t.perms = list(map(_PERMS.__getitem__, perms))
