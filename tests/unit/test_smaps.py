@@ -191,3 +191,28 @@ def test_resident_runs_are_attributed_like_smaps():
     attribute_runs(t, runs)
     assert t.fields["Rss"] == [0x4000, 0x2000, 0x2000]
     assert t.fields["Anonymous"] == [0, 0x1000, 0x2000]
+
+
+def test_value_lines_are_known_by_key_and_checked():
+    # The fast path looks each value line up whole in a per-key dict; a line
+    # seen before must give the same count, a line of another key or a
+    # malformed number must not be taken from it (the line-by-line parse
+    # then reads what it can, as before).
+    one = _vma(_header(0x1000, 0x3000, "r--p", 0, "00:00", 0), rss=12, anon=12)
+    first = smaps.parse_smaps((one * 2).encode())
+    again = smaps.parse_smaps((one * 2).encode())
+    assert first.fields["Rss"] == again.fields["Rss"] == [12 * 1024] * 2
+    assert first.fields["Anonymous"] == [12 * 1024] * 2
+    # Rss and Pss print the same number: the Pss column is Pss's own lines.
+    swapped = one.replace(f"Pss:{12:>20} kB", f"Pss:{8:>20} kB")
+    assert swapped != one
+    t = smaps.parse_smaps((one + swapped).encode())
+    assert t.fields["Pss"] == [12 * 1024, 8 * 1024] and t.fields["Rss"] == [12 * 1024] * 2
+    bad = one.replace(f"Rss:{12:>20} kB", f"Rss:{'1x2':>20} kB")
+    assert bad != one
+    with pytest.raises(smaps.SmapsError):
+        smaps.parse_smaps((one + bad).encode())
+    wrong = one.replace(f"Swap:{0:>19} kB", f"Pss:{0:>20} kB")
+    assert wrong != one
+    t = smaps.parse_smaps((one + wrong).encode())
+    assert t.fields["Swap"] == [0, None]

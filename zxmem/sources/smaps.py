@@ -19,8 +19,9 @@ Format (``Documentation/filesystems/proc.rst`` §1.1, ``fs/proc/task_mmu.c``
 How the smaps parse stays fast: every VMA of one kernel prints the same keys
 in the same order, so the file is a sequence of equal-sized blocks of lines.
 Splitting a chunk into lines and slicing every n-th line gives one column
-(``lines[k::stride]``), which is then joined and split once and converted
-with ``map(int, ...)`` — no per-line Python code for the value lines.  The
+(``lines[k::stride]``), whose lines are looked up whole in a per-key dict of
+byte counts (``Swap:  0 kB`` recurs in every process; a new line is split
+and converted once) — no per-line Python code for the value lines.  The
 layout is checked (every block starts with an address, every key column holds
 one key); a chunk that does not fit falls back to a line-by-line parse.
 :class:`SmapsStream` takes the file in pieces, so memory stays bounded by the
@@ -33,7 +34,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import itemgetter, mul
+from operator import itemgetter
 
 from zxmem.runtime import CACHE_LIMIT
 
@@ -136,6 +137,10 @@ def _dev(raw: bytes) -> int:
 _PERMS = _Cache(lambda raw: raw.decode("ascii", "replace"))
 _DEVS = _Cache(_dev)
 _PATHS = _Cache(decode_path)
+# Offsets and inodes repeat (0 for every anonymous mapping, one inode per
+# library): a dict lookup is cheaper than int().
+_OFFSETS = _Cache(lambda raw: int(raw, 16))
+_INODES = _Cache(int)
 _FLAGS = _Cache(lambda raw: raw.partition(b":")[2].decode("ascii", "replace").strip())
 
 
@@ -200,8 +205,8 @@ def parse_headers(headers: list[bytes]) -> VmaTable:
         t.ends = bounds[1::2]
         if len(t.starts) != len(headers) or len(t.ends) != len(headers):
             raise ValueError("address range")
-        t.offsets = list(map(int, offsets, repeat(16)))
-        t.inodes = list(map(int, inodes))
+        t.offsets = list(map(_OFFSETS.__getitem__, offsets))
+        t.inodes = list(map(_INODES.__getitem__, inodes))
     except ValueError as exc:
         raise SmapsError(f"bad maps header ({exc})") from None
     t.perms = list(map(_PERMS.__getitem__, perms))
@@ -254,6 +259,38 @@ def _parse_smaps_lines(lines: list[bytes], keys: tuple[str, ...]) -> VmaTable:
     return _slow(lines, keys)
 
 
+class _ValueLines(dict):
+    """Byte counts of one key's ``Key:   N kB`` lines, by the whole line.
+
+    The same lines recur across VMAs and processes (``Swap:  0 kB``), so a
+    dict lookup per line replaces splitting it and converting the number.
+    A line that is not ``Key: N unit`` raises ValueError (and is not kept).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.key = name.encode() + b":"
+
+    def __missing__(self, line: bytes) -> int:
+        tokens = line.split()
+        if len(tokens) != 3 or tokens[0] != self.key:
+            raise ValueError(f"bad {self.key!r} line")
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
+        value = self[line] = int(tokens[1]) * KIB
+        return value
+
+
+_VALUE_LINES: dict[str, _ValueLines] = {}
+
+
+def _value_lines(name: str) -> _ValueLines:
+    got = _VALUE_LINES.get(name)
+    if got is None:
+        got = _VALUE_LINES[name] = _ValueLines(name)
+    return got
+
+
 def _columns(lines: list[bytes], stride: int, keys: tuple[str, ...]) -> VmaTable | None:
     """The fast path: equal-sized blocks.  None if the layout does not fit."""
     block = lines[:stride]
@@ -276,11 +313,8 @@ def _columns(lines: list[bytes], stride: int, keys: tuple[str, ...]) -> VmaTable
         at = position.get(name.encode())
         if at is None:
             continue
-        tokens = b" ".join(lines[at::stride]).split()
-        if len(tokens) != 3 * n or tokens[0::3].count(name.encode() + b":") != n:
-            return None
         try:
-            t.fields[name] = list(map(mul, map(int, tokens[1::3]), repeat(KIB)))
+            t.fields[name] = list(map(_value_lines(name).__getitem__, lines[at::stride]))
         except ValueError:
             return None
     if flags_at is not None:
