@@ -80,6 +80,7 @@ unknown columns.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import signal
@@ -516,17 +517,14 @@ def _process_text(
         texts = []
         refs = []
         get = vmo_texts.get
-        all_vmos = snapshot.vmos
         for i, r in enumerate(p.vmo_refs):
             koid = r.vmo_koid
-            vmo = all_vmos.get(koid)
-            if not _sized(vmo):
-                vmo_texts.setdefault(koid, "")  # written, in linux.unsized_vmos
-                unsized.append(_unsized_entry(i, r, snapshot))
-                continue
-            t = get(koid)
-            if t is None:
-                t = vmo_texts[koid] = _vmo_text(koid, vmo)
+            t = get(koid)  # "": unsized (only _vmo_slow_text stores "")
+            if not t:
+                t = _vmo_slow_text(koid, snapshot, vmo_texts)
+                if not t:
+                    unsized.append(_unsized_entry(i, r, snapshot))
+                    continue
             texts.append(t)
             refs.append(r)
         if texts:
@@ -544,6 +542,16 @@ def _process_text(
     parts.append(", ")
     parts.append(_encode(tail)[1:])
     return "".join(parts)
+
+
+def _vmo_slow_text(koid: int, snapshot: Snapshot, vmo_texts: dict[int, str]) -> str:
+    """The text of VMO ``koid`` on its first reference, stored in
+    ``vmo_texts``; "" (also stored: written, in linux.unsized_vmos) when
+    it is not :func:`_sized`, which depends on the VMO alone."""
+    vmo = snapshot.vmos.get(koid)
+    t = _vmo_text(koid, vmo) if _sized(vmo) else ""
+    vmo_texts[koid] = t
+    return t
 
 
 def _vmo_text(koid: int, vmo: Vmo | None) -> str:
@@ -789,7 +797,7 @@ def write_memgraph(
         _write_lines(_unit_texts(units[:cut], snapshot, threads, vmos, handles, vmo_texts),
                      out.write)
         if helper is not None:
-            if helper.copy_to(out.write):
+            if helper.copy_to(out):
                 for unit in units[cut:]:
                     if not isinstance(unit, dict) and unit.vmo_refs:
                         vmo_texts.update(dict.fromkeys(map(_REF_KOID, unit.vmo_refs), ""))
@@ -859,17 +867,37 @@ class _HalfWriter:
                 os._exit(code)
         return cls(pid, fd)
 
-    def copy_to(self, write: Callable[[str], Any]) -> bool:
-        """Wait for the helper; write what it wrote, or False if it failed
-        (then nothing is written)."""
+    def copy_to(self, out: TextIO) -> bool:
+        """Wait for the helper; write what it wrote to ``out``, or False if
+        it failed (then nothing is written).  Into a file written as UTF-8
+        the bytes are copied by the kernel (``sendfile``), not decoded here
+        and encoded again; the text is the same."""
         _, status = os.waitpid(self.pid, 0)
         self.status = status
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             return False
-        os.lseek(self.fd, 0, os.SEEK_SET)
+        offset = 0
+        dest = _utf8_fd(out)
+        if dest is not None:
+            out.flush()
+            size = os.fstat(self.fd).st_size
+            try:
+                while offset < size:
+                    sent = os.sendfile(dest, self.fd, offset, size - offset)
+                    if sent <= 0:
+                        break
+                    offset += sent
+            except BrokenPipeError:
+                raise
+            except OSError:
+                pass  # the rest as text: out's own write reports a lasting error
+            if offset >= size:
+                return True
+        # The text is ASCII (ensure_ascii): a byte offset is a character's.
+        os.lseek(self.fd, offset, os.SEEK_SET)
         with open(self.fd, encoding="utf-8", closefd=False) as text:
             while chunk := text.read(_FLUSH):
-                write(chunk)
+                out.write(chunk)
         return True
 
     def close(self) -> None:
@@ -882,6 +910,23 @@ class _HalfWriter:
             os.waitpid(self.pid, 0)
             self.status = -1
         os.close(self.fd)
+
+
+def _utf8_fd(out: TextIO) -> int | None:
+    """The descriptor under ``out`` when ``out`` writes its text there as
+    UTF-8 with newlines unchanged (standard output on a POSIX system, also
+    through zxmem's SafeWriter: the JSON text, ASCII with every control
+    character escaped, is what it passes unchanged), else None."""
+    if not hasattr(os, "sendfile") or os.linesep != "\n":
+        return None
+    try:
+        encoding = getattr(out, "encoding", None)
+        if not isinstance(encoding, str) or codecs.lookup(encoding).name != "utf-8":
+            return None
+        fd = out.fileno()
+    except (AttributeError, LookupError, OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) else None
 
 
 def dumps(snapshot: Snapshot, **options: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -456,6 +457,43 @@ def test_a_forked_helper_writes_the_same_text(monkeypatch):
     memgraph.write_memgraph(snap, buf, fork=True)
     assert buf.getvalue() == memgraph.dumps(snap)
     assert started[-1] is not None and os.WEXITSTATUS(started[-1].status) == 3
+
+
+def test_a_forked_helpers_text_copied_into_a_file_is_the_same(monkeypatch, tmp_path):
+    # Into a UTF-8 file (also through the CLI's SafeWriter and GuardedStream)
+    # the helper's bytes are copied by sendfile; when sendfile fails part-way
+    # the rest is copied as text from where it stopped.  The file holds
+    # exactly dumps()'s text either way.
+    if not hasattr(os, "fork") or not hasattr(os, "memfd_create") or not hasattr(os, "sendfile"):
+        pytest.skip("no fork, memfd or sendfile here: one process writes everything")
+    from zxmem.outfile import GuardedStream
+    from zxmem.textsafe import SafeWriter
+
+    snap = sample_snapshot()
+    monkeypatch.setattr(memgraph, "_FORK_MIN_ROWS", 0)
+    want = memgraph.dumps(snap)
+    real_sendfile = os.sendfile
+    calls = []
+
+    def sendfile_once(out_fd, in_fd, offset, count):
+        calls.append(offset)
+        if len(calls) > 1:
+            raise OSError(errno.EINVAL, "refused")
+        return real_sendfile(out_fd, in_fd, offset, min(count, 7))
+
+    for name, fake in (("whole", None), ("part", sendfile_once)):
+        if fake is not None:
+            monkeypatch.setattr(os, "sendfile", fake)
+        path = tmp_path / f"{name}.json"
+        with open(path, "w", encoding="utf-8") as f:
+            out = SafeWriter(GuardedStream(f))
+            assert memgraph._utf8_fd(out) == f.fileno()
+            memgraph.write_memgraph(snap, out, fork=True)  # type: ignore[arg-type]
+        assert path.read_text(encoding="utf-8") == want, name
+    assert calls == [0, 7]  # 7 bytes sent, then the rest as text
+    with open(tmp_path / "latin.txt", "w", encoding="latin-1") as f:
+        assert memgraph._utf8_fd(f) is None  # not UTF-8: written as text
+    assert memgraph._utf8_fd(io.StringIO()) is None
 
 
 def test_the_command_line_ends_without_freeing_the_snapshot(tmp_path):
