@@ -139,10 +139,9 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
     without ``-v``, a Fuchsia capture without mappings), or a process whose
     maps were denied when the snapshot was taken.
     """
-    # A store's sample is read with this process's objects (vmos) or
-    # mappings (vmaps) only.
-    only = (pid,)
-    snapshot = common.from_snapshot(args, env, objects_of=only,
+    # A store's sample is read with this process's objects only (and, for
+    # vmaps, its mappings).
+    snapshot = common.from_snapshot(args, env, objects_of=(pid,),
                                     mappings=(pid,) if need == "mappings" else False)
     process = common.from_process(args, snapshot, pid)
     if process.kernel_thread:
@@ -152,11 +151,9 @@ def saved_process(args: argparse.Namespace, env, pid: int, need: str):
                          "it has no address space")
     if getattr(process, need) is not None:
         return snapshot, process
-    stored = _from_store(args.from_file)
-    if only is not None and stored:
-        # Why it has none depends on the other processes: read them all.
-        snapshot = common.from_snapshot(args, env)
-    raise _lacking(args, snapshot, pid, need, stored)
+    # A store's sample says why from its tier and its provenance, which a
+    # read of one process holds whole: nothing more to read.
+    raise _lacking(args, snapshot, pid, need, _from_store(args.from_file))
 
 
 def _lacking(args: argparse.Namespace, snapshot, pid: int, need: str,
