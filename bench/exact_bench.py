@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds (7)")
     ap.add_argument("--tolerance", type=float, default=0.005,
                     help="allowed relative PSS difference (0.005)")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help=ps_bench.NO_BYTECODE_CACHE_HELP)
     args = ap.parse_args(argv)
 
     zxmem = ps_bench.prepare('not root: --exact needs root; it would only measure the fallback')
     if zxmem is None:
         return 2
+    pyc = ps_bench.bytecode_setting(not args.no_bytecode_cache)
     tool_list = tools(zxmem)
     ok = True
     wl = None
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         ps_bench.stop_workload(wl)
+        if pyc:
+            shutil.rmtree(pyc, ignore_errors=True)
 
     print()
     print(f"With {len(pids)} workload processes ({nprocs} processes in all):")

@@ -55,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                     help='comma-separated zxmem command lines to time too, e.g. "k vmos hidden"')
     ap.add_argument("--baseline", metavar="DIR",
                     help="also time memgraph -vt of the zxmem package in DIR (before/after)")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help=ps_bench.NO_BYTECODE_CACHE_HELP)
     args = ap.parse_args(argv)
 
     zxmem = ps_bench.prepare("note: not root; other users' processes are unreadable to every tool")
     if zxmem is None:
         return 2
     print(f"zxmem: {zxmem}")
+    pyc = ps_bench.bytecode_setting(not args.no_bytecode_cache)
 
     sh = shutil.which("sh") or "/bin/sh"
     tools = [
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         ps_bench.stop_workload(wl)
+        if pyc:
+            shutil.rmtree(pyc, ignore_errors=True)
 
     print()
     print("\n".join(ps_bench.report(tools, "floor")))

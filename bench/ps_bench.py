@@ -390,6 +390,21 @@ def bytecode_cache() -> str | None:
     return prefix
 
 
+def bytecode_setting(cache: bool) -> str | None:
+    """:func:`bytecode_cache` when ``cache``, saying which setting the timed
+    commands run with.  Returns the directory to remove, if any."""
+    if cache:
+        pyc = bytecode_cache()
+        print(f"bytecode: cached under {pyc} (PYTHONPYCACHEPREFIX) for the timed commands")
+        return pyc
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("bytecode: PYTHONDONTWRITEBYTECODE is set; uncached modules compile on every run")
+    return None
+
+
+NO_BYTECODE_CACHE_HELP = "run Python tools with this environment's bytecode settings as they are"
+
+
 def install_signal_handlers() -> None:
     """SIGTERM and Ctrl-C raise KeyboardInterrupt, so workloads are cleaned up."""
 
@@ -434,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", metavar="NAMES",
                     help="comma-separated tools to leave out: floor2, psutil, ps_mem, smem")
     ap.add_argument("--no-bytecode-cache", action="store_true",
-                    help="run Python tools with this environment's bytecode settings as they are")
+                    help=NO_BYTECODE_CACHE_HELP)
     args = ap.parse_args(argv)
     install_signal_handlers()
 
@@ -445,12 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: not root; other users' processes are unreadable to every tool")
     for fact in machine_facts():
         print(fact)
-    pyc = None
-    if not args.no_bytecode_cache:
-        pyc = bytecode_cache()
-        print(f"bytecode: cached under {pyc} (PYTHONPYCACHEPREFIX) for the timed commands")
-    elif os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        print("bytecode: PYTHONDONTWRITEBYTECODE is set; uncached modules compile on every run")
+    pyc = bytecode_setting(not args.no_bytecode_cache)
     zxmem = _which("zxmem")
     print(f"zxmem: {zxmem or 'MISSING (pip install -e .)'}")
     tool_list = tools(zxmem)
