@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain, groupby, repeat
-from operator import add, and_, attrgetter, itemgetter, rshift
+from operator import add, and_, attrgetter, itemgetter, rshift, sub
 from types import MappingProxyType
 
 from zxmem.model import (
@@ -33,6 +33,15 @@ from zxmem.model import (
     VmoRef,
 )
 from zxmem.record import from_columns, replace
+from zxmem.store.blobs import (
+    BIAS,
+    REFS_MAGIC,
+    BlobError,
+    decode_layout,
+    kinds_table,
+    ref_rows,
+    refs_parts,
+)
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, read_span, span_of
 from zxmem.store.writer import (
     CGROUP_MAPS,
@@ -46,7 +55,6 @@ from zxmem.store.writer import (
     read_strings,
     s64_,
     u64,
-    unpack,
 )
 from zxmem.tasktree import canonical_jobs
 
@@ -338,7 +346,7 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
     koid."""
     cols = "ent, " + ", ".join(VERSIONED["vmos"])
     kept = _valid(conn, "vmos", cols, n, span)
-    layouts = {ent: unpack(blob)
+    layouts = {ent: decode_layout(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
     anon = _valid(conn, "anon_vmos", cols, n, span)
@@ -362,8 +370,18 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
 _PLAIN_TAIL = b',["MAPPING"],[],null'
 _TAIL = re.compile(rb',(\[[^\[\]]*\],\[[^\[\]]*\],(?:null|-?\d+))(,1)?\]')
 _Kind = tuple[tuple[str, ...], tuple[str, ...], object]  # via, rights, fd
-_KIND_SHIFT = 64
-_KOID_MASK = (1 << _KIND_SHIFT) - 1
+# A key (RefDecoder.keys): kind 0's is its koid; kind k's is
+# ``k << 66 | koid + 2**64``.  Each kind's keys keep to their own range for
+# every koid from -2**64 to 2**65 (what a damaged relative koid can come to).
+_KIND_SHIFT = 66
+_KIND_1 = 1 << _KIND_SHIFT  # the least key of kind 1
+_KOID_MASK = _KIND_1 - 1
+_KOID_BIAS = 1 << 64
+
+
+def _kind_add(kind: int) -> int:
+    """What kind ``kind`` adds to a koid to make its key."""
+    return (kind << _KIND_SHIFT) + _KOID_BIAS if kind else 0
 
 
 class RefDecoder:
@@ -382,6 +400,7 @@ class RefDecoder:
         self.kinds: list[_Kind] = [(("MAPPING",), (), None)]
         self.kind_ids: dict[_Kind, int] = {self.kinds[0]: 0}
         self.by_text: dict[bytes, int] = {}
+        self.tables: dict[bytes, list[int]] = {}  # kinds table text -> kind ids
 
     def decode(self, blobs: Mapping[int, bytes], bases: Mapping[int, int]
                ) -> dict[int, tuple[VmoRef, ...]]:
@@ -393,27 +412,39 @@ class RefDecoder:
         return {ent: tuple(map(get, k)) for ent, k in keys.items()}
 
     def build(self, keys: set[int]) -> dict[int, VmoRef]:
-        """A VmoRef for each key (:meth:`keys`)."""
-        ks = list(keys)
-        if not ks:
+        """A VmoRef for each key (:meth:`keys`).  Those of kind 0 (reached
+        through a mapping alone: most) are their koids, and take their
+        other fields from one value each."""
+        if not keys:
             return {}
-        kinds = list(map(rshift, ks, repeat(_KIND_SHIFT)))
-        via, rights, fd = ([k[i] for k in self.kinds] for i in range(3))
-        koids = list(map(and_, ks, repeat(_KOID_MASK)))
-        refs = from_columns(VmoRef, len(ks), koids, list(map(via.__getitem__, kinds)),
-                            list(map(rights.__getitem__, kinds)), list(map(fd.__getitem__, kinds)))
-        return dict(zip(ks, refs, strict=True))
+        plain = list(filter(_KIND_1.__gt__, keys))
+        n = len(plain)
+        via, rights, fd = self.kinds[0]
+        made = dict(zip(plain, from_columns(VmoRef, n, plain, repeat(via, n), repeat(rights, n),
+                                            repeat(fd, n)), strict=True))
+        ks = list(filter(_KIND_1.__le__, keys))
+        if ks:
+            kinds = list(map(rshift, ks, repeat(_KIND_SHIFT)))
+            vias, rightss, fds = ([k[i] for k in self.kinds] for i in range(3))
+            koids = list(map(sub, map(and_, ks, repeat(_KOID_MASK)), repeat(_KOID_BIAS)))
+            made.update(zip(ks, from_columns(
+                VmoRef, len(ks), koids, list(map(vias.__getitem__, kinds)),
+                list(map(rightss.__getitem__, kinds)), list(map(fds.__getitem__, kinds))),
+                strict=True))
+        return made
 
     def keys(self, blob: bytes, base: int) -> list[int]:
         """The key of each reference of a blob, in order: its koid and its
-        kind (an index in ``kinds``) in one number, ``kind << 64 | koid``
-        (a number is cheaper to make, hash and free than a pair).  The kind
-        goes above the koid's 64 bits, not below: ``koid << 32 | kind``
-        hashed alike in its low bits (Python hashes an int modulo 2**61 - 1)
-        for every koid, and sets and dicts of them probed at length.  A
-        koid is a u64: one past that range (a damaged blob) would read as
-        another kind."""
+        kind (an index in ``kinds``) in one number (a number is cheaper to
+        make, hash and free than a pair): the koid itself for kind 0 (a
+        mapping alone: most references), else ``kind << 66 | koid + 2**64``
+        (:func:`_kind_add`).  The kind goes above the koid's bits, not
+        below: ``koid << 32 | kind`` hashed alike in its low bits (Python
+        hashes an int modulo 2**61 - 1) for every koid, and sets and dicts
+        of them probed at length."""
         text = zlib.decompress(blob)
+        if text[:1] == REFS_MAGIC:
+            return self._keys_binary(text, base)
         flat = self._flat(text)
         if flat is None:
             return self._keys_json(text, base)
@@ -422,8 +453,23 @@ class RefDecoder:
             raise ValueError("a vmo_refs blob has a row without its kind")
         # What each code adds to the koid written: its kind, shifted, and the
         # base when the koid is relative (an odd code).
-        adds = {code: (code >> 1 << _KIND_SHIFT) + (code & 1) * base for code in set(codes)}
+        adds = {code: _kind_add(code >> 1) + (code & 1) * base for code in set(codes)}
         return list(map(add, koids, map(adds.__getitem__, codes)))
+
+    def _keys_binary(self, raw: bytes, base: int) -> list[int]:
+        """:meth:`keys` of a blob of the binary spelling
+        (:mod:`zxmem.store.blobs`): two maps in C.  Processes share most
+        kinds tables (``[[["MAPPING"],[],null]]``): each is read once."""
+        koids, codes, table = refs_parts(raw)
+        ids = self.tables.get(table)
+        if ids is None:
+            ids = self.tables[table] = [self._kind(k) for k in kinds_table(table)]
+        rel = base - BIAS
+        adds = [_kind_add(k) + rel * odd for k in ids for odd in (0, 1)]
+        try:
+            return list(map(add, koids, map(adds.__getitem__, codes)))
+        except IndexError:
+            raise BlobError("a references blob names a kind its table does not hold") from None
 
     def _flat(self, text: bytes) -> list | None:
         """``[koid, code, koid, code...]`` of a blob spelt as the writer
@@ -481,7 +527,7 @@ class RefDecoder:
 
     def _keys_json(self, text: bytes, base: int) -> list[int]:
         return [(r[0] + base if len(r) > 4 else r[0])
-                + (self._kind((tuple(r[1]), tuple(r[2]), r[3])) << _KIND_SHIFT)
+                + _kind_add(self._kind((tuple(r[1]), tuple(r[2]), r[3])))
                 for r in json.loads(text)]
 
 
@@ -495,13 +541,13 @@ def objects_reached(conn: sqlite3.Connection, n: int, span: int, ents: list[int]
     refs: dict[int, bytes] = dict(conn.execute(
         f"SELECT ent, refs FROM vmo_refs WHERE {_where('vmo_refs', n, span)} "
         f"AND ent IN ({listed})").fetchall()) if ents else {}
-    layouts = {ent: unpack(blob)
+    layouts = {ent: decode_layout(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
     need: set[int] = set()
     for ent, blob in refs.items():
         base = bases.get(ent, 0)
-        need.update(r[0] + base if len(r) > 4 else r[0] for r in unpack(blob))
+        need.update(r[0] + base if len(r) > 4 else r[0] for r in ref_rows(blob))
     # Objects kept by koid (files, shared memory, objects no one owns).
     vmo_rows = []
     koids = sorted(need)
@@ -598,7 +644,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
             f"AND (last IS NULL OR last >= ?1){only}", (n, lo))}
         if not docs:
             return snapshot
-        bases = {ent: unpack(layout)[0] for ent, layout in conn.execute(
+        bases = {ent: decode_layout(layout)[0] for ent, layout in conn.execute(
             "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
             f"AND (last IS NULL OR last >= ?1){only}", (n, n - span_of("vmo_base", span)))}
         s = _Strings(conn)

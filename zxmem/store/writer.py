@@ -20,6 +20,7 @@ from dataclasses import fields
 
 from zxmem.model import INODE_KOID_BASE, CgroupMemory, KernelStats, Provenance, Snapshot
 from zxmem.store import maps, schema
+from zxmem.store.blobs import encode_layout, encode_refs
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED
 
 TOTALS = 0
@@ -105,9 +106,21 @@ def unpack(blob: bytes):
     return json.loads(zlib.decompress(blob))
 
 
+def pack_refs(refs, base: int | None) -> bytes:
+    """A process's references as the writer stores them
+    (:func:`zxmem.store.blobs.encode_refs`): sequence koids relative to
+    ``base``, the process's own base (None: it owns no object)."""
+    return encode_refs(
+        (r.vmo_koid - base, True, (r.via, r.handle_rights, r.fd))
+        if base is not None and r.vmo_koid < INODE_KOID_BASE else
+        (r.vmo_koid, False, (r.via, r.handle_rights, r.fd)) for r in refs)
+
+
 def refs_blob(refs, base: int | None) -> bytes:
-    """A process's references; sequence koids as offsets from ``base``
-    (``[koid, via, rights, fd]`` absolute, ``[offset, via, rights, fd, 1]``)."""
+    """A process's references in the spelling of store schema 4 and before
+    (zlib-compressed JSON, which readers still read); sequence koids as
+    offsets from ``base`` (``[koid, via, rights, fd]`` absolute,
+    ``[offset, via, rights, fd, 1]``)."""
     rows = []
     for r in refs:
         k = r.vmo_koid
@@ -379,11 +392,11 @@ class Writer:
                     anon[key] = values
                     keyed.append((key, k - base))
             keyed.sort()
-            layouts[ent] = (pack([base, [offset for _key, offset in keyed]]),)
+            layouts[ent] = (encode_layout(base, [offset for _key, offset in keyed]),)
         for koid, v in snap.vmos.items():
             if koid not in owner:
                 vmos[s64_(koid)] = row(v)
-        refs = {ents[p.koid]: (refs_blob(p.vmo_refs, bases.get(ents[p.koid])),)
+        refs = {ents[p.koid]: (pack_refs(p.vmo_refs, bases.get(ents[p.koid])),)
                 for p in snap.processes if p.vmo_refs is not None}
         return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", layouts),
                 ("vmo_refs", refs)] + self._mappings(snap, ents, owner, bases)

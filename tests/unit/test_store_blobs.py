@@ -1,0 +1,251 @@
+"""The binary references and layout blobs (zxmem.store.blobs, store schema 5):
+round trips on random input, the migration of a schema-4 store, and damaged
+blobs read as one clear error."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import struct
+import zlib
+from dataclasses import replace
+
+import pytest
+from test_store import T0, made_up
+
+from zxmem.model import INODE_KOID_BASE, Process, VmoRef
+from zxmem.store import blobs
+from zxmem.store.reader import RefDecoder, read_sample, stored_form
+from zxmem.store.schema import VERSION, open_store
+from zxmem.store.writer import OBJECTS, TOTALS, Writer, pack, pack_refs, refs_blob
+
+HOSTILE = ("HANDLE", "MAPPING", "", "\x1b[2J", 'a"b\\c', "\u202e\n", "\udcff", "é" * 40)
+U64 = 1 << 64
+
+
+def random_refs(rng: random.Random, base: int | None, n: int, kinds: int = 6
+                ) -> tuple[VmoRef, ...]:
+    """``n`` references of ``kinds`` kinds: koids of files (huge ones too),
+    sequence koids about the base (below it as well: another process's),
+    the plain kind most often; hostile via and rights texts, fds of any
+    size or none."""
+    table = [(("MAPPING",), (), None)] + [
+        (tuple(rng.sample(HOSTILE, rng.randrange(0, 3))),
+         tuple(rng.sample(HOSTILE, rng.randrange(0, 3))),
+         rng.choice([None, 0, 1, -1, 2**31 - 1, rng.randrange(1 << 40)]))
+        for _ in range(kinds - 1)]
+    out = []
+    for _ in range(n):
+        roll = rng.random()
+        if roll < 0.3:
+            koid = rng.choice([INODE_KOID_BASE, U64 - 1, 1 << 63, rng.randrange(INODE_KOID_BASE,
+                                                                                U64)])
+        elif base is not None:
+            koid = max(0, base + rng.randrange(-5000, 5000))
+        else:
+            koid = rng.randrange(INODE_KOID_BASE)
+        via, rights, fd = table[0] if rng.random() < 0.7 else rng.choice(table)
+        out.append(VmoRef(koid, via, rights, fd))
+    return tuple(out)
+
+
+def decoded(blob: bytes, base: int | None) -> tuple[VmoRef, ...]:
+    return RefDecoder().decode({1: blob}, {} if base is None else {1: base})[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_references_round_trip(seed):
+    rng = random.Random(seed)
+    base = rng.choice([None, 0, 7, INODE_KOID_BASE - 1, rng.randrange(INODE_KOID_BASE)])
+    refs = random_refs(rng, base, rng.choice([0, 1, 2, 50, 2000]), rng.choice([1, 3, 200]))
+    blob = pack_refs(refs, base)
+    assert blob == pack_refs(refs, base)  # the same references, the same bytes
+    assert decoded(blob, base) == refs
+    # The same as the schema-4 spelling of them reads back.
+    assert decoded(refs_blob(refs, base), base) == refs
+    assert blobs.ref_rows(blob) == json.loads(zlib.decompress(refs_blob(refs, base)))
+
+
+def test_codes_widen_with_the_number_of_kinds():
+    # One kind per descriptor: 300 kinds take 2-byte codes, 40,000 4-byte ones.
+    for n, width in ((60, 1), (300, 2), (40_000, 4)):
+        refs = tuple(VmoRef(INODE_KOID_BASE + i, ("HANDLE",), ("READ",), i) for i in range(n))
+        raw = zlib.decompress(pack_refs(refs, None))
+        assert raw[1] == width
+        assert decoded(pack_refs(refs, None), None) == refs
+
+
+def test_an_empty_reference_list_round_trips():
+    assert decoded(pack_refs((), None), None) == ()
+    assert decoded(pack_refs((), 5), 5) == ()
+    assert blobs.absolute_refs(pack_refs((), 5)) == []
+
+
+def test_absolute_references_of_either_spelling():
+    rng = random.Random(9)
+    refs = random_refs(rng, 1000, 300)
+    want = [(r.vmo_koid, r.via) for r in refs if r.vmo_koid >= INODE_KOID_BASE]
+    got = blobs.absolute_refs(pack_refs(refs, 1000))
+    assert [(k, tuple(v)) for k, v in got] == want
+    old = blobs.absolute_refs(refs_blob(refs, 1000))
+    assert [(k, tuple(v)) for k, v in old] == want
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_layouts_round_trip(seed):
+    rng = random.Random(seed)
+    base = rng.choice([0, 1, INODE_KOID_BASE - 1, U64 - 1])
+    offsets = [rng.randrange(1 << rng.choice([4, 32, 40])) for _ in range(rng.randrange(300))]
+    blob = blobs.encode_layout(base, offsets)
+    assert blobs.decode_layout(blob) == (base, offsets)
+    assert blobs.decode_layout(pack([base, offsets])) == (base, offsets)
+    assert blobs.layout_from_json(pack([base, offsets])) == blob
+
+
+def test_what_a_blob_cannot_hold_is_refused():
+    with pytest.raises(blobs.BlobError):
+        blobs.encode_refs([(U64, False, (("MAPPING",), (), None))])
+    with pytest.raises(blobs.BlobError):
+        blobs.encode_refs([(-1, False, (("MAPPING",), (), None))])
+    with pytest.raises(blobs.BlobError):
+        blobs.encode_layout(-1, [])
+    assert blobs.layout_from_json(pack([1, [-2]])) is None
+    assert blobs.layout_from_json(pack({"no": 1})) is None
+
+
+def _refs_raw(kinds: bytes, koids: list[int], codes: list[int], width: int = 1) -> bytes:
+    code = {1: "B", 2: "H", 4: "I"}[width]
+    return (struct.pack("<cBII", b"R", width, len(koids), len(kinds)) + kinds
+            + struct.pack(f"<{len(koids)}Q", *koids) + struct.pack(f"<{len(codes)}{code}", *codes))
+
+
+PLAIN = b'[[["MAPPING"],[],null]]'
+DAMAGED = {
+    "not deflated": b"not deflated",
+    "cut short": zlib.compress(b"R\x01"),
+    "too long": zlib.compress(_refs_raw(PLAIN, [1], [0]) + b"\x00"),
+    "bad width": zlib.compress(_refs_raw(PLAIN, [1], [0])[:1] + b"\x03"
+                               + _refs_raw(PLAIN, [1], [0])[2:]),
+    "kind past the table": zlib.compress(_refs_raw(PLAIN, [1, 2], [0, 2])),
+    "kinds not JSON": zlib.compress(_refs_raw(b"[[", [1], [0])),
+    "kind not a triple": zlib.compress(_refs_raw(b'[["MAPPING"]]', [1], [0])),
+    "via not texts": zlib.compress(_refs_raw(b"[[[1],[],null]]", [1], [0])),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED))
+def test_a_damaged_references_blob_is_an_error(damage):
+    with pytest.raises((ValueError, zlib.error)):
+        RefDecoder().decode({1: DAMAGED[damage]}, {1: 5})
+
+
+def test_a_damaged_layout_blob_is_an_error():
+    for blob in (zlib.compress(b"L\x04"), zlib.compress(struct.pack("<cBQI", b"L", 4, 1, 2)),
+                 zlib.compress(struct.pack("<cBQI", b"L", 3, 1, 0)), pack([1, ["x"]])):
+        with pytest.raises(ValueError):
+            blobs.decode_layout(blob)
+
+
+@pytest.mark.parametrize("damage", ["kind past the table", "cut short", "kinds not JSON"])
+def test_a_damaged_blob_in_a_store_is_one_line(tmp_path, cli, damage):
+    path = str(tmp_path / "h.db")
+    conn = open_store(path, create=True)
+    Writer(conn).write(made_up(), OBJECTS, T0)
+    conn.execute("UPDATE vmo_refs SET refs = ? WHERE rowid = 1", (DAMAGED[damage],))
+    conn.close()
+    for argv in (["digest", "--from", path], ["vmos", "--from", path, "2"]):
+        r = cli(argv)
+        assert r.status == 1 and r.stdout == "", argv
+        assert r.stderr.startswith(f"zxmem: {path}: cannot read the store: "), r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------
+# Schema 4 -> 5
+
+
+def _as_schema_4(path: str, damaged_rowid: int | None = None) -> None:
+    """Respell the blobs as schema 4 wrote them (JSON) and say schema 4."""
+    c = sqlite3.connect(path, isolation_level=None)
+    for rowid, blob in c.execute("SELECT rowid, refs FROM vmo_refs").fetchall():
+        rows = blobs.ref_rows(blob)
+        c.execute("UPDATE vmo_refs SET refs = ? WHERE rowid = ?", (pack(rows), rowid))
+    for rowid, blob in c.execute("SELECT rowid, layout FROM vmo_base").fetchall():
+        base, offsets = blobs.decode_layout(blob)
+        c.execute("UPDATE vmo_base SET layout = ? WHERE rowid = ?",
+                  (pack([base, offsets]), rowid))
+    if damaged_rowid is not None:
+        c.execute("UPDATE vmo_refs SET refs = ? WHERE rowid = ?",
+                  (zlib.compress(b'[[1,"MAPPING"]]'), damaged_rowid))
+    c.execute("PRAGMA user_version=4")
+    c.close()
+
+
+def _snapshots() -> list:
+    """Objects samples of processes with many references (huge koids, koids
+    relative to the base, hostile kinds), one that exits, one with none."""
+    rng = random.Random(4)
+    snap = made_up()
+    procs = list(snap.processes)
+    vmos = dict(snap.vmos)
+    for i in range(3):
+        base = 100 + 1000 * i
+        refs = random_refs(rng, base, 80)
+        procs.append(Process(50 + i, f"p{i}\x1b[2J", 5, start_time_ticks=i, vmo_refs=refs))
+        for r in refs:
+            vmos.setdefault(r.vmo_koid, replace(snap.vmos[3], koid=r.vmo_koid))
+    first = replace(snap, processes=tuple(procs), vmos=vmos)
+    second = replace(first, processes=tuple(p for p in procs if p.koid != 51))
+    return [(first, OBJECTS), (first, TOTALS), (second, OBJECTS)]
+
+
+def test_a_schema_4_store_is_migrated_and_every_sample_reads_back(tmp_path, cli):
+    path = str(tmp_path / "h.db")
+    conn = open_store(path, create=True)
+    w = Writer(conn)
+    tiers = _snapshots()
+    for i, (s, tier) in enumerate(tiers):
+        w.write(s, tier, T0 + i)
+    binary = conn.execute("SELECT rowid, refs FROM vmo_refs ORDER BY rowid").fetchall()
+    layouts = conn.execute("SELECT rowid, layout FROM vmo_base ORDER BY rowid").fetchall()
+    conn.close()
+    _as_schema_4(path)
+    r = cli(["history", "--store", path])
+    assert r.status == 0, r.stderr
+    c = sqlite3.connect(path)
+    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 5
+    # Every blob in the binary spelling, byte for byte what the writer writes.
+    assert c.execute("SELECT rowid, refs FROM vmo_refs ORDER BY rowid").fetchall() == binary
+    assert c.execute("SELECT rowid, layout FROM vmo_base ORDER BY rowid").fetchall() == layouts
+    for n, (s, tier) in enumerate(tiers, 1):
+        assert read_sample(c, n) == stored_form(s, tier)
+    c.close()
+    # A writer goes on: the same sample again adds no references or layout rows.
+    conn = open_store(path, create=True)
+    before = conn.execute("SELECT (SELECT count(*) FROM vmo_refs), "
+                          "(SELECT count(*) FROM vmo_base)").fetchone()
+    n = Writer(conn).write(tiers[-1][0], OBJECTS, T0 + 9)
+    assert conn.execute("SELECT (SELECT count(*) FROM vmo_refs), "
+                        "(SELECT count(*) FROM vmo_base)").fetchone() == before
+    assert read_sample(conn, n) == stored_form(tiers[-1][0], OBJECTS)
+    conn.close()
+
+
+def test_a_damaged_schema_4_blob_is_left_and_read_as_an_error(tmp_path, cli):
+    path = str(tmp_path / "h.db")
+    conn = open_store(path, create=True)
+    Writer(conn).write(made_up(), OBJECTS, T0)
+    Writer(conn).write(made_up(), TOTALS, T0 + 1)
+    conn.close()
+    _as_schema_4(path, damaged_rowid=1)
+    r = cli(["ps", "--from", path + "@2"])  # migrates; a totals sample reads no blob
+    assert r.status == 0, r.stderr
+    c = sqlite3.connect(path)
+    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    assert zlib.decompress(c.execute("SELECT refs FROM vmo_refs WHERE rowid = 1"
+                                     ).fetchone()[0])[:1] == b"["
+    c.close()
+    r = cli(["digest", "--from", path + "@1"])
+    assert r.status == 1 and r.stderr.startswith(f"zxmem: {path}@1: cannot read the store: ")
+    assert r.stderr.count("\n") == 1
