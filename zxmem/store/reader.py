@@ -12,10 +12,11 @@ import json
 import re
 import sqlite3
 import zlib
+from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import chain, groupby, repeat
+from itertools import chain, repeat
 from operator import add, and_, attrgetter, itemgetter, rshift, sub
 from types import MappingProxyType
 
@@ -349,19 +350,63 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
     layouts = {ent: decode_layout(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
-    anon = _valid(conn, "anon_vmos", cols, n, span)
-    anon.sort(key=itemgetter(0))
+    ents, anon = _anon_columns(conn, n, span)
     koids = [_u64(r[0]) for r in kept]
     # An owner's objects in key order take the layout's offsets in turn.
-    for owner, group in groupby(map(rshift, map(itemgetter(0), anon), repeat(OWNER_SHIFT))):
-        count = len(list(group))
+    owners = list(map(rshift, ents, repeat(OWNER_SHIFT)))
+    i = 0
+    while i < len(owners):
+        owner = owners[i]
+        end = bisect_right(owners, owner, i)
         base, offsets = layouts[owner]
-        if count > len(offsets):
-            raise ValueError(f"process entity {owner} owns {count} anonymous objects and "
+        if end - i > len(offsets):
+            raise ValueError(f"process entity {owner} owns {end - i} anonymous objects and "
                              f"its layout has {len(offsets)}")
-        koids += map(add, offsets[:count], repeat(base))
-    columns = list(zip(*kept, *anon, strict=True))[1:] or [()] * len(VERSIONED["vmos"])
-    return koids, columns, bases
+        koids += map(add, offsets[:end - i], repeat(base))
+        i = end
+    if not kept:
+        return koids, anon, bases
+    columns = list(zip(*kept, strict=True))[1:]
+    return koids, [list(k) + list(a) for k, a in zip(columns, anon, strict=True)], bases
+
+
+# What most anonymous objects hold in the columns of ``vmos`` past
+# ``committed`` but ``swap`` (a live collection's per-mapping objects hold
+# nothing else there): each row says only whether it does.  (INTEGER
+# affinity stores a whole REAL as an integer, so ``= 0`` is exact.)
+_ANON_SHAPE = {"children": 0, "mappings": 1, "shares": 1, "dev": None, "inode": None,
+               "path": None}
+_ANON_COLS = ("ent, name, kind, size, committed, parent, swap, CASE WHEN "
+              + " AND ".join(f"{c} = {v}" if v is not None else f"{c} IS NULL"
+                             for c, v in _ANON_SHAPE.items())
+              + " THEN NULL ELSE rowid END")
+
+
+def _anon_columns(conn: sqlite3.Connection, n: int, span: int
+                  ) -> tuple[Sequence[int], list[Sequence]]:
+    """The entities of the anonymous objects valid at ``n`` in key order,
+    and their value columns of ``vmos``.  The shape columns
+    (:data:`_ANON_SHAPE`) are read only for the rows that do not hold the
+    usual values: a value read costs as much as building the object."""
+    rows = _valid(conn, "anon_vmos", _ANON_COLS, n, span)
+    if not rows:
+        return [], [[] for _ in VERSIONED["vmos"]]
+    rows.sort(key=itemgetter(0))
+    ents, name, kind, size, committed, parent, swap, odd = zip(*rows, strict=True)
+    count = len(ents)
+    shape = {c: [v] * count for c, v in _ANON_SHAPE.items()}
+    others = list(filter(None, odd))
+    if others:
+        at = {rowid: i for i, rowid in enumerate(odd) if rowid is not None}
+        names = tuple(_ANON_SHAPE)
+        for start in range(0, len(others), 500):
+            listed = ",".join(str(int(r)) for r in others[start:start + 500])
+            for rowid, *values in conn.execute(f"SELECT rowid, {', '.join(names)} "
+                                               f"FROM anon_vmos WHERE rowid IN ({listed})"):
+                for c, v in zip(names, values, strict=True):
+                    shape[c][at[rowid]] = v
+    return ents, [name, kind, size, committed, parent, shape["children"], shape["mappings"],
+                  shape["shares"], shape["dev"], shape["inode"], shape["path"], swap]
 
 
 # How the writer spells a reference reached through a mapping alone (most
