@@ -397,7 +397,10 @@ def _anon_columns(conn: sqlite3.Connection, n: int, span: int
     shape = {c: [v] * count for c, v in _ANON_SHAPE.items()}
     others = list(filter(None, odd))
     if others:
-        at = {rowid: i for i, rowid in enumerate(odd) if rowid is not None}
+        at = {}  # rowid -> its row (found in C, each after the one before)
+        i = 0
+        for rowid in others:
+            i = at[rowid] = odd.index(rowid, i)
         names = tuple(_ANON_SHAPE)
         for start in range(0, len(others), 500):
             listed = ",".join(str(int(r)) for r in others[start:start + 500])
