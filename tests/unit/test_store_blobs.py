@@ -297,3 +297,51 @@ def test_anonymous_objects_of_every_shape_read_back(tmp_path):
                                                               if p.koid != 60)), OBJECTS)
     assert second.vmos == big.vmos
     conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Mappings of processes alike (a workload's forks)
+
+
+def test_processes_with_equal_mapping_blobs_each_read_their_own(tmp_path):
+    """Forks map the same files and each its own anonymous objects: their
+    blobs are equal (owned koids are relative to each one's base), read
+    once, and each process gets its own koids back; mappings of files
+    alone are the same for every such process (one shared tuple)."""
+    from zxmem.model import Mapping, Vmo, inode_koid
+    from zxmem.regions import find_regions
+
+    snap = made_up()
+    lib = inode_koid(2049, 77)
+    vmos = dict(snap.vmos)
+    vmos[lib] = Vmo(lib, "libx.so", "file", 1 << 20, 8192, dev=2049, inode=77,
+                    path="/usr/lib/libx.so\x1b[2J", num_mappings=8, share_count=8)
+    files = (Mapping(0x400000, 0x401000, "r-xp", 0, 2049, 77, "/usr/lib/libx.so\x1b[2J", lib,
+                     rss_bytes=4096, pss_bytes=1024, private_bytes=0, shared_bytes=4096,
+                     vm_flags="rd ex"),)
+    procs = list(snap.processes)
+    for i in range(6):
+        own = 5000 + 10 * i
+        anon = tuple(Mapping(0x600000 + 0x2000 * j, 0x601000 + 0x2000 * j, "rw-p", 0, 0, 0,
+                             "", own + j, rss_bytes=4096 * j, pss_bytes=4096 * j,
+                             private_bytes=4096 * j, shared_bytes=0,
+                             anonymous_bytes=4096 * j, swap_bytes=None)
+                     for j in range(3)) if i < 4 else ()
+        for m in anon:
+            vmos[m.vmo_koid] = Vmo(m.vmo_koid, "[anon]", "anon", 4096, m.rss_bytes,
+                                   num_mappings=1, share_count=1)
+        maps = files + anon
+        procs.append(Process(70 + i, f"fork{i}", 5, start_time_ticks=i, mappings=maps,
+                             regions=find_regions(maps),
+                             vmo_refs=tuple(VmoRef(m.vmo_koid, ("MAPPING",)) for m in maps)))
+    forks = replace(snap, processes=tuple(procs), vmos=vmos)
+    conn = open_store(str(tmp_path / "h.db"), create=True)
+    Writer(conn).write(forks, OBJECTS, T0)
+    blobs_of = [b for (b,) in conn.execute("SELECT maps FROM mappings ORDER BY ent")]
+    assert len(set(blobs_of)) < len(blobs_of)  # the forks' blobs are equal
+    back = read_sample(conn, 1, mappings=True)
+    assert back == stored_form(forks, OBJECTS, mappings=True)
+    got = [back.process(70 + i).mappings for i in range(6)]
+    assert [m.vmo_koid for m in got[1]] == [lib, 5010, 5011, 5012]
+    assert got[4] is got[5] and got[4] == files
+    conn.close()

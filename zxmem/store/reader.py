@@ -674,8 +674,7 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
     row = conn.execute("SELECT tier FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None or row[0] != OBJECTS or not snapshot.processes:
         return snapshot
-    from zxmem.regions import find_regions
-    from zxmem.store.maps import BlobError, decode, entry, layout_key, parse, string_ids
+    from zxmem.store.maps import BlobError, entry, parse, string_ids
 
     span = read_span(conn)
     wanted = [p for p in snapshot.processes if pids is None or p.koid in pids]
@@ -687,11 +686,13 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
         f" AND ent IN ({','.join(str(int(e)) for e in ents.values())})"
     lo = n - span_of("mappings", span)
     try:
-        docs = {ent: parse(blob) for ent, blob in conn.execute(
+        blobs = dict(conn.execute(
             "SELECT ent, maps FROM mappings WHERE first > ?2 AND first <= ?1 "
-            f"AND (last IS NULL OR last >= ?1){only}", (n, lo))}
-        if not docs:
+            f"AND (last IS NULL OR last >= ?1){only}", (n, lo)))
+        if not blobs:
             return snapshot
+        # Processes a workload forks have equal blobs: each is parsed once.
+        docs = {blob: parse(blob) for blob in set(blobs.values())}
         bases = {ent: decode_layout(layout)[0] for ent, layout in conn.execute(
             "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
             f"AND (last IS NULL OR last >= ?1){only}", (n, n - span_of("vmo_base", span)))}
@@ -705,24 +706,43 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
                 e = entries[i] = entry(s.text(i))
             return e
 
-        out = []
-        regions: dict[tuple, tuple[Region, ...]] = {}  # layout -> its regions
-        for p in snapshot.processes:
-            ent = ents.get((p.koid, p.start_time_ticks))
-            doc = docs.get(ent) if ent is not None else None
-            if doc is None:
-                out.append(p)
-                continue
-            maps = decode(doc, bases.get(ent), entry_of)
-            key = layout_key(doc)
-            found = regions.get(key)
-            if found is None:
-                found = regions[key] = find_regions(maps)
-            out.append(replace(p, mappings=maps, regions=found))
+        out = _with_maps(snapshot.processes, ents, blobs, docs, bases, entry_of)
     except (BlobError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise StoreError(f"{name}@{n}: cannot read the mappings: "
                          f"{exc if isinstance(exc, BlobError) else repr(exc)}") from None
     return replace(snapshot, processes=tuple(out))
+
+
+def _with_maps(processes: Sequence[Process], ents: Mapping[tuple[int, int | None], int],
+               blobs: Mapping[int, bytes], docs: Mapping[bytes, list],
+               bases: Mapping[int, int], entry_of) -> list[Process]:
+    """Each process with the mappings of its blob (``blobs``: by entity,
+    ``docs``: each blob parsed) and their regions; a process without a
+    blob as it is.  A blob is prepared once (:func:`zxmem.store.maps.
+    prepare`) and built for each process's base; its regions are found
+    once per layout."""
+    from zxmem.regions import find_regions
+    from zxmem.store.maps import build, layout_key, prepare
+
+    out = []
+    prepared: dict[bytes, tuple] = {}  # blob -> (its columns, its layout key)
+    regions: dict[tuple, tuple[Region, ...]] = {}  # layout -> its regions
+    for p in processes:
+        ent = ents.get((p.koid, p.start_time_ticks))
+        if ent is None or ent not in blobs:
+            out.append(p)
+            continue
+        blob = blobs[ent]
+        prep = prepared.get(blob)
+        if prep is None:
+            doc = docs[blob]
+            prep = prepared[blob] = (prepare(doc, entry_of), layout_key(doc))
+        maps = build(prep[0], bases.get(ent))
+        found = regions.get(prep[1])
+        if found is None:
+            found = regions[prep[1]] = find_regions(maps)
+        out.append(replace(p, mappings=maps, regions=found))
+    return out
 
 
 def _entities(conn: sqlite3.Connection, boot: str | None,
