@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import accumulate, repeat
+from itertools import accumulate, compress, filterfalse, repeat
 from math import gcd
 from operator import add, attrgetter, mul, sub
 
@@ -243,7 +244,7 @@ class Prepared:
     a workload forks have blobs alike: one is prepared once and built for
     each process's base (:func:`build`)."""
 
-    __slots__ = ("n", "columns", "koids", "relative", "built")
+    __slots__ = ("n", "columns", "koids", "relative", "shared", "owned")
 
     def __init__(self, n: int, columns: list[Sequence], koids: list[int],
                  relative: list[int] | None) -> None:
@@ -251,7 +252,10 @@ class Prepared:
         self.columns = columns  # the fields before vmo_koid, then those after it
         self.koids = koids
         self.relative = relative  # 1 for a relative koid, 0 else; None: no relative koid
-        self.built: tuple[Mapping, ...] | None = None  # without relative koids: built once
+        # The mappings whose koid is not relative, built once (None at the
+        # others); the others' positions and columns (:func:`build`).
+        self.shared: Sequence[Mapping | None] | None = None
+        self.owned: tuple[list[int], list[Sequence], list[int]] | None = None
 
 
 _KOID_AT = _FIELDS.index("vmo_koid")
@@ -297,25 +301,48 @@ def prepare(doc: list, entry: Callable[[int], tuple]) -> Prepared:
 def build(prep: Prepared, base: int | None) -> tuple[Mapping, ...]:
     """The mappings of a prepared blob for a process whose first owned
     koid is ``base`` (records made from the columns,
-    :func:`zxmem.record.from_columns`).  Mappings with no relative koid are
-    the same for every process: built once, and shared (immutable)."""
-    if prep.built is not None:
-        return prep.built
+    :func:`zxmem.record.from_columns`).  A mapping whose koid is not
+    relative is the same for every process of the blob: built once, and
+    shared (records are immutable); the others are built for each."""
     if prep.n == 0:
         return ()
-    rel = prep.relative
-    if rel is None:
-        koids = prep.koids
-    elif base is None:
+    if prep.shared is None:
+        _share(prep)
+    shared = prep.shared or ()
+    if prep.owned is None:
+        return shared  # type: ignore[return-value]  # a tuple, every mapping built
+    if base is None:
         raise BlobError("a mappings blob has koids relative to a base the sample "
                         "does not hold")
-    else:
-        koids = list(map(add, prep.koids, map(mul, rel, repeat(base))))
-    cols = prep.columns
-    out = tuple(from_columns(Mapping, prep.n, *cols[:_KOID_AT], koids, *cols[_KOID_AT:]))
+    at, cols, koids = prep.owned
+    built = from_columns(Mapping, len(at), *cols[:_KOID_AT], list(map(add, koids, repeat(base))),
+                         *cols[_KOID_AT:])
+    if len(at) == prep.n:
+        return tuple(built)
+    out = list(shared)
+    deque(map(out.__setitem__, at, built), 0)
+    return tuple(out)  # type: ignore[arg-type]  # no None left
+
+
+def _share(prep: Prepared) -> None:
+    """Build the mappings of ``prep`` whose koid is not relative, and keep
+    the positions, columns and koids (from 0) of the others."""
+    cols, n, rel = prep.columns, prep.n, prep.relative
     if rel is None:
-        prep.built = out
-    return out
+        prep.shared = tuple(from_columns(Mapping, n, *cols[:_KOID_AT], prep.koids,
+                                         *cols[_KOID_AT:]))
+        return
+    at = list(compress(range(n), rel))
+    rest = list(filterfalse(rel.__getitem__, range(n)))
+    shared: list[Mapping | None] = [None] * n
+    if rest:
+        pick = [list(map(c.__getitem__, rest)) for c in cols]
+        built = from_columns(Mapping, len(rest), *pick[:_KOID_AT],
+                             list(map(prep.koids.__getitem__, rest)), *pick[_KOID_AT:])
+        deque(map(shared.__setitem__, rest, built), 0)
+    prep.shared = shared
+    prep.owned = (at, [list(map(c.__getitem__, at)) for c in cols],
+                  list(map(prep.koids.__getitem__, at)))
 
 
 def _scaled(column: list | int | None, divisor: int, n: int) -> list:
