@@ -345,6 +345,6 @@ def test_processes_with_equal_mapping_blobs_each_read_their_own(tmp_path):
     assert [m.vmo_koid for m in got[1]] == [lib, 5010, 5011, 5012]
     assert got[4] is got[5] and got[4] == files
     # A fork's mapping of a file is one record for all of them; its own are its own.
-    assert got[0][0] is got[1][0] is got[4][0]
+    assert got[0][0] is got[1][0] is got[3][0] and got[0][0] == got[4][0]
     assert [m.vmo_koid for m in got[3][1:]] == [5030, 5031, 5032]
     conn.close()
