@@ -350,7 +350,7 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
     layouts = {ent: decode_layout(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
-    ents, anon = _anon_columns(conn, n, span)
+    ents, columns = _anon_columns(conn, n, span, kept)
     koids = [_u64(r[0]) for r in kept]
     # An owner's objects in key order take the layout's offsets in turn.
     owners = list(map(rshift, ents, repeat(OWNER_SHIFT)))
@@ -364,10 +364,7 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
                              f"its layout has {len(offsets)}")
         koids += map(add, offsets[:end - i], repeat(base))
         i = end
-    if not kept:
-        return koids, anon, bases
-    columns = list(zip(*kept, strict=True))[1:]
-    return koids, [list(k) + list(a) for k, a in zip(columns, anon, strict=True)], bases
+    return koids, columns, bases
 
 
 # What most anonymous objects hold in the columns of ``vmos`` past
@@ -382,23 +379,27 @@ _ANON_COLS = ("ent, name, kind, size, committed, parent, swap, CASE WHEN "
               + " THEN NULL ELSE rowid END")
 
 
-def _anon_columns(conn: sqlite3.Connection, n: int, span: int
+def _anon_columns(conn: sqlite3.Connection, n: int, span: int, kept: list[tuple]
                   ) -> tuple[Sequence[int], list[Sequence]]:
     """The entities of the anonymous objects valid at ``n`` in key order,
-    and their value columns of ``vmos``.  The shape columns
-    (:data:`_ANON_SHAPE`) are read only for the rows that do not hold the
-    usual values: a value read costs as much as building the object."""
+    and the value columns of ``vmos`` of the rows ``kept`` (of ``vmos``:
+    entity, then those columns), then of those objects.  The shape columns
+    (:data:`_ANON_SHAPE`) of anonymous objects are read only for the rows
+    that do not hold the usual values: a value read costs as much as
+    building the object."""
     rows = _valid(conn, "anon_vmos", _ANON_COLS, n, span)
-    if not rows:
-        return [], [[] for _ in VERSIONED["vmos"]]
     rows.sort(key=itemgetter(0))
-    ents, name, kind, size, committed, parent, swap, odd = zip(*rows, strict=True)
-    count = len(ents)
-    shape = {c: [v] * count for c, v in _ANON_SHAPE.items()}
+    # The kept rows as anonymous ones (their shape columns apart).
+    head = [r[:6] + r[12:] + (None,) for r in kept]
+    cols = list(zip(*head, *rows, strict=True)) or [() for _ in range(8)]
+    ents, name, kind, size, committed, parent, swap, odd = cols
+    count = len(rows)
+    shape = {c: [r[i] for r in kept] + [v] * count
+             for i, (c, v) in enumerate(_ANON_SHAPE.items(), 6)}
     others = list(filter(None, odd))
     if others:
         at = {}  # rowid -> its row (found in C, each after the one before)
-        i = 0
+        i = len(kept)
         for rowid in others:
             i = at[rowid] = odd.index(rowid, i)
         names = tuple(_ANON_SHAPE)
@@ -408,8 +409,9 @@ def _anon_columns(conn: sqlite3.Connection, n: int, span: int
                                                f"FROM anon_vmos WHERE rowid IN ({listed})"):
                 for c, v in zip(names, values, strict=True):
                     shape[c][at[rowid]] = v
-    return ents, [name, kind, size, committed, parent, shape["children"], shape["mappings"],
-                  shape["shares"], shape["dev"], shape["inode"], shape["path"], swap]
+    return ents[len(kept):], [name, kind, size, committed, parent, shape["children"],
+                              shape["mappings"], shape["shares"], shape["dev"],
+                              shape["inode"], shape["path"], swap]
 
 
 # How the writer spells a reference reached through a mapping alone (most
