@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import zlib
 from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from zxmem.store.blobs import (
     REFS_MAGIC,
     BlobError,
     decode_layout,
+    inflate,
     kinds_table,
     ref_rows,
     refs_parts,
@@ -246,12 +246,16 @@ class _Totals:
     def processes(self, s: _Strings, refs: Mapping[int, tuple[VmoRef, ...]]
                   ) -> tuple[Process, ...]:
         out = []
+        cmdlines: dict[int, tuple[str, ...]] = {}  # forks share theirs: parsed once
         for ent, name_id, job, ppid, uid, cmd, kthread in self.info:
             pid, start = self.proc_keys[ent]
             m = self.mem[ent]
+            cmdline = None if cmd is None else cmdlines.get(cmd)
+            if cmdline is None and cmd is not None:
+                cmdline = cmdlines[cmd] = tuple(json.loads(s.text(cmd)))
             out.append(Process(
                 koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
-                cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
+                cmdline=cmdline,
                 state=m[11], kernel_thread=bool(kthread),
                 memory=MemoryCounts(*m[1:11]) if m[0] else None, num_threads=m[12],
                 vm_pte_bytes=m[13], start_time_ticks=start, vmo_refs=refs.get(ent)))
@@ -492,7 +496,7 @@ class RefDecoder:
         below: ``koid << 32 | kind`` hashed alike in its low bits (Python
         hashes an int modulo 2**61 - 1) for every koid, and sets and dicts
         of them probed at length."""
-        text = zlib.decompress(blob)
+        text = inflate(blob)
         if text[:1] == REFS_MAGIC:
             return self._keys_binary(text, base)
         flat = self._flat(text)
