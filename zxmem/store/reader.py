@@ -164,10 +164,10 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
         # Hundreds of thousands of acyclic objects: the cycle collector's
         # passes over them free nothing.
         with paused_gc(settle=True):
-            snap = _read_sample(conn, n, name, objects, objects_of)
+            snap, bases = _read_sample(conn, n, name, objects, objects_of)
             if mappings is not False:
                 snap = with_mappings(conn, n, snap, None if mappings is True else mappings,
-                                     name)
+                                     name, bases=bases)
             return snap
     finally:
         if own:
@@ -175,7 +175,9 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
 
 
 def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
-                 objects_of: Collection[int] | None) -> Snapshot:
+                 objects_of: Collection[int] | None
+                 ) -> tuple[Snapshot, dict[int, int] | None]:
+    """Sample ``n``, and each owner's base koid when its objects were read."""
     row = conn.execute("SELECT timestamp, capture_ns, tier, prov, has_kernel, extra "
                        "FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None:
@@ -200,7 +202,7 @@ def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
                     jobs=canonical_jobs(t.jobs(s)), processes=t.processes(s, objs.refs),
                     kernel=t.kernel(s) if has_kernel else None,
                     vmos=MappingProxyType(objs.vmos(s)), hidden_vmo_koids=hidden,
-                    vmo_holders=MappingProxyType(holders))
+                    vmo_holders=MappingProxyType(holders)), objs.bases
 
 
 def _provenance(text: str, timestamp: str | None, capture_ns: int | None) -> Provenance:
@@ -297,6 +299,7 @@ class _Objects:
         self.koids: list[int] = []
         self.columns: Sequence[Sequence] = [()] * len(VERSIONED["vmos"])
         self.refs: dict[int, tuple[VmoRef, ...]] = {}
+        self.bases: dict[int, int] | None = None  # owner -> base koid, once read
 
     def read(self, conn: sqlite3.Connection, n: int, span: int,
              proc_keys: Mapping[int, tuple[int, int | None]],
@@ -312,6 +315,7 @@ class _Objects:
             self.koids, self.columns, bases = object_columns(conn, n, span)
             blobs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
         self.refs = RefDecoder().decode(blobs, bases)
+        self.bases = bases
 
     def string_ids(self) -> Iterable[int | None]:
         c = self.columns
@@ -672,11 +676,13 @@ def _cgroup(values: dict[int, object] | None, s: _Strings) -> CgroupMemory | Non
 
 
 def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
-                  pids: Collection[int] | None = None, name: str = "store") -> Snapshot:
+                  pids: Collection[int] | None = None, name: str = "store", *,
+                  bases: Mapping[int, int] | None = None) -> Snapshot:
     """``snapshot`` (sample ``n``) with the mappings sample ``n`` holds of
     each process (``pids``: of these only) and the regions found in them;
     a process without a row keeps ``mappings`` None (a totals sample holds
-    none; an objects sample none of a process whose maps were not read)."""
+    none; an objects sample none of a process whose maps were not read).
+    ``bases``: every owner's base koid at ``n``, when already read."""
     row = conn.execute("SELECT tier FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None or row[0] != OBJECTS or not snapshot.processes:
         return snapshot
@@ -699,9 +705,11 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
             return snapshot
         # Processes a workload forks have equal blobs: each is parsed once.
         docs = {blob: parse(blob) for blob in set(blobs.values())}
-        bases = {ent: decode_layout(layout)[0] for ent, layout in conn.execute(
-            "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
-            f"AND (last IS NULL OR last >= ?1){only}", (n, n - span_of("vmo_base", span)))}
+        if bases is None:
+            bases = {ent: decode_layout(layout)[0] for ent, layout in conn.execute(
+                "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
+                f"AND (last IS NULL OR last >= ?1){only}",
+                (n, n - span_of("vmo_base", span)))}
         s = _Strings(conn)
         s.fill(i for doc in docs.values() for i in string_ids(doc))
         entries: dict[int, tuple] = {}  # processes share most entries: parsed once
