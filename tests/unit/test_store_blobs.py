@@ -161,6 +161,22 @@ def test_a_damaged_blob_in_a_store_is_one_line(tmp_path, cli, damage):
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
+def test_a_damaged_layout_in_a_store_is_one_line(tmp_path, cli):
+    path = str(tmp_path / "h.db")
+    conn = open_store(path, create=True)
+    Writer(conn).write(made_up(), OBJECTS, T0)
+    assert conn.execute("SELECT count(*) FROM vmo_base").fetchone()[0] >= 1
+    conn.execute("UPDATE vmo_base SET layout = ?",
+                 (zlib.compress(struct.pack("<cBQI", b"L", 4, 1, 9)),))
+    conn.close()
+    for argv in (["digest", "--from", path], ["vmos", "--from", path, "2"],
+                 ["memgraph", "-v", "--from", path]):
+        r = cli(argv)
+        assert r.status == 1 and r.stdout == "", argv
+        assert r.stderr.startswith(f"zxmem: {path}"), r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
 # ---------------------------------------------------------------------------
 # Schema 4 -> 5
 
