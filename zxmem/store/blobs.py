@@ -196,8 +196,14 @@ def refs_from_rows(rows: list) -> bytes:
         if not (isinstance(r, list) and len(r) in (4, 5) and type(r[0]) is int
                 and (len(r) == 4 or r[4] == 1)):
             raise BlobError("a references row is not [koid, via, rights, fd(, 1)]")
-        out.append((r[0], len(r) == 5, _kind(r[1:4])))
+        # Most are reached through a mapping alone: that kind is not rebuilt.
+        kind = _PLAIN if r[1:4] == _PLAIN_ROW else _kind(r[1:4])
+        out.append((r[0], len(r) == 5, kind))
     return encode_refs(out)
+
+
+_PLAIN: Kind = (("MAPPING",), (), None)
+_PLAIN_ROW = [["MAPPING"], [], None]
 
 
 # -- layouts ------------------------------------------------------------------
