@@ -38,7 +38,9 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import repeat
+from operator import add, mul
 from typing import Any
 
 REFS_MAGIC = b"R"
@@ -94,21 +96,31 @@ def _width(largest: int, widths: Iterable[int]) -> int:
 def encode_refs(rows: Iterable[tuple[int, bool, Kind]]) -> bytes:
     """The blob of references given as (koid, relative, kind) rows, koid
     already relative to the base (``koid - base``) when ``relative``."""
-    kinds: dict[Kind, int] = {}
-    koids: list[int] = []
-    codes: list[int] = []
-    for koid, relative, kind in rows:
-        k = kinds.setdefault(kind, len(kinds))
-        value = koid + BIAS if relative else koid
-        if not 0 <= value < _U64:
-            raise BlobError(f"a reference's koid {koid} is out of range")
-        koids.append(value)
-        codes.append(2 * k + relative)
-    table = json.dumps([[list(v), list(r), fd] for v, r, fd in kinds],
+    values: list[int] = []
+    relative: list[int] = []
+    kinds: list[Kind] = []
+    for koid, rel, kind in rows:
+        values.append(koid + BIAS if rel else koid)
+        relative.append(1 if rel else 0)
+        kinds.append(kind)
+    return encode_columns(values, relative, kinds)
+
+
+def encode_columns(values: list[int], relative: Sequence[int], kinds: list[Kind]) -> bytes:
+    """The blob of references given as columns: each koid as written
+    (a relative one ``koid - base + BIAS``), whether it is relative (1 or
+    0, or a bool) and its kind.  Every step is a ``map`` in C."""
+    if values and not (min(values) >= 0 and max(values) < _U64):
+        raise BlobError("a reference's koid is out of range")
+    ids: dict[Kind, int] = dict.fromkeys(kinds, 0)  # in order of first use
+    for i, kind in enumerate(ids):
+        ids[kind] = i
+    codes = list(map(add, map(mul, map(ids.__getitem__, kinds), repeat(2)), relative))
+    table = json.dumps([[list(v), list(r), fd] for v, r, fd in ids],
                        separators=(",", ":")).encode()
     width = _width(max(codes, default=0), (1, 2, 4))
-    head = _REFS_HEAD.pack(REFS_MAGIC, width, len(koids), len(table))
-    return zlib.compress(head + table + _packed(koids, 8) + _packed(codes, width), 6)
+    head = _REFS_HEAD.pack(REFS_MAGIC, width, len(values), len(table))
+    return zlib.compress(head + table + _packed(values, 8) + _packed(codes, width), 6)
 
 
 def refs_parts(raw: bytes) -> tuple[list[int], list[int], bytes]:

@@ -17,10 +17,12 @@ import sqlite3
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
+from itertools import repeat
+from operator import add, attrgetter, mul
 
 from zxmem.model import INODE_KOID_BASE, CgroupMemory, KernelStats, Provenance, Snapshot
 from zxmem.store import maps, schema
-from zxmem.store.blobs import encode_layout, encode_refs
+from zxmem.store.blobs import BIAS, encode_columns, encode_layout
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED
 
 TOTALS = 0
@@ -110,10 +112,17 @@ def pack_refs(refs, base: int | None) -> bytes:
     """A process's references as the writer stores them
     (:func:`zxmem.store.blobs.encode_refs`): sequence koids relative to
     ``base``, the process's own base (None: it owns no object)."""
-    return encode_refs(
-        (r.vmo_koid - base, True, (r.via, r.handle_rights, r.fd))
-        if base is not None and r.vmo_koid < INODE_KOID_BASE else
-        (r.vmo_koid, False, (r.via, r.handle_rights, r.fd)) for r in refs)
+    koids = list(map(_VMO_KOID, refs))
+    kinds = list(map(_REF_KIND, refs))
+    if base is None:
+        return encode_columns(koids, [0] * len(koids), kinds)
+    relative = list(map(INODE_KOID_BASE.__gt__, koids))
+    return encode_columns(list(map(add, koids, map(mul, relative, repeat(BIAS - base)))),
+                          relative, kinds)
+
+
+_VMO_KOID = attrgetter("vmo_koid")
+_REF_KIND = attrgetter("via", "handle_rights", "fd")
 
 
 def refs_blob(refs, base: int | None) -> bytes:
