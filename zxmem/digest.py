@@ -55,11 +55,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import filterfalse
 from operator import attrgetter
 from typing import Any
 
 from zxmem.errors import ZxmemError
 from zxmem.model import Process, Snapshot
+from zxmem.record import Record, from_columns
 
 UNDIGESTED = "Undigested"
 KERNEL = "Kernel"
@@ -227,9 +229,10 @@ def default_linux_buckets() -> tuple[BucketSpec, ...]:
 # The digest
 
 
-@dataclass(frozen=True)
-class Assigned:
-    """One VMO in a bucket, and the process through which it was assigned."""
+class Assigned(Record):
+    """One VMO in a bucket, and the process through which it was assigned
+    (a record, not a dataclass: a whole machine's digest makes tens of
+    thousands, built from columns)."""
 
     vmo_koid: int
     process_koid: int
@@ -297,6 +300,7 @@ def _refs(process: Process) -> list[int]:
 
 
 _KOID = attrgetter("vmo_koid")
+_VMO_KOID = _KOID
 
 
 def kernel_bytes(snapshot: Snapshot) -> int | None:
@@ -310,69 +314,67 @@ def kernel_bytes(snapshot: Snapshot) -> int | None:
     return sum(known) if len(known) == len(parts) else None
 
 
-def _assign(snapshot: Snapshot, specs: Sequence[BucketSpec], sizes: dict[str, int],
-            members: dict[str, list[Assigned]], assigned: set[int], unknown: set[int]) -> None:
+def _assign(snapshot: Snapshot, specs: Sequence[BucketSpec], proc_refs: list[list[int]],
+            sizes: dict[str, int], members: dict[str, list[Assigned]], assigned: set[int],
+            unknown: set[int]) -> None:
     """Each VMO to the first bucket that accepts it and a process referencing
-    it (``sizes``, ``members`` and ``assigned`` filled); VMOs of unknown size
-    are added to ``unknown``."""
-    vmos = snapshot.vmos
+    it (``sizes``, ``members`` and ``assigned`` filled; ``proc_refs``: each
+    process's :func:`_refs`); VMOs of unknown size are added to
+    ``unknown``."""
+    get_vmo = snapshot.vmos.get
     # Which buckets' VMO patterns accept a (name, kind): computed once per
-    # distinct pair, so the loop below is a set lookup per VMO.
+    # distinct pair, so the loop below is a dict lookup per VMO.
     vmo_match: dict[tuple[str, str | None, int], tuple[int, ...]] = {}
     by_koid = any(s.koids is not None for s in specs)
-
-    for p in snapshot.processes:
-        refs = _refs(p)
+    # bucket name -> (vmo koids, process koids, committed bytes), in order
+    found: dict[str, tuple[list[int], list[int], list[int]]] = {n: ([], [], []) for n in sizes}
+    for p, refs in zip(snapshot.processes, proc_refs, strict=True):
         if not refs:
             continue
         eligible = [i for i, s in enumerate(specs) if s.matches_process(p.name)]
         if not eligible:
             continue
-        first: dict[tuple[int, ...], int | None] = {}  # accepting -> bucket, for p
-        for koid in refs:
-            if koid in assigned:
-                continue
-            vmo = vmos.get(koid)
+        first: dict[tuple[int, ...], tuple[list[int], list[int], list[int]] | None] = {}
+        for koid in filterfalse(assigned.__contains__, refs):
+            vmo = get_vmo(koid)
             if vmo is None:
                 continue
             committed = vmo.committed_bytes
-            if committed is None:
-                if vmo.kind != "phys":  # device memory: no RAM, not unknown
+            if not committed:  # 0: nothing to assign; None: unknown
+                if committed is None and vmo.kind != "phys":  # device memory: no RAM
                     unknown.add(koid)
-                continue
-            if committed == 0:
                 continue
             key = (vmo.name, vmo.kind, koid if by_koid else 0)
             accepting = vmo_match.get(key)
             if accepting is None:
-                accepting = tuple(
+                accepting = vmo_match[key] = tuple(
                     i for i, s in enumerate(specs) if s.matches_vmo(vmo.name, vmo.kind)
-                    and (s.koids is None or koid in s.koids)
-                )
-                vmo_match[key] = accepting
+                    and (s.koids is None or koid in s.koids))
             if accepting in first:
-                chosen = first[accepting]
+                into = first[accepting]
             else:
-                chosen = first[accepting] = _first_common(eligible, accepting)
-            if chosen is None:
+                chosen = _first_common(eligible, accepting)
+                into = first[accepting] = None if chosen is None else found[specs[chosen].name]
+            if into is None:
                 continue
-            name = specs[chosen].name
-            sizes[name] += committed
-            members[name].append(Assigned(koid, p.koid, committed))
+            into[0].append(koid)
+            into[1].append(p.koid)
+            into[2].append(committed)
             assigned.add(koid)
+    for name, (koids, pkoids, committed_bytes) in found.items():
+        sizes[name] += sum(committed_bytes)
+        members[name] += from_columns(Assigned, len(koids), koids, pkoids, committed_bytes)
 
 
-def _undigested_pools(snapshot: Snapshot, assigned: set[int], unknown: set[int]
-                      ) -> tuple[list[Pool], dict[int, str]]:
+def _undigested_pools(snapshot: Snapshot, proc_refs: list[list[int]], assigned: set[int],
+                      unknown: set[int]) -> tuple[list[Pool], dict[int, str]]:
     """The VMOs no bucket took, by sharing pool (every process that references
     the VMO), larger pools first; and the names of the pools' processes.
     VMOs of unknown size are added to ``unknown``."""
     vmos = snapshot.vmos
     sharers: dict[int, list[Process]] = {}
-    for p in snapshot.processes:
-        for koid in _refs(p):
-            if koid in assigned:
-                continue
+    for p, refs in zip(snapshot.processes, proc_refs, strict=True):
+        for koid in filterfalse(assigned.__contains__, refs):
             vmo = vmos.get(koid)
             if vmo is None:
                 continue
@@ -408,9 +410,10 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
     members: dict[str, list[Assigned]] = {n: [] for n in names}
     assigned: set[int] = set()
     unknown: set[int] = set()
-    _assign(snapshot, specs, sizes, members, assigned, unknown)
+    proc_refs = [_refs(p) for p in snapshot.processes]
+    _assign(snapshot, specs, proc_refs, sizes, members, assigned, unknown)
 
-    pool_list, pool_names = _undigested_pools(snapshot, assigned, unknown)
+    pool_list, pool_names = _undigested_pools(snapshot, proc_refs, assigned, unknown)
     undigested = sum(pool.size_bytes for pool in pool_list)
 
     kern = kernel_bytes(snapshot)
@@ -424,7 +427,7 @@ def compute_digest(snapshot: Snapshot, specs: Sequence[BucketSpec]) -> Digest:
 
     return Digest(
         buckets=tuple(
-            Bucket(n, sizes[n], tuple(sorted(members[n], key=lambda a: a.vmo_koid)))
+            Bucket(n, sizes[n], tuple(sorted(members[n], key=_VMO_KOID)))
             for n in names
         ),
         undigested=tuple(pool_list),

@@ -48,9 +48,10 @@ import numpy as np
 
 from zxmem.growth import Series
 from zxmem.model import INODE_KOID_BASE
+from zxmem.store.blobs import absolute_refs
 from zxmem.store.reader import format_time
 from zxmem.store.schema import StoreError, open_store, read_span, span_of
-from zxmem.store.writer import OBJECTS, OWNER_SHIFT, read_strings, s64, u64, unpack
+from zxmem.store.writer import OBJECTS, OWNER_SHIFT, read_strings, s64, u64
 
 BY = ("process", "job", "object")
 DEFAULT_MAX_POINTS = 120
@@ -538,12 +539,10 @@ def _holds(conn: sqlite3.Connection, p: Period, span: int, koids: set[int | None
         held = seen.get(key)
         if held is None:
             try:
-                refs = unpack(blob)
+                refs = absolute_refs(blob)
             except (ValueError, TypeError, zlib_error):
                 refs = []
-            held = seen[key] = [r[0] for r in refs
-                                if len(r) == 4 and r[0] in koids and isinstance(r[1], list)
-                                and "HANDLE" in r[1]]
+            held = seen[key] = [k for k, via in refs if k in koids and "HANDLE" in via]
         holds.extend((ent, first, p.n1 if last is None else last, k) for k in held)
     return holds
 
@@ -823,12 +822,12 @@ def _objects(conn: sqlite3.Connection, p: Period, procs: Sequence[Series], max_p
             "AND first > ?1 - ?3 AND first <= ?2 AND (last IS NULL OR last >= ?1)",
             (op.n0, op.n1, span)):
         try:
-            refs = unpack(blob)
-        except (ValueError, TypeError):
+            refs = absolute_refs(blob)
+        except (ValueError, TypeError, zlib_error):
             continue
-        for r in refs:
-            if len(r) == 4 and isinstance(r[0], int) and r[0] >= INODE_KOID_BASE:
-                reached.setdefault(ent, set()).add(s64(r[0]) or 0)
+        for k, _via in refs:
+            if k >= INODE_KOID_BASE:
+                reached.setdefault(ent, set()).add(s64(k) or 0)
     # The anonymous objects they own (the owner is in the entity's high bits).
     anon = _object_series(conn, op, "anon_vmos", f"AND (ent >> {OWNER_SHIFT}) IN ({q})", span,
                           _anon_key)

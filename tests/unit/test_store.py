@@ -657,7 +657,7 @@ def test_a_version_2_store_is_migrated_and_reads_back(tmp_path, cli):
     r = cli(["ps", "--json", "--from", path + "@1"])
     assert r.status == 0, r.stderr
     c = sqlite3.connect(path)
-    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 4
+    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 5
     assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for n, pss in ((1, 1 << 20), (2, 2 << 20)):
         snap = read_sample(c, n)

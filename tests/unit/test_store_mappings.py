@@ -387,7 +387,7 @@ def test_a_schema_3_store_is_migrated_and_every_sample_replays(tmp_path, saved, 
     history = cli(["history", "--store", path, "--json"])
     assert history.status == 0, history.stderr
     c = sqlite3.connect(path)
-    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 4
+    assert c.execute("PRAGMA user_version").fetchone()[0] == VERSION == 5
     assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for n, (s, tier) in enumerate(tiers, 1):
         assert read_sample(c, n) == stored_form(s, tier)

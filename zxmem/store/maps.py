@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import accumulate, repeat
+from itertools import accumulate, compress, filterfalse, repeat
 from math import gcd
 from operator import add, attrgetter, mul, sub
 
@@ -232,20 +233,48 @@ def entry(text: str) -> tuple:
 def decode(doc: list, base: int | None, entry: Callable[[int], tuple]) -> tuple[Mapping, ...]:
     """The mappings of a parsed blob; ``base`` the process's first owned
     koid at the sample read, ``entry(id)`` the table entry (:func:`entry`)
-    of a string of the store.  Column by column: the addresses are running
-    sums, the counts sums of two columns, both by ``map`` in C, and the
-    records are made from the columns (:func:`zxmem.record.from_columns`);
-    only the offsets and koids, which depend on the mapping before, are
-    computed a mapping at a time."""
+    of a string of the store (:func:`prepare`, then :func:`build`)."""
+    return build(prepare(doc, entry), base)
+
+
+class Prepared:
+    """What a blob says of its mappings but the base its relative koids
+    count from (:func:`prepare`): each field's column, the koid column with
+    relative koids counted from 0 and which koids are relative.  Processes
+    a workload forks have blobs alike: one is prepared once and built for
+    each process's base (:func:`build`)."""
+
+    __slots__ = ("n", "columns", "koids", "relative", "shared", "owned")
+
+    def __init__(self, n: int, columns: list[Sequence], koids: list[int],
+                 relative: list[int] | None) -> None:
+        self.n = n
+        self.columns = columns  # the fields before vmo_koid, then those after it
+        self.koids = koids
+        self.relative = relative  # 1 for a relative koid, 0 else; None: no relative koid
+        # The mappings whose koid is not relative, built once (None at the
+        # others); the others' positions and columns (:func:`build`).
+        self.shared: Sequence[Mapping | None] | None = None
+        self.owned: tuple[list[int], list[Sequence], list[int]] | None = None
+
+
+_KOID_AT = _FIELDS.index("vmo_koid")
+
+
+def prepare(doc: list, entry: Callable[[int], tuple]) -> Prepared:
+    """A parsed blob's columns (:class:`Prepared`).  Column by column: the
+    addresses are running sums, the counts sums of two columns, both by
+    ``map`` in C; only the offsets and koids, which depend on the mapping
+    before, are computed a mapping at a time."""
     if not doc:
-        return ()
+        return Prepared(0, [], [], None)
     _v, divisors, table, kinds, obj, attr, koids = doc[:7]
     if len(doc) - 7 != len(_COUNTS) or len(divisors) != len(_COUNTS):
         raise BlobError(f"a mappings blob has {len(doc) - 7} count columns, not "
                         f"{len(_COUNTS)}")
     n = len(koids)
     if n == 0:
-        return ()
+        return Prepared(0, [], [], None)
     gap, size, offset, rss, private, shared, pss, dirty, anon, swap, swap_pss = (
         _scaled(c, d, n) for c, d in zip(doc[7:], divisors, strict=True))
     ends = list(accumulate(map(add, gap, size)))
@@ -255,18 +284,65 @@ def decode(doc: list, base: int | None, entry: Callable[[int], tuple]) -> tuple[
     objects = [entry(i) for i in table]
     devs, inodes, paths = zip(*map(objects.__getitem__, index), strict=True)
     perms, flags = zip(*map([entry(i) for i in kinds].__getitem__, attr), strict=True)
-    offs, vmo_koids, anonymous = _offsets_koids(
-        offset, obj, size, koids, index, [inode_koid(o[0], o[1]) for o in objects], base)
+    offs, vmo_koids, anonymous, relative = _offsets_koids(
+        offset, obj, size, koids, index, [inode_koid(o[0], o[1]) for o in objects])
     try:  # no None: in C (as in _scaled)
         predicted_shared = list(map(sub, rss, private))
     except TypeError:
         predicted_shared = list(map(_less_known, rss, private))
     anon_more = _more_all(anon, rss)
     anon = [m if a else v for m, a, v in zip(anon_more, anonymous, anon, strict=True)]
-    return tuple(from_columns(
-        Mapping, n, starts, ends, perms, offs, devs, inodes, paths, vmo_koids, rss,
-        _more_all(pss, private), private, _more_all(shared, predicted_shared),
-        _more_all(dirty, private), anon, swap, _more_all(swap_pss, swap), flags))
+    return Prepared(n, [starts, ends, perms, offs, devs, inodes, paths, rss,
+                        _more_all(pss, private), private, _more_all(shared, predicted_shared),
+                        _more_all(dirty, private), anon, swap, _more_all(swap_pss, swap), flags],
+                    vmo_koids, relative if any(relative) else None)
+
+
+def build(prep: Prepared, base: int | None) -> tuple[Mapping, ...]:
+    """The mappings of a prepared blob for a process whose first owned
+    koid is ``base`` (records made from the columns,
+    :func:`zxmem.record.from_columns`).  A mapping whose koid is not
+    relative is the same for every process of the blob: built once, and
+    shared (records are immutable); the others are built for each."""
+    if prep.n == 0:
+        return ()
+    if prep.shared is None:
+        _share(prep)
+    shared = prep.shared or ()
+    if prep.owned is None:
+        return shared  # type: ignore[return-value]  # a tuple, every mapping built
+    if base is None:
+        raise BlobError("a mappings blob has koids relative to a base the sample "
+                        "does not hold")
+    at, cols, koids = prep.owned
+    built = from_columns(Mapping, len(at), *cols[:_KOID_AT], list(map(add, koids, repeat(base))),
+                         *cols[_KOID_AT:])
+    if len(at) == prep.n:
+        return tuple(built)
+    out = list(shared)
+    deque(map(out.__setitem__, at, built), 0)
+    return tuple(out)  # type: ignore[arg-type]  # no None left
+
+
+def _share(prep: Prepared) -> None:
+    """Build the mappings of ``prep`` whose koid is not relative, and keep
+    the positions, columns and koids (from 0) of the others."""
+    cols, n, rel = prep.columns, prep.n, prep.relative
+    if rel is None:
+        prep.shared = tuple(from_columns(Mapping, n, *cols[:_KOID_AT], prep.koids,
+                                         *cols[_KOID_AT:]))
+        return
+    at = list(compress(range(n), rel))
+    rest = list(filterfalse(rel.__getitem__, range(n)))
+    shared: list[Mapping | None] = [None] * n
+    if rest:
+        pick = [list(map(c.__getitem__, rest)) for c in cols]
+        built = from_columns(Mapping, len(rest), *pick[:_KOID_AT],
+                             list(map(prep.koids.__getitem__, rest)), *pick[_KOID_AT:])
+        deque(map(shared.__setitem__, rest, built), 0)
+    prep.shared = shared
+    prep.owned = (at, [list(map(c.__getitem__, at)) for c in cols],
+                  list(map(prep.koids.__getitem__, at)))
 
 
 def _scaled(column: list | int | None, divisor: int, n: int) -> list:
@@ -298,16 +374,18 @@ def _more_all(values: list, predicted: list) -> list:
 
 
 def _offsets_koids(offset: list, obj: list, size: list, koids: list, index: list,
-                   file_koids: list[int], base: int | None
-                   ) -> tuple[list[int], list[int], list[bool]]:
+                   file_koids: list[int]
+                   ) -> tuple[list[int], list[int], list[bool], list[int]]:
     """Each mapping's offset (the next bytes of the object of the mapping
-    before, when it continues it), koid and whether its object is
-    anonymous or a clone (its koid relative to the previous one the
-    process owns, or a sequence koid)."""
+    before, when it continues it), koid, whether its object is anonymous or
+    a clone (its koid relative to the previous one the process owns, or a
+    sequence koid), and whether its koid is relative (1, else 0): a
+    relative koid is counted from 0 here (:func:`build` adds the base)."""
     offs = []
     out = []
     anonymous = []
-    prev_own = base
+    relative = []
+    prev_own = 0
     next_off = 0
     for off, step, length, k, o in zip(offset, obj, size, koids, index, strict=True):
         if step == 0:
@@ -317,14 +395,14 @@ def _offsets_koids(offset: list, obj: list, size: list, koids: list, index: list
         if k is None:
             out.append(file_koids[o])
             anonymous.append(False)
+            relative.append(0)
         elif isinstance(k, list):
             out.append(k[0])
             anonymous.append(k[0] < INODE_KOID_BASE)
+            relative.append(0)
         else:
-            if prev_own is None:
-                raise BlobError("a mappings blob has koids relative to a base the sample "
-                                "does not hold")
             prev_own += k
             out.append(prev_own)
             anonymous.append(True)
-    return offs, out, anonymous
+            relative.append(1)
+    return offs, out, anonymous, relative

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import zlib
+from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import chain, groupby, repeat
-from operator import add, and_, attrgetter, itemgetter, rshift
+from itertools import chain, repeat
+from operator import add, and_, attrgetter, itemgetter, rshift, sub
 from types import MappingProxyType
 
 from zxmem.model import (
@@ -33,6 +33,16 @@ from zxmem.model import (
     VmoRef,
 )
 from zxmem.record import from_columns, replace
+from zxmem.store.blobs import (
+    BIAS,
+    REFS_MAGIC,
+    BlobError,
+    decode_layout,
+    inflate,
+    kinds_table,
+    ref_rows,
+    refs_parts,
+)
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED, StoreError, read_span, span_of
 from zxmem.store.writer import (
     CGROUP_MAPS,
@@ -46,7 +56,6 @@ from zxmem.store.writer import (
     read_strings,
     s64_,
     u64,
-    unpack,
 )
 from zxmem.tasktree import canonical_jobs
 
@@ -155,10 +164,10 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
         # Hundreds of thousands of acyclic objects: the cycle collector's
         # passes over them free nothing.
         with paused_gc(settle=True):
-            snap = _read_sample(conn, n, name, objects, objects_of)
+            snap, bases = _read_sample(conn, n, name, objects, objects_of)
             if mappings is not False:
                 snap = with_mappings(conn, n, snap, None if mappings is True else mappings,
-                                     name)
+                                     name, bases=bases)
             return snap
     finally:
         if own:
@@ -166,7 +175,9 @@ def read_sample(conn: sqlite3.Connection, n: int, name: str = "store", *,
 
 
 def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
-                 objects_of: Collection[int] | None) -> Snapshot:
+                 objects_of: Collection[int] | None
+                 ) -> tuple[Snapshot, dict[int, int] | None]:
+    """Sample ``n``, and each owner's base koid when its objects were read."""
     row = conn.execute("SELECT timestamp, capture_ns, tier, prov, has_kernel, extra "
                        "FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None:
@@ -191,7 +202,7 @@ def _read_sample(conn: sqlite3.Connection, n: int, name: str, objects: bool,
                     jobs=canonical_jobs(t.jobs(s)), processes=t.processes(s, objs.refs),
                     kernel=t.kernel(s) if has_kernel else None,
                     vmos=MappingProxyType(objs.vmos(s)), hidden_vmo_koids=hidden,
-                    vmo_holders=MappingProxyType(holders))
+                    vmo_holders=MappingProxyType(holders)), objs.bases
 
 
 def _provenance(text: str, timestamp: str | None, capture_ns: int | None) -> Provenance:
@@ -237,12 +248,16 @@ class _Totals:
     def processes(self, s: _Strings, refs: Mapping[int, tuple[VmoRef, ...]]
                   ) -> tuple[Process, ...]:
         out = []
+        cmdlines: dict[int, tuple[str, ...]] = {}  # forks share theirs: parsed once
         for ent, name_id, job, ppid, uid, cmd, kthread in self.info:
             pid, start = self.proc_keys[ent]
             m = self.mem[ent]
+            cmdline = None if cmd is None else cmdlines.get(cmd)
+            if cmdline is None and cmd is not None:
+                cmdline = cmdlines[cmd] = tuple(json.loads(s.text(cmd)))
             out.append(Process(
                 koid=pid, name=s.text(name_id), job_koid=_u64(job), ppid=ppid, uid=uid,
-                cmdline=None if cmd is None else tuple(json.loads(s.text(cmd))),
+                cmdline=cmdline,
                 state=m[11], kernel_thread=bool(kthread),
                 memory=MemoryCounts(*m[1:11]) if m[0] else None, num_threads=m[12],
                 vm_pte_bytes=m[13], start_time_ticks=start, vmo_refs=refs.get(ent)))
@@ -284,6 +299,7 @@ class _Objects:
         self.koids: list[int] = []
         self.columns: Sequence[Sequence] = [()] * len(VERSIONED["vmos"])
         self.refs: dict[int, tuple[VmoRef, ...]] = {}
+        self.bases: dict[int, int] | None = None  # owner -> base koid, once read
 
     def read(self, conn: sqlite3.Connection, n: int, span: int,
              proc_keys: Mapping[int, tuple[int, int | None]],
@@ -299,6 +315,7 @@ class _Objects:
             self.koids, self.columns, bases = object_columns(conn, n, span)
             blobs = dict(_valid(conn, "vmo_refs", "ent, refs", n, span))
         self.refs = RefDecoder().decode(blobs, bases)
+        self.bases = bases
 
     def string_ids(self) -> Iterable[int | None]:
         c = self.columns
@@ -338,22 +355,71 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
     koid."""
     cols = "ent, " + ", ".join(VERSIONED["vmos"])
     kept = _valid(conn, "vmos", cols, n, span)
-    layouts = {ent: unpack(blob)
+    layouts = {ent: decode_layout(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
-    anon = _valid(conn, "anon_vmos", cols, n, span)
-    anon.sort(key=itemgetter(0))
+    ents, columns = _anon_columns(conn, n, span, kept)
     koids = [_u64(r[0]) for r in kept]
     # An owner's objects in key order take the layout's offsets in turn.
-    for owner, group in groupby(map(rshift, map(itemgetter(0), anon), repeat(OWNER_SHIFT))):
-        count = len(list(group))
+    owners = list(map(rshift, ents, repeat(OWNER_SHIFT)))
+    i = 0
+    while i < len(owners):
+        owner = owners[i]
+        end = bisect_right(owners, owner, i)
         base, offsets = layouts[owner]
-        if count > len(offsets):
-            raise ValueError(f"process entity {owner} owns {count} anonymous objects and "
+        if end - i > len(offsets):
+            raise ValueError(f"process entity {owner} owns {end - i} anonymous objects and "
                              f"its layout has {len(offsets)}")
-        koids += map(add, offsets[:count], repeat(base))
-    columns = list(zip(*kept, *anon, strict=True))[1:] or [()] * len(VERSIONED["vmos"])
+        koids += map(add, offsets[:end - i], repeat(base))
+        i = end
     return koids, columns, bases
+
+
+# What most anonymous objects hold in the columns of ``vmos`` past
+# ``committed`` but ``swap`` (a live collection's per-mapping objects hold
+# nothing else there): each row says only whether it does.  (INTEGER
+# affinity stores a whole REAL as an integer, so ``= 0`` is exact.)
+_ANON_SHAPE = {"children": 0, "mappings": 1, "shares": 1, "dev": None, "inode": None,
+               "path": None}
+_ANON_COLS = ("ent, name, kind, size, committed, parent, swap, CASE WHEN "
+              + " AND ".join(f"{c} = {v}" if v is not None else f"{c} IS NULL"
+                             for c, v in _ANON_SHAPE.items())
+              + " THEN NULL ELSE rowid END")
+
+
+def _anon_columns(conn: sqlite3.Connection, n: int, span: int, kept: list[tuple]
+                  ) -> tuple[Sequence[int], list[Sequence]]:
+    """The entities of the anonymous objects valid at ``n`` in key order,
+    and the value columns of ``vmos`` of the rows ``kept`` (of ``vmos``:
+    entity, then those columns), then of those objects.  The shape columns
+    (:data:`_ANON_SHAPE`) of anonymous objects are read only for the rows
+    that do not hold the usual values: a value read costs as much as
+    building the object."""
+    rows = _valid(conn, "anon_vmos", _ANON_COLS, n, span)
+    rows.sort(key=itemgetter(0))
+    # The kept rows as anonymous ones (their shape columns apart).
+    head = [r[:6] + r[12:] + (None,) for r in kept]
+    cols = list(zip(*head, *rows, strict=True)) or [() for _ in range(8)]
+    ents, name, kind, size, committed, parent, swap, odd = cols
+    count = len(rows)
+    shape = {c: [r[i] for r in kept] + [v] * count
+             for i, (c, v) in enumerate(_ANON_SHAPE.items(), 6)}
+    others = list(filter(None, odd))
+    if others:
+        at = {}  # rowid -> its row (found in C, each after the one before)
+        i = len(kept)
+        for rowid in others:
+            i = at[rowid] = odd.index(rowid, i)
+        names = tuple(_ANON_SHAPE)
+        for start in range(0, len(others), 500):
+            listed = ",".join(str(int(r)) for r in others[start:start + 500])
+            for rowid, *values in conn.execute(f"SELECT rowid, {', '.join(names)} "
+                                               f"FROM anon_vmos WHERE rowid IN ({listed})"):
+                for c, v in zip(names, values, strict=True):
+                    shape[c][at[rowid]] = v
+    return ents[len(kept):], [name, kind, size, committed, parent, shape["children"],
+                              shape["mappings"], shape["shares"], shape["dev"],
+                              shape["inode"], shape["path"], swap]
 
 
 # How the writer spells a reference reached through a mapping alone (most
@@ -362,8 +428,18 @@ def object_columns(conn: sqlite3.Connection, n: int, span: int
 _PLAIN_TAIL = b',["MAPPING"],[],null'
 _TAIL = re.compile(rb',(\[[^\[\]]*\],\[[^\[\]]*\],(?:null|-?\d+))(,1)?\]')
 _Kind = tuple[tuple[str, ...], tuple[str, ...], object]  # via, rights, fd
-_KIND_SHIFT = 64
-_KOID_MASK = (1 << _KIND_SHIFT) - 1
+# A key (RefDecoder.keys): kind 0's is its koid; kind k's is
+# ``k << 66 | koid + 2**64``.  Each kind's keys keep to their own range for
+# every koid from -2**64 to 2**65 (what a damaged relative koid can come to).
+_KIND_SHIFT = 66
+_KIND_1 = 1 << _KIND_SHIFT  # the least key of kind 1
+_KOID_MASK = _KIND_1 - 1
+_KOID_BIAS = 1 << 64
+
+
+def _kind_add(kind: int) -> int:
+    """What kind ``kind`` adds to a koid to make its key."""
+    return (kind << _KIND_SHIFT) + _KOID_BIAS if kind else 0
 
 
 class RefDecoder:
@@ -382,6 +458,7 @@ class RefDecoder:
         self.kinds: list[_Kind] = [(("MAPPING",), (), None)]
         self.kind_ids: dict[_Kind, int] = {self.kinds[0]: 0}
         self.by_text: dict[bytes, int] = {}
+        self.tables: dict[bytes, list[int]] = {}  # kinds table text -> kind ids
 
     def decode(self, blobs: Mapping[int, bytes], bases: Mapping[int, int]
                ) -> dict[int, tuple[VmoRef, ...]]:
@@ -393,27 +470,39 @@ class RefDecoder:
         return {ent: tuple(map(get, k)) for ent, k in keys.items()}
 
     def build(self, keys: set[int]) -> dict[int, VmoRef]:
-        """A VmoRef for each key (:meth:`keys`)."""
-        ks = list(keys)
-        if not ks:
+        """A VmoRef for each key (:meth:`keys`).  Those of kind 0 (reached
+        through a mapping alone: most) are their koids, and take their
+        other fields from one value each."""
+        if not keys:
             return {}
-        kinds = list(map(rshift, ks, repeat(_KIND_SHIFT)))
-        via, rights, fd = ([k[i] for k in self.kinds] for i in range(3))
-        koids = list(map(and_, ks, repeat(_KOID_MASK)))
-        refs = from_columns(VmoRef, len(ks), koids, list(map(via.__getitem__, kinds)),
-                            list(map(rights.__getitem__, kinds)), list(map(fd.__getitem__, kinds)))
-        return dict(zip(ks, refs, strict=True))
+        plain = list(filter(_KIND_1.__gt__, keys))
+        n = len(plain)
+        via, rights, fd = self.kinds[0]
+        made = dict(zip(plain, from_columns(VmoRef, n, plain, repeat(via, n), repeat(rights, n),
+                                            repeat(fd, n)), strict=True))
+        ks = list(filter(_KIND_1.__le__, keys))
+        if ks:
+            kinds = list(map(rshift, ks, repeat(_KIND_SHIFT)))
+            vias, rightss, fds = ([k[i] for k in self.kinds] for i in range(3))
+            koids = list(map(sub, map(and_, ks, repeat(_KOID_MASK)), repeat(_KOID_BIAS)))
+            made.update(zip(ks, from_columns(
+                VmoRef, len(ks), koids, list(map(vias.__getitem__, kinds)),
+                list(map(rightss.__getitem__, kinds)), list(map(fds.__getitem__, kinds))),
+                strict=True))
+        return made
 
     def keys(self, blob: bytes, base: int) -> list[int]:
         """The key of each reference of a blob, in order: its koid and its
-        kind (an index in ``kinds``) in one number, ``kind << 64 | koid``
-        (a number is cheaper to make, hash and free than a pair).  The kind
-        goes above the koid's 64 bits, not below: ``koid << 32 | kind``
-        hashed alike in its low bits (Python hashes an int modulo 2**61 - 1)
-        for every koid, and sets and dicts of them probed at length.  A
-        koid is a u64: one past that range (a damaged blob) would read as
-        another kind."""
-        text = zlib.decompress(blob)
+        kind (an index in ``kinds``) in one number (a number is cheaper to
+        make, hash and free than a pair): the koid itself for kind 0 (a
+        mapping alone: most references), else ``kind << 66 | koid + 2**64``
+        (:func:`_kind_add`).  The kind goes above the koid's bits, not
+        below: ``koid << 32 | kind`` hashed alike in its low bits (Python
+        hashes an int modulo 2**61 - 1) for every koid, and sets and dicts
+        of them probed at length."""
+        text = inflate(blob)
+        if text[:1] == REFS_MAGIC:
+            return self._keys_binary(text, base)
         flat = self._flat(text)
         if flat is None:
             return self._keys_json(text, base)
@@ -422,8 +511,23 @@ class RefDecoder:
             raise ValueError("a vmo_refs blob has a row without its kind")
         # What each code adds to the koid written: its kind, shifted, and the
         # base when the koid is relative (an odd code).
-        adds = {code: (code >> 1 << _KIND_SHIFT) + (code & 1) * base for code in set(codes)}
+        adds = {code: _kind_add(code >> 1) + (code & 1) * base for code in set(codes)}
         return list(map(add, koids, map(adds.__getitem__, codes)))
+
+    def _keys_binary(self, raw: bytes, base: int) -> list[int]:
+        """:meth:`keys` of a blob of the binary spelling
+        (:mod:`zxmem.store.blobs`): two maps in C.  Processes share most
+        kinds tables (``[[["MAPPING"],[],null]]``): each is read once."""
+        koids, codes, table = refs_parts(raw)
+        ids = self.tables.get(table)
+        if ids is None:
+            ids = self.tables[table] = [self._kind(k) for k in kinds_table(table)]
+        rel = base - BIAS
+        adds = [_kind_add(k) + rel * odd for k in ids for odd in (0, 1)]
+        try:
+            return list(map(add, koids, map(adds.__getitem__, codes)))
+        except IndexError:
+            raise BlobError("a references blob names a kind its table does not hold") from None
 
     def _flat(self, text: bytes) -> list | None:
         """``[koid, code, koid, code...]`` of a blob spelt as the writer
@@ -481,7 +585,7 @@ class RefDecoder:
 
     def _keys_json(self, text: bytes, base: int) -> list[int]:
         return [(r[0] + base if len(r) > 4 else r[0])
-                + (self._kind((tuple(r[1]), tuple(r[2]), r[3])) << _KIND_SHIFT)
+                + _kind_add(self._kind((tuple(r[1]), tuple(r[2]), r[3])))
                 for r in json.loads(text)]
 
 
@@ -495,13 +599,13 @@ def objects_reached(conn: sqlite3.Connection, n: int, span: int, ents: list[int]
     refs: dict[int, bytes] = dict(conn.execute(
         f"SELECT ent, refs FROM vmo_refs WHERE {_where('vmo_refs', n, span)} "
         f"AND ent IN ({listed})").fetchall()) if ents else {}
-    layouts = {ent: unpack(blob)
+    layouts = {ent: decode_layout(blob)
                for ent, blob in _valid(conn, "vmo_base", "ent, layout", n, span)}
     bases = {ent: layout[0] for ent, layout in layouts.items()}
     need: set[int] = set()
     for ent, blob in refs.items():
         base = bases.get(ent, 0)
-        need.update(r[0] + base if len(r) > 4 else r[0] for r in unpack(blob))
+        need.update(r[0] + base if len(r) > 4 else r[0] for r in ref_rows(blob))
     # Objects kept by koid (files, shared memory, objects no one owns).
     vmo_rows = []
     koids = sorted(need)
@@ -572,16 +676,17 @@ def _cgroup(values: dict[int, object] | None, s: _Strings) -> CgroupMemory | Non
 
 
 def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
-                  pids: Collection[int] | None = None, name: str = "store") -> Snapshot:
+                  pids: Collection[int] | None = None, name: str = "store", *,
+                  bases: Mapping[int, int] | None = None) -> Snapshot:
     """``snapshot`` (sample ``n``) with the mappings sample ``n`` holds of
     each process (``pids``: of these only) and the regions found in them;
     a process without a row keeps ``mappings`` None (a totals sample holds
-    none; an objects sample none of a process whose maps were not read)."""
+    none; an objects sample none of a process whose maps were not read).
+    ``bases``: every owner's base koid at ``n``, when already read."""
     row = conn.execute("SELECT tier FROM samples WHERE n = ?", (n,)).fetchone()
     if row is None or row[0] != OBJECTS or not snapshot.processes:
         return snapshot
-    from zxmem.regions import find_regions
-    from zxmem.store.maps import BlobError, decode, entry, layout_key, parse, string_ids
+    from zxmem.store.maps import BlobError, entry, parse, string_ids
 
     span = read_span(conn)
     wanted = [p for p in snapshot.processes if pids is None or p.koid in pids]
@@ -593,14 +698,18 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
         f" AND ent IN ({','.join(str(int(e)) for e in ents.values())})"
     lo = n - span_of("mappings", span)
     try:
-        docs = {ent: parse(blob) for ent, blob in conn.execute(
+        blobs = dict(conn.execute(
             "SELECT ent, maps FROM mappings WHERE first > ?2 AND first <= ?1 "
-            f"AND (last IS NULL OR last >= ?1){only}", (n, lo))}
-        if not docs:
+            f"AND (last IS NULL OR last >= ?1){only}", (n, lo)))
+        if not blobs:
             return snapshot
-        bases = {ent: unpack(layout)[0] for ent, layout in conn.execute(
-            "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
-            f"AND (last IS NULL OR last >= ?1){only}", (n, n - span_of("vmo_base", span)))}
+        # Processes a workload forks have equal blobs: each is parsed once.
+        docs = {blob: parse(blob) for blob in set(blobs.values())}
+        if bases is None:
+            bases = {ent: decode_layout(layout)[0] for ent, layout in conn.execute(
+                "SELECT ent, layout FROM vmo_base WHERE first > ?2 AND first <= ?1 "
+                f"AND (last IS NULL OR last >= ?1){only}",
+                (n, n - span_of("vmo_base", span)))}
         s = _Strings(conn)
         s.fill(i for doc in docs.values() for i in string_ids(doc))
         entries: dict[int, tuple] = {}  # processes share most entries: parsed once
@@ -611,24 +720,43 @@ def with_mappings(conn: sqlite3.Connection, n: int, snapshot: Snapshot,
                 e = entries[i] = entry(s.text(i))
             return e
 
-        out = []
-        regions: dict[tuple, tuple[Region, ...]] = {}  # layout -> its regions
-        for p in snapshot.processes:
-            ent = ents.get((p.koid, p.start_time_ticks))
-            doc = docs.get(ent) if ent is not None else None
-            if doc is None:
-                out.append(p)
-                continue
-            maps = decode(doc, bases.get(ent), entry_of)
-            key = layout_key(doc)
-            found = regions.get(key)
-            if found is None:
-                found = regions[key] = find_regions(maps)
-            out.append(replace(p, mappings=maps, regions=found))
+        out = _with_maps(snapshot.processes, ents, blobs, docs, bases, entry_of)
     except (BlobError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise StoreError(f"{name}@{n}: cannot read the mappings: "
                          f"{exc if isinstance(exc, BlobError) else repr(exc)}") from None
     return replace(snapshot, processes=tuple(out))
+
+
+def _with_maps(processes: Sequence[Process], ents: Mapping[tuple[int, int | None], int],
+               blobs: Mapping[int, bytes], docs: Mapping[bytes, list],
+               bases: Mapping[int, int], entry_of) -> list[Process]:
+    """Each process with the mappings of its blob (``blobs``: by entity,
+    ``docs``: each blob parsed) and their regions; a process without a
+    blob as it is.  A blob is prepared once (:func:`zxmem.store.maps.
+    prepare`) and built for each process's base; its regions are found
+    once per layout."""
+    from zxmem.regions import find_regions
+    from zxmem.store.maps import build, layout_key, prepare
+
+    out = []
+    prepared: dict[bytes, tuple] = {}  # blob -> (its columns, its layout key)
+    regions: dict[tuple, tuple[Region, ...]] = {}  # layout -> its regions
+    for p in processes:
+        ent = ents.get((p.koid, p.start_time_ticks))
+        if ent is None or ent not in blobs:
+            out.append(p)
+            continue
+        blob = blobs[ent]
+        prep = prepared.get(blob)
+        if prep is None:
+            doc = docs[blob]
+            prep = prepared[blob] = (prepare(doc, entry_of), layout_key(doc))
+        maps = build(prep[0], bases.get(ent))
+        found = regions.get(prep[1])
+        if found is None:
+            found = regions[prep[1]] = find_regions(maps)
+        out.append(replace(p, mappings=maps, regions=found))
+    return out
 
 
 def _entities(conn: sqlite3.Connection, boot: str | None,

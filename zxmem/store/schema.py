@@ -29,9 +29,11 @@ what changed or went away.
                    owner (the first process that reaches it), its name and
                    its ordinal among the owner's objects of that name
 ``vmo_base``       versioned, objects tier only: a process's layout, the koid
-                   of each object it owns this sample (first koid, offsets)
+                   of each object it owns this sample (first koid, offsets;
+                   :mod:`zxmem.store.blobs`)
 ``vmo_refs``       versioned, objects tier only: a process's references
-                   (zlib-compressed JSON; sequence koids relative to the base)
+                   (:mod:`zxmem.store.blobs`; sequence koids relative to the
+                   base)
 ``mappings``       versioned, objects tier only (schema 4 on): a process's
                    mappings, its smaps entries (:mod:`zxmem.store.maps`)
 ``map_strings``    versioned, objects tier only: the string ids the mappings
@@ -57,7 +59,9 @@ from zxmem.errors import ZxmemError
 # cgroup memory files (``job_values``); every versioned table's ``reserve``
 # (see RESERVE) and no index of open rows.  4: every process's mappings in
 # the objects tier (``mappings``, ``map_strings``; ``meta`` 'mappings_from').
-VERSION = 4
+# 5: ``vmo_refs`` and ``vmo_base`` blobs are packed integers, not JSON
+# (:mod:`zxmem.store.blobs`; reading them was most of a whole replay).
+VERSION = 5
 
 APPLICATION_ID = 0x7A786D68  # "zxmh"
 
@@ -238,7 +242,31 @@ def mappings_from(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 1
 
 
-MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    # Each blob in the binary spelling; one that is not as schema 4 wrote
+    # it (a damaged row) is left as it is: readers still read JSON blobs,
+    # and reading that sample says what is wrong with it.
+    import zlib
+
+    from zxmem.store.blobs import BlobError, layout_from_json, ref_rows, refs_from_rows
+
+    def refs(blob: bytes) -> bytes | None:
+        try:
+            return refs_from_rows(ref_rows(blob))
+        except (BlobError, ValueError, TypeError, zlib.error, OverflowError):
+            return None
+
+    for table, column, convert in (("vmo_refs", "refs", refs),
+                                   ("vmo_base", "layout", layout_from_json)):
+        changed = []
+        for rowid, blob in conn.execute(f"SELECT rowid, {column} FROM {table}"):
+            new = convert(blob) if isinstance(blob, bytes) else None
+            if new is not None:
+                changed.append((new, rowid))
+        conn.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", changed)
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 class StoreError(ZxmemError):

@@ -17,9 +17,12 @@ import sqlite3
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
+from itertools import repeat
+from operator import add, attrgetter, mul
 
 from zxmem.model import INODE_KOID_BASE, CgroupMemory, KernelStats, Provenance, Snapshot
 from zxmem.store import maps, schema
+from zxmem.store.blobs import BIAS, encode_columns, encode_layout
 from zxmem.store.schema import JOB_KEY_BITS, VERSIONED
 
 TOTALS = 0
@@ -105,9 +108,28 @@ def unpack(blob: bytes):
     return json.loads(zlib.decompress(blob))
 
 
+def pack_refs(refs, base: int | None) -> bytes:
+    """A process's references as the writer stores them
+    (:func:`zxmem.store.blobs.encode_refs`): sequence koids relative to
+    ``base``, the process's own base (None: it owns no object)."""
+    koids = list(map(_VMO_KOID, refs))
+    kinds = list(map(_REF_KIND, refs))
+    if base is None:
+        return encode_columns(koids, [0] * len(koids), kinds)
+    relative = list(map(INODE_KOID_BASE.__gt__, koids))
+    return encode_columns(list(map(add, koids, map(mul, relative, repeat(BIAS - base)))),
+                          relative, kinds)
+
+
+_VMO_KOID = attrgetter("vmo_koid")
+_REF_KIND = attrgetter("via", "handle_rights", "fd")
+
+
 def refs_blob(refs, base: int | None) -> bytes:
-    """A process's references; sequence koids as offsets from ``base``
-    (``[koid, via, rights, fd]`` absolute, ``[offset, via, rights, fd, 1]``)."""
+    """A process's references in the spelling of store schema 4 and before
+    (zlib-compressed JSON, which readers still read); sequence koids as
+    offsets from ``base`` (``[koid, via, rights, fd]`` absolute,
+    ``[offset, via, rights, fd, 1]``)."""
     rows = []
     for r in refs:
         k = r.vmo_koid
@@ -379,11 +401,11 @@ class Writer:
                     anon[key] = values
                     keyed.append((key, k - base))
             keyed.sort()
-            layouts[ent] = (pack([base, [offset for _key, offset in keyed]]),)
+            layouts[ent] = (encode_layout(base, [offset for _key, offset in keyed]),)
         for koid, v in snap.vmos.items():
             if koid not in owner:
                 vmos[s64_(koid)] = row(v)
-        refs = {ents[p.koid]: (refs_blob(p.vmo_refs, bases.get(ents[p.koid])),)
+        refs = {ents[p.koid]: (pack_refs(p.vmo_refs, bases.get(ents[p.koid])),)
                 for p in snap.processes if p.vmo_refs is not None}
         return [("vmos", vmos), ("anon_vmos", anon), ("vmo_base", layouts),
                 ("vmo_refs", refs)] + self._mappings(snap, ents, owner, bases)
