@@ -134,7 +134,7 @@ from zxmem.model import (
     VmoRef,
     inode_koid,
 )
-from zxmem.regions import find_regions, object_name, strip_deleted
+from zxmem.regions import find_regions, object_name, regions_of_columns, strip_deleted
 from zxmem.runtime import pause_gc, resume_gc
 from zxmem.sources import procfs, smaps
 from zxmem.sources.objects_parse import (
@@ -1175,9 +1175,11 @@ def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _
     if r.table is None:
         got.read[pid] = None
         return
-    maps = got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
-    if got.regions:
-        got.found_regions[pid] = find_regions(maps)
+    t = r.table
+    maps = got.read[pid] = collector.ingest(pid, t, is_detail, vmos)
+    if got.regions:  # from the columns the records were built from: the same regions
+        got.found_regions[pid] = regions_of_columns(t.starts, t.ends, t.perms, t.offsets,
+                                                    t.devs, t.inodes, t.paths)
     if vmos:
         got.mapping_refs[pid] = tuple(mapping_refs(maps))
         collector.build_sequence_vmos()
