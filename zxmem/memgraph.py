@@ -567,6 +567,15 @@ def _vmo_text(koid: int, vmo: Vmo | None) -> str:
             path is not None and type(path) is not str):
         return _encode(_vmo_entry(koid, vmo))
     values = _vmo_values(vmo)
+    if path is None and vmo.dev is None and vmo.inode is None and _INTS.issuperset(map(
+            type, values)):
+        # An anonymous object, every count known: one formatting.  Its
+        # name and kind recur (mmap-anonymous, [heap], data:libc.so.6).
+        swap = vmo.swap_bytes
+        if swap is None:
+            return _VMO_ANON % (vmo.koid, _ESCAPED[name], *values, _ESCAPED[kind])
+        if type(swap) is int:
+            return _VMO_ANON_SWAP % (vmo.koid, _ESCAPED[name], *values, _ESCAPED[kind], swap)
     if _INTS.issuperset(map(type, values)):
         # The common case, every count known: one formatting, no loop.
         parts = [_VMO_HEAD % (vmo.koid, _escape(name), *values), _escape(kind)]
@@ -605,6 +614,24 @@ _INTS = frozenset((int,))
 # escaped name, the counts in _VMO_KEYS order, then the kind follows.
 _VMO_HEAD = '{"koid": %d, "name": %s' + "".join(
     f', "{key}": %d' for key in _VMO_KEYS) + ', "linux": {"kind": '
+# The whole entry of an anonymous object (no dev, inode or path): the head,
+# the escaped kind, and its swap when known.
+_VMO_ANON = _VMO_HEAD + "%s}}"
+_VMO_ANON_SWAP = _VMO_ANON[:-2] + ', "swap_bytes": %d}}'
+
+
+class _Escaped(dict):
+    """A str as the encoder writes it, each distinct one escaped once
+    (bounded: names come and go)."""
+
+    def __missing__(self, text: str) -> str:
+        if len(self) >= 4096:
+            self.clear()
+        value = self[text] = _escape(text)
+        return value
+
+
+_ESCAPED = _Escaped()
 
 
 def _vmo_ref_text(ref: VmoRef) -> str:

@@ -530,3 +530,31 @@ def test_the_command_line_ends_without_freeing_the_snapshot(tmp_path):
     assert not runtime.ending_after_command
     runtime.keep_until_exit(object())
     assert not runtime.kept()
+
+
+def test_object_entries_formatted_directly_are_the_encoders():
+    # _vmo_text formats an object's entry itself (anonymous objects in one
+    # step); whatever the values, the text must be the entry encoded.
+    import random
+
+    from zxmem.model import Vmo
+
+    rng = random.Random(7)
+    names = ["mmap-anonymous", "[heap]", "data:libc.so.6", "", HOSTILE, "\u202e\x1b[31m\"\\",
+             "x" * 300]
+    counts = [None, 0, 1, 4096, 2**64 - 1, True, 1.5]
+    for _ in range(4000):
+        anonymous = rng.random() < 0.6
+        vmo = Vmo(
+            koid=rng.choice([1, 2**40, True]) if rng.random() < 0.05 else rng.randint(1, 2**40),
+            name=rng.choice(names), kind=rng.choice(["anon", "clone", "phys", "file", "memfd"]),
+            size_bytes=rng.choice(counts), committed_bytes=rng.choice(counts),
+            parent_koid=rng.choice([0, 5, None]), num_children=rng.choice([0, 2]),
+            num_mappings=rng.choice([1, 3]), share_count=rng.choice([1, 2, None]),
+            dev=None if anonymous else rng.choice([None, 2049]),
+            inode=None if anonymous else rng.choice([None, 12]),
+            path=None if anonymous else rng.choice([None, "/lib/a.so", HOSTILE]),
+            swap_bytes=rng.choice([None, None, 0, 8192, False, 2.0]),
+        )
+        assert memgraph._vmo_text(vmo.koid, vmo) == json.dumps(
+            memgraph._vmo_entry(vmo.koid, vmo)), vmo

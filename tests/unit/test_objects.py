@@ -454,3 +454,33 @@ def test_files_on_tmpfs_and_devtmpfs_are_shmem_hugetlbfs_files_are_not(tmp_path)
     snap = _snapshot(root)
     kinds = {m.path: snap.vmos[m.vmo_koid].kind for m in snap.process(10).mappings}
     assert kinds == {"/dev/shm/a": "shmem", "/dev/b": "shmem", "/mnt/huge/c": "file"}
+
+
+def test_references_by_mapping_are_the_records_and_shared_per_object():
+    # refs_by_mapping gives what mapping_refs gives, with one record per
+    # inode-backed object shared by every process that maps it; sequence
+    # koids (anonymous objects, clones, the vDSO's) get records of their own.
+    import random
+
+    from zxmem.model import INODE_KOID_BASE, Mapping
+
+    rng = random.Random(3)
+    files = [INODE_KOID_BASE + i for i in (0, 1, 7, 1 << 20)]
+    collector = objects._Collector("/proc", 1)
+    seen: dict[int, object] = {}
+    next_seq = 1
+    for n in [0, 1, 2, *range(3, 60)]:
+        koids = []
+        for _ in range(n):
+            if rng.random() < 0.5:
+                koids.append(rng.choice(files))
+            else:
+                koids.append(rng.choice((1, next_seq)))  # 1: a shared special's koid
+                next_seq += 1
+        maps = tuple(Mapping(i, i + 1, "r--p", 0, 0, 0, "", k) for i, k in enumerate(koids))
+        got = collector.refs_by_mapping(maps)
+        assert type(got) is tuple and list(got) == objects.mapping_refs(maps)
+        for k, ref in zip(koids, got, strict=True):
+            if k >= INODE_KOID_BASE:
+                assert seen.setdefault(k, ref) is ref
+    assert set(seen) == set(files)
