@@ -484,3 +484,40 @@ def test_references_by_mapping_are_the_records_and_shared_per_object():
             if k >= INODE_KOID_BASE:
                 assert seen.setdefault(k, ref) is ref
     assert set(seen) == set(files)
+
+
+def test_a_mapped_files_fdinfo_is_read_with_the_descriptors(tmp_path):
+    # read_fds reads the fdinfo of a file the process maps itself while it
+    # reads the descriptors (in the reader processes); without the mappings
+    # it is left to handles(), after every process is read.  The references
+    # are the same either way.
+    import mmap
+
+    from zxmem.sources import smaps
+
+    mapped, plain = tmp_path / "mapped", tmp_path / "plain"
+    mapped.write_bytes(b"x" * 8192)
+    plain.write_bytes(b"y")
+    with open(mapped, "r+b") as f, open(plain, "rb") as g, mmap.mmap(f.fileno(), 8192):
+        pid = os.getpid()
+        refs = []
+        for with_table in (True, False):
+            c = objects._Collector("/proc", 1)
+            table, why = c.table(pid, True, smaps.SMAPS_FIELDS)
+            assert why is None
+            raw, why = c.read_fds(pid, table if with_table else None)
+            assert why is None
+            info = {fd: i for fd, _link, _kind, _st, i in raw}
+            st = os.fstat(g.fileno())
+            on_memory_fs = c._memory_file(pid, st, set())
+            if with_table:
+                assert info[f.fileno()] is not None
+            else:
+                assert (info[f.fileno()] is None) == (not on_memory_fs)
+            assert (info[g.fileno()] is None) == (not on_memory_fs)
+            maps = c.ingest(pid, table, True, True)
+            refs.append(c.handles(pid, raw, maps))
+        koid = inode_koid(os.fstat(f.fileno()).st_dev, os.fstat(f.fileno()).st_ino)
+        (mine,) = [r for r in refs[0] if r.fd == f.fileno()]
+        assert mine.vmo_koid == koid and mine.via == ("HANDLE",) and "WRITE" in mine.handle_rights
+        assert refs[0] == refs[1]

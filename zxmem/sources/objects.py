@@ -118,7 +118,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from itertools import accumulate, compress, repeat
-from operator import add, attrgetter, is_, itemgetter, not_, sub
+from operator import add, attrgetter, itemgetter, not_, sub
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -294,6 +294,14 @@ def _clone_alloc(anon: int | None, pss: int | None, shared: int | None) -> int |
     return min(anon, pss)
 
 
+class _SharedRefs(dict):
+    """koid → ``VmoRef(koid, ("MAPPING",))``, made on first use."""
+
+    def __missing__(self, koid: int) -> VmoRef:
+        value = self[koid] = VmoRef(koid, _VIA_MAPPING)
+        return value
+
+
 class _Rows(NamedTuple):
     """What :meth:`_Collector._koid_rows` finds of one process's VMAs."""
 
@@ -344,9 +352,10 @@ class _Collector:
         self.seq: tuple[list, ...] = ([], [], [], [], [], [], [])
         self.seq_vmos: list[Vmo] = []  # the records of the first ones built so far
         self.memory = False  # also sum each smaps into the process's MemoryCounts
-        # References through a mapping to an inode-backed object, shared by
-        # every process that maps it (see :meth:`refs_by_mapping`).
-        self.refs: dict[int, VmoRef] = {}
+        # References through a mapping to an object several mappings can
+        # share, one each (see :meth:`refs_by_mapping`).
+        self.refs = _SharedRefs()
+        self.sequence: list[bool] = []  # the last ingest's rows with a sequence koid
 
     # -- reading (reader threads) -----------------------------------------
 
@@ -376,7 +385,7 @@ class _Collector:
             if not defer:
                 self.finish_one(pid, r, detail, keys)
         if handles and (r.table is not None or r.raw is not None or r.why == "ENOENT"):
-            r.fds, r.fd_why = self.read_fds(pid)
+            r.fds, r.fd_why = self.read_fds(pid, r.table)
         return r
 
     def finish_one(self, pid: int, r: _Read, detail: bool, keys: tuple[str, ...]) -> None:
@@ -506,10 +515,17 @@ class _Collector:
         # memory_from_fields wants the parsed status; VmSwap is all it reads.
         return memory_from_fields(fields, None if swap is None else {b"VmSwap": swap[1]})
 
-    def read_fds(self, pid: int) -> tuple[list | None, str | None]:
+    def read_fds(self, pid: int, table: smaps.VmaTable | None = None,
+                 ) -> tuple[list | None, str | None]:
         """Descriptors of ``pid`` that may name memory objects (fd order):
         ``(fd, link, kind, stat or None, fdinfo or None)``.  Identity and
-        relevance are decided later, when every mapping is known."""
+        relevance are decided later, when every mapping is known.
+
+        A file's fdinfo (its open flags) is read here when the file is
+        likely a memory object: mapped by the process itself (``table``,
+        its mappings), or on a memory file system.  The others' are read
+        later if they turn out to be one, by the process that builds the
+        records, after the reader processes have ended."""
         base = f"{self.proc}/{pid}/"
         try:
             names = os.listdir(base + "fd")
@@ -518,6 +534,7 @@ class _Collector:
                 return [], None
             return None, _errname(exc)
         out = []
+        mapped: set[tuple[int, int]] | None = None
         for fd in sorted(int(n) for n in names if n.isdigit()):
             link_path = f"{base}fd/{fd}"
             try:
@@ -537,10 +554,25 @@ class _Collector:
                 except OSError:
                     st = None
             # fdinfo is needed for the identity when there is no stat, and
-            # for dma-buf sizes; a plain file's is read only if it matters.
-            info = self._fdinfo(base, fd) if st is None or kind != "path" else None
+            # for dma-bufs' sizes and objects' rights.
+            info = None
+            if st is None or kind != "path":
+                info = self._fdinfo(base, fd)
+            else:
+                if mapped is None:
+                    mapped = set() if table is None else set(
+                        zip(table.devs, table.inodes, strict=True))
+                if self._memory_file(pid, st, mapped):
+                    info = self._fdinfo(base, fd)
             out.append((fd, link, kind, st, info))
         return out, None
+
+    def _memory_file(self, pid: int, st: os.stat_result, mapped: set[tuple[int, int]]) -> bool:
+        """Whether an open file is likely a memory object (see :meth:`read_fds`)."""
+        dev = st.st_dev
+        if dev == SHM_DEV or (dev, st.st_ino) in mapped:
+            return True
+        return os.major(dev) == 0 and self._memory_devs(pid).get(dev) in _MEMORY_FS
 
     # -- mappings (the calling thread, in scan order) -----------------------
 
@@ -552,6 +584,7 @@ class _Collector:
         and per clone, one per system-wide special mapping the first time."""
         anon = t.fields.get("Anonymous") if detail else None
         rows = self._koid_rows(t, anon)
+        self.sequence = rows.sequence
         values = _byte_columns(t, detail)
         maps = build_mappings(t.starts, t.ends, t.perms, t.offsets, t.devs, t.inodes, t.paths,
                               rows.koids, *values)
@@ -891,22 +924,22 @@ class _Collector:
         finally:
             os.close(fd)
 
-    def refs_by_mapping(self, maps: tuple[Mapping, ...]) -> tuple[VmoRef, ...]:
+    def refs_by_mapping(self, maps: tuple[Mapping, ...],
+                        sequence: list[bool] | None = None) -> tuple[VmoRef, ...]:
         """``tuple(mapping_refs(maps))``, with one (immutable) record per
-        inode-backed object shared by every process that maps it: a shared
-        library's file is mapped in nearly every process, several times.
-        Only the other references are made, in bulk: fewer objects to make,
+        object that several mappings can share (a file, the vDSO), made
+        once and kept: a shared library's file is mapped in nearly every
+        process, several times.  The records of the others (anonymous
+        objects and clones, one mapping each: ``sequence`` True, as
+        :meth:`ingest` found them) are made in bulk.  Fewer objects to make,
         and fewer pages for the memgraph writer's fork to copy."""
         koids = list(map(_KOID, maps))
-        refs: list[Any] = list(map(self.refs.get, koids))
-        missing = list(compress(range(len(refs)), map(is_, refs, repeat(None))))
-        if missing:
-            new_koids = list(dict.fromkeys(map(koids.__getitem__, missing)))
-            made = dict(zip(new_koids, mapping_refs_of(new_koids), strict=True))
-            for i in missing:
-                refs[i] = made[koids[i]]
-            self.refs.update(compress(made.items(), map(INODE_KOID_BASE.__le__, new_koids)))
-        return tuple(refs)
+        if sequence is None:
+            sequence = list(map(INODE_KOID_BASE.__gt__, koids))
+        own = iter(mapping_refs_of(list(compress(koids, sequence))))
+        shared = map(self.refs.__getitem__, compress(koids, map(not_, sequence)))
+        # Row order: the next of one or the other, as ``sequence`` says.
+        return tuple(map(next, map((shared, own).__getitem__, sequence)))
 
     def build_sequence_vmos(self) -> None:
         """Vmo records of the per-VMA objects counted since the last call,
@@ -1205,7 +1238,7 @@ def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _
         got.found_regions[pid] = regions_of_columns(t.starts, t.ends, t.perms, t.offsets,
                                                     t.devs, t.inodes, t.paths)
     if vmos:
-        got.mapping_refs[pid] = collector.refs_by_mapping(maps)
+        got.mapping_refs[pid] = collector.refs_by_mapping(maps, collector.sequence)
         collector.build_sequence_vmos()
 
 
