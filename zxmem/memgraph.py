@@ -820,22 +820,31 @@ def write_memgraph(
             _unit_texts(units[cut:], snapshot, threads, vmos, handles, {}), write))
     if helper is None:
         cut = len(units)
+    meta: str | None = None
     try:
         _write_lines(_unit_texts(units[:cut], snapshot, threads, vmos, handles, vmo_texts),
                      out.write)
         if helper is not None:
-            if helper.copy_to(out):
-                for unit in units[cut:]:
-                    if not isinstance(unit, dict) and unit.vmo_refs:
-                        vmo_texts.update(dict.fromkeys(map(_REF_KOID, unit.vmo_refs), ""))
-            else:  # the helper failed before writing anything here: write it all
+            # The record that ends the file, as it is if the helper writes
+            # its part (the VMOs its processes list are written there): made
+            # while the helper may still be writing.
+            written = dict(vmo_texts)
+            for unit in units[cut:]:
+                if not isinstance(unit, dict) and unit.vmo_refs:
+                    written.update(dict.fromkeys(map(_REF_KOID, unit.vmo_refs), ""))
+            meta = _encode(_meta_record(snapshot, vmos, written))
+            if not helper.copy_to(out):
+                # The helper failed before writing anything here: write it all.
+                meta = None
                 _write_lines(
                     _unit_texts(units[cut:], snapshot, threads, vmos, handles, vmo_texts),
                     out.write)
     finally:
         if helper is not None:
             helper.close()
-    out.write(f"  {_encode(_meta_record(snapshot, vmos, vmo_texts))} \n]\n")
+    if meta is None:
+        meta = _encode(_meta_record(snapshot, vmos, vmo_texts))
+    out.write(f"  {meta} \n]\n")
 
 
 _REF_KOID = attrgetter("vmo_koid")
