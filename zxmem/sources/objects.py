@@ -1108,7 +1108,7 @@ def add_objects(
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
-    got = _Gathered(regions=regions)
+    got = _Gathered(regions=regions, cachestat=_CacheStat() if vmos else None)
     items = _work_items(snapshot, None if pids is None else set(pids), detail, got)
     read_all: Any = _read_all
     if readers is not None and readers.fits(keys, vmos, collector.memory):
@@ -1191,6 +1191,9 @@ class _Gathered:
     regions: bool = True
     found_regions: dict[int, tuple[Region, ...]] = field(default_factory=dict)
     mapping_refs: dict[int, tuple[VmoRef, ...]] = field(default_factory=dict)
+    # For the objects' sizes: made (ctypes imported) by add_objects at its
+    # start, while the reader processes read, not once they have ended.
+    cachestat: _CacheStat | None = None
 
 
 def _work_items(snapshot: Snapshot, want: set[int] | None, detail: set[int] | None,
@@ -1257,7 +1260,7 @@ def _handle_refs(collector: _Collector, got: _Gathered,
             only.update(r.vmo_koid for r in refs.get(pid, ()))
             only.update(m.vmo_koid for m in got.read.get(pid) or ())
         only.update([collector.objs[k].parent_koid for k in list(only) if k in collector.objs])
-    cachestat = _CacheStat()
+    cachestat = got.cachestat or _CacheStat()
     collector.sizes(cachestat, only)
     if cachestat.failure:
         collector.notes.add(cachestat.failure)
