@@ -521,3 +521,17 @@ def test_a_mapped_files_fdinfo_is_read_with_the_descriptors(tmp_path):
         (mine,) = [r for r in refs[0] if r.fd == f.fileno()]
         assert mine.vmo_koid == koid and mine.via == ("HANDLE",) and "WRITE" in mine.handle_rights
         assert refs[0] == refs[1]
+
+
+def test_clone_allocs_in_bulk_are_clone_alloc_row_by_row():
+    import random
+
+    rng = random.Random(5)
+    values = [None, 0, 4096, 8192, 1 << 40]
+    for n in [0, 1, 2, *range(3, 40)] * 20:
+        anon = tuple(rng.choice(values[1:]) if rng.random() < 0.9 else None for _ in range(n))
+        pss = tuple(rng.choice(values[1:]) if rng.random() < 0.9 else None for _ in range(n))
+        shared = tuple(rng.choice(values[1:]) if rng.random() < 0.9 else None for _ in range(n))
+        for columns in ((anon, pss, shared), tuple(tuple(x or 0 for x in c)
+                                                   for c in (anon, pss, shared))):
+            assert objects._clone_allocs(*columns) == list(map(objects._clone_alloc, *columns))

@@ -118,7 +118,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from itertools import accumulate, compress, repeat
-from operator import add, attrgetter, itemgetter, not_, sub
+from operator import add, attrgetter, getitem, itemgetter, not_, sub, truth
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -302,6 +302,29 @@ class _SharedRefs(dict):
         return value
 
 
+def _clone_allocs(anon: Sequence[int | None], pss: Sequence[int | None],
+                  shared: Sequence[int | None]) -> list[int | None]:
+    """``list(map(_clone_alloc, anon, pss, shared))``, in C when every count
+    is known: ``Anonymous``, or the smaller of it and ``Pss`` where some
+    pages are shared."""
+    if None in anon or None in pss or None in shared:
+        return list(map(_clone_alloc, anon, pss, shared))
+    a: Sequence[Any] = anon  # no None in them now
+    p: Sequence[Any] = pss
+    return list(map(getitem, zip(a, map(min, a, p), strict=True), map(truth, shared)))
+
+
+_CLONE_KIND = {False: "clone", True: "phys"}
+
+
+class _FileKoids(dict):
+    """(dev, inode) → :func:`inode_koid`, computed once per pair."""
+
+    def __missing__(self, key: tuple[int, int]) -> int:
+        value = self[key] = inode_koid(*key)
+        return value
+
+
 class _Rows(NamedTuple):
     """What :meth:`_Collector._koid_rows` finds of one process's VMAs."""
 
@@ -352,6 +375,7 @@ class _Collector:
         self.seq: tuple[list, ...] = ([], [], [], [], [], [], [])
         self.seq_vmos: list[Vmo] = []  # the records of the first ones built so far
         self.memory = False  # also sum each smaps into the process's MemoryCounts
+        self.file_koids = _FileKoids()
         # References through a mapping to an object several mappings can
         # share, one each (see :meth:`refs_by_mapping`).
         self.refs = _SharedRefs()
@@ -677,22 +701,27 @@ class _Collector:
 
     def _account_clones(self, pid: int, rows: list[int], maps: tuple[Mapping, ...],
                         koids: list, values: tuple[list, ...]) -> None:
-        """One clone object per row; its parent (the file) counts it."""
+        """One clone object per row; its parent (the file) counts it.  Every
+        step a C-level ``map`` over the rows; only a parent seen for the
+        first time is looked at by itself."""
         _rss, pss, _private, shared, _dirty, anon, swap, _swap_pss, flags = values
         objs = self.objs
         s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
         pick = itemgetter(*rows) if len(rows) > 1 else (lambda c: (c[rows[0]],))
         picked = pick(maps)
-        parents = list(map(inode_koid, map(_DEV, picked), map(_INODE, picked)))
-        for m, parent_koid in zip(picked, parents, strict=True):
+        parents = list(map(self.file_koids.__getitem__,
+                           zip(map(_DEV, picked), map(_INODE, picked), strict=True)))
+        for parent_koid, m in zip(parents, picked, strict=True):
             if parent_koid not in objs:
                 objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
         phys = list(map(_PHYS.__getitem__, pick(flags)))
         s_name += map(_CLONE_NAMES.__getitem__, map(_PATH, picked))
-        s_kind += ["phys" if x else "clone" for x in phys]
+        s_kind += map(_CLONE_KIND.__getitem__, phys)
         s_size += map(sub, map(_END, picked), map(_START, picked))
-        allocs = map(_clone_alloc, pick(anon), pick(pss), pick(shared))
-        s_alloc += [None if x else a for a, x in zip(allocs, phys, strict=True)]
+        allocs = _clone_allocs(pick(anon), pick(pss), pick(shared))
+        if True in phys:  # device memory commits no RAM: alloc unknown
+            allocs = [None if x else a for a, x in zip(allocs, phys, strict=True)]
+        s_alloc += allocs
         s_swap += pick(swap)
         for parent_koid, n in Counter(parents).items():
             objs[parent_koid].num_children += n
