@@ -107,6 +107,7 @@ from zxmem.model import (
 from zxmem.model import Mapping as MappingRecord
 from zxmem.sources import checked
 from zxmem.tasktree import canonical_jobs
+from zxmem.textsafe import _ASCII_OK  # what zxmem's SafeWriter passes unchanged
 
 if TYPE_CHECKING:
     from zxmem.tasktree import TaskTree
@@ -823,7 +824,7 @@ def write_memgraph(
     meta: str | None = None
     try:
         _write_lines(_unit_texts(units[:cut], snapshot, threads, vmos, handles, vmo_texts),
-                     out.write)
+                     _DirectWriter.wrap(out))
         if helper is not None:
             # The record that ends the file, as it is if the helper writes
             # its part (the VMOs its processes list are written there): made
@@ -946,6 +947,50 @@ class _HalfWriter:
             os.waitpid(self.pid, 0)
             self.status = -1
         os.close(self.fd)
+
+
+class _DirectWriter:
+    """Writes text that ``out`` would pass unchanged straight to the file
+    descriptor under it, encoded once.  Through ``out`` (zxmem's SafeWriter
+    over standard output) the JSON text was encoded to check it, and again
+    by the text layer: about 0.05 s for the 36 MB this process writes at
+    1,000 processes.  A text with a character SafeWriter changes (none
+    from the encoder, which escapes all but printable ASCII), or a failed
+    write, goes on through ``out`` as before."""
+
+    def __init__(self, out: TextIO, fd: int) -> None:
+        self.out, self.fd = out, fd
+
+    @classmethod
+    def wrap(cls, out: TextIO) -> Callable[[str], Any]:
+        """``out.write``, or the write of a direct writer where ``out`` is a
+        UTF-8 file (see :func:`_utf8_fd`)."""
+        fd = _utf8_fd(out)
+        if fd is None:
+            return out.write
+        out.flush()
+        return cls(out, fd).write
+
+    def write(self, text: str) -> None:
+        if not text.isascii():
+            self.out.write(text)
+            self.out.flush()
+            return
+        data = text.encode("ascii")
+        if data.translate(None, _ASCII_OK):
+            self.out.write(text)  # escaped there
+            self.out.flush()
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except BrokenPipeError:
+            raise
+        except OSError:
+            # The rest through ``out``, which reports a lasting error as it does.
+            self.out.write(view.tobytes().decode("ascii"))
+            self.out.flush()
 
 
 def _utf8_fd(out: TextIO) -> int | None:

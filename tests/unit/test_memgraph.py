@@ -558,3 +558,61 @@ def test_object_entries_formatted_directly_are_the_encoders():
         )
         assert memgraph._vmo_text(vmo.koid, vmo) == json.dumps(
             memgraph._vmo_entry(vmo.koid, vmo)), vmo
+
+
+def test_text_written_straight_to_the_file_is_what_safewriter_writes(monkeypatch, tmp_path):
+    # Into a UTF-8 file this process writes its records' text to the file
+    # descriptor itself, encoded once (the JSON is printable ASCII, which
+    # zxmem's SafeWriter passes unchanged); a text SafeWriter would change
+    # still goes through it, and a failing write goes on through it.  The
+    # file holds what the stream alone would have written.
+    from zxmem.outfile import GuardedStream
+    from zxmem.textsafe import SafeWriter
+
+    snap = sample_snapshot()
+    odd = replace(snap, processes=tuple(
+        replace(p, name=p.name + "\x7f" + HOSTILE) if i == 1 else p
+        for i, p in enumerate(snap.processes)))
+    real_write = os.write
+    calls: list[int] = []
+    failing = []
+
+    def counted(fd, data):
+        calls.append(len(data))
+        if failing and len(calls) == 2:
+            raise OSError(errno.EIO, "refused")
+        return real_write(fd, data[:5] if failing else data)
+
+    monkeypatch.setattr(os, "write", counted)
+    for name, snapshot in (("plain", snap), ("hostile", odd), ("failing", snap)):
+        failing[:] = [True] if name == "failing" else []
+        want = io.StringIO()
+        memgraph.write_memgraph(snapshot, SafeWriter(want))  # type: ignore[arg-type]
+        calls.clear()
+        path = tmp_path / f"{name}.json"
+        with open(path, "w", encoding="utf-8") as f:
+            out = SafeWriter(GuardedStream(f))
+            memgraph.write_memgraph(snapshot, out)  # type: ignore[arg-type]
+            direct = list(calls)
+        text = path.read_text(encoding="utf-8")
+        assert text == want.getvalue(), name
+        if name == "failing":
+            assert direct[1] == direct[0] - 5  # 5 bytes written, then the rest as text
+        else:
+            assert len(direct) == 1 and direct[0] > len(text) / 2  # the task records
+
+    # A text with what SafeWriter escapes (not from the JSON encoder) goes
+    # through it; the writes around it stay in order.
+    failing.clear()
+    pieces = ["ab\n", "c\x1b[2J\x7f\n", "d\n", "\u202e\u00e9\n", "e\n"]
+    want = io.StringIO()
+    for piece in pieces:
+        SafeWriter(want).write(piece)
+    path = tmp_path / "escaped.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        out = SafeWriter(GuardedStream(f))
+        write = memgraph._DirectWriter.wrap(out)  # type: ignore[arg-type]
+        for piece in pieces:
+            write(piece)
+    assert path.read_text(encoding="utf-8") == want.getvalue()
+    assert "\x1b" not in want.getvalue()
