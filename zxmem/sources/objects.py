@@ -134,6 +134,7 @@ from zxmem.model import (
     VmoRef,
     inode_koid,
 )
+from zxmem.record import replace as replace_record
 from zxmem.regions import find_regions, object_name, regions_of_columns, strip_deleted
 from zxmem.runtime import pause_gc, resume_gc
 from zxmem.sources import procfs, smaps
@@ -986,11 +987,15 @@ class _Collector:
             repeat(None, n), s_swap,
         )
 
-    def vmos(self) -> dict[int, Vmo]:
+    def vmos(self, out: dict[int, Vmo] | None = None) -> dict[int, Vmo]:
         """Every object as a Vmo: the per-VMA ones built in bulk, koid order
-        (sequence koids first), then the inode-backed and system-wide ones."""
+        (sequence koids first), then the inode-backed and system-wide ones;
+        added to ``out`` when given (one table of 50,000 objects built, not
+        two)."""
         self.build_sequence_vmos()
-        out = dict(zip(self.seq[0], self.seq_vmos, strict=True))
+        if out is None:
+            out = {}
+        out.update(zip(self.seq[0], self.seq_vmos, strict=True))
         for koid, o in self.objs.items():
             kind = "phys" if o.phys else o.kind
             out[koid] = Vmo(
@@ -1171,8 +1176,7 @@ def _finished(snapshot: Snapshot, collector: _Collector, got: _Gathered,
     )
     snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
     if vmos:
-        table = dict(snapshot.vmos)
-        table.update(collector.vmos())
+        table = collector.vmos(dict(snapshot.vmos))
         snapshot = replace(snapshot, vmos=MappingProxyType(table))
     return snapshot
 
@@ -1310,7 +1314,7 @@ def _with_objects(processes: tuple[Process, ...], got: _Gathered,
             changes["memory"] = got.counts[p.koid]
         if p.koid in got.read:
             changes.update(_read_changes(p.koid, got, refs, regions, vmos))
-        out.append(replace(p, **changes) if changes else p)
+        out.append(replace_record(p, **changes) if changes else p)
     return out
 
 
