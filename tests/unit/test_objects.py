@@ -535,3 +535,33 @@ def test_clone_allocs_in_bulk_are_clone_alloc_row_by_row():
         for columns in ((anon, pss, shared), tuple(tuple(x or 0 for x in c)
                                                    for c in (anon, pss, shared))):
             assert objects._clone_allocs(*columns) == list(map(objects._clone_alloc, *columns))
+
+
+def test_own_locks_read_early_are_the_ones_sizes_reads(tmp_path):
+    # add_objects reads this process's POSIX locks (and sets up cachestat)
+    # at its start, while the readers read; sizes() then leaves a file this
+    # process has locked unopened, as when it reads the locks itself.
+    import fcntl
+    import mmap
+
+    from zxmem.sources import smaps
+
+    path = tmp_path / "locked"
+    path.write_bytes(b"x" * 8192)
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 8192):
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        st = os.fstat(f.fileno())
+        koid = inode_koid(st.st_dev, st.st_ino)
+        got = objects._gathered(objects._Collector("/proc", 1), True, True)
+        assert got.cachestat is not None and (st.st_dev, st.st_ino) in (got.locks or ())
+        assert objects._gathered(objects._Collector("/proc", 1), True, False).locks is None
+        found = []
+        for early in (got.locks, None):
+            c = objects._Collector("/proc", 1)
+            table, why = c.table(os.getpid(), True, smaps.SMAPS_FIELDS)
+            c.ingest(os.getpid(), table, True, True)
+            c.sizes(got.cachestat, {koid}, early)
+            found.append((c.objs[koid].committed_bytes, c.objs[koid].size_bytes,
+                          sorted(n for n in c.notes if "POSIX locks" in n)))
+        assert found[0] == found[1] and found[0][0] is None and found[0][1] == 8192
+        assert found[0][2]

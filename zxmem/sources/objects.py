@@ -870,9 +870,12 @@ class _Collector:
         if obj.kind in ("memfd", "sysv", "shmem"):
             obj.committed_bytes = st.st_blocks * 512
 
-    def sizes(self, cachestat: _CacheStat, only: set[int] | None) -> None:
-        """Stat each inode object once (and cachestat the files)."""
-        locked = self._own_locks()
+    def sizes(self, cachestat: _CacheStat, only: set[int] | None,
+              locked: frozenset[tuple[int, int]] | None = None) -> None:
+        """Stat each inode object once (and cachestat the files, but those in
+        ``locked``: :meth:`own_locks`, read now when None)."""
+        if locked is None:
+            locked = self.own_locks()
         for obj in self.objs.values():
             if only is not None and obj.koid not in only:
                 continue
@@ -892,7 +895,7 @@ class _Collector:
                     continue
                 obj.committed_bytes = self._cached(path, cachestat)
 
-    def _own_locks(self) -> frozenset[tuple[int, int]]:
+    def own_locks(self) -> frozenset[tuple[int, int]]:
         """Files this process holds POSIX (fcntl) locks on: never opened here.
 
         A POSIX lock belongs to the process, and closing *any* descriptor of
@@ -1142,7 +1145,7 @@ def add_objects(
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
-    got = _Gathered(regions=regions, cachestat=_CacheStat() if vmos else None)
+    got = _gathered(collector, regions, vmos)
     items = _work_items(snapshot, None if pids is None else set(pids), detail, got)
     read_all: Any = _read_all
     if readers is not None and readers.fits(keys, vmos, collector.memory):
@@ -1224,9 +1227,22 @@ class _Gathered:
     regions: bool = True
     found_regions: dict[int, tuple[Region, ...]] = field(default_factory=dict)
     mapping_refs: dict[int, tuple[VmoRef, ...]] = field(default_factory=dict)
-    # For the objects' sizes: made (ctypes imported) by add_objects at its
-    # start, while the reader processes read, not once they have ended.
+    # For the objects' sizes, found by add_objects at its start, while the
+    # reader processes read, not once they have ended (see _gathered).
     cachestat: _CacheStat | None = None
+    locks: frozenset[tuple[int, int]] | None = None
+
+
+def _gathered(collector: _Collector, regions: bool, vmos: bool) -> _Gathered:
+    """An empty :class:`_Gathered`; with ``vmos``, what the objects' sizes
+    need is set up now, while the reader processes read: cachestat (ctypes
+    and platform imported, ~5 ms) and this process's POSIX locks (the first
+    read of ``/proc/locks`` in a process sleeps 10-20 ms: it takes the
+    kernel's file-lock semaphore for writing, which waits for an RCU grace
+    period), instead of with the other CPU idle once they have ended."""
+    if not vmos:
+        return _Gathered(regions=regions)
+    return _Gathered(regions=regions, cachestat=_CacheStat(), locks=collector.own_locks())
 
 
 def _work_items(snapshot: Snapshot, want: set[int] | None, detail: set[int] | None,
@@ -1294,7 +1310,7 @@ def _handle_refs(collector: _Collector, got: _Gathered,
             only.update(m.vmo_koid for m in got.read.get(pid) or ())
         only.update([collector.objs[k].parent_koid for k in list(only) if k in collector.objs])
     cachestat = got.cachestat or _CacheStat()
-    collector.sizes(cachestat, only)
+    collector.sizes(cachestat, only, got.locks)
     if cachestat.failure:
         collector.notes.add(cachestat.failure)
     return refs
