@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, ne
 
 from zxmem.model import DEFAULT_MMAP_MIN_ADDR, INODE_KOID_BASE, Mapping, Region
 from zxmem.runtime import CACHE_LIMIT
@@ -122,14 +122,14 @@ def address_space(
     return min(min_addr, mappings[0].start) if mappings else min_addr, end
 
 
-def _basename(m: Mapping) -> str:
-    if not m.path:
+def _basename(path: str, dev: int, inode: int) -> str:
+    if not path:
         return ""
-    if m.dev == SHM_DEV and m.inode:
-        return object_name(os.path.basename(strip_deleted(m.path)), m.dev, m.inode)
+    if dev == SHM_DEV and inode:
+        return object_name(os.path.basename(strip_deleted(path)), dev, inode)
     # Off the shm mount the name depends on the path alone: computed once
     # per path (the same libraries are in every process).
-    return _BASENAMES[m.path]
+    return _BASENAMES[path]
 
 
 class _Basenames(dict):
@@ -143,92 +143,85 @@ class _Basenames(dict):
 _BASENAMES = _Basenames()
 
 
-def _plain_anon(m: Mapping) -> bool:
-    return m.inode == 0 and not m.path
-
-
-def _stack_at(mappings: Sequence[Mapping], i: int) -> bool:
-    """A guard page at ``i`` directly below a read-write anonymous mapping."""
-    if i + 1 >= len(mappings):
-        return False
-    g, s = mappings[i], mappings[i + 1]
-    return (
-        _plain_anon(g) and _plain_anon(s) and g.end == s.start
-        and g.perms[:3] == "---" and s.perms[:2] == "rw"
-    )
-
-
-def _file_region(mappings: Sequence[Mapping], i: int) -> Region | None:
-    """The region of the file mapped at ``mappings[i]`` and on (an ELF image
-    with its bss, or a file's consecutive mappings), or None for one lone
-    mapping."""
-    n = len(mappings)
-    m = mappings[i]
-    j = i + 1
-    dev, inode = m.dev, m.inode
-    code = m.perms[2] == "x"
-    while j < n and inode:
-        b = mappings[j]
-        if b.inode != inode or b.dev != dev:
-            break
-        code = code or b.perms[2] == "x"
-        j += 1
-    # An ELF image starts at offset 0 and has code (r-x).
-    elf = m.offset == 0 and not is_shm_internal(m) and code
-    last = j
-    if elf and j < n:
-        b = mappings[j]
-        if (
-            b.start == mappings[j - 1].end
-            and b.inode == 0
-            and not b.path
-            and b.perms[:2] == "rw"
-            and b.end - b.start <= mappings[j - 1].end - m.start
-        ):
-            last = j + 1
-    if last - i < 2:
-        return None
-    kind = "elf" if elf else "group"
-    return Region(m.start, mappings[last - 1].end, _basename(m), kind, tuple(range(i, last)))
-
-
 def find_regions(mappings: Sequence[Mapping]) -> tuple[Region, ...]:
-    """Group ``mappings`` (address order) into regions; see the module doc.
+    """Group ``mappings`` (address order) into regions; see the module doc."""
+    if not mappings:
+        return ()
+    return regions_of_columns(
+        list(map(_START, mappings)), list(map(_END, mappings)), list(map(_PERMS, mappings)),
+        list(map(_OFFSET, mappings)), list(map(_DEV, mappings)), list(map(_INODE, mappings)),
+        list(map(_PATH, mappings)))
 
-    Only mappings that can start a region are visited: file and shmem
-    mappings, ``PROT_NONE`` ones and those right before them (found with
-    C-level ``map``/``compress``), so 30,000 anonymous mappings cost little.
+
+def regions_of_columns(starts: Sequence[int], ends: Sequence[int], perms: Sequence[str],
+                       offsets: Sequence[int], devs: Sequence[int], inodes: Sequence[int],
+                       paths: Sequence[str]) -> tuple[Region, ...]:
+    """:func:`find_regions` of the mappings whose fields are these parallel
+    columns (address order), as a source has them before it builds the
+    records: the same regions, without a record read field by field.
+
+    Only rows that can start a region are visited: the first row of each
+    run of one file (the runs found with C-level ``map``/``compress``),
+    ``PROT_NONE`` rows and those right before them, so thousands of
+    anonymous mappings, or of file mappings in long runs, cost little.
     """
-    out: list[Region] = []
-    n = len(mappings)
-    inodes = list(map(_INODE, mappings))
-    is_none = list(map(_PROT_NONE.__getitem__, map(_PERMS, mappings)))
-    nones = list(compress(range(n), is_none))
-    candidates = sorted(
-        set(compress(range(n), inodes)).union(nones, [i - 1 for i in nones if i])
-    )
-    free = 0  # mappings before this index are already in a region
+    n = len(starts)
+    if not n:
+        return ()
+    # Where the (dev, inode) identity changes: each file run is one of these
+    # to the next.
+    ident = list(zip(devs, inodes, strict=True))
+    changes = list(compress(range(n), map(ne, ident, [None, *ident[:-1]])))
+    run_end = dict(zip(changes, [*changes[1:], n], strict=True))
+    runs = compress(changes, map(inodes.__getitem__, changes))
+    nones = list(compress(range(n), map(_PROT_NONE.__getitem__, perms)))
+    candidates = sorted(set(runs).union(nones, [i - 1 for i in nones if i])) if nones \
+        else list(runs)
+    found: list[tuple[int, int, str, str, tuple[int, ...]]] = []
+    free = 0  # rows before this index are already in a region
     for i in candidates:
         if i < free:
             continue
-        m = mappings[i]
-        perms = m.perms
-        if m.inode:
-            region = _file_region(mappings, i)
-            if region is not None:
-                out.append(region)
-                free = region.mapping_indices[-1] + 1
+        if inodes[i]:
+            last = j = run_end[i]
+            elf = offsets[i] == 0 and devs[i] != SHM_DEV and any(
+                map(_CODE.__getitem__, perms[i:j]))
+            # An ELF image's bss: anonymous, read-write, right after the last
+            # file row, and no larger than the file rows' span.
+            if elf and j < n and inodes[j] == 0 and not paths[j] and starts[j] == ends[j - 1] \
+                    and perms[j][:2] == "rw" and ends[j] - starts[j] <= ends[j - 1] - starts[i]:
+                last = j + 1
+            if last - i >= 2:
+                found.append((starts[i], ends[last - 1], _basename(paths[i], devs[i], inodes[i]),
+                              "elf" if elf else "group", tuple(range(i, last))))
+                free = last
             continue
-        if not m.path and i + 1 < n:
-            b = mappings[i + 1]
-            if b.inode == 0 and not b.path and b.start == m.end:
-                if perms[:3] == "---" and b.perms[:2] == "rw":
-                    out.append(Region(m.start, b.end, "stack", "stack", (i, i + 1)))
-                    free = i + 2
-                elif perms[:2] == "rw" and b.perms[:3] == "---" and not _stack_at(mappings, i + 1):
-                    out.append(Region(m.start, b.end, "reservation", "group", (i, i + 1)))
-                    free = i + 2
-    return tuple(out)
+        if paths[i] or i + 1 >= n:
+            continue
+        j = i + 1
+        if inodes[j] == 0 and not paths[j] and starts[j] == ends[i]:
+            p, q = perms[i], perms[j]
+            if p[:3] == "---" and q[:2] == "rw":
+                found.append((starts[i], ends[j], "stack", "stack", (i, j)))
+                free = i + 2
+            elif p[:2] == "rw" and q[:3] == "---" and not (
+                    j + 1 < n and inodes[j + 1] == 0 and not paths[j + 1]
+                    and starts[j + 1] == ends[j] and perms[j + 1][:2] == "rw"):
+                # (not the guard page of a stack that starts at j)
+                found.append((starts[i], ends[j], "reservation", "group", (i, j)))
+                free = i + 2
+    return tuple([Region(*r) for r in found])
+
+
+class _Code(dict):
+    def __missing__(self, perms: str) -> bool:
+        if len(self) >= CACHE_LIMIT:
+            self.clear()
+        value = self[perms] = perms[2:3] == "x"
+        return value
+
+
+_CODE = _Code()
 
 
 class _Flags(dict):
@@ -240,6 +233,10 @@ class _Flags(dict):
 
 
 _PROT_NONE = _Flags()
-_INODE = attrgetter("inode")
+_START = attrgetter("start")
 _END = attrgetter("end")
 _PERMS = attrgetter("perms")
+_OFFSET = attrgetter("offset")
+_DEV = attrgetter("dev")
+_INODE = attrgetter("inode")
+_PATH = attrgetter("path")

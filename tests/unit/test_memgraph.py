@@ -530,3 +530,89 @@ def test_the_command_line_ends_without_freeing_the_snapshot(tmp_path):
     assert not runtime.ending_after_command
     runtime.keep_until_exit(object())
     assert not runtime.kept()
+
+
+def test_object_entries_formatted_directly_are_the_encoders():
+    # _vmo_text formats an object's entry itself (anonymous objects in one
+    # step); whatever the values, the text must be the entry encoded.
+    import random
+
+    from zxmem.model import Vmo
+
+    rng = random.Random(7)
+    names = ["mmap-anonymous", "[heap]", "data:libc.so.6", "", HOSTILE, "\u202e\x1b[31m\"\\",
+             "x" * 300]
+    counts = [None, 0, 1, 4096, 2**64 - 1, True, 1.5]
+    for _ in range(4000):
+        anonymous = rng.random() < 0.6
+        vmo = Vmo(
+            koid=rng.choice([1, 2**40, True]) if rng.random() < 0.05 else rng.randint(1, 2**40),
+            name=rng.choice(names), kind=rng.choice(["anon", "clone", "phys", "file", "memfd"]),
+            size_bytes=rng.choice(counts), committed_bytes=rng.choice(counts),
+            parent_koid=rng.choice([0, 5, None]), num_children=rng.choice([0, 2]),
+            num_mappings=rng.choice([1, 3]), share_count=rng.choice([1, 2, None]),
+            dev=None if anonymous else rng.choice([None, 2049]),
+            inode=None if anonymous else rng.choice([None, 12]),
+            path=None if anonymous else rng.choice([None, "/lib/a.so", HOSTILE]),
+            swap_bytes=rng.choice([None, None, 0, 8192, False, 2.0]),
+        )
+        assert memgraph._vmo_text(vmo.koid, vmo) == json.dumps(
+            memgraph._vmo_entry(vmo.koid, vmo)), vmo
+
+
+def test_text_written_straight_to_the_file_is_what_safewriter_writes(monkeypatch, tmp_path):
+    # Into a UTF-8 file this process writes its records' text to the file
+    # descriptor itself, encoded once (the JSON is printable ASCII, which
+    # zxmem's SafeWriter passes unchanged); a text SafeWriter would change
+    # still goes through it, and a failing write goes on through it.  The
+    # file holds what the stream alone would have written.
+    from zxmem.outfile import GuardedStream
+    from zxmem.textsafe import SafeWriter
+
+    snap = sample_snapshot()
+    odd = replace(snap, processes=tuple(
+        replace(p, name=p.name + "\x7f" + HOSTILE) if i == 1 else p
+        for i, p in enumerate(snap.processes)))
+    real_write = os.write
+    calls: list[int] = []
+    failing = []
+
+    def counted(fd, data):
+        calls.append(len(data))
+        if failing and len(calls) == 2:
+            raise OSError(errno.EIO, "refused")
+        return real_write(fd, data[:5] if failing else data)
+
+    monkeypatch.setattr(os, "write", counted)
+    for name, snapshot in (("plain", snap), ("hostile", odd), ("failing", snap)):
+        failing[:] = [True] if name == "failing" else []
+        want = io.StringIO()
+        memgraph.write_memgraph(snapshot, SafeWriter(want))  # type: ignore[arg-type]
+        calls.clear()
+        path = tmp_path / f"{name}.json"
+        with open(path, "w", encoding="utf-8") as f:
+            out = SafeWriter(GuardedStream(f))
+            memgraph.write_memgraph(snapshot, out)  # type: ignore[arg-type]
+            direct = list(calls)
+        text = path.read_text(encoding="utf-8")
+        assert text == want.getvalue(), name
+        if name == "failing":
+            assert direct[1] == direct[0] - 5  # 5 bytes written, then the rest as text
+        else:
+            assert len(direct) == 1 and direct[0] > len(text) / 2  # the task records
+
+    # A text with what SafeWriter escapes (not from the JSON encoder) goes
+    # through it; the writes around it stay in order.
+    failing.clear()
+    pieces = ["ab\n", "c\x1b[2J\x7f\n", "d\n", "\u202e\u00e9\n", "e\n"]
+    want = io.StringIO()
+    for piece in pieces:
+        SafeWriter(want).write(piece)
+    path = tmp_path / "escaped.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        out = SafeWriter(GuardedStream(f))
+        write = memgraph._DirectWriter.wrap(out)  # type: ignore[arg-type]
+        for piece in pieces:
+            write(piece)
+    assert path.read_text(encoding="utf-8") == want.getvalue()
+    assert "\x1b" not in want.getvalue()

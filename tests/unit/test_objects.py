@@ -454,3 +454,114 @@ def test_files_on_tmpfs_and_devtmpfs_are_shmem_hugetlbfs_files_are_not(tmp_path)
     snap = _snapshot(root)
     kinds = {m.path: snap.vmos[m.vmo_koid].kind for m in snap.process(10).mappings}
     assert kinds == {"/dev/shm/a": "shmem", "/dev/b": "shmem", "/mnt/huge/c": "file"}
+
+
+def test_references_by_mapping_are_the_records_and_shared_per_object():
+    # refs_by_mapping gives what mapping_refs gives, with one record per
+    # inode-backed object shared by every process that maps it; sequence
+    # koids (anonymous objects, clones, the vDSO's) get records of their own.
+    import random
+
+    from zxmem.model import INODE_KOID_BASE, Mapping
+
+    rng = random.Random(3)
+    files = [INODE_KOID_BASE + i for i in (0, 1, 7, 1 << 20)]
+    collector = objects._Collector("/proc", 1)
+    seen: dict[int, object] = {}
+    next_seq = 1
+    for n in [0, 1, 2, *range(3, 60)]:
+        koids = []
+        for _ in range(n):
+            if rng.random() < 0.5:
+                koids.append(rng.choice(files))
+            else:
+                koids.append(rng.choice((1, next_seq)))  # 1: a shared special's koid
+                next_seq += 1
+        maps = tuple(Mapping(i, i + 1, "r--p", 0, 0, 0, "", k) for i, k in enumerate(koids))
+        got = collector.refs_by_mapping(maps)
+        assert type(got) is tuple and list(got) == objects.mapping_refs(maps)
+        for k, ref in zip(koids, got, strict=True):
+            if k >= INODE_KOID_BASE:
+                assert seen.setdefault(k, ref) is ref
+    assert set(seen) == set(files)
+
+
+def test_a_mapped_files_fdinfo_is_read_with_the_descriptors(tmp_path):
+    # read_fds reads the fdinfo of a file the process maps itself while it
+    # reads the descriptors (in the reader processes); without the mappings
+    # it is left to handles(), after every process is read.  The references
+    # are the same either way.
+    import mmap
+
+    from zxmem.sources import smaps
+
+    mapped, plain = tmp_path / "mapped", tmp_path / "plain"
+    mapped.write_bytes(b"x" * 8192)
+    plain.write_bytes(b"y")
+    with open(mapped, "r+b") as f, open(plain, "rb") as g, mmap.mmap(f.fileno(), 8192):
+        pid = os.getpid()
+        refs = []
+        for with_table in (True, False):
+            c = objects._Collector("/proc", 1)
+            table, why = c.table(pid, True, smaps.SMAPS_FIELDS)
+            assert why is None
+            raw, why = c.read_fds(pid, table if with_table else None)
+            assert why is None
+            info = {fd: i for fd, _link, _kind, _st, i in raw}
+            st = os.fstat(g.fileno())
+            on_memory_fs = c._memory_file(pid, st, set())
+            if with_table:
+                assert info[f.fileno()] is not None
+            else:
+                assert (info[f.fileno()] is None) == (not on_memory_fs)
+            assert (info[g.fileno()] is None) == (not on_memory_fs)
+            maps = c.ingest(pid, table, True, True)
+            refs.append(c.handles(pid, raw, maps))
+        koid = inode_koid(os.fstat(f.fileno()).st_dev, os.fstat(f.fileno()).st_ino)
+        (mine,) = [r for r in refs[0] if r.fd == f.fileno()]
+        assert mine.vmo_koid == koid and mine.via == ("HANDLE",) and "WRITE" in mine.handle_rights
+        assert refs[0] == refs[1]
+
+
+def test_clone_allocs_in_bulk_are_clone_alloc_row_by_row():
+    import random
+
+    rng = random.Random(5)
+    values = [None, 0, 4096, 8192, 1 << 40]
+    for n in [0, 1, 2, *range(3, 40)] * 20:
+        anon = tuple(rng.choice(values[1:]) if rng.random() < 0.9 else None for _ in range(n))
+        pss = tuple(rng.choice(values[1:]) if rng.random() < 0.9 else None for _ in range(n))
+        shared = tuple(rng.choice(values[1:]) if rng.random() < 0.9 else None for _ in range(n))
+        for columns in ((anon, pss, shared), tuple(tuple(x or 0 for x in c)
+                                                   for c in (anon, pss, shared))):
+            assert objects._clone_allocs(*columns) == list(map(objects._clone_alloc, *columns))
+
+
+def test_own_locks_read_early_are_the_ones_sizes_reads(tmp_path):
+    # add_objects reads this process's POSIX locks (and sets up cachestat)
+    # at its start, while the readers read; sizes() then leaves a file this
+    # process has locked unopened, as when it reads the locks itself.
+    import fcntl
+    import mmap
+
+    from zxmem.sources import smaps
+
+    path = tmp_path / "locked"
+    path.write_bytes(b"x" * 8192)
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 8192):
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        st = os.fstat(f.fileno())
+        koid = inode_koid(st.st_dev, st.st_ino)
+        got = objects._gathered(objects._Collector("/proc", 1), True, True)
+        assert got.cachestat is not None and (st.st_dev, st.st_ino) in (got.locks or ())
+        assert objects._gathered(objects._Collector("/proc", 1), True, False).locks is None
+        found = []
+        for early in (got.locks, None):
+            c = objects._Collector("/proc", 1)
+            table, why = c.table(os.getpid(), True, smaps.SMAPS_FIELDS)
+            c.ingest(os.getpid(), table, True, True)
+            c.sizes(got.cachestat, {koid}, early)
+            found.append((c.objs[koid].committed_bytes, c.objs[koid].size_bytes,
+                          sorted(n for n in c.notes if "POSIX locks" in n)))
+        assert found[0] == found[1] and found[0][0] is None and found[0][1] == 8192
+        assert found[0][2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from zxmem.model import Mapping, inode_koid
+from zxmem.model import Mapping, Region, inode_koid
 from zxmem.regions import (
     ANON_NAME,
     TASK_SIZE_47,
@@ -114,3 +114,117 @@ def test_address_space():
     assert address_space(maps, 0x1000) == (0x1000, TASK_SIZE_47)
     high = [m((1 << 50) // K, (1 << 50) // K + 1, "rw-p")]
     assert address_space(high, 0x10000) == (0x10000, TASK_SIZE_56)
+
+
+# -- the columnar grouping against a plain one ---------------------------------
+#
+# regions_of_columns (and find_regions, which hands it a record's columns)
+# finds file runs from where the (dev, inode) identity changes.  The function
+# below is the grouping as the module's docstring states it, mapping by
+# mapping, with nothing skipped: both must agree on any address space.
+
+
+def _plain_regions(maps):
+    out = []
+    n = len(maps)
+    i = 0
+
+    def plain_anon(x):
+        return x.inode == 0 and not x.path
+
+    while i < n:
+        a = maps[i]
+        if a.inode:
+            j = i + 1
+            while j < n and (maps[j].dev, maps[j].inode) == (a.dev, a.inode):
+                j += 1
+            elf = (a.offset == 0 and not (a.dev == SHM and a.inode)
+                   and any(x.perms[2] == "x" for x in maps[i:j]))
+            last = j
+            if elf and j < n:
+                b = maps[j]
+                if (plain_anon(b) and b.start == maps[j - 1].end and b.perms[:2] == "rw"
+                        and b.end - b.start <= maps[j - 1].end - a.start):
+                    last = j + 1
+            if last - i >= 2:
+                name = os.path.basename(a.path.removesuffix(" (deleted)"))
+                if a.dev == SHM:
+                    name = object_name(name, SHM, a.inode)
+                out.append(Region(a.start, maps[last - 1].end, name,
+                                  "elf" if elf else "group", tuple(range(i, last))))
+                i = last
+                continue
+        elif plain_anon(a) and i + 1 < n and plain_anon(maps[i + 1]) \
+                and maps[i + 1].start == a.end:
+            b = maps[i + 1]
+            if a.perms[:3] == "---" and b.perms[:2] == "rw":
+                out.append(Region(a.start, b.end, "stack", "stack", (i, i + 1)))
+                i += 2
+                continue
+            c = maps[i + 2] if i + 2 < n else None
+            guard = (c is not None and plain_anon(c) and c.start == b.end
+                     and c.perms[:2] == "rw")
+            if a.perms[:2] == "rw" and b.perms[:3] == "---" and not guard:
+                out.append(Region(a.start, b.end, "reservation", "group", (i, i + 1)))
+                i += 2
+                continue
+        i += 1
+    return tuple(out)
+
+
+_PERMS = ("r--p", "r-xp", "rw-p", "---p", "rw-s", "r--s", "rwxp", "--xp")
+_PATHS = ("/lib/a.so", "/lib/b.so (deleted)", "/memfd:x\n\"y\u202e (deleted)", "/SYSV00000001",
+          "/dev/zero (deleted)", "", "[heap]", "[stack]", "[anon:\x1b[31m]")
+
+
+def _random_space(rng, n):
+    """``n`` mappings in address order: runs of one file or shmem object
+    (sometimes from offset 0), anonymous ones, guards; gaps or none."""
+    maps = []
+    at = 0x10
+    while len(maps) < n:
+        at += rng.choice((0, 0, 0, 1, 5))
+        if rng.random() < 0.5:  # a file or shmem object in 1-5 pieces
+            path = rng.choice(_PATHS[:5])
+            dev = SHM if path.startswith(("/memfd", "/SYSV", "/dev/zero")) else FE
+            inode = rng.choice((3, 4, 7, 2**40))
+            off = rng.choice((0, 0, 2))
+            for _ in range(rng.randint(1, 5)):
+                size = rng.randint(1, 4)
+                maps.append(m(at, at + size, rng.choice(_PERMS), path, inode, dev=dev,
+                              offset=off * K))
+                at, off = at + size, off + size
+        else:
+            size = rng.randint(1, 40)
+            path = rng.choice(("", "", "", "[heap]", "[anon:\x1b[31m]"))
+            maps.append(m(at, at + size, rng.choice(_PERMS), path))
+            at += size
+    return maps[:n]
+
+
+def test_columns_group_as_the_plain_walk_does():
+    import random
+
+    from zxmem.regions import regions_of_columns
+
+    rng = random.Random(11)
+    spaces = [[], [m(0x10, 0x11, "rw-p")], [m(0x10, 0x11, "r-xp", LIBC, 7)], libc(0x200)]
+    spaces += [_random_space(rng, rng.randint(1, 60)) for _ in range(3000)]
+    found = 0
+    for maps in spaces:
+        want = _plain_regions(maps)
+        found += len(want)
+        assert find_regions(maps) == want
+        columns = [[getattr(x, f) for x in maps]
+                   for f in ("start", "end", "perms", "offset", "dev", "inode", "path")]
+        assert regions_of_columns(*columns) == want
+    assert found > 3000  # the random spaces do form regions of every kind
+    kinds = {r.kind for maps in spaces for r in _plain_regions(maps)}
+    assert kinds == {"elf", "group", "stack"}
+
+
+def test_short_permissions_do_not_break_the_grouping():
+    # A malformed recorded maps line may give any perms text.
+    maps = [m(0x10, 0x11, "r", LIBC, 7), m(0x11, 0x12, "", LIBC, 7), m(0x12, 0x13, "rw")]
+    (r,) = find_regions(maps)
+    assert (r.kind, r.mapping_indices) == ("group", (0, 1))

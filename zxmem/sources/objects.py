@@ -118,7 +118,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from itertools import accumulate, compress, repeat
-from operator import add, attrgetter, itemgetter, not_, sub
+from operator import add, attrgetter, getitem, itemgetter, not_, sub, truth
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -134,7 +134,8 @@ from zxmem.model import (
     VmoRef,
     inode_koid,
 )
-from zxmem.regions import find_regions, object_name, strip_deleted
+from zxmem.record import replace as replace_record
+from zxmem.regions import find_regions, object_name, regions_of_columns, strip_deleted
 from zxmem.runtime import pause_gc, resume_gc
 from zxmem.sources import procfs, smaps
 from zxmem.sources.objects_parse import (
@@ -294,6 +295,37 @@ def _clone_alloc(anon: int | None, pss: int | None, shared: int | None) -> int |
     return min(anon, pss)
 
 
+class _SharedRefs(dict):
+    """koid → ``VmoRef(koid, ("MAPPING",))``, made on first use."""
+
+    def __missing__(self, koid: int) -> VmoRef:
+        value = self[koid] = VmoRef(koid, _VIA_MAPPING)
+        return value
+
+
+def _clone_allocs(anon: Sequence[int | None], pss: Sequence[int | None],
+                  shared: Sequence[int | None]) -> list[int | None]:
+    """``list(map(_clone_alloc, anon, pss, shared))``, in C when every count
+    is known: ``Anonymous``, or the smaller of it and ``Pss`` where some
+    pages are shared."""
+    if None in anon or None in pss or None in shared:
+        return list(map(_clone_alloc, anon, pss, shared))
+    a: Sequence[Any] = anon  # no None in them now
+    p: Sequence[Any] = pss
+    return list(map(getitem, zip(a, map(min, a, p), strict=True), map(truth, shared)))
+
+
+_CLONE_KIND = {False: "clone", True: "phys"}
+
+
+class _FileKoids(dict):
+    """(dev, inode) → :func:`inode_koid`, computed once per pair."""
+
+    def __missing__(self, key: tuple[int, int]) -> int:
+        value = self[key] = inode_koid(*key)
+        return value
+
+
 class _Rows(NamedTuple):
     """What :meth:`_Collector._koid_rows` finds of one process's VMAs."""
 
@@ -344,6 +376,11 @@ class _Collector:
         self.seq: tuple[list, ...] = ([], [], [], [], [], [], [])
         self.seq_vmos: list[Vmo] = []  # the records of the first ones built so far
         self.memory = False  # also sum each smaps into the process's MemoryCounts
+        self.file_koids = _FileKoids()
+        # References through a mapping to an object several mappings can
+        # share, one each (see :meth:`refs_by_mapping`).
+        self.refs = _SharedRefs()
+        self.sequence: list[bool] = []  # the last ingest's rows with a sequence koid
 
     # -- reading (reader threads) -----------------------------------------
 
@@ -373,7 +410,7 @@ class _Collector:
             if not defer:
                 self.finish_one(pid, r, detail, keys)
         if handles and (r.table is not None or r.raw is not None or r.why == "ENOENT"):
-            r.fds, r.fd_why = self.read_fds(pid)
+            r.fds, r.fd_why = self.read_fds(pid, r.table)
         return r
 
     def finish_one(self, pid: int, r: _Read, detail: bool, keys: tuple[str, ...]) -> None:
@@ -503,10 +540,17 @@ class _Collector:
         # memory_from_fields wants the parsed status; VmSwap is all it reads.
         return memory_from_fields(fields, None if swap is None else {b"VmSwap": swap[1]})
 
-    def read_fds(self, pid: int) -> tuple[list | None, str | None]:
+    def read_fds(self, pid: int, table: smaps.VmaTable | None = None,
+                 ) -> tuple[list | None, str | None]:
         """Descriptors of ``pid`` that may name memory objects (fd order):
         ``(fd, link, kind, stat or None, fdinfo or None)``.  Identity and
-        relevance are decided later, when every mapping is known."""
+        relevance are decided later, when every mapping is known.
+
+        A file's fdinfo (its open flags) is read here when the file is
+        likely a memory object: mapped by the process itself (``table``,
+        its mappings), or on a memory file system.  The others' are read
+        later if they turn out to be one, by the process that builds the
+        records, after the reader processes have ended."""
         base = f"{self.proc}/{pid}/"
         try:
             names = os.listdir(base + "fd")
@@ -515,6 +559,7 @@ class _Collector:
                 return [], None
             return None, _errname(exc)
         out = []
+        mapped: set[tuple[int, int]] | None = None
         for fd in sorted(int(n) for n in names if n.isdigit()):
             link_path = f"{base}fd/{fd}"
             try:
@@ -534,10 +579,25 @@ class _Collector:
                 except OSError:
                     st = None
             # fdinfo is needed for the identity when there is no stat, and
-            # for dma-buf sizes; a plain file's is read only if it matters.
-            info = self._fdinfo(base, fd) if st is None or kind != "path" else None
+            # for dma-bufs' sizes and objects' rights.
+            info = None
+            if st is None or kind != "path":
+                info = self._fdinfo(base, fd)
+            else:
+                if mapped is None:
+                    mapped = set() if table is None else set(
+                        zip(table.devs, table.inodes, strict=True))
+                if self._memory_file(pid, st, mapped):
+                    info = self._fdinfo(base, fd)
             out.append((fd, link, kind, st, info))
         return out, None
+
+    def _memory_file(self, pid: int, st: os.stat_result, mapped: set[tuple[int, int]]) -> bool:
+        """Whether an open file is likely a memory object (see :meth:`read_fds`)."""
+        dev = st.st_dev
+        if dev == SHM_DEV or (dev, st.st_ino) in mapped:
+            return True
+        return os.major(dev) == 0 and self._memory_devs(pid).get(dev) in _MEMORY_FS
 
     # -- mappings (the calling thread, in scan order) -----------------------
 
@@ -549,6 +609,7 @@ class _Collector:
         and per clone, one per system-wide special mapping the first time."""
         anon = t.fields.get("Anonymous") if detail else None
         rows = self._koid_rows(t, anon)
+        self.sequence = rows.sequence
         values = _byte_columns(t, detail)
         maps = build_mappings(t.starts, t.ends, t.perms, t.offsets, t.devs, t.inodes, t.paths,
                               rows.koids, *values)
@@ -641,22 +702,27 @@ class _Collector:
 
     def _account_clones(self, pid: int, rows: list[int], maps: tuple[Mapping, ...],
                         koids: list, values: tuple[list, ...]) -> None:
-        """One clone object per row; its parent (the file) counts it."""
+        """One clone object per row; its parent (the file) counts it.  Every
+        step a C-level ``map`` over the rows; only a parent seen for the
+        first time is looked at by itself."""
         _rss, pss, _private, shared, _dirty, anon, swap, _swap_pss, flags = values
         objs = self.objs
         s_koid, s_name, s_kind, s_size, s_alloc, s_parent, s_swap = self.seq
         pick = itemgetter(*rows) if len(rows) > 1 else (lambda c: (c[rows[0]],))
         picked = pick(maps)
-        parents = list(map(inode_koid, map(_DEV, picked), map(_INODE, picked)))
-        for m, parent_koid in zip(picked, parents, strict=True):
+        parents = list(map(self.file_koids.__getitem__,
+                           zip(map(_DEV, picked), map(_INODE, picked), strict=True)))
+        for parent_koid, m in zip(parents, picked, strict=True):
             if parent_koid not in objs:
                 objs[parent_koid] = self._inode_obj(parent_koid, pid, m)
         phys = list(map(_PHYS.__getitem__, pick(flags)))
         s_name += map(_CLONE_NAMES.__getitem__, map(_PATH, picked))
-        s_kind += ["phys" if x else "clone" for x in phys]
+        s_kind += map(_CLONE_KIND.__getitem__, phys)
         s_size += map(sub, map(_END, picked), map(_START, picked))
-        allocs = map(_clone_alloc, pick(anon), pick(pss), pick(shared))
-        s_alloc += [None if x else a for a, x in zip(allocs, phys, strict=True)]
+        allocs = _clone_allocs(pick(anon), pick(pss), pick(shared))
+        if True in phys:  # device memory commits no RAM: alloc unknown
+            allocs = [None if x else a for a, x in zip(allocs, phys, strict=True)]
+        s_alloc += allocs
         s_swap += pick(swap)
         for parent_koid, n in Counter(parents).items():
             objs[parent_koid].num_children += n
@@ -804,9 +870,12 @@ class _Collector:
         if obj.kind in ("memfd", "sysv", "shmem"):
             obj.committed_bytes = st.st_blocks * 512
 
-    def sizes(self, cachestat: _CacheStat, only: set[int] | None) -> None:
-        """Stat each inode object once (and cachestat the files)."""
-        locked = self._own_locks()
+    def sizes(self, cachestat: _CacheStat, only: set[int] | None,
+              locked: frozenset[tuple[int, int]] | None = None) -> None:
+        """Stat each inode object once (and cachestat the files, but those in
+        ``locked``: :meth:`own_locks`, read now when None)."""
+        if locked is None:
+            locked = self.own_locks()
         for obj in self.objs.values():
             if only is not None and obj.koid not in only:
                 continue
@@ -826,7 +895,7 @@ class _Collector:
                     continue
                 obj.committed_bytes = self._cached(path, cachestat)
 
-    def _own_locks(self) -> frozenset[tuple[int, int]]:
+    def own_locks(self) -> frozenset[tuple[int, int]]:
         """Files this process holds POSIX (fcntl) locks on: never opened here.
 
         A POSIX lock belongs to the process, and closing *any* descriptor of
@@ -888,6 +957,23 @@ class _Collector:
         finally:
             os.close(fd)
 
+    def refs_by_mapping(self, maps: tuple[Mapping, ...],
+                        sequence: list[bool] | None = None) -> tuple[VmoRef, ...]:
+        """``tuple(mapping_refs(maps))``, with one (immutable) record per
+        object that several mappings can share (a file, the vDSO), made
+        once and kept: a shared library's file is mapped in nearly every
+        process, several times.  The records of the others (anonymous
+        objects and clones, one mapping each: ``sequence`` True, as
+        :meth:`ingest` found them) are made in bulk.  Fewer objects to make,
+        and fewer pages for the memgraph writer's fork to copy."""
+        koids = list(map(_KOID, maps))
+        if sequence is None:
+            sequence = list(map(INODE_KOID_BASE.__gt__, koids))
+        own = iter(mapping_refs_of(list(compress(koids, sequence))))
+        shared = map(self.refs.__getitem__, compress(koids, map(not_, sequence)))
+        # Row order: the next of one or the other, as ``sequence`` says.
+        return tuple(map(next, map((shared, own).__getitem__, sequence)))
+
     def build_sequence_vmos(self) -> None:
         """Vmo records of the per-VMA objects counted since the last call,
         built in bulk (called after each process, while the reader processes
@@ -904,11 +990,15 @@ class _Collector:
             repeat(None, n), s_swap,
         )
 
-    def vmos(self) -> dict[int, Vmo]:
+    def vmos(self, out: dict[int, Vmo] | None = None) -> dict[int, Vmo]:
         """Every object as a Vmo: the per-VMA ones built in bulk, koid order
-        (sequence koids first), then the inode-backed and system-wide ones."""
+        (sequence koids first), then the inode-backed and system-wide ones;
+        added to ``out`` when given (one table of 50,000 objects built, not
+        two)."""
         self.build_sequence_vmos()
-        out = dict(zip(self.seq[0], self.seq_vmos, strict=True))
+        if out is None:
+            out = {}
+        out.update(zip(self.seq[0], self.seq_vmos, strict=True))
         for koid, o in self.objs.items():
             kind = "phys" if o.phys else o.kind
             out[koid] = Vmo(
@@ -970,10 +1060,14 @@ def build_mappings(*columns: list) -> tuple[Mapping, ...]:
 
 def mapping_refs(maps: tuple[Mapping, ...]) -> list[VmoRef]:
     """``VmoRef(koid, ("MAPPING",))`` for each mapping, built in bulk."""
-    n = len(maps)
+    return mapping_refs_of(list(map(_KOID, maps)))
+
+
+def mapping_refs_of(koids: list[int]) -> list[VmoRef]:
+    """``VmoRef(koid, ("MAPPING",))`` for each of ``koids``, built in bulk."""
+    n = len(koids)
     return _build_records(
-        VmoRef, _REF_SLOTS, list(map(_KOID, maps)), repeat(_VIA_MAPPING, n),
-        repeat((), n), repeat(None, n),
+        VmoRef, _REF_SLOTS, koids, repeat(_VIA_MAPPING, n), repeat((), n), repeat(None, n),
     )
 
 
@@ -1051,7 +1145,7 @@ def add_objects(
     existing = [k for k in snapshot.vmos if k < INODE_KOID_BASE]
     collector = _Collector(proc_root, max(existing, default=0) + 1)
     collector.memory = memory and set(keys) >= _MEMORY_KEYS
-    got = _Gathered(regions=regions)
+    got = _gathered(collector, regions, vmos)
     items = _work_items(snapshot, None if pids is None else set(pids), detail, got)
     read_all: Any = _read_all
     if readers is not None and readers.fits(keys, vmos, collector.memory):
@@ -1085,8 +1179,7 @@ def _finished(snapshot: Snapshot, collector: _Collector, got: _Gathered,
     )
     snapshot = replace(snapshot, processes=tuple(processes), provenance=prov)
     if vmos:
-        table = dict(snapshot.vmos)
-        table.update(collector.vmos())
+        table = collector.vmos(dict(snapshot.vmos))
         snapshot = replace(snapshot, vmos=MappingProxyType(table))
     return snapshot
 
@@ -1134,6 +1227,22 @@ class _Gathered:
     regions: bool = True
     found_regions: dict[int, tuple[Region, ...]] = field(default_factory=dict)
     mapping_refs: dict[int, tuple[VmoRef, ...]] = field(default_factory=dict)
+    # For the objects' sizes, found by add_objects at its start, while the
+    # reader processes read, not once they have ended (see _gathered).
+    cachestat: _CacheStat | None = None
+    locks: frozenset[tuple[int, int]] | None = None
+
+
+def _gathered(collector: _Collector, regions: bool, vmos: bool) -> _Gathered:
+    """An empty :class:`_Gathered`; with ``vmos``, what the objects' sizes
+    need is set up now, while the reader processes read: cachestat (ctypes
+    and platform imported, ~5 ms) and this process's POSIX locks (the first
+    read of ``/proc/locks`` in a process sleeps 10-20 ms: it takes the
+    kernel's file-lock semaphore for writing, which waits for an RCU grace
+    period), instead of with the other CPU idle once they have ended."""
+    if not vmos:
+        return _Gathered(regions=regions)
+    return _Gathered(regions=regions, cachestat=_CacheStat(), locks=collector.own_locks())
 
 
 def _work_items(snapshot: Snapshot, want: set[int] | None, detail: set[int] | None,
@@ -1175,11 +1284,13 @@ def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _
     if r.table is None:
         got.read[pid] = None
         return
-    maps = got.read[pid] = collector.ingest(pid, r.table, is_detail, vmos)
-    if got.regions:
-        got.found_regions[pid] = find_regions(maps)
+    t = r.table
+    maps = got.read[pid] = collector.ingest(pid, t, is_detail, vmos)
+    if got.regions:  # from the columns the records were built from: the same regions
+        got.found_regions[pid] = regions_of_columns(t.starts, t.ends, t.perms, t.offsets,
+                                                    t.devs, t.inodes, t.paths)
     if vmos:
-        got.mapping_refs[pid] = tuple(mapping_refs(maps))
+        got.mapping_refs[pid] = collector.refs_by_mapping(maps, collector.sequence)
         collector.build_sequence_vmos()
 
 
@@ -1198,8 +1309,8 @@ def _handle_refs(collector: _Collector, got: _Gathered,
             only.update(r.vmo_koid for r in refs.get(pid, ()))
             only.update(m.vmo_koid for m in got.read.get(pid) or ())
         only.update([collector.objs[k].parent_koid for k in list(only) if k in collector.objs])
-    cachestat = _CacheStat()
-    collector.sizes(cachestat, only)
+    cachestat = got.cachestat or _CacheStat()
+    collector.sizes(cachestat, only, got.locks)
     if cachestat.failure:
         collector.notes.add(cachestat.failure)
     return refs
@@ -1208,31 +1319,37 @@ def _handle_refs(collector: _Collector, got: _Gathered,
 def _with_objects(processes: tuple[Process, ...], got: _Gathered,
                   refs: dict[int, list[VmoRef]], regions: bool, vmos: bool) -> list[Process]:
     """``processes`` with what was read: memory, mappings, regions and
-    references; those that exited meanwhile left out."""
+    references; those that exited meanwhile left out.  Each changed
+    process is copied once, with all its changes."""
     out = []
     for p in processes:
         if p.koid in got.gone:
             continue
+        changes: dict[str, Any] = {}
         if p.koid in got.counts:
-            p = replace(p, memory=got.counts[p.koid])
-        if p.koid not in got.read:
-            out.append(p)
-            continue
-        maps = got.read[p.koid]
-        if maps is None:
-            changes: dict[str, Any] = {"mappings": None, "regions": None}
-            if vmos:
-                changes["vmo_refs"] = tuple(refs.get(p.koid, ())) or None
-            out.append(replace(p, **changes))
-            continue
-        changes = {"mappings": maps}
-        if regions:
-            found = got.found_regions.get(p.koid)
-            changes["regions"] = find_regions(maps) if found is None else found
-        if vmos:
-            by_map = got.mapping_refs.get(p.koid)
-            if by_map is None:
-                by_map = tuple(mapping_refs(maps))
-            changes["vmo_refs"] = tuple(refs.get(p.koid, ())) + by_map
-        out.append(replace(p, **changes))
+            changes["memory"] = got.counts[p.koid]
+        if p.koid in got.read:
+            changes.update(_read_changes(p.koid, got, refs, regions, vmos))
+        out.append(replace_record(p, **changes) if changes else p)
     return out
+
+
+def _read_changes(pid: int, got: _Gathered, refs: dict[int, list[VmoRef]], regions: bool,
+                  vmos: bool) -> dict[str, Any]:
+    """The fields of process ``pid`` that :func:`add_objects` read."""
+    maps = got.read[pid]
+    if maps is None:
+        changes: dict[str, Any] = {"mappings": None, "regions": None}
+        if vmos:
+            changes["vmo_refs"] = tuple(refs.get(pid, ())) or None
+        return changes
+    changes = {"mappings": maps}
+    if regions:
+        found = got.found_regions.get(pid)
+        changes["regions"] = find_regions(maps) if found is None else found
+    if vmos:
+        by_map = got.mapping_refs.get(pid)
+        if by_map is None:
+            by_map = tuple(mapping_refs(maps))
+        changes["vmo_refs"] = tuple(refs.get(pid, ())) + by_map
+    return changes
