@@ -246,8 +246,8 @@ def whole(monkeypatch) -> None:
 
     real = common.from_snapshot
     monkeypatch.setattr(common, "from_snapshot",
-                        lambda args, env, objects_of=None, mappings=False:
-                        real(args, env, mappings=mappings))
+                        lambda args, env, objects_of=None, mappings=False, **kw:
+                        real(args, env, mappings=mappings, **kw))
 
 
 def test_vmos_of_a_sample_reads_what_reading_it_whole_reads(store, cli, monkeypatch):

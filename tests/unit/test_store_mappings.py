@@ -499,3 +499,37 @@ def test_the_report_draws_an_objects_moment_with_its_mappings(tmp_path, saved, m
     conn.close()
     assert drawn == [stored_form(snap, OBJECTS, mappings=True)]
     assert real(drawn[0]) == real(snap)
+
+
+# ---------------------------------------------------------------------------
+# Views of kernel counters and process totals read no memory objects
+
+
+@pytest.mark.parametrize("view", [["kstats"], ["kstats", "--explain"], ["kstats", "-t"],
+                                  ["memgraph"], ["memgraph", "-t"]])
+def test_a_view_without_objects_reads_a_sample_without_them(tmp_path, saved, cli,
+                                                            monkeypatch, view):
+    import zxmem.sources.load as load
+
+    # The recorded tree has no meminfo: the kernel's counters of another.
+    kernel = zxmem.collect(zxmem.Plan(kernel=True),
+                           proc_root=str(REPO / "tests/fixtures/kernel/linux-6.18")).kernel
+    assert kernel is not None
+    path, conn, _ = store_of(tmp_path, [(replace(zxmem.load(saved), kernel=kernel), OBJECTS)])
+    conn.close()
+    real = load.load_snapshot
+    asked: list[bool] = []
+
+    def spy(source, *args, objects=True, **kw):
+        asked.append(objects)
+        return real(source, *args, objects=objects, **kw)
+
+    monkeypatch.setattr(load, "load_snapshot", spy)
+    lean = cli([*view, "--from", f"{path}@1"])
+    assert asked == [False] and lean.status == 0, lean.stderr
+    # The whole sample, objects and all, gives the same text.
+    monkeypatch.setattr(load, "load_snapshot",
+                        lambda source, *args, objects=True, **kw: real(source, *args, **kw))
+    whole = cli([*view, "--from", f"{path}@1"])
+    assert (whole.status, whole.stdout, whole.stderr) == (0, lean.stdout, lean.stderr)
+    assert lean.stdout.count("\n") >= 2  # a header and its values at least

@@ -215,17 +215,20 @@ def from_name(args: argparse.Namespace) -> str:
 
 
 def from_snapshot(args: argparse.Namespace, env, objects_of: Collection[int] | None = None,
-                  mappings: bool | Collection[int] = False) -> Snapshot:
+                  mappings: bool | Collection[int] = False, *,
+                  objects: bool = True) -> Snapshot:
     """The snapshot of ``--from FILE`` ('-' reads stdin); one-line errors.
     ``objects_of`` (PIDs): a view of those processes' memory objects only
     (a store's sample is read with only theirs).  ``mappings``: what of a
-    store sample's mappings to read (True: all; PIDs: theirs)."""
+    store sample's mappings to read (True: all; PIDs: theirs).  ``objects``
+    False: the view needs no memory objects (a store's sample is read
+    without them; other files are read whole)."""
     from zxmem.sources.load import load_snapshot
 
     path = args.from_file
     if path == "-":
         return load_snapshot(env.stdin)
-    return load_snapshot(path, objects_of=objects_of, mappings=mappings)
+    return load_snapshot(path, objects=objects, objects_of=objects_of, mappings=mappings)
 
 
 def lacks(args: argparse.Namespace, what: str) -> ZxmemError:

@@ -257,7 +257,9 @@ def _run_saved(args: argparse.Namespace, env) -> int:
     if args.count is not None and args.count != 1:
         given.append("-n")
     common.live_only(*given)
-    snapshot = common.from_snapshot(args, env)
+    # The kernel's counters only: a store's sample is read without its
+    # memory objects (most of the time of reading an objects sample).
+    snapshot = common.from_snapshot(args, env, objects=False)
     stats = snapshot.kernel
     if stats is None:
         raise common.lacks(args, "the snapshot has no kernel memory statistics (no "

@@ -107,8 +107,11 @@ def _run(args: argparse.Namespace, env) -> int:
     plan = Plan(threads=args.threads, status=True, job_state=True, kernel=True,
                 objects=args.vmos, hidden=args.hidden, handles=args.handles,
                 memory_from_objects=True, reader_process=True, cgroup_memory=True)
+    # Without -v no memory object is written: a store's sample is read
+    # without them.
     snapshot = common.snapshot_from_args(
-        args, env, plan, warn=lambda line: env.stderr.write(f"zxmem: memgraph: {line}\n"))
+        args, env, plan, warn=lambda line: env.stderr.write(f"zxmem: memgraph: {line}\n"),
+        objects=args.vmos)
     if args.from_file is None and args.exact:
         from zxmem.commands._exact import exact_graph
 
