@@ -149,10 +149,12 @@ def charged_vmos(snapshot: Snapshot) -> dict[int, list[int]]:
 
 
 def _process_summary(p: Process, ks: list[int], vmos: Mapping[int, Vmo], share: dict[int, int],
-                     groups_of: dict[int, str], unknown: set[int]) -> ProcessSummary:
+                     groups_of: dict[str, str], unknown: set[int]) -> ProcessSummary:
     """One process's row over its charged VMOs ``ks`` (``share``: how many
-    processes are charged each).  ``groups_of`` caches each VMO's group;
-    VMOs of unknown size are added to ``unknown``."""
+    processes are charged each).  ``groups_of`` caches each VMO name's
+    group (tens of thousands of VMOs share a few hundred names, and the
+    rules are regular expressions tried in turn); VMOs of unknown size are
+    added to ``unknown``."""
     priv = scaled = total = 0
     groups: dict[str, list[int]] = {}
     unknown_here: dict[str, int] = {}
@@ -162,9 +164,9 @@ def _process_summary(p: Process, ks: list[int], vmos: Mapping[int, Vmo], share: 
         committed = vmo.committed_bytes
         if committed is None and vmo.kind == "phys":
             continue  # device memory uses no RAM: neither summed nor unknown
-        g = groups_of.get(k)
+        g = groups_of.get(vmo.name)
         if g is None:
-            g = groups_of[k] = group_name(vmo.name)
+            g = groups_of[vmo.name] = group_name(vmo.name)
         if committed is None:
             # Left out of every sum, and said so: never a silent 0.
             unknown.add(k)
@@ -216,7 +218,7 @@ def summarize(
             share[k] = share.get(k, 0) + 1
 
     unknown: set[int] = set()
-    groups_of: dict[int, str] = {}
+    groups_of: dict[str, str] = {}  # per call: as many as there are names
     out: list[ProcessSummary] = []
     for p in snapshot.processes:
         ks = charged.get(p.koid) or []
