@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sqlite3
 import struct
 import zlib
@@ -246,6 +247,61 @@ def test_a_schema_4_store_is_migrated_and_every_sample_reads_back(tmp_path, cli)
                         "(SELECT count(*) FROM vmo_base)").fetchone() == before
     assert read_sample(conn, n) == stored_form(tiers[-1][0], OBJECTS)
     conn.close()
+
+
+def _cannot_migrate(monkeypatch) -> None:
+    """A reader without write access to the store (root's store read by a
+    user; tests run as root, so the refusal is simulated where it happens)."""
+    import zxmem.store.schema as schema
+
+    def refuse(conn, version, path):
+        raise schema.StoreError(f"{path}: cannot create or migrate the store: "
+                                "attempt to write a readonly database")
+
+    monkeypatch.setattr(schema, "_upgrade", refuse)
+
+
+def test_a_schema_4_store_a_reader_cannot_migrate_is_read_as_it_is(tmp_path, cli,
+                                                                   monkeypatch):
+    path = str(tmp_path / "h.db")
+    conn = open_store(path, create=True)
+    tiers = _snapshots()
+    for i, (s, tier) in enumerate(tiers):
+        Writer(conn).write(s, tier, T0 + i)
+    conn.close()
+    _as_schema_4(path)
+    migrated = str(tmp_path / "m.db")
+    shutil.copy(path, migrated)
+    want = cli(["digest", "--from", f"{migrated}@3"])  # migrates that copy
+    assert want.status == 0 and want.stdout, want.stderr
+    _cannot_migrate(monkeypatch)
+    c = open_store(path, create=False, readonly=True)
+    try:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 4
+        for n, (s, tier) in enumerate(tiers, 1):
+            assert read_sample(c, n) == stored_form(s, tier)
+    finally:
+        c.close()
+    r = cli(["digest", "--from", f"{path}@3"])
+    assert (r.status, r.stdout, r.stderr) == (0, want.stdout, want.stderr)
+    assert sqlite3.connect(migrated).execute("PRAGMA user_version").fetchone()[0] == VERSION
+
+
+def test_an_older_store_a_reader_cannot_migrate_is_one_line(tmp_path, cli, monkeypatch):
+    path = str(tmp_path / "h.db")
+    conn = open_store(path, create=True)
+    Writer(conn).write(made_up(), TOTALS, T0)
+    conn.close()
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("PRAGMA user_version=3")  # its tables lack what schema 4 added
+    c.close()
+    _cannot_migrate(monkeypatch)
+    r = cli(["ps", "--from", path])
+    assert r.status == 1 and r.stdout == ""
+    assert r.stderr == (f"zxmem: {path}: written by an older zxmem (store schema 3); it must "
+                        f"be migrated to schema {VERSION} first, which needs write access to "
+                        f"it and its directory: run `zxmem history --store {path}` once as "
+                        "its owner\n")
 
 
 def test_a_damaged_schema_4_blob_is_left_and_read_as_an_error(tmp_path, cli):

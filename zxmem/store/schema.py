@@ -62,6 +62,9 @@ from zxmem.errors import ZxmemError
 # 5: ``vmo_refs`` and ``vmo_base`` blobs are packed integers, not JSON
 # (:mod:`zxmem.store.blobs`; reading them was most of a whole replay).
 VERSION = 5
+# The oldest schema a reader reads without migrating it: 4 -> 5 only
+# respells blobs, and the reader reads schema 4's spelling too.
+READABLE_FROM = 4
 
 APPLICATION_ID = 0x7A786D68  # "zxmh"
 
@@ -305,13 +308,28 @@ def open_store(path: str, *, create: bool, readonly: bool = False) -> sqlite3.Co
         raise StoreError(f"{path}: an SQLite file that is not a zxmem history store")
     if version < VERSION:
         if readonly:
-            conn.close()
-            # A reader migrates too (it needs the newer layout): reopen writable.
-            conn = open_store(path, create=True)
-            conn.close()
-            return open_store(path, create=False, readonly=True)
+            return _migrated_for_reading(conn, path, version)
         _upgrade(conn, version, path)
     return conn
+
+
+def _migrated_for_reading(conn: sqlite3.Connection, path: str,
+                          version: int) -> sqlite3.Connection:
+    """A reader's connection to an older store: migrated first where the
+    reader may write it; else, for a schema the reader reads as it is
+    (:data:`READABLE_FROM`), ``conn`` itself; else one line saying what to do."""
+    try:
+        open_store(path, create=True).close()
+    except StoreError:
+        if version >= READABLE_FROM:
+            return conn  # e.g. root's store read by a user: read as it is
+        conn.close()
+        raise StoreError(
+            f"{path}: written by an older zxmem (store schema {version}); it must be "
+            f"migrated to schema {VERSION} first, which needs write access to it and its "
+            f"directory: run `zxmem history --store {path}` once as its owner") from None
+    conn.close()
+    return open_store(path, create=False, readonly=True)
 
 
 def _open_readonly(path: str) -> tuple[sqlite3.Connection, int, int]:
