@@ -380,7 +380,6 @@ class _Collector:
         # References through a mapping to an object several mappings can
         # share, one each (see :meth:`refs_by_mapping`).
         self.refs = _SharedRefs()
-        self.sequence: list[bool] = []  # the last ingest's rows with a sequence koid
 
     # -- reading (reader threads) -----------------------------------------
 
@@ -609,7 +608,6 @@ class _Collector:
         and per clone, one per system-wide special mapping the first time."""
         anon = t.fields.get("Anonymous") if detail else None
         rows = self._koid_rows(t, anon)
-        self.sequence = rows.sequence
         values = _byte_columns(t, detail)
         maps = build_mappings(t.starts, t.ends, t.perms, t.offsets, t.devs, t.inodes, t.paths,
                               rows.koids, *values)
@@ -957,18 +955,15 @@ class _Collector:
         finally:
             os.close(fd)
 
-    def refs_by_mapping(self, maps: tuple[Mapping, ...],
-                        sequence: list[bool] | None = None) -> tuple[VmoRef, ...]:
+    def refs_by_mapping(self, maps: tuple[Mapping, ...]) -> tuple[VmoRef, ...]:
         """``tuple(mapping_refs(maps))``, with one (immutable) record per
-        object that several mappings can share (a file, the vDSO), made
-        once and kept: a shared library's file is mapped in nearly every
-        process, several times.  The records of the others (anonymous
-        objects and clones, one mapping each: ``sequence`` True, as
-        :meth:`ingest` found them) are made in bulk.  Fewer objects to make,
-        and fewer pages for the memgraph writer's fork to copy."""
+        inode-backed object, made once and kept: a shared library's file is
+        mapped in nearly every process, several times.  The records of
+        sequence koids (anonymous objects and clones, one mapping each) are
+        made in bulk.  Fewer objects to make, and fewer pages for the
+        memgraph writer's fork to copy."""
         koids = list(map(_KOID, maps))
-        if sequence is None:
-            sequence = list(map(INODE_KOID_BASE.__gt__, koids))
+        sequence = list(map(INODE_KOID_BASE.__gt__, koids))
         own = iter(mapping_refs_of(list(compress(koids, sequence))))
         shared = map(self.refs.__getitem__, compress(koids, map(not_, sequence)))
         # Row order: the next of one or the other, as ``sequence`` says.
@@ -1290,7 +1285,7 @@ def _take(collector: _Collector, got: _Gathered, pid: int, is_detail: bool, r: _
         got.found_regions[pid] = regions_of_columns(t.starts, t.ends, t.perms, t.offsets,
                                                     t.devs, t.inodes, t.paths)
     if vmos:
-        got.mapping_refs[pid] = collector.refs_by_mapping(maps, collector.sequence)
+        got.mapping_refs[pid] = collector.refs_by_mapping(maps)
         collector.build_sequence_vmos()
 
 
